@@ -1,0 +1,410 @@
+#include "chunk/chunk_server.h"
+
+#include <cinttypes>
+#include <cstdio>
+#include <random>
+
+namespace gfs {
+namespace {
+
+constexpr size_t kMaxTimeline = 256;
+
+uint64_t RandomId() {
+  std::random_device rd;
+  uint64_t v = 0;
+  while (v == 0) v = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  return v;
+}
+
+}  // namespace
+
+Status LoadOrCreateIdentity(Env* env, const std::string& dir, uint64_t* id) {
+  std::string path = dir + "/IDENTITY";
+  std::string text;
+  if (env->FileExists(path)) {
+    GFS_RETURN_IF_ERROR(env->ReadFile(path, &text));
+    if (std::sscanf(text.c_str(), "%" SCNx64, id) != 1 || *id == 0) {
+      return Status::Corruption(path + ": not a valid identity");
+    }
+    return Status::OK();
+  }
+  *id = RandomId();
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%016" PRIx64 "\n", *id);
+  return env->WriteFileAtomic(path, buf);
+}
+
+Status ClaimChunkserverDir(Env* env, const std::string& data_dir, int preferred,
+                           std::string* dir, uint64_t* server_id,
+                           std::unique_ptr<FileLock>* lock) {
+  for (int n = preferred; n < preferred + 4096; ++n) {
+    std::string d = data_dir + "/chunkserver-" + std::to_string(n);
+    GFS_RETURN_IF_ERROR(env->CreateDirs(d));
+    Status s = env->LockFile(d + "/LOCK", lock);
+    if (s.code() == Code::kBusy) continue;
+    GFS_RETURN_IF_ERROR(s);
+    GFS_RETURN_IF_ERROR(LoadOrCreateIdentity(env, d, server_id));
+    *dir = d;
+    return Status::OK();
+  }
+  return Status::Unavailable(data_dir + ": no free chunkserver directory");
+}
+
+ChunkServer::ChunkServer(Transport* t, Env* env, const JobConfig& cfg, int master_rank,
+                         std::string dir, uint64_t server_id, std::string host)
+    : t_(t),
+      env_(env),
+      cfg_(cfg),
+      master_(master_rank),
+      dir_(std::move(dir)),
+      server_id_(server_id),
+      host_(std::move(host)),
+      store_(env, dir_) {}
+
+Status ChunkServer::Start() {
+  GFS_RETURN_IF_ERROR(store_.Open());
+  SendRegister();
+  return Status::OK();
+}
+
+uint64_t ChunkServer::Capacity() {
+  if (cfg_.capacity > 0) return cfg_.capacity;
+  auto free = env_->FreeSpace(dir_);
+  return (free.ok() ? *free : 0) + store_.UsedBytes();
+}
+
+void ChunkServer::SendRegister() {
+  RegisterReq r;
+  r.server_id = server_id_;
+  auto slash = dir_.rfind('/');
+  r.dir_name = slash == std::string::npos ? dir_ : dir_.substr(slash + 1);
+  r.host = host_;
+  r.capacity = Capacity();
+  r.used = store_.UsedBytes();
+  for (const ChunkMeta& c : store_.List()) r.chunks.push_back({c.handle, c.version, c.length});
+  register_id_ = ++next_id_;
+  register_sent_us_ = MonoMicros();
+  SendRequest(t_, master_, r, register_id_, cfg_.request_timeout_ms);
+}
+
+void ChunkServer::Reply(const Message& m, const Status& s) {
+  if (s.ok()) {
+    SendReply(t_, m, Empty{});
+  } else {
+    SendErrorReply(t_, m, s);
+  }
+}
+
+void ChunkServer::Handle(Message& m) {
+  if (m.is_reply()) {
+    switch (m.type()) {
+      case MsgType::kApply: OnApplyReply(m); return;
+      case MsgType::kRegister: OnRegisterReply(m); return;
+      case MsgType::kHeartbeat: OnHeartbeatReply(m); return;
+      default: return;  // late or unknown reply
+    }
+  }
+  switch (m.type()) {
+    case MsgType::kPushData: OnPushData(m); return;
+    case MsgType::kWrite: OnWrite(m); return;
+    case MsgType::kApply: OnApply(m); return;
+    case MsgType::kRead: OnRead(m); return;
+    case MsgType::kSync: OnSync(m); return;
+    case MsgType::kPrepareChunk: OnPrepare(m); return;
+    case MsgType::kShutdown: OnShutdown(m); return;
+    case MsgType::kGetStats: OnStats(m); return;
+    default:
+      SendErrorReply(t_, m, Status::Protocol(std::string("chunkserver does not serve ") +
+                                             MsgTypeName(m.h.type)));
+  }
+}
+
+void ChunkServer::OnPushData(Message& m) {
+  PushDataMsg p;
+  if (!m.Decode(&p).ok() || p.bytes.size > cfg_.slice_size * 4ull + 65536) return;
+  stats_.counters["push_slices_recv"]++;
+  stats_.push_bytes_from[m.source] += p.bytes.size;
+  const uint64_t now = MonoMicros();
+  PushKey key{p.origin, p.data_id};
+  auto [it, fresh] = pushes_.try_emplace(key);
+  PushEntry& e = it->second;
+  if (fresh) {
+    e.total = p.total;
+    e.expires_us = now + 2ull * cfg_.request_timeout_ms * 1000;
+    if (push_held_ + p.total > cfg_.push_buffer_limit) {
+      e.rejected = true;
+      PushAckMsg ack{p.data_id, static_cast<uint16_t>(Code::kBusy), t_->rank()};
+      SendRequest(t_, p.origin, ack, 0, 0);
+    } else {
+      push_held_ += p.total;
+      e.held = p.total;
+    }
+    if (stats_.push_timeline.size() < kMaxTimeline) {
+      stats_.push_timeline.push_back({p.origin, p.data_id, now, now, 0});
+    }
+  }
+  for (auto& tl : stats_.push_timeline) {
+    if (tl.origin == p.origin && tl.data_id == p.data_id) {
+      tl.last_us = now;
+      tl.bytes += p.bytes.size;
+    }
+  }
+  if (e.rejected) return;
+  if (p.offset != e.received || e.received + p.bytes.size > e.total) {
+    // Out of order or oversized: the push is broken; the client will time
+    // out and push again under a new id.
+    e.rejected = true;
+    return;
+  }
+  e.slices.emplace_back(m.buf, p.bytes);
+  e.received += p.bytes.size;
+  // Forward the identical buffer to the next rank of the chain right away.
+  int me = t_->rank();
+  size_t pos = 0;
+  while (pos < p.chain.size() && p.chain[pos] != me) ++pos;
+  if (pos + 1 < p.chain.size()) {
+    t_->Send(p.chain[pos + 1], m.buf);
+    stats_.counters["push_bytes_forwarded"] += p.bytes.size;
+  } else if (e.received == e.total) {
+    PushAckMsg ack{p.data_id, 0, me};
+    SendRequest(t_, p.origin, ack, 0, 0);
+  }
+}
+
+Status ChunkServer::ApplyLocal(uint8_t kind, uint64_t handle, uint64_t offset, uint64_t length,
+                               const PushEntry* push) {
+  if (kind == static_cast<uint8_t>(MutationKind::kTruncate)) {
+    return store_.Truncate(handle, offset);
+  }
+  if (kind != static_cast<uint8_t>(MutationKind::kWrite)) {
+    return Status::Protocol("unknown mutation kind " + std::to_string(kind));
+  }
+  if (push == nullptr || push->rejected || push->received != push->total ||
+      push->total != length) {
+    return Status(Code::kDataMissing, "pushed data not (fully) received");
+  }
+  std::vector<ConstSlice> slices;
+  slices.reserve(push->slices.size());
+  for (const auto& s : push->slices) slices.push_back({s.second.data, s.second.size});
+  Status s = store_.Write(handle, offset, slices);
+  if (s.ok()) stats_.counters["bytes_written"] += length;
+  return s;
+}
+
+void ChunkServer::OnWrite(Message& m) {
+  WriteReq w;
+  Status s = m.Decode(&w);
+  if (!s.ok()) return Reply(m, s);
+  auto meta = store_.Meta(w.handle);
+  if (!meta.ok()) return Reply(m, meta.status());
+  if (meta->version != w.version) {
+    return Reply(m, Status(Code::kStaleVersion, "chunk version " + std::to_string(meta->version) +
+                                                    ", request for " + std::to_string(w.version)));
+  }
+  auto lease = leases_.find(w.handle);
+  if (lease == leases_.end() || lease->second <= MonoMicros()) {
+    return Reply(m, Status(Code::kNotPrimary, "no lease on this chunk"));
+  }
+  if (w.offset + w.length > (1ull << 40)) return Reply(m, Status::InvalidArgument("offset"));
+  PushKey key{m.source, w.data_id};
+  auto push = pushes_.find(key);
+  const PushEntry* pe = push == pushes_.end() ? nullptr : &push->second;
+  s = ApplyLocal(w.kind, w.handle, w.offset, w.length, pe);
+  if (push != pushes_.end() && w.kind == static_cast<uint8_t>(MutationKind::kWrite)) {
+    push_held_ -= push->second.held;
+    pushes_.erase(push);
+  }
+  if (!s.ok()) return Reply(m, s);
+  stats_.counters["mutations_primary"]++;
+  lease_used_.insert(w.handle);
+  uint64_t serial = ++next_serial_[w.handle];
+  if (w.secondaries.empty()) return Reply(m, Status::OK());
+  uint64_t key_id = ++next_write_key_;
+  PendingWrite& pw = pending_writes_[key_id];
+  pw.client_req = m;
+  pw.waiting = static_cast<int>(w.secondaries.size());
+  pw.deadline_us = MonoMicros() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000;
+  ApplyReq a;
+  a.serial = serial;
+  a.handle = w.handle;
+  a.version = w.version;
+  a.kind = w.kind;
+  a.offset = w.offset;
+  a.length = w.length;
+  a.origin = m.source;
+  a.data_id = w.data_id;
+  for (int32_t sec : w.secondaries) {
+    uint64_t id = ++next_id_;
+    apply_to_write_[id] = key_id;
+    SendRequest(t_, sec, a, id, cfg_.request_timeout_ms);
+  }
+}
+
+void ChunkServer::OnApply(Message& m) {
+  ApplyReq a;
+  Status s = m.Decode(&a);
+  if (!s.ok()) return Reply(m, s);
+  auto meta = store_.Meta(a.handle);
+  if (!meta.ok()) return Reply(m, meta.status());
+  if (meta->version != a.version) {
+    return Reply(m, Status(Code::kStaleVersion, "replica at version " +
+                                                    std::to_string(meta->version)));
+  }
+  PushKey key{a.origin, a.data_id};
+  auto push = pushes_.find(key);
+  const PushEntry* pe = push == pushes_.end() ? nullptr : &push->second;
+  s = ApplyLocal(a.kind, a.handle, a.offset, a.length, pe);
+  if (push != pushes_.end() && a.kind == static_cast<uint8_t>(MutationKind::kWrite)) {
+    push_held_ -= push->second.held;
+    pushes_.erase(push);
+  }
+  if (s.ok()) stats_.counters["mutations_secondary"]++;
+  Reply(m, s);
+}
+
+void ChunkServer::OnApplyReply(Message& m) {
+  auto it = apply_to_write_.find(m.h.id);
+  if (it == apply_to_write_.end()) return;
+  uint64_t key = it->second;
+  apply_to_write_.erase(it);
+  auto pw = pending_writes_.find(key);
+  if (pw == pending_writes_.end()) return;
+  Status s = m.status();
+  if (!s.ok() && pw->second.status.ok()) {
+    pw->second.status =
+        Status(s.code(), "secondary rank " + std::to_string(m.source) + ": " + s.message());
+  }
+  if (--pw->second.waiting == 0) {
+    Reply(pw->second.client_req, pw->second.status);
+    pending_writes_.erase(pw);
+  }
+}
+
+void ChunkServer::OnRead(Message& m) {
+  ReadReq r;
+  Status s = m.Decode(&r);
+  if (!s.ok()) return Reply(m, s);
+  auto meta = store_.Meta(r.handle);
+  if (!meta.ok()) return Reply(m, meta.status());
+  if (meta->version < r.version) {
+    return Reply(m, Status(Code::kStaleVersion, "replica at version " +
+                                                    std::to_string(meta->version)));
+  }
+  std::vector<uint8_t> data;
+  s = store_.Read(r.handle, r.offset, r.length, &data);
+  if (!s.ok()) {
+    stats_.counters["read_errors"]++;
+    return Reply(m, s);
+  }
+  stats_.counters["bytes_read"] += data.size();
+  ReadReply rep;
+  rep.chunk_length = meta->length;
+  rep.bytes = BlobView{data.data(), static_cast<uint32_t>(data.size())};
+  SendReply(t_, m, rep);
+}
+
+void ChunkServer::OnSync(Message& m) {
+  SyncReq r;
+  Status s = m.Decode(&r);
+  if (s.ok()) s = store_.Sync(r.handle);
+  Reply(m, s);
+}
+
+void ChunkServer::OnPrepare(Message& m) {
+  PrepareChunkReq p;
+  Status s = m.Decode(&p);
+  if (!s.ok()) return Reply(m, s);
+  if (p.create && !store_.Has(p.handle)) {
+    s = store_.Create(p.handle, p.version);
+  } else {
+    auto meta = store_.Meta(p.handle);
+    if (!meta.ok()) return Reply(m, meta.status());
+    if (meta->version < p.version) s = store_.SetVersion(p.handle, p.version);
+  }
+  if (!s.ok()) return Reply(m, s);
+  if (p.primary) {
+    // Expire our view of the lease a tenth early: the master counts from
+    // before it sent the grant, we count from after we received it.
+    uint64_t lease_us = static_cast<uint64_t>(p.lease_ms) * 1000;
+    leases_[p.handle] = MonoMicros() + lease_us - lease_us / 10;
+    next_serial_[p.handle] = 0;
+  } else {
+    leases_.erase(p.handle);
+  }
+  Reply(m, Status::OK());
+}
+
+void ChunkServer::DeleteChunks(const std::vector<uint64_t>& handles) {
+  for (uint64_t h : handles) {
+    if (store_.Has(h) && store_.Delete(h).ok()) stats_.counters["chunks_deleted"]++;
+    leases_.erase(h);
+  }
+}
+
+void ChunkServer::OnRegisterReply(Message& m) {
+  if (m.h.id != register_id_) return;
+  RegisterReply r;
+  if (!m.status().ok() || !m.Decode(&r).ok()) return;
+  registered_ = true;
+  DeleteChunks(r.delete_handles);
+}
+
+void ChunkServer::OnHeartbeatReply(Message& m) {
+  HeartbeatReply r;
+  if (!m.status().ok() || !m.Decode(&r).ok()) return;
+  uint64_t lease_us = static_cast<uint64_t>(r.lease_ms) * 1000;
+  for (uint64_t h : r.extended) {
+    auto it = leases_.find(h);
+    if (it != leases_.end()) it->second = MonoMicros() + lease_us - lease_us / 10;
+  }
+  DeleteChunks(r.delete_handles);
+}
+
+void ChunkServer::OnShutdown(Message& m) {
+  Status s = store_.SyncAll();
+  Reply(m, s);
+  done_ = true;
+}
+
+void ChunkServer::OnStats(Message& m) {
+  StatsReply r;
+  for (const auto& [k, v] : stats_.counters) {
+    r.names.push_back(k);
+    r.values.push_back(v);
+  }
+  SendReply(t_, m, r);
+}
+
+void ChunkServer::Tick(uint64_t now) {
+  if (!registered_ && now - register_sent_us_ > static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000) {
+    SendRegister();
+  }
+  if (registered_ && now >= next_heartbeat_us_) {
+    next_heartbeat_us_ = now + static_cast<uint64_t>(cfg_.heartbeat_ms) * 1000;
+    HeartbeatReq hb;
+    hb.used = store_.UsedBytes();
+    hb.capacity = Capacity();
+    hb.num_chunks = static_cast<uint32_t>(store_.NumChunks());
+    hb.extend_leases.assign(lease_used_.begin(), lease_used_.end());
+    lease_used_.clear();
+    SendRequest(t_, master_, hb, ++next_id_, cfg_.heartbeat_ms * 2);
+  }
+  for (auto it = pending_writes_.begin(); it != pending_writes_.end();) {
+    if (now >= it->second.deadline_us) {
+      Reply(it->second.client_req, Status::Timeout("a secondary did not answer in time"));
+      it = pending_writes_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto it = pushes_.begin(); it != pushes_.end();) {
+    if (now >= it->second.expires_us) {
+      push_held_ -= it->second.held;
+      it = pushes_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+}  // namespace gfs

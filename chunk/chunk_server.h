@@ -1,0 +1,110 @@
+// ChunkServer: the chunkserver role's logic, driven by RunServer() over any
+// Transport (MPI in a job, in-process in unit tests). Stores chunks through
+// ChunkStore; holds pushed data in a bounded buffer until the primary's order
+// arrives; applies mutations in the primary's serial order.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "chunk/chunk_store.h"
+#include "mpi/config.h"
+#include "mpi/rpc.h"
+#include "mpi/stats.h"
+
+namespace gfs {
+
+class ChunkServer : public Server {
+ public:
+  // dir: this chunkserver's own directory, already chosen and locked by the
+  // caller (see ClaimChunkserverDir). Neither pointer is owned.
+  ChunkServer(Transport* t, Env* env, const JobConfig& cfg, int master_rank, std::string dir,
+              uint64_t server_id, std::string host);
+
+  // Opens the store and registers with the master.
+  Status Start();
+  void Handle(Message& m) override;
+  void Tick(uint64_t now_us) override;
+  bool done() const override { return done_; }
+
+  const RoleStats& stats() const { return stats_; }
+  ChunkStore* store() { return &store_; }
+
+ private:
+  struct PushEntry {
+    uint64_t total = 0;
+    uint64_t received = 0;
+    bool rejected = false;
+    uint64_t held = 0;  // bytes charged against push_buffer_limit
+    uint64_t expires_us = 0;
+    std::vector<std::pair<Buffer, BlobView>> slices;  // in arrival (= offset) order
+  };
+  using PushKey = std::pair<int, uint64_t>;  // (origin rank, data id)
+
+  struct PendingWrite {
+    Message client_req;
+    int waiting = 0;
+    Status status;
+    uint64_t deadline_us = 0;
+  };
+
+  void OnPushData(Message& m);
+  void OnWrite(Message& m);
+  void OnApply(Message& m);
+  void OnApplyReply(Message& m);
+  void OnRead(Message& m);
+  void OnSync(Message& m);
+  void OnPrepare(Message& m);
+  void OnRegisterReply(Message& m);
+  void OnHeartbeatReply(Message& m);
+  void OnShutdown(Message& m);
+  void OnStats(Message& m);
+  void SendRegister();
+  // Applies a mutation to the local replica. `push` is null for truncation.
+  Status ApplyLocal(uint8_t kind, uint64_t handle, uint64_t offset, uint64_t length,
+                    const PushEntry* push);
+  void DeleteChunks(const std::vector<uint64_t>& handles);
+  uint64_t Capacity();
+  void Reply(const Message& m, const Status& s);
+
+  Transport* t_;
+  Env* env_;
+  JobConfig cfg_;
+  int master_;
+  std::string dir_;
+  uint64_t server_id_;
+  std::string host_;
+  ChunkStore store_;
+
+  bool done_ = false;
+  bool registered_ = false;
+  uint64_t register_sent_us_ = 0;
+  uint64_t register_id_ = 0;
+  uint64_t next_heartbeat_us_ = 0;
+  uint64_t next_id_ = 0;
+
+  std::map<PushKey, PushEntry> pushes_;
+  uint64_t push_held_ = 0;
+  std::map<uint64_t, uint64_t> leases_;  // handle -> expiry (us), where we are primary
+  std::set<uint64_t> lease_used_;         // handles mutated since last heartbeat
+  std::map<uint64_t, uint64_t> next_serial_;
+  std::map<uint64_t, PendingWrite> pending_writes_;  // by our write key
+  std::map<uint64_t, uint64_t> apply_to_write_;      // apply request id -> write key
+  uint64_t next_write_key_ = 0;
+  RoleStats stats_;
+};
+
+// Picks this chunkserver's directory under data_dir: chunkserver-<n> for the
+// first n >= preferred that it can lock, creating it (and its IDENTITY) when
+// new. *lock keeps it ours for the life of the job.
+Status ClaimChunkserverDir(Env* env, const std::string& data_dir, int preferred,
+                           std::string* dir, uint64_t* server_id, std::unique_ptr<FileLock>* lock);
+
+// Reads or creates DIR/IDENTITY (a random 64-bit id in hex).
+Status LoadOrCreateIdentity(Env* env, const std::string& dir, uint64_t* id);
+
+}  // namespace gfs

@@ -1,0 +1,752 @@
+// ChunkStore implementation. File formats: doc/disk-format-chunk.md.
+#include "chunk/chunk_store.h"
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <utility>
+
+#include "common/coding.h"
+#include "common/crc32c.h"
+
+namespace gfs {
+namespace {
+
+constexpr uint32_t kBS = ChunkStore::kBlockSize;
+
+// <handle>.meta: magic, format version, handle, version, crc32c of the first 24 bytes.
+constexpr uint32_t kMetaMagic = 0x4D534647;  // "GFSM" on disk
+constexpr uint32_t kMetaFormat = 1;
+constexpr size_t kMetaSize = 28;
+
+// <handle>.crc header: magic, format version, block size, crc32c of the first 12 bytes.
+constexpr uint32_t kCrcMagic = 0x43534647;  // "GFSC" on disk
+constexpr uint32_t kCrcFormat = 1;
+constexpr size_t kCrcHeaderSize = 16;
+
+// Coalesce a gather list into one buffer (one pwrite) unless its slices
+// average at least this much (then one pwrite per slice, no copy).
+constexpr size_t kDirectSliceBytes = 256 * 1024;
+
+uint64_t NumBlocks(uint64_t length) { return (length + kBS - 1) / kBS; }
+
+std::string Hex(uint32_t v) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "0x%08" PRIx32, v);
+  return buf;
+}
+
+uint32_t ExtendZeros(uint32_t crc, uint64_t n) {
+  static const uint8_t kZeros[kBS] = {};
+  while (n > 0) {
+    const size_t k = n < kBS ? static_cast<size_t>(n) : kBS;
+    crc = crc32c::Extend(crc, kZeros, k);
+    n -= k;
+  }
+  return crc;
+}
+
+// Parses "<16 lowercase hex digits>.<ext>"; false if `name` is not of that form.
+bool ParseName(const std::string& name, uint64_t* handle, std::string* ext) {
+  if (name.size() < 18 || name[16] != '.') return false;
+  uint64_t h = 0;
+  for (int i = 0; i < 16; ++i) {
+    const char c = name[i];
+    int d;
+    if (c >= '0' && c <= '9') {
+      d = c - '0';
+    } else if (c >= 'a' && c <= 'f') {
+      d = c - 'a' + 10;
+    } else {
+      return false;
+    }
+    h = (h << 4) | static_cast<uint64_t>(d);
+  }
+  *handle = h;
+  *ext = name.substr(17);
+  return true;
+}
+
+bool EndsWith(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// Walks a gather list front to back.
+class Gather {
+ public:
+  explicit Gather(const std::vector<ConstSlice>& s) : s_(s) {}
+  uint32_t Crc(uint32_t crc, uint64_t n) {
+    Walk(n, [&](const uint8_t* p, size_t k) { crc = crc32c::Extend(crc, p, k); });
+    return crc;
+  }
+  void Copy(uint8_t* dst, uint64_t n) {
+    Walk(n, [&](const uint8_t* p, size_t k) {
+      std::memcpy(dst, p, k);
+      dst += k;
+    });
+  }
+
+ private:
+  template <typename F>
+  void Walk(uint64_t n, F f) {
+    while (n > 0 && i_ < s_.size()) {
+      const size_t avail = s_[i_].size - pos_;
+      const size_t k = avail < n ? avail : static_cast<size_t>(n);
+      if (k > 0) f(s_[i_].data + pos_, k);
+      pos_ += k;
+      n -= k;
+      if (pos_ == s_[i_].size) {
+        ++i_;
+        pos_ = 0;
+      }
+    }
+  }
+  const std::vector<ConstSlice>& s_;
+  size_t i_ = 0;
+  size_t pos_ = 0;
+};
+
+}  // namespace
+
+ChunkStore::ChunkStore(Env* env, std::string dir, size_t max_open_chunks)
+    : env_(env), dir_(std::move(dir)), max_open_(max_open_chunks == 0 ? 1 : max_open_chunks) {}
+
+ChunkStore::~ChunkStore() = default;
+
+std::string ChunkStore::HandleName(uint64_t handle) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016" PRIx64, handle);
+  return buf;
+}
+std::string ChunkStore::MetaPath(uint64_t h) const {
+  return ChunksDir() + "/" + HandleName(h) + ".meta";
+}
+std::string ChunkStore::DataPath(uint64_t h) const {
+  return ChunksDir() + "/" + HandleName(h) + ".data";
+}
+std::string ChunkStore::CrcPath(uint64_t h) const {
+  return ChunksDir() + "/" + HandleName(h) + ".crc";
+}
+
+// ---------------------------------------------------------------- Open / meta
+
+namespace {
+
+// Decodes a meta file. Every failure is a Corruption naming `path`.
+Status DecodeMeta(const std::string& path, const std::string& s, uint64_t* handle,
+                  uint64_t* version) {
+  Reader r(s);
+  uint32_t magic = 0, format = 0, crc = 0;
+  if (!r.U32(&magic) || !r.U32(&format)) {
+    return Status::Corruption(path + ": chunk meta file truncated (" + std::to_string(s.size()) +
+                              " bytes)");
+  }
+  if (magic != kMetaMagic) return Status::Corruption(path + ": bad chunk meta magic " + Hex(magic));
+  if (format != kMetaFormat) {
+    return Status::Corruption(path + ": unknown chunk meta format version " +
+                              std::to_string(format) + " (this build reads version " +
+                              std::to_string(kMetaFormat) + ")");
+  }
+  if (s.size() != kMetaSize || !r.U64(handle) || !r.U64(version) || !r.U32(&crc)) {
+    return Status::Corruption(path + ": chunk meta file has " + std::to_string(s.size()) +
+                              " bytes, expected " + std::to_string(kMetaSize));
+  }
+  const uint32_t actual = crc32c::Value(s.data(), kMetaSize - 4);
+  if (crc != actual) {
+    return Status::Corruption(path + ": chunk meta checksum mismatch (stored " + Hex(crc) +
+                              ", computed " + Hex(actual) + ")");
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+Status ChunkStore::WriteMeta(uint64_t handle, uint64_t version) {
+  std::vector<uint8_t> buf;
+  Writer w(&buf);
+  w.U32(kMetaMagic);
+  w.U32(kMetaFormat);
+  w.U64(handle);
+  w.U64(version);
+  w.U32(crc32c::Value(buf.data(), buf.size()));
+  return env_->WriteFileAtomic(MetaPath(handle), std::string(buf.begin(), buf.end()));
+}
+
+Status ChunkStore::Open() {
+  const std::string cdir = ChunksDir();
+  GFS_RETURN_IF_ERROR(env_->CreateDirs(cdir));
+  GFS_RETURN_IF_ERROR(env_->LockFile(cdir + "/LOCK", &lock_));
+  std::vector<std::string> names;
+  GFS_RETURN_IF_ERROR(env_->GetChildren(cdir, &names));
+  std::sort(names.begin(), names.end());
+
+  std::vector<uint64_t> metas;
+  std::vector<std::pair<uint64_t, std::string>> others;  // data/crc files
+  for (const std::string& name : names) {
+    if (EndsWith(name, ".tmp")) {
+      Status s = env_->RemoveFile(cdir + "/" + name);
+      if (!s.ok() && s.code() != Code::kNotFound) return s;
+      continue;
+    }
+    uint64_t h = 0;
+    std::string ext;
+    if (!ParseName(name, &h, &ext)) continue;  // LOCK, foreign files: left alone
+    if (ext == "meta") {
+      metas.push_back(h);
+    } else if (ext == "data" || ext == "crc") {
+      others.emplace_back(h, name);
+    }
+  }
+
+  for (uint64_t h : metas) {
+    const std::string path = MetaPath(h);
+    std::string content;
+    uint64_t handle = 0, version = 0;
+    Status s = env_->ReadFile(path, &content);
+    if (s.ok()) s = DecodeMeta(path, content, &handle, &version);
+    if (s.ok() && handle != h) {
+      s = Status::Corruption(path + ": meta file names chunk " + HandleName(handle));
+    }
+    uint64_t length = 0;
+    if (s.ok()) {
+      Result<uint64_t> size = env_->FileSize(DataPath(h));
+      if (size.ok()) {
+        length = *size;
+      } else if (size.status().code() != Code::kNotFound) {
+        s = size.status();
+      }
+    }
+    if (!s.ok()) {
+      bad_.push_back(BadChunk{h, s});
+      continue;
+    }
+    State st;
+    st.version = version;
+    st.length = length;
+    chunks_[h] = std::move(st);
+    used_bytes_ += length;
+  }
+
+  // Data/checksum files without a meta file: leftovers of an interrupted
+  // Delete (meta is removed first) or of a Create that never committed.
+  for (const auto& [h, name] : others) {
+    if (chunks_.count(h)) continue;
+    if (std::any_of(bad_.begin(), bad_.end(), [h = h](const BadChunk& b) { return b.handle == h; }))
+      continue;
+    Status s = env_->RemoveFile(cdir + "/" + name);
+    if (!s.ok() && s.code() != Code::kNotFound) return s;
+  }
+  return Status::OK();
+}
+
+std::vector<ChunkMeta> ChunkStore::List() const {
+  std::vector<ChunkMeta> out;
+  out.reserve(chunks_.size());
+  for (const auto& [h, st] : chunks_) out.push_back(ChunkMeta{h, st.version, st.length});
+  return out;
+}
+
+bool ChunkStore::Has(uint64_t handle) const { return chunks_.count(handle) != 0; }
+
+Result<ChunkMeta> ChunkStore::Meta(uint64_t handle) const {
+  auto it = chunks_.find(handle);
+  if (it == chunks_.end()) return Status::NotFound("chunk " + HandleName(handle));
+  return ChunkMeta{handle, it->second.version, it->second.length};
+}
+
+uint64_t ChunkStore::UsedBytes() const { return used_bytes_; }
+size_t ChunkStore::NumChunks() const { return chunks_.size(); }
+
+Result<ChunkStore::State*> ChunkStore::Lookup(uint64_t handle) {
+  auto it = chunks_.find(handle);
+  if (it == chunks_.end()) return Status::NotFound("chunk " + HandleName(handle));
+  if (!it->second.poisoned.ok()) return it->second.poisoned;
+  return &it->second;
+}
+
+Status ChunkStore::Create(uint64_t handle, uint64_t version) {
+  const bool bad = std::any_of(bad_.begin(), bad_.end(),
+                               [handle](const BadChunk& b) { return b.handle == handle; });
+  if (chunks_.count(handle) || bad) {
+    return Status::AlreadyExists("chunk " + HandleName(handle) + (bad ? " (corrupt)" : ""));
+  }
+  GFS_RETURN_IF_ERROR(WriteMeta(handle, version));
+  State st;
+  st.version = version;
+  chunks_[handle] = std::move(st);
+  return Status::OK();
+}
+
+Status ChunkStore::SetVersion(uint64_t handle, uint64_t version) {
+  auto it = chunks_.find(handle);
+  if (it == chunks_.end()) return Status::NotFound("chunk " + HandleName(handle));
+  GFS_RETURN_IF_ERROR(WriteMeta(handle, version));
+  it->second.version = version;
+  return Status::OK();
+}
+
+Status ChunkStore::Delete(uint64_t handle) {
+  auto it = chunks_.find(handle);
+  auto bit = std::find_if(bad_.begin(), bad_.end(),
+                          [handle](const BadChunk& b) { return b.handle == handle; });
+  if (it == chunks_.end() && bit == bad_.end()) {
+    return Status::NotFound("chunk " + HandleName(handle));
+  }
+  Evict(handle);
+  Status s = env_->RemoveFile(MetaPath(handle));  // the commit point
+  if (!s.ok() && s.code() != Code::kNotFound) return s;
+  if (it != chunks_.end()) {
+    used_bytes_ -= it->second.length;
+    chunks_.erase(it);
+  }
+  if (bit != bad_.end()) bad_.erase(bit);
+  for (const std::string& p : {DataPath(handle), CrcPath(handle)}) {
+    s = env_->RemoveFile(p);
+    if (!s.ok() && s.code() != Code::kNotFound) return s;  // orphan: removed by the next Open
+  }
+  return env_->SyncDir(ChunksDir());
+}
+
+// ----------------------------------------------------------- open-file cache
+
+void ChunkStore::Evict(uint64_t handle) {
+  auto it = open_.find(handle);
+  if (it == open_.end()) return;
+  lru_.erase(it->second);
+  open_.erase(it);
+}
+
+Result<ChunkStore::OpenChunk*> ChunkStore::Acquire(uint64_t handle, State* st, bool create) {
+  auto it = open_.find(handle);
+  if (it != open_.end()) {
+    lru_.splice(lru_.begin(), lru_, it->second);
+    return &lru_.front();
+  }
+  while (open_.size() >= max_open_) {
+    open_.erase(lru_.back().handle);
+    lru_.pop_back();
+  }
+  OpenChunk oc;
+  oc.handle = handle;
+  const std::string dpath = DataPath(handle), cpath = CrcPath(handle);
+  const bool existed = !create || (env_->FileExists(dpath) && env_->FileExists(cpath));
+  for (auto [path, file] : {std::pair{&dpath, &oc.data}, std::pair{&cpath, &oc.crc}}) {
+    Status s = env_->OpenRandomRW(*path, create, file);
+    if (s.code() == Code::kNotFound) {
+      return Status::Corruption(*path + ": missing file of chunk " + HandleName(handle) +
+                                " (length " + std::to_string(st->length) + ")");
+    }
+    GFS_RETURN_IF_ERROR(s);
+  }
+  if (!existed) st->need_dir_sync = true;
+  GFS_RETURN_IF_ERROR(LoadCrcs(&oc, st->length, create));
+  lru_.push_front(std::move(oc));
+  open_[handle] = lru_.begin();
+  return &lru_.front();
+}
+
+Status ChunkStore::LoadCrcs(OpenChunk* oc, uint64_t length, bool create) {
+  const std::string path = CrcPath(oc->handle);
+  Result<uint64_t> size = oc->crc->Size();
+  if (!size.ok()) return size.status();
+  oc->crcs.assign(NumBlocks(length), 0);
+  oc->crcs_valid = 0;
+  if (*size == 0) {
+    if (length > 0) {
+      return Status::Corruption(path + ": checksum file is empty but chunk " +
+                                HandleName(oc->handle) + " has " + std::to_string(length) +
+                                " bytes");
+    }
+    if (!create) return Status::OK();
+    std::vector<uint8_t> hdr;
+    Writer w(&hdr);
+    w.U32(kCrcMagic);
+    w.U32(kCrcFormat);
+    w.U32(kBS);
+    w.U32(crc32c::Value(hdr.data(), hdr.size()));
+    return oc->crc->Write(0, hdr.data(), hdr.size());
+  }
+  uint8_t hdr[kCrcHeaderSize];
+  size_t got = 0;
+  GFS_RETURN_IF_ERROR(oc->crc->Read(0, sizeof hdr, hdr, &got));
+  Reader r(hdr, got);
+  uint32_t magic = 0, format = 0, bs = 0, crc = 0;
+  if (!r.U32(&magic) || !r.U32(&format)) {
+    return Status::Corruption(path + ": checksum file header truncated (" + std::to_string(got) +
+                              " bytes)");
+  }
+  if (magic != kCrcMagic)
+    return Status::Corruption(path + ": bad checksum file magic " + Hex(magic));
+  if (format != kCrcFormat) {
+    return Status::Corruption(path + ": unknown checksum file format version " +
+                              std::to_string(format) + " (this build reads version " +
+                              std::to_string(kCrcFormat) + ")");
+  }
+  if (!r.U32(&bs) || !r.U32(&crc)) {
+    return Status::Corruption(path + ": checksum file header truncated (" + std::to_string(got) +
+                              " bytes)");
+  }
+  const uint32_t actual = crc32c::Value(hdr, kCrcHeaderSize - 4);
+  if (crc != actual) {
+    return Status::Corruption(path + ": checksum file header checksum mismatch (stored " +
+                              Hex(crc) + ", computed " + Hex(actual) + ")");
+  }
+  if (bs != kBS) {
+    return Status::Corruption(path + ": checksum block size " + std::to_string(bs) +
+                              ", this build uses " + std::to_string(kBS));
+  }
+  const size_t want = oc->crcs.size() * 4;
+  if (want == 0) return Status::OK();
+  std::vector<uint8_t> raw(want);
+  GFS_RETURN_IF_ERROR(oc->crc->Read(kCrcHeaderSize, want, raw.data(), &got));
+  oc->crcs_valid = got / 4;  // entries past the end (torn by a crash) fail verification
+  std::memcpy(oc->crcs.data(), raw.data(), oc->crcs_valid * 4);
+  return Status::OK();
+}
+
+Status ChunkStore::WriteCrcEntries(OpenChunk* oc, size_t first, const std::vector<uint32_t>& v) {
+  if (v.empty()) return Status::OK();
+  return oc->crc->Write(kCrcHeaderSize + first * 4, v.data(), v.size() * 4);  // little-endian host
+}
+
+Status ChunkStore::CheckBlock(const OpenChunk& oc, size_t i, const uint8_t* p, size_t n) const {
+  const std::string where = "chunk " + HandleName(oc.handle) + " block " + std::to_string(i) +
+                            " (bytes " + std::to_string(uint64_t{i} * kBS) + ".." +
+                            std::to_string(uint64_t{i} * kBS + n) + ")";
+  if (i >= oc.crcs_valid || i >= oc.crcs.size()) {
+    return Status::Corruption(where + ": checksum missing (checksum file too short)");
+  }
+  const uint32_t c = crc32c::Value(p, n);
+  if (c != oc.crcs[i]) {
+    return Status::Corruption(where + ": checksum mismatch (stored " + Hex(oc.crcs[i]) +
+                              ", computed " + Hex(c) + ")");
+  }
+  return Status::OK();
+}
+
+Status ChunkStore::ReadVerifiedBlock(OpenChunk* oc, uint64_t length, size_t i,
+                                     std::vector<uint8_t>* buf) {
+  const uint64_t bs = uint64_t{i} * kBS;
+  const size_t n = static_cast<size_t>(std::min<uint64_t>(bs + kBS, length) - bs);
+  buf->resize(n);
+  size_t got = 0;
+  GFS_RETURN_IF_ERROR(oc->data->Read(bs, n, buf->data(), &got));
+  if (got != n) {
+    return Status::Corruption(DataPath(oc->handle) + ": data file shorter than chunk length " +
+                              std::to_string(length));
+  }
+  return CheckBlock(*oc, i, buf->data(), n);
+}
+
+// --------------------------------------------------------------------- write
+
+Status ChunkStore::Write(uint64_t handle, uint64_t offset, const uint8_t* data, size_t n) {
+  return Write(handle, offset, std::vector<ConstSlice>{ConstSlice{data, n}});
+}
+
+Status ChunkStore::Write(uint64_t handle, uint64_t offset, const std::vector<ConstSlice>& data) {
+  Result<State*> st = Lookup(handle);
+  if (!st.ok()) return st.status();
+  uint64_t n = 0;
+  for (const ConstSlice& s : data) n += s.size;
+  if (n == 0) return Status::OK();
+  if (offset > kMaxLength || n > kMaxLength - offset) {
+    return Status::InvalidArgument("chunk " + HandleName(handle) + ": write past max length");
+  }
+  return WriteImpl(handle, offset, data, n, std::max((*st)->length, offset + n));
+}
+
+Status ChunkStore::WriteImpl(uint64_t handle, uint64_t off, const std::vector<ConstSlice>& data,
+                             uint64_t n, uint64_t new_len) {
+  State* st = &chunks_[handle];
+  Result<OpenChunk*> ocr = Acquire(handle, st, /*create=*/true);
+  if (!ocr.ok()) return ocr.status();
+  OpenChunk* oc = *ocr;
+  const uint64_t L = st->length;
+  const uint64_t end = off + n;
+  // Bytes whose content changes: [min(off, L), change_end).
+  const uint64_t change_end = new_len > L ? new_len : end;
+  const size_t first = static_cast<size_t>(std::min(off, L) / kBS);
+  const size_t last = static_cast<size_t>((change_end - 1) / kBS);
+
+  // 1. New CRCs of the changed blocks (reads only partially overwritten edges).
+  std::vector<uint32_t> ncrc(last - first + 1);
+  Gather g(data);
+  for (size_t i = first; i <= last; ++i) {
+    const uint64_t bs = uint64_t{i} * kBS;
+    const uint64_t be = std::min(bs + kBS, new_len);
+    const uint64_t old_end = std::min(be, L);  // old bytes: [bs, old_end)
+    const uint64_t ws = std::max(bs, off), we = std::min(be, end);
+    const bool has_new = ws < we;
+    bool keeps_old;  // some old byte of the block is not overwritten
+    if (old_end <= bs) {
+      keeps_old = false;
+    } else if (!has_new) {
+      keeps_old = true;
+    } else {
+      keeps_old = bs < ws || we < old_end;
+    }
+    uint32_t crc;
+    if (!keeps_old) {
+      // Content: zeros (gap) [bs, ws), new bytes [ws, we), zeros [we, be).
+      if (has_new) {
+        crc = ExtendZeros(0, ws - bs);
+        crc = g.Crc(crc, we - ws);
+        crc = ExtendZeros(crc, be - we);
+      } else {
+        crc = ExtendZeros(0, be - bs);
+      }
+    } else if (old_end == L && (!has_new || ws >= L) && i < oc->crcs_valid) {
+      // Append to the old partial last block: its stored CRC covers exactly
+      // [bs, L), so extend it with the gap zeros and the new bytes.
+      crc = oc->crcs[i];
+      const uint64_t zend = has_new ? ws : be;
+      crc = ExtendZeros(crc, zend - L);
+      if (has_new) {
+        crc = g.Crc(crc, we - ws);
+        crc = ExtendZeros(crc, be - we);
+      }
+    } else {
+      // Partial overwrite: verify the old block, then compose the new one.
+      Status s = ReadVerifiedBlock(oc, L, i, &scratch_);
+      if (!s.ok()) {
+        return Status(s.code(), s.message() + "; refusing to overwrite part of the block");
+      }
+      scratch_.resize(be - bs, 0);  // zeros past the old length
+      if (has_new) g.Copy(scratch_.data() + (ws - bs), we - ws);
+      crc = crc32c::Value(scratch_.data(), scratch_.size());
+    }
+    ncrc[i - first] = crc;
+  }
+
+  // 2. The data, then the changed CRC entries.
+  Status s;
+  if (n > 0) {
+    size_t nonempty = 0;
+    for (const ConstSlice& sl : data) nonempty += sl.size > 0;
+    if (nonempty == 1 || n / nonempty >= kDirectSliceBytes) {
+      uint64_t pos = off;
+      for (const ConstSlice& sl : data) {
+        if (sl.size == 0) continue;
+        s = oc->data->Write(pos, sl.data, sl.size);
+        if (!s.ok()) break;
+        pos += sl.size;
+      }
+    } else {
+      scratch_.resize(n);
+      Gather(data).Copy(scratch_.data(), n);
+      s = oc->data->Write(off, scratch_.data(), n);
+      if (scratch_.capacity() > (8u << 20)) std::vector<uint8_t>().swap(scratch_);
+    }
+  } else if (new_len > L) {
+    s = oc->data->Truncate(new_len);
+  }
+  if (s.ok()) s = WriteCrcEntries(oc, first, ncrc);
+  if (!s.ok()) {
+    Restore(st, oc, off, end, s);
+    return s;
+  }
+
+  // 3. Commit in memory.
+  oc->crcs.resize(NumBlocks(new_len), 0);
+  std::copy(ncrc.begin(), ncrc.end(), oc->crcs.begin() + static_cast<ptrdiff_t>(first));
+  if (first <= oc->crcs_valid) oc->crcs_valid = std::max(oc->crcs_valid, last + 1);
+  used_bytes_ += new_len - L;
+  st->length = new_len;
+  st->dirty = true;
+  return Status::OK();
+}
+
+// After a failed write: cut the data and checksum files back to the old length
+// and re-checksum the old blocks the write overlapped, so the chunk stays
+// readable. If that fails too, poison the chunk.
+void ChunkStore::Restore(State* st, OpenChunk* oc, uint64_t off, uint64_t end,
+                         const Status& cause) {
+  const uint64_t L = st->length;
+  st->dirty = true;
+  auto fix = [&]() -> Status {
+    Result<uint64_t> dsize = oc->data->Size();
+    if (!dsize.ok()) return dsize.status();
+    if (*dsize != L) GFS_RETURN_IF_ERROR(oc->data->Truncate(L));
+    if (off < L) {
+      const size_t a = static_cast<size_t>(off / kBS);
+      const size_t b = static_cast<size_t>((std::min(end, L) - 1) / kBS);
+      const size_t valid_end = std::min(b + 1, oc->crcs_valid);  // don't launder missing ones
+      if (a < valid_end) {
+        std::vector<uint32_t> v;
+        for (size_t i = a; i < valid_end; ++i) {
+          const uint64_t bs = uint64_t{i} * kBS;
+          const size_t len = static_cast<size_t>(std::min<uint64_t>(bs + kBS, L) - bs);
+          scratch_.resize(len);
+          size_t got = 0;
+          GFS_RETURN_IF_ERROR(oc->data->Read(bs, len, scratch_.data(), &got));
+          if (got != len) return Status::Corruption(DataPath(oc->handle) + ": short read");
+          v.push_back(crc32c::Value(scratch_.data(), len));
+        }
+        GFS_RETURN_IF_ERROR(WriteCrcEntries(oc, a, v));
+        std::copy(v.begin(), v.end(), oc->crcs.begin() + static_cast<ptrdiff_t>(a));
+      }
+    }
+    const uint64_t want = kCrcHeaderSize + NumBlocks(L) * 4;
+    Result<uint64_t> csize = oc->crc->Size();
+    if (!csize.ok()) return csize.status();
+    if (*csize > want) GFS_RETURN_IF_ERROR(oc->crc->Truncate(want));
+    return Status::OK();
+  };
+  Status r = fix();
+  if (!r.ok()) {
+    st->poisoned = Status(cause.code(), "chunk " + HandleName(oc->handle) + " unusable after " +
+                                            cause.ToString() + "; restore failed: " + r.ToString());
+    Evict(oc->handle);
+  }
+}
+
+// ---------------------------------------------------------------------- read
+
+Status ChunkStore::Read(uint64_t handle, uint64_t offset, size_t n, std::vector<uint8_t>* out) {
+  out->clear();
+  Result<State*> str = Lookup(handle);
+  if (!str.ok()) return str.status();
+  State* st = *str;
+  const uint64_t L = st->length;
+  if (offset >= L || n == 0) return Status::OK();
+  const uint64_t len = std::min<uint64_t>(n, L - offset);
+  Result<OpenChunk*> ocr = Acquire(handle, st, /*create=*/false);
+  if (!ocr.ok()) return ocr.status();
+  OpenChunk* oc = *ocr;
+  const size_t first = static_cast<size_t>(offset / kBS);
+  const size_t last = static_cast<size_t>((offset + len - 1) / kBS);
+  const uint64_t rs = uint64_t{first} * kBS;
+  const uint64_t re = std::min<uint64_t>(uint64_t{last + 1} * kBS, L);
+  // Read the whole blocks straight into *out, verify, then drop the head.
+  out->resize(re - rs);
+  size_t got = 0;
+  Status s = oc->data->Read(rs, re - rs, out->data(), &got);
+  if (s.ok() && got != re - rs) {
+    s = Status::Corruption(DataPath(handle) + ": data file shorter than chunk length " +
+                           std::to_string(L));
+  }
+  for (size_t i = first; s.ok() && i <= last; ++i) {
+    const uint64_t bs = uint64_t{i} * kBS;
+    s = CheckBlock(*oc, i, out->data() + (bs - rs), std::min<uint64_t>(kBS, re - bs));
+  }
+  if (!s.ok()) {
+    out->clear();
+    return s;
+  }
+  if (offset > rs) out->erase(out->begin(), out->begin() + static_cast<ptrdiff_t>(offset - rs));
+  out->resize(len);
+  return Status::OK();
+}
+
+Status ChunkStore::Verify(uint64_t handle) {
+  Result<State*> str = Lookup(handle);
+  if (!str.ok()) return str.status();
+  State* st = *str;
+  const uint64_t L = st->length;
+  if (L == 0) return Status::OK();
+  Result<OpenChunk*> ocr = Acquire(handle, st, /*create=*/false);
+  if (!ocr.ok()) return ocr.status();
+  OpenChunk* oc = *ocr;
+  constexpr uint64_t kPiece = 16 * kBS;
+  for (uint64_t pos = 0; pos < L; pos += kPiece) {
+    const size_t len = static_cast<size_t>(std::min(kPiece, L - pos));
+    scratch_.resize(len);
+    size_t got = 0;
+    GFS_RETURN_IF_ERROR(oc->data->Read(pos, len, scratch_.data(), &got));
+    if (got != len) {
+      return Status::Corruption(DataPath(handle) + ": data file shorter than chunk length " +
+                                std::to_string(L));
+    }
+    for (uint64_t b = 0; b < len; b += kBS) {
+      GFS_RETURN_IF_ERROR(CheckBlock(*oc, static_cast<size_t>((pos + b) / kBS), scratch_.data() + b,
+                                     std::min<uint64_t>(kBS, len - b)));
+    }
+  }
+  return Status::OK();
+}
+
+// ------------------------------------------------------------ truncate / sync
+
+Status ChunkStore::Truncate(uint64_t handle, uint64_t length) {
+  Result<State*> str = Lookup(handle);
+  if (!str.ok()) return str.status();
+  State* st = *str;
+  const uint64_t L = st->length;
+  if (length == L) return Status::OK();
+  if (length > kMaxLength) {
+    return Status::InvalidArgument("chunk " + HandleName(handle) + ": truncate past max length");
+  }
+  if (length > L) return WriteImpl(handle, length, {}, 0, length);
+
+  Result<OpenChunk*> ocr = Acquire(handle, st, /*create=*/false);
+  if (!ocr.ok()) return ocr.status();
+  OpenChunk* oc = *ocr;
+  const size_t nb = static_cast<size_t>(NumBlocks(length));
+  const size_t tail = static_cast<size_t>(length % kBS);
+  uint32_t last_crc = 0;
+  if (tail != 0) {  // the new last block is partial: verify it, checksum its prefix
+    Status s = ReadVerifiedBlock(oc, L, nb - 1, &scratch_);
+    if (!s.ok()) return Status(s.code(), s.message() + "; refusing to truncate inside the block");
+    last_crc = crc32c::Value(scratch_.data(), tail);
+  }
+  GFS_RETURN_IF_ERROR(oc->data->Truncate(length));
+  Status s;
+  if (tail != 0) s = WriteCrcEntries(oc, nb - 1, {last_crc});
+  if (s.ok()) s = oc->crc->Truncate(kCrcHeaderSize + uint64_t{nb} * 4);
+  used_bytes_ -= L - length;
+  st->length = length;
+  st->dirty = true;
+  if (!s.ok()) {
+    st->poisoned = Status(s.code(), "chunk " + HandleName(handle) +
+                                        " unusable after failed truncate: " + s.ToString());
+    Evict(handle);
+    return s;
+  }
+  oc->crcs.resize(nb);
+  if (tail != 0) oc->crcs[nb - 1] = last_crc;
+  oc->crcs_valid = std::min(oc->crcs_valid, nb);
+  return Status::OK();
+}
+
+Status ChunkStore::Sync(uint64_t handle) {
+  Result<State*> str = Lookup(handle);
+  if (!str.ok()) return str.status();
+  State* st = *str;
+  if (!st->dirty) return Status::OK();
+  Result<OpenChunk*> ocr = Acquire(handle, st, /*create=*/false);
+  if (!ocr.ok()) return ocr.status();
+  OpenChunk* oc = *ocr;
+  Status s = oc->data->Sync();
+  if (s.ok()) s = oc->crc->Sync();
+  if (s.ok() && st->need_dir_sync) s = env_->SyncDir(ChunksDir());
+  if (!s.ok()) {
+    // After a failed fsync the kernel may have dropped the dirty pages: a retry
+    // could "succeed" without the data, so the chunk is not trusted again.
+    st->poisoned = Status(
+        s.code(), "chunk " + HandleName(handle) + " unusable after failed sync: " + s.ToString());
+    Evict(handle);
+    return st->poisoned;
+  }
+  st->dirty = false;
+  st->need_dir_sync = false;
+  return Status::OK();
+}
+
+Status ChunkStore::SyncAll() {
+  Status first;
+  bool dir_synced = false;
+  for (auto& [h, st] : chunks_) {
+    if (!st.dirty || !st.poisoned.ok()) continue;
+    if (dir_synced) st.need_dir_sync = false;  // one directory fsync covers all
+    const bool had_dir = st.need_dir_sync;
+    Status s = Sync(h);
+    if (s.ok() && had_dir) dir_synced = true;
+    if (!s.ok() && first.ok()) first = s;
+  }
+  return first;
+}
+
+}  // namespace gfs

@@ -1,0 +1,180 @@
+// ChunkStore: a chunkserver's local storage of chunks (no MPI in here).
+//
+// Each chunk lives under `<dir>/chunks/` as up to three files named by its
+// handle in 16 lowercase hex digits (see doc/disk-format-chunk.md):
+//   <handle>.meta  version record, written atomically (always present)
+//   <handle>.data  the chunk's bytes; its size is the chunk length (created on
+//                  the first write, never preallocated)
+//   <handle>.crc   header + one CRC32C per 64 KiB block (created with .data)
+//
+// Integrity: every block read is verified against its CRC32C before a byte of
+// it is returned; a partially overwritten block is verified before it is
+// rewritten. A mismatch is Status Corruption naming the chunk and block.
+//
+// Durability: Create, SetVersion and Delete are durable when they return.
+// Write and Truncate are not: call Sync (or SyncAll). After a crash, an
+// unsynced region may hold old or new bytes, or read back as Corruption, but
+// never as wrong bytes with a good checksum.
+//
+// Thread-safety: not thread-safe. The caller serialises all calls (the const
+// accessors may run concurrently with each other, not with a mutator).
+// The destructor closes files without syncing them.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <list>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/env.h"
+#include "common/status.h"
+
+namespace gfs {
+
+struct ChunkMeta {
+  uint64_t handle = 0;
+  uint64_t version = 0;
+  uint64_t length = 0;
+};
+
+struct ConstSlice {  // gather list element
+  const uint8_t* data;
+  size_t size;
+};
+
+// A chunk found by Open whose meta file is unreadable (torn, bad CRC, unknown
+// format). It is not in List(); Delete(handle) removes its files.
+struct BadChunk {
+  uint64_t handle = 0;
+  Status status;  // Corruption naming the file
+};
+
+class ChunkStore {
+ public:
+  static constexpr uint32_t kBlockSize = 64 * 1024;  // CRC32C granularity
+  // Largest chunk length accepted (writes/truncates past it: InvalidArgument).
+  static constexpr uint64_t kMaxLength = uint64_t{4} << 30;
+  static constexpr size_t kDefaultOpenChunks = 64;
+
+  // dir: this chunkserver's own directory (exists or is created by Open).
+  // env is not owned and must outlive the store. At most `max_open_chunks`
+  // chunks keep open files and loaded checksum arrays (LRU).
+  ChunkStore(Env* env, std::string dir, size_t max_open_chunks = kDefaultOpenChunks);
+  ~ChunkStore();
+  ChunkStore(const ChunkStore&) = delete;
+  ChunkStore& operator=(const ChunkStore&) = delete;
+
+  // Creates <dir>/chunks if needed, takes <dir>/chunks/LOCK (Busy if another
+  // store holds it), scans the directory, loads every chunk's meta (handle,
+  // version, length = data file size), removes leftover temp files and data/crc
+  // files without a meta file. A chunk whose meta file is corrupt does not fail
+  // Open: it is reported by BadChunks(). Call once, before anything else.
+  Status Open();
+
+  std::vector<ChunkMeta> List() const;  // sorted by handle
+  bool Has(uint64_t handle) const;
+  Result<ChunkMeta> Meta(uint64_t handle) const;  // NotFound if absent
+  uint64_t UsedBytes() const;                     // sum of chunk lengths
+  size_t NumChunks() const;
+  const std::vector<BadChunk>& BadChunks() const { return bad_; }
+
+  // Creates an empty chunk at `version` (durable before return; no data file
+  // yet). AlreadyExists if present (also if it is a bad chunk: Delete it first).
+  Status Create(uint64_t handle, uint64_t version);
+
+  // Records a new version durably (fsync'd before return). NotFound if absent.
+  Status SetVersion(uint64_t handle, uint64_t version);
+
+  // Writes the gathered bytes at `offset`, extending the chunk if needed (a gap
+  // past the current length reads back as zeros). Maintains one CRC32C per
+  // block; a partially overwritten first/last block is verified first
+  // (mismatch: Corruption, nothing written). Cost: one pwrite of the data (one
+  // per slice for large slices), CRC over the new bytes, one pwrite of the
+  // changed CRC entries, and reads only of partially overwritten edge blocks
+  // (an append into a partial last block extends its CRC without reading).
+  // On failure the length is unchanged and the bytes of [offset, offset+n)
+  // inside the old length are unspecified (old or new) but consistent with
+  // their checksums; if even that cannot be restored the chunk is poisoned
+  // (every later call on it but Meta/SetVersion/Delete returns the error; a
+  // failed Sync does the same).
+  // Not synced: see Sync. An empty write is a no-op (does not extend).
+  Status Write(uint64_t handle, uint64_t offset, const std::vector<ConstSlice>& data);
+  Status Write(uint64_t handle, uint64_t offset, const uint8_t* data, size_t n);
+
+  // Reads up to n bytes at offset into out (resized to the bytes read; short
+  // only at the chunk's length, empty at or past it). Verifies the CRC of every
+  // block touched; a mismatch returns Corruption (naming handle and block) and
+  // leaves *out empty.
+  Status Read(uint64_t handle, uint64_t offset, size_t n, std::vector<uint8_t>* out);
+
+  // Verifies every block of the chunk (scrubbing / fsck --verify).
+  Status Verify(uint64_t handle);
+
+  // Sets the chunk length. Shrinking recomputes the CRC of the new last block
+  // (verifying that block first); growing appends zeros. Not synced.
+  Status Truncate(uint64_t handle, uint64_t length);
+
+  // fsyncs the chunk's data and checksum files (and the directory if they were
+  // created since the last sync). A no-op if nothing was written since.
+  Status Sync(uint64_t handle);
+  Status SyncAll();
+
+  // Removes the chunk's files (meta first), durably. NotFound if absent.
+  Status Delete(uint64_t handle);
+
+  // File names, for tools and tests.
+  static std::string HandleName(uint64_t handle);  // 16 lowercase hex digits
+  std::string MetaPath(uint64_t handle) const;
+  std::string DataPath(uint64_t handle) const;
+  std::string CrcPath(uint64_t handle) const;
+
+ private:
+  struct State {
+    uint64_t version = 0;
+    uint64_t length = 0;
+    bool dirty = false;          // written since last Sync
+    bool need_dir_sync = false;  // files created since last Sync
+    Status poisoned;             // non-ok: chunk unusable
+  };
+  struct OpenChunk {
+    uint64_t handle = 0;
+    std::unique_ptr<RandomRWFile> data;
+    std::unique_ptr<RandomRWFile> crc;
+    std::vector<uint32_t> crcs;  // one per block of the current length
+    size_t crcs_valid = 0;       // entries [0, crcs_valid) were read/written
+  };
+  using LruList = std::list<OpenChunk>;
+
+  Result<State*> Lookup(uint64_t handle);
+  // Returns the open files and checksums of a chunk, opening/loading them (and
+  // creating the files if `create`). Moves it to the LRU front.
+  Result<OpenChunk*> Acquire(uint64_t handle, State* st, bool create);
+  void Evict(uint64_t handle);
+  Status LoadCrcs(OpenChunk* oc, uint64_t length, bool create);
+  Status WriteCrcEntries(OpenChunk* oc, size_t first, const std::vector<uint32_t>& v);
+  // Reads block `i` (its bytes below `length`) into buf and verifies it.
+  Status ReadVerifiedBlock(OpenChunk* oc, uint64_t length, size_t i, std::vector<uint8_t>* buf);
+  Status CheckBlock(const OpenChunk& oc, size_t i, const uint8_t* p, size_t n) const;
+  Status WriteMeta(uint64_t handle, uint64_t version);
+  Status WriteImpl(uint64_t handle, uint64_t offset, const std::vector<ConstSlice>& data,
+                   uint64_t n, uint64_t new_length);
+  void Restore(State* st, OpenChunk* oc, uint64_t off, uint64_t end, const Status& cause);
+  std::string ChunksDir() const { return dir_ + "/chunks"; }
+
+  Env* const env_;
+  const std::string dir_;
+  const size_t max_open_;
+  std::unique_ptr<FileLock> lock_;
+  std::map<uint64_t, State> chunks_;
+  std::vector<BadChunk> bad_;
+  uint64_t used_bytes_ = 0;
+  LruList lru_;  // front = most recently used
+  std::unordered_map<uint64_t, LruList::iterator> open_;
+  std::vector<uint8_t> scratch_;  // edge blocks, coalesced gathers
+};
+
+}  // namespace gfs

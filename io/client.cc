@@ -1,0 +1,487 @@
+#include "io/client.h"
+
+#include <algorithm>
+#include <cstring>
+#include <thread>
+
+namespace gfs {
+namespace {
+
+bool Retryable(Code c) {
+  switch (c) {
+    case Code::kNotPrimary:
+    case Code::kStaleVersion:
+    case Code::kTimeout:
+    case Code::kUnavailable:
+    case Code::kDataMissing:
+    case Code::kBusy:
+      return true;
+    default:
+      return false;
+  }
+}
+
+constexpr int kMaxAttempts = 6;
+
+FileStat ToStat(const std::string& path, const FileAttr& a) {
+  FileStat s;
+  s.path = path;
+  s.is_dir = a.is_dir;
+  s.id = a.id;
+  s.size = a.length;
+  s.replication = a.replication;
+  s.chunk_size = a.chunk_size;
+  s.chunks = a.num_chunks;
+  s.mtime_ms = a.mtime_ms;
+  return s;
+}
+
+}  // namespace
+
+Client::Client(Transport* t, const JobConfig& cfg, int master_rank, std::vector<std::string> hosts)
+    : rpc_(t), cfg_(cfg), master_(master_rank), hosts_(std::move(hosts)) {
+  rpc_.set_unsolicited([this](Message& m) { OnUnsolicited(m); });
+}
+
+void Client::OnUnsolicited(Message& m) {
+  if (m.type() == MsgType::kPushAck) {
+    PushAckMsg a;
+    if (m.Decode(&a).ok()) push_acks_[a.data_id] = a.status;
+  }
+}
+
+Status Client::Mkdir(const std::string& path, bool parents) {
+  Empty rep;
+  return MasterCall(MkdirReq{path, parents}, &rep);
+}
+
+Result<FileStat> Client::Stat(const std::string& path) {
+  StatReq req;
+  req.path = path;
+  StatReply rep;
+  Status s = MasterCall(req, &rep);
+  if (!s.ok()) return s;
+  return ToStat(path, rep.attr);
+}
+
+Result<std::vector<FileStat>> Client::List(const std::string& path) {
+  ListReq req;
+  req.path = path;
+  ListReply rep;
+  Status s = MasterCall(req, &rep);
+  if (!s.ok()) return s;
+  std::vector<FileStat> out;
+  out.reserve(rep.entries.size());
+  for (const ListEntry& e : rep.entries) out.push_back(ToStat(e.name, e.attr));
+  return out;
+}
+
+Status Client::Remove(const std::string& path, bool recursive) {
+  Empty rep;
+  return MasterCall(DeleteReq{path, recursive}, &rep);
+}
+
+Status Client::Rename(const std::string& src, const std::string& dst) {
+  Empty rep;
+  return MasterCall(RenameReq{src, dst}, &rep);
+}
+
+Result<File> Client::Create(const std::string& path, const CreateOptions& opts) {
+  CreateReq req;
+  req.path = path;
+  req.replication = opts.replication;
+  req.chunk_size = opts.chunk_size;
+  req.exclusive = opts.exclusive;
+  req.truncate = opts.truncate;
+  StatReply rep;
+  Status s = MasterCall(req, &rep);
+  if (!s.ok()) return s;
+  File f;
+  f.path = path;
+  f.id = rep.attr.id;
+  f.replication = rep.attr.replication;
+  f.chunk_size = rep.attr.chunk_size;
+  f.length = rep.attr.length;
+  return f;
+}
+
+Result<File> Client::Open(const std::string& path) {
+  auto st = Stat(path);
+  if (!st.ok()) return st.status();
+  if (st->is_dir) return Status(Code::kIsADirectory, path);
+  File f;
+  f.path = path;
+  f.id = st->id;
+  f.replication = st->replication;
+  f.chunk_size = st->chunk_size;
+  f.length = st->size;
+  return f;
+}
+
+std::vector<int32_t> Client::OrderByDistance(std::vector<int32_t> ranks, int from) const {
+  // Greedy nearest-next: from `from`, take a replica on the same host if any,
+  // else the first one left; continue from the one taken.
+  std::vector<int32_t> out;
+  int cur = from;
+  while (!ranks.empty()) {
+    auto same = [&](int32_t r) {
+      return cur >= 0 && static_cast<size_t>(cur) < hosts_.size() &&
+             static_cast<size_t>(r) < hosts_.size() && hosts_[static_cast<size_t>(r)] == hosts_[static_cast<size_t>(cur)];
+    };
+    auto it = std::find_if(ranks.begin(), ranks.end(), same);
+    if (it == ranks.end()) it = ranks.begin();
+    out.push_back(*it);
+    cur = *it;
+    ranks.erase(it);
+  }
+  return out;
+}
+
+Result<Client::CachedLease> Client::GetLease(File* f, uint32_t index) {
+  auto key = std::make_pair(f->id, index);
+  auto it = leases_.find(key);
+  const uint64_t now = MonoMicros();
+  if (it != leases_.end() && it->second.expires_us > now) return it->second;
+  LeaseReq req;
+  req.path = f->path;
+  req.file_id = f->id;
+  req.index = index;
+  LeaseReply rep;
+  Status s = MasterCall(req, &rep);
+  if (!s.ok()) return s;
+  CachedLease l;
+  l.handle = rep.handle;
+  l.version = rep.version;
+  l.primary = rep.primary;
+  l.replicas = rep.replicas;
+  l.expires_us = now + static_cast<uint64_t>(rep.lease_ms) * 500;  // half the lease
+  leases_[key] = l;
+  locs_.erase(key);
+  return l;
+}
+
+Status Client::Push(const std::vector<int32_t>& chain, uint64_t data_id, const uint8_t* data,
+                    size_t n) {
+  Transport* t = rpc_.transport();
+  const int head = chain.front();
+  PushDataMsg p;
+  p.origin = t->rank();
+  p.data_id = data_id;
+  p.total = n;
+  p.chain = chain;
+  const size_t slice = std::max<size_t>(cfg_.slice_size, 4096);
+  const uint64_t window = 4ull * slice;
+  for (size_t off = 0; off < n; off += slice) {
+    // Keep a few slices in flight to the head of the chain, no more.
+    while (t->PendingBytesTo(head) > window) {
+      if (rpc_.PumpOnce()) {
+        rpc_.idler().Busy();
+      } else {
+        rpc_.idler().Idle();
+      }
+    }
+    p.offset = off;
+    size_t len = std::min(slice, n - off);
+    p.bytes = BlobView{data + off, static_cast<uint32_t>(len)};
+    GFS_RETURN_IF_ERROR(SendRequest(t, head, p, 0, cfg_.request_timeout_ms));
+    stats_.counters["push_bytes_sent"] += len;
+  }
+  const uint64_t deadline = MonoMicros() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000;
+  for (;;) {
+    auto it = push_acks_.find(data_id);
+    if (it != push_acks_.end()) {
+      Code c = static_cast<Code>(it->second);
+      push_acks_.erase(it);
+      if (c == Code::kOk) return Status::OK();
+      return Status(c, "data push refused by a chunkserver");
+    }
+    if (MonoMicros() > deadline) return Status::Timeout("data push was not acknowledged");
+    if (rpc_.PumpOnce()) {
+      rpc_.idler().Busy();
+    } else {
+      if (rpc_.idler().orphaned()) return Status::Unavailable("the launching process is gone");
+      rpc_.idler().Idle();
+    }
+  }
+}
+
+Status Client::Mutate(File* f, uint32_t index, const CachedLease& lease, uint8_t kind,
+                      uint64_t offset, const uint8_t* data, size_t n) {
+  (void)f;
+  (void)index;
+  uint64_t data_id = ++next_data_id_;
+  if (kind == static_cast<uint8_t>(MutationKind::kWrite)) {
+    std::vector<int32_t> chain = OrderByDistance(lease.replicas, rpc_.transport()->rank());
+    GFS_RETURN_IF_ERROR(Push(chain, data_id, data, n));
+  }
+  WriteReq w;
+  w.handle = lease.handle;
+  w.version = lease.version;
+  w.kind = kind;
+  w.offset = offset;
+  w.length = n;
+  w.data_id = data_id;
+  for (int32_t r : lease.replicas) {
+    if (r != lease.primary) w.secondaries.push_back(r);
+  }
+  Empty rep;
+  return rpc_.Call(lease.primary, w, &rep, cfg_.request_timeout_ms);
+}
+
+Status Client::WritePiece(File* f, uint32_t index, uint64_t chunk_off, const uint8_t* data,
+                          size_t n) {
+  Status last;
+  for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
+    if (attempt > 0) {
+      stats_.counters["write_retries"]++;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20 * attempt * attempt));
+    }
+    auto lease = GetLease(f, index);
+    if (!lease.ok()) {
+      last = lease.status();
+      if (Retryable(last.code())) continue;
+      return last;
+    }
+    last = Mutate(f, index, *lease, static_cast<uint8_t>(MutationKind::kWrite), chunk_off, data, n);
+    if (last.ok()) {
+      f->dirty[lease->handle] = lease->replicas;
+      return last;
+    }
+    leases_.erase({f->id, index});
+    if (!Retryable(last.code())) return last;
+  }
+  return last;
+}
+
+Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
+                     const ProgressFn& progress) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  size_t done = 0;
+  while (done < n) {
+    uint64_t pos = offset + done;
+    uint32_t index = static_cast<uint32_t>(pos / f->chunk_size);
+    uint64_t chunk_off = pos % f->chunk_size;
+    size_t len = std::min<uint64_t>({n - done, f->chunk_size - chunk_off, cfg_.write_op_size});
+    Status s = WritePiece(f, index, chunk_off, p + done, len);
+    if (!s.ok()) return s;
+    done += len;
+    if (progress) progress(done);
+  }
+  if (offset + n > f->length) {
+    SetLengthReq req;
+    req.path = f->path;
+    req.file_id = f->id;
+    req.length = offset + n;
+    req.grow_only = true;
+    SetLengthReply rep;
+    GFS_RETURN_IF_ERROR(MasterCall(req, &rep));
+    f->length = rep.length;
+  }
+  return Status::OK();
+}
+
+Status Client::FetchLocations(File* f, uint32_t first, uint32_t count) {
+  LookupReq req;
+  req.path = f->path;
+  req.first = first;
+  req.count = count;
+  LookupReply rep;
+  GFS_RETURN_IF_ERROR(MasterCall(req, &rep));
+  if (rep.attr.id != f->id) return Status::NotFound(f->path + " was replaced by another file");
+  f->length = std::max(f->length, rep.attr.length);
+  const uint64_t expires = MonoMicros() + 30ull * 1000 * 1000;
+  for (ChunkLocation& c : rep.chunks) {
+    locs_[{f->id, c.index}] = CachedLoc{std::move(c), expires};
+  }
+  return Status::OK();
+}
+
+Result<size_t> Client::Read(File* f, uint64_t offset, void* buf, size_t n,
+                            const ProgressFn& progress) {
+  auto* out = static_cast<uint8_t*>(buf);
+  if (offset + n > f->length) {
+    // Maybe the file grew: ask the master (this also fetches locations).
+    GFS_RETURN_IF_ERROR(FetchLocations(f, static_cast<uint32_t>(offset / f->chunk_size),
+                                       static_cast<uint32_t>(n / f->chunk_size + 2)));
+  }
+  if (offset >= f->length) return static_cast<size_t>(0);
+  n = static_cast<size_t>(std::min<uint64_t>(n, f->length - offset));
+
+  struct Piece {
+    uint64_t pos;  // offset within buf
+    uint32_t index;
+    uint64_t chunk_off;
+    uint32_t len;
+    size_t attempt = 0;
+    bool refreshed = false;
+  };
+  std::vector<Piece> pieces;
+  for (size_t done = 0; done < n;) {
+    uint64_t pos = offset + done;
+    Piece pc;
+    pc.pos = done;
+    pc.index = static_cast<uint32_t>(pos / f->chunk_size);
+    pc.chunk_off = pos % f->chunk_size;
+    pc.len = static_cast<uint32_t>(std::min<uint64_t>({n - done, f->chunk_size - pc.chunk_off, cfg_.read_size}));
+    pieces.push_back(pc);
+    done += pc.len;
+  }
+  // Make sure every chunk's location is cached (one batched lookup).
+  const uint64_t now = MonoMicros();
+  for (const Piece& pc : pieces) {
+    auto it = locs_.find({f->id, pc.index});
+    if (it == locs_.end() || it->second.expires_us <= now) {
+      uint32_t last = pieces.back().index;
+      GFS_RETURN_IF_ERROR(FetchLocations(f, pc.index, last - pc.index + 1));
+      break;
+    }
+  }
+
+  std::map<uint64_t, size_t> inflight;  // request id -> piece
+  size_t next = 0, completed = 0;
+  uint64_t bytes_done = 0;
+  uint64_t rr = 0;
+  auto issue = [&](size_t i) -> Status {
+    Piece& pc = pieces[i];
+    auto it = locs_.find({f->id, pc.index});
+    if (it == locs_.end() || it->second.loc.handle == 0) {
+      std::memset(out + pc.pos, 0, pc.len);  // a hole reads as zeros
+      return Status(Code::kOk, "hole");
+    }
+    const ChunkLocation& loc = it->second.loc;
+    if (loc.replicas.empty()) {
+      return Status::Unavailable("no live replica of chunk " + std::to_string(pc.index) + " of " + f->path);
+    }
+    if (pc.attempt >= loc.replicas.size() * 2) {
+      return Status::Unavailable("every replica of chunk " + std::to_string(pc.index) + " of " +
+                                 f->path + " failed");
+    }
+    std::vector<int32_t> order = OrderByDistance(loc.replicas, rpc_.transport()->rank());
+    // Spread pieces over replicas at the same distance.
+    size_t same = 1;
+    while (same < order.size() && hosts_.size() > static_cast<size_t>(order[same]) &&
+           hosts_[static_cast<size_t>(order[same])] == hosts_[static_cast<size_t>(order[0])]) {
+      ++same;
+    }
+    int32_t target = order[(rr++ % same + pc.attempt) % order.size()];
+    ReadReq r;
+    r.handle = loc.handle;
+    r.version = loc.version;
+    r.offset = pc.chunk_off;
+    r.length = pc.len;
+    auto id = rpc_.Start(target, r, cfg_.request_timeout_ms);
+    if (!id.ok()) return id.status();
+    inflight[*id] = i;
+    return Status::OK();
+  };
+
+  while (completed < pieces.size()) {
+    while (next < pieces.size() && inflight.size() < std::max<uint32_t>(cfg_.read_window, 1)) {
+      Status s = issue(next);
+      if (!s.ok()) return s;
+      if (s.message() == "hole") {
+        ++completed;
+        bytes_done += pieces[next].len;
+      }
+      ++next;
+    }
+    if (inflight.empty()) continue;
+    std::vector<uint64_t> ids;
+    for (auto& [id, i] : inflight) ids.push_back(id);
+    uint64_t which = 0;
+    auto m = rpc_.WaitAny(ids, &which);
+    size_t i = inflight[which];
+    inflight.erase(which);
+    Piece& pc = pieces[i];
+    Status s = m.ok() ? m->status() : m.status();
+    ReadReply rep;
+    if (s.ok()) s = m->Decode(&rep);
+    if (s.ok()) {
+      std::memcpy(out + pc.pos, rep.bytes.data, rep.bytes.size);
+      if (rep.bytes.size < pc.len) {
+        // Beyond what the chunk holds but inside the file: zeros.
+        std::memset(out + pc.pos + rep.bytes.size, 0, pc.len - rep.bytes.size);
+      }
+      ++completed;
+      bytes_done += pc.len;
+      stats_.counters["bytes_read"] += pc.len;
+      if (progress) progress(bytes_done);
+      continue;
+    }
+    // Try another replica; after a full round, refresh locations once.
+    stats_.counters["read_retries"]++;
+    pc.attempt++;
+    auto it = locs_.find({f->id, pc.index});
+    if (!pc.refreshed && it != locs_.end() && pc.attempt >= it->second.loc.replicas.size()) {
+      pc.refreshed = true;
+      pc.attempt = 0;
+      locs_.erase(it);
+      GFS_RETURN_IF_ERROR(FetchLocations(f, pc.index, 1));
+    }
+    Status again = issue(i);
+    if (!again.ok()) {
+      return Status(s.code() == Code::kOk ? again.code() : s.code(),
+                    again.message() + " (last error: " + s.ToString() + ")");
+    }
+    if (again.message() == "hole") ++completed;
+  }
+  return n;
+}
+
+Status Client::Fsync(File* f) {
+  std::vector<uint64_t> ids;
+  for (const auto& [handle, replicas] : f->dirty) {
+    for (int32_t r : replicas) {
+      auto id = rpc_.Start(r, SyncReq{handle}, cfg_.request_timeout_ms);
+      if (!id.ok()) return id.status();
+      ids.push_back(*id);
+    }
+  }
+  Status first;
+  for (uint64_t id : ids) {
+    auto m = rpc_.Wait(id);
+    Status s = m.ok() ? m->status() : m.status();
+    if (!s.ok() && first.ok()) first = s;
+  }
+  if (first.ok()) f->dirty.clear();
+  return first;
+}
+
+Status Client::Close(File* f) { return Fsync(f); }
+
+Status Client::Truncate(File* f, uint64_t length) {
+  SetLengthReq req;
+  req.path = f->path;
+  req.file_id = f->id;
+  req.length = length;
+  req.grow_only = false;
+  SetLengthReply rep;
+  GFS_RETURN_IF_ERROR(MasterCall(req, &rep));
+  f->length = rep.length;
+  for (auto it = locs_.begin(); it != locs_.end();) {
+    it = it->first.first == f->id ? locs_.erase(it) : std::next(it);
+  }
+  if (length % f->chunk_size == 0 || rep.last.handle == 0) return Status::OK();
+  uint32_t index = rep.last.index;
+  Status last;
+  for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
+    auto lease = GetLease(f, index);
+    if (!lease.ok()) return lease.status();
+    last = Mutate(f, index, *lease, static_cast<uint8_t>(MutationKind::kTruncate),
+                  length % f->chunk_size, nullptr, 0);
+    if (last.ok()) {
+      f->dirty[lease->handle] = lease->replicas;
+      return last;
+    }
+    leases_.erase({f->id, index});
+    if (!Retryable(last.code())) return last;
+  }
+  return last;
+}
+
+Status Client::Finish(int status) {
+  Empty rep;
+  return rpc_.Call(master_, ClientDoneReq{status}, &rep, 120000);
+}
+
+}  // namespace gfs

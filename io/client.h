@@ -1,0 +1,121 @@
+// Client: the library a job's own ranks use. Talks to the master only for
+// metadata; moves data directly to and from chunkservers (chain push for
+// writes, nearest replica for reads). Every call returns a Status or Result;
+// nothing throws. One Client per rank, used from one thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "mpi/config.h"
+#include "mpi/rpc.h"
+#include "mpi/stats.h"
+
+namespace gfs {
+
+struct FileStat {
+  std::string path;
+  bool is_dir = false;
+  uint64_t id = 0;
+  uint64_t size = 0;
+  uint32_t replication = 0;
+  uint64_t chunk_size = 0;
+  uint32_t chunks = 0;
+  int64_t mtime_ms = 0;
+};
+
+struct CreateOptions {
+  uint32_t replication = 0;  // 0: the job's default
+  uint64_t chunk_size = 0;   // 0: the job's default
+  bool exclusive = true;     // fail if the file exists
+  bool truncate = false;     // with !exclusive: cut an existing file to zero
+};
+
+// An open file. Obtained from Client::Create/Open; pass it back to the
+// Client's data calls. Cheap to copy, but writes through one copy are not
+// seen by the dirty-set of another (fsync through the one you wrote with).
+struct File {
+  std::string path;
+  uint64_t id = 0;
+  uint32_t replication = 0;
+  uint64_t chunk_size = 0;
+  uint64_t length = 0;  // as last seen by this client
+  // Chunks written since the last fsync: handle -> replicas.
+  std::map<uint64_t, std::vector<int32_t>> dirty;
+};
+
+// Progress callback for long transfers: bytes done so far.
+using ProgressFn = std::function<void(uint64_t done)>;
+
+class Client {
+ public:
+  // hosts: host name of every rank (index = rank), for nearest-replica choice.
+  Client(Transport* t, const JobConfig& cfg, int master_rank, std::vector<std::string> hosts);
+
+  Status Mkdir(const std::string& path, bool parents);
+  Result<FileStat> Stat(const std::string& path);
+  Result<std::vector<FileStat>> List(const std::string& path);
+  Status Remove(const std::string& path, bool recursive);
+  Status Rename(const std::string& src, const std::string& dst);
+
+  Result<File> Create(const std::string& path, const CreateOptions& opts = {});
+  Result<File> Open(const std::string& path);
+
+  // Writes n bytes at offset (extending the file as needed). Acknowledged =
+  // applied on every replica; durable after Fsync/Close.
+  Status Write(File* f, uint64_t offset, const void* data, size_t n, const ProgressFn& progress = {});
+  // Reads up to n bytes at offset; returns the bytes read (short at EOF).
+  Result<size_t> Read(File* f, uint64_t offset, void* buf, size_t n, const ProgressFn& progress = {});
+  Status Fsync(File* f);
+  Status Close(File* f);
+  Status Truncate(File* f, uint64_t length);
+
+  // Tells the master this client is finished (the job ends when all are).
+  Status Finish(int status);
+
+  RoleStats& stats() { return stats_; }
+  Transport* transport() { return rpc_.transport(); }
+
+ private:
+  struct CachedLease {
+    uint64_t handle = 0, version = 0;
+    int32_t primary = -1;
+    std::vector<int32_t> replicas;
+    uint64_t expires_us = 0;
+  };
+  struct CachedLoc {
+    ChunkLocation loc;
+    uint64_t expires_us = 0;
+  };
+
+  template <typename Req, typename Rep>
+  Status MasterCall(const Req& req, Rep* rep) {
+    return rpc_.Call(master_, req, rep, cfg_.request_timeout_ms);
+  }
+  Result<CachedLease> GetLease(File* f, uint32_t index);
+  Status WritePiece(File* f, uint32_t index, uint64_t chunk_off, const uint8_t* data, size_t n);
+  Status Mutate(File* f, uint32_t index, const CachedLease& lease, uint8_t kind, uint64_t offset,
+                const uint8_t* data, size_t n);
+  Status Push(const std::vector<int32_t>& chain, uint64_t data_id, const uint8_t* data, size_t n);
+  Status FetchLocations(File* f, uint32_t first, uint32_t count);
+  std::vector<int32_t> OrderByDistance(std::vector<int32_t> ranks, int from) const;
+  void OnUnsolicited(Message& m);
+
+  RpcClient rpc_;
+  JobConfig cfg_;
+  int master_;
+  std::vector<std::string> hosts_;
+  uint64_t next_data_id_ = 0;
+  std::map<uint64_t, uint16_t> push_acks_;  // data id -> status
+  std::map<std::pair<uint64_t, uint32_t>, CachedLease> leases_;  // (file id, index)
+  std::map<std::pair<uint64_t, uint32_t>, CachedLoc> locs_;      // (file id, index)
+  RoleStats stats_;
+};
+
+}  // namespace gfs

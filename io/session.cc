@@ -1,0 +1,209 @@
+// Role split and the storage ranks' main loops (the `Init` of io/gfs.h).
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "chunk/chunk_server.h"
+#include "io/gfs.h"
+#include "master/master_server.h"
+#include "mpi/mpi_transport.h"
+
+namespace gfs {
+
+const char* RoleName(Role r) {
+  switch (r) {
+    case Role::kMaster: return "master";
+    case Role::kShadow: return "shadow";
+    case Role::kChunkserver: return "chunkserver";
+    case Role::kClient: return "client";
+  }
+  return "?";
+}
+
+Session::Session() = default;
+Session::~Session() {
+  // Resources that need MPI are released by Finalize (before MPI_Finalize).
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) {
+    client_.reset();
+    transport_.reset();
+    if (app_comm_ != MPI_COMM_NULL) MPI_Comm_free(&app_comm_);
+  } else {
+    client_.release();
+    transport_.release();
+  }
+}
+
+Result<RoleLayout> ComputeLayout(int world, const JobConfig& cfg) {
+  RoleLayout l;
+  l.world = world;
+  l.shadows = cfg.shadows;
+  if (cfg.shadows < 0) return Status::InvalidArgument("--shadows must be >= 0");
+  if (cfg.shadows > 0) {
+    return Status::InvalidArgument("shadow masters are not available yet (use --shadows 0)");
+  }
+  l.chunkservers = cfg.chunkservers >= 0 ? cfg.chunkservers : world - 2 - cfg.shadows;
+  if (l.chunkservers < 1) {
+    return Status::InvalidArgument("the job has " + std::to_string(world) +
+                                   " ranks; it needs at least 3 (master, chunkserver, client)");
+  }
+  l.clients = cfg.clients >= 0 ? cfg.clients : world - 1 - l.shadows - l.chunkservers;
+  if (l.clients < 1) {
+    return Status::InvalidArgument("the job has " + std::to_string(world) + " ranks; " +
+                                   std::to_string(1 + l.shadows + l.chunkservers) +
+                                   " are storage ranks and at least 1 client is needed");
+  }
+  if (1 + l.shadows + l.chunkservers + l.clients != world) {
+    return Status::InvalidArgument(
+        "the job has " + std::to_string(world) + " ranks but the layout needs " +
+        std::to_string(1 + l.shadows + l.chunkservers + l.clients) + " (1 master + " +
+        std::to_string(l.shadows) + " shadows + " + std::to_string(l.chunkservers) +
+        " chunkservers + " + std::to_string(l.clients) + " clients)");
+  }
+  uint32_t repl = cfg.replication ? cfg.replication : static_cast<uint32_t>(std::min(3, l.chunkservers));
+  if (static_cast<int>(repl) > l.chunkservers) {
+    return Status::InvalidArgument("--replication " + std::to_string(repl) + " needs at least " +
+                                   std::to_string(repl) + " chunkservers (the job has " +
+                                   std::to_string(l.chunkservers) + ")");
+  }
+  return l;
+}
+
+namespace {
+
+std::string HostName() {
+  char name[MPI_MAX_PROCESSOR_NAME] = {0};
+  int len = 0;
+  MPI_Get_processor_name(name, &len);
+  return std::string(name, static_cast<size_t>(len));
+}
+
+// All ranks' host names (index = rank).
+std::vector<std::string> GatherHosts(MPI_Comm comm) {
+  int size = 0;
+  MPI_Comm_size(comm, &size);
+  char mine[MPI_MAX_PROCESSOR_NAME] = {0};
+  std::string h = HostName();
+  std::strncpy(mine, h.c_str(), MPI_MAX_PROCESSOR_NAME - 1);
+  std::vector<char> all(static_cast<size_t>(size) * MPI_MAX_PROCESSOR_NAME);
+  MPI_Allgather(mine, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, all.data(), MPI_MAX_PROCESSOR_NAME,
+                MPI_CHAR, comm);
+  std::vector<std::string> out;
+  for (int i = 0; i < size; ++i) out.emplace_back(&all[static_cast<size_t>(i) * MPI_MAX_PROCESSOR_NAME]);
+  return out;
+}
+
+void WriteStats(const JobConfig& cfg, int rank, Role role, const RoleStats& st, const Transport& t) {
+  if (cfg.stats_dir.empty()) return;
+  Status s = WriteStatsJson(cfg.stats_dir, rank, RoleName(role), st, t);
+  if (!s.ok()) std::fprintf(stderr, "gfs: rank %d: writing stats: %s\n", rank, s.ToString().c_str());
+}
+
+}  // namespace
+
+Status Init(MPI_Comm world, const JobConfig& cfg_in, Session* s) {
+  JobConfig cfg = cfg_in;
+  int rank = 0, size = 0;
+  MPI_Comm_rank(world, &rank);
+  MPI_Comm_size(world, &size);
+  MPI_Comm_set_errhandler(world, MPI_ERRORS_RETURN);
+  s->world_rank_ = rank;
+  auto layout = ComputeLayout(size, cfg);
+  if (!layout.ok()) return layout.status();
+  s->layout_ = *layout;
+  const RoleLayout& l = s->layout_;
+  if (cfg.replication == 0) cfg.replication = static_cast<uint32_t>(std::min(3, l.chunkservers));
+  s->cfg_ = cfg;
+  if (l.is_master(rank)) s->role_ = Role::kMaster;
+  else if (l.is_shadow(rank)) s->role_ = Role::kShadow;
+  else if (l.is_chunkserver(rank)) s->role_ = Role::kChunkserver;
+  else s->role_ = Role::kClient;
+
+  // Collective set-up, in the same order on every rank.
+  GFS_RETURN_IF_ERROR(CheckMpi(
+      MPI_Comm_split(world, s->is_client() ? 0 : MPI_UNDEFINED, rank, &s->app_comm_), "MPI_Comm_split"));
+  std::vector<std::string> hosts = GatherHosts(world);
+  s->transport_ = std::make_unique<MpiTransport>(
+      world, static_cast<uint64_t>(cfg.request_timeout_ms) * 2000);
+  GFS_RETURN_IF_ERROR(s->transport_->init_status());
+
+  // The master claims the data directory first; if another job holds it the
+  // whole job stops here, on every rank, with the same message.
+  Env* env = Env::Posix();
+  std::unique_ptr<FileLock> master_lock;
+  std::unique_ptr<MasterServer> master;
+  char err[512] = {0};
+  if (s->role_ == Role::kMaster) {
+    Status st = env->CreateDirs(cfg.data_dir + "/master");
+    if (st.ok()) st = env->LockFile(cfg.data_dir + "/master/LOCK", &master_lock);
+    if (st.code() == Code::kBusy) {
+      st = Status(Code::kBusy, "data directory " + cfg.data_dir + " is in use by another job");
+    }
+    if (st.ok()) {
+      uint64_t id = 0;
+      st = LoadOrCreateIdentity(env, cfg.data_dir + "/master", &id);
+    }
+    if (st.ok()) {
+      std::vector<int> cs, clients;
+      for (int r = l.first_chunkserver(); r < l.first_client(); ++r) cs.push_back(r);
+      for (int r = l.first_client(); r < l.world; ++r) clients.push_back(r);
+      master = std::make_unique<MasterServer>(s->transport_.get(), env, cfg, cfg.data_dir + "/master",
+                                              cs, clients);
+      std::string warning;
+      st = master->Start(&warning);
+      if (!warning.empty()) std::fprintf(stderr, "gfs: master: warning: %s\n", warning.c_str());
+    }
+    if (!st.ok()) {
+      std::snprintf(err, sizeof err, "%c%s", static_cast<char>(st.code()), st.message().c_str());
+    }
+  }
+  MPI_Bcast(err, sizeof err, MPI_CHAR, 0, world);
+  if (err[0] != 0) return Status(static_cast<Code>(err[0]), std::string(err + 1));
+
+  if (s->role_ == Role::kMaster) {
+    Status st = RunServer(s->transport_.get(), master.get());
+    WriteStats(cfg, rank, s->role_, master->stats(), *s->transport_);
+    return st;
+  }
+  if (s->role_ == Role::kChunkserver) {
+    std::string dir;
+    uint64_t id = 0;
+    std::unique_ptr<FileLock> lock;
+    Status st = ClaimChunkserverDir(env, cfg.data_dir, rank - l.first_chunkserver(), &dir, &id, &lock);
+    if (!st.ok()) {
+      std::fprintf(stderr, "gfs: chunkserver rank %d: %s\n", rank, st.ToString().c_str());
+      return st;
+    }
+    ChunkServer cs(s->transport_.get(), env, cfg, 0, dir, id, hosts[static_cast<size_t>(rank)]);
+    st = cs.Start();
+    if (!st.ok()) {
+      std::fprintf(stderr, "gfs: chunkserver rank %d: %s\n", rank, st.ToString().c_str());
+      return st;
+    }
+    st = RunServer(s->transport_.get(), &cs);
+    WriteStats(cfg, rank, s->role_, cs.stats(), *s->transport_);
+    return st;
+  }
+  if (s->role_ == Role::kShadow) return Status::OK();
+  s->client_index_ = rank - l.first_client();
+  s->client_ = std::make_unique<Client>(s->transport_.get(), cfg, 0, std::move(hosts));
+  return Status::OK();
+}
+
+Status Finalize(Session* s, int status) {
+  if (s->finalized_) return Status::OK();
+  s->finalized_ = true;
+  Status st;
+  if (s->client_) {
+    st = s->client_->Finish(status);
+    WriteStats(s->cfg_, s->world_rank_, Role::kClient, s->client_->stats(), *s->transport_);
+  }
+  s->client_.reset();
+  s->transport_.reset();
+  if (s->app_comm_ != MPI_COMM_NULL) MPI_Comm_free(&s->app_comm_);
+  return st;
+}
+
+}  // namespace gfs

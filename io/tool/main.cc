@@ -1,0 +1,129 @@
+// The `gfs` command-line tool. Run directly it is a launcher that starts the
+// job under mpirun (io/tool/launcher.cc); run under mpirun/srun it is one rank
+// of the job (rank mode). See README.md and doc/options.md.
+#include <mpi.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "io/gfs.h"
+#include "io/tool/commands.h"
+#include "io/tool/launcher.h"
+#include "io/tool/options.h"
+
+using namespace gfs;
+using namespace gfs::tool;
+
+namespace {
+
+// Validates what can be validated without MPI. Returns -1 when the command
+// should run, else the exit status (help printed / usage error reported).
+int Precheck(const Result<CommandLine>& cl, bool print, const CommandSpec** spec,
+             CommandArgs* args) {
+  if (!cl.ok()) {
+    if (print) std::fprintf(stderr, "gfs: %s\n", cl.status().message().c_str());
+    return 2;
+  }
+  if (cl->global.help || cl->command == "help") {
+    if (print) std::printf("%s", GlobalUsage().c_str());
+    return 0;
+  }
+  if (cl->command.empty()) {
+    if (print) std::fprintf(stderr, "gfs: no command given (see gfs --help)\n");
+    return 2;
+  }
+  *spec = FindCommand(cl->command);
+  if (*spec == nullptr) {
+    if (print) std::fprintf(stderr, "gfs: unknown command '%s' (see gfs --help)\n", cl->command.c_str());
+    return 2;
+  }
+  auto a = ParseCommandArgs(**spec, cl->args);
+  if (!a.ok()) {
+    if (print) std::fprintf(stderr, "gfs: %s\n", a.status().message().c_str());
+    return 2;
+  }
+  if (a->help) {
+    if (print) std::printf("%s", CommandUsage(**spec).c_str());
+    return 0;
+  }
+  *args = *a;
+  return -1;
+}
+
+void WriteStatus(const std::string& file, int code) {
+  if (file.empty()) return;
+  std::ofstream out(file, std::ios::trunc);
+  out << code << "\n";
+}
+
+int RankMain(int argc, char** argv) {
+  int provided = 0;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  int rank = 0, size = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  auto cl = ParseCommandLine(argc, argv, false);
+  const CommandSpec* spec = nullptr;
+  CommandArgs args;
+  int pre = Precheck(cl, rank == 0, &spec, &args);
+  if (pre >= 0) {
+    if (rank == 0 && cl.ok()) WriteStatus(cl->global.status_file, pre);
+    MPI_Finalize();
+    return pre;
+  }
+  const bool launched = !cl->global.status_file.empty();
+  Session s;
+  Status st = Init(MPI_COMM_WORLD, cl->global.job, &s);
+  int code = 0;
+  if (!st.ok()) {
+    // Every rank got the same error; one prints it.
+    code = st.code() == Code::kInvalidArgument ? 2 : 1;
+    if (rank == 0) {
+      std::fprintf(stderr, "gfs: %s\n", st.message().c_str());
+      WriteStatus(cl->global.status_file, code);
+    }
+  } else if (s.is_client()) {
+    if (s.client_index() == 0) {
+      code = RunCommand(s.client(), cl->global.job, *spec, args);
+    }
+    Status fin = Finalize(&s, code);
+    if (s.client_index() == 0) {
+      if (!fin.ok() && code == 0) {
+        std::fprintf(stderr, "gfs: shutting down: %s\n", fin.ToString().c_str());
+        code = 1;
+      }
+      WriteStatus(cl->global.status_file, code);
+      if (!launched) std::fprintf(stderr, "gfs: exit status %d\n", code);
+    }
+  } else {
+    Finalize(&s, 0);
+    if (!st.ok()) code = 1;
+  }
+  MPI_Finalize();
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool rank_mode = UnderMpiLauncher();
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--rank-mode") rank_mode = true;
+    if (argv[i][0] != '-') break;
+  }
+  if (rank_mode) return RankMain(argc, argv);
+  auto cl = ParseCommandLine(argc, argv, true);
+  const CommandSpec* spec = nullptr;
+  CommandArgs args;
+  int pre = Precheck(cl, true, &spec, &args);
+  if (pre >= 0) return pre;
+  auto layout = ComputeLayout(1 + cl->global.job.shadows + cl->global.job.chunkservers +
+                                  cl->global.job.clients,
+                              cl->global.job);
+  if (!layout.ok()) {
+    std::fprintf(stderr, "gfs: %s\n", layout.status().message().c_str());
+    return 2;
+  }
+  return Launch(*cl, argc, argv);
+}

@@ -1,0 +1,69 @@
+// Command-line parsing for the `gfs` tool: global options (before COMMAND)
+// and each command's own options. Shared by the launcher, which validates the
+// whole line before starting mpirun, and by the ranks. See doc/options.md.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "mpi/config.h"
+
+namespace gfs::tool {
+
+struct GlobalOptions {
+  JobConfig job;
+  std::string hostfile;
+  std::string mpirun_args;
+  std::string status_file;  // hidden: where the first client writes the exit status
+  bool help = false;
+  bool rank_mode = false;   // hidden: force rank mode
+  bool dry_run = false;     // print the mpirun line instead of running it
+};
+
+struct CommandLine {
+  GlobalOptions global;
+  std::string command;             // empty: none given
+  std::vector<std::string> args;   // after COMMAND, unparsed
+  // The global options as given: one group per option (name, then its value
+  // when separate), for the launcher to pass on.
+  std::vector<std::vector<std::string>> global_groups;
+};
+
+// Parses "64M", "8k", "1G", "4096" (binary multiples). kInvalidArgument names
+// the option and the bad value.
+Result<uint64_t> ParseSize(const std::string& option, const std::string& text);
+
+// Splits argv into global options, COMMAND and its arguments, and parses the
+// global options. `launcher` selects the launcher defaults (3 chunkservers,
+// 1 client) for counts not given.
+Result<CommandLine> ParseCommandLine(int argc, char** argv, bool launcher);
+
+std::string GlobalUsage();
+
+// A command's parsed arguments.
+struct CommandArgs {
+  bool recursive = false;  // -r / -R
+  bool parents = false;    // -p
+  bool force = false;      // -f
+  bool json = false;       // --json
+  bool help = false;
+  std::vector<std::string> positional;
+};
+
+struct CommandSpec {
+  const char* name;
+  const char* usage;
+  const char* summary;
+  int min_args;
+  int max_args;  // -1: any
+  const char* flags;  // letters among "rRpfj" this command accepts (j = --json)
+};
+
+const std::vector<CommandSpec>& Commands();
+const CommandSpec* FindCommand(const std::string& name);
+Result<CommandArgs> ParseCommandArgs(const CommandSpec& spec, const std::vector<std::string>& args);
+std::string CommandUsage(const CommandSpec& spec);
+
+}  // namespace gfs::tool

@@ -1,0 +1,67 @@
+#!/bin/bash
+# Whole test suite: unit tests (GoogleTest) and MPI tests (real ranks through
+# build/gfs) via CTest, in the Release build and, unless GFS_SKIP_ASAN=1, the
+# unit tests plus a few MPI tests in an ASan+UBSan build (build-asan).
+#
+#   GFS_TEST_SCALE  scale for the MPI tests' data sizes (default 0.25 when CI is
+#                   set, else 1 = the full sizes from the issue)
+#   GFS_SKIP_ASAN=1 skip the sanitizer build
+set -euo pipefail
+
+T_START="$(date +%s)"
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/setup.sh"
+T_BUILD="$(date +%s)"
+
+if [[ -z "${GFS_TEST_SCALE:-}" ]]; then
+  if [[ -n "${CI:-}" ]]; then GFS_TEST_SCALE=0.25; else GFS_TEST_SCALE=1; fi
+fi
+export GFS_TEST_SCALE
+
+declare -a PHASES=()
+phase() { PHASES+=("$(printf '%-40s %5ds' "$1" "$2")"); }
+phase "set-up + Release build" $((T_BUILD - T_START))
+
+report() {
+  echo
+  echo "== timing"
+  printf '  %s\n' "${PHASES[@]}"
+}
+trap report EXIT
+
+ASAN_BUILD="$ROOT/build-asan"
+if [[ "${GFS_SKIP_ASAN:-0}" != 1 ]]; then
+  t0="$(date +%s)"
+  gfs_build "$ASAN_BUILD" -DGFS_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+  phase "ASan+UBSan build" $(($(date +%s) - t0))
+fi
+
+status=0
+echo "== ctest (Release, all tests, GFS_TEST_SCALE=$GFS_TEST_SCALE)"
+t0="$(date +%s)"
+if ! ctest --test-dir "$BUILD" --output-on-failure -j1; then
+  status=1
+fi
+phase "ctest Release (all)" $(($(date +%s) - t0))
+
+if [[ "${GFS_SKIP_ASAN:-0}" != 1 ]]; then
+  echo "== ctest (ASan+UBSan, unit tests)"
+  t0="$(date +%s)"
+  if ! ctest --test-dir "$ASAN_BUILD" --output-on-failure -L unit; then
+    status=1
+  fi
+  phase "ctest ASan+UBSan (unit)" $(($(date +%s) - t0))
+
+  echo "== ctest (ASan+UBSan, MPI smoke tests)"
+  t0="$(date +%s)"
+  if ! ctest --test-dir "$ASAN_BUILD" --output-on-failure -j1 -R 'mpi\.test_(cli_basics|errors)$'; then
+    status=1
+  fi
+  phase "ctest ASan+UBSan (mpi smoke)" $(($(date +%s) - t0))
+fi
+
+phase "total" $(($(date +%s) - T_START))
+if ((status != 0)); then
+  echo "test.sh: FAILED" >&2
+  exit 1
+fi
+echo "test.sh: all tests passed"

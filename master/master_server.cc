@@ -1,0 +1,613 @@
+#include "master/master_server.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+
+namespace gfs {
+namespace {
+
+constexpr uint32_t kLookupPrefetch = 32;  // chunks returned beyond those asked for
+constexpr uint64_t kRegisterGraceUs = 10ull * 1000 * 1000;
+
+}  // namespace
+
+MasterServer::MasterServer(Transport* t, Env* env, const JobConfig& cfg, std::string dir,
+                           std::vector<int> chunkserver_ranks, std::vector<int> client_ranks)
+    : t_(t),
+      env_(env),
+      cfg_(cfg),
+      dir_(std::move(dir)),
+      cs_ranks_(std::move(chunkserver_ranks)),
+      client_ranks_(std::move(client_ranks)),
+      placement_(DefaultPlacement::Options{0, 8}) {
+  for (int r : cs_ranks_) servers_[r].rank = r;
+}
+
+int64_t MasterServer::NowMs() const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Status MasterServer::Start(std::string* warning) {
+  GFS_RETURN_IF_ERROR(env_->CreateDirs(dir_));
+  uint64_t last_seq = 0;
+  GFS_RETURN_IF_ERROR(RecoverMetaState(env_, dir_, &meta_, &last_seq, warning));
+  log_ = std::make_unique<OpLog>(env_, dir_ + "/" + kOpLogFileName);
+  GFS_RETURN_IF_ERROR(log_->Open(&last_seq));
+  start_us_ = MonoMicros();
+  stats_.counters["replayed_seq"] = last_seq;
+  return Status::OK();
+}
+
+Status MasterServer::Mutate(const MetaOp& op, std::vector<uint64_t>* freed) {
+  if (!broken_.ok()) return broken_;
+  GFS_RETURN_IF_ERROR(meta_.Check(op));
+  Status s = log_->Append(op, nullptr);
+  if (!s.ok()) {
+    broken_ = s;
+    return s;
+  }
+  s = meta_.Apply(op, freed);
+  if (!s.ok()) {
+    broken_ = Status::Internal("applying a checked op failed: " + s.ToString());
+    return broken_;
+  }
+  stats_.counters["mutations"]++;
+  return Status::OK();
+}
+
+void MasterServer::AfterBatch() {
+  if (log_ && log_->last_seq() != log_->synced_seq()) {
+    Status s = log_->Sync();
+    if (!s.ok()) {
+      broken_ = s;
+      std::fprintf(stderr, "gfs: master: op log sync failed: %s\n", s.ToString().c_str());
+      // Nothing that depended on the lost records may leave: fail them all.
+      for (auto& [dest, buf] : deferred_) {
+        Message req;
+        if (ParseMessage(Incoming{dest, buf}, &req).ok() && req.is_reply()) {
+          t_->Send(dest, EncodeErrorReply(req, s));
+        }
+      }
+      deferred_.clear();
+      return;
+    }
+    stats_.counters["log_syncs"]++;
+  }
+  for (auto& [dest, buf] : deferred_) t_->Send(dest, std::move(buf));
+  deferred_.clear();
+}
+
+void MasterServer::Handle(Message& m) {
+  if (m.is_reply()) {
+    if (m.type() == MsgType::kPrepareChunk) return OnPrepareReply(m);
+    if (m.type() == MsgType::kShutdown) return OnShutdownReply(m);
+    return;
+  }
+  stats_.counters[std::string("req_") + MsgTypeName(m.h.type)]++;
+  switch (m.type()) {
+    case MsgType::kRegister: return OnRegister(m);
+    case MsgType::kHeartbeat: return OnHeartbeat(m);
+    case MsgType::kGetStats: return OnStats(m);
+    case MsgType::kPushData:
+    case MsgType::kWrite: {
+      // File data never belongs here; count it so tests can prove it.
+      stats_.counters["file_bytes_received"] += m.buf->size();
+      return DeferError(m, Status::Protocol("the master does not take file data"));
+    }
+    default: break;
+  }
+  if (!serving_) {
+    held_.push_back(m);
+    return;
+  }
+  Dispatch(m);
+}
+
+void MasterServer::Dispatch(Message& m) {
+  switch (m.type()) {
+    case MsgType::kMkdir: return OnMkdir(m);
+    case MsgType::kCreate: return OnCreate(m);
+    case MsgType::kDelete: return OnDelete(m);
+    case MsgType::kRename: return OnRename(m);
+    case MsgType::kList: return OnList(m);
+    case MsgType::kStat: return OnStat(m);
+    case MsgType::kLookup: return OnLookup(m);
+    case MsgType::kLease: return OnLease(m);
+    case MsgType::kSetLength: return OnSetLength(m);
+    case MsgType::kClientDone: return OnClientDone(m);
+    default:
+      DeferError(m, Status::Protocol(std::string("the master does not serve ") +
+                                     MsgTypeName(m.h.type)));
+  }
+}
+
+FileAttr MasterServer::AttrOf(const FileInfo& f) const {
+  FileAttr a;
+  a.id = f.id;
+  a.is_dir = false;
+  a.replication = f.replication;
+  a.chunk_size = f.chunk_size;
+  a.length = f.length;
+  a.num_chunks = static_cast<uint32_t>(f.chunks.size());
+  a.mtime_ms = f.mtime_ms;
+  return a;
+}
+
+std::vector<int32_t> MasterServer::LiveReplicas(uint64_t handle) const {
+  std::vector<int32_t> out;
+  auto it = locations_.find(handle);
+  if (it == locations_.end()) return out;
+  for (int32_t r : it->second) {
+    auto s = servers_.find(r);
+    if (s != servers_.end() && s->second.alive) out.push_back(r);
+  }
+  return out;
+}
+
+ChunkLocation MasterServer::LocationOf(uint32_t index, uint64_t handle) const {
+  ChunkLocation loc;
+  loc.index = index;
+  loc.handle = handle;
+  if (handle != 0) {
+    const ChunkInfo* c = meta_.FindChunk(handle);
+    loc.version = c ? c->version : 0;
+    loc.replicas = LiveReplicas(handle);
+  }
+  return loc;
+}
+
+void MasterServer::OnMkdir(Message& m) {
+  MkdirReq r;
+  Status s = m.Decode(&r);
+  if (s.ok()) s = Mutate(MetaOp::Mkdir(r.path, r.parents));
+  if (!s.ok()) return DeferError(m, s);
+  DeferReply(m, Empty{});
+}
+
+void MasterServer::OnCreate(Message& m) {
+  CreateReq r;
+  Status s = m.Decode(&r);
+  if (!s.ok()) return DeferError(m, s);
+  auto existing = meta_.StatFile(r.path);
+  if (existing.ok() && !r.exclusive) {
+    if (r.truncate && existing->length > 0) {
+      std::vector<uint64_t> freed;
+      s = Mutate(MetaOp::SetLength(existing->id, 0, NowMs()), &freed);
+      if (!s.ok()) return DeferError(m, s);
+      ForgetChunks(freed);
+      existing = meta_.StatFile(r.path);
+    }
+    return DeferReply(m, StatReply{AttrOf(*existing)});
+  }
+  uint32_t repl = r.replication ? r.replication : cfg_.replication;
+  uint64_t cs = r.chunk_size ? r.chunk_size : cfg_.chunk_size;
+  if (repl == 0 || repl > cs_ranks_.size()) {
+    return DeferError(m, Status::InvalidArgument(
+                             "replication " + std::to_string(repl) + " needs as many chunkservers (the job has " +
+                             std::to_string(cs_ranks_.size()) + ")"));
+  }
+  if (cs < 65536 || cs % 65536 != 0 || cs > (4ull << 30)) {
+    return DeferError(m, Status::InvalidArgument("chunk size must be a multiple of 64K, at most 4G"));
+  }
+  s = Mutate(MetaOp::Create(r.path, meta_.NextFileId(), repl, cs, NowMs()));
+  if (!s.ok()) return DeferError(m, s);
+  DeferReply(m, StatReply{AttrOf(*meta_.StatFile(r.path))});
+}
+
+void MasterServer::ForgetChunks(const std::vector<uint64_t>& handles) {
+  for (uint64_t h : handles) {
+    auto it = locations_.find(h);
+    if (it != locations_.end()) {
+      for (int32_t r : it->second) servers_[r].to_delete.push_back(h);
+      locations_.erase(it);
+    }
+    leases_.erase(h);
+  }
+}
+
+void MasterServer::OnDelete(Message& m) {
+  DeleteReq r;
+  Status s = m.Decode(&r);
+  std::vector<uint64_t> freed;
+  if (s.ok()) s = Mutate(MetaOp::Delete(r.path, r.recursive), &freed);
+  if (!s.ok()) return DeferError(m, s);
+  ForgetChunks(freed);
+  DeferReply(m, Empty{});
+}
+
+void MasterServer::OnRename(Message& m) {
+  RenameReq r;
+  Status s = m.Decode(&r);
+  if (s.ok()) s = Mutate(MetaOp::Rename(r.src, r.dst));
+  if (!s.ok()) return DeferError(m, s);
+  DeferReply(m, Empty{});
+}
+
+void MasterServer::OnList(Message& m) {
+  ListReq r;
+  Status s = m.Decode(&r);
+  if (!s.ok()) return DeferError(m, s);
+  auto entries = meta_.List(r.path);
+  if (!entries.ok()) return DeferError(m, entries.status());
+  ListReply rep;
+  rep.entries.reserve(entries->size());
+  for (const DirEntry& e : *entries) {
+    ListEntry le;
+    le.name = e.name;
+    if (e.is_dir) {
+      le.attr.is_dir = true;
+    } else {
+      le.attr = AttrOf(e.file);
+    }
+    rep.entries.push_back(std::move(le));
+  }
+  DeferReply(m, rep);
+}
+
+void MasterServer::OnStat(Message& m) {
+  StatReq r;
+  Status s = m.Decode(&r);
+  if (!s.ok()) return DeferError(m, s);
+  auto f = meta_.StatFile(r.path);
+  if (f.ok()) return DeferReply(m, StatReply{AttrOf(*f)});
+  if (f.status().code() == Code::kIsADirectory) {
+    StatReply rep;
+    rep.attr.is_dir = true;
+    return DeferReply(m, rep);
+  }
+  DeferError(m, f.status());
+}
+
+void MasterServer::OnLookup(Message& m) {
+  LookupReq r;
+  Status s = m.Decode(&r);
+  if (!s.ok()) return DeferError(m, s);
+  stats_.counters["lookups"]++;
+  auto f = meta_.StatFile(r.path);
+  if (!f.ok()) return DeferError(m, f.status());
+  LookupReply rep;
+  rep.attr = AttrOf(*f);
+  uint64_t end = std::min<uint64_t>(f->chunks.size(),
+                                    static_cast<uint64_t>(r.first) + r.count + kLookupPrefetch);
+  for (uint64_t i = r.first; i < end; ++i) {
+    rep.chunks.push_back(LocationOf(static_cast<uint32_t>(i), f->chunks[i]));
+  }
+  DeferReply(m, rep);
+}
+
+void MasterServer::OnLease(Message& m) {
+  LeaseReq r;
+  Status s = m.Decode(&r);
+  if (!s.ok()) return DeferError(m, s);
+  auto f = meta_.StatFile(r.path);
+  if (!f.ok()) return DeferError(m, f.status());
+  if (r.file_id != 0 && r.file_id != f->id) {
+    return DeferError(m, Status::NotFound(r.path + " was replaced by another file"));
+  }
+  if (r.index >= kMaxChunksPerFile) return DeferError(m, Status::InvalidArgument("chunk index too large"));
+  const uint64_t now = MonoMicros();
+  uint64_t handle = r.index < f->chunks.size() ? f->chunks[r.index] : 0;
+  if (handle == 0) {
+    // Allocate: place R replicas, log the chunk, create it on each replica.
+    std::vector<ServerLoad> loads;
+    for (const auto& [rank, st] : servers_) {
+      ServerLoad l;
+      l.id = rank;
+      l.host = st.host;
+      l.used_bytes = st.used;
+      l.capacity_bytes = st.capacity;
+      l.chunks = st.chunks;
+      l.recent_creations = st.recent_creations;
+      l.alive = st.alive && (st.capacity == 0 || st.capacity >= st.used + f->chunk_size);
+      loads.push_back(l);
+    }
+    std::vector<int> chosen = placement_.ChooseNew(loads, static_cast<int>(f->replication), {}, ++seed_);
+    if (chosen.size() < f->replication) {
+      return DeferError(m, Status::Unavailable(
+                               "only " + std::to_string(chosen.size()) +
+                               " chunkservers can take a new chunk; the file needs " +
+                               std::to_string(f->replication)));
+    }
+    handle = meta_.NextHandle();
+    s = Mutate(MetaOp::AddChunk(f->id, r.index, handle, 1, NowMs()));
+    if (!s.ok()) return DeferError(m, s);
+    for (int c : chosen) {
+      servers_[c].recent_creations++;
+      servers_[c].chunks++;
+    }
+    stats_.counters["chunks_created"]++;
+    return StartPrepare(m, handle, 1, true, std::vector<int32_t>(chosen.begin(), chosen.end()));
+  }
+  auto pending = prepare_by_handle_.find(handle);
+  if (pending != prepare_by_handle_.end()) {
+    prepares_[pending->second].waiters.push_back(m);
+    return;
+  }
+  std::vector<int32_t> replicas = LiveReplicas(handle);
+  const ChunkInfo* c = meta_.FindChunk(handle);
+  auto lease = leases_.find(handle);
+  if (lease != leases_.end() && lease->second.expiry_us > now &&
+      std::find(replicas.begin(), replicas.end(), lease->second.primary) != replicas.end()) {
+    LeaseReply rep;
+    rep.handle = handle;
+    rep.version = c->version;
+    rep.primary = lease->second.primary;
+    rep.replicas = replicas;
+    std::stable_partition(rep.replicas.begin(), rep.replicas.end(),
+                          [&](int32_t x) { return x == rep.primary; });
+    rep.lease_ms = static_cast<uint32_t>((lease->second.expiry_us - now) / 1000);
+    return DeferReply(m, rep);
+  }
+  if (replicas.empty()) {
+    return DeferError(m, Status::Unavailable("no live replica of chunk " + std::to_string(r.index) +
+                                             " of " + r.path));
+  }
+  // A new lease: bump the version so replicas that miss it become stale.
+  uint64_t version = c->version + 1;
+  s = Mutate(MetaOp::SetVersion(handle, version));
+  if (!s.ok()) return DeferError(m, s);
+  StartPrepare(m, handle, version, false, std::move(replicas));
+}
+
+void MasterServer::StartPrepare(Message& lease_req, uint64_t handle, uint64_t version, bool create,
+                                std::vector<int32_t> replicas) {
+  uint64_t key = ++next_id_;
+  Prepare& p = prepares_[key];
+  p.handle = handle;
+  p.version = version;
+  p.primary = replicas.front();
+  p.replicas = std::move(replicas);
+  p.waiting = static_cast<int>(p.replicas.size());
+  p.deadline_us = MonoMicros() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000 / 2;
+  p.waiters.push_back(lease_req);
+  prepare_by_handle_[handle] = key;
+  leases_.erase(handle);
+  for (int32_t r : p.replicas) {
+    PrepareChunkReq req;
+    req.handle = handle;
+    req.version = version;
+    req.create = create;
+    req.primary = r == p.primary;
+    req.lease_ms = cfg_.lease_seconds * 1000;
+    Header h;
+    h.type = static_cast<uint16_t>(MsgType::kPrepareChunk);
+    h.id = ++next_id_;
+    h.deadline_ms = cfg_.request_timeout_ms / 2;
+    prepare_req_[h.id] = key;
+    // Ordered after the log sync that made the version durable.
+    Defer(r, EncodeMessage(h, req));
+  }
+}
+
+void MasterServer::OnPrepareReply(Message& m) {
+  auto it = prepare_req_.find(m.h.id);
+  if (it == prepare_req_.end()) return;
+  uint64_t key = it->second;
+  prepare_req_.erase(it);
+  auto p = prepares_.find(key);
+  if (p == prepares_.end()) return;
+  p->second.answered.push_back(m.source);
+  if (!m.status().ok()) p->second.failed.push_back(m.source);
+  if (--p->second.waiting == 0) FinishPrepare(key);
+}
+
+void MasterServer::FinishPrepare(uint64_t key) {
+  auto it = prepares_.find(key);
+  Prepare& p = it->second;
+  prepare_by_handle_.erase(p.handle);
+  // Replicas that did not record the version are stale from now on.
+  std::vector<int32_t> good;
+  for (int32_t r : p.replicas) {
+    if (std::find(p.failed.begin(), p.failed.end(), r) == p.failed.end()) good.push_back(r);
+  }
+  auto& loc = locations_[p.handle];
+  for (int32_t r : p.replicas) {
+    bool ok = std::find(good.begin(), good.end(), r) != good.end();
+    auto pos = std::find(loc.begin(), loc.end(), r);
+    if (ok && pos == loc.end()) loc.push_back(r);
+    if (!ok && pos != loc.end()) loc.erase(pos);
+  }
+  const bool primary_ok = std::find(good.begin(), good.end(), p.primary) != good.end();
+  if (!p.failed.empty() || !primary_ok) {
+    // Simplest safe answer: the client retries and gets a fresh lease on the
+    // replicas that are left.
+    for (Message& w : p.waiters) {
+      DeferError(w, Status::Unavailable("a replica did not take chunk version " +
+                                        std::to_string(p.version)));
+    }
+  } else {
+    uint64_t lease_us = static_cast<uint64_t>(cfg_.lease_seconds) * 1000000;
+    leases_[p.handle] = Lease{p.primary, MonoMicros() + lease_us};
+    LeaseReply rep;
+    rep.handle = p.handle;
+    rep.version = p.version;
+    rep.primary = p.primary;
+    rep.replicas = good;
+    rep.lease_ms = cfg_.lease_seconds * 1000;
+    for (Message& w : p.waiters) DeferReply(w, rep);
+  }
+  prepares_.erase(it);
+}
+
+void MasterServer::OnSetLength(Message& m) {
+  SetLengthReq r;
+  Status s = m.Decode(&r);
+  if (!s.ok()) return DeferError(m, s);
+  auto f = meta_.StatFile(r.path);
+  if (!f.ok()) return DeferError(m, f.status());
+  if (r.file_id != 0 && r.file_id != f->id) {
+    return DeferError(m, Status::NotFound(r.path + " was replaced by another file"));
+  }
+  SetLengthReply rep;
+  if (r.grow_only ? r.length > f->length : r.length != f->length) {
+    std::vector<uint64_t> freed;
+    s = Mutate(MetaOp::SetLength(f->id, r.length, NowMs()), &freed);
+    if (!s.ok()) return DeferError(m, s);
+    ForgetChunks(freed);
+    f = meta_.StatFile(r.path);
+  }
+  rep.length = f->length;
+  uint64_t idx = f->length / f->chunk_size;
+  if (!r.grow_only && idx < f->chunks.size()) {
+    rep.last = LocationOf(static_cast<uint32_t>(idx), f->chunks[idx]);
+  }
+  DeferReply(m, rep);
+}
+
+void MasterServer::OnClientDone(Message& m) {
+  clients_done_.insert(m.source);
+  done_msgs_.push_back(m);
+  if (clients_done_.size() >= client_ranks_.size() && !shutting_down_) BeginShutdown();
+}
+
+void MasterServer::BeginShutdown() {
+  shutting_down_ = true;
+  shutdown_deadline_us_ = MonoMicros() + 10ull * 1000 * 1000;
+  for (int r : cs_ranks_) {
+    Header h;
+    h.type = static_cast<uint16_t>(MsgType::kShutdown);
+    h.id = ++next_id_;
+    Defer(r, EncodeMessage(h, ShutdownReq{}));
+    ++shutdown_waiting_;
+  }
+  if (shutdown_waiting_ == 0) shutdown_deadline_us_ = 0;
+}
+
+void MasterServer::OnShutdownReply(Message&) {
+  if (shutting_down_ && --shutdown_waiting_ == 0) shutdown_deadline_us_ = 0;
+}
+
+void MasterServer::OnRegister(Message& m) {
+  RegisterReq r;
+  Status s = m.Decode(&r);
+  if (!s.ok()) return DeferError(m, s);
+  ServerState& st = servers_[m.source];
+  st.rank = m.source;
+  st.id = r.server_id;
+  st.dir_name = r.dir_name;
+  st.host = r.host;
+  st.capacity = r.capacity;
+  st.used = r.used;
+  st.chunks = static_cast<uint32_t>(r.chunks.size());
+  st.registered = true;
+  st.alive = true;
+  st.last_seen_us = MonoMicros();
+  RegisterReply rep;
+  for (const ChunkReport& c : r.chunks) {
+    const ChunkInfo* info = meta_.FindChunk(c.handle);
+    if (info == nullptr || c.version < info->version) {
+      rep.delete_handles.push_back(c.handle);  // orphan or stale
+      stats_.counters[info ? "stale_replicas" : "orphan_replicas"]++;
+      continue;
+    }
+    if (c.version > info->version) {
+      // The master failed while granting: the replica's version is current.
+      if (!Mutate(MetaOp::SetVersion(c.handle, c.version)).ok()) continue;
+      // Replicas registered earlier at the old version are now stale.
+      auto& loc = locations_[c.handle];
+      for (int32_t old : loc) servers_[old].to_delete.push_back(c.handle);
+      loc.clear();
+    }
+    auto& loc = locations_[c.handle];
+    if (std::find(loc.begin(), loc.end(), m.source) == loc.end()) loc.push_back(m.source);
+  }
+  DeferReply(m, rep);
+}
+
+void MasterServer::OnHeartbeat(Message& m) {
+  HeartbeatReq r;
+  Status s = m.Decode(&r);
+  if (!s.ok()) return DeferError(m, s);
+  ServerState& st = servers_[m.source];
+  if (!st.registered) return DeferError(m, Status::Unavailable("register first"));
+  st.used = r.used;
+  st.capacity = r.capacity;
+  st.chunks = r.num_chunks;
+  st.last_seen_us = MonoMicros();
+  st.alive = true;
+  HeartbeatReply rep;
+  rep.lease_ms = cfg_.lease_seconds * 1000;
+  const uint64_t now = MonoMicros();
+  for (uint64_t h : r.extend_leases) {
+    auto it = leases_.find(h);
+    if (it != leases_.end() && it->second.primary == m.source && it->second.expiry_us > now) {
+      it->second.expiry_us = now + static_cast<uint64_t>(cfg_.lease_seconds) * 1000000;
+      rep.extended.push_back(h);
+    }
+  }
+  rep.delete_handles.swap(st.to_delete);
+  DeferReply(m, rep);
+}
+
+void MasterServer::OnStats(Message& m) {
+  StatsReply r;
+  for (const auto& [k, v] : stats_.counters) {
+    r.names.push_back(k);
+    r.values.push_back(v);
+  }
+  DeferReply(m, r);
+}
+
+void MasterServer::Tick(uint64_t now) {
+  if (!serving_) {
+    bool all = std::all_of(cs_ranks_.begin(), cs_ranks_.end(),
+                           [&](int r) { return servers_[r].registered; });
+    if (all || now - start_us_ > kRegisterGraceUs) {
+      serving_ = true;
+      while (!held_.empty()) {
+        Message m = std::move(held_.front());
+        held_.pop_front();
+        Dispatch(m);
+      }
+      AfterBatch();
+    }
+  }
+  // A chunkserver silent for several heartbeat intervals is taken as dead.
+  const uint64_t dead_after = static_cast<uint64_t>(cfg_.heartbeat_ms) * 1000 * 5 +
+                              static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000;
+  for (auto& [rank, st] : servers_) {
+    if (st.alive && now - st.last_seen_us > dead_after) {
+      st.alive = false;
+      std::fprintf(stderr, "gfs: master: chunkserver rank %d (%s) missed its heartbeats\n", rank,
+                   st.dir_name.c_str());
+    }
+  }
+  if (now >= next_decay_us_) {
+    next_decay_us_ = now + 10ull * 1000 * 1000;
+    for (auto& [rank, st] : servers_) st.recent_creations /= 2;
+  }
+  for (auto it = prepares_.begin(); it != prepares_.end();) {
+    auto next = std::next(it);
+    if (now >= it->second.deadline_us) {
+      // Replicas that never answered count as failed.
+      Prepare& p = it->second;
+      for (auto q = prepare_req_.begin(); q != prepare_req_.end();) {
+        if (q->second == it->first) {
+          q = prepare_req_.erase(q);
+        } else {
+          ++q;
+        }
+      }
+      for (int32_t r : p.replicas) {
+        if (std::find(p.answered.begin(), p.answered.end(), r) == p.answered.end()) {
+          p.failed.push_back(r);
+        }
+      }
+      p.waiting = 0;
+      FinishPrepare(it->first);
+    }
+    it = next;
+  }
+  if (shutting_down_ && !done_ && (shutdown_waiting_ == 0 || now >= shutdown_deadline_us_)) {
+    for (Message& m : done_msgs_) DeferReply(m, Empty{});
+    done_msgs_.clear();
+    AfterBatch();
+    done_ = true;
+  }
+  AfterBatch();
+}
+
+}  // namespace gfs

@@ -1,0 +1,150 @@
+// MasterServer: the master role's logic, driven by RunServer() over any
+// Transport. Owns the namespace and chunk metadata (MetaState, persisted
+// through the OpLog), chunk locations (soft state from chunkserver reports),
+// leases and placement. Never carries file data.
+//
+// Durability: every mutation is appended to the op log and the log is synced
+// once per drained batch of messages (group commit) before any reply or order
+// that depends on it leaves the master (see AfterBatch).
+#pragma once
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "master/meta_state.h"
+#include "master/oplog.h"
+#include "master/placement.h"
+#include "mpi/config.h"
+#include "mpi/rpc.h"
+#include "mpi/stats.h"
+
+namespace gfs {
+
+class MasterServer : public Server {
+ public:
+  // chunkserver_ranks: the ranks expected to register; client_ranks: the
+  // ranks whose ClientDone ends the job. Pointers not owned.
+  MasterServer(Transport* t, Env* env, const JobConfig& cfg, std::string dir,
+               std::vector<int> chunkserver_ranks, std::vector<int> client_ranks);
+
+  // Replays the op log and opens it for appending. *warning gets a torn-tail
+  // warning, if any.
+  Status Start(std::string* warning);
+  void Handle(Message& m) override;
+  void Tick(uint64_t now_us) override;
+  void AfterBatch() override;
+  bool done() const override { return done_; }
+
+  const RoleStats& stats() const { return stats_; }
+  const MetaState& meta() const { return meta_; }
+
+ private:
+  struct ServerState {
+    int rank = -1;
+    uint64_t id = 0;
+    std::string dir_name, host;
+    uint64_t capacity = 0, used = 0;
+    uint32_t chunks = 0;
+    uint32_t recent_creations = 0;
+    uint64_t last_seen_us = 0;
+    bool registered = false;
+    bool alive = false;
+    std::vector<uint64_t> to_delete;
+  };
+  struct Lease {
+    int primary = -1;
+    uint64_t expiry_us = 0;
+  };
+  // A lease being prepared: waiting for every replica to record the version.
+  struct Prepare {
+    uint64_t handle = 0;
+    uint64_t version = 0;
+    int primary = -1;
+    std::vector<int32_t> replicas;
+    int waiting = 0;
+    std::vector<int32_t> answered;
+    std::vector<int32_t> failed;
+    uint64_t deadline_us = 0;
+    std::vector<Message> waiters;  // LeaseReq messages to answer
+  };
+
+  void Dispatch(Message& m);
+  void OnMkdir(Message& m);
+  void OnCreate(Message& m);
+  void OnDelete(Message& m);
+  void OnRename(Message& m);
+  void OnList(Message& m);
+  void OnStat(Message& m);
+  void OnLookup(Message& m);
+  void OnLease(Message& m);
+  void OnSetLength(Message& m);
+  void OnClientDone(Message& m);
+  void OnRegister(Message& m);
+  void OnHeartbeat(Message& m);
+  void OnPrepareReply(Message& m);
+  void OnShutdownReply(Message& m);
+  void OnStats(Message& m);
+
+  // Logs and applies one mutation. Replies queued after this wait for the
+  // next log sync.
+  Status Mutate(const MetaOp& op, std::vector<uint64_t>* freed = nullptr);
+  void ForgetChunks(const std::vector<uint64_t>& handles);
+  FileAttr AttrOf(const FileInfo& f) const;
+  ChunkLocation LocationOf(uint32_t index, uint64_t handle) const;
+  std::vector<int32_t> LiveReplicas(uint64_t handle) const;
+  void StartPrepare(Message& lease_req, uint64_t handle, uint64_t version, bool create,
+                    std::vector<int32_t> replicas);
+  void FinishPrepare(uint64_t key);
+  void BeginShutdown();
+  int64_t NowMs() const;
+
+  // Queue a message to leave after the next log sync.
+  void Defer(int dest, Buffer b) { deferred_.push_back({dest, std::move(b)}); }
+  template <typename Body>
+  void DeferReply(const Message& req, const Body& body) {
+    Defer(req.source, EncodeReply(req, body));
+  }
+  void DeferError(const Message& req, const Status& s) {
+    Defer(req.source, EncodeErrorReply(req, s));
+  }
+
+  Transport* t_;
+  Env* env_;
+  JobConfig cfg_;
+  std::string dir_;
+  std::vector<int> cs_ranks_, client_ranks_;
+  MetaState meta_;
+  std::unique_ptr<OpLog> log_;
+  DefaultPlacement placement_;
+  Status broken_;  // sticky log failure: mutations refused
+
+  std::map<int, ServerState> servers_;
+  std::unordered_map<uint64_t, std::vector<int32_t>> locations_;
+  std::unordered_map<uint64_t, Lease> leases_;
+  std::map<uint64_t, Prepare> prepares_;                  // by prepare key
+  std::unordered_map<uint64_t, uint64_t> prepare_by_handle_;
+  std::unordered_map<uint64_t, uint64_t> prepare_req_;    // request id -> prepare key
+  uint64_t next_id_ = 0;
+
+  std::vector<std::pair<int, Buffer>> deferred_;
+  std::deque<Message> held_;  // client requests waiting for chunkservers to register
+  uint64_t start_us_ = 0;
+  bool serving_ = false;
+
+  std::set<int> clients_done_;
+  std::vector<Message> done_msgs_;
+  bool shutting_down_ = false;
+  int shutdown_waiting_ = 0;
+  uint64_t shutdown_deadline_us_ = 0;
+  bool done_ = false;
+  uint64_t next_decay_us_ = 0;
+  uint64_t seed_ = 1;
+  RoleStats stats_;
+};
+
+}  // namespace gfs

@@ -1,0 +1,78 @@
+#include "master/placement.h"
+
+#include <algorithm>
+#include <random>
+#include <set>
+#include <tuple>
+
+namespace gfs {
+
+namespace {
+
+double UseRatio(const ServerLoad& s) {
+  if (s.capacity_bytes == 0) return 1.0;
+  return static_cast<double>(s.used_bytes) / static_cast<double>(s.capacity_bytes);
+}
+
+}  // namespace
+
+std::vector<int> DefaultPlacement::ChooseNew(const std::vector<ServerLoad>& servers, int replicas,
+                                             const std::vector<int>& exclude, uint64_t seed) {
+  std::vector<int> out;
+  if (replicas <= 0) return out;
+
+  const std::set<int> excluded(exclude.begin(), exclude.end());
+  std::set<std::string> racks_used, hosts_used;
+  double sum = 0;
+  int live = 0;
+  for (const ServerLoad& s : servers) {
+    if (!s.alive) continue;
+    sum += UseRatio(s);
+    ++live;
+    if (excluded.count(s.id)) {
+      racks_used.insert(s.rack);
+      hosts_used.insert(s.host);
+    }
+  }
+  const double avg = live > 0 ? sum / live : 0.0;
+
+  struct Cand {
+    const ServerLoad* s;
+    uint64_t rnd;
+  };
+  std::mt19937_64 rng(seed);
+  std::vector<Cand> cands;
+  std::set<int> seen;
+  for (const ServerLoad& s : servers) {
+    uint64_t r = rng();  // drawn for every server so the stream is stable
+    if (!s.alive || excluded.count(s.id) || !seen.insert(s.id).second) continue;
+    if (s.capacity_bytes < s.used_bytes || s.capacity_bytes - s.used_bytes < opt_.min_free_bytes) {
+      continue;
+    }
+    cands.push_back({&s, r});
+  }
+
+  // Scores a candidate given the racks/hosts already used; lower is better.
+  auto key = [&](const Cand& c) {
+    const ServerLoad& s = *c.s;
+    bool over = s.recent_creations >= opt_.recent_creation_limit;
+    bool rack_used = racks_used.count(s.rack) > 0;
+    bool host_used = hosts_used.count(s.host) > 0;
+    double u = UseRatio(s);
+    bool above = u > avg + 1e-9;
+    int bucket = static_cast<int>(u * 10.0);
+    return std::make_tuple(over, rack_used, host_used, above, bucket, c.rnd);
+  };
+
+  while (static_cast<int>(out.size()) < replicas && !cands.empty()) {
+    auto best = std::min_element(cands.begin(), cands.end(),
+                                 [&](const Cand& a, const Cand& b) { return key(a) < key(b); });
+    out.push_back(best->s->id);
+    racks_used.insert(best->s->rack);
+    hosts_used.insert(best->s->host);
+    cands.erase(best);
+  }
+  return out;
+}
+
+}  // namespace gfs

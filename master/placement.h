@@ -1,0 +1,63 @@
+// Replica placement for new chunks (and re-replication targets).
+//
+// The policy sees a snapshot of chunkserver load (built by the master from
+// heartbeats) and returns chunkserver ids. It keeps no state between calls:
+// the caller bumps recent_creations of the servers it used, and decays it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace gfs {
+
+struct ServerLoad {
+  int id = -1;       // chunkserver index
+  std::string host;  // "" = unknown (all unknown hosts count as one host)
+  std::string rack;  // "" = unknown (all unknown racks count as one rack)
+  uint64_t used_bytes = 0;
+  uint64_t capacity_bytes = 0;
+  uint32_t chunks = 0;
+  uint32_t recent_creations = 0;  // chunks created on it recently
+  bool alive = false;
+};
+
+class PlacementPolicy {
+ public:
+  virtual ~PlacementPolicy() = default;
+  // Chooses up to `replicas` distinct server ids from `servers` for a new
+  // replica set, never one listed in `exclude` (typically the servers that
+  // already hold the chunk; their racks and hosts count as already used when
+  // they appear in `servers`). Returns fewer than asked only when not enough
+  // eligible servers exist; the caller turns that into an error. The result
+  // is deterministic for a given input and seed.
+  virtual std::vector<int> ChooseNew(const std::vector<ServerLoad>& servers, int replicas,
+                                     const std::vector<int>& exclude, uint64_t seed) = 0;
+};
+
+// The paper's placement:
+//  - eligible: alive, not excluded, free space (capacity - used) >= min_free_bytes;
+//  - then, per replica picked, in this order of priority:
+//      1. not over the recent-creation limit (used only while others exist),
+//      2. a rack not used yet by this replica set,
+//      3. a host not used yet,
+//      4. disk use (used/capacity) at or below the average of live servers,
+//      5. lower disk use, in buckets of 10% (so near-equal servers tie),
+//      6. random tie-break from `seed`.
+class DefaultPlacement : public PlacementPolicy {
+ public:
+  struct Options {
+    uint64_t min_free_bytes = 64ull << 20;  // room for one default chunk
+    uint32_t recent_creation_limit = 8;
+  };
+  DefaultPlacement() = default;
+  explicit DefaultPlacement(Options o) : opt_(o) {}
+
+  std::vector<int> ChooseNew(const std::vector<ServerLoad>& servers, int replicas,
+                             const std::vector<int>& exclude, uint64_t seed) override;
+
+ private:
+  Options opt_;
+};
+
+}  // namespace gfs

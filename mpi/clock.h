@@ -1,0 +1,15 @@
+// Monotonic time in microseconds (comparable across processes on one host).
+#pragma once
+
+#include <cstdint>
+#include <ctime>
+
+namespace gfs {
+
+inline uint64_t MonoMicros() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000u + static_cast<uint64_t>(ts.tv_nsec) / 1000u;
+}
+
+}  // namespace gfs

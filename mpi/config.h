@@ -1,0 +1,46 @@
+// Job-wide settings shared by every role. Filled from the command line
+// (io/tool) or by a user's program before gfs::Init; see doc/options.md.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace gfs {
+
+struct JobConfig {
+  std::string data_dir = "./gfs-data";
+  uint32_t replication = 0;             // 0: min(3, chunkservers)
+  uint64_t chunk_size = 64ull << 20;    // default for new files
+  uint32_t lease_seconds = 60;
+  uint32_t heartbeat_ms = 1000;
+  int shadows = 0;
+  int chunkservers = -1;                // -1: derived from the job size
+  int clients = -1;                     // -1: derived from the job size
+  uint32_t request_timeout_ms = 30000;  // deadline of one request
+  uint32_t slice_size = 1u << 20;       // data push slice
+  uint32_t write_op_size = 8u << 20;    // bytes per write mutation
+  uint32_t read_size = 4u << 20;        // bytes per read request
+  uint32_t read_window = 4;             // read requests in flight
+  uint64_t push_buffer_limit = 1ull << 30;  // pushed bytes a chunkserver holds
+  uint64_t capacity = 0;                // 0: the file system's free space
+  std::string stats_dir;                // when set, each rank writes counters there
+  bool progress = false;
+};
+
+// Which rank does what. Rank 0 is the master, then the shadows, then the
+// chunkservers, then the clients.
+struct RoleLayout {
+  int world = 0;
+  int shadows = 0;
+  int chunkservers = 0;
+  int clients = 0;
+  int first_shadow() const { return 1; }
+  int first_chunkserver() const { return 1 + shadows; }
+  int first_client() const { return 1 + shadows + chunkservers; }
+  bool is_master(int r) const { return r == 0; }
+  bool is_shadow(int r) const { return r >= 1 && r < first_chunkserver(); }
+  bool is_chunkserver(int r) const { return r >= first_chunkserver() && r < first_client(); }
+  bool is_client(int r) const { return r >= first_client(); }
+};
+
+}  // namespace gfs

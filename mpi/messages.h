@@ -1,0 +1,348 @@
+// Message bodies. Each struct names its MsgType and lists its fields once in
+// Visit(). See doc/wire-format.md for the table of messages and their flows.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mpi/wire.h"
+
+namespace gfs {
+
+#define GFS_MSG(T) static constexpr MsgType kType = MsgType::T
+
+// ---- shared pieces ----
+
+struct FileAttr {
+  uint64_t id = 0;
+  bool is_dir = false;
+  uint32_t replication = 0;
+  uint64_t chunk_size = 0;
+  uint64_t length = 0;
+  uint32_t num_chunks = 0;
+  int64_t mtime_ms = 0;
+  template <class V>
+  bool Visit(V& v) {
+    return v(id) && v(is_dir) && v(replication) && v(chunk_size) && v(length) && v(num_chunks) &&
+           v(mtime_ms);
+  }
+};
+
+struct ListEntry {
+  std::string name;
+  FileAttr attr;
+  template <class V>
+  bool Visit(V& v) { return v(name) && attr.Visit(v); }
+};
+
+struct ChunkLocation {
+  uint32_t index = 0;
+  uint64_t handle = 0;  // 0: a hole (never written)
+  uint64_t version = 0;
+  std::vector<int32_t> replicas;  // chunkserver ranks, nearest-first is the client's job
+  template <class V>
+  bool Visit(V& v) { return v(index) && v(handle) && v(version) && v(replicas, 64); }
+};
+
+// ---- client -> master ----
+
+struct MkdirReq {
+  GFS_MSG(kMkdir);
+  std::string path;
+  bool parents = false;
+  template <class V>
+  bool Visit(V& v) { return v(path) && v(parents); }
+};
+
+struct CreateReq {
+  GFS_MSG(kCreate);
+  std::string path;
+  uint32_t replication = 0;  // 0: the job's default
+  uint64_t chunk_size = 0;   // 0: the job's default
+  bool exclusive = true;     // false: an existing file is opened, not an error
+  bool truncate = false;     // with !exclusive: cut an existing file to 0
+  template <class V>
+  bool Visit(V& v) {
+    return v(path) && v(replication) && v(chunk_size) && v(exclusive) && v(truncate);
+  }
+};
+
+struct DeleteReq {
+  GFS_MSG(kDelete);
+  std::string path;
+  bool recursive = false;
+  template <class V>
+  bool Visit(V& v) { return v(path) && v(recursive); }
+};
+
+struct RenameReq {
+  GFS_MSG(kRename);
+  std::string src, dst;
+  template <class V>
+  bool Visit(V& v) { return v(src) && v(dst); }
+};
+
+struct PathReq {  // list, stat
+  std::string path;
+  template <class V>
+  bool Visit(V& v) { return v(path); }
+};
+struct ListReq : PathReq {
+  GFS_MSG(kList);
+};
+struct StatReq : PathReq {
+  GFS_MSG(kStat);
+};
+
+struct ListReply {
+  std::vector<ListEntry> entries;
+  template <class V>
+  bool Visit(V& v) { return v(entries); }
+};
+
+struct StatReply {
+  FileAttr attr;
+  template <class V>
+  bool Visit(V& v) { return attr.Visit(v); }
+};
+
+// Locations of chunks [first, first+count); the master adds the chunks that
+// follow (prefetch) up to its own limit.
+struct LookupReq {
+  GFS_MSG(kLookup);
+  std::string path;
+  uint32_t first = 0;
+  uint32_t count = 1;
+  template <class V>
+  bool Visit(V& v) { return v(path) && v(first) && v(count); }
+};
+
+struct LookupReply {
+  FileAttr attr;
+  std::vector<ChunkLocation> chunks;
+  template <class V>
+  bool Visit(V& v) { return attr.Visit(v) && v(chunks, 1u << 20); }
+};
+
+// Who holds the lease on chunk `index` of `path`; allocates the chunk if it
+// does not exist yet. Replicas are listed primary first.
+struct LeaseReq {
+  GFS_MSG(kLease);
+  std::string path;
+  uint64_t file_id = 0;  // must match, so a replaced file is not written by mistake
+  uint32_t index = 0;
+  template <class V>
+  bool Visit(V& v) { return v(path) && v(file_id) && v(index); }
+};
+
+struct LeaseReply {
+  uint64_t handle = 0;
+  uint64_t version = 0;
+  int32_t primary = -1;
+  std::vector<int32_t> replicas;  // all replicas including the primary
+  uint32_t lease_ms = 0;
+  template <class V>
+  bool Visit(V& v) { return v(handle) && v(version) && v(primary) && v(replicas, 64) && v(lease_ms); }
+};
+
+struct SetLengthReq {
+  GFS_MSG(kSetLength);
+  std::string path;
+  uint64_t file_id = 0;
+  uint64_t length = 0;
+  bool grow_only = true;  // true: max(current, length) (after a write); false: truncate
+  template <class V>
+  bool Visit(V& v) { return v(path) && v(file_id) && v(length) && v(grow_only); }
+};
+
+struct SetLengthReply {
+  uint64_t length = 0;
+  // With !grow_only: the chunk that now ends the file, so the client can cut it.
+  ChunkLocation last;
+  template <class V>
+  bool Visit(V& v) { return v(length) && last.Visit(v); }
+};
+
+struct ClientDoneReq {
+  GFS_MSG(kClientDone);
+  int32_t status = 0;
+  template <class V>
+  bool Visit(V& v) { return v(status); }
+};
+
+// Per-rank counters, asked for by tests and `gfs` diagnostics.
+struct GetStatsReq {
+  GFS_MSG(kGetStats);
+  template <class V>
+  bool Visit(V&) { return true; }
+};
+
+// ---- chunkserver <-> master ----
+
+struct ChunkReport {
+  uint64_t handle = 0;
+  uint64_t version = 0;
+  uint64_t length = 0;
+  template <class V>
+  bool Visit(V& v) { return v(handle) && v(version) && v(length); }
+};
+
+struct RegisterReq {
+  GFS_MSG(kRegister);
+  uint64_t server_id = 0;  // stable identity from the chunkserver's directory
+  std::string dir_name;
+  std::string host;
+  uint64_t capacity = 0;
+  uint64_t used = 0;
+  std::vector<ChunkReport> chunks;
+  template <class V>
+  bool Visit(V& v) {
+    return v(server_id) && v(dir_name) && v(host) && v(capacity) && v(used) && v(chunks);
+  }
+};
+
+struct RegisterReply {
+  std::vector<uint64_t> delete_handles;  // orphans and stale replicas
+  template <class V>
+  bool Visit(V& v) { return v(delete_handles); }
+};
+
+struct HeartbeatReq {
+  GFS_MSG(kHeartbeat);
+  uint64_t used = 0;
+  uint64_t capacity = 0;
+  uint32_t num_chunks = 0;
+  std::vector<uint64_t> extend_leases;  // handles this primary is still mutating
+  template <class V>
+  bool Visit(V& v) { return v(used) && v(capacity) && v(num_chunks) && v(extend_leases); }
+};
+
+struct HeartbeatReply {
+  std::vector<uint64_t> extended;  // leases extended by lease_ms
+  uint32_t lease_ms = 0;
+  std::vector<uint64_t> delete_handles;
+  template <class V>
+  bool Visit(V& v) { return v(extended) && v(lease_ms) && v(delete_handles); }
+};
+
+// Master -> chunkserver before a lease is handed to a client: record the new
+// version durably (creating the chunk when `create`); the primary also learns
+// its lease.
+struct PrepareChunkReq {
+  GFS_MSG(kPrepareChunk);
+  uint64_t handle = 0;
+  uint64_t version = 0;
+  bool create = false;
+  bool primary = false;
+  uint32_t lease_ms = 0;
+  template <class V>
+  bool Visit(V& v) { return v(handle) && v(version) && v(create) && v(primary) && v(lease_ms); }
+};
+
+struct ShutdownReq {
+  GFS_MSG(kShutdown);
+  template <class V>
+  bool Visit(V&) { return true; }
+};
+
+// ---- data path ----
+
+// One slice of pushed data. Servers store it under (origin, data_id) and
+// forward the identical buffer to the next rank in `chain`; the last rank in
+// the chain sends PushAck to `origin` once it holds all `total` bytes.
+struct PushDataMsg {
+  GFS_MSG(kPushData);
+  int32_t origin = -1;
+  uint64_t data_id = 0;
+  uint64_t total = 0;
+  uint64_t offset = 0;  // of this slice within the pushed data
+  std::vector<int32_t> chain;
+  BlobView bytes;
+  template <class V>
+  bool Visit(V& v) {
+    return v(origin) && v(data_id) && v(total) && v(offset) && v(chain, 64) && v(bytes);
+  }
+};
+
+struct PushAckMsg {
+  GFS_MSG(kPushAck);
+  uint64_t data_id = 0;
+  uint16_t status = 0;  // Code
+  int32_t from = -1;
+  template <class V>
+  bool Visit(V& v) { return v(data_id) && v(status) && v(from); }
+};
+
+enum class MutationKind : uint8_t { kWrite = 1, kTruncate = 2 };
+
+// Client -> primary: apply pushed data `data_id` at `offset` of the chunk.
+struct WriteReq {
+  GFS_MSG(kWrite);
+  uint64_t handle = 0;
+  uint64_t version = 0;
+  uint8_t kind = static_cast<uint8_t>(MutationKind::kWrite);
+  uint64_t offset = 0;  // for kTruncate: the new chunk length
+  uint64_t length = 0;
+  uint64_t data_id = 0;
+  std::vector<int32_t> secondaries;
+  template <class V>
+  bool Visit(V& v) {
+    return v(handle) && v(version) && v(kind) && v(offset) && v(length) && v(data_id) &&
+           v(secondaries, 64);
+  }
+};
+
+// Primary -> secondary: apply mutation `serial` exactly as the primary did.
+struct ApplyReq {
+  GFS_MSG(kApply);
+  uint64_t serial = 0;
+  uint64_t handle = 0;
+  uint64_t version = 0;
+  uint8_t kind = 0;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  int32_t origin = -1;  // whose pushed data
+  uint64_t data_id = 0;
+  template <class V>
+  bool Visit(V& v) {
+    return v(serial) && v(handle) && v(version) && v(kind) && v(offset) && v(length) &&
+           v(origin) && v(data_id);
+  }
+};
+
+struct ReadReq {
+  GFS_MSG(kRead);
+  uint64_t handle = 0;
+  uint64_t version = 0;
+  uint64_t offset = 0;
+  uint32_t length = 0;
+  template <class V>
+  bool Visit(V& v) { return v(handle) && v(version) && v(offset) && v(length); }
+};
+
+struct ReadReply {
+  uint64_t chunk_length = 0;
+  BlobView bytes;
+  template <class V>
+  bool Visit(V& v) { return v(chunk_length) && v(bytes); }
+};
+
+struct SyncReq {
+  GFS_MSG(kSync);
+  uint64_t handle = 0;
+  template <class V>
+  bool Visit(V& v) { return v(handle); }
+};
+
+// Counters a rank reports (GetStats reply): name -> value.
+struct StatsReply {
+  std::vector<std::string> names;
+  std::vector<uint64_t> values;
+  template <class V>
+  bool Visit(V& v) { return v(names, 4096) && v(values, 4096); }
+};
+
+#undef GFS_MSG
+
+}  // namespace gfs

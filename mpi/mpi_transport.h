@@ -1,0 +1,57 @@
+// MpiTransport: Transport over one MPI communicator (a private duplicate of
+// the job's communicator, with MPI_ERRORS_RETURN so a dead peer is an error,
+// not an abort). Receives use MPI_Improbe/MPI_Imrecv so probe and receive
+// cannot be split; every MPI return code goes through Check().
+#pragma once
+
+#include <mpi.h>
+
+#include <deque>
+#include <map>
+#include <vector>
+
+#include "mpi/transport.h"
+
+namespace gfs {
+
+// Turns an MPI return code into a Status naming the call.
+Status CheckMpi(int rc, const char* what);
+
+class MpiTransport : public Transport {
+ public:
+  // comm is duplicated; the duplicate is freed by the destructor.
+  MpiTransport(MPI_Comm comm, uint64_t send_timeout_us);
+  ~MpiTransport() override;
+  MpiTransport(const MpiTransport&) = delete;
+  MpiTransport& operator=(const MpiTransport&) = delete;
+
+  Status init_status() const { return init_; }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  Status Send(int dest, Buffer data) override;
+  bool Poll(Incoming* in) override;
+  bool Progress() override;
+  size_t PendingSends() const override { return pending_.size(); }
+  uint64_t PendingBytesTo(int dest) const override;
+  const std::map<int, PeerCounters>& counters() const override { return counters_; }
+  uint64_t abandoned_sends() const { return abandoned_.size(); }
+
+ private:
+  struct PendingSend {
+    MPI_Request req;
+    Buffer data;
+    int dest;
+    uint64_t start_us;
+  };
+  Status init_;
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int rank_ = -1, size_ = 0;
+  uint64_t send_timeout_us_;
+  std::vector<PendingSend> pending_;
+  std::vector<Buffer> abandoned_;
+  std::deque<Incoming> loopback_;
+  std::map<int, PeerCounters> counters_;
+  std::map<int, uint64_t> pending_bytes_;
+};
+
+}  // namespace gfs

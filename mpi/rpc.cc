@@ -1,0 +1,150 @@
+#include "mpi/rpc.h"
+
+#include <thread>
+
+namespace gfs {
+
+Status Message::status() const {
+  if (h.status == 0) return Status::OK();
+  ErrorBody e;
+  Decode(&e);  // best effort: a malformed message still yields the code
+  return Status(static_cast<Code>(h.status), e.message);
+}
+
+Status ParseMessage(Incoming in, Message* m) {
+  m->source = in.source;
+  m->buf = std::move(in.data);
+  return DecodeHeader(m->buf->data(), m->buf->size(), &m->h);
+}
+
+Buffer EncodeErrorReply(const Message& req, const Status& s, uint64_t epoch) {
+  Header h;
+  h.type = static_cast<uint16_t>(req.h.type | kReplyBit);
+  h.id = req.h.id;
+  h.epoch = epoch;
+  h.status = static_cast<uint16_t>(s.ok() ? Code::kInternal : s.code());
+  ErrorBody e{s.message().substr(0, 1024)};
+  return EncodeMessage(h, e);
+}
+
+Status SendErrorReply(Transport* t, const Message& req, const Status& s, uint64_t epoch) {
+  return t->Send(req.source, EncodeErrorReply(req, s, epoch));
+}
+
+Idler::Idler() : parent_(getppid()) {}
+
+void Idler::Idle() {
+  // A few polls back to back catch replies that are already on their way;
+  // after that, sleep with doubling intervals up to 1 ms.
+  if (spins_ < 16) {
+    ++spins_;
+    std::this_thread::yield();
+    return;
+  }
+  sleep_us_ = sleep_us_ == 0 ? 20 : std::min<uint32_t>(sleep_us_ * 2, 1000);
+  std::this_thread::sleep_for(std::chrono::microseconds(sleep_us_));
+}
+
+bool Idler::orphaned() {
+  uint64_t now = MonoMicros();
+  if (now < next_parent_check_us_) return false;
+  next_parent_check_us_ = now + 500000;
+  return getppid() != parent_;
+}
+
+Status RunServer(Transport* t, Server* server, uint64_t tick_us) {
+  Idler idler;
+  uint64_t next_tick = 0;
+  while (!server->done()) {
+    bool busy = false;
+    Incoming in;
+    int n = 0;
+    while (n < 256 && t->Poll(&in)) {
+      ++n;
+      Message m;
+      Status s = ParseMessage(std::move(in), &m);
+      if (!s.ok()) {
+        // A message we cannot even parse: say so to the sender, if it is
+        // a request we can answer at all, and go on.
+        continue;
+      }
+      server->Handle(m);
+    }
+    if (n > 0) {
+      busy = true;
+      server->AfterBatch();
+    }
+    if (t->Progress()) busy = true;
+    uint64_t now = MonoMicros();
+    if (!busy || now >= next_tick) {
+      server->Tick(now);
+      next_tick = now + tick_us;
+    }
+    if (busy) {
+      idler.Busy();
+    } else {
+      if (idler.orphaned()) return Status::Unavailable("the launching process is gone");
+      idler.Idle();
+    }
+  }
+  // Let replies and shutdown messages drain.
+  uint64_t until = MonoMicros() + 1000000;
+  while (t->PendingSends() > 0 && MonoMicros() < until) {
+    if (!t->Progress()) std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  return Status::OK();
+}
+
+bool RpcClient::PumpOnce() {
+  bool any = false;
+  Incoming in;
+  while (t_->Poll(&in)) {
+    any = true;
+    Message m;
+    if (!ParseMessage(std::move(in), &m).ok()) continue;
+    if (m.is_reply()) {
+      if (waiting_.count(m.h.id)) stash_[m.h.id] = std::move(m);
+      continue;
+    }
+    if (unsolicited_) unsolicited_(m);
+  }
+  if (t_->Progress()) any = true;
+  return any;
+}
+
+Result<Message> RpcClient::Wait(uint64_t id) {
+  uint64_t which = 0;
+  return WaitAny({id}, &which);
+}
+
+Result<Message> RpcClient::WaitAny(const std::vector<uint64_t>& ids, uint64_t* which) {
+  for (;;) {
+    for (uint64_t id : ids) {
+      auto it = stash_.find(id);
+      if (it != stash_.end()) {
+        Message m = std::move(it->second);
+        stash_.erase(it);
+        waiting_.erase(id);
+        *which = id;
+        return m;
+      }
+    }
+    uint64_t now = MonoMicros();
+    for (uint64_t id : ids) {
+      auto it = waiting_.find(id);
+      if (it == waiting_.end() || now >= it->second) {
+        waiting_.erase(id);
+        *which = id;
+        return Status::Timeout("no reply within the request deadline");
+      }
+    }
+    if (PumpOnce()) {
+      idler_.Busy();
+    } else {
+      if (idler_.orphaned()) return Status::Unavailable("the launching process is gone");
+      idler_.Idle();
+    }
+  }
+}
+
+}  // namespace gfs

@@ -1,0 +1,147 @@
+// Request/reply plumbing shared by every role: typed send helpers, the event
+// loop that servers run (sleeping when idle, never spinning), and the
+// blocking-call helper used by clients, with a deadline on every request.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <unistd.h>
+
+#include "mpi/clock.h"
+#include "mpi/messages.h"
+#include "mpi/transport.h"
+
+namespace gfs {
+
+// A received message with its envelope decoded.
+struct Message {
+  int source = -1;
+  Header h;
+  Buffer buf;
+
+  MsgType type() const { return static_cast<MsgType>(h.type & ~kReplyBit); }
+  bool is_reply() const { return h.is_reply(); }
+  Status status() const;  // for replies: the Status the peer sent
+  template <typename Body>
+  Status Decode(Body* b) const { return DecodeBody(buf->data(), buf->size(), b); }
+};
+
+// Parses an Incoming into a Message (envelope only).
+Status ParseMessage(Incoming in, Message* m);
+
+// Sends a request of Body's type. Returns its id via *id.
+template <typename Body>
+Status SendRequest(Transport* t, int dest, const Body& body, uint64_t id, uint32_t deadline_ms,
+                   uint64_t epoch = 0) {
+  Header h;
+  h.type = static_cast<uint16_t>(Body::kType);
+  h.id = id;
+  h.epoch = epoch;
+  h.deadline_ms = deadline_ms;
+  return t->Send(dest, EncodeMessage(h, body));
+}
+
+template <typename Body>
+Buffer EncodeReply(const Message& req, const Body& body, uint64_t epoch = 0) {
+  Header h;
+  h.type = static_cast<uint16_t>(req.h.type | kReplyBit);
+  h.id = req.h.id;
+  h.epoch = epoch;
+  return EncodeMessage(h, body);
+}
+
+template <typename Body>
+Status SendReply(Transport* t, const Message& req, const Body& body, uint64_t epoch = 0) {
+  return t->Send(req.source, EncodeReply(req, body, epoch));
+}
+
+Buffer EncodeErrorReply(const Message& req, const Status& s, uint64_t epoch = 0);
+Status SendErrorReply(Transport* t, const Message& req, const Status& s, uint64_t epoch = 0);
+
+// Sleeps with exponential back-off while a loop finds nothing to do, so idle
+// ranks cost almost no CPU (a storage rank idles at well under 1% of a core).
+// Also notices when the launching process is gone (mpirun killed), so an
+// orphaned rank does not live on holding files and locks.
+class Idler {
+ public:
+  Idler();
+  void Busy() { sleep_us_ = 0; spins_ = 0; }
+  void Idle();
+  bool orphaned();
+
+ private:
+  uint32_t spins_ = 0;
+  uint32_t sleep_us_ = 0;
+  pid_t parent_;
+  uint64_t next_parent_check_us_ = 0;
+};
+
+// A server role: the event loop calls Handle for every message, Tick about
+// every millisecond of idle time and at least every `tick_us` when busy, and
+// AfterBatch once per drained batch of messages (group commit point).
+class Server {
+ public:
+  virtual ~Server() = default;
+  virtual void Handle(Message& m) = 0;
+  virtual void Tick(uint64_t now_us) = 0;
+  virtual void AfterBatch() {}
+  virtual bool done() const = 0;
+};
+
+// Runs `server` on `t` until server->done(). Returns a non-ok Status when the
+// rank was orphaned.
+Status RunServer(Transport* t, Server* server, uint64_t tick_us = 5000);
+
+// Client-side blocking calls with deadlines. Replies that arrive for other
+// requests (or late) are kept in a stash until asked for, or dropped when
+// nobody waits for them any more.
+class RpcClient {
+ public:
+  explicit RpcClient(Transport* t) : t_(t) {}
+  Transport* transport() const { return t_; }
+  uint64_t NewId() { return ++next_id_; }
+
+  // Sends a request and remembers that a reply is expected.
+  template <typename Body>
+  Result<uint64_t> Start(int dest, const Body& body, uint32_t timeout_ms) {
+    uint64_t id = NewId();
+    Status s = SendRequest(t_, dest, body, id, timeout_ms, epoch_);
+    if (!s.ok()) return s;
+    waiting_[id] = MonoMicros() + static_cast<uint64_t>(timeout_ms) * 1000;
+    return id;
+  }
+  // Waits for the reply to `id` until its deadline; kTimeout after that.
+  Result<Message> Wait(uint64_t id);
+  // Waits for whichever awaited reply comes first (any id in `ids`).
+  Result<Message> WaitAny(const std::vector<uint64_t>& ids, uint64_t* which);
+  // Forgets a request (its reply, if it comes, is dropped).
+  void Forget(uint64_t id) { waiting_.erase(id); stash_.erase(id); }
+
+  template <typename Req, typename Rep>
+  Status Call(int dest, const Req& req, Rep* rep, uint32_t timeout_ms) {
+    auto id = Start(dest, req, timeout_ms);
+    if (!id.ok()) return id.status();
+    auto m = Wait(*id);
+    if (!m.ok()) return m.status();
+    if (!m->status().ok()) return m->status();
+    return m->Decode(rep);
+  }
+
+  // Messages that are not replies (e.g. PushAck) go here.
+  void set_unsolicited(std::function<void(Message&)> fn) { unsolicited_ = std::move(fn); }
+  // Pumps incoming messages once; returns true if any arrived.
+  bool PumpOnce();
+  Idler& idler() { return idler_; }
+
+ private:
+  Transport* t_;
+  uint64_t next_id_ = 0;
+  uint64_t epoch_ = 0;
+  std::map<uint64_t, uint64_t> waiting_;  // id -> deadline (us)
+  std::map<uint64_t, Message> stash_;
+  std::function<void(Message&)> unsolicited_;
+  Idler idler_;
+};
+
+}  // namespace gfs

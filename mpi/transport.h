@@ -1,0 +1,55 @@
+// Transport: how ranks exchange messages. The master, chunkserver and client
+// logic talk only to this interface; MpiTransport (mpi/mpi_transport.h) runs it
+// over MPI point-to-point, InProcFabric (mpi/inproc_transport.h) inside one
+// process for unit tests.
+//
+// Contract:
+//  - Send never blocks: the buffer is queued and kept alive by the transport
+//    until the peer has it or the send is abandoned (peer dead, deadline).
+//  - Messages between one pair of ranks arrive in the order they were sent.
+//  - Poll never blocks; it returns at most one message.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "mpi/wire.h"
+
+namespace gfs {
+
+struct Incoming {
+  int source = -1;
+  Buffer data;
+};
+
+// Counters kept by every transport, per peer.
+struct PeerCounters {
+  uint64_t msgs_sent = 0, bytes_sent = 0;
+  uint64_t msgs_recv = 0, bytes_recv = 0;
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  // Queues `data` for `dest`. Errors only for a bad destination or an MPI
+  // failure that the transport could not recover from.
+  virtual Status Send(int dest, Buffer data) = 0;
+  // Returns true and fills *in when a message has arrived.
+  virtual bool Poll(Incoming* in) = 0;
+  // Advances queued sends; returns true when any completed. Sends pending
+  // longer than the send timeout are abandoned (their buffers are kept until
+  // the transport is destroyed, as MPI may still read them).
+  virtual bool Progress() = 0;
+  virtual size_t PendingSends() const = 0;
+  // Bytes queued to `dest` and not yet completed (flow control).
+  virtual uint64_t PendingBytesTo(int dest) const = 0;
+  virtual const std::map<int, PeerCounters>& counters() const = 0;
+};
+
+}  // namespace gfs

@@ -1,0 +1,209 @@
+// The wire format: a fixed envelope header followed by a typed body.
+// Layout and every message are documented in doc/wire-format.md; keep both in
+// step. Bodies are described once, by a Visit() member that the encoder and the
+// bounds-checked decoder both walk, so the two can never disagree.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "common/coding.h"
+#include "common/status.h"
+
+namespace gfs {
+
+using Buffer = std::shared_ptr<const std::vector<uint8_t>>;
+
+inline constexpr uint32_t kWireMagic = 0x57534647;  // "GFSW" little-endian
+inline constexpr uint8_t kWireVersion = 1;
+inline constexpr size_t kHeaderSize = 36;
+inline constexpr size_t kMaxPath = 4096;
+inline constexpr size_t kMaxBlob = 256u << 20;
+inline constexpr uint32_t kMaxList = 1u << 22;
+
+// Message types. Never renumber; append. A reply has the request's type with
+// kReplyBit set.
+enum class MsgType : uint16_t {
+  // client -> master
+  kMkdir = 1,
+  kCreate = 2,
+  kDelete = 3,
+  kRename = 4,
+  kList = 5,
+  kStat = 6,
+  kLookup = 7,
+  kLease = 8,
+  kSetLength = 9,
+  kClientDone = 10,
+  kGetStats = 11,
+  // chunkserver -> master
+  kRegister = 20,
+  kHeartbeat = 21,
+  // master -> chunkserver
+  kPrepareChunk = 30,
+  kShutdown = 31,
+  // client -> chunkserver, chunkserver -> chunkserver
+  kPushData = 40,
+  kPushAck = 41,
+  kWrite = 42,
+  kApply = 43,
+  kRead = 44,
+  kSync = 45,
+};
+inline constexpr uint16_t kReplyBit = 0x8000;
+const char* MsgTypeName(uint16_t type);
+
+struct Header {
+  uint32_t magic = kWireMagic;
+  uint8_t version = kWireVersion;
+  uint8_t flags = 0;
+  uint16_t type = 0;
+  uint64_t id = 0;           // request id; a reply echoes it
+  uint64_t epoch = 0;        // master epoch (failover)
+  uint32_t deadline_ms = 0;  // time left for the request when sent; 0 = none
+  uint16_t status = 0;       // Code, in replies
+  uint16_t reserved = 0;
+  uint32_t body_size = 0;
+
+  bool is_reply() const { return (type & kReplyBit) != 0; }
+};
+
+// --- visitors -------------------------------------------------------------
+
+// A view of bytes inside a received buffer (decode) or of caller memory
+// (encode). Valid only while the buffer it points into lives.
+struct BlobView {
+  const uint8_t* data = nullptr;
+  uint32_t size = 0;
+};
+
+class EncodeVisitor {
+ public:
+  explicit EncodeVisitor(Writer* w) : w_(w) {}
+  bool operator()(const uint8_t& v) { w_->U8(v); return true; }
+  bool operator()(const uint16_t& v) { w_->U16(v); return true; }
+  bool operator()(const uint32_t& v) { w_->U32(v); return true; }
+  bool operator()(const uint64_t& v) { w_->U64(v); return true; }
+  bool operator()(const int32_t& v) { w_->U32(static_cast<uint32_t>(v)); return true; }
+  bool operator()(const int64_t& v) { w_->I64(v); return true; }
+  bool operator()(const bool& v) { w_->Bool(v); return true; }
+  bool operator()(const std::string& s, size_t = kMaxPath) { w_->Str(s); return true; }
+  bool operator()(const BlobView& b, size_t = kMaxBlob) {
+    w_->U32(b.size);
+    w_->Raw(b.data, b.size);
+    return true;
+  }
+  template <typename T>
+  bool operator()(const std::vector<T>& v, uint32_t = kMaxList) {
+    w_->U32(static_cast<uint32_t>(v.size()));
+    for (const T& e : v) {
+      if constexpr (std::is_class_v<T> && !std::is_same_v<T, std::string>) {
+        const_cast<T&>(e).Visit(*this);
+      } else {
+        (*this)(e);
+      }
+    }
+    return true;
+  }
+
+ private:
+  Writer* w_;
+};
+
+class DecodeVisitor {
+ public:
+  explicit DecodeVisitor(Reader* r) : r_(r) {}
+  bool operator()(uint8_t& v) { return r_->U8(&v); }
+  bool operator()(uint16_t& v) { return r_->U16(&v); }
+  bool operator()(uint32_t& v) { return r_->U32(&v); }
+  bool operator()(uint64_t& v) { return r_->U64(&v); }
+  bool operator()(int32_t& v) {
+    uint32_t u = 0;
+    if (!r_->U32(&u)) return false;
+    v = static_cast<int32_t>(u);
+    return true;
+  }
+  bool operator()(int64_t& v) { return r_->I64(&v); }
+  bool operator()(bool& v) { return r_->Bool(&v); }
+  bool operator()(std::string& s, size_t max = kMaxPath) { return r_->Str(&s, max); }
+  bool operator()(BlobView& b, size_t max = kMaxBlob) { return r_->Blob(&b.data, &b.size, max); }
+  template <typename T>
+  bool operator()(std::vector<T>& v, uint32_t max = kMaxList) {
+    uint32_t n = 0;
+    if (!r_->Count(&n, max, 1)) return false;
+    v.clear();
+    v.resize(n);
+    for (T& e : v) {
+      bool ok;
+      if constexpr (std::is_class_v<T> && !std::is_same_v<T, std::string>) {
+        ok = e.Visit(*this);
+      } else {
+        ok = (*this)(e);
+      }
+      if (!ok) return false;
+    }
+    return true;
+  }
+
+ private:
+  Reader* r_;
+};
+
+// --- envelope ----------------------------------------------------------------
+
+// Encodes header + body into a fresh buffer. body_size is filled in.
+template <typename Body>
+Buffer EncodeMessage(Header h, const Body& body) {
+  auto out = std::make_shared<std::vector<uint8_t>>();
+  out->reserve(kHeaderSize + 64);
+  Writer w(out.get());
+  w.U32(h.magic);
+  w.U8(h.version);
+  w.U8(h.flags);
+  w.U16(h.type);
+  w.U64(h.id);
+  w.U64(h.epoch);
+  w.U32(h.deadline_ms);
+  w.U16(h.status);
+  w.U16(h.reserved);
+  w.U32(0);  // body size, patched below
+  EncodeVisitor ev(&w);
+  const_cast<Body&>(body).Visit(ev);
+  w.PatchU32(kHeaderSize - 4, static_cast<uint32_t>(out->size() - kHeaderSize));
+  return out;
+}
+
+// Parses and validates the envelope. Refuses a wrong magic, an unknown
+// version (with a message naming both versions) and a body size that does not
+// match the buffer.
+Status DecodeHeader(const uint8_t* data, size_t n, Header* h);
+
+// Decodes a body; the whole body must be consumed.
+template <typename Body>
+Status DecodeBody(const uint8_t* data, size_t n, Body* body) {
+  if (n < kHeaderSize) return Status::Protocol("message shorter than its header");
+  Reader r(data + kHeaderSize, n - kHeaderSize);
+  DecodeVisitor dv(&r);
+  if (!body->Visit(dv) || !r.done()) {
+    return Status::Protocol("malformed body");
+  }
+  return Status::OK();
+}
+
+// An empty body (requests and replies that carry no fields).
+struct Empty {
+  template <class V>
+  bool Visit(V&) { return true; }
+};
+
+// The body of a failed reply: the error message.
+struct ErrorBody {
+  std::string message;
+  template <class V>
+  bool Visit(V& v) { return v(message, 1024); }
+};
+
+}  // namespace gfs

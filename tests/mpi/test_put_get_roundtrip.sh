@@ -1,0 +1,46 @@
+#!/bin/bash
+# A (scaled) 200 MiB random file, K=4 chunkservers, R=3, 8 MiB chunks:
+# put in one job, get in a second job, identical bytes; every chunk on exactly
+# 3 chunkserver directories with identical bytes; the push is a pipelined
+# chain (client sends each byte once); the master carries no file data and a
+# read costs a handful of lookups.
+set -euo pipefail
+source "$GFS_TEST_LIB"
+mk_tmp
+
+GLOBALS=(--chunkservers 4 --replication 3 --chunk-size 8M)
+MB="$(scaled_mb 200)"
+SIZE=$((MB * 1048576))
+log "file size $MB MiB ($SIZE bytes), scale $SCALE"
+rand_file "$TMP/in.bin" "$SIZE"
+
+run_gfs --stats-dir "$TMP/s1" put "$TMP/in.bin" /big.bin
+assert_ok "put"
+assert_no_leftovers
+
+run_gfs get /big.bin "$TMP/out.bin"
+assert_ok "get"
+assert_same_file "$TMP/in.bin" "$TMP/out.bin" "get after put (second job)"
+
+run_gfs stat --json /big.bin
+assert_ok "stat --json"
+assert_eq "$SIZE" "$(json_get size <<<"$OUT")" "stat size"
+assert_eq 3 "$(json_get replication <<<"$OUT")" "stat replication"
+assert_eq 8388608 "$(json_get chunk_size <<<"$OUT")" "stat chunk_size"
+assert_eq file "$(json_get type <<<"$OUT")" "stat type"
+assert_eq $(((SIZE + 8388607) / 8388608)) "$(json_count chunks <<<"$OUT")" "stat chunks"
+
+# Replicas on disk.
+python3 "$STATS_PY" chunks "$DATA" "$TMP/in.bin" 8388608 3 || fail "on-disk replica check"
+
+# Chain push (stats of the put job).
+python3 "$STATS_PY" chain "$TMP/s1" "$SIZE" 3 || fail "chain push check"
+
+# Batched lookups (stats of a get job).
+rm -f "$TMP/out.bin"
+run_gfs --stats-dir "$TMP/s2" get /big.bin "$TMP/out.bin"
+assert_ok "get with --stats-dir"
+assert_same_file "$TMP/in.bin" "$TMP/out.bin" "second get"
+python3 "$STATS_PY" read "$TMP/s2" "$SIZE" 5 || fail "read path check (lookups, master off the data path)"
+
+pass
