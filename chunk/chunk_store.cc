@@ -124,7 +124,7 @@ std::string ChunkStore::MetaPath(uint64_t h) const {
   return ChunksDir() + "/" + HandleName(h) + ".meta";
 }
 std::string ChunkStore::DataPath(uint64_t h) const {
-  return ChunksDir() + "/" + HandleName(h) + ".data";
+  return ChunksDir() + "/" + HandleName(h) + ".chunk";
 }
 std::string ChunkStore::CrcPath(uint64_t h) const {
   return ChunksDir() + "/" + HandleName(h) + ".crc";

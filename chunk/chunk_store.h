@@ -3,9 +3,9 @@
 // Each chunk lives under `<dir>/chunks/` as up to three files named by its
 // handle in 16 lowercase hex digits (see doc/disk-format-chunk.md):
 //   <handle>.meta  version record, written atomically (always present)
-//   <handle>.data  the chunk's bytes; its size is the chunk length (created on
+//   <handle>.chunk  the chunk's bytes; its size is the chunk length (created on
 //                  the first write, never preallocated)
-//   <handle>.crc   header + one CRC32C per 64 KiB block (created with .data)
+//   <handle>.crc   header + one CRC32C per 64 KiB block (created with .chunk)
 //
 // Integrity: every block read is verified against its CRC32C before a byte of
 // it is returned; a partially overwritten block is verified before it is

@@ -44,11 +44,11 @@ fail() {
     echo "  exit status: ${RC:-?}" >&2
     if [[ -s "${OUT_FILE:-/dev/null}" ]]; then
       echo "  --- stdout (first 40 lines) ---" >&2
-      head -n 40 "$OUT_FILE" | cat -v >&2
+      head -n 40 "$OUT_FILE" | head -c 4000 | cat -v >&2
     fi
     if [[ -s "${ERR_FILE:-/dev/null}" ]]; then
       echo "  --- stderr (first 40 lines) ---" >&2
-      head -n 40 "$ERR_FILE" | cat -v >&2
+      head -n 40 "$ERR_FILE" | head -c 4000 | cat -v >&2
     fi
   fi
   exit 1
@@ -98,7 +98,7 @@ _pids_matching() {
   for d in /proc/[0-9]*; do
     pid="${d#/proc/}"
     [[ "$pid" == "$$" || "$pid" == "$BASHPID" ]] && continue
-    cmd="$(tr '\0' ' ' <"$d/cmdline" 2>/dev/null)" || continue
+    cmd="$(tr '\0' ' ' 2>/dev/null <"$d/cmdline")" || continue
     [[ "$cmd" == *"$needle"* ]] || continue
     [[ "$cmd" == *"$GFS"* || "$cmd" == *mpirun* || "$cmd" == *orted* ]] || continue
     printf '%s ' "$pid"
@@ -116,7 +116,7 @@ assert_no_leftovers() {
   done
   local p
   for p in $left; do
-    echo "  $p: $(tr '\0' ' ' </proc/$p/cmdline 2>/dev/null)" >&2
+    echo "  $p: $(tr '\0' ' ' 2>/dev/null </proc/$p/cmdline)" >&2
   done
   fail "processes still running 5 s after the job ended: $left"
 }
@@ -147,8 +147,8 @@ run_cmd_stdin() {
   timeout -k 20 "$GFS_TIMEOUT" "$@" <"$in" >"$OUT_FILE" 2>"$ERR_FILE" || RC=$?
   t1="$(date +%s%N)"
   ELAPSED="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')"
-  OUT="$(cat "$OUT_FILE")"
-  ERR="$(cat "$ERR_FILE")"
+  OUT="$(tr -d '\0' <"$OUT_FILE")"
+  ERR="$(tr -d '\0' <"$ERR_FILE")"
   log "\$ $_LAST_CMD  -> exit $RC (${ELAPSED}s)"
   if ((RC == 124 || RC == 137)); then
     fail "command timed out after ${GFS_TIMEOUT}s"

@@ -25,9 +25,9 @@ rank_pids() {
   local d pid cmd r
   for d in /proc/[0-9]*; do
     pid="${d#/proc/}"
-    cmd="$(tr '\0' ' ' <"$d/cmdline" 2>/dev/null)" || continue
+    cmd="$(tr '\0' ' ' 2>/dev/null <"$d/cmdline")" || continue
     [[ "$cmd" == *"$GFS"* && "$cmd" == *"$DATA"* ]] || continue
-    r="$(tr '\0' '\n' <"$d/environ" 2>/dev/null | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')" || continue
+    r="$(tr '\0' '\n' 2>/dev/null <"$d/environ" | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')" || continue
     [[ -n "$r" ]] && printf '%s %s\n' "$pid" "$r"
   done
 }

@@ -360,14 +360,14 @@ TEST_F(ChunkStoreTest, OpenRemovesTempAndOrphanFiles) {
   store_.reset();
   const std::string c = dir_ + "/chunks/";
   RewriteFile(c + "0000000000000001.meta.tmp", "junk");
-  RewriteFile(c + "0000000000000002.data", "orphan");  // no meta: an interrupted delete
+  RewriteFile(c + "0000000000000002.chunk", "orphan");  // no meta: an interrupted delete
   RewriteFile(c + "0000000000000002.crc", "orphan");
   RewriteFile(c + "README", "foreign files are left alone");
   OpenStore();
   EXPECT_TRUE(store_->Has(1));
   EXPECT_FALSE(store_->Has(2));
   EXPECT_FALSE(std::filesystem::exists(c + "0000000000000001.meta.tmp"));
-  EXPECT_FALSE(std::filesystem::exists(c + "0000000000000002.data"));
+  EXPECT_FALSE(std::filesystem::exists(c + "0000000000000002.chunk"));
   EXPECT_FALSE(std::filesystem::exists(c + "0000000000000002.crc"));
   EXPECT_TRUE(std::filesystem::exists(c + "README"));
 }

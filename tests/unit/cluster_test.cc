@@ -1,0 +1,234 @@
+// Master, chunkservers and a client in one process over the in-process
+// transport: the roles' logic without MPI.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <filesystem>
+#include <random>
+#include <thread>
+
+#include "chunk/chunk_server.h"
+#include "io/client.h"
+#include "master/master_server.h"
+#include "mpi/inproc_transport.h"
+
+namespace gfs {
+namespace {
+
+class InProcCluster {
+ public:
+  explicit InProcCluster(int chunkservers, uint64_t chunk_size = 1 << 20)
+      : k_(chunkservers), fabric_(chunkservers + 2) {
+    char tmpl[] = "/tmp/gfs-cluster-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    cfg_.data_dir = dir_;
+    cfg_.chunk_size = chunk_size;
+    cfg_.replication = static_cast<uint32_t>(std::min(3, k_));
+    cfg_.request_timeout_ms = 3000;
+    cfg_.heartbeat_ms = 50;
+    cfg_.slice_size = 64 * 1024;
+    cfg_.write_op_size = 256 * 1024;
+    cfg_.read_size = 128 * 1024;
+    std::vector<int> cs, clients = {k_ + 1};
+    for (int i = 1; i <= k_; ++i) cs.push_back(i);
+    master_ = std::make_unique<MasterServer>(fabric_.endpoint(0), Env::Posix(), cfg_,
+                                             dir_ + "/master", cs, clients);
+    std::string warn;
+    EXPECT_TRUE(master_->Start(&warn).ok());
+    threads_.emplace_back([this] { RunServer(fabric_.endpoint(0), master_.get(), 2000); });
+    for (int i = 1; i <= k_; ++i) {
+      std::string d;
+      uint64_t id = 0;
+      locks_.emplace_back();
+      EXPECT_TRUE(ClaimChunkserverDir(Env::Posix(), dir_, i - 1, &d, &id, &locks_.back()).ok());
+      servers_.push_back(std::make_unique<ChunkServer>(fabric_.endpoint(i), Env::Posix(), cfg_, 0,
+                                                       d, id, "host"));
+      EXPECT_TRUE(servers_.back()->Start().ok());
+    }
+    for (int i = 1; i <= k_; ++i) {
+      ChunkServer* s = servers_[static_cast<size_t>(i - 1)].get();
+      Transport* t = fabric_.endpoint(i);
+      threads_.emplace_back([this, s, t, i] {
+        // A "killed" server stops serving but its thread exits at shutdown.
+        Idler idler;
+        while (!s->done() && !stop_) {
+          if (fabric_.dead(i)) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            continue;
+          }
+          bool busy = false;
+          Incoming in;
+          while (t->Poll(&in)) {
+            Message m;
+            if (ParseMessage(std::move(in), &m).ok()) s->Handle(m);
+            busy = true;
+          }
+          s->Tick(MonoMicros());
+          busy ? idler.Busy() : idler.Idle();
+        }
+      });
+    }
+    client_ = std::make_unique<Client>(fabric_.endpoint(k_ + 1), cfg_, 0,
+                                       std::vector<std::string>(static_cast<size_t>(k_ + 2), "host"));
+  }
+  ~InProcCluster() {
+    EXPECT_TRUE(client_->Finish(0).ok());
+    stop_ = true;
+    for (auto& t : threads_) t.join();
+    std::filesystem::remove_all(dir_);
+  }
+  Client* client() { return client_.get(); }
+  InProcFabric& fabric() { return fabric_; }
+  ChunkServer* server(int i) { return servers_[static_cast<size_t>(i)].get(); }
+  const MasterServer& master() { return *master_; }
+  int client_rank() const { return k_ + 1; }
+
+ private:
+  int k_;
+  InProcFabric fabric_;
+  std::string dir_;
+  JobConfig cfg_;
+  std::unique_ptr<MasterServer> master_;
+  std::vector<std::unique_ptr<FileLock>> locks_;
+  std::vector<std::unique_ptr<ChunkServer>> servers_;
+  std::unique_ptr<Client> client_;
+  std::vector<std::thread> threads_;
+  std::atomic<bool> stop_{false};
+};
+
+std::vector<uint8_t> RandomBytes(size_t n, uint64_t seed) {
+  std::vector<uint8_t> v(n);
+  std::mt19937_64 rng(seed);
+  for (auto& x : v) x = static_cast<uint8_t>(rng());
+  return v;
+}
+
+TEST(InProcCluster, WriteAcrossChunksAndReadBack) {
+  InProcCluster c(4);
+  ASSERT_TRUE(c.client()->Mkdir("/d", false).ok());
+  auto f = c.client()->Create("/d/f");
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  auto data = RandomBytes(3 * (1 << 20) + 12345, 1);
+  ASSERT_TRUE(c.client()->Write(&*f, 0, data.data(), data.size()).ok());
+  ASSERT_TRUE(c.client()->Close(&*f).ok());
+  auto st = c.client()->Stat("/d/f");
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->size, data.size());
+  EXPECT_EQ(st->chunks, 4u);
+  auto g = c.client()->Open("/d/f");
+  ASSERT_TRUE(g.ok());
+  std::vector<uint8_t> back(data.size() + 100);
+  auto n = c.client()->Read(&*g, 0, back.data(), back.size());
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  ASSERT_EQ(*n, data.size());
+  back.resize(*n);
+  EXPECT_EQ(back, data);
+  // Every chunk is on exactly 3 of the 4 servers.
+  size_t replicas = 0;
+  for (int i = 0; i < 4; ++i) replicas += c.server(i)->store()->NumChunks();
+  EXPECT_EQ(replicas, 4u * 3u);
+}
+
+TEST(InProcCluster, ClientSendsEachByteOnceIntoTheChain) {
+  InProcCluster c(3);
+  auto f = c.client()->Create("/f");
+  ASSERT_TRUE(f.ok());
+  auto data = RandomBytes(700000, 2);
+  ASSERT_TRUE(c.client()->Write(&*f, 0, data.data(), data.size()).ok());
+  EXPECT_EQ(c.client()->stats().counters["push_bytes_sent"], data.size());
+  uint64_t from_client = 0, from_servers = 0;
+  for (int i = 0; i < 3; ++i) {
+    for (auto [peer, bytes] : c.server(i)->stats().push_bytes_from) {
+      (peer == c.client_rank() ? from_client : from_servers) += bytes;
+    }
+  }
+  EXPECT_EQ(from_client, data.size());       // only the chain head hears from the client
+  EXPECT_EQ(from_servers, 2 * data.size());  // the rest flows server to server
+  EXPECT_EQ(c.master().stats().counters.count("file_bytes_received"), 0u);
+}
+
+TEST(InProcCluster, OverwriteStraddlingAChunkBoundary) {
+  InProcCluster c(3);
+  auto f = c.client()->Create("/f");
+  ASSERT_TRUE(f.ok());
+  auto data = RandomBytes(2 << 20, 3);
+  ASSERT_TRUE(c.client()->Write(&*f, 0, data.data(), data.size()).ok());
+  auto patch = RandomBytes(5000, 4);
+  uint64_t off = (1 << 20) - 1000;
+  ASSERT_TRUE(c.client()->Write(&*f, off, patch.data(), patch.size()).ok());
+  std::copy(patch.begin(), patch.end(), data.begin() + static_cast<long>(off));
+  // Extend past the end with a gap: the gap reads as zeros.
+  auto tail = RandomBytes(100, 5);
+  uint64_t toff = data.size() + 3000;
+  ASSERT_TRUE(c.client()->Write(&*f, toff, tail.data(), tail.size()).ok());
+  data.resize(toff, 0);
+  data.insert(data.end(), tail.begin(), tail.end());
+  std::vector<uint8_t> back(data.size());
+  auto n = c.client()->Read(&*f, 0, back.data(), back.size());
+  ASSERT_TRUE(n.ok());
+  ASSERT_EQ(*n, data.size());
+  EXPECT_EQ(back, data);
+}
+
+TEST(InProcCluster, TruncateCutsTheLastChunkOnEveryReplica) {
+  InProcCluster c(3);
+  auto f = c.client()->Create("/f");
+  ASSERT_TRUE(f.ok());
+  auto data = RandomBytes(3 << 20, 6);
+  ASSERT_TRUE(c.client()->Write(&*f, 0, data.data(), data.size()).ok());
+  uint64_t cut = (1 << 20) + 777;
+  ASSERT_TRUE(c.client()->Truncate(&*f, cut).ok());
+  auto st = c.client()->Stat("/f");
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->size, cut);
+  EXPECT_EQ(st->chunks, 2u);
+  // Growing again must show zeros, not the old bytes.
+  std::vector<uint8_t> one = {0xAB};
+  ASSERT_TRUE(c.client()->Write(&*f, (2 << 20) - 1, one.data(), 1).ok());
+  std::vector<uint8_t> back(2 << 20);
+  auto n = c.client()->Read(&*f, 0, back.data(), back.size());
+  ASSERT_TRUE(n.ok());
+  ASSERT_EQ(*n, back.size());
+  EXPECT_TRUE(std::equal(data.begin(), data.begin() + static_cast<long>(cut), back.begin()));
+  for (size_t i = cut; i + 1 < back.size(); ++i) ASSERT_EQ(back[i], 0) << "at " << i;
+  EXPECT_EQ(back.back(), 0xAB);
+}
+
+TEST(InProcCluster, ReadFailsOverToAnotherReplica) {
+  InProcCluster c(3);
+  auto f = c.client()->Create("/f");
+  ASSERT_TRUE(f.ok());
+  auto data = RandomBytes(600000, 7);
+  ASSERT_TRUE(c.client()->Write(&*f, 0, data.data(), data.size()).ok());
+  c.fabric().Kill(1);  // rank 1 = the first chunkserver
+  std::vector<uint8_t> back(data.size());
+  auto n = c.client()->Read(&*f, 0, back.data(), back.size());
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(back, data);
+}
+
+TEST(InProcCluster, NamespaceErrorsComeBackAsStatuses) {
+  InProcCluster c(3);
+  EXPECT_EQ(c.client()->Stat("/nope").status().code(), Code::kNotFound);
+  EXPECT_EQ(c.client()->Mkdir("/a/b", false).code(), Code::kNotFound);
+  ASSERT_TRUE(c.client()->Mkdir("/a/b", true).ok());
+  ASSERT_TRUE(c.client()->Create("/a/b/f").ok());
+  EXPECT_EQ(c.client()->Create("/a/b/f").status().code(), Code::kAlreadyExists);
+  EXPECT_EQ(c.client()->Remove("/a", false).code(), Code::kNotEmpty);
+  ASSERT_TRUE(c.client()->Rename("/a/b/f", "/a/g").ok());
+  EXPECT_EQ(c.client()->Stat("/a/b/f").status().code(), Code::kNotFound);
+  auto l = c.client()->List("/a");
+  ASSERT_TRUE(l.ok());
+  ASSERT_EQ(l->size(), 2u);
+  EXPECT_EQ((*l)[0].path, "b");
+  EXPECT_EQ((*l)[1].path, "g");
+  ASSERT_TRUE(c.client()->Remove("/a", true).ok());
+  EXPECT_EQ(c.client()->Stat("/a").status().code(), Code::kNotFound);
+  CreateOptions bad;
+  bad.replication = 4;
+  EXPECT_EQ(c.client()->Create("/r4", bad).status().code(), Code::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace gfs
