@@ -195,7 +195,7 @@ Status ChunkStore::Open() {
     if (!ParseName(name, &h, &ext)) continue;  // LOCK, foreign files: left alone
     if (ext == "meta") {
       metas.push_back(h);
-    } else if (ext == "data" || ext == "crc") {
+    } else if (ext == "chunk" || ext == "crc") {
       others.emplace_back(h, name);
     }
   }
