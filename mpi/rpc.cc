@@ -35,13 +35,16 @@ Idler::Idler() : parent_(getppid()) {}
 
 void Idler::Idle() {
   // A few polls back to back catch replies that are already on their way;
-  // after that, sleep with doubling intervals up to 1 ms.
+  // after that, sleep with doubling intervals up to 1 ms, and up to 5 ms once
+  // the rank has been idle for a while (a storage rank waiting for work).
   if (spins_ < 16) {
+    if (spins_ == 0) idle_since_us_ = MonoMicros();
     ++spins_;
     std::this_thread::yield();
     return;
   }
-  sleep_us_ = sleep_us_ == 0 ? 20 : std::min<uint32_t>(sleep_us_ * 2, 1000);
+  const uint32_t cap = MonoMicros() - idle_since_us_ > 200000 ? 5000 : 1000;
+  sleep_us_ = sleep_us_ == 0 ? 20 : std::min<uint32_t>(sleep_us_ * 2, cap);
   std::this_thread::sleep_for(std::chrono::microseconds(sleep_us_));
 }
 

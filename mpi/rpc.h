@@ -66,13 +66,14 @@ Status SendErrorReply(Transport* t, const Message& req, const Status& s, uint64_
 class Idler {
  public:
   Idler();
-  void Busy() { sleep_us_ = 0; spins_ = 0; }
+  void Busy() { sleep_us_ = 0; spins_ = 0; idle_since_us_ = 0; }
   void Idle();
   bool orphaned();
 
  private:
   uint32_t spins_ = 0;
   uint32_t sleep_us_ = 0;
+  uint64_t idle_since_us_ = 0;
   pid_t parent_;
   uint64_t next_parent_check_us_ = 0;
 };

@@ -164,6 +164,7 @@ Status PutFile(Client* c, const JobConfig& job, const std::string& local, const 
 Status PutTree(Client* c, const JobConfig& job, const std::string& local, const std::string& remote,
                bool force, std::string* err_path) {
   struct stat st;
+  if (local == "-") return PutFile(c, job, local, remote, force, err_path);
   if (::stat(local.c_str(), &st) != 0) {
     *err_path = local;
     return ErrnoStatus("local path", errno);

@@ -14,8 +14,10 @@ HZ="$(getconf CLK_TCK)"
 rand_file "$TMP/small" 54321
 
 T0="$(date +%s.%N)"
-( sleep "$SLEEP"; cat "$TMP/small" ) |
-  timeout -k 20 300 "$GFS" --data-dir "$DATA" put - /idle >"$TMP/bg.out" 2>"$TMP/bg.err" &
+mkfifo "$TMP/stdin"
+( sleep "$SLEEP"; cat "$TMP/small" ) >"$TMP/stdin" &
+_BG_PIDS+=("$!")
+timeout -k 20 300 "$GFS" --data-dir "$DATA" put - /idle <"$TMP/stdin" >"$TMP/bg.out" 2>"$TMP/bg.err" &
 BG=$!
 _BG_PIDS+=("$BG")
 
