@@ -2,6 +2,7 @@
 
 #include <cinttypes>
 #include <cstdio>
+#include <cstring>
 #include <random>
 
 namespace gfs {
@@ -290,17 +291,35 @@ void ChunkServer::OnRead(Message& m) {
     return Reply(m, Status(Code::kStaleVersion, "replica at version " +
                                                     std::to_string(meta->version)));
   }
-  std::vector<uint8_t> data;
-  s = store_.Read(r.handle, r.offset, r.length, &data);
+  // Build the ReadReply in place: the blocks are read (and verified) straight
+  // into the outgoing buffer, after the envelope and the reply's fixed fields.
+  constexpr size_t kFixed = kHeaderSize + 8 + 4;  // chunk_length, blob length
+  auto out = std::make_shared<Bytes>();
+  size_t skip = 0, len = 0;
+  s = store_.ReadVerified(
+      r.handle, r.offset, r.length,
+      [&out](size_t span) {
+        out->resize(kFixed + span);
+        return out->data() + kFixed;
+      },
+      &skip, &len);
   if (!s.ok()) {
     stats_.counters["read_errors"]++;
     return Reply(m, s);
   }
-  stats_.counters["bytes_read"] += data.size();
-  ReadReply rep;
-  rep.chunk_length = meta->length;
-  rep.bytes = BlobView{data.data(), static_cast<uint32_t>(data.size())};
-  SendReply(t_, m, rep);
+  if (out->size() < kFixed) out->resize(kFixed);
+  if (skip > 0) std::memmove(out->data() + kFixed, out->data() + kFixed + skip, len);
+  out->resize(kFixed + len);
+  stats_.counters["bytes_read"] += len;
+  // Envelope and fixed fields, exactly as EncodeReply(ReadReply) lays them out.
+  ReadReply empty;
+  empty.chunk_length = meta->length;
+  Buffer head = EncodeReply(m, empty);
+  std::memcpy(out->data(), head->data(), kHeaderSize + 8);
+  BytesWriter w(out.get());
+  w.PatchU32(kHeaderSize + 8, static_cast<uint32_t>(len));
+  w.PatchU32(kHeaderSize - 4, static_cast<uint32_t>(out->size() - kHeaderSize));
+  t_->Send(m.source, std::move(out));
 }
 
 void ChunkServer::OnSync(Message& m) {

@@ -605,38 +605,57 @@ void ChunkStore::Restore(State* st, OpenChunk* oc, uint64_t off, uint64_t end,
 
 // ---------------------------------------------------------------------- read
 
-Status ChunkStore::Read(uint64_t handle, uint64_t offset, size_t n, std::vector<uint8_t>* out) {
-  out->clear();
+Status ChunkStore::ReadVerified(uint64_t handle, uint64_t offset, size_t n,
+                                const std::function<uint8_t*(size_t)>& reserve, size_t* skip,
+                                size_t* len) {
+  *skip = 0;
+  *len = 0;
   Result<State*> str = Lookup(handle);
   if (!str.ok()) return str.status();
   State* st = *str;
   const uint64_t L = st->length;
   if (offset >= L || n == 0) return Status::OK();
-  const uint64_t len = std::min<uint64_t>(n, L - offset);
+  const uint64_t want = std::min<uint64_t>(n, L - offset);
   Result<OpenChunk*> ocr = Acquire(handle, st, /*create=*/false);
   if (!ocr.ok()) return ocr.status();
   OpenChunk* oc = *ocr;
   const size_t first = static_cast<size_t>(offset / kBS);
-  const size_t last = static_cast<size_t>((offset + len - 1) / kBS);
+  const size_t last = static_cast<size_t>((offset + want - 1) / kBS);
   const uint64_t rs = uint64_t{first} * kBS;
   const uint64_t re = std::min<uint64_t>(uint64_t{last + 1} * kBS, L);
-  // Read the whole blocks straight into *out, verify, then drop the head.
-  out->resize(re - rs);
+  // Read the whole blocks straight into the caller's memory and verify them.
+  uint8_t* buf = reserve(static_cast<size_t>(re - rs));
   size_t got = 0;
-  Status s = oc->data->Read(rs, re - rs, out->data(), &got);
+  Status s = oc->data->Read(rs, re - rs, buf, &got);
   if (s.ok() && got != re - rs) {
     s = Status::Corruption(DataPath(handle) + ": data file shorter than chunk length " +
                            std::to_string(L));
   }
   for (size_t i = first; s.ok() && i <= last; ++i) {
     const uint64_t bs = uint64_t{i} * kBS;
-    s = CheckBlock(*oc, i, out->data() + (bs - rs), std::min<uint64_t>(kBS, re - bs));
+    s = CheckBlock(*oc, i, buf + (bs - rs), std::min<uint64_t>(kBS, re - bs));
   }
+  if (!s.ok()) return s;
+  *skip = static_cast<size_t>(offset - rs);
+  *len = static_cast<size_t>(want);
+  return Status::OK();
+}
+
+Status ChunkStore::Read(uint64_t handle, uint64_t offset, size_t n, std::vector<uint8_t>* out) {
+  out->clear();
+  size_t skip = 0, len = 0;
+  Status s = ReadVerified(
+      handle, offset, n,
+      [out](size_t span) {
+        out->resize(span);
+        return out->data();
+      },
+      &skip, &len);
   if (!s.ok()) {
     out->clear();
     return s;
   }
-  if (offset > rs) out->erase(out->begin(), out->begin() + static_cast<ptrdiff_t>(offset - rs));
+  if (skip > 0) out->erase(out->begin(), out->begin() + static_cast<ptrdiff_t>(skip));
   out->resize(len);
   return Status::OK();
 }

@@ -23,6 +23,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <map>
 #include <memory>
@@ -110,6 +111,13 @@ class ChunkStore {
   // block touched; a mismatch returns Corruption (naming handle and block) and
   // leaves *out empty.
   Status Read(uint64_t handle, uint64_t offset, size_t n, std::vector<uint8_t>* out);
+  // The same checks as Read, into memory the caller provides: `reserve(span)`
+  // is called once with the size of the whole 64 KiB blocks covering the range
+  // and returns where to put them; on success the requested bytes are at
+  // that pointer + *skip, *len of them (0 at or past the chunk's end, in which
+  // case reserve may not be called).
+  Status ReadVerified(uint64_t handle, uint64_t offset, size_t n,
+                      const std::function<uint8_t*(size_t)>& reserve, size_t* skip, size_t* len);
 
   // Verifies every block of the chunk (scrubbing / fsck --verify).
   Status Verify(uint64_t handle);

@@ -10,15 +10,40 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace gfs {
 
-class Writer {
+// An allocator that leaves new elements default-initialised (for bytes: not
+// zeroed), so a buffer about to be filled by a receive or a read is not
+// written twice.
+template <typename T>
+struct DefaultInitAllocator : std::allocator<T> {
+  template <typename U>
+  struct rebind {
+    using other = DefaultInitAllocator<U>;
+  };
+  using std::allocator<T>::allocator;
+  template <typename U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <typename U, typename... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+
+// Message and I/O buffers: bytes whose resize() does not zero-fill.
+using Bytes = std::vector<uint8_t, DefaultInitAllocator<uint8_t>>;
+
+template <typename V>
+class BasicWriter {
  public:
-  explicit Writer(std::vector<uint8_t>* out) : out_(out) {}
+  explicit BasicWriter(V* out) : out_(out) {}
 
   void U8(uint8_t v) { out_->push_back(v); }
   void U16(uint16_t v) { Raw(&v, 2); }
@@ -41,8 +66,11 @@ class Writer {
   void PatchU32(size_t pos, uint32_t v) { std::memcpy(out_->data() + pos, &v, 4); }
 
  private:
-  std::vector<uint8_t>* out_;
+  V* out_;
 };
+
+using Writer = BasicWriter<std::vector<uint8_t>>;
+using BytesWriter = BasicWriter<Bytes>;
 
 class Reader {
  public:

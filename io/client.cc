@@ -160,8 +160,16 @@ Result<Client::CachedLease> Client::GetLease(File* f, uint32_t index) {
   return l;
 }
 
-Status Client::Push(const std::vector<int32_t>& chain, uint64_t data_id, const uint8_t* data,
-                    size_t n) {
+void Client::PumpOrIdle() {
+  if (rpc_.PumpOnce()) {
+    rpc_.idler().Busy();
+  } else {
+    rpc_.idler().Idle();
+  }
+}
+
+Status Client::PushSend(const std::vector<int32_t>& chain, uint64_t data_id, const uint8_t* data,
+                        size_t n) {
   Transport* t = rpc_.transport();
   const int head = chain.front();
   PushDataMsg p;
@@ -173,54 +181,28 @@ Status Client::Push(const std::vector<int32_t>& chain, uint64_t data_id, const u
   const uint64_t window = 4ull * slice;
   for (size_t off = 0; off < n; off += slice) {
     // Keep a few slices in flight to the head of the chain, no more.
-    while (t->PendingBytesTo(head) > window) {
-      if (rpc_.PumpOnce()) {
-        rpc_.idler().Busy();
-      } else {
-        rpc_.idler().Idle();
-      }
-    }
+    while (t->PendingBytesTo(head) > window) PumpOrIdle();
     p.offset = off;
     size_t len = std::min(slice, n - off);
     p.bytes = BlobView{data + off, static_cast<uint32_t>(len)};
     GFS_RETURN_IF_ERROR(SendRequest(t, head, p, 0, cfg_.request_timeout_ms));
     stats_.counters["push_bytes_sent"] += len;
   }
-  const uint64_t deadline = MonoMicros() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000;
-  for (;;) {
-    auto it = push_acks_.find(data_id);
-    if (it != push_acks_.end()) {
-      Code c = static_cast<Code>(it->second);
-      push_acks_.erase(it);
-      if (c == Code::kOk) return Status::OK();
-      return Status(c, "data push refused by a chunkserver");
-    }
-    if (MonoMicros() > deadline) return Status::Timeout("data push was not acknowledged");
-    if (rpc_.PumpOnce()) {
-      rpc_.idler().Busy();
-    } else {
-      if (rpc_.idler().orphaned()) return Status::Unavailable("the launching process is gone");
-      rpc_.idler().Idle();
-    }
-  }
+  return Status::OK();
 }
 
 Status Client::Mutate(File* f, uint32_t index, const CachedLease& lease, uint8_t kind,
                       uint64_t offset, const uint8_t* data, size_t n) {
   (void)f;
   (void)index;
-  uint64_t data_id = ++next_data_id_;
-  if (kind == static_cast<uint8_t>(MutationKind::kWrite)) {
-    std::vector<int32_t> chain = OrderByDistance(lease.replicas, rpc_.transport()->rank());
-    GFS_RETURN_IF_ERROR(Push(chain, data_id, data, n));
-  }
+  (void)data;
   WriteReq w;
   w.handle = lease.handle;
   w.version = lease.version;
   w.kind = kind;
   w.offset = offset;
   w.length = n;
-  w.data_id = data_id;
+  w.data_id = ++next_data_id_;
   for (int32_t r : lease.replicas) {
     if (r != lease.primary) w.secondaries.push_back(r);
   }
@@ -228,44 +210,122 @@ Status Client::Mutate(File* f, uint32_t index, const CachedLease& lease, uint8_t
   return rpc_.Call(lease.primary, w, &rep, cfg_.request_timeout_ms);
 }
 
-Status Client::WritePiece(File* f, uint32_t index, uint64_t chunk_off, const uint8_t* data,
-                          size_t n) {
-  Status last;
-  for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
-    if (attempt > 0) {
-      stats_.counters["write_retries"]++;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20 * attempt * attempt));
-    }
-    auto lease = GetLease(f, index);
-    if (!lease.ok()) {
-      last = lease.status();
-      if (Retryable(last.code())) continue;
-      return last;
-    }
-    last = Mutate(f, index, *lease, static_cast<uint8_t>(MutationKind::kWrite), chunk_off, data, n);
-    if (last.ok()) {
-      f->dirty[lease->handle] = lease->replicas;
-      return last;
-    }
-    leases_.erase({f->id, index});
-    if (!Retryable(last.code())) return last;
-  }
-  return last;
-}
-
 Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
                      const ProgressFn& progress) {
+  // Cut the range into mutations (never across a chunk boundary) and keep up
+  // to write_window of them in flight: while one is being applied, the next
+  // one's data is already flowing down its chain.
+  struct Op {
+    uint32_t index = 0;
+    uint64_t chunk_off = 0;
+    const uint8_t* data = nullptr;
+    size_t len = 0;
+    enum State { kNew, kPushing, kWriting, kDone } state = kNew;
+    int attempts = 0;
+    uint64_t not_before_us = 0;
+    uint64_t data_id = 0;
+    uint64_t deadline_us = 0;
+    uint64_t req_id = 0;
+    CachedLease lease;
+    Status last;
+  };
   const auto* p = static_cast<const uint8_t*>(data);
-  size_t done = 0;
-  while (done < n) {
+  std::vector<Op> ops;
+  for (size_t done = 0; done < n;) {
     uint64_t pos = offset + done;
-    uint32_t index = static_cast<uint32_t>(pos / f->chunk_size);
-    uint64_t chunk_off = pos % f->chunk_size;
-    size_t len = std::min<uint64_t>({n - done, f->chunk_size - chunk_off, cfg_.write_op_size});
-    Status s = WritePiece(f, index, chunk_off, p + done, len);
-    if (!s.ok()) return s;
-    done += len;
-    if (progress) progress(done);
+    Op op;
+    op.index = static_cast<uint32_t>(pos / f->chunk_size);
+    op.chunk_off = pos % f->chunk_size;
+    op.len = std::min<uint64_t>({n - done, f->chunk_size - op.chunk_off, cfg_.write_op_size});
+    op.data = p + done;
+    ops.push_back(op);
+    done += op.len;
+  }
+  const size_t window = std::max<uint32_t>(cfg_.write_window, 1);
+  const uint64_t timeout_us = static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000;
+  size_t inflight = 0, completed = 0;
+  uint64_t bytes_done = 0;
+  // A failed attempt: retry later if the error allows, else give up.
+  auto fail = [&](Op& op, Status s) -> Status {
+    if (op.state == Op::kWriting) rpc_.Forget(op.req_id);
+    --inflight;
+    leases_.erase({f->id, op.index});
+    op.last = s;
+    op.attempts++;
+    op.state = Op::kNew;
+    stats_.counters["write_retries"]++;
+    if (!Retryable(s.code()) || op.attempts >= kMaxAttempts) return s;
+    op.not_before_us = MonoMicros() + 20000ull * static_cast<uint64_t>(op.attempts * op.attempts);
+    return Status::OK();
+  };
+  while (completed < ops.size()) {
+    uint64_t now = MonoMicros();
+    for (Op& op : ops) {
+      if (inflight >= window) break;
+      if (op.state != Op::kNew || now < op.not_before_us) continue;
+      auto lease = GetLease(f, op.index);
+      if (!lease.ok()) {
+        ++inflight;
+        GFS_RETURN_IF_ERROR(fail(op, lease.status()));
+        continue;
+      }
+      op.lease = *lease;
+      op.data_id = ++next_data_id_;
+      op.state = Op::kPushing;
+      op.deadline_us = MonoMicros() + timeout_us;
+      ++inflight;
+      Status s = PushSend(OrderByDistance(op.lease.replicas, rpc_.transport()->rank()), op.data_id,
+                          op.data, op.len);
+      if (!s.ok()) GFS_RETURN_IF_ERROR(fail(op, s));
+    }
+    PumpOrIdle();
+    now = MonoMicros();
+    for (Op& op : ops) {
+      if (op.state == Op::kPushing) {
+        auto ack = push_acks_.find(op.data_id);
+        if (ack != push_acks_.end()) {
+          Code c = static_cast<Code>(ack->second);
+          push_acks_.erase(ack);
+          if (c != Code::kOk) {
+            GFS_RETURN_IF_ERROR(fail(op, Status(c, "data push refused by a chunkserver")));
+            continue;
+          }
+          WriteReq w;
+          w.handle = op.lease.handle;
+          w.version = op.lease.version;
+          w.kind = static_cast<uint8_t>(MutationKind::kWrite);
+          w.offset = op.chunk_off;
+          w.length = op.len;
+          w.data_id = op.data_id;
+          for (int32_t r : op.lease.replicas) {
+            if (r != op.lease.primary) w.secondaries.push_back(r);
+          }
+          auto id = rpc_.Start(op.lease.primary, w, cfg_.request_timeout_ms);
+          if (!id.ok()) {
+            GFS_RETURN_IF_ERROR(fail(op, id.status()));
+            continue;
+          }
+          op.req_id = *id;
+          op.state = Op::kWriting;
+        } else if (now > op.deadline_us) {
+          GFS_RETURN_IF_ERROR(fail(op, Status::Timeout("data push was not acknowledged")));
+        }
+      } else if (op.state == Op::kWriting) {
+        Result<Message> r = Status::Internal("unset");
+        if (!rpc_.TryTake(op.req_id, &r)) continue;
+        Status s = r.ok() ? r->status() : r.status();
+        if (!s.ok()) {
+          GFS_RETURN_IF_ERROR(fail(op, s));
+          continue;
+        }
+        op.state = Op::kDone;
+        --inflight;
+        ++completed;
+        f->dirty[op.lease.handle] = op.lease.replicas;
+        bytes_done += op.len;
+        if (progress) progress(bytes_done);
+      }
+    }
   }
   if (offset + n > f->length) {
     SetLengthReq req;

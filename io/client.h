@@ -99,10 +99,13 @@ class Client {
     return rpc_.Call(master_, req, rep, cfg_.request_timeout_ms);
   }
   Result<CachedLease> GetLease(File* f, uint32_t index);
-  Status WritePiece(File* f, uint32_t index, uint64_t chunk_off, const uint8_t* data, size_t n);
   Status Mutate(File* f, uint32_t index, const CachedLease& lease, uint8_t kind, uint64_t offset,
                 const uint8_t* data, size_t n);
-  Status Push(const std::vector<int32_t>& chain, uint64_t data_id, const uint8_t* data, size_t n);
+  // Sends the data into the chain (slices, bounded in flight); the last
+  // chunkserver's push-ack arrives later through OnUnsolicited.
+  Status PushSend(const std::vector<int32_t>& chain, uint64_t data_id, const uint8_t* data,
+                  size_t n);
+  void PumpOrIdle();
   Status FetchLocations(File* f, uint32_t first, uint32_t count);
   std::vector<int32_t> OrderByDistance(std::vector<int32_t> ranks, int from) const;
   void OnUnsolicited(Message& m);

@@ -110,7 +110,7 @@ bool MpiTransport::Poll(Incoming* in) {
   }
   int count = 0;
   MPI_Get_count(&st, MPI_BYTE, &count);
-  auto buf = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(count));
+  auto buf = std::make_shared<Bytes>(static_cast<size_t>(count));
   MPI_Request req;
   if (MPI_Imrecv(buf->data(), count, MPI_BYTE, &msg, &req) != MPI_SUCCESS) return false;
   // The message is matched; it is being delivered. A sender that dies in the

@@ -115,6 +115,23 @@ bool RpcClient::PumpOnce() {
   return any;
 }
 
+bool RpcClient::TryTake(uint64_t id, Result<Message>* out) {
+  auto it = stash_.find(id);
+  if (it != stash_.end()) {
+    *out = std::move(it->second);
+    stash_.erase(it);
+    waiting_.erase(id);
+    return true;
+  }
+  auto w = waiting_.find(id);
+  if (w == waiting_.end() || MonoMicros() >= w->second) {
+    waiting_.erase(id);
+    *out = Status::Timeout("no reply within the request deadline");
+    return true;
+  }
+  return false;
+}
+
 Result<Message> RpcClient::Wait(uint64_t id) {
   uint64_t which = 0;
   return WaitAny({id}, &which);

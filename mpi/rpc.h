@@ -116,6 +116,10 @@ class RpcClient {
   Result<Message> Wait(uint64_t id);
   // Waits for whichever awaited reply comes first (any id in `ids`).
   Result<Message> WaitAny(const std::vector<uint64_t>& ids, uint64_t* which);
+  // Non-blocking: true when the reply to `id` is here (in *out) or its
+  // deadline has passed (*out = kTimeout); false while still waiting.
+  // REQUIRES: PumpOnce() is called by the caller's loop.
+  bool TryTake(uint64_t id, Result<Message>* out);
   // Forgets a request (its reply, if it comes, is dropped).
   void Forget(uint64_t id) { waiting_.erase(id); stash_.erase(id); }
 

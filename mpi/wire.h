@@ -15,7 +15,7 @@
 
 namespace gfs {
 
-using Buffer = std::shared_ptr<const std::vector<uint8_t>>;
+using Buffer = std::shared_ptr<const Bytes>;
 
 inline constexpr uint32_t kWireMagic = 0x57534647;  // "GFSW" little-endian
 inline constexpr uint8_t kWireVersion = 1;
@@ -82,7 +82,7 @@ struct BlobView {
 
 class EncodeVisitor {
  public:
-  explicit EncodeVisitor(Writer* w) : w_(w) {}
+  explicit EncodeVisitor(BytesWriter* w) : w_(w) {}
   bool operator()(const uint8_t& v) { w_->U8(v); return true; }
   bool operator()(const uint16_t& v) { w_->U16(v); return true; }
   bool operator()(const uint32_t& v) { w_->U32(v); return true; }
@@ -110,7 +110,7 @@ class EncodeVisitor {
   }
 
  private:
-  Writer* w_;
+  BytesWriter* w_;
 };
 
 class DecodeVisitor {
@@ -157,9 +157,9 @@ class DecodeVisitor {
 // Encodes header + body into a fresh buffer. body_size is filled in.
 template <typename Body>
 Buffer EncodeMessage(Header h, const Body& body) {
-  auto out = std::make_shared<std::vector<uint8_t>>();
+  auto out = std::make_shared<Bytes>();
   out->reserve(kHeaderSize + 64);
-  Writer w(out.get());
+  BytesWriter w(out.get());
   w.U32(h.magic);
   w.U8(h.version);
   w.U8(h.flags);

@@ -99,7 +99,7 @@ TEST(Wire, EveryTruncationIsRejected) {
 
 TEST(Wire, TrailingBytesAreRejected) {
   Buffer b = Encode(StatReq{});
-  auto longer = std::make_shared<std::vector<uint8_t>>(*b);
+  auto longer = std::make_shared<Bytes>(*b);
   longer->push_back(0);
   StatReq out;
   EXPECT_FALSE(DecodeBody(longer->data(), longer->size(), &out).ok());
@@ -109,7 +109,7 @@ TEST(Wire, TrailingBytesAreRejected) {
 
 TEST(Wire, WrongVersionIsRefusedWithAClearMessage) {
   Buffer b = Encode(StatReq{});
-  std::vector<uint8_t> bad(*b);
+  std::vector<uint8_t> bad(b->begin(), b->end());
   bad[4] = 9;  // version byte
   Header h;
   Status s = DecodeHeader(bad.data(), bad.size(), &h);
@@ -117,7 +117,7 @@ TEST(Wire, WrongVersionIsRefusedWithAClearMessage) {
   EXPECT_EQ(s.code(), Code::kProtocol);
   EXPECT_NE(s.message().find("version 9"), std::string::npos) << s.message();
   EXPECT_NE(s.message().find("version 1"), std::string::npos) << s.message();
-  bad = *b;
+  bad.assign(b->begin(), b->end());
   bad[0] ^= 0xFF;  // magic
   EXPECT_FALSE(DecodeHeader(bad.data(), bad.size(), &h).ok());
 }
