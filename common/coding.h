@@ -58,8 +58,10 @@ class BasicWriter {
   }
   void Raw(const void* p, size_t n) {
     // Host is little-endian (x86_64/aarch64); static_assert in coding.cc.
-    const auto* b = static_cast<const uint8_t*>(p);
-    out_->insert(out_->end(), b, b + n);
+    if (n == 0) return;
+    const size_t at = out_->size();
+    out_->resize(at + n);
+    std::memcpy(out_->data() + at, p, n);
   }
   size_t size() const { return out_->size(); }
   // Overwrite a u32 previously written at `pos` (for back-patched lengths).

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared set-up for jobs/demo.sh and jobs/test.sh (sourced, not run).
 #
 # Installs any missing Debian packages (when apt-get exists and we are root),

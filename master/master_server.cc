@@ -38,6 +38,8 @@ Status MasterServer::Start(std::string* warning) {
   GFS_RETURN_IF_ERROR(log_->Open(&last_seq));
   start_us_ = MonoMicros();
   stats_.counters["replayed_seq"] = last_seq;
+  stats_.counters["file_bytes_received"] = 0;
+  stats_.counters["lookups"] = 0;
   return Status::OK();
 }
 

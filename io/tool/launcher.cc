@@ -108,7 +108,10 @@ int Launch(const CommandLine& cl, int argc, char** argv) {
   if (cl.global.dry_run) {
     auto cmd = MpirunCommand(cl, argc, argv, self, "");
     std::string line;
-    for (const auto& a : cmd) line += (line.empty() ? "" : " ") + ShellQuote(a);
+    for (const auto& a : cmd) {
+      if (!line.empty()) line += ' ';
+      line += ShellQuote(a);
+    }
     std::printf("%s\n", line.c_str());
     return 0;
   }

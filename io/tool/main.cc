@@ -101,7 +101,9 @@ int RankMain(int argc, char** argv) {
     if (!st.ok()) code = 1;
   }
   MPI_Finalize();
-  return code;
+  // Launched: the status travels through the status file, and a non-zero
+  // return under --enable-recovery only makes mpirun print a PMIx error line.
+  return launched ? 0 : code;
 }
 
 }  // namespace

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers for the MPI integration tests (sourced by tests/mpi/test_*.sh).
 #
 # Environment (set by tests/CMakeLists.txt when run through CTest):
@@ -109,7 +110,7 @@ _pids_matching() {
 # $DATA); allows a few seconds for ranks to exit.
 assert_no_leftovers() {
   local dir="${1:-$DATA}" i left=""
-  for i in $(seq 1 50); do
+  for _ in $(seq 1 50); do
     left="$(_pids_matching "$dir")"
     [[ -z "$left" ]] && return 0
     sleep 0.1

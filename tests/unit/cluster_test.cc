@@ -145,7 +145,7 @@ TEST(InProcCluster, ClientSendsEachByteOnceIntoTheChain) {
   }
   EXPECT_EQ(from_client, data.size());       // only the chain head hears from the client
   EXPECT_EQ(from_servers, 2 * data.size());  // the rest flows server to server
-  EXPECT_EQ(c.master().stats().counters.count("file_bytes_received"), 0u);
+  EXPECT_EQ(c.master().stats().counters.at("file_bytes_received"), 0u);
 }
 
 TEST(InProcCluster, OverwriteStraddlingAChunkBoundary) {

@@ -10,6 +10,19 @@
 namespace gfs {
 namespace {
 
+// An envelope around arbitrary body bytes (for malformed-input tests).
+std::vector<uint8_t> RawMessage(uint16_t type, const std::vector<uint8_t>& body) {
+  std::vector<uint8_t> m(kHeaderSize + body.size());
+  Header h;
+  uint32_t size = static_cast<uint32_t>(body.size());
+  std::memcpy(m.data(), &h.magic, 4);
+  m[4] = h.version;
+  std::memcpy(m.data() + 6, &type, 2);
+  std::memcpy(m.data() + 32, &size, 4);
+  if (!body.empty()) std::memcpy(m.data() + kHeaderSize, body.data(), body.size());
+  return m;
+}
+
 template <typename Body>
 Buffer Encode(const Body& b, uint64_t id = 42, uint16_t type = 0) {
   Header h;
@@ -127,13 +140,8 @@ TEST(Wire, OversizedCountsAndLengthsAreRejectedWithoutAllocating) {
   std::vector<uint8_t> body;
   Writer w(&body);
   w.U32(0xFFFFFFF0u);  // entries
-  Header h;
-  h.type = static_cast<uint16_t>(static_cast<uint16_t>(MsgType::kList) | kReplyBit);
-  auto msg = std::make_shared<std::vector<uint8_t>>();
-  Writer mw(msg.get());
-  mw.U32(h.magic); mw.U8(h.version); mw.U8(0); mw.U16(h.type); mw.U64(1); mw.U64(0);
-  mw.U32(0); mw.U16(0); mw.U16(0); mw.U32(static_cast<uint32_t>(body.size()));
-  msg->insert(msg->end(), body.begin(), body.end());
+  auto msg = std::make_shared<std::vector<uint8_t>>(
+      RawMessage(static_cast<uint16_t>(static_cast<uint16_t>(MsgType::kList) | kReplyBit), body));
   ListReply out;
   EXPECT_FALSE(DecodeBody(msg->data(), msg->size(), &out).ok());
   // A string longer than the path limit.
@@ -150,15 +158,7 @@ TEST(Wire, RandomGarbageNeverCrashes) {
     std::vector<uint8_t> junk(n);
     for (auto& x : junk) x = static_cast<uint8_t>(rng());
     if (n >= 8 && iter % 2 == 0) {  // make the envelope valid half the time
-      std::vector<uint8_t> body(junk.begin(), junk.end());
-      Header h;
-      h.type = static_cast<uint16_t>(rng() % 50);
-      auto m = std::make_shared<std::vector<uint8_t>>();
-      Writer mw(m.get());
-      mw.U32(h.magic); mw.U8(h.version); mw.U8(0); mw.U16(h.type); mw.U64(1); mw.U64(0);
-      mw.U32(0); mw.U16(0); mw.U16(0); mw.U32(static_cast<uint32_t>(body.size()));
-      m->insert(m->end(), body.begin(), body.end());
-      junk = *m;
+      junk = RawMessage(static_cast<uint16_t>(rng() % 50), junk);
     }
     Header h;
     if (!DecodeHeader(junk.data(), junk.size(), &h).ok()) continue;
