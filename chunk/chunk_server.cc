@@ -35,9 +35,8 @@ Status LoadOrCreateIdentity(Env* env, const std::string& dir, uint64_t* id) {
   return env->WriteFileAtomic(path, buf);
 }
 
-Status ClaimChunkserverDir(Env* env, const std::string& data_dir, int preferred,
-                           std::string* dir, uint64_t* server_id,
-                           std::unique_ptr<FileLock>* lock) {
+Status ClaimChunkserverDir(Env* env, const std::string& data_dir, int preferred, std::string* dir,
+                           uint64_t* server_id, std::unique_ptr<FileLock>* lock) {
   for (int n = preferred; n < preferred + 4096; ++n) {
     std::string d = data_dir + "/chunkserver-" + std::to_string(n);
     GFS_RETURN_IF_ERROR(env->CreateDirs(d));
@@ -99,24 +98,48 @@ void ChunkServer::Reply(const Message& m, const Status& s) {
 void ChunkServer::Handle(Message& m) {
   if (m.is_reply()) {
     switch (m.type()) {
-      case MsgType::kApply: OnApplyReply(m); return;
-      case MsgType::kRegister: OnRegisterReply(m); return;
-      case MsgType::kHeartbeat: OnHeartbeatReply(m); return;
-      default: return;  // late or unknown reply
+      case MsgType::kApply:
+        OnApplyReply(m);
+        return;
+      case MsgType::kRegister:
+        OnRegisterReply(m);
+        return;
+      case MsgType::kHeartbeat:
+        OnHeartbeatReply(m);
+        return;
+      default:
+        return;  // late or unknown reply
     }
   }
   switch (m.type()) {
-    case MsgType::kPushData: OnPushData(m); return;
-    case MsgType::kWrite: OnWrite(m); return;
-    case MsgType::kApply: OnApply(m); return;
-    case MsgType::kRead: OnRead(m); return;
-    case MsgType::kSync: OnSync(m); return;
-    case MsgType::kPrepareChunk: OnPrepare(m); return;
-    case MsgType::kShutdown: OnShutdown(m); return;
-    case MsgType::kGetStats: OnStats(m); return;
+    case MsgType::kPushData:
+      OnPushData(m);
+      return;
+    case MsgType::kWrite:
+      OnWrite(m);
+      return;
+    case MsgType::kApply:
+      OnApply(m);
+      return;
+    case MsgType::kRead:
+      OnRead(m);
+      return;
+    case MsgType::kSync:
+      OnSync(m);
+      return;
+    case MsgType::kPrepareChunk:
+      OnPrepare(m);
+      return;
+    case MsgType::kShutdown:
+      OnShutdown(m);
+      return;
+    case MsgType::kGetStats:
+      OnStats(m);
+      return;
     default:
-      SendErrorReply(t_, m, Status::Protocol(std::string("chunkserver does not serve ") +
-                                             MsgTypeName(m.h.type)));
+      SendErrorReply(
+          t_, m,
+          Status::Protocol(std::string("chunkserver does not serve ") + MsgTypeName(m.h.type)));
   }
 }
 
@@ -180,8 +203,7 @@ Status ChunkServer::ApplyLocal(uint8_t kind, uint64_t handle, uint64_t offset, u
   if (kind != static_cast<uint8_t>(MutationKind::kWrite)) {
     return Status::Protocol("unknown mutation kind " + std::to_string(kind));
   }
-  if (push == nullptr || push->rejected || push->received != push->total ||
-      push->total != length) {
+  if (push == nullptr || push->rejected || push->received != push->total || push->total != length) {
     return Status(Code::kDataMissing, "pushed data not (fully) received");
   }
   std::vector<ConstSlice> slices;
@@ -248,8 +270,8 @@ void ChunkServer::OnApply(Message& m) {
   auto meta = store_.Meta(a.handle);
   if (!meta.ok()) return Reply(m, meta.status());
   if (meta->version != a.version) {
-    return Reply(m, Status(Code::kStaleVersion, "replica at version " +
-                                                    std::to_string(meta->version)));
+    return Reply(
+        m, Status(Code::kStaleVersion, "replica at version " + std::to_string(meta->version)));
   }
   PushKey key{a.origin, a.data_id};
   auto push = pushes_.find(key);
@@ -288,8 +310,8 @@ void ChunkServer::OnRead(Message& m) {
   auto meta = store_.Meta(r.handle);
   if (!meta.ok()) return Reply(m, meta.status());
   if (meta->version < r.version) {
-    return Reply(m, Status(Code::kStaleVersion, "replica at version " +
-                                                    std::to_string(meta->version)));
+    return Reply(
+        m, Status(Code::kStaleVersion, "replica at version " + std::to_string(meta->version)));
   }
   // Build the ReadReply in place: the blocks are read (and verified) straight
   // into the outgoing buffer, after the envelope and the reply's fixed fields.
@@ -395,7 +417,8 @@ void ChunkServer::OnStats(Message& m) {
 }
 
 void ChunkServer::Tick(uint64_t now) {
-  if (!registered_ && now - register_sent_us_ > static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000) {
+  if (!registered_ &&
+      now - register_sent_us_ > static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000) {
     SendRegister();
   }
   if (registered_ && now >= next_heartbeat_us_) {

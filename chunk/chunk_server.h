@@ -90,7 +90,7 @@ class ChunkServer : public Server {
   std::map<PushKey, PushEntry> pushes_;
   uint64_t push_held_ = 0;
   std::map<uint64_t, uint64_t> leases_;  // handle -> expiry (us), where we are primary
-  std::set<uint64_t> lease_used_;         // handles mutated since last heartbeat
+  std::set<uint64_t> lease_used_;        // handles mutated since last heartbeat
   std::map<uint64_t, uint64_t> next_serial_;
   std::map<uint64_t, PendingWrite> pending_writes_;  // by our write key
   std::map<uint64_t, uint64_t> apply_to_write_;      // apply request id -> write key
@@ -101,8 +101,8 @@ class ChunkServer : public Server {
 // Picks this chunkserver's directory under data_dir: chunkserver-<n> for the
 // first n >= preferred that it can lock, creating it (and its IDENTITY) when
 // new. *lock keeps it ours for the life of the job.
-Status ClaimChunkserverDir(Env* env, const std::string& data_dir, int preferred,
-                           std::string* dir, uint64_t* server_id, std::unique_ptr<FileLock>* lock);
+Status ClaimChunkserverDir(Env* env, const std::string& data_dir, int preferred, std::string* dir,
+                           uint64_t* server_id, std::unique_ptr<FileLock>* lock);
 
 // Reads or creates DIR/IDENTITY (a random 64-bit id in hex).
 Status LoadOrCreateIdentity(Env* env, const std::string& dir, uint64_t* id);

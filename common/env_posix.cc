@@ -57,7 +57,8 @@ class PosixRandomRW : public RandomRWFile {
     return Status::OK();
   }
   Status Truncate(uint64_t size) override {
-    if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) return ErrnoStatus("truncate", path_, errno);
+    if (::ftruncate(fd_, static_cast<off_t>(size)) != 0)
+      return ErrnoStatus("truncate", path_, errno);
     return Status::OK();
   }
   Status Sync() override {

@@ -4,26 +4,46 @@ namespace gfs {
 
 const char* CodeName(Code c) {
   switch (c) {
-    case Code::kOk: return "ok";
-    case Code::kNotFound: return "no such file or directory";
-    case Code::kAlreadyExists: return "already exists";
-    case Code::kInvalidArgument: return "invalid argument";
-    case Code::kIOError: return "I/O error";
-    case Code::kCorruption: return "corruption";
-    case Code::kTimeout: return "timed out";
-    case Code::kUnavailable: return "unavailable";
-    case Code::kNotADirectory: return "not a directory";
-    case Code::kIsADirectory: return "is a directory";
-    case Code::kNotEmpty: return "directory not empty";
-    case Code::kNoSpace: return "no space";
-    case Code::kStaleVersion: return "stale chunk version";
-    case Code::kNotPrimary: return "not the primary";
-    case Code::kDataMissing: return "pushed data missing";
-    case Code::kProtocol: return "protocol error";
-    case Code::kInternal: return "internal error";
-    case Code::kBusy: return "busy";
-    case Code::kRetryNextChunk: return "retry on next chunk";
-    case Code::kTooLarge: return "too large";
+    case Code::kOk:
+      return "ok";
+    case Code::kNotFound:
+      return "no such file or directory";
+    case Code::kAlreadyExists:
+      return "already exists";
+    case Code::kInvalidArgument:
+      return "invalid argument";
+    case Code::kIOError:
+      return "I/O error";
+    case Code::kCorruption:
+      return "corruption";
+    case Code::kTimeout:
+      return "timed out";
+    case Code::kUnavailable:
+      return "unavailable";
+    case Code::kNotADirectory:
+      return "not a directory";
+    case Code::kIsADirectory:
+      return "is a directory";
+    case Code::kNotEmpty:
+      return "directory not empty";
+    case Code::kNoSpace:
+      return "no space";
+    case Code::kStaleVersion:
+      return "stale chunk version";
+    case Code::kNotPrimary:
+      return "not the primary";
+    case Code::kDataMissing:
+      return "pushed data missing";
+    case Code::kProtocol:
+      return "protocol error";
+    case Code::kInternal:
+      return "internal error";
+    case Code::kBusy:
+      return "busy";
+    case Code::kRetryNextChunk:
+      return "retry on next chunk";
+    case Code::kTooLarge:
+      return "too large";
   }
   return "unknown error";
 }

@@ -68,7 +68,7 @@ class Status {
 template <typename T>
 class Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT(implicit)
+  Result(T value) : value_(std::move(value)) {}          // NOLINT(implicit)
   Result(Status status) : status_(std::move(status)) {}  // NOLINT(implicit)
 
   bool ok() const { return status_.ok(); }
@@ -85,10 +85,10 @@ class Result {
   std::optional<T> value_;
 };
 
-#define GFS_RETURN_IF_ERROR(expr)        \
-  do {                                   \
-    ::gfs::Status _st = (expr);          \
-    if (!_st.ok()) return _st;           \
+#define GFS_RETURN_IF_ERROR(expr) \
+  do {                            \
+    ::gfs::Status _st = (expr);   \
+    if (!_st.ok()) return _st;    \
   } while (0)
 
 }  // namespace gfs

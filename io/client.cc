@@ -126,7 +126,8 @@ std::vector<int32_t> Client::OrderByDistance(std::vector<int32_t> ranks, int fro
   while (!ranks.empty()) {
     auto same = [&](int32_t r) {
       return cur >= 0 && static_cast<size_t>(cur) < hosts_.size() &&
-             static_cast<size_t>(r) < hosts_.size() && hosts_[static_cast<size_t>(r)] == hosts_[static_cast<size_t>(cur)];
+             static_cast<size_t>(r) < hosts_.size() &&
+             hosts_[static_cast<size_t>(r)] == hosts_[static_cast<size_t>(cur)];
     };
     auto it = std::find_if(ranks.begin(), ranks.end(), same);
     if (it == ranks.end()) it = ranks.begin();
@@ -382,7 +383,8 @@ Result<size_t> Client::Read(File* f, uint64_t offset, void* buf, size_t n,
     pc.pos = done;
     pc.index = static_cast<uint32_t>(pos / f->chunk_size);
     pc.chunk_off = pos % f->chunk_size;
-    pc.len = static_cast<uint32_t>(std::min<uint64_t>({n - done, f->chunk_size - pc.chunk_off, cfg_.read_size}));
+    pc.len = static_cast<uint32_t>(
+        std::min<uint64_t>({n - done, f->chunk_size - pc.chunk_off, cfg_.read_size}));
     pieces.push_back(pc);
     done += pc.len;
   }
@@ -410,7 +412,8 @@ Result<size_t> Client::Read(File* f, uint64_t offset, void* buf, size_t n,
     }
     const ChunkLocation& loc = it->second.loc;
     if (loc.replicas.empty()) {
-      return Status::Unavailable("no live replica of chunk " + std::to_string(pc.index) + " of " + f->path);
+      return Status::Unavailable("no live replica of chunk " + std::to_string(pc.index) + " of " +
+                                 f->path);
     }
     if (pc.attempt >= loc.replicas.size() * 2) {
       return Status::Unavailable("every replica of chunk " + std::to_string(pc.index) + " of " +

@@ -69,9 +69,11 @@ class Client {
 
   // Writes n bytes at offset (extending the file as needed). Acknowledged =
   // applied on every replica; durable after Fsync/Close.
-  Status Write(File* f, uint64_t offset, const void* data, size_t n, const ProgressFn& progress = {});
+  Status Write(File* f, uint64_t offset, const void* data, size_t n,
+               const ProgressFn& progress = {});
   // Reads up to n bytes at offset; returns the bytes read (short at EOF).
-  Result<size_t> Read(File* f, uint64_t offset, void* buf, size_t n, const ProgressFn& progress = {});
+  Result<size_t> Read(File* f, uint64_t offset, void* buf, size_t n,
+                      const ProgressFn& progress = {});
   Status Fsync(File* f);
   Status Close(File* f);
   Status Truncate(File* f, uint64_t length);
@@ -115,7 +117,7 @@ class Client {
   int master_;
   std::vector<std::string> hosts_;
   uint64_t next_data_id_ = 0;
-  std::map<uint64_t, uint16_t> push_acks_;  // data id -> status
+  std::map<uint64_t, uint16_t> push_acks_;                       // data id -> status
   std::map<std::pair<uint64_t, uint32_t>, CachedLease> leases_;  // (file id, index)
   std::map<std::pair<uint64_t, uint32_t>, CachedLoc> locs_;      // (file id, index)
   RoleStats stats_;

@@ -13,10 +13,14 @@ namespace gfs {
 
 const char* RoleName(Role r) {
   switch (r) {
-    case Role::kMaster: return "master";
-    case Role::kShadow: return "shadow";
-    case Role::kChunkserver: return "chunkserver";
-    case Role::kClient: return "client";
+    case Role::kMaster:
+      return "master";
+    case Role::kShadow:
+      return "shadow";
+    case Role::kChunkserver:
+      return "chunkserver";
+    case Role::kClient:
+      return "client";
   }
   return "?";
 }
@@ -62,7 +66,8 @@ Result<RoleLayout> ComputeLayout(int world, const JobConfig& cfg) {
         std::to_string(l.shadows) + " shadows + " + std::to_string(l.chunkservers) +
         " chunkservers + " + std::to_string(l.clients) + " clients)");
   }
-  uint32_t repl = cfg.replication ? cfg.replication : static_cast<uint32_t>(std::min(3, l.chunkservers));
+  uint32_t repl =
+      cfg.replication ? cfg.replication : static_cast<uint32_t>(std::min(3, l.chunkservers));
   if (static_cast<int>(repl) > l.chunkservers) {
     return Status::InvalidArgument("--replication " + std::to_string(repl) + " needs at least " +
                                    std::to_string(repl) + " chunkservers (the job has " +
@@ -91,14 +96,17 @@ std::vector<std::string> GatherHosts(MPI_Comm comm) {
   MPI_Allgather(mine, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, all.data(), MPI_MAX_PROCESSOR_NAME,
                 MPI_CHAR, comm);
   std::vector<std::string> out;
-  for (int i = 0; i < size; ++i) out.emplace_back(&all[static_cast<size_t>(i) * MPI_MAX_PROCESSOR_NAME]);
+  for (int i = 0; i < size; ++i)
+    out.emplace_back(&all[static_cast<size_t>(i) * MPI_MAX_PROCESSOR_NAME]);
   return out;
 }
 
-void WriteStats(const JobConfig& cfg, int rank, Role role, const RoleStats& st, const Transport& t) {
+void WriteStats(const JobConfig& cfg, int rank, Role role, const RoleStats& st,
+                const Transport& t) {
   if (cfg.stats_dir.empty()) return;
   Status s = WriteStatsJson(cfg.stats_dir, rank, RoleName(role), st, t);
-  if (!s.ok()) std::fprintf(stderr, "gfs: rank %d: writing stats: %s\n", rank, s.ToString().c_str());
+  if (!s.ok())
+    std::fprintf(stderr, "gfs: rank %d: writing stats: %s\n", rank, s.ToString().c_str());
 }
 
 }  // namespace
@@ -116,17 +124,22 @@ Status Init(MPI_Comm world, const JobConfig& cfg_in, Session* s) {
   const RoleLayout& l = s->layout_;
   if (cfg.replication == 0) cfg.replication = static_cast<uint32_t>(std::min(3, l.chunkservers));
   s->cfg_ = cfg;
-  if (l.is_master(rank)) s->role_ = Role::kMaster;
-  else if (l.is_shadow(rank)) s->role_ = Role::kShadow;
-  else if (l.is_chunkserver(rank)) s->role_ = Role::kChunkserver;
-  else s->role_ = Role::kClient;
+  if (l.is_master(rank))
+    s->role_ = Role::kMaster;
+  else if (l.is_shadow(rank))
+    s->role_ = Role::kShadow;
+  else if (l.is_chunkserver(rank))
+    s->role_ = Role::kChunkserver;
+  else
+    s->role_ = Role::kClient;
 
   // Collective set-up, in the same order on every rank.
-  GFS_RETURN_IF_ERROR(CheckMpi(
-      MPI_Comm_split(world, s->is_client() ? 0 : MPI_UNDEFINED, rank, &s->app_comm_), "MPI_Comm_split"));
+  GFS_RETURN_IF_ERROR(
+      CheckMpi(MPI_Comm_split(world, s->is_client() ? 0 : MPI_UNDEFINED, rank, &s->app_comm_),
+               "MPI_Comm_split"));
   std::vector<std::string> hosts = GatherHosts(world);
-  s->transport_ = std::make_unique<MpiTransport>(
-      world, static_cast<uint64_t>(cfg.request_timeout_ms) * 2000);
+  s->transport_ =
+      std::make_unique<MpiTransport>(world, static_cast<uint64_t>(cfg.request_timeout_ms) * 2000);
   GFS_RETURN_IF_ERROR(s->transport_->init_status());
 
   // The master claims the data directory first; if another job holds it the
@@ -149,8 +162,8 @@ Status Init(MPI_Comm world, const JobConfig& cfg_in, Session* s) {
       std::vector<int> cs, clients;
       for (int r = l.first_chunkserver(); r < l.first_client(); ++r) cs.push_back(r);
       for (int r = l.first_client(); r < l.world; ++r) clients.push_back(r);
-      master = std::make_unique<MasterServer>(s->transport_.get(), env, cfg, cfg.data_dir + "/master",
-                                              cs, clients);
+      master = std::make_unique<MasterServer>(s->transport_.get(), env, cfg,
+                                              cfg.data_dir + "/master", cs, clients);
       std::string warning;
       st = master->Start(&warning);
       if (!warning.empty()) std::fprintf(stderr, "gfs: master: warning: %s\n", warning.c_str());
@@ -171,7 +184,8 @@ Status Init(MPI_Comm world, const JobConfig& cfg_in, Session* s) {
     std::string dir;
     uint64_t id = 0;
     std::unique_ptr<FileLock> lock;
-    Status st = ClaimChunkserverDir(env, cfg.data_dir, rank - l.first_chunkserver(), &dir, &id, &lock);
+    Status st =
+        ClaimChunkserverDir(env, cfg.data_dir, rank - l.first_chunkserver(), &dir, &id, &lock);
     if (!st.ok()) {
       std::fprintf(stderr, "gfs: chunkserver rank %d: %s\n", rank, st.ToString().c_str());
       return st;

@@ -37,6 +37,16 @@ if [[ "${GFS_SKIP_ASAN:-0}" != 1 ]]; then
 fi
 
 status=0
+echo "== clang-format check"
+t0="$(date +%s)"
+mapfile -t SOURCES < <(cd "$ROOT" && find common mpi master chunk io bench tests -name '*.cc' -o -name '*.h' 2>/dev/null | sort)
+if (cd "$ROOT" && clang-format --dry-run --Werror "${SOURCES[@]}"); then
+  echo "formatted: ${#SOURCES[@]} files"
+else
+  echo "clang-format: the files above are not formatted (run clang-format -i on them)" >&2
+  status=1
+fi
+phase "clang-format check" $(($(date +%s) - t0))
 echo "== ctest (Release, all tests, GFS_TEST_SCALE=$GFS_TEST_SCALE)"
 t0="$(date +%s)"
 if ! ctest --test-dir "$BUILD" --output-on-failure --no-tests=error -j1; then

@@ -90,16 +90,20 @@ void MasterServer::Handle(Message& m) {
   }
   stats_.counters[std::string("req_") + MsgTypeName(m.h.type)]++;
   switch (m.type()) {
-    case MsgType::kRegister: return OnRegister(m);
-    case MsgType::kHeartbeat: return OnHeartbeat(m);
-    case MsgType::kGetStats: return OnStats(m);
+    case MsgType::kRegister:
+      return OnRegister(m);
+    case MsgType::kHeartbeat:
+      return OnHeartbeat(m);
+    case MsgType::kGetStats:
+      return OnStats(m);
     case MsgType::kPushData:
     case MsgType::kWrite: {
       // File data never belongs here; count it so tests can prove it.
       stats_.counters["file_bytes_received"] += m.buf->size();
       return DeferError(m, Status::Protocol("the master does not take file data"));
     }
-    default: break;
+    default:
+      break;
   }
   if (!serving_) {
     held_.push_back(m);
@@ -110,19 +114,29 @@ void MasterServer::Handle(Message& m) {
 
 void MasterServer::Dispatch(Message& m) {
   switch (m.type()) {
-    case MsgType::kMkdir: return OnMkdir(m);
-    case MsgType::kCreate: return OnCreate(m);
-    case MsgType::kDelete: return OnDelete(m);
-    case MsgType::kRename: return OnRename(m);
-    case MsgType::kList: return OnList(m);
-    case MsgType::kStat: return OnStat(m);
-    case MsgType::kLookup: return OnLookup(m);
-    case MsgType::kLease: return OnLease(m);
-    case MsgType::kSetLength: return OnSetLength(m);
-    case MsgType::kClientDone: return OnClientDone(m);
+    case MsgType::kMkdir:
+      return OnMkdir(m);
+    case MsgType::kCreate:
+      return OnCreate(m);
+    case MsgType::kDelete:
+      return OnDelete(m);
+    case MsgType::kRename:
+      return OnRename(m);
+    case MsgType::kList:
+      return OnList(m);
+    case MsgType::kStat:
+      return OnStat(m);
+    case MsgType::kLookup:
+      return OnLookup(m);
+    case MsgType::kLease:
+      return OnLease(m);
+    case MsgType::kSetLength:
+      return OnSetLength(m);
+    case MsgType::kClientDone:
+      return OnClientDone(m);
     default:
-      DeferError(m, Status::Protocol(std::string("the master does not serve ") +
-                                     MsgTypeName(m.h.type)));
+      DeferError(
+          m, Status::Protocol(std::string("the master does not serve ") + MsgTypeName(m.h.type)));
   }
 }
 
@@ -187,12 +201,13 @@ void MasterServer::OnCreate(Message& m) {
   uint32_t repl = r.replication ? r.replication : cfg_.replication;
   uint64_t cs = r.chunk_size ? r.chunk_size : cfg_.chunk_size;
   if (repl == 0 || repl > cs_ranks_.size()) {
-    return DeferError(m, Status::InvalidArgument(
-                             "replication " + std::to_string(repl) + " needs as many chunkservers (the job has " +
-                             std::to_string(cs_ranks_.size()) + ")"));
+    return DeferError(m, Status::InvalidArgument("replication " + std::to_string(repl) +
+                                                 " needs as many chunkservers (the job has " +
+                                                 std::to_string(cs_ranks_.size()) + ")"));
   }
   if (cs < 65536 || cs % 65536 != 0 || cs > (4ull << 30)) {
-    return DeferError(m, Status::InvalidArgument("chunk size must be a multiple of 64K, at most 4G"));
+    return DeferError(m,
+                      Status::InvalidArgument("chunk size must be a multiple of 64K, at most 4G"));
   }
   s = Mutate(MetaOp::Create(r.path, meta_.NextFileId(), repl, cs, NowMs()));
   if (!s.ok()) return DeferError(m, s);
@@ -289,7 +304,8 @@ void MasterServer::OnLease(Message& m) {
   if (r.file_id != 0 && r.file_id != f->id) {
     return DeferError(m, Status::NotFound(r.path + " was replaced by another file"));
   }
-  if (r.index >= kMaxChunksPerFile) return DeferError(m, Status::InvalidArgument("chunk index too large"));
+  if (r.index >= kMaxChunksPerFile)
+    return DeferError(m, Status::InvalidArgument("chunk index too large"));
   const uint64_t now = MonoMicros();
   uint64_t handle = r.index < f->chunks.size() ? f->chunks[r.index] : 0;
   if (handle == 0) {
@@ -306,12 +322,13 @@ void MasterServer::OnLease(Message& m) {
       l.alive = st.alive && (st.capacity == 0 || st.capacity >= st.used + f->chunk_size);
       loads.push_back(l);
     }
-    std::vector<int> chosen = placement_.ChooseNew(loads, static_cast<int>(f->replication), {}, ++seed_);
+    std::vector<int> chosen =
+        placement_.ChooseNew(loads, static_cast<int>(f->replication), {}, ++seed_);
     if (chosen.size() < f->replication) {
-      return DeferError(m, Status::Unavailable(
-                               "only " + std::to_string(chosen.size()) +
-                               " chunkservers can take a new chunk; the file needs " +
-                               std::to_string(f->replication)));
+      return DeferError(m,
+                        Status::Unavailable("only " + std::to_string(chosen.size()) +
+                                            " chunkservers can take a new chunk; the file needs " +
+                                            std::to_string(f->replication)));
     }
     handle = meta_.NextHandle();
     s = Mutate(MetaOp::AddChunk(f->id, r.index, handle, 1, NowMs()));

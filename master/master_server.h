@@ -126,9 +126,9 @@ class MasterServer : public Server {
   std::map<int, ServerState> servers_;
   std::unordered_map<uint64_t, std::vector<int32_t>> locations_;
   std::unordered_map<uint64_t, Lease> leases_;
-  std::map<uint64_t, Prepare> prepares_;                  // by prepare key
+  std::map<uint64_t, Prepare> prepares_;  // by prepare key
   std::unordered_map<uint64_t, uint64_t> prepare_by_handle_;
-  std::unordered_map<uint64_t, uint64_t> prepare_req_;    // request id -> prepare key
+  std::unordered_map<uint64_t, uint64_t> prepare_req_;  // request id -> prepare key
   uint64_t next_id_ = 0;
 
   std::vector<std::pair<int, Buffer>> deferred_;

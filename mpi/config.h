@@ -9,22 +9,22 @@ namespace gfs {
 
 struct JobConfig {
   std::string data_dir = "./gfs-data";
-  uint32_t replication = 0;             // 0: min(3, chunkservers)
-  uint64_t chunk_size = 64ull << 20;    // default for new files
+  uint32_t replication = 0;           // 0: min(3, chunkservers)
+  uint64_t chunk_size = 64ull << 20;  // default for new files
   uint32_t lease_seconds = 60;
   uint32_t heartbeat_ms = 1000;
   int shadows = 0;
-  int chunkservers = -1;                // -1: derived from the job size
-  int clients = -1;                     // -1: derived from the job size
-  uint32_t request_timeout_ms = 30000;  // deadline of one request
-  uint32_t slice_size = 1u << 20;       // data push slice
-  uint32_t write_op_size = 8u << 20;    // bytes per write mutation
-  uint32_t write_window = 4;            // write mutations in flight per client
-  uint32_t read_size = 4u << 20;        // bytes per read request
-  uint32_t read_window = 4;             // read requests in flight
+  int chunkservers = -1;                    // -1: derived from the job size
+  int clients = -1;                         // -1: derived from the job size
+  uint32_t request_timeout_ms = 30000;      // deadline of one request
+  uint32_t slice_size = 1u << 20;           // data push slice
+  uint32_t write_op_size = 8u << 20;        // bytes per write mutation
+  uint32_t write_window = 4;                // write mutations in flight per client
+  uint32_t read_size = 4u << 20;            // bytes per read request
+  uint32_t read_window = 4;                 // read requests in flight
   uint64_t push_buffer_limit = 1ull << 30;  // pushed bytes a chunkserver holds
-  uint64_t capacity = 0;                // 0: the file system's free space
-  std::string stats_dir;                // when set, each rank writes counters there
+  uint64_t capacity = 0;                    // 0: the file system's free space
+  std::string stats_dir;                    // when set, each rank writes counters there
   bool progress = false;
 };
 

@@ -33,7 +33,9 @@ struct ListEntry {
   std::string name;
   FileAttr attr;
   template <class V>
-  bool Visit(V& v) { return v(name) && attr.Visit(v); }
+  bool Visit(V& v) {
+    return v(name) && attr.Visit(v);
+  }
 };
 
 struct ChunkLocation {
@@ -42,7 +44,9 @@ struct ChunkLocation {
   uint64_t version = 0;
   std::vector<int32_t> replicas;  // chunkserver ranks, nearest-first is the client's job
   template <class V>
-  bool Visit(V& v) { return v(index) && v(handle) && v(version) && v(replicas, 64); }
+  bool Visit(V& v) {
+    return v(index) && v(handle) && v(version) && v(replicas, 64);
+  }
 };
 
 // ---- client -> master ----
@@ -52,7 +56,9 @@ struct MkdirReq {
   std::string path;
   bool parents = false;
   template <class V>
-  bool Visit(V& v) { return v(path) && v(parents); }
+  bool Visit(V& v) {
+    return v(path) && v(parents);
+  }
 };
 
 struct CreateReq {
@@ -73,20 +79,26 @@ struct DeleteReq {
   std::string path;
   bool recursive = false;
   template <class V>
-  bool Visit(V& v) { return v(path) && v(recursive); }
+  bool Visit(V& v) {
+    return v(path) && v(recursive);
+  }
 };
 
 struct RenameReq {
   GFS_MSG(kRename);
   std::string src, dst;
   template <class V>
-  bool Visit(V& v) { return v(src) && v(dst); }
+  bool Visit(V& v) {
+    return v(src) && v(dst);
+  }
 };
 
 struct PathReq {  // list, stat
   std::string path;
   template <class V>
-  bool Visit(V& v) { return v(path); }
+  bool Visit(V& v) {
+    return v(path);
+  }
 };
 struct ListReq : PathReq {
   GFS_MSG(kList);
@@ -98,13 +110,17 @@ struct StatReq : PathReq {
 struct ListReply {
   std::vector<ListEntry> entries;
   template <class V>
-  bool Visit(V& v) { return v(entries); }
+  bool Visit(V& v) {
+    return v(entries);
+  }
 };
 
 struct StatReply {
   FileAttr attr;
   template <class V>
-  bool Visit(V& v) { return attr.Visit(v); }
+  bool Visit(V& v) {
+    return attr.Visit(v);
+  }
 };
 
 // Locations of chunks [first, first+count); the master adds the chunks that
@@ -115,14 +131,18 @@ struct LookupReq {
   uint32_t first = 0;
   uint32_t count = 1;
   template <class V>
-  bool Visit(V& v) { return v(path) && v(first) && v(count); }
+  bool Visit(V& v) {
+    return v(path) && v(first) && v(count);
+  }
 };
 
 struct LookupReply {
   FileAttr attr;
   std::vector<ChunkLocation> chunks;
   template <class V>
-  bool Visit(V& v) { return attr.Visit(v) && v(chunks, 1u << 20); }
+  bool Visit(V& v) {
+    return attr.Visit(v) && v(chunks, 1u << 20);
+  }
 };
 
 // Who holds the lease on chunk `index` of `path`; allocates the chunk if it
@@ -133,7 +153,9 @@ struct LeaseReq {
   uint64_t file_id = 0;  // must match, so a replaced file is not written by mistake
   uint32_t index = 0;
   template <class V>
-  bool Visit(V& v) { return v(path) && v(file_id) && v(index); }
+  bool Visit(V& v) {
+    return v(path) && v(file_id) && v(index);
+  }
 };
 
 struct LeaseReply {
@@ -143,7 +165,9 @@ struct LeaseReply {
   std::vector<int32_t> replicas;  // all replicas including the primary
   uint32_t lease_ms = 0;
   template <class V>
-  bool Visit(V& v) { return v(handle) && v(version) && v(primary) && v(replicas, 64) && v(lease_ms); }
+  bool Visit(V& v) {
+    return v(handle) && v(version) && v(primary) && v(replicas, 64) && v(lease_ms);
+  }
 };
 
 struct SetLengthReq {
@@ -153,7 +177,9 @@ struct SetLengthReq {
   uint64_t length = 0;
   bool grow_only = true;  // true: max(current, length) (after a write); false: truncate
   template <class V>
-  bool Visit(V& v) { return v(path) && v(file_id) && v(length) && v(grow_only); }
+  bool Visit(V& v) {
+    return v(path) && v(file_id) && v(length) && v(grow_only);
+  }
 };
 
 struct SetLengthReply {
@@ -161,21 +187,27 @@ struct SetLengthReply {
   // With !grow_only: the chunk that now ends the file, so the client can cut it.
   ChunkLocation last;
   template <class V>
-  bool Visit(V& v) { return v(length) && last.Visit(v); }
+  bool Visit(V& v) {
+    return v(length) && last.Visit(v);
+  }
 };
 
 struct ClientDoneReq {
   GFS_MSG(kClientDone);
   int32_t status = 0;
   template <class V>
-  bool Visit(V& v) { return v(status); }
+  bool Visit(V& v) {
+    return v(status);
+  }
 };
 
 // Per-rank counters, asked for by tests and `gfs` diagnostics.
 struct GetStatsReq {
   GFS_MSG(kGetStats);
   template <class V>
-  bool Visit(V&) { return true; }
+  bool Visit(V&) {
+    return true;
+  }
 };
 
 // ---- chunkserver <-> master ----
@@ -185,7 +217,9 @@ struct ChunkReport {
   uint64_t version = 0;
   uint64_t length = 0;
   template <class V>
-  bool Visit(V& v) { return v(handle) && v(version) && v(length); }
+  bool Visit(V& v) {
+    return v(handle) && v(version) && v(length);
+  }
 };
 
 struct RegisterReq {
@@ -205,7 +239,9 @@ struct RegisterReq {
 struct RegisterReply {
   std::vector<uint64_t> delete_handles;  // orphans and stale replicas
   template <class V>
-  bool Visit(V& v) { return v(delete_handles); }
+  bool Visit(V& v) {
+    return v(delete_handles);
+  }
 };
 
 struct HeartbeatReq {
@@ -215,7 +251,9 @@ struct HeartbeatReq {
   uint32_t num_chunks = 0;
   std::vector<uint64_t> extend_leases;  // handles this primary is still mutating
   template <class V>
-  bool Visit(V& v) { return v(used) && v(capacity) && v(num_chunks) && v(extend_leases); }
+  bool Visit(V& v) {
+    return v(used) && v(capacity) && v(num_chunks) && v(extend_leases);
+  }
 };
 
 struct HeartbeatReply {
@@ -223,7 +261,9 @@ struct HeartbeatReply {
   uint32_t lease_ms = 0;
   std::vector<uint64_t> delete_handles;
   template <class V>
-  bool Visit(V& v) { return v(extended) && v(lease_ms) && v(delete_handles); }
+  bool Visit(V& v) {
+    return v(extended) && v(lease_ms) && v(delete_handles);
+  }
 };
 
 // Master -> chunkserver before a lease is handed to a client: record the new
@@ -237,13 +277,17 @@ struct PrepareChunkReq {
   bool primary = false;
   uint32_t lease_ms = 0;
   template <class V>
-  bool Visit(V& v) { return v(handle) && v(version) && v(create) && v(primary) && v(lease_ms); }
+  bool Visit(V& v) {
+    return v(handle) && v(version) && v(create) && v(primary) && v(lease_ms);
+  }
 };
 
 struct ShutdownReq {
   GFS_MSG(kShutdown);
   template <class V>
-  bool Visit(V&) { return true; }
+  bool Visit(V&) {
+    return true;
+  }
 };
 
 // ---- data path ----
@@ -271,7 +315,9 @@ struct PushAckMsg {
   uint16_t status = 0;  // Code
   int32_t from = -1;
   template <class V>
-  bool Visit(V& v) { return v(data_id) && v(status) && v(from); }
+  bool Visit(V& v) {
+    return v(data_id) && v(status) && v(from);
+  }
 };
 
 enum class MutationKind : uint8_t { kWrite = 1, kTruncate = 2 };
@@ -306,8 +352,8 @@ struct ApplyReq {
   uint64_t data_id = 0;
   template <class V>
   bool Visit(V& v) {
-    return v(serial) && v(handle) && v(version) && v(kind) && v(offset) && v(length) &&
-           v(origin) && v(data_id);
+    return v(serial) && v(handle) && v(version) && v(kind) && v(offset) && v(length) && v(origin) &&
+           v(data_id);
   }
 };
 
@@ -318,21 +364,27 @@ struct ReadReq {
   uint64_t offset = 0;
   uint32_t length = 0;
   template <class V>
-  bool Visit(V& v) { return v(handle) && v(version) && v(offset) && v(length); }
+  bool Visit(V& v) {
+    return v(handle) && v(version) && v(offset) && v(length);
+  }
 };
 
 struct ReadReply {
   uint64_t chunk_length = 0;
   BlobView bytes;
   template <class V>
-  bool Visit(V& v) { return v(chunk_length) && v(bytes); }
+  bool Visit(V& v) {
+    return v(chunk_length) && v(bytes);
+  }
 };
 
 struct SyncReq {
   GFS_MSG(kSync);
   uint64_t handle = 0;
   template <class V>
-  bool Visit(V& v) { return v(handle); }
+  bool Visit(V& v) {
+    return v(handle);
+  }
 };
 
 // Counters a rank reports (GetStats reply): name -> value.
@@ -340,7 +392,9 @@ struct StatsReply {
   std::vector<std::string> names;
   std::vector<uint64_t> values;
   template <class V>
-  bool Visit(V& v) { return v(names, 4096) && v(values, 4096); }
+  bool Visit(V& v) {
+    return v(names, 4096) && v(values, 4096);
+  }
 };
 
 #undef GFS_MSG

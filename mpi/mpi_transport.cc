@@ -15,7 +15,8 @@ Status CheckMpi(int rc, const char* what) {
   char text[MPI_MAX_ERROR_STRING];
   int len = 0;
   MPI_Error_string(rc, text, &len);
-  return Status::Unavailable(std::string(what) + ": " + std::string(text, static_cast<size_t>(len)));
+  return Status::Unavailable(std::string(what) + ": " +
+                             std::string(text, static_cast<size_t>(len)));
 }
 
 MpiTransport::MpiTransport(MPI_Comm comm, uint64_t send_timeout_us)
@@ -44,8 +45,10 @@ MpiTransport::~MpiTransport() {
 }
 
 Status MpiTransport::Send(int dest, Buffer data) {
-  if (dest < 0 || dest >= size_) return Status::InvalidArgument("send to rank " + std::to_string(dest));
-  if (data->size() > static_cast<size_t>(INT_MAX)) return Status::InvalidArgument("message over 2 GiB");
+  if (dest < 0 || dest >= size_)
+    return Status::InvalidArgument("send to rank " + std::to_string(dest));
+  if (data->size() > static_cast<size_t>(INT_MAX))
+    return Status::InvalidArgument("message over 2 GiB");
   auto& c = counters_[dest];
   c.msgs_sent++;
   c.bytes_sent += data->size();

@@ -3,10 +3,11 @@
 // blocking-call helper used by clients, with a deadline on every request.
 #pragma once
 
+#include <unistd.h>
+
 #include <functional>
 #include <map>
 #include <string>
-#include <unistd.h>
 
 #include "mpi/clock.h"
 #include "mpi/messages.h"
@@ -24,7 +25,9 @@ struct Message {
   bool is_reply() const { return h.is_reply(); }
   Status status() const;  // for replies: the Status the peer sent
   template <typename Body>
-  Status Decode(Body* b) const { return DecodeBody(buf->data(), buf->size(), b); }
+  Status Decode(Body* b) const {
+    return DecodeBody(buf->data(), buf->size(), b);
+  }
 };
 
 // Parses an Incoming into a Message (envelope only).
@@ -66,7 +69,11 @@ Status SendErrorReply(Transport* t, const Message& req, const Status& s, uint64_
 class Idler {
  public:
   Idler();
-  void Busy() { sleep_us_ = 0; spins_ = 0; idle_since_us_ = 0; }
+  void Busy() {
+    sleep_us_ = 0;
+    spins_ = 0;
+    idle_since_us_ = 0;
+  }
   void Idle();
   bool orphaned();
 
@@ -121,7 +128,10 @@ class RpcClient {
   // REQUIRES: PumpOnce() is called by the caller's loop.
   bool TryTake(uint64_t id, Result<Message>* out);
   // Forgets a request (its reply, if it comes, is dropped).
-  void Forget(uint64_t id) { waiting_.erase(id); stash_.erase(id); }
+  void Forget(uint64_t id) {
+    waiting_.erase(id);
+    stash_.erase(id);
+  }
 
   template <typename Req, typename Rep>
   Status Call(int dest, const Req& req, Rep* rep, uint32_t timeout_ms) {

@@ -34,8 +34,8 @@ Status WriteStatsJson(const std::string& dir, int rank, const std::string& role,
   first = true;
   for (const auto& p : stats.push_timeline) {
     o << (first ? "" : ",") << "{\"origin\":" << p.origin << ",\"data_id\":" << p.data_id
-      << ",\"first_us\":" << p.first_us << ",\"last_us\":" << p.last_us
-      << ",\"bytes\":" << p.bytes << "}";
+      << ",\"first_us\":" << p.first_us << ",\"last_us\":" << p.last_us << ",\"bytes\":" << p.bytes
+      << "}";
     first = false;
   }
   o << "]}\n";

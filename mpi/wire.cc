@@ -4,37 +4,61 @@
 
 namespace gfs {
 
-static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "wire format assumes a little-endian host");
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "wire format assumes a little-endian host");
 
 const char* MsgTypeName(uint16_t type) {
   switch (static_cast<MsgType>(type & ~kReplyBit)) {
-    case MsgType::kMkdir: return "mkdir";
-    case MsgType::kCreate: return "create";
-    case MsgType::kDelete: return "delete";
-    case MsgType::kRename: return "rename";
-    case MsgType::kList: return "list";
-    case MsgType::kStat: return "stat";
-    case MsgType::kLookup: return "lookup";
-    case MsgType::kLease: return "lease";
-    case MsgType::kSetLength: return "set-length";
-    case MsgType::kClientDone: return "client-done";
-    case MsgType::kGetStats: return "get-stats";
-    case MsgType::kRegister: return "register";
-    case MsgType::kHeartbeat: return "heartbeat";
-    case MsgType::kPrepareChunk: return "prepare-chunk";
-    case MsgType::kShutdown: return "shutdown";
-    case MsgType::kPushData: return "push-data";
-    case MsgType::kPushAck: return "push-ack";
-    case MsgType::kWrite: return "write";
-    case MsgType::kApply: return "apply";
-    case MsgType::kRead: return "read";
-    case MsgType::kSync: return "sync";
+    case MsgType::kMkdir:
+      return "mkdir";
+    case MsgType::kCreate:
+      return "create";
+    case MsgType::kDelete:
+      return "delete";
+    case MsgType::kRename:
+      return "rename";
+    case MsgType::kList:
+      return "list";
+    case MsgType::kStat:
+      return "stat";
+    case MsgType::kLookup:
+      return "lookup";
+    case MsgType::kLease:
+      return "lease";
+    case MsgType::kSetLength:
+      return "set-length";
+    case MsgType::kClientDone:
+      return "client-done";
+    case MsgType::kGetStats:
+      return "get-stats";
+    case MsgType::kRegister:
+      return "register";
+    case MsgType::kHeartbeat:
+      return "heartbeat";
+    case MsgType::kPrepareChunk:
+      return "prepare-chunk";
+    case MsgType::kShutdown:
+      return "shutdown";
+    case MsgType::kPushData:
+      return "push-data";
+    case MsgType::kPushAck:
+      return "push-ack";
+    case MsgType::kWrite:
+      return "write";
+    case MsgType::kApply:
+      return "apply";
+    case MsgType::kRead:
+      return "read";
+    case MsgType::kSync:
+      return "sync";
   }
   return "unknown";
 }
 
 Status DecodeHeader(const uint8_t* data, size_t n, Header* h) {
-  if (n < kHeaderSize) return Status::Protocol("message of " + std::to_string(n) + " bytes is shorter than the header");
+  if (n < kHeaderSize)
+    return Status::Protocol("message of " + std::to_string(n) +
+                            " bytes is shorter than the header");
   Reader r(data, n);
   r.U32(&h->magic);
   r.U8(&h->version);

@@ -83,14 +83,38 @@ struct BlobView {
 class EncodeVisitor {
  public:
   explicit EncodeVisitor(BytesWriter* w) : w_(w) {}
-  bool operator()(const uint8_t& v) { w_->U8(v); return true; }
-  bool operator()(const uint16_t& v) { w_->U16(v); return true; }
-  bool operator()(const uint32_t& v) { w_->U32(v); return true; }
-  bool operator()(const uint64_t& v) { w_->U64(v); return true; }
-  bool operator()(const int32_t& v) { w_->U32(static_cast<uint32_t>(v)); return true; }
-  bool operator()(const int64_t& v) { w_->I64(v); return true; }
-  bool operator()(const bool& v) { w_->Bool(v); return true; }
-  bool operator()(const std::string& s, size_t = kMaxPath) { w_->Str(s); return true; }
+  bool operator()(const uint8_t& v) {
+    w_->U8(v);
+    return true;
+  }
+  bool operator()(const uint16_t& v) {
+    w_->U16(v);
+    return true;
+  }
+  bool operator()(const uint32_t& v) {
+    w_->U32(v);
+    return true;
+  }
+  bool operator()(const uint64_t& v) {
+    w_->U64(v);
+    return true;
+  }
+  bool operator()(const int32_t& v) {
+    w_->U32(static_cast<uint32_t>(v));
+    return true;
+  }
+  bool operator()(const int64_t& v) {
+    w_->I64(v);
+    return true;
+  }
+  bool operator()(const bool& v) {
+    w_->Bool(v);
+    return true;
+  }
+  bool operator()(const std::string& s, size_t = kMaxPath) {
+    w_->Str(s);
+    return true;
+  }
   bool operator()(const BlobView& b, size_t = kMaxBlob) {
     w_->U32(b.size);
     w_->Raw(b.data, b.size);
@@ -196,14 +220,18 @@ Status DecodeBody(const uint8_t* data, size_t n, Body* body) {
 // An empty body (requests and replies that carry no fields).
 struct Empty {
   template <class V>
-  bool Visit(V&) { return true; }
+  bool Visit(V&) {
+    return true;
+  }
 };
 
 // The body of a failed reply: the error message.
 struct ErrorBody {
   std::string message;
   template <class V>
-  bool Visit(V& v) { return v(message, 1024); }
+  bool Visit(V& v) {
+    return v(message, 1024);
+  }
 };
 
 }  // namespace gfs

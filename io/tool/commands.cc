@@ -1,5 +1,6 @@
 #include "io/tool/commands.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -8,7 +9,6 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
-#include <dirent.h>
 #include <memory>
 #include <vector>
 
@@ -67,7 +67,8 @@ std::string StatJson(const FileStat& s) {
   std::snprintf(buf, sizeof buf,
                 "\"type\":\"%s\",\"size\":%" PRIu64 ",\"replication\":%u,\"chunk_size\":%" PRIu64
                 ",\"chunks\":%u,\"mtime_ms\":%" PRId64,
-                s.is_dir ? "dir" : "file", s.size, s.replication, s.chunk_size, s.chunks, s.mtime_ms);
+                s.is_dir ? "dir" : "file", s.size, s.replication, s.chunk_size, s.chunks,
+                s.mtime_ms);
   return "{\"path\":\"" + JsonEscape(s.path) + "\"," + buf + "}";
 }
 
@@ -84,8 +85,9 @@ class Progress {
     double secs = static_cast<double>(now - start_) / 1e6;
     double mbs = secs > 0 ? static_cast<double>(done) / 1e6 / secs : 0;
     if (total_ > 0) {
-      std::fprintf(stderr, "%s: %" PRIu64 " / %" PRIu64 " bytes (%.0f%%), %.1f MB/s\n", what_.c_str(),
-                   done, total_, 100.0 * static_cast<double>(done) / static_cast<double>(total_), mbs);
+      std::fprintf(stderr, "%s: %" PRIu64 " / %" PRIu64 " bytes (%.0f%%), %.1f MB/s\n",
+                   what_.c_str(), done, total_,
+                   100.0 * static_cast<double>(done) / static_cast<double>(total_), mbs);
     } else {
       std::fprintf(stderr, "%s: %" PRIu64 " bytes, %.1f MB/s\n", what_.c_str(), done, mbs);
     }
@@ -120,7 +122,8 @@ Status PutFile(Client* c, const JobConfig& job, const std::string& local, const 
     return ErrnoStatus("local file", errno);
   }
   struct stat st;
-  uint64_t total = (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) ? static_cast<uint64_t>(st.st_size) : 0;
+  uint64_t total =
+      (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) ? static_cast<uint64_t>(st.st_size) : 0;
   CreateOptions opts;
   opts.exclusive = !force;
   opts.truncate = force;
@@ -262,8 +265,8 @@ void PrintLsLine(const FileStat& s, const std::string& path) {
   if (s.is_dir) {
     std::printf("d %3s %10s %7s %15s  %s\n", "-", "-", "-", "-", path.c_str());
   } else {
-    std::printf("- %3u %10" PRIu64 " %7u %15" PRIu64 "  %s\n", s.replication, s.chunk_size, s.chunks,
-                s.size, path.c_str());
+    std::printf("- %3u %10" PRIu64 " %7u %15" PRIu64 "  %s\n", s.replication, s.chunk_size,
+                s.chunks, s.size, path.c_str());
   }
 }
 
@@ -363,7 +366,8 @@ int RunCommand(Client* c, const JobConfig& job, const CommandSpec& spec, const C
         std::printf("path: %s\ntype: %s\nsize: %" PRIu64 "\n", st->path.c_str(),
                     st->is_dir ? "dir" : "file", st->size);
         if (!st->is_dir) {
-          std::printf("replication: %u\nchunk_size: %" PRIu64 "\nchunks: %u\nmtime_ms: %" PRId64 "\n",
+          std::printf("replication: %u\nchunk_size: %" PRIu64 "\nchunks: %u\nmtime_ms: %" PRId64
+                      "\n",
                       st->replication, st->chunk_size, st->chunks, st->mtime_ms);
         }
       }

@@ -34,7 +34,8 @@ int Precheck(const Result<CommandLine>& cl, bool print, const CommandSpec** spec
   }
   *spec = FindCommand(cl->command);
   if (*spec == nullptr) {
-    if (print) std::fprintf(stderr, "gfs: unknown command '%s' (see gfs --help)\n", cl->command.c_str());
+    if (print)
+      std::fprintf(stderr, "gfs: unknown command '%s' (see gfs --help)\n", cl->command.c_str());
     return 2;
   }
   auto a = ParseCommandArgs(**spec, cl->args);
@@ -120,9 +121,9 @@ int main(int argc, char** argv) {
   CommandArgs args;
   int pre = Precheck(cl, true, &spec, &args);
   if (pre >= 0) return pre;
-  auto layout = ComputeLayout(1 + cl->global.job.shadows + cl->global.job.chunkservers +
-                                  cl->global.job.clients,
-                              cl->global.job);
+  auto layout = ComputeLayout(
+      1 + cl->global.job.shadows + cl->global.job.chunkservers + cl->global.job.clients,
+      cl->global.job);
   if (!layout.ok()) {
     std::fprintf(stderr, "gfs: %s\n", layout.status().message().c_str());
     return 2;

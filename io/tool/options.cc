@@ -11,8 +11,9 @@ namespace gfs::tool {
 
 Result<uint64_t> ParseSize(const std::string& option, const std::string& text) {
   auto bad = [&]() {
-    return Status::InvalidArgument("--" + option + ": '" + text +
-                                   "' is not a size (use a number with an optional K, M or G suffix)");
+    return Status::InvalidArgument(
+        "--" + option + ": '" + text +
+        "' is not a size (use a number with an optional K, M or G suffix)");
   };
   if (text.empty() || !std::isdigit(static_cast<unsigned char>(text[0]))) return bad();
   size_t pos = 0;
@@ -25,11 +26,16 @@ Result<uint64_t> ParseSize(const std::string& option, const std::string& text) {
   std::string suffix = text.substr(pos);
   for (auto& c : suffix) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   uint64_t mult = 1;
-  if (suffix == "" || suffix == "B") mult = 1;
-  else if (suffix == "K" || suffix == "KB" || suffix == "KIB") mult = 1ull << 10;
-  else if (suffix == "M" || suffix == "MB" || suffix == "MIB") mult = 1ull << 20;
-  else if (suffix == "G" || suffix == "GB" || suffix == "GIB") mult = 1ull << 30;
-  else return bad();
+  if (suffix == "" || suffix == "B")
+    mult = 1;
+  else if (suffix == "K" || suffix == "KB" || suffix == "KIB")
+    mult = 1ull << 10;
+  else if (suffix == "M" || suffix == "MB" || suffix == "MIB")
+    mult = 1ull << 20;
+  else if (suffix == "G" || suffix == "GB" || suffix == "GIB")
+    mult = 1ull << 30;
+  else
+    return bad();
   if (v > (~0ull) / mult) return bad();
   return static_cast<uint64_t>(v) * mult;
 }
@@ -40,27 +46,30 @@ po::options_description GlobalDescription(std::string* chunk_size, std::string* 
                                           GlobalOptions* g) {
   JobConfig& j = g->job;
   po::options_description d("Global options (before COMMAND)");
-  d.add_options()
-      ("help,h", po::bool_switch(&g->help), "show this help")
-      ("data-dir", po::value(&j.data_dir), "directory holding every role's data (default ./gfs-data)")
-      ("chunkservers", po::value(&j.chunkservers), "chunkserver ranks K (launcher default 3; rank mode: N - 2 - S)")
-      ("clients", po::value(&j.clients), "client ranks C (launcher default 1; rank mode: N - 1 - S - K)")
-      ("shadows", po::value(&j.shadows), "shadow master ranks S (default 0)")
-      ("replication", po::value(&j.replication), "replicas per chunk for new files (default min(3, K))")
-      ("chunk-size", po::value(chunk_size), "chunk size for new files, K/M/G suffixes (default 64M)")
-      ("lease-seconds", po::value(&j.lease_seconds), "primary lease length (default 60)")
-      ("heartbeat-ms", po::value(&j.heartbeat_ms), "chunkserver heartbeat interval (default 1000)")
-      ("timeout-ms", po::value(&j.request_timeout_ms), "deadline of one request (default 30000)")
-      ("progress", po::bool_switch(&j.progress), "show progress of long transfers on stderr")
-      ("hostfile", po::value(&g->hostfile), "launcher: Open MPI hostfile for a multi-node job")
-      ("mpirun-args", po::value(&g->mpirun_args), "launcher: extra arguments for mpirun (one string)")
-      ("dry-run", po::bool_switch(&g->dry_run), "launcher: print the mpirun command line and exit");
+  d.add_options()("help,h", po::bool_switch(&g->help), "show this help")(
+      "data-dir", po::value(&j.data_dir),
+      "directory holding every role's data (default ./gfs-data)")(
+      "chunkservers", po::value(&j.chunkservers),
+      "chunkserver ranks K (launcher default 3; rank mode: N - 2 - S)")(
+      "clients", po::value(&j.clients),
+      "client ranks C (launcher default 1; rank mode: N - 1 - S - K)")(
+      "shadows", po::value(&j.shadows), "shadow master ranks S (default 0)")(
+      "replication", po::value(&j.replication),
+      "replicas per chunk for new files (default min(3, K))")(
+      "chunk-size", po::value(chunk_size),
+      "chunk size for new files, K/M/G suffixes (default 64M)")(
+      "lease-seconds", po::value(&j.lease_seconds), "primary lease length (default 60)")(
+      "heartbeat-ms", po::value(&j.heartbeat_ms), "chunkserver heartbeat interval (default 1000)")(
+      "timeout-ms", po::value(&j.request_timeout_ms), "deadline of one request (default 30000)")(
+      "progress", po::bool_switch(&j.progress), "show progress of long transfers on stderr")(
+      "hostfile", po::value(&g->hostfile), "launcher: Open MPI hostfile for a multi-node job")(
+      "mpirun-args", po::value(&g->mpirun_args),
+      "launcher: extra arguments for mpirun (one string)")(
+      "dry-run", po::bool_switch(&g->dry_run), "launcher: print the mpirun command line and exit");
   po::options_description hidden;
-  hidden.add_options()
-      ("stats-dir", po::value(&j.stats_dir))
-      ("status-file", po::value(&g->status_file))
-      ("slice-size", po::value(slice_size))
-      ("rank-mode", po::bool_switch(&g->rank_mode));
+  hidden.add_options()("stats-dir", po::value(&j.stats_dir))(
+      "status-file", po::value(&g->status_file))("slice-size", po::value(slice_size))(
+      "rank-mode", po::bool_switch(&g->rank_mode));
   po::options_description all;
   all.add(d).add(hidden);
   return all;
@@ -97,8 +106,10 @@ std::string GlobalUsage() {
   std::istringstream lines(opts.str());
   std::string line;
   while (std::getline(lines, line)) {
-    if (line.find("--stats-dir") != std::string::npos || line.find("--status-file") != std::string::npos ||
-        line.find("--slice-size") != std::string::npos || line.find("--rank-mode") != std::string::npos) {
+    if (line.find("--stats-dir") != std::string::npos ||
+        line.find("--status-file") != std::string::npos ||
+        line.find("--slice-size") != std::string::npos ||
+        line.find("--rank-mode") != std::string::npos) {
       continue;
     }
     o << line << "\n";
@@ -141,7 +152,11 @@ Result<CommandLine> ParseCommandLine(int argc, char** argv, bool launcher) {
   }
   try {
     po::variables_map vm;
-    po::store(po::command_line_parser(globals).options(desc).style(po::command_line_style::unix_style).run(), vm);
+    po::store(po::command_line_parser(globals)
+                  .options(desc)
+                  .style(po::command_line_style::unix_style)
+                  .run(),
+              vm);
     po::notify(vm);
   } catch (const std::exception& e) {
     return Status::InvalidArgument(e.what());
@@ -158,15 +173,19 @@ Result<CommandLine> ParseCommandLine(int argc, char** argv, bool launcher) {
   if (!slice_size.empty()) {
     auto v = ParseSize("slice-size", slice_size);
     if (!v.ok()) return v.status();
-    if (*v < 4096 || *v > (64u << 20)) return Status::InvalidArgument("--slice-size must be 4K..64M");
+    if (*v < 4096 || *v > (64u << 20))
+      return Status::InvalidArgument("--slice-size must be 4K..64M");
     j.slice_size = static_cast<uint32_t>(*v);
   }
   if (j.lease_seconds == 0) return Status::InvalidArgument("--lease-seconds must be at least 1");
   if (j.heartbeat_ms == 0) return Status::InvalidArgument("--heartbeat-ms must be at least 1");
-  if (j.request_timeout_ms < 100) return Status::InvalidArgument("--timeout-ms must be at least 100");
+  if (j.request_timeout_ms < 100)
+    return Status::InvalidArgument("--timeout-ms must be at least 100");
   if (j.data_dir.empty()) return Status::InvalidArgument("--data-dir must not be empty");
-  if (j.chunkservers == 0 || j.chunkservers < -1) return Status::InvalidArgument("--chunkservers must be at least 1");
-  if (j.clients == 0 || j.clients < -1) return Status::InvalidArgument("--clients must be at least 1");
+  if (j.chunkservers == 0 || j.chunkservers < -1)
+    return Status::InvalidArgument("--chunkservers must be at least 1");
+  if (j.clients == 0 || j.clients < -1)
+    return Status::InvalidArgument("--clients must be at least 1");
   if (launcher) {
     if (j.chunkservers < 0) j.chunkservers = 3;
     if (j.clients < 0) j.clients = 1;
@@ -181,15 +200,19 @@ Result<CommandLine> ParseCommandLine(int argc, char** argv, bool launcher) {
 
 const std::vector<CommandSpec>& Commands() {
   static const std::vector<CommandSpec> cmds = {
-      {"put", "put [-r] [-f] LOCAL REMOTE", "store a local file ('-' = stdin) or, with -r, a directory", 2, 2, "rf"},
-      {"get", "get [-r] REMOTE LOCAL", "copy a file ('-' = stdout) or, with -r, a directory out", 2, 2, "r"},
+      {"put", "put [-r] [-f] LOCAL REMOTE",
+       "store a local file ('-' = stdin) or, with -r, a directory", 2, 2, "rf"},
+      {"get", "get [-r] REMOTE LOCAL", "copy a file ('-' = stdout) or, with -r, a directory out", 2,
+       2, "r"},
       {"cat", "cat REMOTE", "write a file to stdout", 1, 1, ""},
-      {"ls", "ls [-R] [--json] [PATH]", "list a directory (size, replication, chunk size, chunks)", 0, 1, "Rj"},
+      {"ls", "ls [-R] [--json] [PATH]", "list a directory (size, replication, chunk size, chunks)",
+       0, 1, "Rj"},
       {"stat", "stat [--json] PATH", "show a file's or directory's attributes", 1, 1, "j"},
       {"mkdir", "mkdir [-p] PATH...", "create directories", 1, -1, "p"},
       {"rm", "rm [-r] PATH...", "remove files (and, with -r, directories)", 1, -1, "r"},
       {"mv", "mv SRC DST", "rename a file or directory", 2, 2, ""},
-      {"write", "write REMOTE OFFSET LOCAL", "overwrite bytes at OFFSET with LOCAL's, extending if needed", 3, 3, ""},
+      {"write", "write REMOTE OFFSET LOCAL",
+       "overwrite bytes at OFFSET with LOCAL's, extending if needed", 3, 3, ""},
   };
   return cmds;
 }
@@ -208,14 +231,16 @@ std::string CommandUsage(const CommandSpec& spec) {
   if (!f.empty()) o << "\nOptions:\n";
   if (f.find('r') != std::string::npos) o << "  -r          recursive\n";
   if (f.find('R') != std::string::npos) o << "  -R          list recursively\n";
-  if (f.find('p') != std::string::npos) o << "  -p          create missing parents; no error if it exists\n";
+  if (f.find('p') != std::string::npos)
+    o << "  -p          create missing parents; no error if it exists\n";
   if (f.find('f') != std::string::npos) o << "  -f          overwrite an existing file\n";
   if (f.find('j') != std::string::npos) o << "  --json      print JSON\n";
   o << "  -h, --help  show this help\n";
   return o.str();
 }
 
-Result<CommandArgs> ParseCommandArgs(const CommandSpec& spec, const std::vector<std::string>& args) {
+Result<CommandArgs> ParseCommandArgs(const CommandSpec& spec,
+                                     const std::vector<std::string>& args) {
   CommandArgs out;
   const std::string flags = spec.flags;
   bool only_positional = false;
@@ -241,7 +266,8 @@ Result<CommandArgs> ParseCommandArgs(const CommandSpec& spec, const std::vector<
       for (size_t k = 1; k < a.size(); ++k) {
         char c = a[k];
         if (flags.find(c) == std::string::npos || c == 'j') {
-          if (spec.name == std::string("write") && std::isdigit(static_cast<unsigned char>(c))) break;
+          if (spec.name == std::string("write") && std::isdigit(static_cast<unsigned char>(c)))
+            break;
           return Status::InvalidArgument(std::string(spec.name) + ": unknown option '-" + c + "'");
         }
         if (c == 'r' || c == 'R') out.recursive = true;

@@ -18,14 +18,14 @@ struct GlobalOptions {
   std::string mpirun_args;
   std::string status_file;  // hidden: where the first client writes the exit status
   bool help = false;
-  bool rank_mode = false;   // hidden: force rank mode
-  bool dry_run = false;     // print the mpirun line instead of running it
+  bool rank_mode = false;  // hidden: force rank mode
+  bool dry_run = false;    // print the mpirun line instead of running it
 };
 
 struct CommandLine {
   GlobalOptions global;
-  std::string command;             // empty: none given
-  std::vector<std::string> args;   // after COMMAND, unparsed
+  std::string command;            // empty: none given
+  std::vector<std::string> args;  // after COMMAND, unparsed
   // The global options as given: one group per option (name, then its value
   // when separate), for the launcher to pass on.
   std::vector<std::vector<std::string>> global_groups;
@@ -57,7 +57,7 @@ struct CommandSpec {
   const char* usage;
   const char* summary;
   int min_args;
-  int max_args;  // -1: any
+  int max_args;       // -1: any
   const char* flags;  // letters among "rRpfj" this command accepts (j = --json)
 };
 

@@ -42,8 +42,8 @@ class InProcCluster {
       uint64_t id = 0;
       locks_.emplace_back();
       EXPECT_TRUE(ClaimChunkserverDir(Env::Posix(), dir_, i - 1, &d, &id, &locks_.back()).ok());
-      servers_.push_back(std::make_unique<ChunkServer>(fabric_.endpoint(i), Env::Posix(), cfg_, 0,
-                                                       d, id, "host"));
+      servers_.push_back(
+          std::make_unique<ChunkServer>(fabric_.endpoint(i), Env::Posix(), cfg_, 0, d, id, "host"));
       EXPECT_TRUE(servers_.back()->Start().ok());
     }
     for (int i = 1; i <= k_; ++i) {
@@ -69,8 +69,9 @@ class InProcCluster {
         }
       });
     }
-    client_ = std::make_unique<Client>(fabric_.endpoint(k_ + 1), cfg_, 0,
-                                       std::vector<std::string>(static_cast<size_t>(k_ + 2), "host"));
+    client_ =
+        std::make_unique<Client>(fabric_.endpoint(k_ + 1), cfg_, 0,
+                                 std::vector<std::string>(static_cast<size_t>(k_ + 2), "host"));
   }
   ~InProcCluster() {
     EXPECT_TRUE(client_->Finish(0).ok());

@@ -162,7 +162,12 @@ TEST(Wire, RandomGarbageNeverCrashes) {
     }
     Header h;
     if (!DecodeHeader(junk.data(), junk.size(), &h).ok()) continue;
-    LookupReply a; RegisterReq b; PushDataMsg c; WriteReq d; ListReply e; StatsReply f;
+    LookupReply a;
+    RegisterReq b;
+    PushDataMsg c;
+    WriteReq d;
+    ListReply e;
+    StatsReply f;
     (void)DecodeBody(junk.data(), junk.size(), &a);
     (void)DecodeBody(junk.data(), junk.size(), &b);
     (void)DecodeBody(junk.data(), junk.size(), &c);
