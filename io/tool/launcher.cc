@@ -17,8 +17,10 @@ namespace gfs::tool {
 namespace {
 
 volatile sig_atomic_t g_child = 0;
+volatile sig_atomic_t g_signal = 0;
 
 void Forward(int sig) {
+  g_signal = sig;
   if (g_child > 0) kill(static_cast<pid_t>(g_child), sig);
 }
 
@@ -163,6 +165,12 @@ int Launch(const CommandLine& cl, int argc, char** argv) {
   int code = -1;
   if (!(in >> code)) code = -1;
   unlink(status_file.c_str());
+  if (g_signal != 0) {
+    // Interrupted: whatever the ranks managed to report, the command did not
+    // run to its end (a put fed from stdin sees end-of-file, for one).
+    std::fprintf(stderr, "gfs: interrupted by signal %d\n", static_cast<int>(g_signal));
+    return 128 + g_signal;
+  }
   if (code >= 0) return code;
   if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 127) return 127;
   if (WIFSIGNALED(wstatus)) {
