@@ -74,6 +74,18 @@ class Client {
   // Reads up to n bytes at offset; returns the bytes read (short at EOF).
   Result<size_t> Read(File* f, uint64_t offset, void* buf, size_t n,
                       const ProgressFn& progress = {});
+  // Record append (GFS §3.3): appends the n bytes as one unit at an offset the
+  // primary picks, atomically, with no coordination among clients. At least
+  // once: after a failure the client retries, so the bytes may appear more than
+  // once, and replicas may hold padding or garbage between records (readers use
+  // self-validating frames, io/record.h). Returns the file offset where the
+  // bytes begin. n must be at most chunk_size / 4 (kTooLarge otherwise, naming
+  // the limit). Acknowledged = applied on every replica.
+  Result<uint64_t> RecordAppend(File* f, const void* data, size_t n);
+  // The file's committed length: every append below it has completed on every
+  // replica, so a tailing reader may read up to it. Also updates f->length.
+  Result<uint64_t> CommittedLength(File* f);
+
   Status Fsync(File* f);
   Status Close(File* f);
   Status Truncate(File* f, uint64_t length);
