@@ -118,6 +118,12 @@ void ChunkServer::Handle(Message& m) {
     case MsgType::kWrite:
       OnWrite(m);
       return;
+    case MsgType::kAppend:
+      OnAppend(m);
+      return;
+    case MsgType::kCommitted:
+      OnCommitted(m);
+      return;
     case MsgType::kApply:
       OnApply(m);
       return;
@@ -200,6 +206,14 @@ Status ChunkServer::ApplyLocal(uint8_t kind, uint64_t handle, uint64_t offset, u
   if (kind == static_cast<uint8_t>(MutationKind::kTruncate)) {
     return store_.Truncate(handle, offset);
   }
+  if (kind == static_cast<uint8_t>(MutationKind::kPad)) {
+    // Extend with zeros to the chunk's full size (never shrink).
+    auto meta = store_.Meta(handle);
+    if (!meta.ok()) return meta.status();
+    if (meta->length >= offset) return Status::OK();
+    stats_.counters["pad_bytes"] += offset - meta->length;
+    return store_.Truncate(handle, offset);
+  }
   if (kind != static_cast<uint8_t>(MutationKind::kWrite)) {
     return Status::Protocol("unknown mutation kind " + std::to_string(kind));
   }
@@ -240,15 +254,11 @@ void ChunkServer::OnWrite(Message& m) {
   if (!s.ok()) return Reply(m, s);
   stats_.counters["mutations_primary"]++;
   lease_used_.insert(w.handle);
-  uint64_t serial = ++next_serial_[w.handle];
-  if (w.secondaries.empty()) return Reply(m, Status::OK());
-  uint64_t key_id = ++next_write_key_;
-  PendingWrite& pw = pending_writes_[key_id];
+  PendingWrite pw;
+  pw.kind = PendingWrite::kWrite;
   pw.client_req = m;
-  pw.waiting = static_cast<int>(w.secondaries.size());
-  pw.deadline_us = MonoMicros() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000;
+  pw.handle = w.handle;
   ApplyReq a;
-  a.serial = serial;
   a.handle = w.handle;
   a.version = w.version;
   a.kind = w.kind;
@@ -256,11 +266,126 @@ void ChunkServer::OnWrite(Message& m) {
   a.length = w.length;
   a.origin = m.source;
   a.data_id = w.data_id;
-  for (int32_t sec : w.secondaries) {
+  Replicate(std::move(pw), a, w.secondaries);
+}
+
+void ChunkServer::Replicate(PendingWrite pw, ApplyReq a, const std::vector<int32_t>& secondaries) {
+  a.serial = ++next_serial_[a.handle];
+  uint64_t key = ++next_write_key_;
+  pw.waiting = static_cast<int>(secondaries.size());
+  pw.deadline_us = MonoMicros() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000;
+  if (pw.kind == PendingWrite::kAppend) appends_in_flight_[pw.handle].insert(pw.offset);
+  pending_writes_[key] = std::move(pw);
+  for (int32_t sec : secondaries) {
     uint64_t id = ++next_id_;
-    apply_to_write_[id] = key_id;
+    apply_to_write_[id] = key;
     SendRequest(t_, sec, a, id, cfg_.request_timeout_ms);
   }
+  if (secondaries.empty()) Complete(key);
+}
+
+void ChunkServer::Complete(uint64_t key) {
+  auto it = pending_writes_.find(key);
+  if (it == pending_writes_.end()) return;
+  PendingWrite& pw = it->second;
+  if (pw.kind == PendingWrite::kAppend) {
+    auto f = appends_in_flight_.find(pw.handle);
+    if (f != appends_in_flight_.end()) {
+      auto pos = f->second.find(pw.offset);
+      if (pos != f->second.end()) f->second.erase(pos);
+      if (f->second.empty()) appends_in_flight_.erase(f);
+    }
+  }
+  if (!pw.status.ok()) {
+    Reply(pw.client_req, pw.status);
+  } else if (pw.kind == PendingWrite::kAppend) {
+    SendReply(t_, pw.client_req, AppendReply{pw.offset});
+  } else if (pw.kind == PendingWrite::kPad) {
+    // Every replica is padded (and, being in serial order, has applied every
+    // earlier append of this chunk): the client moves to the next chunk.
+    Reply(pw.client_req, Status(Code::kRetryNextChunk, "chunk full"));
+  } else {
+    Reply(pw.client_req, Status::OK());
+  }
+  pending_writes_.erase(it);
+}
+
+uint64_t ChunkServer::CommittedOf(uint64_t handle) {
+  auto f = appends_in_flight_.find(handle);
+  if (f != appends_in_flight_.end() && !f->second.empty()) return *f->second.begin();
+  auto meta = store_.Meta(handle);
+  return meta.ok() ? meta->length : 0;
+}
+
+void ChunkServer::OnAppend(Message& m) {
+  AppendReq r;
+  Status s = m.Decode(&r);
+  if (!s.ok()) return Reply(m, s);
+  auto meta = store_.Meta(r.handle);
+  if (!meta.ok()) return Reply(m, meta.status());
+  if (meta->version != r.version) {
+    return Reply(m, Status(Code::kStaleVersion, "chunk version " + std::to_string(meta->version) +
+                                                    ", request for " + std::to_string(r.version)));
+  }
+  auto lease = leases_.find(r.handle);
+  if (lease == leases_.end() || lease->second <= MonoMicros()) {
+    return Reply(m, Status(Code::kNotPrimary, "no lease on this chunk"));
+  }
+  if (r.chunk_size == 0 || r.chunk_size > ChunkStore::kMaxLength) {
+    return Reply(m, Status::InvalidArgument("bad chunk size"));
+  }
+  PushKey key{m.source, r.data_id};
+  auto push = pushes_.find(key);
+  const PushEntry* pe = push == pushes_.end() ? nullptr : &push->second;
+  PendingWrite pw;
+  pw.client_req = m;
+  pw.handle = r.handle;
+  ApplyReq a;
+  a.handle = r.handle;
+  a.version = r.version;
+  a.origin = m.source;
+  a.data_id = r.data_id;
+  if (r.length > r.chunk_size / 4) {
+    s = Status(Code::kTooLarge, "a record may be at most a quarter of the chunk size (" +
+                                    std::to_string(r.chunk_size / 4) + " bytes)");
+  } else if (meta->length + r.length > r.chunk_size) {
+    // Does not fit: pad the chunk to its full size on every replica, then
+    // send the client to the next chunk.
+    s = ApplyLocal(static_cast<uint8_t>(MutationKind::kPad), r.handle, r.chunk_size, 0, nullptr);
+    pw.kind = PendingWrite::kPad;
+    a.kind = static_cast<uint8_t>(MutationKind::kPad);
+    a.offset = r.chunk_size;
+    stats_.counters["append_pads"]++;
+  } else {
+    pw.kind = PendingWrite::kAppend;
+    pw.offset = meta->length;
+    s = ApplyLocal(static_cast<uint8_t>(MutationKind::kWrite), r.handle, pw.offset, r.length, pe);
+    a.kind = static_cast<uint8_t>(MutationKind::kWrite);
+    a.offset = pw.offset;
+    a.length = r.length;
+    stats_.counters["appends_primary"]++;
+  }
+  if (push != pushes_.end()) {
+    push_held_ -= push->second.held;
+    pushes_.erase(push);
+  }
+  if (!s.ok()) return Reply(m, s);
+  lease_used_.insert(r.handle);
+  Replicate(std::move(pw), a, r.secondaries);
+}
+
+void ChunkServer::OnCommitted(Message& m) {
+  CommittedReq r;
+  Status s = m.Decode(&r);
+  if (!s.ok()) return Reply(m, s);
+  auto meta = store_.Meta(r.handle);
+  if (!meta.ok()) return Reply(m, meta.status());
+  CommittedReply rep;
+  auto lease = leases_.find(r.handle);
+  rep.primary = lease != leases_.end() && lease->second > MonoMicros();
+  rep.length = meta->length;
+  rep.committed = CommittedOf(r.handle);
+  SendReply(t_, m, rep);
 }
 
 void ChunkServer::OnApply(Message& m) {
@@ -297,10 +422,7 @@ void ChunkServer::OnApplyReply(Message& m) {
     pw->second.status =
         Status(s.code(), "secondary rank " + std::to_string(m.source) + ": " + s.message());
   }
-  if (--pw->second.waiting == 0) {
-    Reply(pw->second.client_req, pw->second.status);
-    pending_writes_.erase(pw);
-  }
+  if (--pw->second.waiting == 0) Complete(key);
 }
 
 void ChunkServer::OnRead(Message& m) {
@@ -433,8 +555,10 @@ void ChunkServer::Tick(uint64_t now) {
   }
   for (auto it = pending_writes_.begin(); it != pending_writes_.end();) {
     if (now >= it->second.deadline_us) {
-      Reply(it->second.client_req, Status::Timeout("a secondary did not answer in time"));
-      it = pending_writes_.erase(it);
+      uint64_t key = it->first;
+      ++it;
+      pending_writes_[key].status = Status::Timeout("a secondary did not answer in time");
+      Complete(key);
     } else {
       ++it;
     }

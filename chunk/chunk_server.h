@@ -45,17 +45,29 @@ class ChunkServer : public Server {
   };
   using PushKey = std::pair<int, uint64_t>;  // (origin rank, data id)
 
+  // A mutation applied here (the primary) and waiting for the secondaries.
   struct PendingWrite {
+    enum Kind { kWrite, kAppend, kPad } kind = kWrite;
     Message client_req;
     int waiting = 0;
     Status status;
     uint64_t deadline_us = 0;
+    uint64_t handle = 0;
+    uint64_t offset = 0;  // kAppend: where the record went (chunk offset)
   };
 
   void OnPushData(Message& m);
   void OnWrite(Message& m);
   void OnApply(Message& m);
   void OnApplyReply(Message& m);
+  void OnAppend(Message& m);
+  void OnCommitted(Message& m);
+  // Sends `a` (serial filled in here) to every secondary and remembers `pw`
+  // until they answered; answers the client at once when there are none.
+  void Replicate(PendingWrite pw, ApplyReq a, const std::vector<int32_t>& secondaries);
+  void Complete(uint64_t key);
+  // Lowest chunk offset of an append still in flight, or the chunk length.
+  uint64_t CommittedOf(uint64_t handle);
   void OnRead(Message& m);
   void OnSync(Message& m);
   void OnPrepare(Message& m);
@@ -95,6 +107,7 @@ class ChunkServer : public Server {
   std::map<uint64_t, PendingWrite> pending_writes_;  // by our write key
   std::map<uint64_t, uint64_t> apply_to_write_;      // apply request id -> write key
   uint64_t next_write_key_ = 0;
+  std::map<uint64_t, std::multiset<uint64_t>> appends_in_flight_;  // handle -> offsets
   RoleStats stats_;
 };
 

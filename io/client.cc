@@ -337,6 +337,7 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
     SetLengthReply rep;
     GFS_RETURN_IF_ERROR(MasterCall(req, &rep));
     f->length = rep.length;
+    f->reported_end = f->appended_end;
   }
   return Status::OK();
 }
@@ -491,6 +492,154 @@ Result<size_t> Client::Read(File* f, uint64_t offset, void* buf, size_t n,
   return n;
 }
 
+Status Client::WaitPushAck(uint64_t data_id) {
+  const uint64_t deadline = MonoMicros() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000;
+  for (;;) {
+    auto it = push_acks_.find(data_id);
+    if (it != push_acks_.end()) {
+      Code c = static_cast<Code>(it->second);
+      push_acks_.erase(it);
+      if (c == Code::kOk) return Status::OK();
+      return Status(c, "data push refused by a chunkserver");
+    }
+    if (MonoMicros() > deadline) return Status::Timeout("data push was not acknowledged");
+    if (rpc_.idler().orphaned()) return Status::Unavailable("the launching process is gone");
+    PumpOrIdle();
+  }
+}
+
+Result<uint64_t> Client::RecordAppend(File* f, const void* data, size_t n) {
+  const uint64_t limit = f->chunk_size / 4;
+  if (n > limit) {
+    return Status(Code::kTooLarge, "a record of " + std::to_string(n) +
+                                       " bytes is over the limit of " + std::to_string(limit) +
+                                       " bytes (a quarter of the chunk size)");
+  }
+  const auto* bytes = static_cast<const uint8_t*>(data);
+  Status last;
+  int failures = 0;
+  for (int hops = 0; failures < kMaxAttempts && hops < 64;) {
+    CachedLease lease;
+    uint32_t index = f->append_index;
+    if (index == File::kUnknownIndex) {
+      LeaseReq req;
+      req.path = f->path;
+      req.file_id = f->id;
+      req.append = true;
+      LeaseReply rep;
+      last = MasterCall(req, &rep);
+      if (!last.ok()) {
+        if (!Retryable(last.code())) return last;
+        ++failures;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20 * failures * failures));
+        continue;
+      }
+      index = rep.index;
+      lease.handle = rep.handle;
+      lease.version = rep.version;
+      lease.primary = rep.primary;
+      lease.replicas = rep.replicas;
+      lease.expires_us = MonoMicros() + static_cast<uint64_t>(rep.lease_ms) * 500;
+      leases_[{f->id, index}] = lease;
+      f->append_index = index;
+    } else {
+      auto l = GetLease(f, index);
+      if (!l.ok()) {
+        last = l.status();
+        if (!Retryable(last.code())) return last;
+        ++failures;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20 * failures * failures));
+        continue;
+      }
+      lease = *l;
+    }
+    const uint64_t data_id = ++next_data_id_;
+    last = PushSend(OrderByDistance(lease.replicas, rpc_.transport()->rank()), data_id, bytes, n);
+    if (last.ok()) last = WaitPushAck(data_id);
+    AppendReply rep;
+    if (last.ok()) {
+      AppendReq req;
+      req.handle = lease.handle;
+      req.version = lease.version;
+      req.chunk_size = f->chunk_size;
+      req.length = n;
+      req.data_id = data_id;
+      for (int32_t r : lease.replicas) {
+        if (r != lease.primary) req.secondaries.push_back(r);
+      }
+      last = rpc_.Call(lease.primary, req, &rep, cfg_.request_timeout_ms);
+    }
+    if (last.ok()) {
+      uint64_t off = static_cast<uint64_t>(index) * f->chunk_size + rep.offset;
+      f->appended_end = std::max(f->appended_end, off + n);
+      f->dirty[lease.handle] = lease.replicas;
+      stats_.counters["records_appended"]++;
+      return off;
+    }
+    if (last.code() == Code::kRetryNextChunk) {
+      f->append_index = index + 1;
+      ++hops;
+      stats_.counters["append_next_chunk"]++;
+      continue;
+    }
+    leases_.erase({f->id, index});
+    f->append_index = File::kUnknownIndex;
+    if (!Retryable(last.code())) return last;
+    ++failures;
+    stats_.counters["append_retries"]++;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20 * failures * failures));
+  }
+  return last;
+}
+
+Result<uint64_t> Client::CommittedLength(File* f) {
+  LookupReq req;
+  req.path = f->path;
+  req.first = File::kUnknownIndex;  // the last chunk
+  req.count = 1;
+  LookupReply rep;
+  GFS_RETURN_IF_ERROR(MasterCall(req, &rep));
+  if (rep.attr.id != f->id) return Status::NotFound(f->path + " was replaced by another file");
+  if (rep.chunks.empty()) return std::max<uint64_t>(f->length, rep.attr.length);
+  const ChunkLocation& last = rep.chunks.back();
+  locs_[{f->id, last.index}] = CachedLoc{last, MonoMicros() + 30ull * 1000 * 1000};
+  if (last.handle == 0 || last.replicas.empty()) {
+    return Status::Unavailable("no live replica of the last chunk of " + f->path);
+  }
+  std::vector<uint64_t> ids;
+  for (int32_t r : last.replicas) {
+    auto id = rpc_.Start(r, CommittedReq{last.handle}, cfg_.request_timeout_ms);
+    if (!id.ok()) return id.status();
+    ids.push_back(*id);
+  }
+  bool have_primary = false, have_any = false;
+  uint64_t committed = 0, min_len = ~0ull;
+  Status err;
+  for (uint64_t id : ids) {
+    auto m = rpc_.Wait(id);
+    Status s = m.ok() ? m->status() : m.status();
+    CommittedReply c;
+    if (s.ok()) s = m->Decode(&c);
+    if (!s.ok()) {
+      err = s;
+      continue;
+    }
+    have_any = true;
+    min_len = std::min(min_len, c.length);
+    if (c.primary) {
+      have_primary = true;
+      committed = c.committed;
+    }
+  }
+  if (!have_any) return err;
+  // Without a primary no append is in flight: what every replica holds is
+  // committed.
+  uint64_t in_chunk = have_primary ? committed : min_len;
+  uint64_t total = static_cast<uint64_t>(last.index) * f->chunk_size + in_chunk;
+  f->length = std::max(f->length, total);
+  return total;
+}
+
 Status Client::Fsync(File* f) {
   std::vector<uint64_t> ids;
   for (const auto& [handle, replicas] : f->dirty) {
@@ -510,7 +659,22 @@ Status Client::Fsync(File* f) {
   return first;
 }
 
-Status Client::Close(File* f) { return Fsync(f); }
+Status Client::Close(File* f) {
+  GFS_RETURN_IF_ERROR(Fsync(f));
+  if (f->appended_end > f->reported_end) {
+    // Appends do not tell the master; the file's length catches up here.
+    SetLengthReq req;
+    req.path = f->path;
+    req.file_id = f->id;
+    req.length = f->appended_end;
+    req.grow_only = true;
+    SetLengthReply rep;
+    GFS_RETURN_IF_ERROR(MasterCall(req, &rep));
+    f->length = rep.length;
+    f->reported_end = f->appended_end;
+  }
+  return Status::OK();
+}
 
 Status Client::Truncate(File* f, uint64_t length) {
   SetLengthReq req;

@@ -48,6 +48,12 @@ struct File {
   uint64_t length = 0;  // as last seen by this client
   // Chunks written since the last fsync: handle -> replicas.
   std::map<uint64_t, std::vector<int32_t>> dirty;
+  // Record append: the chunk index appends go to (kUnknownIndex: ask the
+  // master for the last chunk), and the end of the furthest record appended.
+  static constexpr uint32_t kUnknownIndex = 0xFFFFFFFFu;
+  uint32_t append_index = kUnknownIndex;
+  uint64_t appended_end = 0;
+  uint64_t reported_end = 0;  // appended_end as last told to the master
 };
 
 // Progress callback for long transfers: bytes done so far.
@@ -120,6 +126,8 @@ class Client {
   Status PushSend(const std::vector<int32_t>& chain, uint64_t data_id, const uint8_t* data,
                   size_t n);
   void PumpOrIdle();
+  // Waits for the push-ack of data_id until the request deadline.
+  Status WaitPushAck(uint64_t data_id);
   Status FetchLocations(File* f, uint32_t first, uint32_t count);
   std::vector<int32_t> OrderByDistance(std::vector<int32_t> ranks, int from) const;
   void OnUnsolicited(Message& m);

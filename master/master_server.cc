@@ -285,6 +285,9 @@ void MasterServer::OnLookup(Message& m) {
   stats_.counters["lookups"]++;
   auto f = meta_.StatFile(r.path);
   if (!f.ok()) return DeferError(m, f.status());
+  if (r.first == 0xFFFFFFFFu) {  // the last chunk
+    r.first = f->chunks.empty() ? 0 : static_cast<uint32_t>(f->chunks.size() - 1);
+  }
   LookupReply rep;
   rep.attr = AttrOf(*f);
   uint64_t end = std::min<uint64_t>(f->chunks.size(),
@@ -303,6 +306,10 @@ void MasterServer::OnLease(Message& m) {
   if (!f.ok()) return DeferError(m, f.status());
   if (r.file_id != 0 && r.file_id != f->id) {
     return DeferError(m, Status::NotFound(r.path + " was replaced by another file"));
+  }
+  if (r.append) {
+    // Record append goes to the file's last chunk (the first, for an empty file).
+    r.index = f->chunks.empty() ? 0 : static_cast<uint32_t>(f->chunks.size() - 1);
   }
   if (r.index >= kMaxChunksPerFile)
     return DeferError(m, Status::InvalidArgument("chunk index too large"));
@@ -338,7 +345,8 @@ void MasterServer::OnLease(Message& m) {
       servers_[c].chunks++;
     }
     stats_.counters["chunks_created"]++;
-    return StartPrepare(m, handle, 1, true, std::vector<int32_t>(chosen.begin(), chosen.end()));
+    return StartPrepare(m, r.index, handle, 1, true,
+                        std::vector<int32_t>(chosen.begin(), chosen.end()));
   }
   auto pending = prepare_by_handle_.find(handle);
   if (pending != prepare_by_handle_.end()) {
@@ -351,6 +359,7 @@ void MasterServer::OnLease(Message& m) {
   if (lease != leases_.end() && lease->second.expiry_us > now &&
       std::find(replicas.begin(), replicas.end(), lease->second.primary) != replicas.end()) {
     LeaseReply rep;
+    rep.index = r.index;
     rep.handle = handle;
     rep.version = c->version;
     rep.primary = lease->second.primary;
@@ -368,13 +377,14 @@ void MasterServer::OnLease(Message& m) {
   uint64_t version = c->version + 1;
   s = Mutate(MetaOp::SetVersion(handle, version));
   if (!s.ok()) return DeferError(m, s);
-  StartPrepare(m, handle, version, false, std::move(replicas));
+  StartPrepare(m, r.index, handle, version, false, std::move(replicas));
 }
 
-void MasterServer::StartPrepare(Message& lease_req, uint64_t handle, uint64_t version, bool create,
-                                std::vector<int32_t> replicas) {
+void MasterServer::StartPrepare(Message& lease_req, uint32_t index, uint64_t handle,
+                                uint64_t version, bool create, std::vector<int32_t> replicas) {
   uint64_t key = ++next_id_;
   Prepare& p = prepares_[key];
+  p.index = index;
   p.handle = handle;
   p.version = version;
   p.primary = replicas.front();
@@ -441,6 +451,7 @@ void MasterServer::FinishPrepare(uint64_t key) {
     uint64_t lease_us = static_cast<uint64_t>(cfg_.lease_seconds) * 1000000;
     leases_[p.handle] = Lease{p.primary, MonoMicros() + lease_us};
     LeaseReply rep;
+    rep.index = p.index;
     rep.handle = p.handle;
     rep.version = p.version;
     rep.primary = p.primary;

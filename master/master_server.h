@@ -62,6 +62,7 @@ class MasterServer : public Server {
   };
   // A lease being prepared: waiting for every replica to record the version.
   struct Prepare {
+    uint32_t index = 0;
     uint64_t handle = 0;
     uint64_t version = 0;
     int primary = -1;
@@ -97,8 +98,8 @@ class MasterServer : public Server {
   FileAttr AttrOf(const FileInfo& f) const;
   ChunkLocation LocationOf(uint32_t index, uint64_t handle) const;
   std::vector<int32_t> LiveReplicas(uint64_t handle) const;
-  void StartPrepare(Message& lease_req, uint64_t handle, uint64_t version, bool create,
-                    std::vector<int32_t> replicas);
+  void StartPrepare(Message& lease_req, uint32_t index, uint64_t handle, uint64_t version,
+                    bool create, std::vector<int32_t> replicas);
   void FinishPrepare(uint64_t key);
   void BeginShutdown();
   int64_t NowMs() const;

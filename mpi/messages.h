@@ -152,13 +152,15 @@ struct LeaseReq {
   std::string path;
   uint64_t file_id = 0;  // must match, so a replaced file is not written by mistake
   uint32_t index = 0;
+  bool append = false;  // true: the file's last chunk (index ignored)
   template <class V>
   bool Visit(V& v) {
-    return v(path) && v(file_id) && v(index);
+    return v(path) && v(file_id) && v(index) && v(append);
   }
 };
 
 struct LeaseReply {
+  uint32_t index = 0;
   uint64_t handle = 0;
   uint64_t version = 0;
   int32_t primary = -1;
@@ -166,7 +168,7 @@ struct LeaseReply {
   uint32_t lease_ms = 0;
   template <class V>
   bool Visit(V& v) {
-    return v(handle) && v(version) && v(primary) && v(replicas, 64) && v(lease_ms);
+    return v(index) && v(handle) && v(version) && v(primary) && v(replicas, 64) && v(lease_ms);
   }
 };
 
@@ -320,7 +322,7 @@ struct PushAckMsg {
   }
 };
 
-enum class MutationKind : uint8_t { kWrite = 1, kTruncate = 2 };
+enum class MutationKind : uint8_t { kWrite = 1, kTruncate = 2, kPad = 3 };
 
 // Client -> primary: apply pushed data `data_id` at `offset` of the chunk.
 struct WriteReq {
@@ -375,6 +377,54 @@ struct ReadReply {
   template <class V>
   bool Visit(V& v) {
     return v(chunk_length) && v(bytes);
+  }
+};
+
+// Client -> primary: append pushed data `data_id` (length bytes) at an offset
+// the primary picks. kRetryNextChunk when it does not fit (the chunk was padded
+// to chunk_size on every replica first); kTooLarge over chunk_size / 4.
+struct AppendReq {
+  GFS_MSG(kAppend);
+  uint64_t handle = 0;
+  uint64_t version = 0;
+  uint64_t chunk_size = 0;
+  uint64_t length = 0;
+  uint64_t data_id = 0;
+  std::vector<int32_t> secondaries;
+  template <class V>
+  bool Visit(V& v) {
+    return v(handle) && v(version) && v(chunk_size) && v(length) && v(data_id) &&
+           v(secondaries, 64);
+  }
+};
+
+struct AppendReply {
+  uint64_t offset = 0;  // within the chunk
+  template <class V>
+  bool Visit(V& v) {
+    return v(offset);
+  }
+};
+
+// Client -> replica: how much of the chunk is committed (every append below
+// it completed on every replica). Only the lease-holding primary knows; other
+// replicas say so and report their length.
+struct CommittedReq {
+  GFS_MSG(kCommitted);
+  uint64_t handle = 0;
+  template <class V>
+  bool Visit(V& v) {
+    return v(handle);
+  }
+};
+
+struct CommittedReply {
+  bool primary = false;
+  uint64_t committed = 0;
+  uint64_t length = 0;
+  template <class V>
+  bool Visit(V& v) {
+    return v(primary) && v(committed) && v(length);
   }
 };
 

@@ -51,6 +51,10 @@ const char* MsgTypeName(uint16_t type) {
       return "read";
     case MsgType::kSync:
       return "sync";
+    case MsgType::kAppend:
+      return "append";
+    case MsgType::kCommitted:
+      return "committed";
   }
   return "unknown";
 }

@@ -52,6 +52,8 @@ enum class MsgType : uint16_t {
   kApply = 43,
   kRead = 44,
   kSync = 45,
+  kAppend = 46,
+  kCommitted = 47,
 };
 inline constexpr uint16_t kReplyBit = 0x8000;
 const char* MsgTypeName(uint16_t type);

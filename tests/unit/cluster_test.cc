@@ -18,22 +18,23 @@ namespace {
 
 class InProcCluster {
  public:
-  explicit InProcCluster(int chunkservers, uint64_t chunk_size = 1 << 20)
-      : k_(chunkservers), fabric_(chunkservers + 2) {
+  explicit InProcCluster(int chunkservers, uint64_t chunk_size = 1 << 20, int clients = 1)
+      : k_(chunkservers), fabric_(chunkservers + 1 + clients) {
     char tmpl[] = "/tmp/gfs-cluster-XXXXXX";
     dir_ = mkdtemp(tmpl);
     cfg_.data_dir = dir_;
     cfg_.chunk_size = chunk_size;
     cfg_.replication = static_cast<uint32_t>(std::min(3, k_));
-    cfg_.request_timeout_ms = 3000;
+    cfg_.request_timeout_ms = 1500;
     cfg_.heartbeat_ms = 50;
     cfg_.slice_size = 64 * 1024;
     cfg_.write_op_size = 256 * 1024;
     cfg_.read_size = 128 * 1024;
-    std::vector<int> cs, clients = {k_ + 1};
+    std::vector<int> cs, client_ranks;
     for (int i = 1; i <= k_; ++i) cs.push_back(i);
+    for (int i = 0; i < clients; ++i) client_ranks.push_back(k_ + 1 + i);
     master_ = std::make_unique<MasterServer>(fabric_.endpoint(0), Env::Posix(), cfg_,
-                                             dir_ + "/master", cs, clients);
+                                             dir_ + "/master", cs, client_ranks);
     std::string warn;
     EXPECT_TRUE(master_->Start(&warn).ok());
     threads_.emplace_back([this] { RunServer(fabric_.endpoint(0), master_.get(), 2000); });
@@ -69,17 +70,24 @@ class InProcCluster {
         }
       });
     }
-    client_ =
-        std::make_unique<Client>(fabric_.endpoint(k_ + 1), cfg_, 0,
-                                 std::vector<std::string>(static_cast<size_t>(k_ + 2), "host"));
+    for (int i = 0; i < clients; ++i) {
+      clients_.push_back(std::make_unique<Client>(
+          fabric_.endpoint(k_ + 1 + i), cfg_, 0,
+          std::vector<std::string>(static_cast<size_t>(k_ + 1 + clients), "host")));
+    }
   }
   ~InProcCluster() {
-    EXPECT_TRUE(client_->Finish(0).ok());
+    // Clients finish concurrently: the master answers only once all are done.
+    std::vector<std::thread> done;
+    for (auto& c : clients_) {
+      done.emplace_back([&c] { EXPECT_TRUE(c->Finish(0).ok()); });
+    }
+    for (auto& t : done) t.join();
     stop_ = true;
     for (auto& t : threads_) t.join();
     std::filesystem::remove_all(dir_);
   }
-  Client* client() { return client_.get(); }
+  Client* client(int i = 0) { return clients_[static_cast<size_t>(i)].get(); }
   InProcFabric& fabric() { return fabric_; }
   ChunkServer* server(int i) { return servers_[static_cast<size_t>(i)].get(); }
   const MasterServer& master() { return *master_; }
@@ -93,7 +101,7 @@ class InProcCluster {
   std::unique_ptr<MasterServer> master_;
   std::vector<std::unique_ptr<FileLock>> locks_;
   std::vector<std::unique_ptr<ChunkServer>> servers_;
-  std::unique_ptr<Client> client_;
+  std::vector<std::unique_ptr<Client>> clients_;
   std::vector<std::thread> threads_;
   std::atomic<bool> stop_{false};
 };
@@ -229,6 +237,129 @@ TEST(InProcCluster, NamespaceErrorsComeBackAsStatuses) {
   CreateOptions bad;
   bad.replication = 4;
   EXPECT_EQ(c.client()->Create("/r4", bad).status().code(), Code::kInvalidArgument);
+}
+
+// Reads chunk `handle` from every server that has it; all copies must match.
+std::vector<std::vector<uint8_t>> Replicas(InProcCluster& c, int servers, uint64_t handle) {
+  std::vector<std::vector<uint8_t>> out;
+  for (int i = 0; i < servers; ++i) {
+    ChunkStore* st = c.server(i)->store();
+    if (!st->Has(handle)) continue;
+    std::vector<uint8_t> d;
+    EXPECT_TRUE(st->Read(handle, 0, 1 << 30, &d).ok());
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+TEST(InProcCluster, RecordAppendPadsChunkEndsAndNeverSplitsARecord) {
+  const uint64_t cs = 256 * 1024;
+  InProcCluster c(3, cs);
+  auto f = c.client()->Create("/log");
+  ASSERT_TRUE(f.ok());
+  std::mt19937_64 rng(11);
+  std::vector<std::pair<uint64_t, std::vector<uint8_t>>> recs;
+  for (int i = 0; i < 200; ++i) {
+    auto data = RandomBytes(1 + rng() % 20000, 100 + static_cast<uint64_t>(i));
+    auto off = c.client()->RecordAppend(&*f, data.data(), data.size());
+    ASSERT_TRUE(off.ok()) << off.status().ToString();
+    // A record never straddles a chunk boundary.
+    EXPECT_EQ(*off / cs, (*off + data.size() - 1) / cs) << "record " << i;
+    recs.emplace_back(*off, std::move(data));
+  }
+  auto committed = c.client()->CommittedLength(&*f);
+  ASSERT_TRUE(committed.ok()) << committed.status().ToString();
+  EXPECT_EQ(*committed, recs.back().first + recs.back().second.size());
+  std::vector<uint8_t> all(*committed);
+  auto n = c.client()->Read(&*f, 0, all.data(), all.size());
+  ASSERT_TRUE(n.ok());
+  ASSERT_EQ(*n, all.size());
+  for (const auto& [off, data] : recs) {
+    ASSERT_TRUE(std::equal(data.begin(), data.end(), all.begin() + static_cast<long>(off)));
+  }
+  // Bytes not covered by a record are padding (zeros), and only at chunk ends.
+  std::vector<bool> covered(all.size());
+  for (const auto& [off, data] : recs) {
+    for (size_t i = 0; i < data.size(); ++i) covered[off + i] = true;
+  }
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (covered[i]) continue;
+    ASSERT_EQ(all[i], 0) << "at " << i;
+    // The rest of this chunk must be uncovered too.
+    size_t end = std::min<size_t>((i / cs + 1) * cs, all.size());
+    for (size_t j = i; j < end; ++j) ASSERT_FALSE(covered[j]) << "padding before a record at " << i;
+    i = end - 1;
+  }
+  ASSERT_TRUE(c.client()->Close(&*f).ok());
+  auto st = c.client()->Stat("/log");
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->size, *committed);  // close brings the master's length up to date
+}
+
+TEST(InProcCluster, RecordAppendLimitIsAQuarterChunk) {
+  const uint64_t cs = 256 * 1024;
+  InProcCluster c(3, cs);
+  auto f = c.client()->Create("/log");
+  ASSERT_TRUE(f.ok());
+  std::vector<uint8_t> big(cs / 4 + 1, 7);
+  auto r = c.client()->RecordAppend(&*f, big.data(), big.size());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kTooLarge);
+  EXPECT_NE(r.status().message().find(std::to_string(cs / 4)), std::string::npos);
+  r = c.client()->RecordAppend(&*f, big.data(), big.size() - 1);
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+}
+
+TEST(InProcCluster, ConcurrentAppendsLeaveIdenticalReplicas) {
+  const uint64_t cs = 256 * 1024;
+  const int kClients = 3, kRecords = 150;
+  InProcCluster c(3, cs, kClients);
+  ASSERT_TRUE(c.client(0)->Create("/log").ok());
+  std::vector<std::vector<std::pair<uint64_t, std::vector<uint8_t>>>> got(kClients);
+  std::vector<std::thread> producers;
+  for (int p = 0; p < kClients; ++p) {
+    producers.emplace_back([&, p] {
+      auto f = c.client(p)->Open("/log");
+      ASSERT_TRUE(f.ok());
+      std::mt19937_64 rng(static_cast<uint64_t>(p));
+      for (int i = 0; i < kRecords; ++i) {
+        auto data = RandomBytes(1 + rng() % 9000, rng());
+        auto off = c.client(p)->RecordAppend(&*f, data.data(), data.size());
+        ASSERT_TRUE(off.ok()) << off.status().ToString();
+        got[static_cast<size_t>(p)].emplace_back(*off, std::move(data));
+      }
+    });
+  }
+  for (auto& t : producers) t.join();
+  // No two acknowledged records overlap.
+  std::map<uint64_t, size_t> spans;
+  for (const auto& g : got) {
+    for (const auto& [off, data] : g) EXPECT_TRUE(spans.emplace(off, data.size()).second);
+  }
+  uint64_t prev_end = 0;
+  for (const auto& [off, len] : spans) {
+    EXPECT_GE(off, prev_end);
+    prev_end = off + len;
+  }
+  // Every replica holds identical bytes at every returned offset.
+  auto f = c.client(0)->Open("/log");
+  ASSERT_TRUE(f.ok());
+  auto committed = c.client(0)->CommittedLength(&*f);
+  ASSERT_TRUE(committed.ok());
+  EXPECT_GE(*committed, prev_end);
+  auto info = c.master().meta().StatFile("/log");
+  ASSERT_TRUE(info.ok());
+  for (const auto& g : got) {
+    for (const auto& [off, data] : g) {
+      uint64_t handle = info->chunks[off / cs];
+      auto reps = Replicas(c, 3, handle);
+      ASSERT_EQ(reps.size(), 3u);
+      for (const auto& r : reps) {
+        ASSERT_GE(r.size(), off % cs + data.size());
+        ASSERT_TRUE(std::equal(data.begin(), data.end(), r.begin() + static_cast<long>(off % cs)));
+      }
+    }
+  }
 }
 
 }  // namespace
