@@ -604,7 +604,12 @@ Result<uint64_t> Client::CommittedLength(File* f) {
   const ChunkLocation& last = rep.chunks.back();
   locs_[{f->id, last.index}] = CachedLoc{last, MonoMicros() + 30ull * 1000 * 1000};
   if (last.handle == 0 || last.replicas.empty()) {
-    return Status::Unavailable("no live replica of the last chunk of " + f->path);
+    // The last chunk is being created (its replicas are not confirmed yet):
+    // nothing in it is committed, and every chunk before it is (a chunk is
+    // padded on every replica before appends move to the next).
+    uint64_t total = static_cast<uint64_t>(last.index) * f->chunk_size;
+    f->length = std::max(f->length, total);
+    return total;
   }
   std::vector<uint64_t> ids;
   for (int32_t r : last.replicas) {

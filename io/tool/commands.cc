@@ -12,6 +12,8 @@
 #include <memory>
 #include <vector>
 
+#include "io/record_io.h"
+#include "jobs/producer_consumer.h"
 #include "mpi/clock.h"
 
 namespace gfs::tool {
@@ -408,6 +410,39 @@ int RunCommand(Client* c, const JobConfig& job, const CommandSpec& spec, const C
       if (s.ok()) s = c->Write(&*f, *off, data.data(), data.size());
       if (s.ok()) s = c->Close(&*f);
     }
+  } else if (cmd == "append") {
+    err_path = p[0];
+    std::vector<uint8_t> data;
+    s = ReadLocal(p[1], &data);
+    if (!s.ok()) err_path = p[1];
+    Result<File> f = Status::Internal("unset");
+    if (s.ok()) {
+      CreateOptions opts;
+      opts.exclusive = false;
+      f = c->Create(p[0], opts);
+      s = f.status();
+    }
+    if (s.ok()) {
+      RecordWriter w(c, &*f);
+      auto off = w.Append(data.data(), data.size());
+      s = off.status();
+      if (s.ok()) s = c->Close(&*f);
+      if (s.ok()) std::printf("%" PRIu64 "\n", *off);
+    }
+  } else if (cmd == "records") {
+    err_path = p[0];
+    auto f = c->Open(p[0]);
+    s = f.status();
+    if (s.ok()) {
+      RecordReader reader(MaxRecordPayload(f->chunk_size));
+      auto end = ReadRecordsOnce(
+          c, &*f, &reader,
+          [](const RecordView& r) {
+            std::printf("%" PRIu64 " %" PRIu64 " %" PRIu32 "\n", r.producer, r.seq, r.size);
+          },
+          true);
+      s = end.status();
+    }
   } else {
     s = Status::InvalidArgument("unknown command");
   }
@@ -415,6 +450,96 @@ int RunCommand(Client* c, const JobConfig& job, const CommandSpec& spec, const C
   if (s.ok()) return 0;
   PrintError(cmd, err_path, s);
   return 1;
+}
+
+namespace {
+
+Result<uint64_t> ParseCount(const std::string& name, const std::string& text, uint64_t min) {
+  if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos ||
+      text.size() > 18) {
+    return Status::InvalidArgument("--" + name + ": '" + text + "' is not a whole number");
+  }
+  uint64_t v = std::stoull(text);
+  if (v < min) {
+    return Status::InvalidArgument("--" + name + " must be at least " + std::to_string(min));
+  }
+  return v;
+}
+
+Result<jobs::ProducerConsumerOptions> PcOptions(const CommandArgs& a, const JobConfig& job,
+                                                int clients) {
+  jobs::ProducerConsumerOptions o;
+  auto get = [&](const char* n) -> const std::string* {
+    auto it = a.values.find(n);
+    return it == a.values.end() ? nullptr : &it->second;
+  };
+  if (!get("file")) return Status::InvalidArgument("producer-consumer: --file PATH is required");
+  o.file = *get("file");
+  for (const char* req : {"producers", "records"}) {
+    if (!get(req)) {
+      return Status::InvalidArgument(std::string("producer-consumer: --") + req + " is required");
+    }
+  }
+  auto p = ParseCount("producers", *get("producers"), 1);
+  if (!p.ok()) return p.status();
+  o.producers = static_cast<int>(std::min<uint64_t>(*p, 1u << 20));
+  auto m = ParseCount("records", *get("records"), 1);
+  if (!m.ok()) return m.status();
+  o.records = *m;
+  if (get("min-size")) {
+    auto v = ParseCount("min-size", *get("min-size"), 0);
+    if (!v.ok()) return v.status();
+    o.min_size = *v;
+  }
+  if (get("max-size")) {
+    auto v = ParseCount("max-size", *get("max-size"), 0);
+    if (!v.ok()) return v.status();
+    o.max_size = *v;
+  }
+  if (get("seed")) {
+    auto v = ParseCount("seed", *get("seed"), 0);
+    if (!v.ok()) return v.status();
+    o.seed = *v;
+  }
+  o.json = a.json;
+  if (o.min_size > o.max_size) {
+    return Status::InvalidArgument("producer-consumer: --min-size is larger than --max-size");
+  }
+  uint64_t limit = MaxRecordPayload(job.chunk_size);
+  if (o.max_size > limit) {
+    return Status::InvalidArgument("producer-consumer: --max-size " + std::to_string(o.max_size) +
+                                   " is over the largest record payload for " +
+                                   std::to_string(job.chunk_size) + "-byte chunks (" +
+                                   std::to_string(limit) + " bytes)");
+  }
+  if (clients > 0 && o.producers >= clients) {
+    return Status::InvalidArgument("producer-consumer: --producers " + std::to_string(o.producers) +
+                                   " leaves no consumer among " + std::to_string(clients) +
+                                   " clients (use --clients " + std::to_string(o.producers + 1) +
+                                   " or more)");
+  }
+  return o;
+}
+
+}  // namespace
+
+Status ValidateCommand(const CommandSpec& spec, const CommandArgs& args, const JobConfig& job,
+                       int clients) {
+  std::string name = spec.name;
+  if (name == "producer-consumer") return PcOptions(args, job, clients).status();
+  if (name == "write") return ParseOffset(args.positional[1]).status();
+  return Status::OK();
+}
+
+int RunJob(Session* s, const JobConfig& job, const CommandSpec& spec, const CommandArgs& args) {
+  auto o = PcOptions(args, job, s->num_clients());
+  if (std::string(spec.name) != "producer-consumer" || !o.ok()) {
+    if (s->client_index() == 0) {
+      std::fprintf(stderr, "gfs: %s\n", o.ok() ? "unknown job" : o.status().message().c_str());
+    }
+    return 2;
+  }
+  return jobs::RunProducerConsumer(s, *o);
 }
 
 }  // namespace gfs::tool

@@ -47,6 +47,12 @@ int Precheck(const Result<CommandLine>& cl, bool print, const CommandSpec** spec
     if (print) std::printf("%s", CommandUsage(**spec).c_str());
     return 0;
   }
+  Status v = ValidateCommand(**spec, *a, cl->global.job,
+                             cl->global.job.clients > 0 ? cl->global.job.clients : 0);
+  if (!v.ok()) {
+    if (print) std::fprintf(stderr, "gfs: %s\n", v.message().c_str());
+    return 2;
+  }
   *args = *a;
   return -1;
 }
@@ -85,7 +91,9 @@ int RankMain(int argc, char** argv) {
       WriteStatus(cl->global.status_file, code);
     }
   } else if (s.is_client()) {
-    if (s.client_index() == 0) {
+    if (spec->job) {
+      code = RunJob(&s, cl->global.job, *spec, args);
+    } else if (s.client_index() == 0) {
       code = RunCommand(s.client(), cl->global.job, *spec, args);
     }
     Status fin = Finalize(&s, code);

@@ -213,8 +213,42 @@ const std::vector<CommandSpec>& Commands() {
       {"mv", "mv SRC DST", "rename a file or directory", 2, 2, ""},
       {"write", "write REMOTE OFFSET LOCAL",
        "overwrite bytes at OFFSET with LOCAL's, extending if needed", 3, 3, ""},
+      {"append", "append REMOTE LOCAL",
+       "append LOCAL's bytes ('-' = stdin) as one record; prints its offset", 2, 2, ""},
+      {"records", "records REMOTE",
+       "print 'PRODUCER SEQUENCE LENGTH' for every valid record, once each", 1, 1, ""},
+      {"h5export", "h5export REMOTE LOCAL.h5 [--dataset NAME]",
+       "write a packet table into a real HDF5 file as one dataset", 2, 2, "",
+       "dataset=dataset name in the HDF5 file (default packets)"},
+      {"producer-consumer",
+       "producer-consumer --file PATH --producers P --records M [--min-size B] [--max-size B] "
+       "[--seed S] [--json]",
+       "P producer ranks append M records each to one file while the other clients tail it", 0, 0,
+       "j",
+       "file=the file the producers append to (created; must not exist);"
+       "producers=producer ranks P (fewer than --clients);"
+       "records=records per producer M;"
+       "min-size=smallest record payload in bytes (default 64);"
+       "max-size=largest record payload in bytes (default 65536);"
+       "seed=seed of the record sizes and contents (default 1)",
+       true},
   };
   return cmds;
+}
+
+std::map<std::string, std::string> ValueOptions(const CommandSpec& spec) {
+  std::map<std::string, std::string> out;
+  std::string all = spec.values;
+  size_t pos = 0;
+  while (pos < all.size()) {
+    size_t end = all.find(';', pos);
+    if (end == std::string::npos) end = all.size();
+    std::string item = all.substr(pos, end - pos);
+    size_t eq = item.find('=');
+    out[item.substr(0, eq)] = eq == std::string::npos ? "" : item.substr(eq + 1);
+    pos = end + 1;
+  }
+  return out;
 }
 
 const CommandSpec* FindCommand(const std::string& name) {
@@ -235,6 +269,10 @@ std::string CommandUsage(const CommandSpec& spec) {
     o << "  -p          create missing parents; no error if it exists\n";
   if (f.find('f') != std::string::npos) o << "  -f          overwrite an existing file\n";
   if (f.find('j') != std::string::npos) o << "  --json      print JSON\n";
+  for (const auto& [name, help] : ValueOptions(spec)) {
+    std::string left = "  --" + name + " V";
+    o << left << std::string(left.size() < 14 ? 14 - left.size() : 1, ' ') << help << "\n";
+  }
   o << "  -h, --help  show this help\n";
   return o.str();
 }
@@ -244,7 +282,8 @@ Result<CommandArgs> ParseCommandArgs(const CommandSpec& spec,
   CommandArgs out;
   const std::string flags = spec.flags;
   bool only_positional = false;
-  for (const std::string& a : args) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
     if (only_positional || a == "-" || a.empty() || a[0] != '-') {
       out.positional.push_back(a);
       continue;
@@ -259,6 +298,28 @@ Result<CommandArgs> ParseCommandArgs(const CommandSpec& spec,
     }
     if (a == "--json" && flags.find('j') != std::string::npos) {
       out.json = true;
+      continue;
+    }
+    if (a.rfind("--", 0) == 0) {
+      std::string name = a.substr(2), value;
+      bool inline_value = false;
+      if (auto eq = name.find('='); eq != std::string::npos) {
+        value = name.substr(eq + 1);
+        name = name.substr(0, eq);
+        inline_value = true;
+      }
+      auto vo = ValueOptions(spec);
+      if (vo.count(name) == 0) {
+        return Status::InvalidArgument(std::string(spec.name) + ": unknown option '" + a + "'");
+      }
+      if (!inline_value) {
+        if (i + 1 >= args.size()) {
+          return Status::InvalidArgument(std::string(spec.name) + ": option '--" + name +
+                                         "' needs a value");
+        }
+        value = args[++i];
+      }
+      out.values[name] = value;
       continue;
     }
     if (a.size() >= 2 && a[1] != '-') {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,7 @@ struct CommandArgs {
   bool json = false;       // --json
   bool help = false;
   std::vector<std::string> positional;
+  std::map<std::string, std::string> values;  // --name VALUE options
 };
 
 struct CommandSpec {
@@ -59,10 +61,16 @@ struct CommandSpec {
   int min_args;
   int max_args;       // -1: any
   const char* flags;  // letters among "rRpfj" this command accepts (j = --json)
+  // --name VALUE options this command takes: "name=help;name=help"; "" none.
+  const char* values = "";
+  // A job command runs on every client rank; the others on the first only.
+  bool job = false;
 };
 
 const std::vector<CommandSpec>& Commands();
 const CommandSpec* FindCommand(const std::string& name);
+// The --name VALUE options of a command: name -> help.
+std::map<std::string, std::string> ValueOptions(const CommandSpec& spec);
 Result<CommandArgs> ParseCommandArgs(const CommandSpec& spec, const std::vector<std::string>& args);
 std::string CommandUsage(const CommandSpec& spec);
 

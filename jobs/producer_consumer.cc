@@ -1,0 +1,234 @@
+#include "jobs/producer_consumer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <thread>
+#include <vector>
+
+#include "io/record_io.h"
+#include "mpi/clock.h"
+
+namespace gfs::jobs {
+namespace {
+
+constexpr int kTagDone = 71;
+
+uint64_t Mix(uint64_t x) {  // splitmix64 finaliser
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+double Seconds(uint64_t us) { return static_cast<double>(us) / 1e6; }
+
+}  // namespace
+
+uint64_t RecordSize(const ProducerConsumerOptions& o, uint64_t index, uint64_t seq) {
+  uint64_t span = o.max_size - o.min_size + 1;
+  return o.min_size + Mix(o.seed ^ Mix(index * 0x100000001b3ull + seq)) % span;
+}
+
+void FillRecord(const ProducerConsumerOptions& o, uint64_t index, uint64_t seq, uint8_t* out,
+                size_t n) {
+  uint64_t state = Mix(o.seed + 0x51ed27ull) ^ Mix(index << 40 ^ seq);
+  for (size_t i = 0; i < n; i += 8) {
+    uint64_t w = Mix(state + i);
+    std::memcpy(out + i, &w, std::min<size_t>(8, n - i));
+  }
+}
+
+int RunProducerConsumer(Session* s, const ProducerConsumerOptions& o) {
+  Client* c = s->client();
+  MPI_Comm comm = s->app_comm();
+  const int me = s->client_index();
+  const int clients = s->num_clients();
+  const bool producer = me < o.producers;
+  const int first_consumer = o.producers;
+  Status st;
+
+  // Client 0 creates the file; then everyone opens it.
+  int create_code = 0;
+  if (me == 0) {
+    CreateOptions co;
+    auto f = c->Create(o.file, co);
+    if (!f.ok()) {
+      std::fprintf(stderr, "gfs: producer-consumer: %s: %s\n", o.file.c_str(),
+                   f.status().ToString().c_str());
+      create_code = 1;
+    }
+  }
+  MPI_Bcast(&create_code, 1, MPI_INT, 0, comm);
+  if (create_code != 0) return create_code;
+  auto file = c->Open(o.file);
+  if (!file.ok()) {
+    std::fprintf(stderr, "gfs: producer-consumer: %s: %s\n", o.file.c_str(),
+                 file.status().ToString().c_str());
+    return 1;
+  }
+  // Producers announce their producer ids so consumers can map them to
+  // indexes and check every byte.
+  RecordWriter writer(c, &*file);
+  uint64_t my_id = producer ? writer.producer() : 0;
+  std::vector<uint64_t> ids(static_cast<size_t>(clients));
+  MPI_Allgather(&my_id, 1, MPI_UINT64_T, ids.data(), 1, MPI_UINT64_T, comm);
+  std::map<uint64_t, uint64_t> index_of;
+  for (int i = 0; i < o.producers; ++i)
+    index_of[ids[static_cast<size_t>(i)]] = static_cast<uint64_t>(i);
+
+  MPI_Barrier(comm);
+  const uint64_t start = MonoMicros();
+  int failed = 0;
+  uint64_t produce_us = 0;
+
+  if (producer) {
+    std::vector<uint8_t> payload(o.max_size);
+    for (uint64_t seq = 0; seq < o.records; ++seq) {
+      uint64_t n = RecordSize(o, static_cast<uint64_t>(me), seq);
+      FillRecord(o, static_cast<uint64_t>(me), seq, payload.data(), n);
+      auto off = writer.Append(payload.data(), n);
+      if (!off.ok()) {
+        std::fprintf(stderr, "gfs: producer-consumer: producer %d record %" PRIu64 ": %s\n", me,
+                     seq, off.status().ToString().c_str());
+        failed = 1;
+        break;
+      }
+    }
+    st = c->Close(&*file);
+    if (!st.ok() && !failed) {
+      std::fprintf(stderr, "gfs: producer-consumer: producer %d: close: %s\n", me,
+                   st.ToString().c_str());
+      failed = 1;
+    }
+    produce_us = MonoMicros() - start;
+    // End of stream: tell every consumer (over MPI, not as a record).
+    uint64_t done[2] = {static_cast<uint64_t>(failed), writer.next_seq()};
+    std::vector<MPI_Request> reqs;
+    for (int r = first_consumer; r < clients; ++r) {
+      reqs.emplace_back();
+      MPI_Isend(done, 2, MPI_UINT64_T, r, kTagDone, comm, &reqs.back());
+    }
+    // Wait without spinning.
+    for (;;) {
+      int all = 0;
+      MPI_Testall(static_cast<int>(reqs.size()), reqs.data(), &all, MPI_STATUSES_IGNORE);
+      if (all) break;
+      std::this_thread::sleep_for(std::chrono::microseconds(500));
+    }
+  }
+
+  // Consumers: tail the file up to its committed length until every producer
+  // said it is done, then read to the end once more.
+  uint64_t records = 0, bytes = 0, duplicates = 0, padding = 0, skipped = 0, corrupt = 0,
+           missing = 0, unknown = 0;
+  uint64_t consume_us = 0;
+  if (!producer) {
+    RecordReader reader(MaxRecordPayload(file->chunk_size));
+    std::vector<uint8_t> expect(o.max_size);
+    auto check = [&](const RecordView& r) {
+      auto it = index_of.find(r.producer);
+      if (it == index_of.end()) {
+        ++unknown;
+        return;
+      }
+      uint64_t idx = it->second;
+      uint64_t n = RecordSize(o, idx, r.seq);
+      if (r.seq >= o.records || n != r.size) {
+        ++corrupt;
+        return;
+      }
+      FillRecord(o, idx, r.seq, expect.data(), n);
+      if (std::memcmp(expect.data(), r.data, n) != 0) ++corrupt;
+    };
+    int done_count = 0;
+    uint64_t produced_failed = 0;
+    uint32_t idle_ms = 0;
+    while (true) {
+      int flag = 0;
+      MPI_Status mst;
+      MPI_Iprobe(MPI_ANY_SOURCE, kTagDone, comm, &flag, &mst);
+      while (flag) {
+        uint64_t done[2];
+        MPI_Recv(done, 2, MPI_UINT64_T, mst.MPI_SOURCE, kTagDone, comm, MPI_STATUS_IGNORE);
+        produced_failed += done[0];
+        ++done_count;
+        MPI_Iprobe(MPI_ANY_SOURCE, kTagDone, comm, &flag, &mst);
+      }
+      const bool last = done_count == o.producers;
+      uint64_t before = reader.offset();
+      auto got = ReadRecordsOnce(c, &*file, &reader, check, last);
+      if (!got.ok()) {
+        std::fprintf(stderr, "gfs: producer-consumer: consumer %d: %s\n", me,
+                     got.status().ToString().c_str());
+        failed = 1;
+        break;
+      }
+      if (last) break;
+      if (reader.offset() == before) {
+        idle_ms = std::min<uint32_t>(idle_ms + 1, 20);
+        std::this_thread::sleep_for(std::chrono::milliseconds(idle_ms));
+      } else {
+        idle_ms = 0;
+      }
+    }
+    if (produced_failed) failed = 1;
+    consume_us = MonoMicros() - start;
+    for (int i = 0; i < o.producers; ++i) {
+      for (uint64_t seq = 0; seq < o.records; ++seq) {
+        if (!reader.Seen(ids[static_cast<size_t>(i)], seq)) ++missing;
+      }
+    }
+    records = reader.records();
+    bytes = reader.bytes();
+    duplicates = reader.duplicates();
+    padding = reader.padding_bytes();
+    skipped = reader.skipped_bytes();
+    if (missing || corrupt || unknown ||
+        records != static_cast<uint64_t>(o.producers) * o.records) {
+      failed = 1;
+    }
+    if (me == first_consumer) {
+      double secs = Seconds(consume_us);
+      double mbs = secs > 0 ? static_cast<double>(bytes) / 1e6 / secs : 0;
+      if (o.json) {
+        std::printf("{\"file\":\"%s\",\"producers\":%d,\"consumers\":%d,\"records\":%" PRIu64
+                    ",\"expected\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"duplicates\":%" PRIu64
+                    ",\"padding_bytes\":%" PRIu64 ",\"skipped_bytes\":%" PRIu64
+                    ",\"missing\":%" PRIu64 ",\"corrupt\":%" PRIu64
+                    ",\"seconds\":%.3f,\"mb_per_s\":%.1f,\"ok\":%s}\n",
+                    o.file.c_str(), o.producers, clients - o.producers, records,
+                    static_cast<uint64_t>(o.producers) * o.records, bytes, duplicates, padding,
+                    skipped, missing, corrupt + unknown, secs, mbs, failed ? "false" : "true");
+      } else {
+        std::printf("producer-consumer: %s: %d producers x %" PRIu64
+                    " records, %d consumer(s)\n"
+                    "  records:    %" PRIu64 " of %" PRIu64 " (missing %" PRIu64
+                    ", corrupt %" PRIu64
+                    ")\n"
+                    "  bytes:      %" PRIu64
+                    " payload\n"
+                    "  duplicates: %" PRIu64
+                    " dropped\n"
+                    "  padding:    %" PRIu64 " bytes (%" PRIu64
+                    " skipped in all)\n"
+                    "  time:       %.3f s, %.1f MB/s\n"
+                    "  result:     %s\n",
+                    o.file.c_str(), o.producers, o.records, clients - o.producers, records,
+                    static_cast<uint64_t>(o.producers) * o.records, missing, corrupt + unknown,
+                    bytes, duplicates, padding, skipped, secs, mbs,
+                    failed ? "FAILED" : "every record arrived exactly once");
+      }
+      std::fflush(stdout);
+    }
+  }
+  (void)produce_us;
+  int verdict = 0;
+  MPI_Allreduce(&failed, &verdict, 1, MPI_INT, MPI_MAX, comm);
+  return verdict ? 1 : 0;
+}
+
+}  // namespace gfs::jobs
