@@ -1,8 +1,12 @@
 #!/bin/bash
 # Demo: build gfs, then on the one-machine default (master + 3 chunkservers +
-# 1 client under one mpirun, started by the gfs launcher) store a generated
-# file, read it back in a second job, verify it, and show what is on disk.
+# clients under one mpirun, started by the gfs launcher):
+#  1. the producer-consumer job: 4 producer ranks record-append to one file
+#     while a consumer rank tails it and checks every record arrived once;
+#  2. store a generated file, read it back in a second job, verify it, and
+#     show what is on disk.
 #
+#   GFS_DEMO_RECORDS records per producer (default 5000)
 # Usage: jobs/demo.sh [DATA_DIR]
 #   DATA_DIR      data directory (default: $GFS_DEMO_DIR or ./gfs-data-demo)
 #   GFS_DEMO_MB   size of the generated file in MiB (default 256)
@@ -92,4 +96,10 @@ print(f"put:           {put_ns / 1e9:.2f} s, {mbps(put_ns):.1f} MB/s (whole job:
 print(f"get:           {get_ns / 1e9:.2f} s, {mbps(get_ns):.1f} MB/s (whole job)")
 print("verify:        read back bit-for-bit identical (sha256)")
 PY
+echo
+echo "== producer-consumer: 4 producers append to /demo/records.log, 1 consumer tails it"
+timeout 600 "${G[@]}" rm /demo/records.log >/dev/null 2>&1 || true
+echo "\$ gfs --clients 5 producer-consumer --file /demo/records.log --producers 4 --records ${GFS_DEMO_RECORDS:-5000}"
+timeout 900 "${G[@]}" --clients 5 producer-consumer --file /demo/records.log --producers 4 \
+  --records "${GFS_DEMO_RECORDS:-5000}" --min-size 64 --max-size 65536
 echo "demo: OK"
