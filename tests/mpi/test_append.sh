@@ -51,6 +51,13 @@ if awk '{ split($3, g, "="); if (g[2] != 0) bad = 1 } END { exit bad ? 0 : 1 }' 
   fail "padding or garbage found before the end of a chunk: $(cat "$TMP/scan")"
 fi
 
+# Rank mode: the same job launched by mpirun directly (1 master, 3
+# chunkservers, 2 clients: 1 producer, 1 consumer).
+mpirun_rank 6 --data-dir "$DATA" --chunkservers 3 producer-consumer --file /rank-mode.log \
+  --producers 1 --records 300
+assert_contains "$OUT" "every record arrived exactly once" "rank-mode summary"
+assert_contains "$ERR" "gfs: exit status 0" "rank-mode status line"
+
 # The quarter-chunk limit: with 64 KiB chunks a frame may be 16384 bytes, so
 # the largest payload is 16384 - 32.
 GLOBALS=(--chunk-size 64K)
