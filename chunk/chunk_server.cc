@@ -247,7 +247,7 @@ void ChunkServer::OnWrite(Message& m) {
   auto push = pushes_.find(key);
   const PushEntry* pe = push == pushes_.end() ? nullptr : &push->second;
   s = ApplyLocal(w.kind, w.handle, w.offset, w.length, pe);
-  if (push != pushes_.end() && w.kind == static_cast<uint8_t>(MutationKind::kWrite)) {
+  if (push != pushes_.end()) {
     push_held_ -= push->second.held;
     pushes_.erase(push);
   }
@@ -402,7 +402,7 @@ void ChunkServer::OnApply(Message& m) {
   auto push = pushes_.find(key);
   const PushEntry* pe = push == pushes_.end() ? nullptr : &push->second;
   s = ApplyLocal(a.kind, a.handle, a.offset, a.length, pe);
-  if (push != pushes_.end() && a.kind == static_cast<uint8_t>(MutationKind::kWrite)) {
+  if (push != pushes_.end()) {  // consumed, or (pad, failure) never to be used
     push_held_ -= push->second.held;
     pushes_.erase(push);
   }

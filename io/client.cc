@@ -592,6 +592,149 @@ Result<uint64_t> Client::RecordAppend(File* f, const void* data, size_t n) {
   return last;
 }
 
+Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
+                                std::vector<uint64_t>* offsets) {
+  struct Op {
+    enum State { kNew, kPushing, kAppending, kDone } state = kNew;
+    uint32_t index = 0;
+    CachedLease lease;
+    uint64_t data_id = 0, req_id = 0, deadline_us = 0, not_before_us = 0;
+    int failures = 0, hops = 0;
+  };
+  const uint64_t limit = f->chunk_size / 4;
+  for (const Span& r : records) {
+    if (r.size > limit) {
+      return Status(Code::kTooLarge, "a record of " + std::to_string(r.size) +
+                                         " bytes is over the limit of " + std::to_string(limit) +
+                                         " bytes (a quarter of the chunk size)");
+    }
+  }
+  offsets->assign(records.size(), 0);
+  std::vector<Op> ops(records.size());
+  const size_t window = std::max<uint32_t>(cfg_.append_window, 1);
+  const uint64_t timeout_us = static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000;
+  size_t inflight = 0, completed = 0;
+  auto fail = [&](Op& op, Status s) -> Status {
+    if (op.state == Op::kAppending) rpc_.Forget(op.req_id);
+    --inflight;
+    leases_.erase({f->id, op.index});
+    f->append_index = File::kUnknownIndex;
+    op.state = Op::kNew;
+    op.failures++;
+    stats_.counters["append_retries"]++;
+    if (!Retryable(s.code()) || op.failures >= kMaxAttempts) return s;
+    op.not_before_us = MonoMicros() + 20000ull * static_cast<uint64_t>(op.failures * op.failures);
+    return Status::OK();
+  };
+  while (completed < ops.size()) {
+    uint64_t now = MonoMicros();
+    for (size_t i = 0; i < ops.size() && inflight < window; ++i) {
+      Op& op = ops[i];
+      if (op.state != Op::kNew || now < op.not_before_us) continue;
+      ++inflight;
+      if (f->append_index == File::kUnknownIndex) {
+        LeaseReq req;
+        req.path = f->path;
+        req.file_id = f->id;
+        req.append = true;
+        LeaseReply rep;
+        Status s = MasterCall(req, &rep);
+        if (!s.ok()) {
+          GFS_RETURN_IF_ERROR(fail(op, s));
+          continue;
+        }
+        CachedLease l;
+        l.handle = rep.handle;
+        l.version = rep.version;
+        l.primary = rep.primary;
+        l.replicas = rep.replicas;
+        l.expires_us = MonoMicros() + static_cast<uint64_t>(rep.lease_ms) * 500;
+        leases_[{f->id, rep.index}] = l;
+        f->append_index = rep.index;
+      }
+      op.index = f->append_index;
+      auto lease = GetLease(f, op.index);
+      if (!lease.ok()) {
+        GFS_RETURN_IF_ERROR(fail(op, lease.status()));
+        continue;
+      }
+      op.lease = *lease;
+      op.data_id = ++next_data_id_;
+      op.deadline_us = MonoMicros() + timeout_us;
+      op.state = Op::kPushing;
+      Status s = PushSend(OrderByDistance(op.lease.replicas, rpc_.transport()->rank()), op.data_id,
+                          static_cast<const uint8_t*>(records[i].data), records[i].size);
+      if (!s.ok()) GFS_RETURN_IF_ERROR(fail(op, s));
+    }
+    PumpOrIdle();
+    now = MonoMicros();
+    for (size_t i = 0; i < ops.size(); ++i) {
+      Op& op = ops[i];
+      if (op.state == Op::kPushing) {
+        auto ack = push_acks_.find(op.data_id);
+        if (ack == push_acks_.end()) {
+          if (now > op.deadline_us) {
+            GFS_RETURN_IF_ERROR(fail(op, Status::Timeout("data push was not acknowledged")));
+          }
+          continue;
+        }
+        Code c = static_cast<Code>(ack->second);
+        push_acks_.erase(ack);
+        if (c != Code::kOk) {
+          GFS_RETURN_IF_ERROR(fail(op, Status(c, "data push refused by a chunkserver")));
+          continue;
+        }
+        AppendReq req;
+        req.handle = op.lease.handle;
+        req.version = op.lease.version;
+        req.chunk_size = f->chunk_size;
+        req.length = records[i].size;
+        req.data_id = op.data_id;
+        for (int32_t r : op.lease.replicas) {
+          if (r != op.lease.primary) req.secondaries.push_back(r);
+        }
+        auto id = rpc_.Start(op.lease.primary, req, cfg_.request_timeout_ms);
+        if (!id.ok()) {
+          GFS_RETURN_IF_ERROR(fail(op, id.status()));
+          continue;
+        }
+        op.req_id = *id;
+        op.state = Op::kAppending;
+      } else if (op.state == Op::kAppending) {
+        Result<Message> r = Status::Internal("unset");
+        if (!rpc_.TryTake(op.req_id, &r)) continue;
+        Status s = r.ok() ? r->status() : r.status();
+        AppendReply rep;
+        if (s.ok()) s = r->Decode(&rep);
+        if (s.code() == Code::kRetryNextChunk) {
+          // The chunk is full: this record goes to the next one.
+          --inflight;
+          op.state = Op::kNew;
+          if (++op.hops > 64) return Status::Internal("record append kept finding full chunks");
+          if (f->append_index == File::kUnknownIndex || f->append_index <= op.index) {
+            f->append_index = op.index + 1;
+          }
+          stats_.counters["append_next_chunk"]++;
+          continue;
+        }
+        if (!s.ok()) {
+          GFS_RETURN_IF_ERROR(fail(op, s));
+          continue;
+        }
+        --inflight;
+        ++completed;
+        op.state = Op::kDone;
+        uint64_t off = static_cast<uint64_t>(op.index) * f->chunk_size + rep.offset;
+        (*offsets)[i] = off;
+        f->appended_end = std::max(f->appended_end, off + records[i].size);
+        f->dirty[op.lease.handle] = op.lease.replicas;
+        stats_.counters["records_appended"]++;
+      }
+    }
+  }
+  return Status::OK();
+}
+
 Result<uint64_t> Client::CommittedLength(File* f) {
   LookupReq req;
   req.path = f->path;

@@ -88,6 +88,15 @@ class Client {
   // bytes begin. n must be at most chunk_size / 4 (kTooLarge otherwise, naming
   // the limit). Acknowledged = applied on every replica.
   Result<uint64_t> RecordAppend(File* f, const void* data, size_t n);
+  // Appends many records, keeping up to append_window of them in flight (each
+  // still atomic and at-least-once; their order in the file is not the order
+  // given). (*offsets)[i] is where records[i] went.
+  struct Span {
+    const void* data;
+    size_t size;
+  };
+  Status RecordAppendMany(File* f, const std::vector<Span>& records,
+                          std::vector<uint64_t>* offsets);
   // The file's committed length: every append below it has completed on every
   // replica, so a tailing reader may read up to it. Also updates f->length.
   Result<uint64_t> CommittedLength(File* f);

@@ -23,6 +23,41 @@ Result<uint64_t> RecordWriter::Append(const void* payload, size_t n) {
   return off;
 }
 
+Status RecordWriter::AppendMany(const std::vector<Client::Span>& payloads,
+                                std::vector<uint64_t>* offsets) {
+  // Frames are self-delimiting, so consecutive frames are packed into append
+  // units of up to kPackLimit (and at most 1/16 of a chunk, which bounds the
+  // padding a full chunk leaves behind; a single larger frame still goes
+  // alone, up to the quarter-chunk limit): one record
+  // append moves many small records, each still framed on its own.
+  const uint64_t pack_limit = std::min<uint64_t>(f_->chunk_size / 16, kPackLimit);
+  frames_.clear();
+  std::vector<std::pair<size_t, size_t>> where;  // record -> (unit, offset in unit)
+  where.reserve(payloads.size());
+  for (size_t i = 0; i < payloads.size(); ++i) {
+    if (payloads[i].size > max_payload()) {
+      return Status(Code::kTooLarge, "a record payload of " + std::to_string(payloads[i].size) +
+                                         " bytes is over the largest allowed, " +
+                                         std::to_string(max_payload()) + " bytes");
+    }
+    const uint64_t fs = FrameSize(payloads[i].size);
+    if (frames_.empty() || frames_.back().size() + fs > pack_limit) frames_.emplace_back();
+    where.emplace_back(frames_.size() - 1, frames_.back().size());
+    EncodeFrame(producer_, seq_ + i, payloads[i].data, payloads[i].size, &frames_.back());
+  }
+  std::vector<Client::Span> units;
+  units.reserve(frames_.size());
+  for (const Bytes& u : frames_) units.push_back({u.data(), u.size()});
+  std::vector<uint64_t> unit_offsets;
+  GFS_RETURN_IF_ERROR(c_->RecordAppendMany(f_, units, &unit_offsets));
+  offsets->resize(payloads.size());
+  for (size_t i = 0; i < payloads.size(); ++i) {
+    (*offsets)[i] = unit_offsets[where[i].first] + where[i].second;
+  }
+  seq_ += payloads.size();
+  return Status::OK();
+}
+
 Result<uint64_t> ReadRecordsOnce(Client* c, File* f, RecordReader* reader, const RecordFn& fn,
                                  bool finish) {
   auto committed = c->CommittedLength(f);

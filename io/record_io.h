@@ -23,6 +23,12 @@ class RecordWriter {
   // Frames and appends one payload; returns the file offset of its frame.
   // kTooLarge (naming the largest payload allowed) when it cannot fit.
   Result<uint64_t> Append(const void* payload, size_t n);
+  // Frames several payloads (consecutive sequence numbers in the order given)
+  // and appends them packed into units of up to kPackLimit bytes (at most 1/16
+  // of a chunk), several units in flight. (*offsets)[i] is the file offset
+  // of payload i's frame.
+  static constexpr uint64_t kPackLimit = 1u << 20;
+  Status AppendMany(const std::vector<Client::Span>& payloads, std::vector<uint64_t>* offsets);
 
  private:
   Client* c_;
@@ -30,6 +36,7 @@ class RecordWriter {
   uint64_t producer_;
   uint64_t seq_ = 0;
   Bytes frame_;
+  std::vector<Bytes> frames_;
 };
 
 struct ReadRecordsStats {

@@ -86,16 +86,25 @@ int RunProducerConsumer(Session* s, const ProducerConsumerOptions& o) {
   uint64_t produce_us = 0;
 
   if (producer) {
-    std::vector<uint8_t> payload(o.max_size);
-    for (uint64_t seq = 0; seq < o.records; ++seq) {
-      uint64_t n = RecordSize(o, static_cast<uint64_t>(me), seq);
-      FillRecord(o, static_cast<uint64_t>(me), seq, payload.data(), n);
-      auto off = writer.Append(payload.data(), n);
-      if (!off.ok()) {
-        std::fprintf(stderr, "gfs: producer-consumer: producer %d record %" PRIu64 ": %s\n", me,
-                     seq, off.status().ToString().c_str());
+    // Batches of records, many appends in flight per producer.
+    constexpr uint64_t kBatch = 64;
+    std::vector<std::vector<uint8_t>> payloads(kBatch);
+    std::vector<Client::Span> spans;
+    std::vector<uint64_t> offsets;
+    for (uint64_t seq = 0; seq < o.records && !failed; seq += kBatch) {
+      uint64_t n = std::min(kBatch, o.records - seq);
+      spans.clear();
+      for (uint64_t k = 0; k < n; ++k) {
+        uint64_t size = RecordSize(o, static_cast<uint64_t>(me), seq + k);
+        payloads[k].resize(size);
+        FillRecord(o, static_cast<uint64_t>(me), seq + k, payloads[k].data(), size);
+        spans.push_back({payloads[k].data(), payloads[k].size()});
+      }
+      Status a = writer.AppendMany(spans, &offsets);
+      if (!a.ok()) {
+        std::fprintf(stderr, "gfs: producer-consumer: producer %d records %" PRIu64 "..: %s\n", me,
+                     seq, a.ToString().c_str());
         failed = 1;
-        break;
       }
     }
     st = c->Close(&*file);

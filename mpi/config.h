@@ -20,6 +20,7 @@ struct JobConfig {
   uint32_t slice_size = 1u << 20;           // data push slice
   uint32_t write_op_size = 8u << 20;        // bytes per write mutation
   uint32_t write_window = 4;                // write mutations in flight per client
+  uint32_t append_window = 16;              // record appends in flight (RecordAppendMany)
   uint32_t read_size = 4u << 20;            // bytes per read request
   uint32_t read_window = 4;                 // read requests in flight
   uint64_t push_buffer_limit = 1ull << 30;  // pushed bytes a chunkserver holds
