@@ -12,6 +12,7 @@
 #include <memory>
 #include <vector>
 
+#include "io/h5/export.h"
 #include "io/record_io.h"
 #include "jobs/producer_consumer.h"
 #include "mpi/clock.h"
@@ -442,6 +443,16 @@ int RunCommand(Client* c, const JobConfig& job, const CommandSpec& spec, const C
           },
           true);
       s = end.status();
+    }
+  } else if (cmd == "h5export") {
+    err_path = p[0];
+    auto ds = a.values.find("dataset");
+    h5::ExportSummary sum;
+    s = h5::ExportPacketTable(c, p[0], p[1],
+                              ds == a.values.end() ? h5::kDefaultExportDataset : ds->second, &sum);
+    if (s.ok()) {
+      std::printf("%s: %" PRIu64 " packets of %" PRIu64 " bytes into %s\n", p[0].c_str(),
+                  sum.packets, sum.packet_size, p[1].c_str());
     }
   } else {
     s = Status::InvalidArgument("unknown command");
