@@ -139,6 +139,9 @@ void ChunkServer::Handle(Message& m) {
     case MsgType::kShutdown:
       OnShutdown(m);
       return;
+    case MsgType::kVerify:
+      OnVerify(m);
+      return;
     case MsgType::kGetStats:
       OnStats(m);
       return;
@@ -449,6 +452,7 @@ void ChunkServer::OnRead(Message& m) {
       &skip, &len);
   if (!s.ok()) {
     stats_.counters["read_errors"]++;
+    if (s.code() == Code::kCorruption) ReportCorrupt(r.handle);
     return Reply(m, s);
   }
   if (out->size() < kFixed) out->resize(kFixed);
@@ -527,6 +531,22 @@ void ChunkServer::OnShutdown(Message& m) {
   Status s = store_.SyncAll();
   Reply(m, s);
   done_ = true;
+}
+
+void ChunkServer::ReportCorrupt(uint64_t handle) {
+  stats_.counters["corrupt_found"]++;
+  SendRequest(t_, master_, CorruptReq{handle}, ++next_id_, cfg_.request_timeout_ms);
+}
+
+void ChunkServer::OnVerify(Message& m) {
+  VerifyReply rep;
+  for (const ChunkMeta& c : store_.List()) {
+    ++rep.checked;
+    Status s = store_.Verify(c.handle);
+    if (s.code() == Code::kCorruption) rep.corrupt.push_back(c.handle);
+  }
+  stats_.counters["verify_runs"]++;
+  SendReply(t_, m, rep);
 }
 
 void ChunkServer::OnStats(Message& m) {

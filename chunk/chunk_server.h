@@ -75,6 +75,8 @@ class ChunkServer : public Server {
   void OnHeartbeatReply(Message& m);
   void OnShutdown(Message& m);
   void OnStats(Message& m);
+  void OnVerify(Message& m);
+  void ReportCorrupt(uint64_t handle);
   void SendRegister();
   // Applies a mutation to the local replica. `push` is null for truncation.
   Status ApplyLocal(uint8_t kind, uint64_t handle, uint64_t offset, uint64_t length,

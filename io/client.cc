@@ -854,6 +854,24 @@ Status Client::Truncate(File* f, uint64_t length) {
   return last;
 }
 
+Result<ReportReply> Client::Report() {
+  ReportReply rep;
+  Status s = MasterCall(ReportReq{}, &rep);
+  if (!s.ok()) return s;
+  return rep;
+}
+
+Result<FsckReply> Client::Fsck(const std::string& path, bool verify) {
+  FsckReply rep;
+  FsckReq req;
+  req.path = path;
+  req.verify = verify;
+  // Verification reads every replica: allow it more time than one request.
+  Status s = rpc_.Call(master_, req, &rep, cfg_.request_timeout_ms * 4);
+  if (!s.ok()) return s;
+  return rep;
+}
+
 Status Client::Finish(int status) {
   Empty rep;
   return rpc_.Call(master_, ClientDoneReq{status}, &rep, 120000);

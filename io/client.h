@@ -105,6 +105,11 @@ class Client {
   Status Close(File* f);
   Status Truncate(File* f, uint64_t length);
 
+  // Cluster health as the master sees it (gfs report / gfs fsck). With
+  // `verify`, every chunkserver checks all its replicas' checksums first.
+  Result<ReportReply> Report();
+  Result<FsckReply> Fsck(const std::string& path, bool verify);
+
   // Tells the master this client is finished (the job ends when all are).
   Status Finish(int status);
 

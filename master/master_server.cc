@@ -86,6 +86,7 @@ void MasterServer::Handle(Message& m) {
   if (m.is_reply()) {
     if (m.type() == MsgType::kPrepareChunk) return OnPrepareReply(m);
     if (m.type() == MsgType::kShutdown) return OnShutdownReply(m);
+    if (m.type() == MsgType::kVerify) return OnVerifyReply(m);
     return;
   }
   stats_.counters[std::string("req_") + MsgTypeName(m.h.type)]++;
@@ -96,6 +97,8 @@ void MasterServer::Handle(Message& m) {
       return OnHeartbeat(m);
     case MsgType::kGetStats:
       return OnStats(m);
+    case MsgType::kCorrupt:
+      return OnCorrupt(m);
     case MsgType::kPushData:
     case MsgType::kWrite: {
       // File data never belongs here; count it so tests can prove it.
@@ -134,6 +137,10 @@ void MasterServer::Dispatch(Message& m) {
       return OnSetLength(m);
     case MsgType::kClientDone:
       return OnClientDone(m);
+    case MsgType::kReport:
+      return OnReport(m);
+    case MsgType::kFsck:
+      return OnFsck(m);
     default:
       DeferError(
           m, Status::Protocol(std::string("the master does not serve ") + MsgTypeName(m.h.type)));
@@ -531,6 +538,7 @@ void MasterServer::OnRegister(Message& m) {
     if (info == nullptr || c.version < info->version) {
       rep.delete_handles.push_back(c.handle);  // orphan or stale
       stats_.counters[info ? "stale_replicas" : "orphan_replicas"]++;
+      if (info) stale_seen_[c.handle]++;
       continue;
     }
     if (c.version > info->version) {
@@ -570,6 +578,160 @@ void MasterServer::OnHeartbeat(Message& m) {
   }
   rep.delete_handles.swap(st.to_delete);
   DeferReply(m, rep);
+}
+
+std::vector<int32_t> MasterServer::GoodReplicas(uint64_t handle) const {
+  std::vector<int32_t> live = LiveReplicas(handle);
+  auto bad = corrupt_.find(handle);
+  if (bad == corrupt_.end()) return live;
+  std::vector<int32_t> out;
+  for (int32_t r : live) {
+    if (!bad->second.count(r)) out.push_back(r);
+  }
+  return out;
+}
+
+void MasterServer::MarkCorrupt(uint64_t handle, int32_t rank) {
+  if (meta_.FindChunk(handle) == nullptr) return;
+  corrupt_[handle].insert(rank);
+  // Never hand the bad replica to a client again; the chunkserver deletes it.
+  // (Re-replication from a good replica comes with the durability work.)
+  auto loc = locations_.find(handle);
+  if (loc != locations_.end()) {
+    auto pos = std::find(loc->second.begin(), loc->second.end(), rank);
+    if (pos != loc->second.end()) {
+      loc->second.erase(pos);
+      servers_[rank].to_delete.push_back(handle);
+    }
+  }
+  auto lease = leases_.find(handle);
+  if (lease != leases_.end() && lease->second.primary == rank) leases_.erase(lease);
+  stats_.counters["corrupt_replicas"]++;
+}
+
+void MasterServer::OnCorrupt(Message& m) {
+  CorruptReq r;
+  if (!m.Decode(&r).ok()) return;
+  std::fprintf(stderr, "gfs: master: chunk %016llx on rank %d failed its checksum\n",
+               static_cast<unsigned long long>(r.handle), m.source);
+  MarkCorrupt(r.handle, m.source);
+  DeferReply(m, Empty{});
+}
+
+void MasterServer::OnReport(Message& m) {
+  ReportReply rep;
+  for (const auto& [rank, st] : servers_) {
+    ServerReport s;
+    s.rank = rank;
+    s.id = st.id;
+    s.dir_name = st.dir_name;
+    s.host = st.host;
+    s.alive = st.alive;
+    s.capacity = st.capacity;
+    s.used = st.used;
+    s.chunks = st.chunks;
+    rep.servers.push_back(s);
+  }
+  meta_.ForEachFile([&](const std::string&, const FileInfo& f) {
+    for (uint64_t h : f.chunks) {
+      if (h == 0) continue;
+      ++rep.chunks;
+      size_t good = GoodReplicas(h).size();
+      if (good == 0) {
+        ++rep.lost;
+      } else if (good < f.replication) {
+        ++rep.under_replicated;
+      }
+    }
+  });
+  DeferReply(m, rep);
+}
+
+Status MasterServer::FsckAnswer(const std::string& path, FsckReply* rep) const {
+  std::string norm;
+  GFS_RETURN_IF_ERROR(NormalizePath(path, &norm));
+  if (!meta_.Exists(norm)) return Status::NotFound(norm);
+  const std::string prefix = norm == "/" ? "/" : norm + "/";
+  meta_.ForEachFile([&](const std::string& p, const FileInfo& f) {
+    if (p != norm && p.rfind(prefix, 0) != 0) return;
+    FsckFile ff;
+    ff.path = p;
+    ff.replication = f.replication;
+    ff.length = f.length;
+    for (size_t i = 0; i < f.chunks.size(); ++i) {
+      if (f.chunks[i] == 0) continue;
+      FsckChunk c;
+      c.index = static_cast<uint32_t>(i);
+      c.handle = f.chunks[i];
+      const ChunkInfo* ci = meta_.FindChunk(c.handle);
+      c.version = ci ? ci->version : 0;
+      c.replicas = GoodReplicas(c.handle);
+      auto bad = corrupt_.find(c.handle);
+      if (bad != corrupt_.end()) c.corrupt.assign(bad->second.begin(), bad->second.end());
+      auto st = stale_seen_.find(c.handle);
+      c.stale = st == stale_seen_.end() ? 0 : st->second;
+      ff.chunks.push_back(std::move(c));
+    }
+    rep->files.push_back(std::move(ff));
+  });
+  std::sort(rep->files.begin(), rep->files.end(),
+            [](const FsckFile& a, const FsckFile& b) { return a.path < b.path; });
+  return Status::OK();
+}
+
+void MasterServer::OnFsck(Message& m) {
+  FsckReq r;
+  Status s = m.Decode(&r);
+  if (!s.ok()) return DeferError(m, s);
+  if (r.path.empty()) r.path = "/";
+  if (!r.verify) {
+    FsckReply rep;
+    s = FsckAnswer(r.path, &rep);
+    if (!s.ok()) return DeferError(m, s);
+    return DeferReply(m, rep);
+  }
+  // Ask every live chunkserver to verify all its replicas, answer when all did.
+  uint64_t key = ++next_id_;
+  FsckOp& op = fscks_[key];
+  op.req = m;
+  op.path = r.path;
+  op.deadline_us = MonoMicros() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000 * 4;
+  for (const auto& [rank, st] : servers_) {
+    if (!st.alive) continue;
+    Header h;
+    h.type = static_cast<uint16_t>(MsgType::kVerify);
+    h.id = ++next_id_;
+    h.deadline_ms = cfg_.request_timeout_ms * 4;
+    verify_req_[h.id] = key;
+    ++op.waiting;
+    t_->Send(rank, EncodeMessage(h, VerifyReq{}));
+  }
+  if (op.waiting == 0) {
+    FsckReply rep;
+    s = FsckAnswer(r.path, &rep);
+    s.ok() ? DeferReply(m, rep) : DeferError(m, s);
+    fscks_.erase(key);
+  }
+}
+
+void MasterServer::OnVerifyReply(Message& m) {
+  auto it = verify_req_.find(m.h.id);
+  if (it == verify_req_.end()) return;
+  uint64_t key = it->second;
+  verify_req_.erase(it);
+  VerifyReply v;
+  if (m.status().ok() && m.Decode(&v).ok()) {
+    for (uint64_t h : v.corrupt) MarkCorrupt(h, m.source);
+    stats_.counters["replicas_verified"] += v.checked;
+  }
+  auto op = fscks_.find(key);
+  if (op == fscks_.end()) return;
+  if (--op->second.waiting == 0) {
+    FsckReply rep;
+    Status s = FsckAnswer(op->second.path, &rep);
+    s.ok() ? DeferReply(op->second.req, rep) : DeferError(op->second.req, s);
+    fscks_.erase(op);
+  }
 }
 
 void MasterServer::OnStats(Message& m) {
@@ -630,6 +792,14 @@ void MasterServer::Tick(uint64_t now) {
       FinishPrepare(it->first);
     }
     it = next;
+  }
+  for (auto it = fscks_.begin(); it != fscks_.end();) {
+    if (now >= it->second.deadline_us) {
+      DeferError(it->second.req, Status::Timeout("a chunkserver did not finish verifying in time"));
+      it = fscks_.erase(it);
+    } else {
+      ++it;
+    }
   }
   if (shutting_down_ && !done_ && (shutdown_waiting_ == 0 || now >= shutdown_deadline_us_)) {
     for (Message& m : done_msgs_) DeferReply(m, Empty{});

@@ -90,6 +90,15 @@ class MasterServer : public Server {
   void OnPrepareReply(Message& m);
   void OnShutdownReply(Message& m);
   void OnStats(Message& m);
+  void OnReport(Message& m);
+  void OnFsck(Message& m);
+  void OnVerifyReply(Message& m);
+  void OnCorrupt(Message& m);
+  // Builds the fsck answer for the files at or under `path`.
+  Status FsckAnswer(const std::string& path, FsckReply* rep) const;
+  // Live replicas that are not known to be corrupt.
+  std::vector<int32_t> GoodReplicas(uint64_t handle) const;
+  void MarkCorrupt(uint64_t handle, int32_t rank);
 
   // Logs and applies one mutation. Replies queued after this wait for the
   // next log sync.
@@ -145,6 +154,16 @@ class MasterServer : public Server {
   bool done_ = false;
   uint64_t next_decay_us_ = 0;
   uint64_t seed_ = 1;
+  std::unordered_map<uint64_t, std::set<int32_t>> corrupt_;  // handle -> ranks
+  std::unordered_map<uint64_t, uint32_t> stale_seen_;        // handle -> count
+  struct FsckOp {
+    Message req;
+    std::string path;
+    int waiting = 0;
+    uint64_t deadline_us = 0;
+  };
+  std::map<uint64_t, FsckOp> fscks_;                   // by key
+  std::unordered_map<uint64_t, uint64_t> verify_req_;  // request id -> fsck key
   RoleStats stats_;
 };
 

@@ -212,6 +212,113 @@ struct GetStatsReq {
   }
 };
 
+// Chunkservers as the master sees them.
+struct ReportReq {
+  GFS_MSG(kReport);
+  template <class V>
+  bool Visit(V&) {
+    return true;
+  }
+};
+
+struct ServerReport {
+  int32_t rank = -1;
+  uint64_t id = 0;
+  std::string dir_name, host;
+  bool alive = false;
+  uint64_t capacity = 0, used = 0;
+  uint32_t chunks = 0;
+  template <class V>
+  bool Visit(V& v) {
+    return v(rank) && v(id) && v(dir_name) && v(host) && v(alive) && v(capacity) && v(used) &&
+           v(chunks);
+  }
+};
+
+struct ReportReply {
+  std::vector<ServerReport> servers;
+  uint64_t chunks = 0;
+  uint64_t under_replicated = 0;
+  uint64_t lost = 0;
+  template <class V>
+  bool Visit(V& v) {
+    return v(servers, 65536) && v(chunks) && v(under_replicated) && v(lost);
+  }
+};
+
+// Per-file health. With `verify`, every live chunkserver first checks the
+// checksums of all its replicas (a replica that fails is corrupt).
+struct FsckReq {
+  GFS_MSG(kFsck);
+  std::string path;
+  bool verify = false;
+  template <class V>
+  bool Visit(V& v) {
+    return v(path) && v(verify);
+  }
+};
+
+struct FsckChunk {
+  uint32_t index = 0;
+  uint64_t handle = 0;
+  uint64_t version = 0;
+  std::vector<int32_t> replicas;  // live, current, not known corrupt
+  std::vector<int32_t> corrupt;   // replicas that failed a checksum
+  uint32_t stale = 0;             // replicas found at an older version (removed)
+  template <class V>
+  bool Visit(V& v) {
+    return v(index) && v(handle) && v(version) && v(replicas, 64) && v(corrupt, 64) && v(stale);
+  }
+};
+
+struct FsckFile {
+  std::string path;
+  uint32_t replication = 0;
+  uint64_t length = 0;
+  std::vector<FsckChunk> chunks;
+  template <class V>
+  bool Visit(V& v) {
+    return v(path) && v(replication) && v(length) && v(chunks);
+  }
+};
+
+struct FsckReply {
+  std::vector<FsckFile> files;
+  template <class V>
+  bool Visit(V& v) {
+    return v(files);
+  }
+};
+
+// Master -> chunkserver: verify the checksums of every replica now.
+struct VerifyReq {
+  GFS_MSG(kVerify);
+  template <class V>
+  bool Visit(V&) {
+    return true;
+  }
+};
+
+struct VerifyReply {
+  uint32_t checked = 0;
+  std::vector<uint64_t> corrupt;
+  template <class V>
+  bool Visit(V& v) {
+    return v(checked) && v(corrupt);
+  }
+};
+
+// Chunkserver -> master: a replica failed its checksum (on a read or a
+// verification); it is no longer handed to clients.
+struct CorruptReq {
+  GFS_MSG(kCorrupt);
+  uint64_t handle = 0;
+  template <class V>
+  bool Visit(V& v) {
+    return v(handle);
+  }
+};
+
 // ---- chunkserver <-> master ----
 
 struct ChunkReport {

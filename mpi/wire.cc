@@ -31,6 +31,14 @@ const char* MsgTypeName(uint16_t type) {
       return "client-done";
     case MsgType::kGetStats:
       return "get-stats";
+    case MsgType::kReport:
+      return "report";
+    case MsgType::kFsck:
+      return "fsck";
+    case MsgType::kVerify:
+      return "verify";
+    case MsgType::kCorrupt:
+      return "corrupt";
     case MsgType::kRegister:
       return "register";
     case MsgType::kHeartbeat:

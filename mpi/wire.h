@@ -39,12 +39,17 @@ enum class MsgType : uint16_t {
   kSetLength = 9,
   kClientDone = 10,
   kGetStats = 11,
+  kReport = 12,
+  kFsck = 13,
   // chunkserver -> master
   kRegister = 20,
   kHeartbeat = 21,
   // master -> chunkserver
   kPrepareChunk = 30,
   kShutdown = 31,
+  kVerify = 32,
+  // chunkserver -> master
+  kCorrupt = 33,
   // client -> chunkserver, chunkserver -> chunkserver
   kPushData = 40,
   kPushAck = 41,

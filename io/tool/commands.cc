@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "io/h5/export.h"
@@ -326,6 +327,94 @@ Status ReadLocal(const std::string& local, std::vector<uint8_t>* out) {
   return Status::OK();
 }
 
+// fsck exit statuses (doc/options.md).
+constexpr int kFsckUnderReplicated = 4;
+constexpr int kFsckLost = 5;
+
+struct FsckTotals {
+  uint64_t files = 0, chunks = 0, healthy = 0, under = 0, lost = 0, corrupt = 0, stale = 0;
+};
+
+FsckTotals CountFsck(const FsckReply& rep) {
+  FsckTotals t;
+  for (const FsckFile& f : rep.files) {
+    ++t.files;
+    for (const FsckChunk& ch : f.chunks) {
+      ++t.chunks;
+      t.corrupt += ch.corrupt.size();
+      t.stale += ch.stale;
+      if (ch.replicas.empty()) {
+        ++t.lost;
+      } else if (ch.replicas.size() < f.replication) {
+        ++t.under;
+      } else {
+        ++t.healthy;
+      }
+    }
+  }
+  return t;
+}
+
+std::string RankList(const std::vector<int32_t>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) s += ",";
+    s += std::to_string(v[i]);
+  }
+  return s + "]";
+}
+
+int PrintFsck(const FsckReply& rep, bool json) {
+  FsckTotals all = CountFsck(rep);
+  const char* status = all.lost ? "lost" : all.under ? "under-replicated" : "healthy";
+  if (json) {
+    std::printf("{\"status\":\"%s\",\"files\":[", status);
+    for (size_t i = 0; i < rep.files.size(); ++i) {
+      const FsckFile& f = rep.files[i];
+      FsckReply one;
+      one.files.push_back(f);
+      FsckTotals t = CountFsck(one);
+      std::printf("%s{\"path\":\"%s\",\"size\":%" PRIu64 ",\"replication\":%u,\"chunks\":%" PRIu64
+                  ",\"healthy\":%" PRIu64 ",\"under_replicated\":%" PRIu64 ",\"missing\":%" PRIu64
+                  ",\"corrupt_replicas\":%" PRIu64 ",\"stale_replicas\":%" PRIu64
+                  ",\"chunk_list\":[",
+                  i ? "," : "", JsonEscape(f.path).c_str(), f.length, f.replication, t.chunks,
+                  t.healthy, t.under, t.lost, t.corrupt, t.stale);
+      for (size_t k = 0; k < f.chunks.size(); ++k) {
+        const FsckChunk& ch = f.chunks[k];
+        std::printf("%s{\"index\":%u,\"handle\":\"%016" PRIx64 "\",\"version\":%" PRIu64
+                    ",\"replicas\":%s,\"corrupt\":%s,\"stale\":%u}",
+                    k ? "," : "", ch.index, ch.handle, ch.version, RankList(ch.replicas).c_str(),
+                    RankList(ch.corrupt).c_str(), ch.stale);
+      }
+      std::printf("]}");
+    }
+    std::printf("]}\n");
+  } else {
+    for (const FsckFile& f : rep.files) {
+      FsckReply one;
+      one.files.push_back(f);
+      FsckTotals t = CountFsck(one);
+      std::printf("%s: %" PRIu64 " bytes, %" PRIu64 " chunks, replication %u: %" PRIu64
+                  " healthy, %" PRIu64 " under-replicated, %" PRIu64 " missing, %" PRIu64
+                  " corrupt replicas, %" PRIu64 " stale replicas\n",
+                  f.path.c_str(), f.length, t.chunks, f.replication, t.healthy, t.under, t.lost,
+                  t.corrupt, t.stale);
+      for (const FsckChunk& ch : f.chunks) {
+        if (ch.replicas.size() >= f.replication && ch.corrupt.empty() && ch.stale == 0) continue;
+        std::printf("  chunk %u (handle %016" PRIx64 ", version %" PRIu64
+                    "): %zu of %u replicas %s, corrupt %s, stale %u\n",
+                    ch.index, ch.handle, ch.version, ch.replicas.size(), f.replication,
+                    RankList(ch.replicas).c_str(), RankList(ch.corrupt).c_str(), ch.stale);
+      }
+    }
+    std::printf("%" PRIu64 " files, %" PRIu64 " chunks: %" PRIu64 " healthy, %" PRIu64
+                " under-replicated, %" PRIu64 " missing; status: %s\n",
+                all.files, all.chunks, all.healthy, all.under, all.lost, status);
+  }
+  return all.lost ? kFsckLost : all.under ? kFsckUnderReplicated : 0;
+}
+
 }  // namespace
 
 int RunCommand(Client* c, const JobConfig& job, const CommandSpec& spec, const CommandArgs& a) {
@@ -444,6 +533,56 @@ int RunCommand(Client* c, const JobConfig& job, const CommandSpec& spec, const C
           true);
       s = end.status();
     }
+  } else if (cmd == "report") {
+    auto r = c->Report();
+    s = r.status();
+    if (s.ok()) {
+      if (a.json) {
+        std::printf("{\"chunks\":%" PRIu64 ",\"under_replicated\":%" PRIu64 ",\"lost\":%" PRIu64
+                    ",\"chunkservers\":[",
+                    r->chunks, r->under_replicated, r->lost);
+        for (size_t i = 0; i < r->servers.size(); ++i) {
+          const ServerReport& sv = r->servers[i];
+          std::printf("%s{\"rank\":%d,\"id\":\"%016" PRIx64
+                      "\",\"dir\":\"%s\",\"host\":\"%s\","
+                      "\"state\":\"%s\",\"capacity\":%" PRIu64 ",\"used\":%" PRIu64
+                      ",\"chunks\":%u}",
+                      i ? "," : "", sv.rank, sv.id, JsonEscape(sv.dir_name).c_str(),
+                      JsonEscape(sv.host).c_str(), sv.alive ? "alive" : "dead", sv.capacity,
+                      sv.used, sv.chunks);
+        }
+        std::printf("]}\n");
+      } else {
+        std::printf("%-5s %-16s %-18s %-12s %-6s %15s %15s %8s\n", "rank", "id", "dir", "host",
+                    "state", "capacity", "used", "chunks");
+        for (const ServerReport& sv : r->servers) {
+          std::printf("%-5d %016" PRIx64 " %-18s %-12s %-6s %15" PRIu64 " %15" PRIu64 " %8u\n",
+                      sv.rank, sv.id, sv.dir_name.c_str(), sv.host.c_str(),
+                      sv.alive ? "alive" : "dead", sv.capacity, sv.used, sv.chunks);
+        }
+        std::printf("chunks: %" PRIu64 ", under-replicated: %" PRIu64 ", lost: %" PRIu64 "\n",
+                    r->chunks, r->under_replicated, r->lost);
+      }
+    }
+  } else if (cmd == "fsck") {
+    std::string path = p.empty() ? "/" : p[0];
+    err_path = path;
+    uint64_t wait_s = 0;
+    if (auto w = a.values.find("wait"); w != a.values.end()) wait_s = std::stoull(w->second);
+    const uint64_t until = MonoMicros() + wait_s * 1000000;
+    bool verify = a.verify;
+    for (;;) {
+      auto r = c->Fsck(path, verify);
+      s = r.status();
+      if (!s.ok()) break;
+      verify = false;  // verified once; later rounds watch replication
+      FsckTotals t = CountFsck(*r);
+      if ((t.under == 0 && t.lost == 0) || MonoMicros() >= until) {
+        std::fflush(stdout);
+        return PrintFsck(*r, a.json);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
   } else if (cmd == "h5export") {
     err_path = p[0];
     auto ds = a.values.find("dataset");
@@ -539,6 +678,9 @@ Status ValidateCommand(const CommandSpec& spec, const CommandArgs& args, const J
   std::string name = spec.name;
   if (name == "producer-consumer") return PcOptions(args, job, clients).status();
   if (name == "write") return ParseOffset(args.positional[1]).status();
+  if (name == "fsck" && args.values.count("wait")) {
+    return ParseCount("wait", args.values.at("wait"), 0).status();
+  }
   return Status::OK();
 }
 

@@ -220,6 +220,11 @@ const std::vector<CommandSpec>& Commands() {
       {"h5export", "h5export REMOTE LOCAL.h5 [--dataset NAME]",
        "write a packet table into a real HDF5 file as one dataset", 2, 2, "",
        "dataset=dataset name in the HDF5 file (default packets)"},
+      {"report", "report [--json]",
+       "chunkservers with state, capacity, used, chunk count; under-replicated chunks", 0, 0, "j"},
+      {"fsck", "fsck [PATH] [--verify] [--wait SECONDS] [--json]",
+       "per file: chunks, replicas, versions, missing, stale, corrupt; exit 0 only when healthy", 0,
+       1, "jV", "wait=first wait up to SECONDS for every chunk to reach full replication"},
       {"producer-consumer",
        "producer-consumer --file PATH --producers P --records M [--min-size B] [--max-size B] "
        "[--seed S] [--json]",
@@ -269,6 +274,9 @@ std::string CommandUsage(const CommandSpec& spec) {
     o << "  -p          create missing parents; no error if it exists\n";
   if (f.find('f') != std::string::npos) o << "  -f          overwrite an existing file\n";
   if (f.find('j') != std::string::npos) o << "  --json      print JSON\n";
+  if (f.find('V') != std::string::npos) {
+    o << "  --verify    have every chunkserver check all its checksums now\n";
+  }
   for (const auto& [name, help] : ValueOptions(spec)) {
     std::string left = "  --" + name + " V";
     o << left << std::string(left.size() < 14 ? 14 - left.size() : 1, ' ') << help << "\n";
@@ -300,6 +308,10 @@ Result<CommandArgs> ParseCommandArgs(const CommandSpec& spec,
       out.json = true;
       continue;
     }
+    if (a == "--verify" && flags.find('V') != std::string::npos) {
+      out.verify = true;
+      continue;
+    }
     if (a.rfind("--", 0) == 0) {
       std::string name = a.substr(2), value;
       bool inline_value = false;
@@ -326,7 +338,7 @@ Result<CommandArgs> ParseCommandArgs(const CommandSpec& spec,
       // Bundled short flags: -rf
       for (size_t k = 1; k < a.size(); ++k) {
         char c = a[k];
-        if (flags.find(c) == std::string::npos || c == 'j') {
+        if (flags.find(c) == std::string::npos || c == 'j' || c == 'V') {
           if (spec.name == std::string("write") && std::isdigit(static_cast<unsigned char>(c)))
             break;
           return Status::InvalidArgument(std::string(spec.name) + ": unknown option '-" + c + "'");

@@ -49,6 +49,7 @@ struct CommandArgs {
   bool parents = false;    // -p
   bool force = false;      // -f
   bool json = false;       // --json
+  bool verify = false;     // --verify
   bool help = false;
   std::vector<std::string> positional;
   std::map<std::string, std::string> values;  // --name VALUE options
@@ -60,7 +61,7 @@ struct CommandSpec {
   const char* summary;
   int min_args;
   int max_args;       // -1: any
-  const char* flags;  // letters among "rRpfj" this command accepts (j = --json)
+  const char* flags;  // letters among "rRpfjV" this command accepts (j: --json, V: --verify)
   // --name VALUE options this command takes: "name=help;name=help"; "" none.
   const char* values = "";
   // A job command runs on every client rank; the others on the first only.
