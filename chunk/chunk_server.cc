@@ -101,6 +101,9 @@ void ChunkServer::Handle(Message& m) {
       case MsgType::kApply:
         OnApplyReply(m);
         return;
+      case MsgType::kRead:
+        OnCloneRead(m);
+        return;
       case MsgType::kRegister:
         OnRegisterReply(m);
         return;
@@ -141,6 +144,9 @@ void ChunkServer::Handle(Message& m) {
       return;
     case MsgType::kVerify:
       OnVerify(m);
+      return;
+    case MsgType::kClone:
+      OnClone(m);
       return;
     case MsgType::kGetStats:
       OnStats(m);
@@ -549,6 +555,77 @@ void ChunkServer::OnVerify(Message& m) {
   SendReply(t_, m, rep);
 }
 
+void ChunkServer::OnClone(Message& m) {
+  CloneReq r;
+  Status s = m.Decode(&r);
+  if (!s.ok()) return Reply(m, s);
+  if (store_.Has(r.handle)) {
+    // A leftover (stale or half-cloned) replica: start over.
+    store_.Delete(r.handle);
+  }
+  // Version 0 until the copy is complete and synced: a half-made copy left by
+  // a crash is stale, never taken for a replica.
+  s = store_.Create(r.handle, 0);
+  if (!s.ok()) return Reply(m, s);
+  Clone c;
+  c.master_req = m;
+  c.handle = r.handle;
+  c.version = r.version;
+  c.source = r.source;
+  c.deadline_us = MonoMicros() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000;
+  uint64_t id = ++next_id_;
+  ReadReq rr{r.handle, r.version, 0, cfg_.read_size};
+  clones_[id] = std::move(c);
+  SendRequest(t_, r.source, rr, id, cfg_.request_timeout_ms);
+  stats_.counters["clones_started"]++;
+}
+
+void ChunkServer::FinishClone(uint64_t read_id, const Status& s) {
+  auto it = clones_.find(read_id);
+  if (it == clones_.end()) return;
+  Clone c = std::move(it->second);
+  clones_.erase(it);
+  Status st = s;
+  if (st.ok()) st = store_.Sync(c.handle);
+  if (st.ok()) st = store_.SetVersion(c.handle, c.version);
+  if (!st.ok()) {
+    store_.Delete(c.handle);
+    stats_.counters["clones_failed"]++;
+  } else {
+    stats_.counters["clones_done"]++;
+    stats_.counters["clone_bytes"] += c.offset;
+  }
+  Reply(c.master_req, st);
+}
+
+void ChunkServer::OnCloneRead(Message& m) {
+  auto it = clones_.find(m.h.id);
+  if (it == clones_.end()) return;
+  Status s = m.status();
+  ReadReply rep;
+  if (s.ok()) s = m.Decode(&rep);
+  if (!s.ok()) return FinishClone(m.h.id, s);
+  Clone& c = it->second;
+  if (rep.bytes.size > 0) {
+    s = store_.Write(c.handle, c.offset, rep.bytes.data, rep.bytes.size);
+    if (!s.ok()) return FinishClone(m.h.id, s);
+    c.offset += rep.bytes.size;
+  }
+  if (rep.bytes.size == 0 || c.offset >= rep.chunk_length) {
+    if (c.offset < rep.chunk_length) {
+      return FinishClone(m.h.id, Status::IOError("source replica ended early"));
+    }
+    return FinishClone(m.h.id, Status::OK());
+  }
+  uint64_t id = ++next_id_;
+  ReadReq rr{c.handle, c.version, c.offset, cfg_.read_size};
+  int32_t source = c.source;
+  c.deadline_us = MonoMicros() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000;
+  clones_[id] = std::move(c);
+  clones_.erase(m.h.id);
+  SendRequest(t_, source, rr, id, cfg_.request_timeout_ms);
+}
+
 void ChunkServer::OnStats(Message& m) {
   StatsReply r;
   for (const auto& [k, v] : stats_.counters) {
@@ -582,6 +659,12 @@ void ChunkServer::Tick(uint64_t now) {
     } else {
       ++it;
     }
+  }
+  for (auto it = clones_.begin(); it != clones_.end();) {
+    uint64_t id = it->first;
+    bool late = now >= it->second.deadline_us;
+    ++it;
+    if (late) FinishClone(id, Status::Timeout("the source of a clone did not answer"));
   }
   for (auto it = pushes_.begin(); it != pushes_.end();) {
     if (now >= it->second.expires_us) {

@@ -76,6 +76,9 @@ class ChunkServer : public Server {
   void OnShutdown(Message& m);
   void OnStats(Message& m);
   void OnVerify(Message& m);
+  void OnClone(Message& m);
+  void OnCloneRead(Message& m);
+  void FinishClone(uint64_t read_id, const Status& s);
   void ReportCorrupt(uint64_t handle);
   void SendRegister();
   // Applies a mutation to the local replica. `push` is null for truncation.
@@ -110,6 +113,14 @@ class ChunkServer : public Server {
   std::map<uint64_t, uint64_t> apply_to_write_;      // apply request id -> write key
   uint64_t next_write_key_ = 0;
   std::map<uint64_t, std::multiset<uint64_t>> appends_in_flight_;  // handle -> offsets
+  // Re-replication: a clone copies a chunk from a peer, one read at a time.
+  struct Clone {
+    Message master_req;
+    uint64_t handle = 0, version = 0, offset = 0;
+    uint64_t deadline_us = 0;  // of the read in flight
+    int32_t source = -1;
+  };
+  std::map<uint64_t, Clone> clones_;  // by the id of the read in flight
   RoleStats stats_;
 };
 

@@ -87,6 +87,7 @@ void MasterServer::Handle(Message& m) {
     if (m.type() == MsgType::kPrepareChunk) return OnPrepareReply(m);
     if (m.type() == MsgType::kShutdown) return OnShutdownReply(m);
     if (m.type() == MsgType::kVerify) return OnVerifyReply(m);
+    if (m.type() == MsgType::kClone) return OnCloneReply(m);
     return;
   }
   stats_.counters[std::string("req_") + MsgTypeName(m.h.type)]++;
@@ -360,6 +361,11 @@ void MasterServer::OnLease(Message& m) {
     prepares_[pending->second].waiters.push_back(m);
     return;
   }
+  auto cloning = clones_.find(handle);
+  if (cloning != clones_.end()) {
+    cloning->second.waiters.push_back(m);  // answered when the clone ends
+    return;
+  }
   std::vector<int32_t> replicas = LiveReplicas(handle);
   const ChunkInfo* c = meta_.FindChunk(handle);
   auto lease = leases_.find(handle);
@@ -609,6 +615,94 @@ void MasterServer::MarkCorrupt(uint64_t handle, int32_t rank) {
   stats_.counters["corrupt_replicas"]++;
 }
 
+void MasterServer::ScheduleClones(uint64_t now) {
+  struct Need {
+    uint64_t handle;
+    uint32_t missing;
+    std::vector<int32_t> good;
+  };
+  std::vector<Need> needs;
+  meta_.ForEachFile([&](const std::string&, const FileInfo& f) {
+    for (uint64_t h : f.chunks) {
+      if (h == 0 || clones_.count(h) || prepare_by_handle_.count(h)) continue;
+      std::vector<int32_t> good = GoodReplicas(h);
+      if (good.empty() || good.size() >= f.replication) continue;
+      auto lease = leases_.find(h);
+      if (lease != leases_.end() && lease->second.expiry_us > now) continue;
+      needs.push_back({h, static_cast<uint32_t>(f.replication - good.size()), std::move(good)});
+    }
+  });
+  if (needs.empty()) return;
+  // Two replicas missing before one.
+  std::stable_sort(needs.begin(), needs.end(),
+                   [](const Need& a, const Need& b) { return a.missing > b.missing; });
+  std::set<int32_t> busy;  // one clone per target at a time (throttle)
+  for (const auto& [h, op] : clones_) busy.insert(op.target);
+  for (const Need& n : needs) {
+    std::vector<ServerLoad> loads;
+    for (const auto& [rank, st] : servers_) {
+      ServerLoad l;
+      l.id = rank;
+      l.host = st.host;
+      l.used_bytes = st.used;
+      l.capacity_bytes = st.capacity;
+      l.chunks = st.chunks;
+      l.recent_creations = st.recent_creations;
+      l.alive = st.alive && st.registered && !busy.count(rank);
+      loads.push_back(l);
+    }
+    std::vector<int> exclude(n.good.begin(), n.good.end());
+    auto loc = locations_.find(n.handle);
+    if (loc != locations_.end())
+      exclude.insert(exclude.end(), loc->second.begin(), loc->second.end());
+    // A server whose replica is corrupt may take the new copy: the clone
+    // replaces the bad replica.
+    std::vector<int> target = placement_.ChooseNew(loads, 1, exclude, ++seed_);
+    if (target.empty()) continue;
+    const ChunkInfo* ci = meta_.FindChunk(n.handle);
+    CloneOp op;
+    op.target = target[0];
+    op.source = n.good[static_cast<size_t>(seed_ % n.good.size())];
+    op.version = ci->version;
+    op.deadline_us = now + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000 * 4;
+    Header h;
+    h.type = static_cast<uint16_t>(MsgType::kClone);
+    h.id = ++next_id_;
+    h.deadline_ms = cfg_.request_timeout_ms * 4;
+    clone_req_[h.id] = n.handle;
+    t_->Send(op.target, EncodeMessage(h, CloneReq{n.handle, op.version, op.source}));
+    busy.insert(op.target);
+    auto& del = servers_[op.target].to_delete;
+    del.erase(std::remove(del.begin(), del.end(), n.handle), del.end());
+    clones_[n.handle] = std::move(op);
+    stats_.counters["clones_ordered"]++;
+  }
+}
+
+void MasterServer::OnCloneReply(Message& m) {
+  auto r = clone_req_.find(m.h.id);
+  if (r == clone_req_.end()) return;
+  uint64_t handle = r->second;
+  clone_req_.erase(r);
+  auto it = clones_.find(handle);
+  if (it == clones_.end()) return;
+  CloneOp op = std::move(it->second);
+  clones_.erase(it);
+  const ChunkInfo* ci = meta_.FindChunk(handle);
+  if (m.status().ok() && ci != nullptr && ci->version == op.version) {
+    auto& loc = locations_[handle];
+    if (std::find(loc.begin(), loc.end(), op.target) == loc.end()) loc.push_back(op.target);
+    servers_[op.target].chunks++;
+    auto bad = corrupt_.find(handle);
+    if (bad != corrupt_.end()) bad->second.erase(op.target);
+    stats_.counters["clones_done"]++;
+  } else {
+    if (ci == nullptr || m.status().ok()) servers_[op.target].to_delete.push_back(handle);
+    stats_.counters["clones_failed"]++;
+  }
+  for (Message& w : op.waiters) Dispatch(w);
+}
+
 void MasterServer::OnCorrupt(Message& m) {
   CorruptReq r;
   if (!m.Decode(&r).ok()) return;
@@ -792,6 +886,24 @@ void MasterServer::Tick(uint64_t now) {
       FinishPrepare(it->first);
     }
     it = next;
+  }
+  for (auto it = clones_.begin(); it != clones_.end();) {
+    if (now >= it->second.deadline_us) {
+      for (auto q = clone_req_.begin(); q != clone_req_.end();) {
+        q = q->second == it->first ? clone_req_.erase(q) : std::next(q);
+      }
+      std::vector<Message> waiters = std::move(it->second.waiters);
+      servers_[it->second.target].to_delete.push_back(it->first);
+      it = clones_.erase(it);
+      for (Message& w : waiters) Dispatch(w);
+      stats_.counters["clones_failed"]++;
+    } else {
+      ++it;
+    }
+  }
+  if (serving_ && now >= next_clone_scan_us_) {
+    next_clone_scan_us_ = now + std::min<uint64_t>(500000, cfg_.heartbeat_ms * 1000ull);
+    ScheduleClones(now);
   }
   for (auto it = fscks_.begin(); it != fscks_.end();) {
     if (now >= it->second.deadline_us) {

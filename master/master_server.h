@@ -99,6 +99,11 @@ class MasterServer : public Server {
   // Live replicas that are not known to be corrupt.
   std::vector<int32_t> GoodReplicas(uint64_t handle) const;
   void MarkCorrupt(uint64_t handle, int32_t rank);
+  // Re-replication: finds chunks with fewer good replicas than their file's
+  // replication and orders clones, most-missing first, one per target at a
+  // time. Chunks under a live lease wait until it expires.
+  void ScheduleClones(uint64_t now);
+  void OnCloneReply(Message& m);
 
   // Logs and applies one mutation. Replies queued after this wait for the
   // next log sync.
@@ -162,6 +167,15 @@ class MasterServer : public Server {
     int waiting = 0;
     uint64_t deadline_us = 0;
   };
+  struct CloneOp {
+    int32_t target = -1, source = -1;
+    uint64_t version = 0;
+    uint64_t deadline_us = 0;
+    std::vector<Message> waiters;  // lease requests held while it runs
+  };
+  std::unordered_map<uint64_t, CloneOp> clones_;      // by handle
+  std::unordered_map<uint64_t, uint64_t> clone_req_;  // request id -> handle
+  uint64_t next_clone_scan_us_ = 0;
   std::map<uint64_t, FsckOp> fscks_;                   // by key
   std::unordered_map<uint64_t, uint64_t> verify_req_;  // request id -> fsck key
   RoleStats stats_;

@@ -319,6 +319,19 @@ struct CorruptReq {
   }
 };
 
+// Master -> chunkserver: make a replica of `handle` at `version` by reading
+// it from the chunkserver `source` (re-replication).
+struct CloneReq {
+  GFS_MSG(kClone);
+  uint64_t handle = 0;
+  uint64_t version = 0;
+  int32_t source = -1;
+  template <class V>
+  bool Visit(V& v) {
+    return v(handle) && v(version) && v(source);
+  }
+};
+
 // ---- chunkserver <-> master ----
 
 struct ChunkReport {

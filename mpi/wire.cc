@@ -39,6 +39,8 @@ const char* MsgTypeName(uint16_t type) {
       return "verify";
     case MsgType::kCorrupt:
       return "corrupt";
+    case MsgType::kClone:
+      return "clone";
     case MsgType::kRegister:
       return "register";
     case MsgType::kHeartbeat:

@@ -50,6 +50,8 @@ enum class MsgType : uint16_t {
   kVerify = 32,
   // chunkserver -> master
   kCorrupt = 33,
+  // master -> chunkserver
+  kClone = 34,
   // client -> chunkserver, chunkserver -> chunkserver
   kPushData = 40,
   kPushAck = 41,

@@ -54,6 +54,31 @@ f = r["files"][0]
 assert f["corrupt_replicas"] == 1 and f["under_replicated"] == 1 and f["missing"] == 0, f
 PY
 
+# In one job: verify finds it, the master clones a good replica over it, and
+# --wait sees full replication again.
+GLOBALS=(--chunk-size 1M --heartbeat-ms 200)
+victim2="$(ls "$DATA"/chunkserver-*/chunks/0000000000000002.chunk | head -1)"
+python3 - "$victim2" <<'PY'
+import sys
+p = sys.argv[1]
+with open(p, "r+b") as f:
+    f.seek(300000)
+    b = f.read(1)
+    f.seek(300000)
+    f.write(bytes([b[0] ^ 0xA5]))
+PY
+run_gfs fsck --verify --wait 60 --json
+assert_ok "fsck --verify --wait: repaired by re-replication in the same job"
+assert_eq healthy "$(json_get status <<<"$OUT")" "status after repair"
+expect="$(dd if="$TMP/in.bin" bs=1048576 skip=1 count=1 2>/dev/null | sha256sum | cut -d' ' -f1)"
+n=0
+for f in "$DATA"/chunkserver-*/chunks/0000000000000002.chunk; do
+  assert_eq "$expect" "$(sha256sum "$f" | cut -d' ' -f1)" "replica $f of chunk 2 after repair"
+  n=$((n + 1))
+done
+assert_eq 3 "$n" "replicas of chunk 2 after repair"
+GLOBALS=(--chunk-size 1M)
+
 # Reads never return the bad bytes (the corrupt replica, if still there, fails
 # its checksum and the reader uses another).
 for i in 1 2 3; do
