@@ -17,7 +17,7 @@ GFS_PACKAGES=(
   libgtest-dev libgmock-dev
   libisal-dev
   libhdf5-openmpi-dev hdf5-tools
-  cmake g++ make pkg-config python3 clang-format
+  cmake g++ make pkg-config python3 clang-format gnuplot-nox
 )
 
 gfs_log() { printf '==> %s\n' "$*" >&2; }
