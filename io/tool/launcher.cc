@@ -10,6 +10,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 
 #include "io/gfs.h"
 
@@ -56,7 +57,228 @@ std::string ShellQuote(const std::string& s) {
   return o + "'";
 }
 
+bool ParseCount(std::string_view v, int* out) {
+  if (v.empty() || v.size() > 9) return false;
+  int n = 0;
+  for (char c : v) {
+    if (c < '0' || c > '9') return false;
+    n = n * 10 + (c - '0');
+  }
+  *out = n;
+  return true;
+}
+
+std::string ShortName(const std::string& h) { return h.substr(0, h.find('.')); }
+
+// Picks the first host from `start` on (round-robin over `allowed`) with a
+// free slot; when every allowed host is full, `start` itself.
+int PickHost(const std::vector<int>& allowed, size_t start, const std::vector<int>& used,
+             const std::vector<HostSlots>& hosts) {
+  for (size_t t = 0; t < allowed.size(); ++t) {
+    int h = allowed[(start + t) % allowed.size()];
+    if (used[static_cast<size_t>(h)] < hosts[static_cast<size_t>(h)].slots) return h;
+  }
+  return allowed[start % allowed.size()];
+}
+
+std::string JoinCommand(const std::vector<std::string>& cmd) {
+  std::string line;
+  for (const auto& a : cmd) {
+    if (!line.empty()) line += ' ';
+    line += ShellQuote(a);
+  }
+  return line;
+}
+
+// mkstemp in `dir`; returns the path or "" (errno set).
+std::string MakeTemp(const std::string& dir, const char* stem) {
+  std::string t = dir;
+  t += '/';
+  t += stem;
+  t += "-XXXXXX";
+  std::vector<char> buf(t.begin(), t.end());
+  buf.push_back('\0');
+  int fd = mkstemp(buf.data());
+  if (fd < 0) return "";
+  close(fd);
+  return std::string(buf.data());
+}
+
 }  // namespace
+
+Result<std::vector<HostSlots>> ParseHostfileText(const std::string& text, const std::string& name) {
+  std::vector<HostSlots> hosts;
+  std::istringstream in(text);
+  std::string line;
+  int lineno = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    line = line.substr(0, line.find('#'));
+    std::istringstream words(line);
+    std::string host;
+    if (!(words >> host)) continue;
+    int slots = -1;
+    int max_slots = 0;
+    std::string w;
+    while (words >> w) {
+      size_t eq = w.find('=');
+      std::string key = w.substr(0, eq);
+      std::string_view val;
+      if (eq != std::string::npos) val = std::string_view(w).substr(eq + 1);
+      int n = 0;
+      bool is_slots = key == "slots" || key == "count" || key == "cpu" || key == "cpus";
+      bool is_max = key == "max_slots" || key == "max-slots";
+      if (!is_slots && !is_max) continue;  // other Open MPI keys: not ours
+      if (!ParseCount(val, &n) || n < 1) {
+        std::string m = "hostfile ";
+        m += name;
+        m += ':';
+        m += std::to_string(lineno);
+        m += ": bad value in '";
+        m += w;
+        m += "' (want a positive count)";
+        return Status::InvalidArgument(m);
+      }
+      if (is_slots)
+        slots = n;
+      else
+        max_slots = n;
+    }
+    if (slots < 0) slots = max_slots > 0 ? max_slots : 1;
+    bool merged = false;
+    for (auto& h : hosts) {
+      if (h.name == host) {
+        h.slots += slots;
+        if (max_slots > 0) h.max_slots += max_slots;
+        merged = true;
+      }
+    }
+    if (!merged) hosts.push_back(HostSlots{host, slots, max_slots});
+  }
+  if (hosts.empty()) {
+    std::string m = "hostfile ";
+    m += name;
+    m += " names no host";
+    return Status::InvalidArgument(m);
+  }
+  return hosts;
+}
+
+Result<std::vector<HostSlots>> ParseHostfile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    std::string m = "cannot read hostfile ";
+    m += path;
+    m += ": ";
+    m += std::strerror(errno);
+    return Status::IOError(m);
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ParseHostfileText(ss.str(), path);
+}
+
+Placement PlaceRanks(const std::vector<HostSlots>& hosts, const RoleLayout& layout,
+                     int first_client_host) {
+  const int nh = static_cast<int>(hosts.size());
+  const int np = layout.first_client() + layout.clients;
+  Placement p;
+  p.host.assign(static_cast<size_t>(np), 0);
+  p.slot.assign(static_cast<size_t>(np), 0);
+  if (nh == 0) return p;
+  std::vector<int> used(static_cast<size_t>(nh), 0);
+  auto put = [&](int rank, int h) {
+    p.host[static_cast<size_t>(rank)] = h;
+    p.slot[static_cast<size_t>(rank)] =
+        used[static_cast<size_t>(h)] % hosts[static_cast<size_t>(h)].slots;
+    ++used[static_cast<size_t>(h)];
+  };
+  std::vector<int> all;
+  for (int h = 0; h < nh; ++h) all.push_back(h);
+  // Master on the first host.
+  put(0, 0);
+  // Chunkservers first in the accounting of slots (their placement is fixed:
+  // one per host), so shadows and clients fill around them.
+  for (int i = 0; i < layout.chunkservers; ++i) {
+    int r = layout.first_chunkserver() + i;
+    p.host[static_cast<size_t>(r)] = i % nh;
+  }
+  // Shadows: the hosts other than the master's, round-robin.
+  std::vector<int> others(all.begin() + (nh > 1 ? 1 : 0), all.end());
+  for (int i = 0; i < layout.shadows; ++i) {
+    std::vector<int> tentative = used;
+    for (int c = 0; c < layout.chunkservers; ++c) ++tentative[static_cast<size_t>(c % nh)];
+    int h = PickHost(others, static_cast<size_t>(i), tentative, hosts);
+    put(layout.first_shadow() + i, h);
+  }
+  for (int i = 0; i < layout.chunkservers; ++i) put(layout.first_chunkserver() + i, i % nh);
+  // Clients: round-robin after the chunkservers, preferring free slots.
+  size_t cursor = static_cast<size_t>(layout.chunkservers % nh);
+  for (int i = 0; i < layout.clients; ++i) {
+    int h;
+    if (i == 0 && first_client_host >= 0 && first_client_host < nh)
+      h = first_client_host;
+    else
+      h = PickHost(all, cursor, used, hosts);
+    put(layout.first_client() + i, h);
+    cursor = static_cast<size_t>(h + 1);
+  }
+  return p;
+}
+
+std::string RankfileText(const std::vector<HostSlots>& hosts, const Placement& p) {
+  std::string out;
+  for (size_t r = 0; r < p.host.size(); ++r) {
+    out += "rank ";
+    out += std::to_string(r);
+    out += '=';
+    out += hosts[static_cast<size_t>(p.host[r])].name;
+    out += " slot=";
+    out += std::to_string(p.slot[r]);
+    out += '\n';
+  }
+  return out;
+}
+
+int LocalHostIndex(const std::vector<HostSlots>& hosts) {
+  char buf[256] = {};
+  std::string self;
+  if (gethostname(buf, sizeof buf - 1) == 0) self = buf;
+  for (size_t i = 0; i < hosts.size(); ++i) {
+    const std::string& n = hosts[i].name;
+    if (n == "localhost" || n == "127.0.0.1" || (!self.empty() && n == self) ||
+        (!self.empty() && ShortName(n) == ShortName(self))) {
+      return static_cast<int>(i);
+    }
+  }
+  return -1;
+}
+
+Result<LaunchPlan> PlanLaunch(const CommandLine& cl) {
+  const JobConfig& j = cl.global.job;
+  RoleLayout layout;
+  layout.shadows = j.shadows;
+  layout.chunkservers = j.chunkservers;
+  layout.clients = j.clients;
+  layout.world = 1 + j.shadows + j.chunkservers + j.clients;
+  LaunchPlan plan;
+  if (cl.global.hostfile.empty()) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    plan.oversubscribe = layout.world > cores;
+    return plan;
+  }
+  auto hosts = ParseHostfile(cl.global.hostfile);
+  if (!hosts.ok()) return hosts.status();
+  plan.hosts = std::move(*hosts);
+  long slots = 0;
+  for (const auto& h : plan.hosts) slots += h.slots;
+  plan.oversubscribe = layout.world > slots;
+  plan.local_host = LocalHostIndex(plan.hosts);
+  if (plan.hosts.size() > 1) {
+    plan.rankfile = RankfileText(plan.hosts, PlaceRanks(plan.hosts, layout, plan.local_host));
+  }
+  return plan;
+}
 
 bool UnderMpiLauncher() {
   for (const char* v :
@@ -67,17 +289,27 @@ bool UnderMpiLauncher() {
 }
 
 std::vector<std::string> MpirunCommand(const CommandLine& cl, int argc, char** argv,
-                                       const std::string& self, const std::string& status_file) {
+                                       const std::string& self, const std::string& status_file,
+                                       const LaunchPlan* plan, const std::string& rankfile_path) {
   const JobConfig& j = cl.global.job;
   const int np = 1 + j.shadows + j.chunkservers + j.clients;
+  LaunchPlan own;
+  if (plan == nullptr) {
+    auto p = PlanLaunch(cl);
+    if (p.ok()) own = std::move(*p);
+    plan = &own;
+  }
   const char* mpirun = std::getenv("GFS_MPIRUN");
   std::vector<std::string> cmd = {mpirun ? mpirun : "mpirun", "-q", "--enable-recovery"};
-  long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  if (cl.global.hostfile.empty() && np > cores) cmd.push_back("--oversubscribe");
+  if (plan->oversubscribe) cmd.push_back("--oversubscribe");
   if (geteuid() == 0) cmd.push_back("--allow-run-as-root");
   if (!cl.global.hostfile.empty()) {
     cmd.push_back("--hostfile");
     cmd.push_back(cl.global.hostfile);
+  }
+  if (!plan->rankfile.empty() && !rankfile_path.empty()) {
+    cmd.push_back("--rankfile");
+    cmd.push_back(rankfile_path);
   }
   // stdin goes to the client that runs the command.
   cmd.push_back("--stdin");
@@ -113,25 +345,51 @@ std::vector<std::string> MpirunCommand(const CommandLine& cl, int argc, char** a
 
 int Launch(const CommandLine& cl, int argc, char** argv) {
   std::string self = SelfPath(argv[0]);
+  auto planned = PlanLaunch(cl);
+  if (!planned.ok()) {
+    std::fprintf(stderr, "gfs: %s\n", planned.status().message().c_str());
+    return 2;
+  }
+  const LaunchPlan& plan = *planned;
   if (cl.global.dry_run) {
-    auto cmd = MpirunCommand(cl, argc, argv, self, "");
-    std::string line;
-    for (const auto& a : cmd) {
-      if (!line.empty()) line += ' ';
-      line += ShellQuote(a);
+    auto cmd = MpirunCommand(cl, argc, argv, self, "", &plan, "RANKFILE");
+    std::printf("%s\n", JoinCommand(cmd).c_str());
+    if (!plan.rankfile.empty()) {
+      std::printf("# RANKFILE (a temp file, removed when mpirun exits):\n");
+      std::istringstream in(plan.rankfile);
+      std::string l;
+      while (std::getline(in, l)) std::printf("# %s\n", l.c_str());
     }
-    std::printf("%s\n", line.c_str());
     return 0;
   }
-  char tmpl[] = "/tmp/gfs-status-XXXXXX";
-  int fd = mkstemp(tmpl);
-  if (fd < 0) {
-    std::fprintf(stderr, "gfs: cannot create a status file in /tmp: %s\n", std::strerror(errno));
+  // The first client writes the exit status to a file the launcher reads.
+  // It runs on this host when the hostfile names it (or there is no
+  // hostfile); otherwise the file must be on a shared directory: the
+  // current one (see doc/cluster.md).
+  bool status_here = plan.hosts.empty() || plan.local_host >= 0;
+  std::string status_dir = "/tmp";
+  if (!status_here) {
+    char cwd[4096];
+    if (getcwd(cwd, sizeof cwd) != nullptr) status_dir = cwd;
+  }
+  std::string status_file = MakeTemp(status_dir, status_here ? "gfs-status" : ".gfs-status");
+  if (status_file.empty()) {
+    std::fprintf(stderr, "gfs: cannot create a status file in %s: %s\n", status_dir.c_str(),
+                 std::strerror(errno));
     return 1;
   }
-  close(fd);
-  std::string status_file = tmpl;
-  auto cmd = MpirunCommand(cl, argc, argv, self, status_file);
+  std::string rankfile_path;
+  if (!plan.rankfile.empty()) {
+    rankfile_path = MakeTemp("/tmp", "gfs-rankfile");
+    std::ofstream rf(rankfile_path);
+    if (rankfile_path.empty() || !(rf << plan.rankfile) || !rf.flush()) {
+      std::fprintf(stderr, "gfs: cannot write a rankfile in /tmp: %s\n", std::strerror(errno));
+      if (!rankfile_path.empty()) unlink(rankfile_path.c_str());
+      unlink(status_file.c_str());
+      return 1;
+    }
+  }
+  auto cmd = MpirunCommand(cl, argc, argv, self, status_file, &plan, rankfile_path);
   std::vector<char*> cargv;
   for (auto& a : cmd) cargv.push_back(a.data());
   cargv.push_back(nullptr);
@@ -148,6 +406,7 @@ int Launch(const CommandLine& cl, int argc, char** argv) {
   if (pid < 0) {
     std::fprintf(stderr, "gfs: fork: %s\n", std::strerror(errno));
     unlink(status_file.c_str());
+    if (!rankfile_path.empty()) unlink(rankfile_path.c_str());
     return 1;
   }
   if (pid == 0) {
@@ -161,6 +420,7 @@ int Launch(const CommandLine& cl, int argc, char** argv) {
   while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
   }
   g_child = 0;
+  if (!rankfile_path.empty()) unlink(rankfile_path.c_str());
   std::ifstream in(status_file);
   int code = -1;
   if (!(in >> code)) code = -1;
@@ -179,6 +439,12 @@ int Launch(const CommandLine& cl, int argc, char** argv) {
   } else {
     std::fprintf(stderr, "gfs: the job ended without reporting a status (mpirun exit %d)\n",
                  WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1);
+  }
+  if (!status_here) {
+    std::fprintf(stderr,
+                 "gfs: (this host is not in the hostfile: the status file %s must be on a "
+                 "directory every node shares; see doc/cluster.md)\n",
+                 status_file.c_str());
   }
   return 3;
 }

@@ -1,0 +1,95 @@
+#!/bin/bash
+# gfs-bench runs every API and workload end to end on tiny sizes: exit status
+# 0, one JSON object per (api, workload, op) with the documented fields, zero
+# verification errors (speed is not asserted). Then bench/plot turns the JSON
+# into PNGs, when matplotlib or gnuplot is installed.
+set -euo pipefail
+source "$GFS_TEST_LIB"
+mk_tmp
+BENCH="$(dirname "$GFS")/gfs-bench"
+PLOT="$HERE/../../bench/plot"
+[[ -x "$BENCH" ]] || fail "benchmark binary missing: $BENCH"
+mkdir -p "$TMP/base"
+
+# 1 master + 2 chunkservers + 2 clients, R=2, one shared file.
+run_cmd mpirun --allow-run-as-root --oversubscribe -q -np 5 \
+  "$BENCH" --data-dir "$DATA" --chunkservers 2 --replication 2 --dir "$TMP/base" \
+  -t 64K -b 1M -s 2 --api gfs,mpiio,posix,hdf5 --workload all --reps 1 \
+  --meta-files 20 --memcpy-mib 16 --json "$TMP/bench.json"
+echo "$OUT"
+assert_ok "shared-file run"
+assert_contains "$OUT" "workload" "table header"
+python3 - "$TMP/bench.json" <<'PY' || fail "bad JSON lines"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+keys = ("api", "workload", "ranks", "replication", "bytes", "ratio_vs", "transfer", "block",
+        "segments", "file_per_process", "reps", "median", "min", "max", "errors")
+for r in rows:
+    for k in keys:
+        assert k in r, (k, r)
+    assert r["errors"] == 0, r
+    assert ("mb_per_s" in r) != ("ops_per_s" in r), r
+    assert r.get("mb_per_s", r.get("ops_per_s")) > 0, r
+    assert isinstance(r["ratio_vs"], dict), r
+    assert r["transfer"] == 65536 and r["block"] == 1 << 20 and r["segments"] == 2, r
+    assert r["file_per_process"] is False, r
+have = {(r["api"], r["workload"], r.get("op", "")) for r in rows}
+want = set()
+for api in ("gfs", "mpiio", "posix", "hdf5"):
+    want |= {(api, "write", ""), (api, "read", "")}
+for api in ("gfs", "posix"):
+    want |= {(api, "append", ""), (api, "append", "stream")}
+    want |= {(api, "meta", op) for op in ("create", "stat", "rename", "delete")}
+assert have == want, (sorted(want - have), sorted(have - want))
+for r in rows:
+    if r["workload"] in ("write", "read"):
+        assert r["bytes"] == 2 * 2 * (1 << 20), r            # ranks * segments * block
+        assert set(r["ratio_vs"]) == {"gfs", "mpiio", "posix", "hdf5"} - {r["api"]}, r
+        assert r["ranks"] == 2, r
+    if r["api"] == "gfs":
+        assert r["replication"] == 2, r
+gw = [r for r in rows if r["api"] == "gfs" and r["workload"] == "write"][0]
+assert "mpiio/2" in gw["ratio_vs_limit"] and "memcpy" in gw["ratio_vs_limit"], gw
+ga = [r for r in rows if r["api"] == "gfs" and r["workload"] == "append" and not r["op"]][0]
+assert "stream" in ga["ratio_vs"], ga
+print(len(rows), "results ok")
+PY
+assert_no_leftovers
+ls "$TMP/base" | grep -q . && fail "baseline files left behind: $(ls "$TMP/base")"
+
+# File per process, write + read only, 2 reps, 3 clients on one chunkserver.
+run_cmd mpirun --allow-run-as-root --oversubscribe -q -np 5 \
+  "$BENCH" --data-dir "$TMP/data2" --chunkservers 1 --dir "$TMP/base" \
+  -t 32K -b 256K -s 3 -F --api gfs,posix,mpiio,hdf5 --workload write,read --reps 2 \
+  --memcpy-mib 16 --json "$TMP/fpp.json"
+assert_ok "file-per-process run"
+python3 - "$TMP/fpp.json" <<'PY' || fail "bad JSON lines (-F)"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert len(rows) == 8, rows
+for r in rows:
+    assert r["file_per_process"] is True and r["reps"] == 2 and r["ranks"] == 3, r
+    assert r["errors"] == 0 and r["bytes"] == 3 * 3 * 256 * 1024, r
+    assert r["min"] <= r["median"] <= r["max"], r
+PY
+assert_no_leftovers "$TMP/data2"
+
+# Bad options: one line, exit status 2, nothing run.
+run_cmd mpirun --allow-run-as-root --oversubscribe -q -np 3 \
+  "$BENCH" --data-dir "$TMP/data3" --api gfs,nfs
+assert_fails "unknown api"
+assert_contains "$ERR" "unknown api 'nfs'"
+
+# Plots: bench/plot picks matplotlib or gnuplot itself, and exits 2 when it
+# has neither (then only that check is skipped).
+run_cmd "$PLOT" --out "$TMP/png" "$TMP/bench.json" "$TMP/fpp.json"
+if [[ "$RC" == 2 && "$ERR" == *"neither"* ]]; then
+  log "skipping the PNG check: $ERR"
+else
+  assert_ok "bench/plot"
+  for f in write-vs-ranks write-vs-transfer read-vs-ranks append-vs-ranks meta-create-vs-ranks; do
+    [[ -s "$TMP/png/$f.png" ]] || fail "bench/plot did not make $f.png: $(ls "$TMP/png")"
+    [[ "$(head -c 4 "$TMP/png/$f.png" | tail -c 3)" == PNG ]] || fail "$f.png is not a PNG"
+  done
+fi
+pass
