@@ -161,6 +161,14 @@ Result<Client::CachedLease> Client::GetLease(File* f, uint32_t index) {
   return l;
 }
 
+std::vector<int32_t> Client::Secondaries(const CachedLease& lease) {
+  std::vector<int32_t> out;
+  for (int32_t r : lease.replicas) {
+    if (r != lease.primary) out.push_back(r);
+  }
+  return out;
+}
+
 void Client::PumpOrIdle() {
   if (rpc_.PumpOnce()) {
     rpc_.idler().Busy();
@@ -204,9 +212,7 @@ Status Client::Mutate(File* f, uint32_t index, const CachedLease& lease, uint8_t
   w.offset = offset;
   w.length = n;
   w.data_id = ++next_data_id_;
-  for (int32_t r : lease.replicas) {
-    if (r != lease.primary) w.secondaries.push_back(r);
-  }
+  w.secondaries = Secondaries(lease);
   Empty rep;
   return rpc_.Call(lease.primary, w, &rep, cfg_.request_timeout_ms);
 }
@@ -298,9 +304,7 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
           w.offset = op.chunk_off;
           w.length = op.len;
           w.data_id = op.data_id;
-          for (int32_t r : op.lease.replicas) {
-            if (r != op.lease.primary) w.secondaries.push_back(r);
-          }
+          w.secondaries = Secondaries(op.lease);
           auto id = rpc_.Start(op.lease.primary, w, cfg_.request_timeout_ms);
           if (!id.ok()) {
             GFS_RETURN_IF_ERROR(fail(op, id.status()));
@@ -509,87 +513,9 @@ Status Client::WaitPushAck(uint64_t data_id) {
 }
 
 Result<uint64_t> Client::RecordAppend(File* f, const void* data, size_t n) {
-  const uint64_t limit = f->chunk_size / 4;
-  if (n > limit) {
-    return Status(Code::kTooLarge, "a record of " + std::to_string(n) +
-                                       " bytes is over the limit of " + std::to_string(limit) +
-                                       " bytes (a quarter of the chunk size)");
-  }
-  const auto* bytes = static_cast<const uint8_t*>(data);
-  Status last;
-  int failures = 0;
-  for (int hops = 0; failures < kMaxAttempts && hops < 64;) {
-    CachedLease lease;
-    uint32_t index = f->append_index;
-    if (index == File::kUnknownIndex) {
-      LeaseReq req;
-      req.path = f->path;
-      req.file_id = f->id;
-      req.append = true;
-      LeaseReply rep;
-      last = MasterCall(req, &rep);
-      if (!last.ok()) {
-        if (!Retryable(last.code())) return last;
-        ++failures;
-        std::this_thread::sleep_for(std::chrono::milliseconds(20 * failures * failures));
-        continue;
-      }
-      index = rep.index;
-      lease.handle = rep.handle;
-      lease.version = rep.version;
-      lease.primary = rep.primary;
-      lease.replicas = rep.replicas;
-      lease.expires_us = MonoMicros() + static_cast<uint64_t>(rep.lease_ms) * 500;
-      leases_[{f->id, index}] = lease;
-      f->append_index = index;
-    } else {
-      auto l = GetLease(f, index);
-      if (!l.ok()) {
-        last = l.status();
-        if (!Retryable(last.code())) return last;
-        ++failures;
-        std::this_thread::sleep_for(std::chrono::milliseconds(20 * failures * failures));
-        continue;
-      }
-      lease = *l;
-    }
-    const uint64_t data_id = ++next_data_id_;
-    last = PushSend(OrderByDistance(lease.replicas, rpc_.transport()->rank()), data_id, bytes, n);
-    if (last.ok()) last = WaitPushAck(data_id);
-    AppendReply rep;
-    if (last.ok()) {
-      AppendReq req;
-      req.handle = lease.handle;
-      req.version = lease.version;
-      req.chunk_size = f->chunk_size;
-      req.length = n;
-      req.data_id = data_id;
-      for (int32_t r : lease.replicas) {
-        if (r != lease.primary) req.secondaries.push_back(r);
-      }
-      last = rpc_.Call(lease.primary, req, &rep, cfg_.request_timeout_ms);
-    }
-    if (last.ok()) {
-      uint64_t off = static_cast<uint64_t>(index) * f->chunk_size + rep.offset;
-      f->appended_end = std::max(f->appended_end, off + n);
-      f->dirty[lease.handle] = lease.replicas;
-      stats_.counters["records_appended"]++;
-      return off;
-    }
-    if (last.code() == Code::kRetryNextChunk) {
-      f->append_index = index + 1;
-      ++hops;
-      stats_.counters["append_next_chunk"]++;
-      continue;
-    }
-    leases_.erase({f->id, index});
-    f->append_index = File::kUnknownIndex;
-    if (!Retryable(last.code())) return last;
-    ++failures;
-    stats_.counters["append_retries"]++;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20 * failures * failures));
-  }
-  return last;
+  std::vector<uint64_t> offsets;
+  GFS_RETURN_IF_ERROR(RecordAppendMany(f, {Span{data, n}}, &offsets));
+  return offsets[0];
 }
 
 Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
@@ -690,9 +616,7 @@ Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
         req.chunk_size = f->chunk_size;
         req.length = records[i].size;
         req.data_id = op.data_id;
-        for (int32_t r : op.lease.replicas) {
-          if (r != op.lease.primary) req.secondaries.push_back(r);
-        }
+        req.secondaries = Secondaries(op.lease);
         auto id = rpc_.Start(op.lease.primary, req, cfg_.request_timeout_ms);
         if (!id.ok()) {
           GFS_RETURN_IF_ERROR(fail(op, id.status()));

@@ -140,6 +140,7 @@ class Client {
   Status PushSend(const std::vector<int32_t>& chain, uint64_t data_id, const uint8_t* data,
                   size_t n);
   void PumpOrIdle();
+  static std::vector<int32_t> Secondaries(const CachedLease& lease);
   // Waits for the push-ack of data_id until the request deadline.
   Status WaitPushAck(uint64_t data_id);
   Status FetchLocations(File* f, uint32_t first, uint32_t count);

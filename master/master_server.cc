@@ -325,18 +325,7 @@ void MasterServer::OnLease(Message& m) {
   uint64_t handle = r.index < f->chunks.size() ? f->chunks[r.index] : 0;
   if (handle == 0) {
     // Allocate: place R replicas, log the chunk, create it on each replica.
-    std::vector<ServerLoad> loads;
-    for (const auto& [rank, st] : servers_) {
-      ServerLoad l;
-      l.id = rank;
-      l.host = st.host;
-      l.used_bytes = st.used;
-      l.capacity_bytes = st.capacity;
-      l.chunks = st.chunks;
-      l.recent_creations = st.recent_creations;
-      l.alive = st.alive && (st.capacity == 0 || st.capacity >= st.used + f->chunk_size);
-      loads.push_back(l);
-    }
+    std::vector<ServerLoad> loads = Loads(f->chunk_size, {});
     std::vector<int> chosen =
         placement_.ChooseNew(loads, static_cast<int>(f->replication), {}, ++seed_);
     if (chosen.size() < f->replication) {
@@ -586,6 +575,23 @@ void MasterServer::OnHeartbeat(Message& m) {
   DeferReply(m, rep);
 }
 
+std::vector<ServerLoad> MasterServer::Loads(uint64_t room, const std::set<int32_t>& busy) const {
+  std::vector<ServerLoad> loads;
+  for (const auto& [rank, st] : servers_) {
+    ServerLoad l;
+    l.id = rank;
+    l.host = st.host;
+    l.used_bytes = st.used;
+    l.capacity_bytes = st.capacity;
+    l.chunks = st.chunks;
+    l.recent_creations = st.recent_creations;
+    l.alive = st.alive && st.registered && !busy.count(rank) &&
+              (st.capacity == 0 || st.capacity >= st.used + room);
+    loads.push_back(l);
+  }
+  return loads;
+}
+
 std::vector<int32_t> MasterServer::GoodReplicas(uint64_t handle) const {
   std::vector<int32_t> live = LiveReplicas(handle);
   auto bad = corrupt_.find(handle);
@@ -639,18 +645,7 @@ void MasterServer::ScheduleClones(uint64_t now) {
   std::set<int32_t> busy;  // one clone per target at a time (throttle)
   for (const auto& [h, op] : clones_) busy.insert(op.target);
   for (const Need& n : needs) {
-    std::vector<ServerLoad> loads;
-    for (const auto& [rank, st] : servers_) {
-      ServerLoad l;
-      l.id = rank;
-      l.host = st.host;
-      l.used_bytes = st.used;
-      l.capacity_bytes = st.capacity;
-      l.chunks = st.chunks;
-      l.recent_creations = st.recent_creations;
-      l.alive = st.alive && st.registered && !busy.count(rank);
-      loads.push_back(l);
-    }
+    std::vector<ServerLoad> loads = Loads(0, busy);
     std::vector<int> exclude(n.good.begin(), n.good.end());
     auto loc = locations_.find(n.handle);
     if (loc != locations_.end())

@@ -98,6 +98,9 @@ class MasterServer : public Server {
   Status FsckAnswer(const std::string& path, FsckReply* rep) const;
   // Live replicas that are not known to be corrupt.
   std::vector<int32_t> GoodReplicas(uint64_t handle) const;
+  // Placement input: every chunkserver, eligible when alive, registered, not
+  // in `busy` and with `room` bytes free.
+  std::vector<ServerLoad> Loads(uint64_t room, const std::set<int32_t>& busy) const;
   void MarkCorrupt(uint64_t handle, int32_t rank);
   // Re-replication: finds chunks with fewer good replicas than their file's
   // replication and orders clones, most-missing first, one per target at a

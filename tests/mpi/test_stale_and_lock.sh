@@ -22,22 +22,31 @@ assert_ok "overwrite with one replica away"
 # removed when it registers).
 GLOBALS=(--chunk-size 1M)
 run_gfs fsck --json /f
-assert_exit 4 "two current replicas of three: under-replicated"
+# Re-replication may already be copying good replicas back to chunkserver-2:
+# under-replicated (exit 4) or, if it was quick, healthy.
+[[ "$RC" == 4 || "$RC" == 0 ]] || fail "fsck exit $RC: $OUT $ERR"
 python3 - "$OUT" <<'PY' || fail "fsck: $OUT"
 import json, sys
 f = json.loads(sys.argv[1])["files"][0]
-assert f["stale_replicas"] == 2 and f["under_replicated"] == 2 and f["missing"] == 0, f
+assert f["stale_replicas"] == 2 and f["missing"] == 0, f
 for c in f["chunk_list"]:
-    assert len(c["replicas"]) == 2 and c["version"] >= 2, c
+    assert len(c["replicas"]) >= 2 and c["version"] >= 2, c
 PY
 for i in 1 2; do
   run_gfs get /f "$TMP/out$i.bin"
   assert_ok "get $i"
   assert_same_file "$TMP/v2.bin" "$TMP/out$i.bin" "get $i returns the new bytes, never the stale ones"
 done
-# The stale replicas are gone from chunkserver-2's directory.
-left="$(ls "$DATA"/chunkserver-2/chunks/ | grep -c '\.chunk$' || true)"
-assert_eq 0 "$left" "stale chunk files left on chunkserver-2"
+# Re-replication brings the file back to 3 current replicas; what
+# chunkserver-2 holds now are fresh copies of the new bytes.
+run_gfs --heartbeat-ms 200 fsck --wait 60 /f
+assert_ok "fsck --wait: full replication again"
+for k in 0 1; do
+  h="$(printf '%016x' $((k + 1)))"
+  want="$(dd if="$TMP/v2.bin" bs=1048576 skip=$k count=1 2>/dev/null | sha256sum | cut -d' ' -f1)"
+  got="$(sha256sum "$DATA/chunkserver-2/chunks/$h.chunk" | cut -d' ' -f1)"
+  assert_eq "$want" "$got" "chunk $k on chunkserver-2 after re-replication"
+done
 
 # The lock: a job holding DATA (a put waiting on stdin), then a second job.
 ("$GFS" --data-dir "$DATA" put - /held >/dev/null 2>&1 < <(sleep 20) || true) &
