@@ -179,14 +179,14 @@ void ChunkServer::OnPushData(Message& m) {
       e.held = p.total;
     }
     if (stats_.push_timeline.size() < kMaxTimeline) {
+      e.timeline = static_cast<int>(stats_.push_timeline.size());
       stats_.push_timeline.push_back({p.origin, p.data_id, now, now, 0});
     }
   }
-  for (auto& tl : stats_.push_timeline) {
-    if (tl.origin == p.origin && tl.data_id == p.data_id) {
-      tl.last_us = now;
-      tl.bytes += p.bytes.size;
-    }
+  if (e.timeline >= 0) {
+    PushTimeline& tl = stats_.push_timeline[static_cast<size_t>(e.timeline)];
+    tl.last_us = now;
+    tl.bytes += p.bytes.size;
   }
   if (e.rejected) return;
   if (p.offset != e.received || e.received + p.bytes.size > e.total) {

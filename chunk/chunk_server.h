@@ -40,6 +40,7 @@ class ChunkServer : public Server {
     uint64_t received = 0;
     bool rejected = false;
     uint64_t held = 0;  // bytes charged against push_buffer_limit
+    int timeline = -1;  // index in stats_.push_timeline, if recorded
     uint64_t expires_us = 0;
     std::vector<std::pair<Buffer, BlobView>> slices;  // in arrival (= offset) order
   };

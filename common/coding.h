@@ -40,6 +40,21 @@ struct DefaultInitAllocator : std::allocator<T> {
 // Message and I/O buffers: bytes whose resize() does not zero-fill.
 using Bytes = std::vector<uint8_t, DefaultInitAllocator<uint8_t>>;
 
+// Fixed-width little-endian loads and stores at a raw pointer (the host is
+// little-endian; see mpi/wire.cc).
+inline uint32_t LoadU32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+inline uint64_t LoadU64(const uint8_t* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+inline void StoreU32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
+inline void StoreU64(uint8_t* p, uint64_t v) { std::memcpy(p, &v, 8); }
+
 template <typename V>
 class BasicWriter {
  public:

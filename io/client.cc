@@ -289,12 +289,10 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
     now = MonoMicros();
     for (Op& op : ops) {
       if (op.state == Op::kPushing) {
-        auto ack = push_acks_.find(op.data_id);
-        if (ack != push_acks_.end()) {
-          Code c = static_cast<Code>(ack->second);
-          push_acks_.erase(ack);
-          if (c != Code::kOk) {
-            GFS_RETURN_IF_ERROR(fail(op, Status(c, "data push refused by a chunkserver")));
+        Status pushed;
+        if (TakePushAck(op.data_id, &pushed)) {
+          if (!pushed.ok()) {
+            GFS_RETURN_IF_ERROR(fail(op, pushed));
             continue;
           }
           WriteReq w;
@@ -496,20 +494,13 @@ Result<size_t> Client::Read(File* f, uint64_t offset, void* buf, size_t n,
   return n;
 }
 
-Status Client::WaitPushAck(uint64_t data_id) {
-  const uint64_t deadline = MonoMicros() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000;
-  for (;;) {
-    auto it = push_acks_.find(data_id);
-    if (it != push_acks_.end()) {
-      Code c = static_cast<Code>(it->second);
-      push_acks_.erase(it);
-      if (c == Code::kOk) return Status::OK();
-      return Status(c, "data push refused by a chunkserver");
-    }
-    if (MonoMicros() > deadline) return Status::Timeout("data push was not acknowledged");
-    if (rpc_.idler().orphaned()) return Status::Unavailable("the launching process is gone");
-    PumpOrIdle();
-  }
+bool Client::TakePushAck(uint64_t data_id, Status* s) {
+  auto it = push_acks_.find(data_id);
+  if (it == push_acks_.end()) return false;
+  Code c = static_cast<Code>(it->second);
+  push_acks_.erase(it);
+  *s = c == Code::kOk ? Status::OK() : Status(c, "data push refused by a chunkserver");
+  return true;
 }
 
 Result<uint64_t> Client::RecordAppend(File* f, const void* data, size_t n) {
@@ -597,17 +588,15 @@ Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
     for (size_t i = 0; i < ops.size(); ++i) {
       Op& op = ops[i];
       if (op.state == Op::kPushing) {
-        auto ack = push_acks_.find(op.data_id);
-        if (ack == push_acks_.end()) {
+        Status pushed;
+        if (!TakePushAck(op.data_id, &pushed)) {
           if (now > op.deadline_us) {
             GFS_RETURN_IF_ERROR(fail(op, Status::Timeout("data push was not acknowledged")));
           }
           continue;
         }
-        Code c = static_cast<Code>(ack->second);
-        push_acks_.erase(ack);
-        if (c != Code::kOk) {
-          GFS_RETURN_IF_ERROR(fail(op, Status(c, "data push refused by a chunkserver")));
+        if (!pushed.ok()) {
+          GFS_RETURN_IF_ERROR(fail(op, pushed));
           continue;
         }
         AppendReq req;

@@ -141,8 +141,8 @@ class Client {
                   size_t n);
   void PumpOrIdle();
   static std::vector<int32_t> Secondaries(const CachedLease& lease);
-  // Waits for the push-ack of data_id until the request deadline.
-  Status WaitPushAck(uint64_t data_id);
+  // True once the push-ack of data_id has arrived (consumed; *s its status).
+  bool TakePushAck(uint64_t data_id, Status* s);
   Status FetchLocations(File* f, uint32_t first, uint32_t count);
   std::vector<int32_t> OrderByDistance(std::vector<int32_t> ranks, int from) const;
   void OnUnsolicited(Message& m);

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <random>
 
+#include "common/coding.h"
 #include "common/crc32c.h"
 
 namespace gfs {
@@ -21,17 +22,6 @@ static_assert(kMaxRecordPayloadAnyChunk < (uint64_t{1} << 32));
 
 constexpr uint8_t kMagicBytes[4] = {'G', 'F', 'S', 'R'};
 constexpr size_t kHeaderCrcCovered = 28;
-
-inline uint32_t LoadU32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-inline uint64_t LoadU64(const uint8_t* p) {
-  uint64_t v;
-  std::memcpy(&v, p, 8);
-  return v;
-}
 
 template <typename V>
 void AppendFrame(uint64_t producer, uint64_t seq, const void* payload, size_t n, V* out) {

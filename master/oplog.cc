@@ -18,17 +18,6 @@ constexpr size_t kSpillBytes = 256 * 1024;
 constexpr uint32_t kMaskDelta = 0xa282ead8u;
 uint32_t Mask(uint32_t crc) { return ((crc >> 15) | (crc << 17)) + kMaskDelta; }
 
-uint32_t LoadU32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-uint64_t LoadU64(const uint8_t* p) {
-  uint64_t v;
-  std::memcpy(&v, p, 8);
-  return v;
-}
-
 enum class RecState { kOk, kTruncated, kBad };
 
 struct RecView {

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <utility>
 
+#include "common/coding.h"
+
 namespace gfs::h5 {
 namespace {
 
@@ -13,19 +15,6 @@ static_assert(std::endian::native == std::endian::little, "table records are lit
 constexpr size_t kReadBlock = 4u << 20;    // bytes per read while scanning
 constexpr size_t kFirstBlock = 64u << 10;  // Open's first read (the header is at the start)
 constexpr size_t kHeaderFixed = 4 + 4 + 8 + 4;
-
-uint32_t Load32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-uint64_t Load64(const uint8_t* p) {
-  uint64_t v;
-  std::memcpy(&v, p, 8);
-  return v;
-}
-void Store32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
-void Store64(uint8_t* p, uint64_t v) { std::memcpy(p, &v, 8); }
 
 Status Closed() { return Status::InvalidArgument("packet table is closed"); }
 
@@ -82,10 +71,10 @@ Result<PacketTable> PacketTable::Create(Client* client, const std::string& path,
     return Status::InvalidArgument("packet table " + path + ": not a valid HDF5 datatype");
   }
   std::vector<uint8_t> payload(kHeaderFixed + enc_len);
-  Store32(payload.data(), kHeaderMagic);
-  Store32(payload.data() + 4, kTableFormatVersion);
-  Store64(payload.data() + 8, psize);
-  Store32(payload.data() + 16, static_cast<uint32_t>(enc_len));
+  StoreU32(payload.data(), kHeaderMagic);
+  StoreU32(payload.data() + 4, kTableFormatVersion);
+  StoreU64(payload.data() + 8, psize);
+  StoreU32(payload.data() + 16, static_cast<uint32_t>(enc_len));
   if (H5Tencode(packet_type, payload.data() + kHeaderFixed, &enc_len) < 0) {
     return Status::InvalidArgument("packet table " + path + ": H5Tencode failed");
   }
@@ -148,9 +137,9 @@ Result<PacketTable> PacketTable::Open(Client* client, const std::string& path) {
 
 Status PacketTable::SetType(const uint8_t* p, size_t n) {
   if (n < kHeaderFixed) return Status::Corruption(path() + ": short packet-table header");
-  const uint32_t version = Load32(p + 4);
-  const uint64_t psize = Load64(p + 8);
-  const uint32_t len = Load32(p + 16);
+  const uint32_t version = LoadU32(p + 4);
+  const uint64_t psize = LoadU64(p + 8);
+  const uint32_t len = LoadU32(p + 16);
   if (version != kTableFormatVersion) {
     return Status::Corruption(path() + ": packet-table format version " + std::to_string(version) +
                               " is not supported (this build reads version " +
@@ -183,7 +172,7 @@ void PacketTable::OnRecord(const RecordView& r) {
     stats_.bad_records++;
     return;
   }
-  const uint32_t magic = Load32(r.data);
+  const uint32_t magic = LoadU32(r.data);
   if (magic == kHeaderMagic) {
     if (type_ >= 0 || !type_error_.ok()) return;  // a later header: ignored
     type_error_ = SetType(r.data, r.size);
@@ -205,7 +194,7 @@ void PacketTable::OnRecord(const RecordView& r) {
     stats_.bad_records++;
     return;
   }
-  const uint32_t count = Load32(r.data + 4);
+  const uint32_t count = LoadU32(r.data + 4);
   const uint64_t data_offset = r.offset + kFrameHeaderSize + kDataPrefix;
   if (type_ < 0) {
     pending_.push_back({data_offset, count, r.size});
@@ -256,8 +245,8 @@ Status PacketTable::Append(size_t n, const void* packets) {
     const size_t payload = kDataPrefix + bytes;
     frame_.resize(kFrameHeaderSize + payload);
     uint8_t* pl = frame_.data() + kFrameHeaderSize;
-    Store32(pl, kDataMagic);
-    Store32(pl + 4, static_cast<uint32_t>(k));
+    StoreU32(pl, kDataMagic);
+    StoreU32(pl + 4, static_cast<uint32_t>(k));
     std::memcpy(pl + kDataPrefix, p, bytes);
     EncodeFrameHeader(producer_, next_seq_++, pl, payload, frame_.data());
     auto off = client_->RecordAppend(&file_, frame_.data(), frame_.size());
@@ -345,9 +334,9 @@ Status PacketTable::Scan(const std::function<Status(const void* packets, size_t 
       st.bad_records++;
       return;
     }
-    const uint32_t magic = Load32(r.data);
+    const uint32_t magic = LoadU32(r.data);
     if (magic == kHeaderMagic) return;
-    const uint32_t count = magic == kDataMagic ? Load32(r.data + 4) : 0;
+    const uint32_t count = magic == kDataMagic ? LoadU32(r.data + 4) : 0;
     if (count == 0 || r.size != kDataPrefix + uint64_t{count} * packet_size_) {
       st.bad_records++;
       return;

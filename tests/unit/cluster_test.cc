@@ -217,6 +217,27 @@ TEST(InProcCluster, ReadFailsOverToAnotherReplica) {
   EXPECT_EQ(back, data);
 }
 
+TEST(InProcCluster, WriteWhoseChainHasADeadServerIsRetriedOnTheLiveOnes) {
+  InProcCluster c(3);
+  auto f = c.client()->Create("/f");
+  ASSERT_TRUE(f.ok());
+  auto first = RandomBytes(300000, 8);
+  ASSERT_TRUE(c.client()->Write(&*f, 0, first.data(), first.size()).ok());
+  c.fabric().Kill(2);  // a replica (maybe the primary) of the file's only chunk
+  auto second = RandomBytes(300000, 9);
+  Status s = c.client()->Write(&*f, 100000, second.data(), second.size());
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_GT(c.client()->stats().counters["write_retries"], 0u);
+  ASSERT_TRUE(c.client()->Close(&*f).ok());
+  std::vector<uint8_t> want(first);
+  want.resize(100000 + second.size());
+  std::copy(second.begin(), second.end(), want.begin() + 100000);
+  std::vector<uint8_t> back(want.size());
+  auto n = c.client()->Read(&*f, 0, back.data(), back.size());
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(back, want);
+}
+
 TEST(InProcCluster, NamespaceErrorsComeBackAsStatuses) {
   InProcCluster c(3);
   EXPECT_EQ(c.client()->Stat("/nope").status().code(), Code::kNotFound);
