@@ -2,11 +2,15 @@
 // HDF5 and POSIX on the node's file system, in the same run, on the same bytes,
 // with the same client ranks. The program hosts the store (gfs::Init): rank 0
 // master, then K chunkservers, then the clients, every client taking part.
+// Run directly it starts that job itself through gfs's launcher (same rank
+// layout, options and exit status as `gfs`); under mpirun it is one rank:
 //
-//   mpirun -np 1+K+C build/gfs-bench --data-dir DIR --chunkservers K
+//   build/gfs-bench [--data-dir DIR] [--chunkservers K] [--clients C]
+//       [--replication R] [--chunk-size S] [--hostfile H] [--dry-run] ...
 //       [--api gfs,mpiio,hdf5,posix] [--workload write,read,append,meta|all]
-//       [-t 1M] [-b 64M] [-s 1] [-F] [--replication R] [--dir /tmp]
+//       [-t 1M] [-b 64M] [-s 1] [-F] [--dir /tmp]
 //       [--reps 3] [--json FILE] [--drop-caches]
+//   mpirun -np 1+K+C build/gfs-bench [the same options, less --clients]
 //
 // See bench/README.md for the semantics of each workload and the output.
 #include <fcntl.h>
@@ -25,17 +29,21 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
 #include "io/gfs.h"
 #include "io/record_io.h"
+#include "io/tool/launcher.h"
+#include "io/tool/options.h"
 #include "mpi/clock.h"
 
 namespace po = boost::program_options;
 
 namespace {
 
+using gfs::Result;
 using gfs::Status;
 
 // ---------------------------------------------------------------- options
@@ -45,9 +53,11 @@ struct Args {
   std::vector<std::string> workloads = {"write", "read"};
   uint64_t transfer = 1u << 20, block = 64u << 20, segments = 1;
   bool fpp = false;
+  std::string dir = "/tmp", json;
+  int reps = 3;
+  // The job's (gfs global options), copied here for the report.
   uint32_t replication = 1;
-  std::string dir = "/tmp", json, data_dir = "./gfs-bench-data";
-  int reps = 3, chunkservers = -1;
+  int chunkservers = 1;
   uint64_t chunk_size = 64ull << 20;
   uint64_t meta_files = 100;
   bool drop_caches = false, verify = true;
@@ -100,22 +110,24 @@ bool Has(const std::vector<std::string>& v, const std::string& x) {
   return std::find(v.begin(), v.end(), x) != v.end();
 }
 
-// Returns "" on success, else the error; sets *help for --help.
-std::string ParseArgs(int argc, char** argv, Args* a, bool* help, std::string* usage) {
-  std::string api = "gfs,mpiio,hdf5,posix", workload = "write,read", t = "1M", b = "64M",
-              cs = "64M";
+// The bench's own options (the job's -- data directory, chunkservers, clients,
+// replication, chunk size -- and the launcher's are gfs's global options, see
+// SplitArgs). Binds to the given storage.
+struct OptionText {
+  std::string api = "gfs,mpiio,hdf5,posix", workload = "write,read", t = "1M", b = "64M";
+};
+
+po::options_description BenchDescription(Args* a, OptionText* o) {
   po::options_description d("gfs-bench options");
-  d.add_options()("help,h", "this help")("api", po::value(&api)->default_value(api),
+  d.add_options()("help,h", "this help")("api", po::value(&o->api)->default_value(o->api),
                                          "comma list from gfs, mpiio, hdf5, posix")(
-      "workload", po::value(&workload)->default_value(workload),
+      "workload", po::value(&o->workload)->default_value(o->workload),
       "comma list from write, read, append, meta, or all")(
-      "transfer,t", po::value(&t)->default_value(t), "transfer size (also the record size)")(
-      "block,b", po::value(&b)->default_value(b), "block per rank and segment")(
+      "transfer,t", po::value(&o->t)->default_value(o->t), "transfer size (also the record size)")(
+      "block,b", po::value(&o->b)->default_value(o->b), "block per rank and segment")(
       "segments,s", po::value(&a->segments)->default_value(a->segments), "segments")(
       "file-per-process,F", po::bool_switch(&a->fpp), "one file per rank (else one shared file)")(
-      "replication", po::value(&a->replication)->default_value(a->replication),
-      "replicas of the store's files")("dir", po::value(&a->dir)->default_value(a->dir),
-                                       "directory of the baselines' files")(
+      "dir", po::value(&a->dir)->default_value(a->dir), "directory of the baselines' files")(
       "reps", po::value(&a->reps)->default_value(a->reps), "repetitions")(
       "json", po::value(&a->json), "append one JSON object per result to FILE")(
       "drop-caches", po::bool_switch(&a->drop_caches),
@@ -124,24 +136,41 @@ std::string ParseArgs(int argc, char** argv, Args* a, bool* help, std::string* u
       "meta-files", po::value(&a->meta_files)->default_value(a->meta_files),
       "files per rank for the meta workload")(
       "memcpy-mib", po::value(&a->memcpy_mib)->default_value(a->memcpy_mib),
-      "buffer size of the memory-copy measurement")(
-      "data-dir", po::value(&a->data_dir)->default_value(a->data_dir),
-      "the store's data directory")("chunkservers", po::value(&a->chunkservers),
-                                    "chunkserver ranks (default: max(1, R))")(
-      "chunk-size", po::value(&cs)->default_value(cs), "chunk size of the store's files");
+      "buffer size of the memory-copy measurement");
+  return d;
+}
+
+std::string Usage() {
+  Args a;
+  OptionText o;
   std::ostringstream u;
-  u << "usage: mpirun -np 1+K+C gfs-bench [options]\n" << d;
-  *usage = u.str();
+  u << "usage: gfs-bench [job and launcher options] [bench options]\n"
+       "       mpirun -np 1+K+C gfs-bench [job options] [bench options]   (rank mode)\n\n"
+       "Run directly, gfs-bench starts the job with mpirun through gfs's launcher (the same\n"
+       "rank layout: master, K chunkservers, C clients; every client takes part) and exits\n"
+       "with the bench's status. Job and launcher options are gfs's global options (see\n"
+       "gfs --help): --data-dir DIR (default ./gfs-bench-data), --chunkservers K (default\n"
+       "max(1, R)), --clients C (default 1), --replication R (default 1), --chunk-size,\n"
+       "--hostfile, --mpirun-args, --dry-run, ...\n\n"
+    << BenchDescription(&a, &o);
+  return u.str();
+}
+
+// Parses the bench's own options. Returns "" on success, else the error;
+// sets *help for --help.
+std::string ParseArgs(const std::vector<std::string>& argv, Args* a, bool* help) {
+  OptionText o;
+  po::options_description d = BenchDescription(a, &o);
   po::variables_map vm;
   try {
-    po::store(po::parse_command_line(argc, argv, d), vm);
+    po::store(po::command_line_parser(argv).options(d).run(), vm);
     po::notify(vm);
   } catch (const std::exception& e) {
     return e.what();
   }
   *help = vm.count("help") > 0;
   a->verify = vm.count("no-verify") == 0;
-  a->apis = SplitList(api);
+  a->apis = SplitList(o.api);
   for (const auto& x : a->apis) {
     if (x != "gfs" && x != "mpiio" && x != "hdf5" && x != "posix") {
       std::string e = "unknown api '";
@@ -152,7 +181,7 @@ std::string ParseArgs(int argc, char** argv, Args* a, bool* help, std::string* u
   }
   if (a->apis.empty()) return "--api is empty";
   a->workloads.clear();
-  for (const auto& x : SplitList(workload)) {
+  for (const auto& x : SplitList(o.workload)) {
     if (x == "all") {
       a->workloads = {"write", "read", "append", "meta"};
       break;
@@ -166,15 +195,11 @@ std::string ParseArgs(int argc, char** argv, Args* a, bool* help, std::string* u
     if (!Has(a->workloads, x)) a->workloads.push_back(x);
   }
   if (a->workloads.empty()) return "--workload is empty";
-  if (!ParseSize(t, &a->transfer) || a->transfer == 0) return "bad transfer size (-t)";
-  if (!ParseSize(b, &a->block) || a->block == 0) return "bad block size (-b)";
-  if (!ParseSize(cs, &a->chunk_size) || a->chunk_size == 0) return "bad --chunk-size";
+  if (!ParseSize(o.t, &a->transfer) || a->transfer == 0) return "bad transfer size (-t)";
+  if (!ParseSize(o.b, &a->block) || a->block == 0) return "bad block size (-b)";
   if (a->block % a->transfer != 0) return "block size (-b) must be a multiple of -t";
   if (a->transfer > (1ull << 30)) return "transfer size (-t) above 1 GiB";
   if (a->segments == 0 || a->reps <= 0) return "-s and --reps must be positive";
-  if (a->replication == 0) return "--replication must be positive";
-  if (a->chunkservers < 0)
-    a->chunkservers = static_cast<int>(std::max<uint32_t>(1, a->replication));
   return "";
 }
 
@@ -206,6 +231,33 @@ void Stamp(uint8_t* p, size_t n, int rank, uint64_t seg, uint64_t logical) {
     std::memcpy(p + o, &a, 8);
     std::memcpy(p + o + 8, &b, 8);
   }
+}
+
+// ------------------------------------------------------------- collectives
+
+// The bench's own barriers and reductions sleep while they wait: MPI's
+// blocking collectives spin, and a client rank that is done early would take
+// the CPU from the storage ranks (or baseline ranks) still working on the same
+// 2 cores. Every API is measured with the same collectives.
+void Await(MPI_Request* r) {
+  int done = 0;
+  uint32_t us = 10;
+  while (MPI_Test(r, &done, MPI_STATUS_IGNORE) == MPI_SUCCESS && done == 0) {
+    std::this_thread::sleep_for(std::chrono::microseconds(us));
+    us = std::min<uint32_t>(us * 2, 500);
+  }
+}
+
+void Barrier(MPI_Comm c) {
+  MPI_Request r;
+  MPI_Ibarrier(c, &r);
+  Await(&r);
+}
+
+void Allreduce(const void* in, void* out, int n, MPI_Datatype t, MPI_Op op, MPI_Comm c) {
+  MPI_Request r;
+  MPI_Iallreduce(in, out, n, t, op, c, &r);
+  Await(&r);
 }
 
 // ---------------------------------------------------------------- backends
@@ -259,7 +311,7 @@ class GfsBackend : public Backend {
       if (f.ok()) f_ = *f;
       s = f.status();
     }
-    MPI_Barrier(comm);
+    Barrier(comm);
     if (!write || me != 0) {
       auto f = c_->Open(path);
       if (f.ok()) f_ = *f;
@@ -292,7 +344,7 @@ class PosixBackend : public Backend {
     MPI_Comm_rank(comm, &me);
     fd_ = -1;
     if (write && me == 0) fd_ = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    MPI_Barrier(comm);
+    Barrier(comm);
     if (!write) {
       fd_ = open(path.c_str(), O_RDONLY);
     } else if (me != 0) {
@@ -547,12 +599,12 @@ class Bench {
   // Wall time of the slowest rank (seconds) from a common start.
   double MaxOf(double mine) {
     double all = 0;
-    MPI_Allreduce(&mine, &all, 1, MPI_DOUBLE, MPI_MAX, comm_);
+    Allreduce(&mine, &all, 1, MPI_DOUBLE, MPI_MAX, comm_);
     return all;
   }
   uint64_t SumOf(uint64_t mine) {
     uint64_t all = 0;
-    MPI_Allreduce(&mine, &all, 1, MPI_UINT64_T, MPI_SUM, comm_);
+    Allreduce(&mine, &all, 1, MPI_UINT64_T, MPI_SUM, comm_);
     return all;
   }
   // Reports a failure (from whichever rank saw one) and counts it.
@@ -656,7 +708,7 @@ void Bench::WriteRead(const std::string& api, int rep) {
     auto b = Make(api);
     FillBase(&buf, me_);
     uint64_t fails = 0;
-    MPI_Barrier(comm_);
+    Barrier(comm_);
     uint64_t t0 = gfs::MonoMicros();
     Status st = b->Open(PathOf(api, tag, me_), fcomm, true, file_bytes);
     fails += Failed(st, "open for write");
@@ -685,7 +737,7 @@ void Bench::WriteRead(const std::string& api, int rep) {
     FillBase(&expect, src);
     DropCaches();
     uint64_t fails = 0, bad = 0, verify_us = 0;
-    MPI_Barrier(comm_);
+    Barrier(comm_);
     uint64_t t0 = gfs::MonoMicros();
     Status st = b->Open(PathOf(api, tag, src), fcomm, false, file_bytes);
     fails += Failed(st, "open for read");
@@ -719,14 +771,14 @@ void Bench::WriteRead(const std::string& api, int rep) {
     Progress(api + " read", s, false);
   }
 
-  MPI_Barrier(comm_);
+  Barrier(comm_);
   auto b = Make(api);
   if (a_.fpp) {
     b->Remove(PathOf(api, tag, me_));
   } else if (me_ == 0) {
     b->Remove(PathOf(api, tag, 0));
   }
-  MPI_Barrier(comm_);
+  Barrier(comm_);
 }
 
 // All ranks append records of -t bytes into one file (gfs: record append
@@ -757,7 +809,7 @@ void Bench::Append(const std::string& api, int rep) {
   // P producers.
   {
     uint64_t fails = 0;
-    MPI_Barrier(comm_);
+    Barrier(comm_);
     uint64_t t0 = gfs::MonoMicros();
     if (api == "gfs") {
       Status st;
@@ -768,7 +820,7 @@ void Bench::Append(const std::string& api, int rep) {
         co.truncate = true;
         st = c_->Create(path, co).status();
       }
-      MPI_Barrier(comm_);
+      Barrier(comm_);
       auto f = c_->Open(path);
       if (st.ok()) st = f.status();
       fails += Failed(st, "append: open");
@@ -789,7 +841,7 @@ void Bench::Append(const std::string& api, int rep) {
     } else {
       int fd = -1;
       if (me_ == 0) fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
-      MPI_Barrier(comm_);
+      Barrier(comm_);
       if (me_ != 0) fd = open(path.c_str(), O_WRONLY | O_APPEND);
       if (fd < 0) fails += Failed(Status::IOError(Errno("open", path)), "append");
       for (uint64_t i = 0; fd >= 0 && i < count; ++i) {
@@ -834,11 +886,13 @@ void Bench::Append(const std::string& api, int rep) {
   // One stream, the same bytes.
   {
     uint64_t fails = 0;
-    MPI_Barrier(comm_);
+    // The stream's buffer is made (and its pages touched) before the clock
+    // starts, like the producers' records.
+    const uint64_t chunk = std::min<uint64_t>(total, std::max<uint64_t>(t, 32u << 20));
+    std::vector<uint8_t> buf(me_ == 0 ? chunk : 0, 0x5a);
+    Barrier(comm_);
     uint64_t t0 = gfs::MonoMicros();
     if (me_ == 0) {
-      const uint64_t chunk = std::min<uint64_t>(total, std::max<uint64_t>(t, 32u << 20));
-      std::vector<uint8_t> buf(chunk, 0x5a);
       if (api == "gfs") {
         gfs::CreateOptions co;
         co.replication = r;
@@ -869,7 +923,7 @@ void Bench::Append(const std::string& api, int rep) {
     Add("append", "stream", api, s, total, false, 1, r);
     Progress(api + " append-stream", s, false);
   }
-  MPI_Barrier(comm_);
+  Barrier(comm_);
   if (me_ == 0) {
     if (api == "gfs") {
       c_->Remove(path, false);
@@ -879,7 +933,7 @@ void Bench::Append(const std::string& api, int rep) {
       unlink(spath.c_str());
     }
   }
-  MPI_Barrier(comm_);
+  Barrier(comm_);
 }
 
 // mdtest-like: every rank creates, stats, renames and deletes N files in its
@@ -916,7 +970,7 @@ void Bench::Meta(const std::string& api, int rep) {
   const char* ops[] = {"create", "stat", "rename", "delete"};
   for (int op = 0; op < 4; ++op) {
     uint64_t fails = 0;
-    MPI_Barrier(comm_);
+    Barrier(comm_);
     uint64_t t0 = gfs::MonoMicros();
     for (uint64_t i = 0; i < nf; ++i) {
       Status st;
@@ -969,17 +1023,17 @@ void Bench::Meta(const std::string& api, int rep) {
     Add("meta", ops[op], api, s, total, true, n_, api == "gfs" ? a_.replication : 1);
     Progress(api + " meta " + ops[op], s, true);
   }
-  MPI_Barrier(comm_);
+  Barrier(comm_);
   if (api == "gfs") {
     c_->Remove(dir, false);
-    MPI_Barrier(comm_);
+    Barrier(comm_);
     if (me_ == 0) c_->Remove(top, true);
   } else {
     rmdir(dir.c_str());
-    MPI_Barrier(comm_);
+    Barrier(comm_);
     if (me_ == 0) rmdir(top.c_str());
   }
-  MPI_Barrier(comm_);
+  Barrier(comm_);
 }
 
 std::string Fmt(double v) {
@@ -1094,7 +1148,7 @@ int Bench::Run() {
     std::fflush(stdout);
   }
   if (Has(a_.apis, "gfs")) c_->Mkdir("/gfs-bench", true);
-  MPI_Barrier(comm_);
+  Barrier(comm_);
   MeasureMemcpy();
   const bool wr = Has(a_.workloads, "write") || Has(a_.workloads, "read");
   // Reps outer, APIs inner: slow drift of the machine hits every API alike.
@@ -1112,49 +1166,198 @@ int Bench::Run() {
   return errors > 0 ? 1 : 0;
 }
 
-}  // namespace
+// Splits the command line into gfs's global options (the job and the
+// launcher: --data-dir, --chunkservers, --clients, --replication,
+// --chunk-size, --hostfile, --dry-run, ...) and the bench's own options, each
+// kept in order. The word "bench" (the command the launcher passes on to the
+// ranks) is dropped. Errors: an option neither knows.
+Status SplitArgs(int argc, char** argv, std::vector<std::string>* globals,
+                 std::vector<std::string>* own) {
+  Args a;
+  OptionText o;
+  const po::options_description bench = BenchDescription(&a, &o);
+  // Asks gfs's own parser whether a global option exists and takes a value.
+  auto probe = [&](const std::string& opt, bool* takes_value) -> Status {
+    std::string arg0 = argv[0], copy = opt;
+    char* pv[] = {arg0.data(), copy.data(), nullptr};
+    auto cl = gfs::tool::ParseCommandLine(2, pv, false);
+    *takes_value = !cl.ok() && cl.status().message().find("needs a value") != std::string::npos;
+    if (!cl.ok() && cl.status().message().find("unknown global option") != std::string::npos) {
+      return Status::InvalidArgument("unknown option '" + opt + "'");
+    }
+    return Status::OK();
+  };
+  for (int i = 1; i < argc; ++i) {
+    const std::string t = argv[i];
+    if (t == "bench") continue;
+    const bool is_long = t.rfind("--", 0) == 0, is_short = !is_long && t.size() >= 2 && t[0] == '-';
+    const po::option_description* d = nullptr;
+    if (is_long) {
+      d = bench.find_nothrow(t.substr(2, t.find('=') - 2), false);
+    } else if (is_short) {
+      d = bench.find_nothrow(t.substr(0, 2), false);
+    }
+    if (d != nullptr) {
+      own->push_back(t);
+      // A separate value: "--json FILE", "-t 1M" (not "--json=FILE", "-t1M").
+      const bool inline_value = is_long ? t.find('=') != std::string::npos : t.size() > 2;
+      if (d->semantic()->max_tokens() > 0 && !inline_value && i + 1 < argc)
+        own->push_back(argv[++i]);
+      continue;
+    }
+    globals->push_back(t);
+    if (is_long && t.find('=') == std::string::npos) {
+      bool takes_value = false;
+      GFS_RETURN_IF_ERROR(probe(t, &takes_value));
+      if (takes_value && i + 1 < argc) globals->push_back(argv[++i]);
+    } else if (is_short && t != "-h") {
+      return Status::InvalidArgument("unknown option '" + t + "'");
+    }
+  }
+  return Status::OK();
+}
 
-int main(int argc, char** argv) {
+// The job's command line: the global options, the bench's defaults for what
+// they leave out (data directory, R = 1, K = max(1, R)), then "bench" and the
+// bench's own options.
+Result<gfs::tool::CommandLine> JobCommandLine(const char* argv0,
+                                              const std::vector<std::string>& globals,
+                                              const std::vector<std::string>& own, bool launcher,
+                                              std::vector<std::string>* line) {
+  auto parse = [&](const std::vector<std::string>& g, bool l) {
+    line->assign(1, argv0);
+    line->insert(line->end(), g.begin(), g.end());
+    line->push_back("bench");
+    line->insert(line->end(), own.begin(), own.end());
+    std::vector<char*> pv;
+    for (auto& x : *line) pv.push_back(x.data());
+    pv.push_back(nullptr);
+    return gfs::tool::ParseCommandLine(static_cast<int>(line->size()), pv.data(), l);
+  };
+  auto first = parse(globals, false);
+  if (!first.ok()) return first.status();
+  std::vector<std::string> g;
+  const gfs::JobConfig& j = first->global.job;
+  bool dir_given = false;
+  for (const auto& grp : first->global_groups) dir_given |= grp[0].rfind("--data-dir", 0) == 0;
+  if (!dir_given) g.insert(g.end(), {"--data-dir", "./gfs-bench-data"});
+  if (j.replication == 0) g.insert(g.end(), {"--replication", "1"});
+  if (j.chunkservers < 0) {
+    g.push_back("--chunkservers");
+    g.push_back(std::to_string(std::max<uint32_t>(1, j.replication)));
+  }
+  g.insert(g.end(), globals.begin(), globals.end());
+  return parse(g, launcher);
+}
+
+void WriteStatus(const std::string& file, int code) {
+  if (file.empty()) return;
+  FILE* f = std::fopen(file.c_str(), "w");
+  if (f == nullptr) return;
+  std::fprintf(f, "%d\n", code);
+  std::fclose(f);
+}
+
+// One rank of the job (under mpirun/srun, or started by the launcher).
+int RankMain(int argc, char** argv) {
   MPI_Init(&argc, &argv);
   int world_rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+  std::vector<std::string> globals, own, line;
+  Status st = SplitArgs(argc, argv, &globals, &own);
+  Result<gfs::tool::CommandLine> cl = st;
+  if (st.ok()) cl = JobCommandLine(argv[0], globals, own, false, &line);
   Args a;
   bool help = false;
-  std::string usage;
-  std::string err = ParseArgs(argc, argv, &a, &help, &usage);
+  std::string err = cl.ok() ? ParseArgs(own, &a, &help) : cl.status().message();
+  const std::string status_file = cl.ok() ? cl->global.status_file : "";
+  const bool launched = !status_file.empty();
   if (help || !err.empty()) {
     if (world_rank == 0) {
       if (help) {
-        std::printf("%s", usage.c_str());
+        std::printf("%s", Usage().c_str());
       } else {
         std::fprintf(stderr, "gfs-bench: %s (see --help)\n", err.c_str());
       }
+      WriteStatus(status_file, help ? 0 : 2);
     }
     MPI_Finalize();
-    return help ? 0 : 2;
+    return launched ? 0 : (help ? 0 : 2);
   }
-  gfs::JobConfig cfg;
-  cfg.data_dir = a.data_dir;
-  cfg.chunkservers = a.chunkservers;
-  cfg.replication = a.replication;
-  cfg.chunk_size = a.chunk_size;
+  const gfs::JobConfig& cfg = cl->global.job;
+  a.replication = cfg.replication;
+  a.chunkservers = cfg.chunkservers;
+  a.chunk_size = cfg.chunk_size;
   gfs::Session s;
-  Status st = gfs::Init(MPI_COMM_WORLD, cfg, &s);
+  st = gfs::Init(MPI_COMM_WORLD, cfg, &s);
   if (!st.ok()) {
-    if (world_rank == 0) std::fprintf(stderr, "gfs-bench: %s\n", st.ToString().c_str());
+    const int code = st.code() == gfs::Code::kInvalidArgument ? 2 : 1;
+    if (world_rank == 0) {
+      std::fprintf(stderr, "gfs-bench: %s\n", st.ToString().c_str());
+      WriteStatus(status_file, code);
+    }
     MPI_Finalize();
-    return 1;
+    return launched ? 0 : code;
   }
   int rc = 0;
   if (s.is_client()) {
+    a.chunkservers = s.layout().chunkservers;
     Bench b(a, &s);
     rc = b.Run();
   }
+  const bool first_client = s.is_client() && s.client_index() == 0;
   gfs::Finalize(&s, rc);
+  if (first_client) WriteStatus(status_file, rc);
   // Every rank leaves with the clients' verdict (mpirun reports the first
-  // non-zero exit status).
+  // non-zero exit status); launched, the status file carries it instead (under
+  // --enable-recovery mpirun's own status is always 0).
   int all = 0;
   MPI_Allreduce(&rc, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
   MPI_Finalize();
-  return all;
+  return launched ? 0 : all;
+}
+
+// Run directly: check the whole command line, then start the job through
+// gfs's launcher (io/tool/launcher.h), which re-executes this binary under
+// mpirun and returns the status the first client reports.
+int LauncherMain(int argc, char** argv) {
+  std::vector<std::string> globals, own, line;
+  Status st = SplitArgs(argc, argv, &globals, &own);
+  Result<gfs::tool::CommandLine> cl = st;
+  if (st.ok()) cl = JobCommandLine(argv[0], globals, own, true, &line);
+  if (!cl.ok()) {
+    std::fprintf(stderr, "gfs-bench: %s (see --help)\n", cl.status().message().c_str());
+    return 2;
+  }
+  Args a;
+  bool help = false;
+  std::string err = ParseArgs(own, &a, &help);
+  if (help || cl->global.help) {
+    std::printf("%s", Usage().c_str());
+    return 0;
+  }
+  if (!err.empty()) {
+    std::fprintf(stderr, "gfs-bench: %s (see --help)\n", err.c_str());
+    return 2;
+  }
+  const gfs::JobConfig& j = cl->global.job;
+  auto layout = gfs::ComputeLayout(1 + j.shadows + j.chunkservers + j.clients, j);
+  if (!layout.ok()) {
+    std::fprintf(stderr, "gfs-bench: %s\n", layout.status().message().c_str());
+    return 2;
+  }
+  std::vector<char*> pv;
+  for (auto& x : line) pv.push_back(x.data());
+  pv.push_back(nullptr);
+  return gfs::tool::Launch(*cl, static_cast<int>(line.size()), pv.data());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool rank_mode = gfs::tool::UnderMpiLauncher();
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--rank-mode") rank_mode = true;
+  }
+  return rank_mode ? RankMain(argc, argv) : LauncherMain(argc, argv);
 }

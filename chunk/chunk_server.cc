@@ -1,14 +1,23 @@
 #include "chunk/chunk_server.h"
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
 #include <random>
 
+#include "mpi/buffer_pool.h"
+
 namespace gfs {
 namespace {
 
 constexpr size_t kMaxTimeline = 256;
+// Scrubbing waits for this long without client or peer I/O, verifies at most
+// this many bytes per step, and starts a new pass over all chunks no sooner
+// than this long after the previous one began.
+constexpr uint64_t kScrubIdleUs = 500 * 1000;
+constexpr size_t kScrubPiece = 1u << 20;
+constexpr uint64_t kScrubPassUs = 60ull * 1000 * 1000;
 
 uint64_t RandomId() {
   std::random_device rd;
@@ -73,6 +82,23 @@ uint64_t ChunkServer::Capacity() {
   return (free.ok() ? *free : 0) + store_.UsedBytes();
 }
 
+Status ChunkServer::RoomFor(uint64_t handle, uint64_t end) {
+  if (cfg_.capacity == 0) return Status::OK();
+  const uint64_t used = store_.UsedBytes();
+  auto meta = store_.Meta(handle);
+  if (!meta.ok()) {
+    // A new chunk: only while some space is left under the cap.
+    if (used < cfg_.capacity) return Status::OK();
+  } else {
+    uint64_t grow = end > meta->length ? end - meta->length : 0;
+    if (used + grow <= cfg_.capacity) return Status::OK();
+  }
+  stats_.counters["no_space"]++;
+  std::string msg = "chunkserver " + dir_ + " is at its capacity (";
+  msg += std::to_string(used) + " of " + std::to_string(cfg_.capacity) + " bytes used)";
+  return Status::NoSpace(msg);
+}
+
 void ChunkServer::SendRegister() {
   RegisterReq r;
   r.server_id = server_id_;
@@ -84,7 +110,7 @@ void ChunkServer::SendRegister() {
   for (const ChunkMeta& c : store_.List()) r.chunks.push_back({c.handle, c.version, c.length});
   register_id_ = ++next_id_;
   register_sent_us_ = MonoMicros();
-  SendRequest(t_, master_, r, register_id_, cfg_.request_timeout_ms);
+  SendRequest(t_, master_, r, register_id_, cfg_.request_timeout_ms, master_epoch_);
 }
 
 void ChunkServer::Reply(const Message& m, const Status& s) {
@@ -96,6 +122,13 @@ void ChunkServer::Reply(const Message& m, const Status& s) {
 }
 
 void ChunkServer::Handle(Message& m) {
+  if (!MasterEpochOk(m)) return;
+  // Anything but the master's bookkeeping and stats counts as I/O: the
+  // scrubber stays out of its way.
+  const MsgType type = m.type();
+  if (type != MsgType::kHeartbeat && type != MsgType::kRegister && type != MsgType::kGetStats) {
+    last_io_us_ = MonoMicros();
+  }
   if (m.is_reply()) {
     switch (m.type()) {
       case MsgType::kApply:
@@ -151,6 +184,8 @@ void ChunkServer::Handle(Message& m) {
     case MsgType::kGetStats:
       OnStats(m);
       return;
+    case MsgType::kNewMaster:
+      return;  // handled by MasterEpochOk
     default:
       SendErrorReply(
           t_, m,
@@ -210,9 +245,17 @@ void ChunkServer::OnPushData(Message& m) {
   }
 }
 
+void ChunkServer::KeepBounced(PushEntry* e) {
+  // Long enough for the client to learn the next chunk's lease; a retry that
+  // comes later pushes again (kDataMissing is retryable).
+  e->expires_us = std::min(e->expires_us, MonoMicros() + 5000000);
+  stats_.counters["pushes_kept_for_retry"]++;
+}
+
 Status ChunkServer::ApplyLocal(uint8_t kind, uint64_t handle, uint64_t offset, uint64_t length,
                                const PushEntry* push) {
   if (kind == static_cast<uint8_t>(MutationKind::kTruncate)) {
+    GFS_RETURN_IF_ERROR(RoomFor(handle, offset));
     return store_.Truncate(handle, offset);
   }
   if (kind == static_cast<uint8_t>(MutationKind::kPad)) {
@@ -220,6 +263,7 @@ Status ChunkServer::ApplyLocal(uint8_t kind, uint64_t handle, uint64_t offset, u
     auto meta = store_.Meta(handle);
     if (!meta.ok()) return meta.status();
     if (meta->length >= offset) return Status::OK();
+    GFS_RETURN_IF_ERROR(RoomFor(handle, offset));
     stats_.counters["pad_bytes"] += offset - meta->length;
     return store_.Truncate(handle, offset);
   }
@@ -229,6 +273,7 @@ Status ChunkServer::ApplyLocal(uint8_t kind, uint64_t handle, uint64_t offset, u
   if (push == nullptr || push->rejected || push->received != push->total || push->total != length) {
     return Status(Code::kDataMissing, "pushed data not (fully) received");
   }
+  GFS_RETURN_IF_ERROR(RoomFor(handle, offset + length));
   std::vector<ConstSlice> slices;
   slices.reserve(push->slices.size());
   for (const auto& s : push->slices) slices.push_back({s.second.data, s.second.size});
@@ -375,8 +420,15 @@ void ChunkServer::OnAppend(Message& m) {
     stats_.counters["appends_primary"]++;
   }
   if (push != pushes_.end()) {
-    push_held_ -= push->second.held;
-    pushes_.erase(push);
+    if (pw.kind == PendingWrite::kPad) {
+      // The record goes to the next chunk: its client appends it there under
+      // the same data id when that chunk has the same replicas (no second
+      // push), so keep the data a little while.
+      KeepBounced(&push->second);
+    } else {
+      push_held_ -= push->second.held;
+      pushes_.erase(push);
+    }
   }
   if (!s.ok()) return Reply(m, s);
   lease_used_.insert(r.handle);
@@ -411,7 +463,9 @@ void ChunkServer::OnApply(Message& m) {
   auto push = pushes_.find(key);
   const PushEntry* pe = push == pushes_.end() ? nullptr : &push->second;
   s = ApplyLocal(a.kind, a.handle, a.offset, a.length, pe);
-  if (push != pushes_.end()) {  // consumed, or (pad, failure) never to be used
+  if (push != pushes_.end() && a.kind == static_cast<uint8_t>(MutationKind::kPad)) {
+    KeepBounced(&push->second);  // the record's next try may use it (OnAppend)
+  } else if (push != pushes_.end()) {  // consumed, or failed: never to be used
     push_held_ -= push->second.held;
     pushes_.erase(push);
   }
@@ -447,7 +501,9 @@ void ChunkServer::OnRead(Message& m) {
   // Build the ReadReply in place: the blocks are read (and verified) straight
   // into the outgoing buffer, after the envelope and the reply's fixed fields.
   constexpr size_t kFixed = kHeaderSize + 8 + 4;  // chunk_length, blob length
-  auto out = std::make_shared<Bytes>();
+  // A pooled buffer with room for the blocks around the range (fresh pages
+  // cost a fault each; see mpi/buffer_pool.h).
+  auto out = TakeBuffer(0, kFixed + std::min<uint64_t>(r.length, 64u << 20) + 2 * 65536);
   size_t skip = 0, len = 0;
   s = store_.ReadVerified(
       r.handle, r.offset, r.length,
@@ -488,7 +544,8 @@ void ChunkServer::OnPrepare(Message& m) {
   Status s = m.Decode(&p);
   if (!s.ok()) return Reply(m, s);
   if (p.create && !store_.Has(p.handle)) {
-    s = store_.Create(p.handle, p.version);
+    s = RoomFor(p.handle, 0);
+    if (s.ok()) s = store_.Create(p.handle, p.version);
   } else {
     auto meta = store_.Meta(p.handle);
     if (!meta.ok()) return Reply(m, meta.status());
@@ -512,6 +569,56 @@ void ChunkServer::DeleteChunks(const std::vector<uint64_t>& handles) {
     if (store_.Has(h) && store_.Delete(h).ok()) stats_.counters["chunks_deleted"]++;
     leases_.erase(h);
   }
+}
+
+bool ChunkServer::MasterEpochOk(Message& m) {
+  // Messages that come from the master (orders, and replies to what this
+  // server sent the master) carry the master's epoch: an older epoch is a
+  // deposed master and is refused; a newer one is the master now.
+  bool from_master = false;
+  if (m.is_reply()) {
+    from_master = m.type() == MsgType::kRegister || m.type() == MsgType::kHeartbeat;
+  } else {
+    switch (m.type()) {
+      case MsgType::kPrepareChunk:
+      case MsgType::kShutdown:
+      case MsgType::kVerify:
+      case MsgType::kClone:
+      case MsgType::kNewMaster:
+        from_master = true;
+        break;
+      default:
+        break;
+    }
+  }
+  if (!from_master) return true;
+  if (m.h.epoch < master_epoch_) {
+    stats_.counters["stale_epoch_refused"]++;
+    if (!m.is_reply()) {
+      SendErrorReply(t_, m,
+                     Status(Code::kStaleEpoch, "orders of master epoch " +
+                                                   std::to_string(m.h.epoch) + " refused: epoch " +
+                                                   std::to_string(master_epoch_) + " rules"),
+                     master_epoch_);
+    }
+    return false;
+  }
+  if (m.type() == MsgType::kNewMaster) {
+    NewMasterReq r;
+    if (m.Decode(&r).ok() && r.epoch > master_epoch_) {
+      master_epoch_ = r.epoch;
+      master_ = r.master;
+      registered_ = false;
+      stats_.counters["new_masters"]++;
+      SendRegister();  // the new master rebuilds chunk locations from it
+    }
+    return false;
+  }
+  if (m.h.epoch > master_epoch_) {
+    master_epoch_ = m.h.epoch;
+    if (!m.is_reply()) master_ = m.source;
+  }
+  return true;
 }
 
 void ChunkServer::OnRegisterReply(Message& m) {
@@ -541,7 +648,7 @@ void ChunkServer::OnShutdown(Message& m) {
 
 void ChunkServer::ReportCorrupt(uint64_t handle) {
   stats_.counters["corrupt_found"]++;
-  SendRequest(t_, master_, CorruptReq{handle}, ++next_id_, cfg_.request_timeout_ms);
+  SendRequest(t_, master_, CorruptReq{handle}, ++next_id_, cfg_.request_timeout_ms, master_epoch_);
 }
 
 void ChunkServer::OnVerify(Message& m) {
@@ -565,7 +672,8 @@ void ChunkServer::OnClone(Message& m) {
   }
   // Version 0 until the copy is complete and synced: a half-made copy left by
   // a crash is stale, never taken for a replica.
-  s = store_.Create(r.handle, 0);
+  s = RoomFor(r.handle, 0);
+  if (s.ok()) s = store_.Create(r.handle, 0);
   if (!s.ok()) return Reply(m, s);
   Clone c;
   c.master_req = m;
@@ -607,7 +715,8 @@ void ChunkServer::OnCloneRead(Message& m) {
   if (!s.ok()) return FinishClone(m.h.id, s);
   Clone& c = it->second;
   if (rep.bytes.size > 0) {
-    s = store_.Write(c.handle, c.offset, rep.bytes.data, rep.bytes.size);
+    s = RoomFor(c.handle, c.offset + rep.bytes.size);
+    if (s.ok()) s = store_.Write(c.handle, c.offset, rep.bytes.data, rep.bytes.size);
     if (!s.ok()) return FinishClone(m.h.id, s);
     c.offset += rep.bytes.size;
   }
@@ -648,7 +757,7 @@ void ChunkServer::Tick(uint64_t now) {
     hb.num_chunks = static_cast<uint32_t>(store_.NumChunks());
     hb.extend_leases.assign(lease_used_.begin(), lease_used_.end());
     lease_used_.clear();
-    SendRequest(t_, master_, hb, ++next_id_, cfg_.heartbeat_ms * 2);
+    SendRequest(t_, master_, hb, ++next_id_, cfg_.heartbeat_ms * 2, master_epoch_);
   }
   for (auto it = pending_writes_.begin(); it != pending_writes_.end();) {
     if (now >= it->second.deadline_us) {
@@ -674,6 +783,61 @@ void ChunkServer::Tick(uint64_t now) {
       ++it;
     }
   }
+  Scrub(now);
+}
+
+void ChunkServer::Scrub(uint64_t now) {
+  if (cfg_.scrub_mb_per_s == 0 || now < next_scrub_us_ || now < last_io_us_ + kScrubIdleUs) {
+    return;
+  }
+  auto meta = store_.Meta(scrub_handle_);
+  if (!meta.ok() || scrub_offset_ >= meta->length) {
+    // On to the next chunk in handle order; after the last, a new pass.
+    std::vector<ChunkMeta> all = store_.List();
+    auto next = std::find_if(all.begin(), all.end(), [&](const ChunkMeta& c) {
+      return c.handle > scrub_handle_ && c.version != 0;  // version 0: a clone being made
+    });
+    if (next == all.end()) {
+      // The next pass starts a while after this one began (nothing to
+      // verify: look again in a second).
+      if (scrub_pass_start_us_ != 0) {
+        stats_.counters["scrub_passes"]++;
+        next_scrub_us_ = scrub_pass_start_us_ + kScrubPassUs;
+      } else {
+        next_scrub_us_ = now + 1000000;
+      }
+      scrub_handle_ = 0;
+      scrub_offset_ = 0;
+      scrub_pass_start_us_ = 0;
+      return;
+    }
+    if (scrub_pass_start_us_ == 0) scrub_pass_start_us_ = now;
+    scrub_handle_ = next->handle;
+    scrub_offset_ = 0;
+  }
+  size_t skip = 0, len = 0;
+  Status s = store_.ReadVerified(
+      scrub_handle_, scrub_offset_, kScrubPiece,
+      [this](size_t span) {
+        scrub_buf_.resize(span);
+        return scrub_buf_.data();
+      },
+      &skip, &len);
+  const uint64_t cost = std::max<uint64_t>(len, ChunkStore::kBlockSize);
+  if (s.code() == Code::kCorruption) {
+    // Reported exactly like a failed read: the master stops handing this
+    // replica out, has it deleted and clones a good one.
+    stats_.counters["scrub_corrupt"]++;
+    ReportCorrupt(scrub_handle_);
+    scrub_offset_ = ~0ull;
+  } else if (!s.ok() || len == 0) {
+    scrub_offset_ = ~0ull;  // gone, or unreadable for another reason: next chunk
+  } else {
+    scrub_offset_ += len;
+    stats_.counters["scrub_bytes"] += len;
+  }
+  // Pace: the bytes just verified, at the configured rate.
+  next_scrub_us_ = now + cost * 1000000 / (static_cast<uint64_t>(cfg_.scrub_mb_per_s) << 20);
 }
 
 }  // namespace gfs

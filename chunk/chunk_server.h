@@ -72,6 +72,8 @@ class ChunkServer : public Server {
   void OnRead(Message& m);
   void OnSync(Message& m);
   void OnPrepare(Message& m);
+  // Refuses what a deposed master sends and follows a new one (kNewMaster).
+  bool MasterEpochOk(Message& m);
   void OnRegisterReply(Message& m);
   void OnHeartbeatReply(Message& m);
   void OnShutdown(Message& m);
@@ -83,16 +85,25 @@ class ChunkServer : public Server {
   void ReportCorrupt(uint64_t handle);
   void SendRegister();
   // Applies a mutation to the local replica. `push` is null for truncation.
+  // A pushed record bounced to the next chunk: kept briefly for its retry.
+  void KeepBounced(PushEntry* e);
   Status ApplyLocal(uint8_t kind, uint64_t handle, uint64_t offset, uint64_t length,
                     const PushEntry* push);
   void DeleteChunks(const std::vector<uint64_t>& handles);
   uint64_t Capacity();
+  // With --capacity: kNoSpace unless the store can grow to hold `handle` up to
+  // `end` (a new chunk when `handle` is absent) without passing the cap.
+  Status RoomFor(uint64_t handle, uint64_t end);
+  // Background scrubbing: verifies the next piece of the next chunk when the
+  // server has been idle a moment, at no more than --scrub-mb-per-s.
+  void Scrub(uint64_t now);
   void Reply(const Message& m, const Status& s);
 
   Transport* t_;
   Env* env_;
   JobConfig cfg_;
   int master_;
+  uint64_t master_epoch_ = 0;  // epoch of the master this server follows
   std::string dir_;
   uint64_t server_id_;
   std::string host_;
@@ -122,6 +133,14 @@ class ChunkServer : public Server {
     int32_t source = -1;
   };
   std::map<uint64_t, Clone> clones_;  // by the id of the read in flight
+  // Scrubbing: the chunk and offset to verify next, when, and the last time a
+  // client or peer asked for I/O (the scrubber only runs after a quiet spell).
+  uint64_t scrub_handle_ = 0;
+  uint64_t scrub_offset_ = 0;
+  uint64_t next_scrub_us_ = 0;
+  uint64_t scrub_pass_start_us_ = 0;  // 0: no pass under way
+  uint64_t last_io_us_ = 0;
+  std::vector<uint8_t> scrub_buf_;
   RoleStats stats_;
 };
 

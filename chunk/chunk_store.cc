@@ -87,6 +87,18 @@ class Gather {
       dst += k;
     });
   }
+  void Skip(uint64_t n) {
+    Walk(n, [](const uint8_t*, size_t) {});
+  }
+  // True if the next n bytes equal p[0, n) (consumes them either way).
+  bool Equal(const uint8_t* p, uint64_t n) {
+    bool eq = true;
+    Walk(n, [&](const uint8_t* q, size_t k) {
+      eq = eq && std::memcmp(p, q, k) == 0;
+      p += k;
+    });
+    return eq;
+  }
 
  private:
   template <typename F>
@@ -545,7 +557,7 @@ Status ChunkStore::WriteImpl(uint64_t handle, uint64_t off, const std::vector<Co
   }
   if (s.ok()) s = WriteCrcEntries(oc, first, ncrc);
   if (!s.ok()) {
-    Restore(st, oc, off, end, s);
+    Restore(st, oc, off, end, data, s);
     return s;
   }
 
@@ -561,21 +573,32 @@ Status ChunkStore::WriteImpl(uint64_t handle, uint64_t off, const std::vector<Co
 
 // After a failed write: cut the data and checksum files back to the old length
 // and re-checksum the old blocks the write overlapped, so the chunk stays
-// readable. If that fails too, poison the chunk.
+// readable. A block is re-checksummed only if its bytes can be vouched for:
+// they still match the stored CRC (the write did not reach them), or every
+// byte inside the write range equals the new data (old bytes outside the range
+// were verified before the write, see WriteImpl). Anything else (a write torn
+// inside the block, or old bytes that were already corrupt and never read)
+// keeps the old CRC, so the block reads as Corruption instead of laundering
+// bad bytes under a fresh checksum. If restoring fails, poison the chunk.
 void ChunkStore::Restore(State* st, OpenChunk* oc, uint64_t off, uint64_t end,
-                         const Status& cause) {
+                         const std::vector<ConstSlice>& data, const Status& cause) {
   const uint64_t L = st->length;
   st->dirty = true;
   auto fix = [&]() -> Status {
     Result<uint64_t> dsize = oc->data->Size();
     if (!dsize.ok()) return dsize.status();
     if (*dsize != L) GFS_RETURN_IF_ERROR(oc->data->Truncate(L));
-    if (off < L) {
-      const size_t a = static_cast<size_t>(off / kBS);
+    // From the first block whose checksum entry the write may have changed
+    // on disk: with off >= L that is the old partial last block, whose entry
+    // is rewritten in place before the entries that grow the file.
+    if (L > 0 && std::min(off, L) / kBS < NumBlocks(L)) {
+      const size_t a = static_cast<size_t>(std::min(off, L) / kBS);
       const size_t b = static_cast<size_t>((std::min(end, L) - 1) / kBS);
       const size_t valid_end = std::min(b + 1, oc->crcs_valid);  // don't launder missing ones
       if (a < valid_end) {
         std::vector<uint32_t> v;
+        Gather g(data);
+        uint64_t g_pos = off;  // write offset of the gather's next byte
         for (size_t i = a; i < valid_end; ++i) {
           const uint64_t bs = uint64_t{i} * kBS;
           const size_t len = static_cast<size_t>(std::min<uint64_t>(bs + kBS, L) - bs);
@@ -583,7 +606,19 @@ void ChunkStore::Restore(State* st, OpenChunk* oc, uint64_t off, uint64_t end,
           size_t got = 0;
           GFS_RETURN_IF_ERROR(oc->data->Read(bs, len, scratch_.data(), &got));
           if (got != len) return Status::Corruption(DataPath(oc->handle) + ": short read");
-          v.push_back(crc32c::Value(scratch_.data(), len));
+          const uint32_t cur = crc32c::Value(scratch_.data(), len);
+          if (cur == oc->crcs[i]) {
+            v.push_back(cur);
+            continue;
+          }
+          const uint64_t ws = std::max(bs, off), we = std::min(bs + len, end);
+          bool is_new = false;
+          if (ws < we) {
+            g.Skip(ws - g_pos);
+            is_new = g.Equal(scratch_.data() + (ws - bs), we - ws);
+            g_pos = we;
+          }
+          v.push_back(is_new ? cur : oc->crcs[i]);
         }
         GFS_RETURN_IF_ERROR(WriteCrcEntries(oc, a, v));
         std::copy(v.begin(), v.end(), oc->crcs.begin() + static_cast<ptrdiff_t>(a));

@@ -97,9 +97,11 @@ class ChunkStore {
   // per slice for large slices), CRC over the new bytes, one pwrite of the
   // changed CRC entries, and reads only of partially overwritten edge blocks
   // (an append into a partial last block extends its CRC without reading).
-  // On failure the length is unchanged and the bytes of [offset, offset+n)
-  // inside the old length are unspecified (old or new) but consistent with
-  // their checksums; if even that cannot be restored the chunk is poisoned
+  // On failure the length is unchanged and each old block the write touched
+  // holds its old bytes or (inside [offset, offset+n)) the new ones, consistent
+  // with its checksum; a block that is neither (a write torn inside it, or old
+  // bytes that were already corrupt) keeps its old checksum and reads as
+  // Corruption. If even that cannot be restored the chunk is poisoned
   // (every later call on it but Meta/SetVersion/Delete returns the error; a
   // failed Sync does the same).
   // Not synced: see Sync. An empty write is a no-op (does not extend).
@@ -170,7 +172,8 @@ class ChunkStore {
   Status WriteMeta(uint64_t handle, uint64_t version);
   Status WriteImpl(uint64_t handle, uint64_t offset, const std::vector<ConstSlice>& data,
                    uint64_t n, uint64_t new_length);
-  void Restore(State* st, OpenChunk* oc, uint64_t off, uint64_t end, const Status& cause);
+  void Restore(State* st, OpenChunk* oc, uint64_t off, uint64_t end,
+               const std::vector<ConstSlice>& data, const Status& cause);
   std::string ChunksDir() const { return dir_ + "/chunks"; }
 
   Env* const env_;

@@ -44,6 +44,10 @@ const char* CodeName(Code c) {
       return "retry on next chunk";
     case Code::kTooLarge:
       return "too large";
+    case Code::kNotMaster:
+      return "not the master";
+    case Code::kStaleEpoch:
+      return "stale master epoch";
   }
   return "unknown error";
 }

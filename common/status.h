@@ -32,6 +32,8 @@ enum class Code : uint16_t {
   kBusy = 17,
   kRetryNextChunk = 18,
   kTooLarge = 19,
+  kNotMaster = 20,   // this master-group rank is not (or no longer) the master
+  kStaleEpoch = 21,  // the sender's master epoch is older than the receiver's
 };
 
 const char* CodeName(Code c);

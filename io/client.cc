@@ -4,6 +4,8 @@
 #include <cstring>
 #include <thread>
 
+#include "mpi/buffer_pool.h"
+
 namespace gfs {
 namespace {
 
@@ -47,7 +49,123 @@ void Client::OnUnsolicited(Message& m) {
   if (m.type() == MsgType::kPushAck) {
     PushAckMsg a;
     if (m.Decode(&a).ok()) push_acks_[a.data_id] = a.status;
+  } else if (m.type() == MsgType::kNewMaster) {
+    NewMasterReq r;
+    if (m.Decode(&r).ok() && r.epoch > master_epoch_ && r.master >= 0) {
+      master_ = r.master;
+      master_epoch_ = r.epoch;
+      rpc_.set_epoch(r.epoch);
+      stats_.counters["new_masters"]++;
+    }
   }
+}
+
+bool Client::FindMaster(uint32_t timeout_ms) {
+  std::vector<uint64_t> ids;
+  for (int r = 0; r <= cfg_.shadows; ++r) {
+    auto id = rpc_.Start(r, WhoIsMasterReq{}, timeout_ms);
+    if (id.ok()) ids.push_back(*id);
+  }
+  uint64_t best_epoch = master_epoch_;
+  int best = -1;
+  while (!ids.empty()) {
+    uint64_t which = 0;
+    auto m = rpc_.WaitAny(ids, &which);
+    ids.erase(std::remove(ids.begin(), ids.end(), which), ids.end());
+    if (!m.ok()) {
+      if (m.status().code() == Code::kTimeout) break;  // the rest are silent too
+      continue;
+    }
+    WhoIsMasterReply rep;
+    if (!m->status().ok() || !m->Decode(&rep).ok() || rep.master < 0) continue;
+    if (rep.epoch > best_epoch || (rep.epoch == best_epoch && best < 0)) {
+      best_epoch = rep.epoch;
+      best = rep.master;
+    }
+  }
+  for (uint64_t id : ids) rpc_.Forget(id);
+  if (best < 0 || (best == master_ && best_epoch == master_epoch_)) return false;
+  const bool changed = best != master_;
+  master_ = best;
+  master_epoch_ = best_epoch;
+  rpc_.set_epoch(best_epoch);
+  if (changed) stats_.counters["master_failovers"]++;
+  return changed;
+}
+
+Result<Message> Client::MasterRequest(const std::function<Result<uint64_t>(int, uint32_t)>& start,
+                                      bool read_only, uint32_t timeout_ms) {
+  if (cfg_.shadows <= 0) {
+    auto id = start(master_, timeout_ms);
+    if (!id.ok()) return id.status();
+    return rpc_.Wait(*id);
+  }
+  // Fail-over. A silent master is not asked again (the request may still be
+  // applied there); only a different master gets it, so a slow master does
+  // not see the same mutation twice.
+  const uint64_t deadline = MonoMicros() + static_cast<uint64_t>(timeout_ms) * 1000;
+  const uint32_t probe_ms = std::max<uint32_t>(2 * cfg_.heartbeat_ms, 500);
+  std::vector<std::pair<uint64_t, int>> live;  // (request id, rank)
+  auto send = [&](int dest) {
+    auto id = start(dest, timeout_ms);
+    if (id.ok()) live.push_back({*id, dest});
+  };
+  send(master_);
+  int target = master_;  // where the request went (shadows aside)
+  uint64_t next_probe = MonoMicros() + probe_ms * 1000ull;
+  bool tried_shadow = false;
+  Status last = Status::Timeout("the master did not answer in time");
+  for (;;) {
+    for (size_t i = 0; i < live.size();) {
+      Result<Message> out = Status::OK();
+      if (!rpc_.TryTake(live[i].first, &out)) {
+        ++i;
+        continue;
+      }
+      const int from = live[i].second;
+      live.erase(live.begin() + static_cast<long>(i));
+      if (out.ok() && out->status().code() != Code::kNotMaster) {
+        for (auto& [id, r] : live) rpc_.Forget(id);
+        if (from != master_) stats_.counters["answered_by_shadow"]++;
+        return out;
+      }
+      if (!out.ok()) {
+        last = out.status();
+      } else {
+        last = out->status();
+        next_probe = 0;  // "not the master": find the one that is, now
+      }
+    }
+    const uint64_t now = MonoMicros();
+    if (now >= deadline) break;
+    if (now >= next_probe) {
+      if (read_only && !tried_shadow && cfg_.shadows > 0) {
+        tried_shadow = true;
+        send(1 + (next_shadow_++ % cfg_.shadows));
+      }
+      FindMaster(probe_ms);
+      if (live.empty()) target = -1;  // refused ("not the master"): ask again
+      next_probe = MonoMicros() + probe_ms * 1000ull;
+    }
+    // The master changed (announced, or found by asking): the request goes
+    // to the new one; the old one is not waited for any more.
+    if (master_ != target) {
+      for (auto it = live.begin(); it != live.end();) {
+        if (it->second == target) {
+          rpc_.Forget(it->first);
+          it = live.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      send(master_);
+      target = master_;
+      continue;
+    }
+    PumpOrIdle();
+  }
+  for (auto& [id, r] : live) rpc_.Forget(id);
+  return last;
 }
 
 Status Client::Mkdir(const std::string& path, bool parents) {
@@ -194,7 +312,12 @@ Status Client::PushSend(const std::vector<int32_t>& chain, uint64_t data_id, con
     p.offset = off;
     size_t len = std::min(slice, n - off);
     p.bytes = BlobView{data + off, static_cast<uint32_t>(len)};
-    GFS_RETURN_IF_ERROR(SendRequest(t, head, p, 0, cfg_.request_timeout_ms));
+    // Encoded into a pooled buffer: a fresh one would fault on every page.
+    Header h;
+    h.type = static_cast<uint16_t>(PushDataMsg::kType);
+    h.deadline_ms = cfg_.request_timeout_ms;
+    GFS_RETURN_IF_ERROR(
+        t->Send(head, EncodeMessageInto(TakeBuffer(0, len + 256 + 4 * p.chain.size()), h, p)));
     stats_.counters["push_bytes_sent"] += len;
   }
   return Status::OK();
@@ -395,7 +518,10 @@ Result<size_t> Client::Read(File* f, uint64_t offset, void* buf, size_t n,
   const uint64_t now = MonoMicros();
   for (const Piece& pc : pieces) {
     auto it = locs_.find({f->id, pc.index});
-    if (it == locs_.end() || it->second.expires_us <= now) {
+    // A chunk cached without replicas was being created (or re-leased) when
+    // it was looked up: ask again rather than fail.
+    if (it == locs_.end() || it->second.expires_us <= now ||
+        (it->second.loc.handle != 0 && it->second.loc.replicas.empty())) {
       uint32_t last = pieces.back().index;
       GFS_RETURN_IF_ERROR(FetchLocations(f, pc.index, last - pc.index + 1));
       break;
@@ -517,6 +643,9 @@ Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
     CachedLease lease;
     uint64_t data_id = 0, req_id = 0, deadline_us = 0, not_before_us = 0;
     int failures = 0, hops = 0;
+    // After a bounce to the next chunk: the replicas (sorted) that still hold
+    // the pushed data under data_id. Empty: push again.
+    std::vector<int32_t> pushed_to;
   };
   const uint64_t limit = f->chunk_size / 4;
   for (const Span& r : records) {
@@ -537,6 +666,7 @@ Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
     leases_.erase({f->id, op.index});
     f->append_index = File::kUnknownIndex;
     op.state = Op::kNew;
+    op.pushed_to.clear();
     op.failures++;
     stats_.counters["append_retries"]++;
     if (!Retryable(s.code()) || op.failures >= kMaxAttempts) return s;
@@ -576,9 +706,22 @@ Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
         continue;
       }
       op.lease = *lease;
-      op.data_id = ++next_data_id_;
       op.deadline_us = MonoMicros() + timeout_us;
       op.state = Op::kPushing;
+      if (!op.pushed_to.empty()) {
+        std::vector<int32_t> now_on = op.lease.replicas;
+        std::sort(now_on.begin(), now_on.end());
+        if (now_on == op.pushed_to) {
+          // Bounced from a full chunk and the next chunk has the same
+          // replicas: they kept the data, so only the append is sent again.
+          op.pushed_to.clear();
+          push_acks_[op.data_id] = 0;
+          stats_.counters["append_push_reused"]++;
+          continue;
+        }
+        op.pushed_to.clear();
+      }
+      op.data_id = ++next_data_id_;
       Status s = PushSend(OrderByDistance(op.lease.replicas, rpc_.transport()->rank()), op.data_id,
                           static_cast<const uint8_t*>(records[i].data), records[i].size);
       if (!s.ok()) GFS_RETURN_IF_ERROR(fail(op, s));
@@ -623,6 +766,8 @@ Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
           // The chunk is full: this record goes to the next one.
           --inflight;
           op.state = Op::kNew;
+          op.pushed_to = op.lease.replicas;
+          std::sort(op.pushed_to.begin(), op.pushed_to.end());
           if (++op.hops > 64) return Status::Internal("record append kept finding full chunks");
           if (f->append_index == File::kUnknownIndex || f->append_index <= op.index) {
             f->append_index = op.index + 1;
@@ -702,22 +847,57 @@ Result<uint64_t> Client::CommittedLength(File* f) {
 }
 
 Status Client::Fsync(File* f) {
-  std::vector<uint64_t> ids;
-  for (const auto& [handle, replicas] : f->dirty) {
-    for (int32_t r : replicas) {
-      auto id = rpc_.Start(r, SyncReq{handle}, cfg_.request_timeout_ms);
-      if (!id.ok()) return id.status();
-      ids.push_back(*id);
+  // Sync every replica the data went to. A replica that fails to answer (its
+  // chunkserver died) is asked again until the master stops listing it for
+  // the chunk: then the data is durable on the replicas that are left, which
+  // acknowledged it, and re-replication copies it from them.
+  std::map<uint64_t, std::vector<int32_t>> todo = f->dirty;
+  for (int attempt = 1;; ++attempt) {
+    std::vector<std::pair<uint64_t, int32_t>> sent;
+    std::vector<uint64_t> ids;
+    for (const auto& [handle, replicas] : todo) {
+      for (int32_t r : replicas) {
+        auto id = rpc_.Start(r, SyncReq{handle}, cfg_.request_timeout_ms);
+        if (!id.ok()) return id.status();
+        ids.push_back(*id);
+        sent.emplace_back(handle, r);
+      }
     }
+    std::map<uint64_t, std::vector<int32_t>> failed;
+    Status first;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      auto m = rpc_.Wait(ids[i]);
+      Status s = m.ok() ? m->status() : m.status();
+      if (s.ok()) continue;
+      if (!Retryable(s.code())) return s;
+      if (first.ok()) first = s;
+      failed[sent[i].first].push_back(sent[i].second);
+    }
+    if (failed.empty()) break;
+    if (attempt >= kMaxAttempts) return first;
+    stats_.counters["fsync_retries"]++;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100 * attempt));
+    // Which of the failed replicas does the master still count?
+    for (auto it = locs_.begin(); it != locs_.end();) {
+      it = it->first.first == f->id ? locs_.erase(it) : std::next(it);
+    }
+    uint32_t chunks = static_cast<uint32_t>(f->length / f->chunk_size + 1);
+    GFS_RETURN_IF_ERROR(FetchLocations(f, 0, chunks));
+    std::map<uint64_t, std::vector<int32_t>> live;
+    for (const auto& [key, loc] : locs_) {
+      if (key.first == f->id) live[loc.loc.handle] = loc.loc.replicas;
+    }
+    todo.clear();
+    for (const auto& [handle, replicas] : failed) {
+      const std::vector<int32_t>& now = live[handle];
+      for (int32_t r : replicas) {
+        if (std::find(now.begin(), now.end(), r) != now.end()) todo[handle].push_back(r);
+      }
+    }
+    if (todo.empty()) break;
   }
-  Status first;
-  for (uint64_t id : ids) {
-    auto m = rpc_.Wait(id);
-    Status s = m.ok() ? m->status() : m.status();
-    if (!s.ok() && first.ok()) first = s;
-  }
-  if (first.ok()) f->dirty.clear();
-  return first;
+  f->dirty.clear();
+  return Status::OK();
 }
 
 Status Client::Close(File* f) {
@@ -780,14 +960,14 @@ Result<FsckReply> Client::Fsck(const std::string& path, bool verify) {
   req.path = path;
   req.verify = verify;
   // Verification reads every replica: allow it more time than one request.
-  Status s = rpc_.Call(master_, req, &rep, cfg_.request_timeout_ms * 4);
+  Status s = MasterCall(req, &rep, cfg_.request_timeout_ms * 4);
   if (!s.ok()) return s;
   return rep;
 }
 
 Status Client::Finish(int status) {
   Empty rep;
-  return rpc_.Call(master_, ClientDoneReq{status}, &rep, 120000);
+  return MasterCall(ClientDoneReq{status}, &rep, 120000);
 }
 
 }  // namespace gfs

@@ -128,10 +128,24 @@ class Client {
     uint64_t expires_us = 0;
   };
 
+  // A request to the master, with fail-over: when the master is silent the
+  // client asks the master group who leads now and sends it there; read-only
+  // requests (stat, list, lookup) are also offered to a shadow master, and the
+  // first answer wins. timeout_ms 0 = the job's request timeout.
   template <typename Req, typename Rep>
-  Status MasterCall(const Req& req, Rep* rep) {
-    return rpc_.Call(master_, req, rep, cfg_.request_timeout_ms);
+  Status MasterCall(const Req& req, Rep* rep, uint32_t timeout_ms = 0) {
+    constexpr bool kReadOnly = Req::kType == MsgType::kStat || Req::kType == MsgType::kList ||
+                               Req::kType == MsgType::kLookup;
+    auto m = MasterRequest([&](int dest, uint32_t ms) { return rpc_.Start(dest, req, ms); },
+                           kReadOnly, timeout_ms ? timeout_ms : cfg_.request_timeout_ms);
+    if (!m.ok()) return m.status();
+    if (!m->status().ok()) return m->status();
+    return m->Decode(rep);
   }
+  Result<Message> MasterRequest(const std::function<Result<uint64_t>(int, uint32_t)>& start,
+                                bool read_only, uint32_t timeout_ms);
+  // Asks every master-group rank who the master is; true when it changed.
+  bool FindMaster(uint32_t timeout_ms);
   Result<CachedLease> GetLease(File* f, uint32_t index);
   Status Mutate(File* f, uint32_t index, const CachedLease& lease, uint8_t kind, uint64_t offset,
                 const uint8_t* data, size_t n);
@@ -150,6 +164,8 @@ class Client {
   RpcClient rpc_;
   JobConfig cfg_;
   int master_;
+  uint64_t master_epoch_ = 0;
+  int next_shadow_ = 0;  // round-robin over shadows for read-only requests
   std::vector<std::string> hosts_;
   uint64_t next_data_id_ = 0;
   std::map<uint64_t, uint16_t> push_acks_;                       // data id -> status

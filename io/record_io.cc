@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <memory>
 
+#include "mpi/buffer_pool.h"
+
 namespace gfs {
 
 RecordWriter::RecordWriter(Client* c, File* f) : c_(c), f_(f), producer_(NewProducerId()) {}
@@ -31,7 +33,10 @@ Status RecordWriter::AppendMany(const std::vector<Client::Span>& payloads,
   // alone, up to the quarter-chunk limit): one record
   // append moves many small records, each still framed on its own.
   const uint64_t pack_limit = std::min<uint64_t>(f_->chunk_size / 16, kPackLimit);
-  frames_.clear();
+  // The units come from the buffer pool and go back to it on return, so
+  // their pages stay warm for the next call or writer (fresh memory faults
+  // on every page; see mpi/buffer_pool.h).
+  std::vector<std::shared_ptr<Bytes>> frames;
   std::vector<std::pair<size_t, size_t>> where;  // record -> (unit, offset in unit)
   where.reserve(payloads.size());
   for (size_t i = 0; i < payloads.size(); ++i) {
@@ -41,13 +46,16 @@ Status RecordWriter::AppendMany(const std::vector<Client::Span>& payloads,
                                          std::to_string(max_payload()) + " bytes");
     }
     const uint64_t fs = FrameSize(payloads[i].size);
-    if (frames_.empty() || frames_.back().size() + fs > pack_limit) frames_.emplace_back();
-    where.emplace_back(frames_.size() - 1, frames_.back().size());
-    EncodeFrame(producer_, seq_ + i, payloads[i].data, payloads[i].size, &frames_.back());
+    if (frames.empty() || frames.back()->size() + fs > pack_limit) {
+      frames.push_back(TakeBuffer(0, static_cast<size_t>(std::max<uint64_t>(pack_limit, fs))));
+    }
+    Bytes& unit = *frames.back();
+    where.emplace_back(frames.size() - 1, unit.size());
+    EncodeFrame(producer_, seq_ + i, payloads[i].data, payloads[i].size, &unit);
   }
   std::vector<Client::Span> units;
-  units.reserve(frames_.size());
-  for (const Bytes& u : frames_) units.push_back({u.data(), u.size()});
+  units.reserve(frames.size());
+  for (const auto& u : frames) units.push_back({u->data(), u->size()});
   std::vector<uint64_t> unit_offsets;
   GFS_RETURN_IF_ERROR(c_->RecordAppendMany(f_, units, &unit_offsets));
   offsets->resize(payloads.size());

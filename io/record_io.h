@@ -36,7 +36,6 @@ class RecordWriter {
   uint64_t producer_;
   uint64_t seq_ = 0;
   Bytes frame_;
-  std::vector<Bytes> frames_;
 };
 
 struct ReadRecordsStats {

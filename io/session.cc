@@ -3,6 +3,8 @@
 
 #include <cstdio>
 #include <cstring>
+#include <memory>
+#include <vector>
 
 #include "chunk/chunk_server.h"
 #include "io/gfs.h"
@@ -45,9 +47,6 @@ Result<RoleLayout> ComputeLayout(int world, const JobConfig& cfg) {
   l.world = world;
   l.shadows = cfg.shadows;
   if (cfg.shadows < 0) return Status::InvalidArgument("--shadows must be >= 0");
-  if (cfg.shadows > 0) {
-    return Status::InvalidArgument("shadow masters are not available yet (use --shadows 0)");
-  }
   l.chunkservers = cfg.chunkservers >= 0 ? cfg.chunkservers : world - 2 - cfg.shadows;
   if (l.chunkservers < 1) {
     return Status::InvalidArgument("the job has " + std::to_string(world) +
@@ -109,6 +108,93 @@ void WriteStats(const JobConfig& cfg, int rank, Role role, const RoleStats& st,
     std::fprintf(stderr, "gfs: rank %d: writing stats: %s\n", rank, s.ToString().c_str());
 }
 
+// One member of the master group: lock its directory, recover its copy of
+// the metadata, then (collectively over group_comm) agree on the most
+// advanced copy (highest epoch, then sequence number), hand it to the members
+// that are behind, and start a new epoch everywhere when there are shadows.
+Status StartMasterGroupMember(Env* env, const JobConfig& cfg, const RoleLayout& l, int rank,
+                              Transport* t, MPI_Comm group_comm, std::unique_ptr<FileLock>* lock,
+                              std::unique_ptr<MasterServer>* out) {
+  const std::string dir =
+      l.is_master(rank) ? cfg.data_dir + "/master"
+                        : cfg.data_dir + "/shadow-" + std::to_string(rank - l.first_shadow() + 1);
+  Status st = env->CreateDirs(dir);
+  if (st.ok()) st = env->LockFile(dir + "/LOCK", lock);
+  if (st.code() == Code::kBusy) {
+    st = Status(Code::kBusy, "data directory " + cfg.data_dir + " is in use by another job");
+  }
+  if (st.ok()) {
+    uint64_t id = 0;
+    st = LoadOrCreateIdentity(env, dir, &id);
+  }
+  if (st.ok()) {
+    std::vector<int> cs, clients;
+    for (int r = l.first_chunkserver(); r < l.first_client(); ++r) cs.push_back(r);
+    for (int r = l.first_client(); r < l.world; ++r) clients.push_back(r);
+    MasterGroup group;
+    group.self = rank;
+    group.members.clear();
+    for (int r = 0; r < l.first_chunkserver(); ++r) group.members.push_back(r);
+    *out = std::make_unique<MasterServer>(t, env, cfg, dir, cs, clients, group);
+    std::string warning;
+    st = (*out)->Start(&warning);
+    if (!warning.empty()) {
+      std::fprintf(stderr, "gfs: %s rank %d: warning: %s\n",
+                   l.is_master(rank) ? "master" : "shadow", rank, warning.c_str());
+    }
+  }
+  if (l.shadows == 0) return st;
+
+  // Every member takes part in the exchange, failed or not.
+  uint64_t mine[3] = {st.ok() ? 1u : 0u, 0, 0};
+  if (st.ok()) {
+    mine[1] = (*out)->journal()->epoch();
+    mine[2] = (*out)->journal()->last_seq();
+  }
+  int gsize = 0, grank = 0;
+  MPI_Comm_size(group_comm, &gsize);
+  MPI_Comm_rank(group_comm, &grank);
+  std::vector<uint64_t> all(static_cast<size_t>(gsize) * 3);
+  MPI_Allgather(mine, 3, MPI_UINT64_T, all.data(), 3, MPI_UINT64_T, group_comm);
+  int best = -1;
+  bool all_ok = true, equal = true;
+  for (int i = 0; i < gsize; ++i) {
+    const uint64_t* v = &all[static_cast<size_t>(i) * 3];
+    if (v[0] == 0) all_ok = false;
+    if (best < 0) {
+      best = i;
+      continue;
+    }
+    const uint64_t* b = &all[static_cast<size_t>(best) * 3];
+    if (v[1] != b[1] || v[2] != b[2]) equal = false;
+    if (v[1] > b[1] || (v[1] == b[1] && v[2] > b[2])) best = i;
+  }
+  if (!all_ok)
+    return st.ok() ? Status::Unavailable("another master-group rank failed to start") : st;
+  const uint64_t* b = &all[static_cast<size_t>(best) * 3];
+  if (!equal) {
+    // The most advanced copy goes to everyone that differs.
+    std::string snap;
+    if (grank == best) snap = MetaJournal::EncodeSnapshot((*out)->meta(), b[2], b[1]);
+    uint64_t size = snap.size();
+    MPI_Bcast(&size, 1, MPI_UINT64_T, best, group_comm);
+    snap.resize(size);
+    MPI_Bcast(snap.data(), static_cast<int>(size), MPI_CHAR, best, group_comm);
+    if (mine[1] != b[1] || mine[2] != b[2]) {
+      st = (*out)->InstallSnapshot(snap);
+      if (st.ok()) {
+        std::fprintf(
+            stderr, "gfs: %s rank %d: copied the metadata from rank %d (epoch %llu, record %llu)\n",
+            l.is_master(rank) ? "master" : "shadow", rank, best,
+            static_cast<unsigned long long>(b[1]), static_cast<unsigned long long>(b[2]));
+      }
+    }
+  }
+  // A new epoch per job: orders from any earlier master are refused.
+  if (st.ok()) st = (*out)->BeginEpoch(b[1] + 1);
+  return st;
+}
+
 }  // namespace
 
 Status Init(MPI_Comm world, const JobConfig& cfg_in, Session* s) {
@@ -142,40 +228,45 @@ Status Init(MPI_Comm world, const JobConfig& cfg_in, Session* s) {
       std::make_unique<MpiTransport>(world, static_cast<uint64_t>(cfg.request_timeout_ms) * 2000);
   GFS_RETURN_IF_ERROR(s->transport_->init_status());
 
-  // The master claims the data directory first; if another job holds it the
-  // whole job stops here, on every rank, with the same message.
+  // The master group (master + shadows) claims its directories, recovers,
+  // and makes every copy of the metadata equal to the most advanced one
+  // before anything else runs; if any member fails (e.g. another job holds
+  // the data directory) the whole job stops here, on every rank, with the
+  // same message.
   Env* env = Env::Posix();
+  const bool in_group = s->role_ == Role::kMaster || s->role_ == Role::kShadow;
+  MPI_Comm group_comm = MPI_COMM_NULL;
+  GFS_RETURN_IF_ERROR(CheckMpi(
+      MPI_Comm_split(world, in_group ? 0 : MPI_UNDEFINED, rank, &group_comm), "MPI_Comm_split"));
   std::unique_ptr<FileLock> master_lock;
   std::unique_ptr<MasterServer> master;
   char err[512] = {0};
-  if (s->role_ == Role::kMaster) {
-    Status st = env->CreateDirs(cfg.data_dir + "/master");
-    if (st.ok()) st = env->LockFile(cfg.data_dir + "/master/LOCK", &master_lock);
-    if (st.code() == Code::kBusy) {
-      st = Status(Code::kBusy, "data directory " + cfg.data_dir + " is in use by another job");
-    }
-    if (st.ok()) {
-      uint64_t id = 0;
-      st = LoadOrCreateIdentity(env, cfg.data_dir + "/master", &id);
-    }
-    if (st.ok()) {
-      std::vector<int> cs, clients;
-      for (int r = l.first_chunkserver(); r < l.first_client(); ++r) cs.push_back(r);
-      for (int r = l.first_client(); r < l.world; ++r) clients.push_back(r);
-      master = std::make_unique<MasterServer>(s->transport_.get(), env, cfg,
-                                              cfg.data_dir + "/master", cs, clients);
-      std::string warning;
-      st = master->Start(&warning);
-      if (!warning.empty()) std::fprintf(stderr, "gfs: master: warning: %s\n", warning.c_str());
-    }
+  if (in_group) {
+    Status st = StartMasterGroupMember(env, cfg, l, rank, s->transport_.get(), group_comm,
+                                       &master_lock, &master);
     if (!st.ok()) {
       std::snprintf(err, sizeof err, "%c%s", static_cast<char>(st.code()), st.message().c_str());
     }
+    // The first member's error (in rank order) is the one everybody sees.
+    int gsize = 0;
+    MPI_Comm_size(group_comm, &gsize);
+    std::vector<char> all(static_cast<size_t>(gsize) * sizeof err);
+    MPI_Gather(err, sizeof err, MPI_CHAR, all.data(), sizeof err, MPI_CHAR, 0, group_comm);
+    if (rank == 0) {
+      for (int i = 0; i < gsize; ++i) {
+        const char* e = &all[static_cast<size_t>(i) * sizeof err];
+        if (e[0] != 0) {
+          std::memcpy(err, e, sizeof err);
+          break;
+        }
+      }
+    }
+    MPI_Comm_free(&group_comm);
   }
   MPI_Bcast(err, sizeof err, MPI_CHAR, 0, world);
   if (err[0] != 0) return Status(static_cast<Code>(err[0]), std::string(err + 1));
 
-  if (s->role_ == Role::kMaster) {
+  if (in_group) {
     Status st = RunServer(s->transport_.get(), master.get());
     WriteStats(cfg, rank, s->role_, master->stats(), *s->transport_);
     return st;
@@ -200,7 +291,6 @@ Status Init(MPI_Comm world, const JobConfig& cfg_in, Session* s) {
     WriteStats(cfg, rank, s->role_, cs.stats(), *s->transport_);
     return st;
   }
-  if (s->role_ == Role::kShadow) return Status::OK();
   s->client_index_ = rank - l.first_client();
   s->client_ = std::make_unique<Client>(s->transport_.get(), cfg, 0, std::move(hosts));
   return Status::OK();

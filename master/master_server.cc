@@ -13,15 +13,26 @@ constexpr uint64_t kRegisterGraceUs = 10ull * 1000 * 1000;
 }  // namespace
 
 MasterServer::MasterServer(Transport* t, Env* env, const JobConfig& cfg, std::string dir,
-                           std::vector<int> chunkserver_ranks, std::vector<int> client_ranks)
+                           std::vector<int> chunkserver_ranks, std::vector<int> client_ranks,
+                           MasterGroup group)
     : t_(t),
       env_(env),
       cfg_(cfg),
       dir_(std::move(dir)),
       cs_ranks_(std::move(chunkserver_ranks)),
       client_ranks_(std::move(client_ranks)),
-      placement_(DefaultPlacement::Options{0, 8}) {
+      meta_(std::make_unique<MetaState>()),
+      placement_(DefaultPlacement::Options{0, 8}),
+      group_(std::move(group)) {
   for (int r : cs_ranks_) servers_[r].rank = r;
+  if (group_.members.empty()) group_.members.push_back(group_.self);
+  leader_ = group_.members.front();
+  mode_ = group_.self == leader_ ? Mode::kMaster : Mode::kShadow;
+  if (mode_ == Mode::kMaster) {
+    for (int r : group_.members) {
+      if (r != group_.self) peers_[r] = Peer{};
+    }
+  }
 }
 
 int64_t MasterServer::NowMs() const {
@@ -33,31 +44,94 @@ int64_t MasterServer::NowMs() const {
 Status MasterServer::Start(std::string* warning) {
   GFS_RETURN_IF_ERROR(env_->CreateDirs(dir_));
   uint64_t last_seq = 0;
-  GFS_RETURN_IF_ERROR(RecoverMetaState(env_, dir_, &meta_, &last_seq, warning));
-  log_ = std::make_unique<OpLog>(env_, dir_ + "/" + kOpLogFileName);
-  GFS_RETURN_IF_ERROR(log_->Open(&last_seq));
+  log_ = std::make_unique<MetaJournal>(env_, dir_, JournalOptions{});
+  GFS_RETURN_IF_ERROR(log_->Open(meta_.get(), &last_seq, warning));
+  epoch_ = log_->epoch();
   start_us_ = MonoMicros();
+  last_heard_us_ = start_us_;
+  for (auto& [r, p] : peers_) p.acked = p.sent = last_seq;
+  unshipped_first_ = last_seq + 1;
   stats_.counters["replayed_seq"] = last_seq;
   stats_.counters["file_bytes_received"] = 0;
   stats_.counters["lookups"] = 0;
   return Status::OK();
 }
 
+Status MasterServer::BeginEpoch(uint64_t epoch) {
+  GFS_RETURN_IF_ERROR(log_->StartEpoch(epoch));
+  epoch_ = epoch;
+  return Status::OK();
+}
+
+Status MasterServer::InstallSnapshot(const std::string& bytes) {
+  auto fresh = std::make_unique<MetaState>();
+  uint64_t seq = 0;
+  GFS_RETURN_IF_ERROR(log_->InstallSnapshot(bytes, fresh.get(), &seq));
+  meta_ = std::move(fresh);
+  for (auto& [r, p] : peers_) p.acked = p.sent = seq;
+  unshipped_first_ = seq + 1;
+  stats_.counters["replayed_seq"] = seq;
+  return Status::OK();
+}
+
 Status MasterServer::Mutate(const MetaOp& op, std::vector<uint64_t>* freed) {
   if (!broken_.ok()) return broken_;
-  GFS_RETURN_IF_ERROR(meta_.Check(op));
-  Status s = log_->Append(op, nullptr);
+  if (mode_ != Mode::kMaster) return NotMaster();
+  GFS_RETURN_IF_ERROR(meta_->Check(op));
+  uint64_t seq = 0;
+  Status s = log_->Append(op, &seq);
   if (!s.ok()) {
     broken_ = s;
     return s;
   }
-  s = meta_.Apply(op, freed);
+  s = meta_->Apply(op, freed);
   if (!s.ok()) {
     broken_ = Status::Internal("applying a checked op failed: " + s.ToString());
     return broken_;
   }
+  if (!peers_.empty()) {
+    if (unshipped_.empty()) unshipped_first_ = seq;
+    LogRecord rec;
+    std::vector<uint8_t> bytes;
+    op.EncodeTo(&bytes);
+    rec.op.assign(bytes.begin(), bytes.end());
+    unshipped_.push_back(std::move(rec));
+  }
   stats_.counters["mutations"]++;
   return Status::OK();
+}
+
+Status MasterServer::NotMaster() const {
+  std::string m = "rank " + std::to_string(group_.self) + " is not the master";
+  if (leader_ >= 0 && leader_ != group_.self) {
+    m += " (rank " + std::to_string(leader_) + " is, epoch " + std::to_string(epoch_) + ")";
+  }
+  return Status(Code::kNotMaster, m);
+}
+
+Header MasterServer::OrderHeader(MsgType type, uint32_t deadline_ms) {
+  Header h;
+  h.type = static_cast<uint16_t>(type);
+  h.id = ++next_id_;
+  h.epoch = epoch_;
+  h.deadline_ms = deadline_ms;
+  return h;
+}
+
+uint64_t MasterServer::CommittedSeq() const {
+  uint64_t c = log_->synced_seq();
+  for (const auto& [r, p] : peers_) {
+    if (p.in_sync) c = std::min(c, p.acked);
+  }
+  return c;
+}
+
+void MasterServer::ReleaseCommitted() {
+  const uint64_t c = CommittedSeq();
+  while (!uncommitted_.empty() && uncommitted_.front().seq <= c) {
+    t_->Send(uncommitted_.front().dest, std::move(uncommitted_.front().buf));
+    uncommitted_.pop_front();
+  }
 }
 
 void MasterServer::AfterBatch() {
@@ -70,7 +144,7 @@ void MasterServer::AfterBatch() {
       for (auto& [dest, buf] : deferred_) {
         Message req;
         if (ParseMessage(Incoming{dest, buf}, &req).ok() && req.is_reply()) {
-          t_->Send(dest, EncodeErrorReply(req, s));
+          t_->Send(dest, EncodeErrorReply(req, s, epoch_));
         }
       }
       deferred_.clear();
@@ -78,12 +152,36 @@ void MasterServer::AfterBatch() {
     }
     stats_.counters["log_syncs"]++;
   }
-  for (auto& [dest, buf] : deferred_) t_->Send(dest, std::move(buf));
+  if (log_) {
+    Status s = log_->Poll();
+    if (!s.ok()) {
+      std::fprintf(stderr, "gfs: %s: checkpoint failed: %s\n",
+                   mode_ == Mode::kMaster ? "master" : "shadow", s.ToString().c_str());
+    }
+  }
+  if (mode_ != Mode::kMaster || peers_.empty()) {
+    for (auto& [dest, buf] : deferred_) t_->Send(dest, std::move(buf));
+    deferred_.clear();
+    return;
+  }
+  // With shadows: ship the batch, then hold what depends on it until the
+  // synchronous shadows have it too.
+  if (!unshipped_.empty() || !dirty_locs_.empty()) ShipLog(MonoMicros(), false);
+  const uint64_t need = log_->last_seq();
+  for (auto& [dest, buf] : deferred_) uncommitted_.push_back({need, dest, std::move(buf)});
   deferred_.clear();
+  ReleaseCommitted();
 }
 
 void MasterServer::Handle(Message& m) {
+  if (m.h.epoch > epoch_ && mode_ == Mode::kMaster && m.type() != MsgType::kVote &&
+      m.type() != MsgType::kNewMaster) {
+    // Someone has heard of a newer master: this one was deposed.
+    StepDown(m.h.epoch, -1);
+  }
+  if (HandleGroup(m)) return;
   if (m.is_reply()) {
+    if (mode_ != Mode::kMaster) return;
     if (m.type() == MsgType::kPrepareChunk) return OnPrepareReply(m);
     if (m.type() == MsgType::kShutdown) return OnShutdownReply(m);
     if (m.type() == MsgType::kVerify) return OnVerifyReply(m);
@@ -91,6 +189,25 @@ void MasterServer::Handle(Message& m) {
     return;
   }
   stats_.counters[std::string("req_") + MsgTypeName(m.h.type)]++;
+  if (mode_ == Mode::kShadow) {
+    // Read-only service from the replayed state; everything else is the
+    // master's.
+    switch (m.type()) {
+      case MsgType::kStat:
+        return OnStat(m);
+      case MsgType::kList:
+        return OnList(m);
+      case MsgType::kLookup:
+        return OnLookup(m);
+      case MsgType::kGetStats:
+        return OnStats(m);
+      case MsgType::kShutdown:
+        done_ = true;
+        return DeferReply(m, Empty{});
+      default:
+        return DeferError(m, NotMaster());
+    }
+  }
   switch (m.type()) {
     case MsgType::kRegister:
       return OnRegister(m);
@@ -176,7 +293,7 @@ ChunkLocation MasterServer::LocationOf(uint32_t index, uint64_t handle) const {
   loc.index = index;
   loc.handle = handle;
   if (handle != 0) {
-    const ChunkInfo* c = meta_.FindChunk(handle);
+    const ChunkInfo* c = meta_->FindChunk(handle);
     loc.version = c ? c->version : 0;
     loc.replicas = LiveReplicas(handle);
   }
@@ -195,14 +312,14 @@ void MasterServer::OnCreate(Message& m) {
   CreateReq r;
   Status s = m.Decode(&r);
   if (!s.ok()) return DeferError(m, s);
-  auto existing = meta_.StatFile(r.path);
+  auto existing = meta_->StatFile(r.path);
   if (existing.ok() && !r.exclusive) {
     if (r.truncate && existing->length > 0) {
       std::vector<uint64_t> freed;
       s = Mutate(MetaOp::SetLength(existing->id, 0, NowMs()), &freed);
       if (!s.ok()) return DeferError(m, s);
       ForgetChunks(freed);
-      existing = meta_.StatFile(r.path);
+      existing = meta_->StatFile(r.path);
     }
     return DeferReply(m, StatReply{AttrOf(*existing)});
   }
@@ -217,9 +334,9 @@ void MasterServer::OnCreate(Message& m) {
     return DeferError(m,
                       Status::InvalidArgument("chunk size must be a multiple of 64K, at most 4G"));
   }
-  s = Mutate(MetaOp::Create(r.path, meta_.NextFileId(), repl, cs, NowMs()));
+  s = Mutate(MetaOp::Create(r.path, meta_->NextFileId(), repl, cs, NowMs()));
   if (!s.ok()) return DeferError(m, s);
-  DeferReply(m, StatReply{AttrOf(*meta_.StatFile(r.path))});
+  DeferReply(m, StatReply{AttrOf(*meta_->StatFile(r.path))});
 }
 
 void MasterServer::ForgetChunks(const std::vector<uint64_t>& handles) {
@@ -228,6 +345,7 @@ void MasterServer::ForgetChunks(const std::vector<uint64_t>& handles) {
     if (it != locations_.end()) {
       for (int32_t r : it->second) servers_[r].to_delete.push_back(h);
       locations_.erase(it);
+      TouchLocation(h);
     }
     leases_.erase(h);
   }
@@ -255,7 +373,7 @@ void MasterServer::OnList(Message& m) {
   ListReq r;
   Status s = m.Decode(&r);
   if (!s.ok()) return DeferError(m, s);
-  auto entries = meta_.List(r.path);
+  auto entries = meta_->List(r.path);
   if (!entries.ok()) return DeferError(m, entries.status());
   ListReply rep;
   rep.entries.reserve(entries->size());
@@ -276,7 +394,7 @@ void MasterServer::OnStat(Message& m) {
   StatReq r;
   Status s = m.Decode(&r);
   if (!s.ok()) return DeferError(m, s);
-  auto f = meta_.StatFile(r.path);
+  auto f = meta_->StatFile(r.path);
   if (f.ok()) return DeferReply(m, StatReply{AttrOf(*f)});
   if (f.status().code() == Code::kIsADirectory) {
     StatReply rep;
@@ -291,7 +409,7 @@ void MasterServer::OnLookup(Message& m) {
   Status s = m.Decode(&r);
   if (!s.ok()) return DeferError(m, s);
   stats_.counters["lookups"]++;
-  auto f = meta_.StatFile(r.path);
+  auto f = meta_->StatFile(r.path);
   if (!f.ok()) return DeferError(m, f.status());
   if (r.first == 0xFFFFFFFFu) {  // the last chunk
     r.first = f->chunks.empty() ? 0 : static_cast<uint32_t>(f->chunks.size() - 1);
@@ -310,7 +428,7 @@ void MasterServer::OnLease(Message& m) {
   LeaseReq r;
   Status s = m.Decode(&r);
   if (!s.ok()) return DeferError(m, s);
-  auto f = meta_.StatFile(r.path);
+  auto f = meta_->StatFile(r.path);
   if (!f.ok()) return DeferError(m, f.status());
   if (r.file_id != 0 && r.file_id != f->id) {
     return DeferError(m, Status::NotFound(r.path + " was replaced by another file"));
@@ -334,7 +452,7 @@ void MasterServer::OnLease(Message& m) {
                                             " chunkservers can take a new chunk; the file needs " +
                                             std::to_string(f->replication)));
     }
-    handle = meta_.NextHandle();
+    handle = meta_->NextHandle();
     s = Mutate(MetaOp::AddChunk(f->id, r.index, handle, 1, NowMs()));
     if (!s.ok()) return DeferError(m, s);
     for (int c : chosen) {
@@ -356,9 +474,13 @@ void MasterServer::OnLease(Message& m) {
     return;
   }
   std::vector<int32_t> replicas = LiveReplicas(handle);
-  const ChunkInfo* c = meta_.FindChunk(handle);
+  const ChunkInfo* c = meta_->FindChunk(handle);
   auto lease = leases_.find(handle);
-  if (lease != leases_.end() && lease->second.expiry_us > now &&
+  // A replica that died leaves the chain under a new version, so its copy
+  // (which misses what follows) is stale when its directory is back.
+  const bool lost = replicas.size() < locations_[handle].size();
+  if (lost) locations_[handle] = replicas;
+  if (!lost && lease != leases_.end() && lease->second.expiry_us > now &&
       std::find(replicas.begin(), replicas.end(), lease->second.primary) != replicas.end()) {
     LeaseReply rep;
     rep.index = r.index;
@@ -403,10 +525,7 @@ void MasterServer::StartPrepare(Message& lease_req, uint32_t index, uint64_t han
     req.create = create;
     req.primary = r == p.primary;
     req.lease_ms = cfg_.lease_seconds * 1000;
-    Header h;
-    h.type = static_cast<uint16_t>(MsgType::kPrepareChunk);
-    h.id = ++next_id_;
-    h.deadline_ms = cfg_.request_timeout_ms / 2;
+    Header h = OrderHeader(MsgType::kPrepareChunk, cfg_.request_timeout_ms / 2);
     prepare_req_[h.id] = key;
     // Ordered after the log sync that made the version durable.
     Defer(r, EncodeMessage(h, req));
@@ -435,6 +554,7 @@ void MasterServer::FinishPrepare(uint64_t key) {
     if (std::find(p.failed.begin(), p.failed.end(), r) == p.failed.end()) good.push_back(r);
   }
   auto& loc = locations_[p.handle];
+  TouchLocation(p.handle);
   for (int32_t r : p.replicas) {
     bool ok = std::find(good.begin(), good.end(), r) != good.end();
     auto pos = std::find(loc.begin(), loc.end(), r);
@@ -468,7 +588,7 @@ void MasterServer::OnSetLength(Message& m) {
   SetLengthReq r;
   Status s = m.Decode(&r);
   if (!s.ok()) return DeferError(m, s);
-  auto f = meta_.StatFile(r.path);
+  auto f = meta_->StatFile(r.path);
   if (!f.ok()) return DeferError(m, f.status());
   if (r.file_id != 0 && r.file_id != f->id) {
     return DeferError(m, Status::NotFound(r.path + " was replaced by another file"));
@@ -479,7 +599,7 @@ void MasterServer::OnSetLength(Message& m) {
     s = Mutate(MetaOp::SetLength(f->id, r.length, NowMs()), &freed);
     if (!s.ok()) return DeferError(m, s);
     ForgetChunks(freed);
-    f = meta_.StatFile(r.path);
+    f = meta_->StatFile(r.path);
   }
   rep.length = f->length;
   uint64_t idx = f->length / f->chunk_size;
@@ -499,16 +619,21 @@ void MasterServer::BeginShutdown() {
   shutting_down_ = true;
   shutdown_deadline_us_ = MonoMicros() + 10ull * 1000 * 1000;
   for (int r : cs_ranks_) {
-    Header h;
-    h.type = static_cast<uint16_t>(MsgType::kShutdown);
-    h.id = ++next_id_;
+    Header h = OrderHeader(MsgType::kShutdown, 0);
     Defer(r, EncodeMessage(h, ShutdownReq{}));
-    ++shutdown_waiting_;
+    if (servers_[r].alive) ++shutdown_waiting_;  // a dead one never answers
+  }
+  // Shadows (and a deposed master) end with the job; nobody waits for them.
+  for (int r : group_.members) {
+    if (r == group_.self) continue;
+    Header h = OrderHeader(MsgType::kShutdown, 0);
+    Defer(r, EncodeMessage(h, ShutdownReq{}));
   }
   if (shutdown_waiting_ == 0) shutdown_deadline_us_ = 0;
 }
 
-void MasterServer::OnShutdownReply(Message&) {
+void MasterServer::OnShutdownReply(Message& m) {
+  if (std::find(cs_ranks_.begin(), cs_ranks_.end(), m.source) == cs_ranks_.end()) return;
   if (shutting_down_ && --shutdown_waiting_ == 0) shutdown_deadline_us_ = 0;
 }
 
@@ -529,7 +654,7 @@ void MasterServer::OnRegister(Message& m) {
   st.last_seen_us = MonoMicros();
   RegisterReply rep;
   for (const ChunkReport& c : r.chunks) {
-    const ChunkInfo* info = meta_.FindChunk(c.handle);
+    const ChunkInfo* info = meta_->FindChunk(c.handle);
     if (info == nullptr || c.version < info->version) {
       rep.delete_handles.push_back(c.handle);  // orphan or stale
       stats_.counters[info ? "stale_replicas" : "orphan_replicas"]++;
@@ -544,6 +669,7 @@ void MasterServer::OnRegister(Message& m) {
       for (int32_t old : loc) servers_[old].to_delete.push_back(c.handle);
       loc.clear();
     }
+    TouchLocation(c.handle);
     auto& loc = locations_[c.handle];
     if (std::find(loc.begin(), loc.end(), m.source) == loc.end()) loc.push_back(m.source);
   }
@@ -604,7 +730,7 @@ std::vector<int32_t> MasterServer::GoodReplicas(uint64_t handle) const {
 }
 
 void MasterServer::MarkCorrupt(uint64_t handle, int32_t rank) {
-  if (meta_.FindChunk(handle) == nullptr) return;
+  if (meta_->FindChunk(handle) == nullptr) return;
   corrupt_[handle].insert(rank);
   // Never hand the bad replica to a client again; the chunkserver deletes it.
   // (Re-replication from a good replica comes with the durability work.)
@@ -614,6 +740,7 @@ void MasterServer::MarkCorrupt(uint64_t handle, int32_t rank) {
     if (pos != loc->second.end()) {
       loc->second.erase(pos);
       servers_[rank].to_delete.push_back(handle);
+      TouchLocation(handle);
     }
   }
   auto lease = leases_.find(handle);
@@ -628,7 +755,7 @@ void MasterServer::ScheduleClones(uint64_t now) {
     std::vector<int32_t> good;
   };
   std::vector<Need> needs;
-  meta_.ForEachFile([&](const std::string&, const FileInfo& f) {
+  meta_->ForEachFile([&](const std::string&, const FileInfo& f) {
     for (uint64_t h : f.chunks) {
       if (h == 0 || clones_.count(h) || prepare_by_handle_.count(h)) continue;
       std::vector<int32_t> good = GoodReplicas(h);
@@ -654,16 +781,13 @@ void MasterServer::ScheduleClones(uint64_t now) {
     // replaces the bad replica.
     std::vector<int> target = placement_.ChooseNew(loads, 1, exclude, ++seed_);
     if (target.empty()) continue;
-    const ChunkInfo* ci = meta_.FindChunk(n.handle);
+    const ChunkInfo* ci = meta_->FindChunk(n.handle);
     CloneOp op;
     op.target = target[0];
     op.source = n.good[static_cast<size_t>(seed_ % n.good.size())];
     op.version = ci->version;
     op.deadline_us = now + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000 * 4;
-    Header h;
-    h.type = static_cast<uint16_t>(MsgType::kClone);
-    h.id = ++next_id_;
-    h.deadline_ms = cfg_.request_timeout_ms * 4;
+    Header h = OrderHeader(MsgType::kClone, cfg_.request_timeout_ms * 4);
     clone_req_[h.id] = n.handle;
     t_->Send(op.target, EncodeMessage(h, CloneReq{n.handle, op.version, op.source}));
     busy.insert(op.target);
@@ -683,10 +807,11 @@ void MasterServer::OnCloneReply(Message& m) {
   if (it == clones_.end()) return;
   CloneOp op = std::move(it->second);
   clones_.erase(it);
-  const ChunkInfo* ci = meta_.FindChunk(handle);
+  const ChunkInfo* ci = meta_->FindChunk(handle);
   if (m.status().ok() && ci != nullptr && ci->version == op.version) {
     auto& loc = locations_[handle];
     if (std::find(loc.begin(), loc.end(), op.target) == loc.end()) loc.push_back(op.target);
+    TouchLocation(handle);
     servers_[op.target].chunks++;
     auto bad = corrupt_.find(handle);
     if (bad != corrupt_.end()) bad->second.erase(op.target);
@@ -721,7 +846,7 @@ void MasterServer::OnReport(Message& m) {
     s.chunks = st.chunks;
     rep.servers.push_back(s);
   }
-  meta_.ForEachFile([&](const std::string&, const FileInfo& f) {
+  meta_->ForEachFile([&](const std::string&, const FileInfo& f) {
     for (uint64_t h : f.chunks) {
       if (h == 0) continue;
       ++rep.chunks;
@@ -739,9 +864,9 @@ void MasterServer::OnReport(Message& m) {
 Status MasterServer::FsckAnswer(const std::string& path, FsckReply* rep) const {
   std::string norm;
   GFS_RETURN_IF_ERROR(NormalizePath(path, &norm));
-  if (!meta_.Exists(norm)) return Status::NotFound(norm);
+  if (!meta_->Exists(norm)) return Status::NotFound(norm);
   const std::string prefix = norm == "/" ? "/" : norm + "/";
-  meta_.ForEachFile([&](const std::string& p, const FileInfo& f) {
+  meta_->ForEachFile([&](const std::string& p, const FileInfo& f) {
     if (p != norm && p.rfind(prefix, 0) != 0) return;
     FsckFile ff;
     ff.path = p;
@@ -752,7 +877,7 @@ Status MasterServer::FsckAnswer(const std::string& path, FsckReply* rep) const {
       FsckChunk c;
       c.index = static_cast<uint32_t>(i);
       c.handle = f.chunks[i];
-      const ChunkInfo* ci = meta_.FindChunk(c.handle);
+      const ChunkInfo* ci = meta_->FindChunk(c.handle);
       c.version = ci ? ci->version : 0;
       c.replicas = GoodReplicas(c.handle);
       auto bad = corrupt_.find(c.handle);
@@ -787,10 +912,7 @@ void MasterServer::OnFsck(Message& m) {
   op.deadline_us = MonoMicros() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000 * 4;
   for (const auto& [rank, st] : servers_) {
     if (!st.alive) continue;
-    Header h;
-    h.type = static_cast<uint16_t>(MsgType::kVerify);
-    h.id = ++next_id_;
-    h.deadline_ms = cfg_.request_timeout_ms * 4;
+    Header h = OrderHeader(MsgType::kVerify, cfg_.request_timeout_ms * 4);
     verify_req_[h.id] = key;
     ++op.waiting;
     t_->Send(rank, EncodeMessage(h, VerifyReq{}));
@@ -833,10 +955,17 @@ void MasterServer::OnStats(Message& m) {
 }
 
 void MasterServer::Tick(uint64_t now) {
+  if (mode_ == Mode::kShadow) {
+    ShadowTick(now);
+    AfterBatch();
+    return;
+  }
+  if (!peers_.empty()) ShipLog(now, true);
   if (!serving_) {
     bool all = std::all_of(cs_ranks_.begin(), cs_ranks_.end(),
                            [&](int r) { return servers_[r].registered; });
-    if (all || now - start_us_ > kRegisterGraceUs) {
+    const uint64_t grace = adopt_until_us_ ? adopt_until_us_ : start_us_ + kRegisterGraceUs;
+    if (all || now > grace) {
       serving_ = true;
       while (!held_.empty()) {
         Message m = std::move(held_.front());

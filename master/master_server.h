@@ -6,6 +6,18 @@
 // Durability: every mutation is appended to the op log and the log is synced
 // once per drained batch of messages (group commit) before any reply or order
 // that depends on it leaves the master (see AfterBatch).
+//
+// Master group (--shadows S): the same class runs on the master rank and on
+// every shadow-master rank (doc/architecture.md, "Shadow masters"). The
+// master ships each synced batch of log records to the shadows and holds the
+// replies and orders that depend on them until every shadow in the
+// synchronous set has made them durable too; a shadow that does not answer in
+// time leaves the set (the master never waits forever) and rejoins once it
+// has caught up. Shadows replay the records, answer stat/list/lookup, and
+// when the master falls silent one of them is elected by a majority of the
+// group, raises the master epoch, and takes over. Every message carries the
+// epoch; a message from an older epoch is refused, so a deposed master's
+// orders have no effect.
 #pragma once
 
 #include <deque>
@@ -16,8 +28,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "master/journal.h"
 #include "master/meta_state.h"
-#include "master/oplog.h"
 #include "master/placement.h"
 #include "mpi/config.h"
 #include "mpi/rpc.h"
@@ -25,25 +37,61 @@
 
 namespace gfs {
 
+// Who is in the master group and which member this is. group[0] is the
+// master the job starts with.
+struct MasterGroup {
+  int self = 0;
+  std::vector<int> members{0};
+};
+
 class MasterServer : public Server {
  public:
   // chunkserver_ranks: the ranks expected to register; client_ranks: the
   // ranks whose ClientDone ends the job. Pointers not owned.
   MasterServer(Transport* t, Env* env, const JobConfig& cfg, std::string dir,
-               std::vector<int> chunkserver_ranks, std::vector<int> client_ranks);
+               std::vector<int> chunkserver_ranks, std::vector<int> client_ranks,
+               MasterGroup group = {});
 
   // Replays the op log and opens it for appending. *warning gets a torn-tail
   // warning, if any.
   Status Start(std::string* warning);
+  // Durably raises the master epoch (the master of a new job with shadows,
+  // and a shadow taking over).
+  Status BeginEpoch(uint64_t epoch);
+  // Replaces this member's metadata (memory and disk) with a snapshot of a
+  // more advanced copy (job start-up; MetaJournal::EncodeSnapshot bytes).
+  Status InstallSnapshot(const std::string& bytes);
   void Handle(Message& m) override;
   void Tick(uint64_t now_us) override;
   void AfterBatch() override;
   bool done() const override { return done_; }
 
   const RoleStats& stats() const { return stats_; }
-  const MetaState& meta() const { return meta_; }
+  const MetaState& meta() const { return *meta_; }
+  bool is_master() const { return mode_ == Mode::kMaster; }
+  uint64_t epoch() const { return epoch_; }
+  int leader() const { return leader_; }
+  // The journal (for the job start-up that makes every copy of the log equal).
+  MetaJournal* journal() { return log_.get(); }
 
  private:
+  enum class Mode { kMaster, kShadow };
+  // A shadow as the master sees it.
+  struct Peer {
+    bool in_sync = true;
+    bool need_snapshot = false;
+    uint64_t acked = 0;          // its last durable record
+    uint64_t sent = 0;           // the last record shipped to it
+    uint64_t waiting_since = 0;  // when the oldest unacknowledged batch left
+    uint64_t last_send_us = 0;
+    uint64_t snapshot_id = 0;  // request id of the last snapshot sent
+  };
+  struct Election {
+    uint64_t epoch = 0;
+    int votes = 0;
+    uint64_t deadline_us = 0;
+  };
+
   struct ServerState {
     int rank = -1;
     uint64_t id = 0;
@@ -75,6 +123,26 @@ class MasterServer : public Server {
   };
 
   void Dispatch(Message& m);
+  // Master group.
+  bool HandleGroup(Message& m);  // true when m was a master-group message
+  void OnLogBatch(Message& m);
+  void OnLogBatchReply(Message& m);
+  void OnVote(Message& m);
+  void OnVoteReply(Message& m);
+  void OnNewMaster(Message& m);
+  void ShipLog(uint64_t now, bool keepalive);
+  void ReleaseCommitted();
+  uint64_t CommittedSeq() const;
+  void ShadowTick(uint64_t now);
+  void StartElection(uint64_t now);
+  void TakeOver();
+  // A higher epoch exists: stop acting as master (the deposed master turns
+  // into an out-of-sync shadow and never acknowledges anything again).
+  void StepDown(uint64_t epoch, int leader);
+  void TouchLocation(uint64_t handle) {
+    if (!peers_.empty()) dirty_locs_.insert(handle);
+  }
+  Status NotMaster() const;
   void OnMkdir(Message& m);
   void OnCreate(Message& m);
   void OnDelete(Message& m);
@@ -121,23 +189,26 @@ class MasterServer : public Server {
   void BeginShutdown();
   int64_t NowMs() const;
 
-  // Queue a message to leave after the next log sync.
+  // Queue a message to leave after the next log sync (and, with shadows,
+  // once the synchronous shadows hold the records too).
   void Defer(int dest, Buffer b) { deferred_.push_back({dest, std::move(b)}); }
   template <typename Body>
   void DeferReply(const Message& req, const Body& body) {
-    Defer(req.source, EncodeReply(req, body));
+    Defer(req.source, EncodeReply(req, body, epoch_));
   }
   void DeferError(const Message& req, const Status& s) {
-    Defer(req.source, EncodeErrorReply(req, s));
+    Defer(req.source, EncodeErrorReply(req, s, epoch_));
   }
+  // A header for an order this master sends, stamped with its epoch.
+  Header OrderHeader(MsgType type, uint32_t deadline_ms);
 
   Transport* t_;
   Env* env_;
   JobConfig cfg_;
   std::string dir_;
   std::vector<int> cs_ranks_, client_ranks_;
-  MetaState meta_;
-  std::unique_ptr<OpLog> log_;
+  std::unique_ptr<MetaState> meta_;
+  std::unique_ptr<MetaJournal> log_;
   DefaultPlacement placement_;
   Status broken_;  // sticky log failure: mutations refused
 
@@ -182,6 +253,29 @@ class MasterServer : public Server {
   std::map<uint64_t, FsckOp> fscks_;                   // by key
   std::unordered_map<uint64_t, uint64_t> verify_req_;  // request id -> fsck key
   RoleStats stats_;
+
+  // Master group.
+  MasterGroup group_;
+  Mode mode_ = Mode::kMaster;
+  uint64_t epoch_ = 0;
+  int leader_ = 0;
+  std::map<int, Peer> peers_;         // master: the shadows
+  std::vector<LogRecord> unshipped_;  // master: records not yet sent to shadows
+  uint64_t unshipped_first_ = 0;      // seq of unshipped_[0]
+  std::set<uint64_t> dirty_locs_;     // master: locations changed since the last ship
+  struct Held {
+    uint64_t seq;  // released once CommittedSeq() reaches it
+    int dest;
+    Buffer buf;
+  };
+  std::deque<Held> uncommitted_;
+  bool in_sync_ = true;         // shadow: in the master's synchronous set
+  uint64_t last_heard_us_ = 0;  // shadow: last message from the master
+  uint64_t voted_epoch_ = 0;
+  uint64_t next_election_us_ = 0;  // shadow: no candidacy before this
+  Election election_;
+  std::unordered_map<uint64_t, uint64_t> vote_req_;  // request id -> epoch
+  uint64_t adopt_until_us_ = 0;  // new master: chunkservers still re-registering
 };
 
 }  // namespace gfs

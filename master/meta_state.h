@@ -20,7 +20,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -123,6 +122,10 @@ class MetaState {
   ~MetaState();
   MetaState(const MetaState&) = delete;
   MetaState& operator=(const MetaState&) = delete;
+  // Moving is cheap (tables move, nothing is copied); a moved-from state may
+  // only be destroyed or assigned to.
+  MetaState(MetaState&&);
+  MetaState& operator=(MetaState&&);
 
   // Validation without change: returns exactly the error Apply(op) would.
   //   kMkdir:  kInvalidArgument (bad path), kNotFound (parent missing and
@@ -160,7 +163,8 @@ class MetaState {
   // kNotFound; kIsADirectory when path names a directory; kInvalidArgument
   // for a malformed path; kNotADirectory when a file is used as a directory.
   Result<FileInfo> StatFile(const std::string& path) const;
-  // The file with this id, or null. The pointer is valid until the next Apply.
+  // The file with this id, or null. The pointer is valid until the next Apply
+  // (it points at a copy the MetaState keeps until then).
   const FileInfo* FindFile(uint64_t id) const;
   bool IsDir(const std::string& path) const;
   bool Exists(const std::string& path) const;
@@ -175,8 +179,8 @@ class MetaState {
   uint64_t NextFileId() const { return next_file_id_; }
   uint64_t NextHandle() const { return next_handle_; }
 
-  size_t NumFiles() const { return files_.size(); }
-  size_t NumChunks() const { return chunks_.size(); }
+  size_t NumFiles() const { return num_files_; }
+  size_t NumChunks() const { return num_chunks_; }
   size_t NumDirs() const { return num_dirs_; }  // includes the root
 
   // Visits every chunk / every file (with its full path), unspecified order.
@@ -188,30 +192,203 @@ class MetaState {
   // comparing a live state with a replayed one.
   std::string DebugString() const;
 
- private:
-  struct Dir;
-  // A directory entry: a sub-directory (dir != null) or a file (file_id).
-  struct Entry {
-    std::unique_ptr<Dir> dir;
-    uint64_t file_id = 0;
+  // ---- Checkpoint support (master/checkpoint.cc) ----------------------------
+  //
+  // One node of the namespace as VisitTree reports it. Directories are
+  // numbered by ordinals in visit order: the root is 0, the first directory
+  // visited is 1, and so on; `parent` is the ordinal of the containing
+  // directory, which is always visited before its contents.
+  struct TreeNode {
+    uint32_t parent = 0;
+    std::string_view name;
+    bool is_dir = false;
+    // Files only. chunks[i] is the handle at chunk index i (0 = hole).
+    uint64_t id = 0;
+    uint32_t replication = 0;
+    uint64_t chunk_size = 0;
+    uint64_t length = 0;
+    int64_t mtime_ms = 0;
+    const uint64_t* chunks = nullptr;
+    uint32_t num_chunks = 0;
   };
-  struct Dir {
-    std::map<std::string, Entry, std::less<>> children;
+  // Visits every directory (except the root) and file, breadth first. The
+  // callback must not modify the MetaState.
+  void VisitTree(const std::function<void(const TreeNode&)>& fn) const;
+
+  // Rebuilding from a checkpoint, on a freshly constructed MetaState only
+  // (kInvalidArgument otherwise for the first call). Nodes must arrive in an
+  // order where a directory precedes its contents; LoadDir gives directories
+  // the ordinals VisitTree would (1, 2, ...). Every rule Apply enforces is
+  // checked (valid names, no duplicate name in a directory, unique non-zero
+  // file ids and chunk handles, replication and chunk_size > 0, at most
+  // kMaxChunksPerFile chunks); a violation is kCorruption and leaves the
+  // state partially loaded (discard it). versions[i] is ignored where
+  // chunks[i] == 0. LoadCounters comes last: the counters must exceed every
+  // id / handle loaded.
+  Status LoadDir(uint32_t parent, std::string_view name, uint32_t* ordinal);
+  Status LoadFile(uint32_t parent, std::string_view name, const TreeNode& file,
+                  const uint64_t* versions);
+  Status LoadCounters(uint64_t next_file_id, uint64_t next_handle);
+  // Optional, before loading: sizes the id tables for this many files and
+  // chunks (saves their step-by-step growth; callers bound the numbers by
+  // what their input can hold).
+  void LoadReserve(uint64_t files, uint64_t chunks);
+
+  // Bytes of heap this state holds (tables, records, names), for the memory
+  // figures of bench/meta_bench.cc.
+  size_t MemoryBytes() const;
+
+ private:
+  // Layout (chosen for <= 128 B per file and <= 64 B per chunk at millions
+  // of entries; see doc/disk-format-master.md "Memory"):
+  //  - files, directories and chunks are fixed-size records in paged arrays
+  //    (stable slots, freed slots reused), found through open-addressing
+  //    tables of 32-bit slot numbers (IndexTable);
+  //  - a directory's children are an IndexTable keyed by name holding tagged
+  //    slots (kDirTag set = directory);
+  //  - names live once in an arena string, referenced by (offset, length);
+  //  - a file's chunk handles are inline when it has at most one chunk, in a
+  //    side vector otherwise.
+  static constexpr uint32_t kNone = 0xffffffffu;
+  static constexpr uint32_t kDirTag = 0x80000000u;
+
+  // Linear-probing table of uint32 values (slots into the record arrays);
+  // the caller supplies hashes and equality. Each entry keeps 32 bits of its
+  // key's hash beside the value: the home slot is derived from them, so
+  // growing and deleting never touch the records, and a probe compares
+  // records only on a hash match (one record access per lookup, typically).
+  class IndexTable {
+   public:
+    template <typename Eq>
+    uint32_t Find(uint64_t h, Eq eq) const;
+    void Insert(uint64_t h, uint32_t v);
+    void Reserve(uint64_t n);
+    template <typename Eq>
+    bool Erase(uint64_t h, Eq eq);
+    template <typename Fn>
+    void ForEach(Fn fn) const {
+      for (uint32_t i = 0; i < cap_; ++i) {
+        if (t_[i] != kEmpty) fn(static_cast<uint32_t>(t_[i]));
+      }
+    }
+    uint32_t size() const { return size_; }
+    size_t MemoryBytes() const { return size_t{cap_} * sizeof(uint64_t); }
+    void Clear() {
+      t_.reset();
+      cap_ = size_ = 0;
+    }
+
+   private:
+    static constexpr uint64_t kEmpty = ~uint64_t{0};
+    static uint32_t Hash32(uint64_t h);
+    void Rehash(uint32_t cap);
+    std::unique_ptr<uint64_t[]> t_;
+    uint32_t cap_ = 0;  // 0 or a power of two
+    uint32_t size_ = 0;
+  };
+
+  // Fixed-size records in 4096-entry pages: no reallocation copies, slack
+  // of at most one page, slots never move.
+  template <typename T>
+  class Paged {
+   public:
+    T& operator[](uint32_t i) { return pages_[i >> kShift][i & kMask]; }
+    const T& operator[](uint32_t i) const { return pages_[i >> kShift][i & kMask]; }
+    uint32_t size() const { return size_; }
+    uint32_t Add() {
+      if ((size_ & kMask) == 0) pages_.push_back(std::make_unique<T[]>(kMask + 1));
+      return size_++;
+    }
+    size_t MemoryBytes() const {
+      return pages_.size() * (sizeof(T) * (kMask + 1)) + pages_.capacity() * sizeof(void*);
+    }
+
+   private:
+    static constexpr uint32_t kShift = 12;
+    static constexpr uint32_t kMask = (1u << kShift) - 1;
+    std::vector<std::unique_ptr<T[]>> pages_;
+    uint32_t size_ = 0;
+  };
+
+  struct FileRec {
+    uint64_t id = 0;    // 0 = free slot
+    uint64_t name = 0;  // packed NameRef: offset << 16 | length
+    uint64_t chunk_size = 0;
+    uint64_t length = 0;
+    int64_t mtime_ms = 0;
+    uint32_t replication = 0;
+    uint32_t num_chunks = 0;
+    // num_chunks <= 1: the handle itself; else an index into chunk_lists_.
+    uint64_t chunks = 0;
+  };
+  struct DirRec {
+    uint64_t name = 0;
+    IndexTable children;  // tagged slots
+    bool live = false;
   };
   struct Lookup;
 
   Status Resolve(const std::string& path, Lookup* out) const;
   Status Validate(const MetaOp& op, Lookup* a, Lookup* b) const;
-  void CollectSubtree(const Entry& e, std::vector<uint64_t>* file_ids, size_t* dirs) const;
-  void RemoveFile(uint64_t id, std::vector<uint64_t>* freed);
-  DirEntry MakeEntry(const std::string& name, const Entry& e) const;
 
-  Dir root_;
-  std::unordered_map<uint64_t, FileInfo> files_;    // by file id
-  std::unordered_map<uint64_t, ChunkInfo> chunks_;  // by handle
+  // Names.
+  static uint64_t HashName(std::string_view name);
+  std::string_view Name(uint64_t ref) const {
+    return std::string_view(names_.data() + (ref >> 16), ref & 0xffff);
+  }
+  uint64_t AddName(std::string_view name);
+  void DropName(uint64_t ref) { dead_name_bytes_ += ref & 0xffff; }
+  void MaybeCompactNames();
+  uint64_t NameOfChild(uint32_t ref) const {
+    return (ref & kDirTag) ? dirs_[ref & ~kDirTag].name : files_[ref].name;
+  }
+  uint32_t FindChild(uint32_t dir, std::string_view name) const;
+  void InsertChild(uint32_t dir, uint32_t ref);
+  void EraseChild(uint32_t dir, std::string_view name);
+
+  // Records.
+  uint32_t FindFileSlot(uint64_t id) const;
+  uint32_t FindChunkSlot(uint64_t handle) const;
+  uint32_t NewDir(uint64_t name);
+  uint32_t NewFile();
+  uint32_t NewChunk();
+  const uint64_t* ChunksOf(const FileRec& f) const {
+    return f.num_chunks <= 1 ? &f.chunks : chunk_lists_[f.chunks].data();
+  }
+  uint64_t* MutableChunksOf(FileRec& f) {
+    return f.num_chunks <= 1 ? &f.chunks : chunk_lists_[f.chunks].data();
+  }
+  void ResizeChunks(FileRec& f, uint32_t n);
+  void AddChunkRec(uint64_t handle, uint64_t version, uint64_t file_id, uint32_t index);
+  void RemoveChunk(uint64_t handle, std::vector<uint64_t>* freed);
+  void RemoveFileSlot(uint32_t slot, std::vector<uint64_t>* freed);
+  void RemoveSubtree(uint32_t ref, std::vector<uint64_t>* freed);
+  FileInfo MakeFileInfo(const FileRec& f) const;
+  DirEntry MakeEntry(uint32_t ref) const;
+  std::vector<uint32_t> SortedChildren(uint32_t dir) const;
+  void InvalidateFound() {
+    if (!found_.empty()) found_.clear();
+  }
+
+  Paged<FileRec> files_;
+  Paged<DirRec> dirs_;       // slot 0 = root
+  Paged<ChunkInfo> chunks_;  // handle 0 = free slot
+  std::vector<uint32_t> free_files_, free_dirs_, free_chunks_;
+  IndexTable file_index_;   // file id -> files_ slot
+  IndexTable chunk_index_;  // handle -> chunks_ slot
+  // Chunk handle vectors of files with more than one chunk.
+  std::vector<std::vector<uint64_t>> chunk_lists_;
+  std::vector<uint32_t> free_lists_;
+  std::string names_;
+  size_t dead_name_bytes_ = 0;
+  size_t num_files_ = 0, num_chunks_ = 0;
   size_t num_dirs_ = 1;
   uint64_t next_file_id_ = 1;
   uint64_t next_handle_ = 1;
+  bool loading_allowed_ = true;  // no Apply yet: Load* may be used
+  // FindFile's answers, kept until the next Apply (files are not stored as
+  // FileInfo).
+  mutable std::unordered_map<uint64_t, FileInfo> found_;
 };
 
 }  // namespace gfs

@@ -161,6 +161,8 @@ Status OpLog::Open(uint64_t* last_seq) {
   warning_ = info.warning;
   last_seq_ = synced_seq_ = info.last_seq;
   epoch_ = info.epoch;
+  start_seq_ = info.start_seq;
+  bytes_ = info.valid_bytes;
   buf_.clear();
   error_ = Status::OK();
   if (last_seq) *last_seq = last_seq_;
@@ -189,6 +191,7 @@ Status OpLog::AppendRecord(uint64_t seq, const MetaOp& op) {
   w.PatchU32(start + 4, static_cast<uint32_t>(len));
   w.PatchU32(start, Mask(crc32c::Value(buf_.data() + start + 4, 12 + len)));
   last_seq_ = seq;
+  bytes_ += kOpLogRecordHeaderSize + len;
   if (buf_.size() >= kSpillBytes) return Flush();
   return Status::OK();
 }
@@ -237,27 +240,6 @@ Status OpLog::Close() {
   return c;
 }
 
-Status RecoverMetaState(Env* env, const std::string& dir, MetaState* state, uint64_t* last_seq,
-                        std::string* warning) {
-  const std::string path = dir + "/" + kOpLogFileName;
-  if (last_seq) *last_seq = 0;
-  if (warning) warning->clear();
-  if (!env->FileExists(path)) return Status::OK();
-  ReplayInfo info;
-  GFS_RETURN_IF_ERROR(OpLog::Replay(
-      env, path,
-      [state](uint64_t seq, const MetaOp& op) -> Status {
-        Status s = state->Apply(op);
-        if (!s.ok()) {
-          return Status::Corruption("oplog record seq " + std::to_string(seq) + " (" +
-                                    op.ToString() + ") does not apply: " + s.ToString());
-        }
-        return Status::OK();
-      },
-      &info));
-  if (last_seq) *last_seq = info.last_seq;
-  if (warning) *warning = info.warning;
-  return Status::OK();
-}
+// RecoverMetaState is defined in journal.cc (it shares MetaJournal's recovery).
 
 }  // namespace gfs

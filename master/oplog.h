@@ -24,9 +24,12 @@
 // CRC is fine but its payload does not decode, the log is corrupt and
 // kCorruption is returned: nothing is silently skipped.
 //
-// Files: RecoverMetaState reads "<dir>/oplog". The header's start_seq exists
-// so that checkpoints and log rollover can be added without a format change
-// (a checkpoint at seq S, then a fresh log whose start_seq is S+1).
+// Files: an OpLog is one log file. The directory of log files and
+// checkpoints (names, rollover, recovery, retention) is MetaJournal's
+// business (master/journal.h): a checkpoint at seq S is followed by a log
+// whose header says start_seq = S+1. The single "<dir>/oplog" of format
+// version 1 before rollover existed is still read (as the log starting at its
+// header's start_seq).
 //
 // Thread safety: none (owned by the master's event loop).
 #pragma once
@@ -93,6 +96,10 @@ class OpLog {
   uint64_t last_seq() const { return last_seq_; }
   uint64_t synced_seq() const { return synced_seq_; }
   uint64_t epoch() const { return epoch_; }
+  uint64_t start_seq() const { return start_seq_; }
+  // Size of the log: header + valid records + records appended since (the
+  // unsynced ones included).
+  uint64_t bytes() const { return bytes_; }
   // Number of fdatasync calls issued so far (group-commit observability).
   uint64_t sync_count() const { return sync_count_; }
   // The torn-tail warning from Open, empty if the log was clean.
@@ -125,14 +132,19 @@ class OpLog {
   uint64_t last_seq_ = 0;
   uint64_t synced_seq_ = 0;
   uint64_t epoch_ = 0;
+  uint64_t start_seq_ = 1;
+  uint64_t bytes_ = 0;
   uint64_t sync_count_ = 0;
   std::string warning_;
 };
 
-// Replays <dir>/oplog into *state (which should be freshly constructed). A
-// missing log is an empty state with *last_seq 0. An op that fails to apply
-// is reported as kCorruption naming its sequence number. *warning gets the
-// torn-tail warning (empty if none). last_seq and warning may be null.
+// Recovers the metadata in `dir` into *state (freshly constructed) without
+// changing any file: the newest complete checkpoint plus the logs after it,
+// exactly as MetaJournal::Open would (it is implemented in journal.cc). An
+// empty or missing directory is an empty state with *last_seq 0. An op that
+// fails to apply is kCorruption naming its sequence number. *warning gets
+// the torn-tail / skipped-checkpoint warnings (empty if none). last_seq and
+// warning may be null.
 Status RecoverMetaState(Env* env, const std::string& dir, MetaState* state, uint64_t* last_seq,
                         std::string* warning);
 

@@ -25,6 +25,7 @@ struct JobConfig {
   uint32_t read_window = 4;                 // read requests in flight
   uint64_t push_buffer_limit = 1ull << 30;  // pushed bytes a chunkserver holds
   uint64_t capacity = 0;                    // 0: the file system's free space
+  uint32_t scrub_mb_per_s = 32;             // background checksum scrubbing; 0: off
   std::string stats_dir;                    // when set, each rank writes counters there
   bool progress = false;
 };

@@ -567,6 +567,107 @@ struct StatsReply {
   }
 };
 
+// ---- master group: shadow masters, elections, failover ----
+
+// One op-log record as the master logged it (a MetaOp encoding).
+struct LogRecord {
+  std::string op;
+  template <class V>
+  bool Visit(V& v) {
+    return v(op, 3 * kMaxPath);
+  }
+};
+
+// Where a chunk's replicas are, as the master knows it (soft state shipped to
+// shadows so they can answer lookups).
+struct LocationUpdate {
+  uint64_t handle = 0;
+  std::vector<int32_t> replicas;  // empty: forget the chunk
+  template <class V>
+  bool Visit(V& v) {
+    return v(handle) && v(replicas, 64);
+  }
+};
+
+// Master -> shadow: the records first_seq, first_seq+1, ... (possibly none:
+// then it is a keep-alive), or, when `snapshot` is non-empty, a whole
+// checkpoint replacing the shadow's state (first_seq - 1 is its sequence).
+// The shadow makes them durable before it answers.
+struct LogBatchReq {
+  GFS_MSG(kLogBatch);
+  uint64_t first_seq = 0;
+  std::vector<LogRecord> records;
+  std::string snapshot;
+  bool in_sync = false;  // the shadow is in the synchronous set
+  std::vector<LocationUpdate> locations;
+  std::vector<int32_t> live_servers;  // chunkserver ranks the master sees alive
+  template <class V>
+  bool Visit(V& v) {
+    return v(first_seq) && v(records, 1u << 20) && v(snapshot, kMaxBlob) && v(in_sync) &&
+           v(locations) && v(live_servers, 65536);
+  }
+};
+
+struct LogBatchReply {
+  uint64_t last_seq = 0;  // the shadow's last durable record
+  bool need_snapshot = false;
+  template <class V>
+  bool Visit(V& v) {
+    return v(last_seq) && v(need_snapshot);
+  }
+};
+
+// Shadow -> master group: elect me master of `epoch` (the header's epoch is
+// the candidate's current one). Granted only to a candidate whose log is at
+// least as advanced as the voter's.
+struct VoteReq {
+  GFS_MSG(kVote);
+  uint64_t epoch = 0;
+  uint64_t log_epoch = 0;
+  uint64_t last_seq = 0;
+  template <class V>
+  bool Visit(V& v) {
+    return v(epoch) && v(log_epoch) && v(last_seq);
+  }
+};
+
+struct VoteReply {
+  bool granted = false;
+  template <class V>
+  bool Visit(V& v) {
+    return v(granted);
+  }
+};
+
+// New master -> every rank: rank `master` leads epoch `epoch` from now on;
+// chunkservers register with it again.
+struct NewMasterReq {
+  GFS_MSG(kNewMaster);
+  uint64_t epoch = 0;
+  int32_t master = -1;
+  template <class V>
+  bool Visit(V& v) {
+    return v(epoch) && v(master);
+  }
+};
+
+struct WhoIsMasterReq {
+  GFS_MSG(kWhoIsMaster);
+  template <class V>
+  bool Visit(V&) {
+    return true;
+  }
+};
+
+struct WhoIsMasterReply {
+  uint64_t epoch = 0;
+  int32_t master = -1;  // -1: an election is under way
+  template <class V>
+  bool Visit(V& v) {
+    return v(epoch) && v(master);
+  }
+};
+
 #undef GFS_MSG
 
 }  // namespace gfs

@@ -1,14 +1,71 @@
 #include "mpi/mpi_transport.h"
 
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <climits>
+#include <cstdio>
+#include <ctime>
 #include <thread>
 
+#include "mpi/buffer_pool.h"
 #include "mpi/clock.h"
 
 namespace gfs {
 namespace {
 constexpr int kTag = 7;
+// Messages above this size may go by rendezvous: the sender's MPI_Isend
+// completes only after the receiver has taken the data, so the receiver rings
+// the sender. (Open MPI's shared-memory eager limit is 4 KiB; smaller
+// messages complete at the sender at once.)
+constexpr int kRingSenderAbove = 2048;
+
+long Futex(std::atomic<uint32_t>* word, int op, uint32_t val, const timespec* timeout) {
+  return syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), op, val, timeout, nullptr, 0);
 }
+}  // namespace
+
+// One per node-local rank, a cache line each. Lives in shared memory: only
+// lock-free 32-bit atomics, which are address-free.
+// Open MPI, on an oversubscribed node, calls sched_yield() in every MPI call
+// that finds nothing to do (mpi_yield_when_idle). The transport never blocks
+// in MPI -- an idle rank sleeps on its doorbell -- so that yield only gives
+// the CPU away at each poll, for a whole time slice when the machine is busy
+// (2 cores shared by a dozen ranks and more). It is switched off around the
+// transport's own MPI calls and restored for the application's. Open MPI
+// only: the setter is looked up by name, and elsewhere this does nothing.
+class NoYield {
+ public:
+  NoYield() {
+    if (Setter() != nullptr) prev_ = Setter()(false);
+  }
+  ~NoYield() {
+    if (Setter() != nullptr) Setter()(prev_);
+  }
+  NoYield(const NoYield&) = delete;
+  NoYield& operator=(const NoYield&) = delete;
+
+ private:
+  using SetFn = bool (*)(bool);
+  static SetFn Setter() {
+    static SetFn fn =
+        reinterpret_cast<SetFn>(dlsym(RTLD_DEFAULT, "opal_progress_set_yield_when_idle"));
+    return fn;
+  }
+  bool prev_ = false;
+};
+
+struct MpiTransport::Bell {
+  std::atomic<uint32_t> seq;       // bumped by every ring (the futex word)
+  std::atomic<uint32_t> sleeping;  // 1 while the owner may be in FUTEX_WAIT
+  char pad[56];
+};
+static_assert(std::atomic<uint32_t>::is_always_lock_free);
 
 Status CheckMpi(int rc, const char* what) {
   if (rc == MPI_SUCCESS) return Status::OK();
@@ -27,6 +84,86 @@ MpiTransport::MpiTransport(MPI_Comm comm, uint64_t send_timeout_us)
   if (!init_.ok()) return;
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
+  SetUpBells();
+}
+
+void MpiTransport::SetUpBells() {
+  // Collective over comm_ (as the constructor is). Any failure leaves the
+  // bells off on every rank of the node; nothing else depends on them.
+  MPI_Comm node = MPI_COMM_NULL;
+  if (MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node) !=
+      MPI_SUCCESS) {
+    return;
+  }
+  int nrank = 0, nsize = 0;
+  MPI_Comm_rank(node, &nrank);
+  MPI_Comm_size(node, &nsize);
+  std::vector<int> members(static_cast<size_t>(nsize));
+  MPI_Allgather(&rank_, 1, MPI_INT, members.data(), 1, MPI_INT, node);
+  const size_t bytes = sizeof(Bell) * static_cast<size_t>(nsize);
+  char name[64] = {};
+  int fd = -1;
+  if (nrank == 0) {
+    std::snprintf(name, sizeof name, "/gfs-bells-%d-%llx", static_cast<int>(getpid()),
+                  static_cast<unsigned long long>(MonoMicros()));
+    fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
+    if (fd >= 0 && ftruncate(fd, static_cast<off_t>(bytes)) != 0) {
+      close(fd);
+      shm_unlink(name);
+      fd = -1;
+    }
+    if (fd < 0) name[0] = '\0';
+  }
+  MPI_Bcast(name, sizeof name, MPI_CHAR, 0, node);
+  if (nrank != 0 && name[0] != '\0') fd = shm_open(name, O_RDWR, 0);
+  void* p = MAP_FAILED;
+  if (fd >= 0) {
+    p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+  }
+  // Everyone has it mapped (or failed) before the name goes away.
+  int ok = p != MAP_FAILED ? 1 : 0, all = 0;
+  MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, node);
+  if (nrank == 0 && name[0] != '\0') shm_unlink(name);
+  MPI_Comm_free(&node);
+  if (all == 0) {
+    if (p != MAP_FAILED) munmap(p, bytes);
+    return;
+  }
+  bells_ = static_cast<Bell*>(p);  // zero-filled by ftruncate: counters at 0
+  bells_bytes_ = bytes;
+  bell_of_.assign(static_cast<size_t>(size_), -1);
+  for (int i = 0; i < nsize; ++i)
+    bell_of_[static_cast<size_t>(members[static_cast<size_t>(i)])] = i;
+}
+
+void MpiTransport::Ring(int dest) {
+  if (bells_ == nullptr || dest == rank_) return;
+  const int i = bell_of_[static_cast<size_t>(dest)];
+  if (i < 0) return;
+  Bell& b = bells_[i];
+  // Pairs with WaitForWork: either the owner sees the new count before it
+  // sleeps, or we see it sleeping and wake it.
+  b.seq.fetch_add(1, std::memory_order_seq_cst);
+  if (b.sleeping.load(std::memory_order_seq_cst) != 0) Futex(&b.seq, FUTEX_WAKE, INT_MAX, nullptr);
+}
+
+void MpiTransport::WaitForWork(uint64_t max_us) {
+  if (bells_ == nullptr || !loopback_.empty()) {
+    if (loopback_.empty()) std::this_thread::sleep_for(std::chrono::microseconds(max_us));
+    return;
+  }
+  Bell& b = bells_[bell_of_[static_cast<size_t>(rank_)]];
+  b.sleeping.store(1, std::memory_order_seq_cst);
+  // `bell_seen_` was read before the last Poll that found nothing, so every
+  // ring since is for something that Poll may have missed: then the count
+  // has moved and the wait returns at once. (No probe here: each MPI call
+  // is a progress pass.)
+  timespec ts;
+  ts.tv_sec = static_cast<time_t>(max_us / 1000000);
+  ts.tv_nsec = static_cast<long>(max_us % 1000000) * 1000;
+  Futex(&b.seq, FUTEX_WAIT, bell_seen_, &ts);
+  b.sleeping.store(0, std::memory_order_relaxed);
 }
 
 MpiTransport::~MpiTransport() {
@@ -42,6 +179,7 @@ MpiTransport::~MpiTransport() {
     MPI_Request_free(&p.req);
   }
   if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+  if (bells_ != nullptr) munmap(bells_, bells_bytes_);
 }
 
 Status MpiTransport::Send(int dest, Buffer data) {
@@ -63,30 +201,46 @@ Status MpiTransport::Send(int dest, Buffer data) {
   if (!s.ok()) return s;
   pending_bytes_[dest] += p.data->size();
   pending_.push_back(std::move(p));
+  Ring(dest);
   return Status::OK();
 }
 
 bool MpiTransport::Progress() {
+  if (pending_.empty()) return false;
+  NoYield quiet;
+  // One MPI_Testsome over every queued send (each MPI call is a progress
+  // pass; one per loop is enough). It sets the requests it completes to
+  // MPI_REQUEST_NULL in reqs_.
+  reqs_.resize(pending_.size());
+  for (size_t i = 0; i < pending_.size(); ++i) reqs_[i] = pending_[i].req;
+  int outcount = 0;
+  done_idx_.resize(pending_.size());
+  const int rc = MPI_Testsome(static_cast<int>(reqs_.size()), reqs_.data(), &outcount,
+                              done_idx_.data(), MPI_STATUSES_IGNORE);
   bool progressed = false;
   const uint64_t now = MonoMicros();
-  for (size_t i = 0; i < pending_.size();) {
-    int done = 0;
-    MPI_Status st;
-    int rc = MPI_Test(&pending_[i].req, &done, &st);
-    bool expired = !done && now - pending_[i].start_us > send_timeout_us_;
-    if (rc != MPI_SUCCESS || done || expired) {
-      if (!done) {
-        MPI_Cancel(&pending_[i].req);
-        MPI_Request_free(&pending_[i].req);
-        abandoned_.push_back(pending_[i].data);
-      }
-      pending_bytes_[pending_[i].dest] -= pending_[i].data->size();
-      pending_[i] = std::move(pending_.back());
-      pending_.pop_back();
-      progressed = true;
-      continue;
+  for (size_t i = pending_.size(); i-- > 0;) {
+    MPI_Request& req = reqs_[i];
+    bool finished = req == MPI_REQUEST_NULL, failed = false;
+    if (!finished && rc != MPI_SUCCESS) {
+      // Some request failed (a dead peer): find out which, one by one.
+      int one = 0;
+      failed = MPI_Test(&req, &one, MPI_STATUS_IGNORE) != MPI_SUCCESS;
+      finished = one != 0 || req == MPI_REQUEST_NULL;
     }
-    ++i;
+    const bool expired = !finished && now - pending_[i].start_us > send_timeout_us_;
+    if (!finished && !failed && !expired) continue;
+    if (!finished) {
+      if (req != MPI_REQUEST_NULL) {
+        MPI_Cancel(&req);
+        MPI_Request_free(&req);
+      }
+      abandoned_.push_back(pending_[i].data);  // MPI may still read it
+    }
+    pending_bytes_[pending_[i].dest] -= pending_[i].data->size();
+    pending_[i] = std::move(pending_.back());
+    pending_.pop_back();
+    progressed = true;
   }
   return progressed;
 }
@@ -105,15 +259,25 @@ bool MpiTransport::Poll(Incoming* in) {
     c.bytes_recv += in->data->size();
     return true;
   }
+  NoYield quiet;
+  // Read before probing: a ring after this is for a message the probe may
+  // not see yet (WaitForWork then returns at once).
+  if (bells_ != nullptr) {
+    bell_seen_ = bells_[bell_of_[static_cast<size_t>(rank_)]].seq.load(std::memory_order_seq_cst);
+  }
   int flag = 0;
   MPI_Message msg;
   MPI_Status st;
-  if (MPI_Improbe(MPI_ANY_SOURCE, kTag, comm_, &flag, &msg, &st) != MPI_SUCCESS || !flag) {
-    return false;
+  // Open MPI's MPI_Improbe matches against what has already arrived and only
+  // then runs a progress pass, which may take in the very message we were
+  // woken for: so a miss is followed by a second probe.
+  for (int attempt = 0; attempt < 2 && flag == 0; ++attempt) {
+    if (MPI_Improbe(MPI_ANY_SOURCE, kTag, comm_, &flag, &msg, &st) != MPI_SUCCESS) return false;
   }
+  if (flag == 0) return false;
   int count = 0;
   MPI_Get_count(&st, MPI_BYTE, &count);
-  auto buf = std::make_shared<Bytes>(static_cast<size_t>(count));
+  auto buf = TakeBuffer(static_cast<size_t>(count));
   MPI_Request req;
   if (MPI_Imrecv(buf->data(), count, MPI_BYTE, &msg, &req) != MPI_SUCCESS) return false;
   // The message is matched; it is being delivered. A sender that dies in the
@@ -132,6 +296,7 @@ bool MpiTransport::Poll(Incoming* in) {
     }
     if (++spins > 64) std::this_thread::sleep_for(std::chrono::microseconds(20));
   }
+  if (count > kRingSenderAbove) Ring(st.MPI_SOURCE);
   in->source = st.MPI_SOURCE;
   in->data = std::move(buf);
   auto& c = counters_[in->source];

@@ -2,6 +2,16 @@
 // the job's communicator, with MPI_ERRORS_RETURN so a dead peer is an error,
 // not an abort). Receives use MPI_Improbe/MPI_Imrecv so probe and receive
 // cannot be split; every MPI return code goes through Check().
+//
+// Doorbells: MPI has no way to sleep until a message arrives (its blocking
+// calls spin), so idle ranks sleep and poll. To keep a sleeping rank from
+// adding its sleep to every hop of a request, the ranks of one node share a
+// small memory segment with one doorbell per rank (an event count: a counter
+// and a futex). Send rings the destination's bell after MPI_Isend; receiving a
+// large message rings the sender's (its send can now complete). WaitForWork
+// sleeps on the rank's own bell, so a local peer wakes it at once; peers on
+// other nodes are still only noticed at the end of the sleep. Without the
+// segment (shm_open failed) the bells are off and ranks just sleep.
 #pragma once
 
 #include <mpi.h>
@@ -35,6 +45,8 @@ class MpiTransport : public Transport {
   uint64_t PendingBytesTo(int dest) const override;
   const std::map<int, PeerCounters>& counters() const override { return counters_; }
   uint64_t abandoned_sends() const { return abandoned_.size(); }
+  void WaitForWork(uint64_t max_us) override;
+  bool WakesOnMessage() const override { return bells_ != nullptr; }
 
  private:
   struct PendingSend {
@@ -52,6 +64,16 @@ class MpiTransport : public Transport {
   std::deque<Incoming> loopback_;
   std::map<int, PeerCounters> counters_;
   std::map<int, uint64_t> pending_bytes_;
+
+  struct Bell;
+  void SetUpBells();
+  void Ring(int dest);
+  Bell* bells_ = nullptr;          // node-local ranks' bells (shared mapping)
+  size_t bells_bytes_ = 0;         // size of the mapping
+  std::vector<int> bell_of_;       // comm rank -> index into bells_, or -1 (other node)
+  uint32_t bell_seen_ = 0;         // own bell's count, read before the last Poll's probe
+  std::vector<MPI_Request> reqs_;  // scratch for Progress
+  std::vector<int> done_idx_;
 };
 
 }  // namespace gfs

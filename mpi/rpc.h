@@ -66,9 +66,11 @@ Status SendErrorReply(Transport* t, const Message& req, const Status& s, uint64_
 // ranks cost almost no CPU (a storage rank idles at well under 1% of a core).
 // Also notices when the launching process is gone (mpirun killed), so an
 // orphaned rank does not live on holding files and locks.
+// With a transport that wakes on messages (MpiTransport's doorbells), the
+// sleep ends as soon as a peer on the node sends.
 class Idler {
  public:
-  Idler();
+  explicit Idler(Transport* t = nullptr);
   void Busy() {
     sleep_us_ = 0;
     spins_ = 0;
@@ -81,6 +83,7 @@ class Idler {
   uint32_t spins_ = 0;
   uint32_t sleep_us_ = 0;
   uint64_t idle_since_us_ = 0;
+  Transport* t_;
   pid_t parent_;
   uint64_t next_parent_check_us_ = 0;
 };
@@ -106,9 +109,11 @@ Status RunServer(Transport* t, Server* server, uint64_t tick_us = 5000);
 // nobody waits for them any more.
 class RpcClient {
  public:
-  explicit RpcClient(Transport* t) : t_(t) {}
+  explicit RpcClient(Transport* t) : t_(t), idler_(t) {}
   Transport* transport() const { return t_; }
   uint64_t NewId() { return ++next_id_; }
+  // The master epoch stamped on every request sent from now on.
+  void set_epoch(uint64_t e) { epoch_ = e; }
 
   // Sends a request and remembers that a reply is expected.
   template <typename Body>

@@ -10,10 +10,12 @@
 //  - Poll never blocks; it returns at most one message.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/status.h"
@@ -50,6 +52,15 @@ class Transport {
   // Bytes queued to `dest` and not yet completed (flow control).
   virtual uint64_t PendingBytesTo(int dest) const = 0;
   virtual const std::map<int, PeerCounters>& counters() const = 0;
+  // Sleeps until a message may have arrived for this rank (or a send of ours
+  // may have completed), at most `max_us`. A transport that cannot tell just
+  // sleeps `max_us`; it may also return early for no reason.
+  virtual void WaitForWork(uint64_t max_us) {
+    std::this_thread::sleep_for(std::chrono::microseconds(max_us));
+  }
+  // True when WaitForWork returns as soon as a peer sends (so waiting ranks
+  // need not poll back to back first).
+  virtual bool WakesOnMessage() const { return false; }
 };
 
 }  // namespace gfs

@@ -65,6 +65,14 @@ const char* MsgTypeName(uint16_t type) {
       return "append";
     case MsgType::kCommitted:
       return "committed";
+    case MsgType::kLogBatch:
+      return "log-batch";
+    case MsgType::kVote:
+      return "vote";
+    case MsgType::kNewMaster:
+      return "new-master";
+    case MsgType::kWhoIsMaster:
+      return "who-is-master";
   }
   return "unknown";
 }

@@ -61,6 +61,12 @@ enum class MsgType : uint16_t {
   kSync = 45,
   kAppend = 46,
   kCommitted = 47,
+  // master group (master <-> shadow masters)
+  kLogBatch = 50,
+  kVote = 51,
+  // new master -> everyone; anyone -> a master-group rank
+  kNewMaster = 52,
+  kWhoIsMaster = 53,
 };
 inline constexpr uint16_t kReplyBit = 0x8000;
 const char* MsgTypeName(uint16_t type);
@@ -146,6 +152,42 @@ class EncodeVisitor {
   BytesWriter* w_;
 };
 
+// The fewest bytes one encoded T can take: fixed fields at their width,
+// strings, blobs and vectors at their empty length prefix. The decoder checks
+// a declared element count against the bytes left with it, so a hostile count
+// is rejected before the vector is sized (allocation stays within a small
+// multiple of the message size, not count * sizeof(T)).
+class MinSizeVisitor {
+ public:
+  template <typename T>
+  bool operator()(const T&, size_t = 0) {
+    if constexpr (std::is_arithmetic_v<T>) {
+      n += sizeof(T);
+    } else {
+      n += 4;  // std::string, BlobView, std::vector: u32 length prefix
+    }
+    return true;
+  }
+  size_t n = 0;
+};
+
+template <typename T>
+size_t MinWireSize() {
+  if constexpr (std::is_arithmetic_v<T>) {
+    return sizeof(T);
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    return 4;
+  } else {
+    static const size_t n = [] {
+      T probe{};
+      MinSizeVisitor v;
+      probe.Visit(v);
+      return v.n;
+    }();
+    return n;
+  }
+}
+
 class DecodeVisitor {
  public:
   explicit DecodeVisitor(Reader* r) : r_(r) {}
@@ -166,7 +208,7 @@ class DecodeVisitor {
   template <typename T>
   bool operator()(std::vector<T>& v, uint32_t max = kMaxList) {
     uint32_t n = 0;
-    if (!r_->Count(&n, max, 1)) return false;
+    if (!r_->Count(&n, max, MinWireSize<T>())) return false;
     v.clear();
     v.resize(n);
     for (T& e : v) {
@@ -187,11 +229,12 @@ class DecodeVisitor {
 
 // --- envelope ----------------------------------------------------------------
 
-// Encodes header + body into a fresh buffer. body_size is filled in.
+// Encodes header + body into `out` (emptied first; give it the capacity the
+// message needs to avoid reallocation, e.g. a pooled buffer for data slices).
+// body_size is filled in.
 template <typename Body>
-Buffer EncodeMessage(Header h, const Body& body) {
-  auto out = std::make_shared<Bytes>();
-  out->reserve(kHeaderSize + 64);
+Buffer EncodeMessageInto(std::shared_ptr<Bytes> out, Header h, const Body& body) {
+  out->clear();
   BytesWriter w(out.get());
   w.U32(h.magic);
   w.U8(h.version);
@@ -207,6 +250,14 @@ Buffer EncodeMessage(Header h, const Body& body) {
   const_cast<Body&>(body).Visit(ev);
   w.PatchU32(kHeaderSize - 4, static_cast<uint32_t>(out->size() - kHeaderSize));
   return out;
+}
+
+// Encodes header + body into a fresh buffer. body_size is filled in.
+template <typename Body>
+Buffer EncodeMessage(Header h, const Body& body) {
+  auto out = std::make_shared<Bytes>();
+  out->reserve(kHeaderSize + 64);
+  return EncodeMessageInto(std::move(out), h, body);
 }
 
 // Parses and validates the envelope. Refuses a wrong magic, an unknown

@@ -300,7 +300,11 @@ std::vector<std::string> MpirunCommand(const CommandLine& cl, int argc, char** a
     plan = &own;
   }
   const char* mpirun = std::getenv("GFS_MPIRUN");
-  std::vector<std::string> cmd = {mpirun ? mpirun : "mpirun", "-q", "--enable-recovery"};
+  // --enable-recovery: a killed rank leaves the rest running. Then the
+  // barrier at the start of MPI_Finalize can wait for the dead rank for ever
+  // (seen after a chunkserver was SIGKILLed mid-transfer): skip it.
+  std::vector<std::string> cmd = {mpirun ? mpirun : "mpirun", "-q", "--enable-recovery", "--mca",
+                                  "async_mpi_finalize",       "1"};
   if (plan->oversubscribe) cmd.push_back("--oversubscribe");
   if (geteuid() == 0) cmd.push_back("--allow-run-as-root");
   if (!cl.global.hostfile.empty()) {

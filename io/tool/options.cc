@@ -13,7 +13,7 @@ Result<uint64_t> ParseSize(const std::string& option, const std::string& text) {
   auto bad = [&]() {
     return Status::InvalidArgument(
         "--" + option + ": '" + text +
-        "' is not a size (use a number with an optional K, M or G suffix)");
+        "' is not a size (use a number with an optional K, M, G or T suffix)");
   };
   if (text.empty() || !std::isdigit(static_cast<unsigned char>(text[0]))) return bad();
   size_t pos = 0;
@@ -34,6 +34,8 @@ Result<uint64_t> ParseSize(const std::string& option, const std::string& text) {
     mult = 1ull << 20;
   else if (suffix == "G" || suffix == "GB" || suffix == "GIB")
     mult = 1ull << 30;
+  else if (suffix == "T" || suffix == "TB" || suffix == "TIB")
+    mult = 1ull << 40;
   else
     return bad();
   if (v > (~0ull) / mult) return bad();
@@ -43,7 +45,7 @@ Result<uint64_t> ParseSize(const std::string& option, const std::string& text) {
 namespace {
 
 po::options_description GlobalDescription(std::string* chunk_size, std::string* slice_size,
-                                          GlobalOptions* g) {
+                                          std::string* capacity, GlobalOptions* g) {
   JobConfig& j = g->job;
   po::options_description d("Global options (before COMMAND)");
   d.add_options()("help,h", po::bool_switch(&g->help), "show this help")(
@@ -61,6 +63,10 @@ po::options_description GlobalDescription(std::string* chunk_size, std::string* 
       "lease-seconds", po::value(&j.lease_seconds), "primary lease length (default 60)")(
       "heartbeat-ms", po::value(&j.heartbeat_ms), "chunkserver heartbeat interval (default 1000)")(
       "timeout-ms", po::value(&j.request_timeout_ms), "deadline of one request (default 30000)")(
+      "capacity", po::value(capacity),
+      "bytes each chunkserver may store, K/M/G/T suffixes (default: its free disk space)")(
+      "scrub-mb-per-s", po::value(&j.scrub_mb_per_s),
+      "background checksum scrubbing of idle chunks, MiB/s per chunkserver (default 32, 0 off)")(
       "progress", po::bool_switch(&j.progress), "show progress of long transfers on stderr")(
       "hostfile", po::value(&g->hostfile), "launcher: Open MPI hostfile for a multi-node job")(
       "mpirun-args", po::value(&g->mpirun_args),
@@ -83,11 +89,11 @@ bool TakesValue(const po::options_description& d, const std::string& name) {
 }  // namespace
 
 std::string GlobalUsage() {
-  std::string cs, ss;
+  std::string cs, ss, cap;
   GlobalOptions g;
   po::options_description d("Global options (before COMMAND)");
   // Rebuild only the visible part for printing.
-  auto all = GlobalDescription(&cs, &ss, &g);
+  auto all = GlobalDescription(&cs, &ss, &cap, &g);
   std::ostringstream o;
   o << "usage: gfs [global options] COMMAND [ARGS]\n"
        "       mpirun -np N gfs [global options] COMMAND [ARGS]   (rank mode)\n\n"
@@ -121,8 +127,8 @@ std::string GlobalUsage() {
 
 Result<CommandLine> ParseCommandLine(int argc, char** argv, bool launcher) {
   CommandLine cl;
-  std::string chunk_size, slice_size;
-  auto desc = GlobalDescription(&chunk_size, &slice_size, &cl.global);
+  std::string chunk_size, slice_size, capacity;
+  auto desc = GlobalDescription(&chunk_size, &slice_size, &capacity, &cl.global);
   std::vector<std::string> globals;
   int i = 1;
   for (; i < argc; ++i) {
@@ -176,6 +182,12 @@ Result<CommandLine> ParseCommandLine(int argc, char** argv, bool launcher) {
     if (*v < 4096 || *v > (64u << 20))
       return Status::InvalidArgument("--slice-size must be 4K..64M");
     j.slice_size = static_cast<uint32_t>(*v);
+  }
+  if (!capacity.empty()) {
+    auto v = ParseSize("capacity", capacity);
+    if (!v.ok()) return v.status();
+    if (*v == 0) return Status::InvalidArgument("--capacity must be more than 0");
+    j.capacity = *v;
   }
   if (j.lease_seconds == 0) return Status::InvalidArgument("--lease-seconds must be at least 1");
   if (j.heartbeat_ms == 0) return Status::InvalidArgument("--heartbeat-ms must be at least 1");

@@ -251,3 +251,124 @@ mpirun_rank() {
   local np="$1"; shift
   run_cmd mpirun --allow-run-as-root --oversubscribe -q -np "$np" "$GFS" "$@"
 }
+
+# ---- fault injection (tests/mpi/test_fault_*.sh) ----
+
+# job_rank_pid RANK [NEEDLE]: pid of the process that is MPI rank RANK of the
+# running job whose command line contains NEEDLE (default $DATA); empty if
+# there is none. Ranks carry OMPI_COMM_WORLD_RANK in their environment;
+# mpirun and the launcher do not.
+job_rank_pid() {
+  local want="$1" needle="${2:-$DATA}" f pid cmd r
+  # One grep over every command line first: reading each process's files
+  # from the shell takes seconds on a busy machine.
+  for f in $(grep -lsF -- "$needle" /proc/[0-9]*/cmdline 2>/dev/null); do
+    pid="${f#/proc/}"
+    pid="${pid%/cmdline}"
+    cmd="$(tr '\0' ' ' 2>/dev/null <"$f")" || continue
+    [[ "$cmd" == *mpirun* || "$cmd" == *orted* || "$cmd" == timeout* ]] && continue
+    r="$(tr '\0' '\n' 2>/dev/null <"/proc/$pid/environ" | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')" ||
+      continue
+    if [[ "$r" == "$want" ]]; then
+      echo "$pid"
+      return 0
+    fi
+  done
+}
+
+# kill_rank RANK [NEEDLE]: SIGKILL that rank of the running job; fails the
+# test when it is not running. (To kill at an exact moment, look the pid up
+# beforehand with job_rank_pid and kill -9 it then.)
+kill_rank() {
+  local pid
+  pid="$(job_rank_pid "$@")"
+  [[ -n "$pid" ]] || fail "rank $1 is not running (nothing to kill)"
+  kill -9 "$pid"
+  log "SIGKILL rank $1 (pid $pid)"
+}
+
+# wait_rank_pid RANK [NEEDLE]: job_rank_pid, waiting up to 30 s for the rank
+# to start; fails the test if it does not.
+wait_rank_pid() {
+  local pid="" i
+  for i in $(seq 1 300); do
+    pid="$(job_rank_pid "$@")"
+    [[ -n "$pid" ]] && break
+    sleep 0.1
+  done
+  [[ -n "$pid" ]] || fail "rank $1 did not start"
+  echo "$pid"
+}
+
+# bg_start ARGS...: run a command in the background under the timeout, output
+# captured like run_cmd's; BG_PID is its pid (wait for it with bg_wait).
+bg_start() {
+  _RUN_SEQ=$((_RUN_SEQ + 1))
+  OUT_FILE="$TMP/cmd-$_RUN_SEQ.out"
+  ERR_FILE="$TMP/cmd-$_RUN_SEQ.err"
+  _LAST_CMD="${*/#$GFS/gfs}"
+  _BG_T0="$(date +%s%N)"
+  timeout -k 20 "$GFS_TIMEOUT" "$@" </dev/null >"$OUT_FILE" 2>"$ERR_FILE" &
+  BG_PID=$!
+  _BG_PIDS+=("$BG_PID")
+  log "\$ $_LAST_CMD &  (pid $BG_PID)"
+}
+
+# bg_running: the background command is still running.
+bg_running() { kill -0 "$BG_PID" 2>/dev/null; }
+
+# bg_wait: wait for the background command; sets RC, OUT, ERR, ELAPSED.
+bg_wait() {
+  RC=0
+  wait "$BG_PID" || RC=$?
+  local t1
+  t1="$(date +%s%N)"
+  ELAPSED="$(awk -v a="$_BG_T0" -v b="$t1" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')"
+  OUT="$(tr -d '\0' <"$OUT_FILE")"
+  ERR="$(tr -d '\0' <"$ERR_FILE")"
+  log "  (pid $BG_PID) $_LAST_CMD  -> exit $RC (${ELAPSED}s)"
+  if ((RC == 124 || RC == 137)); then
+    fail "command timed out after ${GFS_TIMEOUT}s"
+  fi
+}
+
+# wait_for SECONDS CMD...: polls CMD every 50 ms until it succeeds; returns 1
+# if it never did.
+wait_for() {
+  local until_ns=$(($(date +%s%N) + $1 * 1000000000))
+  shift
+  while ! "$@"; do
+    (($(date +%s%N) < until_ns)) || return 1
+    sleep 0.05
+  done
+}
+
+# MPIRUN_RECOVERY: mpirun and the flags for a job that survives a killed rank
+# (as the launcher runs it): --enable-recovery, and no barrier at the start of
+# MPI_Finalize, which can otherwise wait for the dead rank for ever.
+MPIRUN_RECOVERY=(mpirun --allow-run-as-root --oversubscribe --enable-recovery -q
+  --mca async_mpi_finalize 1)
+
+# mpirun_prog_bg NP PROGRAM ARGS...: a test program under MPIRUN_RECOVERY, in
+# the background (bg_start).
+mpirun_prog_bg() {
+  local np="$1"
+  shift
+  bg_start "${MPIRUN_RECOVERY[@]}" -np "$np" "$@"
+}
+
+# kill_job NEEDLE: SIGKILL at once every process whose command line contains
+# NEEDLE (mpirun, its ranks, the timeout around it): a whole job dies as in a
+# power cut of its processes (the kernel keeps what they wrote).
+kill_job() {
+  local f pid pids=()
+  for f in $(grep -lsF -- "$1" /proc/[0-9]*/cmdline 2>/dev/null); do
+    pid="${f#/proc/}"
+    pid="${pid%/cmdline}"
+    [[ "$pid" == "$$" || "$pid" == "$BASHPID" ]] && continue
+    pids+=("$pid")
+  done
+  ((${#pids[@]} > 0)) || fail "kill_job: nothing runs with '$1'"
+  kill -9 "${pids[@]}" 2>/dev/null || true
+  log "SIGKILL ${#pids[@]} processes of the job (${pids[*]})"
+}

@@ -1,8 +1,9 @@
 #!/bin/bash
 # gfs-bench runs every API and workload end to end on tiny sizes: exit status
 # 0, one JSON object per (api, workload, op) with the documented fields, zero
-# verification errors (speed is not asserted). Then bench/plot turns the JSON
-# into PNGs, when matplotlib or gnuplot is installed.
+# verification errors (speed is not asserted), under mpirun (rank mode) and
+# started directly (launcher mode: layout, --dry-run, exit status). Then
+# bench/plot turns the JSON into PNGs, when matplotlib or gnuplot is installed.
 set -euo pipefail
 source "$GFS_TEST_LIB"
 mk_tmp
@@ -79,6 +80,49 @@ run_cmd mpirun --allow-run-as-root --oversubscribe -q -np 3 \
   "$BENCH" --data-dir "$TMP/data3" --api gfs,nfs
 assert_fails "unknown api"
 assert_contains "$ERR" "unknown api 'nfs'"
+
+# Launcher mode: run directly, gfs-bench starts its own job through gfs's
+# launcher (same layout, options and exit status as gfs), every client rank
+# taking part. --dry-run prints the mpirun line and starts nothing.
+run_cmd "$BENCH" --dry-run --data-dir "$TMP/data4" --clients 3 --replication 2 \
+  -t 64K -b 256K --api gfs
+assert_ok "--dry-run"
+assert_contains "$OUT" "mpirun -q --enable-recovery" "launch line"
+assert_contains "$OUT" " -np 6 " "1 master + 2 chunkservers (K = R) + 3 clients"
+assert_contains "$OUT" "--chunkservers 2 --clients 3 bench -t 64K -b 256K --api gfs" "pinned layout"
+[[ -e "$TMP/data4" ]] && fail "--dry-run created the data directory"
+
+run_cmd "$BENCH" --data-dir "$TMP/data4" --clients 3 --replication 2 --dir "$TMP/base" \
+  -t 64K -b 256K --api gfs,posix --workload write,read,append --reps 1 --memcpy-mib 16 \
+  --json "$TMP/launch.json"
+echo "$OUT"
+assert_ok "launcher-mode run"
+python3 - "$TMP/launch.json" <<'PY' || fail "bad JSON lines (launcher mode)"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert len(rows) == 8, rows  # {gfs, posix} x {write, read, append, append stream}
+for r in rows:
+    assert r["errors"] == 0 and r["chunkservers"] == 2, r
+    assert r["ranks"] == (1 if r["op"] == "stream" else 3), r
+    assert r["replication"] == (2 if r["api"] == "gfs" else 1), r
+PY
+assert_no_leftovers "$TMP/data4"
+
+# The bench's exit status comes back through the launcher (mpirun's own is
+# always 0 under --enable-recovery): 1 when a backend failed...
+run_cmd "$BENCH" --data-dir "$TMP/data5" --clients 2 --dir "$TMP/no-such-dir" \
+  -t 64K -b 256K --api posix --workload write --reps 1 --memcpy-mib 16
+assert_exit 1 "a baseline directory that does not exist"
+assert_contains "$ERR" "open for write"
+assert_no_leftovers "$TMP/data5"
+# ... and 2 for bad options, found before any job starts.
+run_cmd "$BENCH" --data-dir "$TMP/data6" -t 3M -b 4M
+assert_exit 2 "-b not a multiple of -t"
+assert_contains "$ERR" "multiple of -t"
+run_cmd "$BENCH" --data-dir "$TMP/data6" --no-such-option
+assert_exit 2 "unknown option"
+assert_contains "$ERR" "unknown option '--no-such-option'"
+[[ -e "$TMP/data6" ]] && fail "a rejected command line started a job"
 
 # Plots: bench/plot picks matplotlib or gnuplot itself, and exits 2 when it
 # has neither (then only that check is skipped).

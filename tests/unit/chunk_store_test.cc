@@ -247,6 +247,41 @@ TEST_F(ChunkStoreTest, FlippedDataByteDetected) {
   EXPECT_EQ(out, w);
 }
 
+// A write never launders corruption: a partial overwrite of a bad block is
+// refused as a whole, and an append into a bad partial last block (which
+// extends the stored CRC without reading the block) leaves it failing.
+TEST_F(ChunkStoreTest, CorruptEdgeBlocksAreNeverLaundered) {
+  ASSERT_OK(store_->Create(5, 1));
+  const std::vector<uint8_t> d = RandomBytes(3 * kBS + 700, 40);
+  ASSERT_OK(store_->Write(5, 0, d.data(), d.size()));
+  ASSERT_OK(store_->Sync(5));
+  ASSERT_OK(env_.FlipByte(store_->DataPath(5), 2 * kBS + 3));  // block 2
+  ASSERT_OK(env_.FlipByte(store_->DataPath(5), 3 * kBS + 5));  // block 3, the partial last one
+
+  // Spans blocks 0..2; only its last edge (block 2) is bad: nothing is written.
+  const std::vector<uint8_t> w = RandomBytes(2 * kBS, 41);
+  Status s = store_->Write(5, kBS - 10, w.data(), w.size());
+  EXPECT_EQ(s.code(), Code::kCorruption) << s.ToString();
+  EXPECT_NE(s.message().find("block 2"), std::string::npos) << s.message();
+  std::vector<uint8_t> out;
+  ASSERT_OK(store_->Read(5, 0, 2 * kBS, &out));
+  EXPECT_EQ(out, Sub(d, 0, 2 * kBS));
+  EXPECT_EQ(store_->Read(5, 2 * kBS, 1, &out).code(), Code::kCorruption);
+
+  // Append into the bad partial block: accepted, but the block still fails,
+  // before and after the checksums are reloaded from disk.
+  const std::vector<uint8_t> a = RandomBytes(1000, 42);
+  ASSERT_OK(store_->Write(5, d.size(), a.data(), a.size()));
+  EXPECT_EQ(store_->Read(5, 3 * kBS, 10, &out).code(), Code::kCorruption);
+  ASSERT_OK(store_->Sync(5));
+  OpenStore();
+  EXPECT_EQ(store_->Read(5, 3 * kBS, 10, &out).code(), Code::kCorruption);
+  EXPECT_EQ(store_->Read(5, 2 * kBS, 10, &out).code(), Code::kCorruption);
+  EXPECT_EQ(store_->Truncate(5, 3 * kBS + 1).code(), Code::kCorruption);
+  ASSERT_OK(store_->Read(5, 0, 2 * kBS, &out));
+  EXPECT_EQ(out, Sub(d, 0, 2 * kBS));
+}
+
 TEST_F(ChunkStoreTest, FlippedChecksumEntryDetected) {
   ASSERT_OK(store_->Create(5, 1));
   const std::vector<uint8_t> d = RandomBytes(2 * kBS, 4);

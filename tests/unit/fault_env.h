@@ -11,10 +11,20 @@
 //   - SetWriteError(true): every write, append, truncate and WriteFileAtomic
 //     fails with IOError, writing nothing.
 //   - SetSyncError(true): every Sync / SyncDir fails with IOError.
+//   - FailWriteAt(n): the n-th write (RandomRWFile::Write, Truncate,
+//     AppendFile::Append or WriteFileAtomic) from now, counting from 0, fails
+//     once with IOError and writes nothing; the writes around it work (a
+//     transient EIO). -1 cancels.
+//   - SetSyncErrorAfter(n): n more Syncs succeed, then every one fails (as
+//     SetSyncError(true)), e.g. the data file's fsync works and the
+//     checksum file's does not. -1 cancels.
 //   - DropUnsyncedData(): simulates a machine crash. Every file written through
 //     this Env reverts to its content at its last successful Sync (or
 //     WriteFileAtomic, or its content when this Env first opened it); a file
 //     created through this Env and never synced is removed.
+//     DropUnsyncedData(keep): the same, except that files for which keep(path)
+//     is true keep their current content (their dirty pages happened to reach
+//     the disk): crash states where some files are newer than others.
 //   - FlipByte(path, offset, mask): media corruption, applied to the file on disk
 //     and to its last-synced image, so a later crash does not undo it.
 //   - SetClockOffset(us): NowMicros() returns target time + offset (clock jumps).
@@ -31,6 +41,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -55,7 +66,19 @@ class FaultEnv : public EnvWrapper {
     no_space_ = false;
   }
   void SetWriteError(bool on) { write_error_ = on; }
-  void SetSyncError(bool on) { sync_error_ = on; }
+  void SetSyncError(bool on) {
+    std::lock_guard<std::mutex> l(knob_mu_);
+    sync_error_ = on;
+    if (!on) sync_ok_left_ = -1;
+  }
+  void FailWriteAt(int64_t n) {
+    std::lock_guard<std::mutex> l(knob_mu_);
+    write_fail_at_ = n;
+  }
+  void SetSyncErrorAfter(int64_t n) {
+    std::lock_guard<std::mutex> l(knob_mu_);
+    sync_ok_left_ = n;
+  }
   void SetClockOffset(int64_t us) { clock_offset_ = us; }
 
   uint64_t reads() const { return reads_; }
@@ -65,9 +88,11 @@ class FaultEnv : public EnvWrapper {
   void ResetCounters() { reads_ = writes_ = syncs_ = opens_ = 0; }
 
   // Simulates a crash: see the file comment.
-  Status DropUnsyncedData() {
+  Status DropUnsyncedData() { return DropUnsyncedData(nullptr); }
+  Status DropUnsyncedData(const std::function<bool(const std::string& path)>& keep) {
     std::lock_guard<std::mutex> l(mu_);
     for (auto& [path, st] : files_) {
+      if (keep && keep(path)) continue;
       if (!st.durable) {
         if (target()->FileExists(path)) GFS_RETURN_IF_ERROR(target()->RemoveFile(path));
         continue;
@@ -123,8 +148,8 @@ class FaultEnv : public EnvWrapper {
   }
   Status WriteFileAtomic(const std::string& p, const std::string& data) override {
     ++writes_;
-    if (write_error_) return Status::IOError(p + ": injected write error");
-    if (sync_error_) return Status::IOError(p + ": injected sync error");
+    if (WriteFails()) return Status::IOError(p + ": injected write error");
+    if (SyncFails()) return Status::IOError(p + ": injected sync error");
     if (!TakeSpace(data.size(), nullptr)) return Status::NoSpace(p + ": injected no space");
     GFS_RETURN_IF_ERROR(target()->WriteFileAtomic(p, data));
     std::lock_guard<std::mutex> l(mu_);
@@ -151,7 +176,7 @@ class FaultEnv : public EnvWrapper {
   }
   Status SyncDir(const std::string& d) override {
     ++syncs_;
-    if (sync_error_) return Status::IOError(d + ": injected sync error");
+    if (SyncFails()) return Status::IOError(d + ": injected sync error");
     return target()->SyncDir(d);
   }
   uint64_t NowMicros() override {
@@ -164,6 +189,26 @@ class FaultEnv : public EnvWrapper {
     bool durable = false;  // exists after a crash
     std::string synced;    // content after a crash
   };
+
+  // Whether this write fails (SetWriteError, or the one FailWriteAt picked).
+  bool WriteFails() {
+    if (write_error_) return true;
+    std::lock_guard<std::mutex> l(knob_mu_);
+    if (write_fail_at_ < 0) return false;
+    return write_fail_at_-- == 0;
+  }
+  // Whether this sync fails (SetSyncError, or SetSyncErrorAfter ran out).
+  bool SyncFails() {
+    if (sync_error_) return true;
+    std::lock_guard<std::mutex> l(knob_mu_);
+    if (sync_ok_left_ < 0) return false;
+    if (sync_ok_left_ == 0) {
+      sync_error_ = true;
+      return true;
+    }
+    --sync_ok_left_;
+    return false;
+  }
 
   // Starts tracking `p` the first time this Env opens it: an existing file is
   // assumed durable as it is now.
@@ -215,7 +260,7 @@ class FaultEnv : public EnvWrapper {
     }
     Status Write(uint64_t offset, const void* data, size_t n) override {
       ++env_->writes_;
-      if (env_->write_error_) return Status::IOError(path_ + ": injected write error");
+      if (env_->WriteFails()) return Status::IOError(path_ + ": injected write error");
       Result<uint64_t> size = f_->Size();
       if (!size.ok()) return size.status();
       const uint64_t end = offset + n;
@@ -231,12 +276,12 @@ class FaultEnv : public EnvWrapper {
     }
     Status Truncate(uint64_t size) override {
       ++env_->writes_;
-      if (env_->write_error_) return Status::IOError(path_ + ": injected write error");
+      if (env_->WriteFails()) return Status::IOError(path_ + ": injected write error");
       return f_->Truncate(size);
     }
     Status Sync() override {
       ++env_->syncs_;
-      if (env_->sync_error_) return Status::IOError(path_ + ": injected sync error");
+      if (env_->SyncFails()) return Status::IOError(path_ + ": injected sync error");
       GFS_RETURN_IF_ERROR(f_->Sync());
       env_->MarkSynced(path_);
       return Status::OK();
@@ -255,7 +300,7 @@ class FaultEnv : public EnvWrapper {
         : env_(env), path_(std::move(path)), f_(std::move(f)) {}
     Status Append(const void* data, size_t n) override {
       ++env_->writes_;
-      if (env_->write_error_) return Status::IOError(path_ + ": injected write error");
+      if (env_->WriteFails()) return Status::IOError(path_ + ": injected write error");
       uint64_t fits = 0;
       if (!env_->TakeSpace(n, &fits)) {
         if (fits > 0) GFS_RETURN_IF_ERROR(f_->Append(data, fits));
@@ -265,7 +310,7 @@ class FaultEnv : public EnvWrapper {
     }
     Status Sync() override {
       ++env_->syncs_;
-      if (env_->sync_error_) return Status::IOError(path_ + ": injected sync error");
+      if (env_->SyncFails()) return Status::IOError(path_ + ": injected sync error");
       GFS_RETURN_IF_ERROR(f_->Sync());
       env_->MarkSynced(path_);
       return Status::OK();
@@ -284,6 +329,9 @@ class FaultEnv : public EnvWrapper {
   std::atomic<int64_t> budget_{-1};
   std::atomic<bool> write_error_{false};
   std::atomic<bool> sync_error_{false};
+  std::mutex knob_mu_;
+  int64_t write_fail_at_ = -1;  // guarded by knob_mu_
+  int64_t sync_ok_left_ = -1;   // guarded by knob_mu_
   std::atomic<int64_t> clock_offset_{0};
   std::atomic<uint64_t> reads_{0}, writes_{0}, syncs_{0}, opens_{0};
 };

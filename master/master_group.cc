@@ -1,0 +1,394 @@
+// The master group: log shipping to shadow masters, the synchronous set,
+// elections and takeover (the MasterServer members declared under "Master
+// group" in master_server.h). Protocol: doc/architecture.md, "Shadow
+// masters"; messages: doc/wire-format.md.
+#include <algorithm>
+#include <cstdio>
+
+#include "master/master_server.h"
+
+namespace gfs {
+namespace {
+
+// How long a shadow waits without hearing from the master before it stands
+// for election, and how long the master waits for a synchronous shadow's
+// acknowledgement before dropping it from the set.
+uint64_t ElectionTimeoutUs(const JobConfig& cfg) {
+  return std::max<uint64_t>(5ull * cfg.heartbeat_ms * 1000, 1000000);
+}
+uint64_t AckTimeoutUs(const JobConfig& cfg) {
+  return std::max<uint64_t>(3ull * cfg.heartbeat_ms * 1000, 1000000);
+}
+
+}  // namespace
+
+bool MasterServer::HandleGroup(Message& m) {
+  switch (m.type()) {
+    case MsgType::kLogBatch:
+      m.is_reply() ? OnLogBatchReply(m) : OnLogBatch(m);
+      return true;
+    case MsgType::kVote:
+      m.is_reply() ? OnVoteReply(m) : OnVote(m);
+      return true;
+    case MsgType::kNewMaster:
+      if (!m.is_reply()) OnNewMaster(m);
+      return true;
+    case MsgType::kWhoIsMaster:
+      if (!m.is_reply()) {
+        WhoIsMasterReply rep;
+        rep.epoch = epoch_;
+        rep.master = election_.epoch != 0 ? -1 : leader_;
+        t_->Send(m.source, EncodeReply(m, rep, epoch_));
+      }
+      return true;
+    default:
+      return false;
+  }
+}
+
+void MasterServer::ShipLog(uint64_t now, bool keepalive) {
+  const uint64_t hb = static_cast<uint64_t>(cfg_.heartbeat_ms) * 1000;
+  const uint64_t last = log_->last_seq();
+  if (keepalive) {
+    // Drop a synchronous shadow that stopped answering: the master never
+    // waits forever. It rejoins once it has caught up (OnLogBatchReply).
+    for (auto& [r, p] : peers_) {
+      if (p.in_sync && p.waiting_since != 0 && now - p.waiting_since > AckTimeoutUs(cfg_)) {
+        p.in_sync = false;
+        stats_.counters["shadows_dropped"]++;
+        std::fprintf(stderr,
+                     "gfs: master: shadow rank %d did not acknowledge the log in time; it leaves "
+                     "the synchronous set\n",
+                     r);
+      }
+    }
+    ReleaseCommitted();
+    if (!unshipped_.empty()) return;  // AfterBatch ships those
+  }
+  std::vector<LocationUpdate> locs;
+  for (uint64_t h : dirty_locs_) {
+    LocationUpdate u;
+    u.handle = h;
+    auto it = locations_.find(h);
+    if (it != locations_.end()) u.replicas = it->second;
+    locs.push_back(std::move(u));
+  }
+  std::vector<int32_t> live;
+  for (const auto& [rank, st] : servers_) {
+    if (st.alive) live.push_back(rank);
+  }
+  for (auto& [r, p] : peers_) {
+    if (keepalive && !p.need_snapshot && now - p.last_send_us < hb) continue;
+    LogBatchReq b;
+    b.first_seq = keepalive ? last + 1 : unshipped_first_;
+    if (p.need_snapshot) {
+      // A whole checkpoint replaces the shadow's state; the records of this
+      // batch are already in it.
+      b.snapshot = MetaJournal::EncodeSnapshot(*meta_, last, epoch_);
+      b.first_seq = last + 1;
+      p.need_snapshot = false;
+      stats_.counters["snapshots_sent"]++;
+    } else if (!keepalive) {
+      b.records = unshipped_;
+    }
+    b.in_sync = p.in_sync;
+    b.locations = locs;
+    b.live_servers = live;
+    Header h = OrderHeader(MsgType::kLogBatch, static_cast<uint32_t>(AckTimeoutUs(cfg_) / 1000));
+    if (!b.snapshot.empty()) p.snapshot_id = h.id;
+    Status s = t_->Send(r, EncodeMessage(h, b));
+    if (!s.ok() && p.in_sync) {
+      p.in_sync = false;
+      std::fprintf(stderr, "gfs: master: shadow rank %d unreachable: %s\n", r,
+                   s.ToString().c_str());
+    }
+    p.sent = last;
+    if (p.waiting_since == 0 && p.acked < p.sent) p.waiting_since = now;
+    p.last_send_us = now;
+  }
+  unshipped_.clear();
+  dirty_locs_.clear();
+  unshipped_first_ = last + 1;
+}
+
+void MasterServer::OnLogBatchReply(Message& m) {
+  if (mode_ != Mode::kMaster) return;
+  auto it = peers_.find(m.source);
+  if (it == peers_.end()) return;
+  Peer& p = it->second;
+  LogBatchReply rep;
+  if (!m.status().ok() || !m.Decode(&rep).ok()) return;
+  if (rep.need_snapshot) {
+    // Replies to batches sent before the last snapshot are already answered
+    // by it.
+    if (m.h.id > p.snapshot_id) {
+      p.need_snapshot = true;
+      p.in_sync = false;
+    }
+    return;
+  }
+  p.acked = std::max(p.acked, rep.last_seq);
+  p.waiting_since = p.acked >= p.sent ? 0 : MonoMicros();
+  if (!p.in_sync && !p.need_snapshot && p.acked >= log_->last_seq()) {
+    p.in_sync = true;
+    stats_.counters["shadows_rejoined"]++;
+  }
+  ReleaseCommitted();
+}
+
+void MasterServer::OnLogBatch(Message& m) {
+  LogBatchReq r;
+  Status s = m.Decode(&r);
+  if (s.ok() && (mode_ == Mode::kMaster || m.h.epoch < epoch_)) {
+    s = Status(Code::kStaleEpoch, "log batch of epoch " + std::to_string(m.h.epoch) +
+                                      " refused: rank " + std::to_string(group_.self) +
+                                      " is at epoch " + std::to_string(epoch_));
+    stats_.counters["stale_epoch_refused"]++;
+  }
+  if (!s.ok()) {
+    t_->Send(m.source, EncodeErrorReply(m, s, epoch_));
+    return;
+  }
+  if (m.h.epoch > epoch_ || leader_ != m.source) {
+    epoch_ = m.h.epoch;
+    leader_ = m.source;
+    voted_epoch_ = std::max(voted_epoch_, epoch_);
+  }
+  election_ = Election{};
+  last_heard_us_ = MonoMicros();
+  LogBatchReply rep;
+  if (!r.snapshot.empty()) {
+    auto fresh = std::make_unique<MetaState>();
+    uint64_t seq = 0;
+    s = log_->InstallSnapshot(r.snapshot, fresh.get(), &seq);
+    if (s.ok()) {
+      meta_ = std::move(fresh);
+      locations_.clear();
+      stats_.counters["snapshots_installed"]++;
+    } else {
+      std::fprintf(stderr, "gfs: shadow rank %d: installing the master's snapshot: %s\n",
+                   group_.self, s.ToString().c_str());
+      rep.need_snapshot = true;
+    }
+  } else if (r.first_seq != log_->last_seq() + 1) {
+    rep.need_snapshot = true;  // a gap (or a divergent tail): start over from a snapshot
+  } else {
+    uint64_t seq = r.first_seq;
+    for (const LogRecord& rec : r.records) {
+      auto op = MetaOp::Decode(reinterpret_cast<const uint8_t*>(rec.op.data()), rec.op.size());
+      s = op.ok() ? log_->AppendAt(seq, *op) : op.status();
+      if (s.ok()) s = meta_->Apply(*op);
+      if (!s.ok()) {
+        std::fprintf(stderr, "gfs: shadow rank %d: record %llu: %s\n", group_.self,
+                     static_cast<unsigned long long>(seq), s.ToString().c_str());
+        rep.need_snapshot = true;
+        break;
+      }
+      ++seq;
+    }
+    stats_.counters["records_replicated"] += r.records.size();
+  }
+  s = log_->Sync();
+  if (!s.ok()) {
+    t_->Send(m.source, EncodeErrorReply(m, s, epoch_));
+    return;
+  }
+  in_sync_ = r.in_sync && !rep.need_snapshot;
+  for (const LocationUpdate& u : r.locations) {
+    if (u.replicas.empty()) {
+      locations_.erase(u.handle);
+    } else {
+      locations_[u.handle] = u.replicas;
+    }
+  }
+  for (auto& [rank, st] : servers_) st.alive = false;
+  for (int32_t rank : r.live_servers) {
+    auto it = servers_.find(rank);
+    if (it != servers_.end()) it->second.alive = true;
+  }
+  rep.last_seq = log_->last_seq();
+  t_->Send(m.source, EncodeReply(m, rep, epoch_));
+}
+
+void MasterServer::ShadowTick(uint64_t now) {
+  if (election_.epoch != 0) {
+    if (now >= election_.deadline_us) {
+      election_ = Election{};
+      next_election_us_ = now + ElectionTimeoutUs(cfg_);  // back off before trying again
+      stats_.counters["elections_lost"]++;
+    }
+    return;
+  }
+  if (!in_sync_ || done_ || now < next_election_us_) return;
+  // Stagger by position in the group so that shadows rarely split the vote.
+  const auto pos =
+      std::find(group_.members.begin(), group_.members.end(), group_.self) - group_.members.begin();
+  const uint64_t timeout =
+      ElectionTimeoutUs(cfg_) + static_cast<uint64_t>(pos) * cfg_.heartbeat_ms * 1000ull;
+  if (now - last_heard_us_ > timeout) StartElection(now);
+}
+
+void MasterServer::StartElection(uint64_t now) {
+  election_.epoch = std::max(epoch_, voted_epoch_) + 1;
+  voted_epoch_ = election_.epoch;
+  election_.votes = 1;  // its own
+  election_.deadline_us = now + std::max<uint64_t>(2ull * cfg_.heartbeat_ms * 1000, 500000);
+  stats_.counters["elections_started"]++;
+  std::fprintf(stderr, "gfs: shadow rank %d: master rank %d silent; standing for epoch %llu\n",
+               group_.self, leader_, static_cast<unsigned long long>(election_.epoch));
+  VoteReq v;
+  v.epoch = election_.epoch;
+  v.log_epoch = log_->epoch();
+  v.last_seq = log_->last_seq();
+  // The silent master last: a send to a dead rank may be slow to fail.
+  std::vector<int> voters;
+  for (int r : group_.members) {
+    if (r != group_.self && r != leader_) voters.push_back(r);
+  }
+  if (leader_ >= 0 && leader_ != group_.self) voters.push_back(leader_);
+  for (int r : voters) {
+    Header h =
+        OrderHeader(MsgType::kVote, static_cast<uint32_t>((election_.deadline_us - now) / 1000));
+    vote_req_[h.id] = election_.epoch;
+    t_->Send(r, EncodeMessage(h, v));
+  }
+  if (2 * election_.votes > static_cast<int>(group_.members.size())) TakeOver();
+}
+
+void MasterServer::OnVote(Message& m) {
+  VoteReq r;
+  VoteReply rep;
+  if (m.Decode(&r).ok() && mode_ == Mode::kShadow && r.epoch > epoch_ && r.epoch > voted_epoch_) {
+    const uint64_t now = MonoMicros();
+    const bool log_ok = r.log_epoch > log_->epoch() ||
+                        (r.log_epoch == log_->epoch() && r.last_seq >= log_->last_seq());
+    // A voter that still hears the master refuses: it is not dead.
+    const bool master_silent = now - last_heard_us_ > 2ull * cfg_.heartbeat_ms * 1000;
+    if (log_ok && master_silent) {
+      rep.granted = true;
+      voted_epoch_ = r.epoch;
+      next_election_us_ = now + ElectionTimeoutUs(cfg_);  // the candidate's turn first
+    }
+  }
+  t_->Send(m.source, EncodeReply(m, rep, epoch_));
+}
+
+void MasterServer::OnVoteReply(Message& m) {
+  auto it = vote_req_.find(m.h.id);
+  if (it == vote_req_.end()) return;
+  const uint64_t epoch = it->second;
+  vote_req_.erase(it);
+  VoteReply rep;
+  if (election_.epoch != epoch || !m.status().ok() || !m.Decode(&rep).ok() || !rep.granted) return;
+  ++election_.votes;
+  if (2 * election_.votes > static_cast<int>(group_.members.size())) TakeOver();
+}
+
+void MasterServer::TakeOver() {
+  const uint64_t epoch = election_.epoch;
+  election_ = Election{};
+  Status s = BeginEpoch(epoch);
+  if (!s.ok()) {
+    std::fprintf(stderr, "gfs: shadow rank %d: cannot record epoch %llu: %s\n", group_.self,
+                 static_cast<unsigned long long>(epoch), s.ToString().c_str());
+    return;
+  }
+  const int old = leader_;
+  const uint64_t now = MonoMicros();
+  mode_ = Mode::kMaster;
+  leader_ = group_.self;
+  // Every other member starts again from a snapshot of this state: a shadow
+  // (or the deposed master) may hold records this master never had.
+  peers_.clear();
+  for (int r : group_.members) {
+    if (r == group_.self) continue;
+    Peer p;
+    p.in_sync = false;
+    p.need_snapshot = true;
+    peers_[r] = p;
+  }
+  unshipped_.clear();
+  dirty_locs_.clear();
+  unshipped_first_ = log_->last_seq() + 1;
+  // Locations and leases are soft state: rebuilt from the chunkservers'
+  // registrations. A primary's old lease is revoked by the version bump of
+  // the next lease on its chunk.
+  locations_.clear();
+  leases_.clear();
+  for (auto& [rank, st] : servers_) {
+    st.registered = false;
+    st.alive = false;
+    st.last_seen_us = now;
+    st.to_delete.clear();
+  }
+  serving_ = false;
+  start_us_ = now;
+  adopt_until_us_ = now + std::max<uint64_t>(3ull * cfg_.heartbeat_ms * 1000, 2000000);
+  stats_.counters["takeovers"]++;
+  std::fprintf(stderr, "gfs: shadow rank %d: took over from rank %d as master (epoch %llu)\n",
+               group_.self, old, static_cast<unsigned long long>(epoch));
+  NewMasterReq nm{epoch, group_.self};
+  auto announce = [&](int r) {
+    Header h = OrderHeader(MsgType::kNewMaster, 0);
+    t_->Send(r, EncodeMessage(h, nm));
+  };
+  for (int r : cs_ranks_) announce(r);
+  for (int r : client_ranks_) announce(r);
+  for (int r : group_.members) {
+    if (r != group_.self) announce(r);
+  }
+}
+
+void MasterServer::OnNewMaster(Message& m) {
+  NewMasterReq r;
+  if (!m.Decode(&r).ok() || r.epoch <= epoch_) return;
+  if (mode_ == Mode::kMaster) StepDown(r.epoch, r.master);
+  epoch_ = r.epoch;
+  leader_ = r.master;
+  voted_epoch_ = std::max(voted_epoch_, r.epoch);
+  election_ = Election{};
+  last_heard_us_ = MonoMicros();
+}
+
+void MasterServer::StepDown(uint64_t epoch, int leader) {
+  if (mode_ == Mode::kMaster) {
+    std::fprintf(stderr,
+                 "gfs: master rank %d: deposed (epoch %llu is newer than %llu); stepping down\n",
+                 group_.self, static_cast<unsigned long long>(epoch),
+                 static_cast<unsigned long long>(epoch_));
+    stats_.counters["deposed"]++;
+    // Nothing unacknowledged may be acknowledged now: answer "not the
+    // master" instead, and drop orders.
+    const Status nm(Code::kNotMaster, "the master was deposed; ask the new one");
+    auto fail = [&](int dest, const Buffer& buf) {
+      Message req;
+      if (ParseMessage(Incoming{dest, buf}, &req).ok() && req.is_reply()) {
+        t_->Send(dest, EncodeErrorReply(req, nm, epoch));
+      }
+    };
+    for (auto& h : uncommitted_) fail(h.dest, h.buf);
+    for (auto& [dest, buf] : deferred_) fail(dest, buf);
+    uncommitted_.clear();
+    deferred_.clear();
+    for (Message& w : held_) t_->Send(w.source, EncodeErrorReply(w, nm, epoch));
+    held_.clear();
+    mode_ = Mode::kShadow;
+    in_sync_ = false;  // its log may hold records nobody acknowledged
+    peers_.clear();
+    unshipped_.clear();
+    prepares_.clear();
+    prepare_by_handle_.clear();
+    prepare_req_.clear();
+    clones_.clear();
+    clone_req_.clear();
+    fscks_.clear();
+    verify_req_.clear();
+    leases_.clear();
+  }
+  epoch_ = std::max(epoch_, epoch);
+  voted_epoch_ = std::max(voted_epoch_, epoch);
+  leader_ = leader;
+  last_heard_us_ = MonoMicros();
+}
+
+}  // namespace gfs

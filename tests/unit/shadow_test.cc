@@ -1,0 +1,250 @@
+// The master group in one process: a master, two shadow masters, three
+// chunkservers and a client over the in-process transport. Log shipping,
+// shadows answering reads, election and takeover when the master dies, and
+// refusal of a deposed master's orders.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <filesystem>
+#include <random>
+#include <thread>
+
+#include "chunk/chunk_server.h"
+#include "io/client.h"
+#include "master/master_server.h"
+#include "mpi/inproc_transport.h"
+
+namespace gfs {
+namespace {
+
+constexpr int kGroup = 3;    // ranks 0 (master), 1, 2 (shadows)
+constexpr int kServers = 3;  // ranks 3..5
+constexpr int kClient = 6;
+constexpr int kOutsider = 7;  // plays a deposed master in tests
+
+class GroupCluster {
+ public:
+  GroupCluster() : fabric_(8) {
+    char tmpl[] = "/tmp/gfs-group-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    cfg_.data_dir = dir_;
+    cfg_.chunk_size = 1 << 20;
+    cfg_.replication = 3;
+    cfg_.shadows = kGroup - 1;
+    cfg_.request_timeout_ms = 4000;
+    cfg_.heartbeat_ms = 100;
+    cfg_.lease_seconds = 2;
+    cfg_.slice_size = 64 * 1024;
+    cfg_.write_op_size = 256 * 1024;
+    cfg_.read_size = 128 * 1024;
+    std::vector<int> cs{3, 4, 5}, clients{kClient};
+    MasterGroup g;
+    g.members = {0, 1, 2};
+    for (int r = 0; r < kGroup; ++r) {
+      g.self = r;
+      std::string d = dir_ + (r == 0 ? "/master" : "/shadow-" + std::to_string(r));
+      masters_.push_back(std::make_unique<MasterServer>(fabric_.endpoint(r), Env::Posix(), cfg_, d,
+                                                        cs, clients, g));
+      std::string warn;
+      EXPECT_TRUE(masters_.back()->Start(&warn).ok());
+      EXPECT_TRUE(masters_.back()->BeginEpoch(1).ok());
+    }
+    for (int i = 0; i < kServers; ++i) {
+      std::string d;
+      uint64_t id = 0;
+      locks_.emplace_back();
+      EXPECT_TRUE(ClaimChunkserverDir(Env::Posix(), dir_, i, &d, &id, &locks_.back()).ok());
+      servers_.push_back(std::make_unique<ChunkServer>(fabric_.endpoint(3 + i), Env::Posix(), cfg_,
+                                                       0, d, id, "host"));
+      EXPECT_TRUE(servers_.back()->Start().ok());
+    }
+    for (int r = 0; r < kGroup; ++r) Run(r, masters_[static_cast<size_t>(r)].get());
+    for (int i = 0; i < kServers; ++i) Run(3 + i, servers_[static_cast<size_t>(i)].get());
+    client_ = std::make_unique<Client>(fabric_.endpoint(kClient), cfg_, 0,
+                                       std::vector<std::string>(8, "host"));
+  }
+  ~GroupCluster() {
+    if (!finished_) Finish();
+    stop_ = true;
+    for (auto& t : threads_) t.join();
+    std::filesystem::remove_all(dir_);
+  }
+  void Finish() {
+    finished_ = true;
+    EXPECT_TRUE(client_->Finish(0).ok());
+  }
+  Client* client() { return client_.get(); }
+  InProcFabric& fabric() { return fabric_; }
+  MasterServer& member(int r) { return *masters_[static_cast<size_t>(r)]; }
+  // Freezes a rank's event loop (a busy or stopped process) until resumed.
+  void Pause(int r, bool on) { paused_[r] = on; }
+  // Stops every master-group loop so a test may read their state safely.
+  void Quiesce(bool on) {
+    for (int r = 0; r < kGroup; ++r) paused_[r] = on;
+    if (on) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  int LeaderAmongShadows() {
+    for (int r = 1; r < kGroup; ++r) {
+      if (member(r).is_master()) return r;
+    }
+    return -1;
+  }
+
+ private:
+  void Run(int rank, Server* s) {
+    Transport* t = fabric_.endpoint(rank);
+    threads_.emplace_back([this, rank, s, t] {
+      Idler idler;
+      while (!s->done() && !stop_) {
+        if (fabric_.dead(rank) || paused_[rank]) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          continue;
+        }
+        bool busy = false;
+        Incoming in;
+        while (t->Poll(&in)) {
+          Message m;
+          if (ParseMessage(std::move(in), &m).ok()) s->Handle(m);
+          busy = true;
+        }
+        s->AfterBatch();
+        s->Tick(MonoMicros());
+        busy ? idler.Busy() : idler.Idle();
+      }
+    });
+  }
+
+  InProcFabric fabric_;
+  std::string dir_;
+  JobConfig cfg_;
+  std::vector<std::unique_ptr<MasterServer>> masters_;
+  std::vector<std::unique_ptr<FileLock>> locks_;
+  std::vector<std::unique_ptr<ChunkServer>> servers_;
+  std::unique_ptr<Client> client_;
+  std::vector<std::thread> threads_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> paused_[8] = {};
+  bool finished_ = false;
+};
+
+std::vector<uint8_t> Bytes(size_t n, uint64_t seed) {
+  std::vector<uint8_t> v(n);
+  std::mt19937_64 rng(seed);
+  for (auto& x : v) x = static_cast<uint8_t>(rng());
+  return v;
+}
+
+void WriteFile(Client* c, const std::string& path, const std::vector<uint8_t>& data) {
+  auto f = c->Create(path);
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  ASSERT_TRUE(c->Write(&*f, 0, data.data(), data.size()).ok());
+  ASSERT_TRUE(c->Close(&*f).ok());
+}
+
+void ExpectFile(Client* c, const std::string& path, const std::vector<uint8_t>& data) {
+  auto f = c->Open(path);
+  ASSERT_TRUE(f.ok()) << path << ": " << f.status().ToString();
+  std::vector<uint8_t> back(data.size() + 10);
+  auto n = c->Read(&*f, 0, back.data(), back.size());
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  back.resize(*n);
+  EXPECT_EQ(back, data) << path;
+}
+
+TEST(ShadowMasters, ShadowsHoldEveryAcknowledgedRecord) {
+  GroupCluster c;
+  ASSERT_TRUE(c.client()->Mkdir("/a/b", true).ok());
+  WriteFile(c.client(), "/a/b/f", Bytes(3 << 20, 1));
+  ASSERT_TRUE(c.client()->Rename("/a/b/f", "/a/g").ok());
+  // Acknowledged means durable on every synchronous shadow: their state is
+  // the master's once the client has its answers.
+  c.Quiesce(true);
+  const std::string want = c.member(0).meta().DebugString();
+  for (int r = 1; r < kGroup; ++r) EXPECT_EQ(c.member(r).meta().DebugString(), want) << r;
+  c.Quiesce(false);
+}
+
+TEST(ShadowMasters, ShadowAnswersReadsWhileTheMasterIsBusy) {
+  GroupCluster c;
+  ASSERT_TRUE(c.client()->Mkdir("/d", false).ok());
+  WriteFile(c.client(), "/d/f", Bytes(100000, 2));
+  // One request per pause: a pause much longer than the election timeout
+  // would (rightly) depose the master.
+  c.Pause(0, true);
+  auto st = c.client()->Stat("/d/f");
+  c.Pause(0, false);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  c.Pause(0, true);
+  auto ls = c.client()->List("/d");
+  c.Pause(0, false);
+  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  EXPECT_EQ(st->size, 100000u);
+  ASSERT_TRUE(ls.ok()) << ls.status().ToString();
+  ASSERT_EQ(ls->size(), 1u);
+  EXPECT_GE(c.client()->stats().counters["answered_by_shadow"], 2u);
+  c.Quiesce(true);
+  uint64_t served = 0;
+  for (int r = 1; r < kGroup; ++r) served += c.member(r).stats().counters.count("req_stat");
+  c.Quiesce(false);
+  EXPECT_GE(served, 1u);
+  EXPECT_TRUE(c.member(0).is_master());
+}
+
+TEST(ShadowMasters, ShadowTakesOverWhenTheMasterDies) {
+  GroupCluster c;
+  auto before = Bytes(2 << 20, 3);
+  WriteFile(c.client(), "/before", before);
+  c.fabric().Kill(0);
+  // The client carries on: mutations, writes and reads go to the new master.
+  Status mk = c.client()->Mkdir("/after", false);
+  ASSERT_TRUE(mk.ok()) << mk.ToString();
+  auto after = Bytes((3 << 20) + 777, 4);
+  WriteFile(c.client(), "/after/f", after);
+  ExpectFile(c.client(), "/before", before);
+  ExpectFile(c.client(), "/after/f", after);
+  // The other shadow follows the new master and holds its records (it got a
+  // snapshot, then the records after it, before the client's answers).
+  c.Quiesce(true);
+  const int leader = c.LeaderAmongShadows();
+  ASSERT_GT(leader, 0);
+  EXPECT_GE(c.member(leader).epoch(), 2u);
+  EXPECT_EQ(c.member(leader).stats().counters.at("takeovers"), 1u);
+  const int other = leader == 1 ? 2 : 1;
+  EXPECT_FALSE(c.member(other).is_master());
+  EXPECT_EQ(c.member(other).meta().DebugString(), c.member(leader).meta().DebugString());
+  c.Quiesce(false);
+}
+
+TEST(ShadowMasters, DeposedMasterOrdersAreRefused) {
+  GroupCluster c;
+  WriteFile(c.client(), "/x", Bytes(1 << 20, 5));
+  c.fabric().Kill(0);
+  ASSERT_TRUE(c.client()->Mkdir("/y", false).ok());  // forces the takeover
+  ASSERT_GT(c.LeaderAmongShadows(), 0);
+  // A master of epoch 1 (the deposed one) orders a chunkserver and ships a
+  // log batch to a shadow: both refuse with kStaleEpoch.
+  RpcClient old(c.fabric().endpoint(kOutsider));
+  PrepareChunkReq prep;
+  prep.handle = 1;
+  prep.version = 99;
+  auto id = old.Start(3, prep, 2000);
+  ASSERT_TRUE(id.ok());
+  // RpcClient stamps epoch 0 (older than any); also try epoch 1 explicitly.
+  old.set_epoch(1);
+  auto id2 = old.Start(4, prep, 2000);
+  ASSERT_TRUE(id2.ok());
+  LogBatchReq batch;
+  batch.first_seq = 1000;
+  auto id3 = old.Start(c.LeaderAmongShadows() == 1 ? 2 : 1, batch, 2000);
+  ASSERT_TRUE(id3.ok());
+  for (uint64_t i : {*id, *id2, *id3}) {
+    auto m = old.Wait(i);
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    EXPECT_EQ(m->status().code(), Code::kStaleEpoch) << m->status().ToString();
+    EXPECT_GE(m->h.epoch, 2u);
+  }
+}
+
+}  // namespace
+}  // namespace gfs
