@@ -61,8 +61,10 @@ void Client::OnUnsolicited(Message& m) {
 }
 
 bool Client::FindMaster(uint32_t timeout_ms) {
+  // The master in question is not asked: the others know whether it leads.
   std::vector<uint64_t> ids;
   for (int r = 0; r <= cfg_.shadows; ++r) {
+    if (r == master_) continue;
     auto id = rpc_.Start(r, WhoIsMasterReq{}, timeout_ms);
     if (id.ok()) ids.push_back(*id);
   }
@@ -140,8 +142,14 @@ Result<Message> Client::MasterRequest(const std::function<Result<uint64_t>(int, 
     if (now >= deadline) break;
     if (now >= next_probe) {
       if (read_only && !tried_shadow && cfg_.shadows > 0) {
+        // First offer a read to a shadow; ask who leads only if that does
+        // not settle it either.
         tried_shadow = true;
-        send(1 + (next_shadow_++ % cfg_.shadows));
+        int shadow = 1 + (next_shadow_++ % cfg_.shadows);
+        if (shadow == master_) shadow = 1 + (next_shadow_++ % cfg_.shadows);
+        if (shadow != master_) send(shadow);
+        next_probe = MonoMicros() + probe_ms * 1000ull;
+        continue;
       }
       FindMaster(probe_ms);
       if (live.empty()) target = -1;  // refused ("not the master"): ask again

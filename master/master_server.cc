@@ -226,11 +226,21 @@ void MasterServer::Handle(Message& m) {
     default:
       break;
   }
-  if (!serving_) {
+  if (!serving_ || !revive_req_.empty()) {
+    // Not yet serving, or replicas are being brought forward (ResolveBehind):
+    // answers given now could miss them.
     held_.push_back(m);
     return;
   }
   Dispatch(m);
+}
+
+void MasterServer::DispatchHeld() {
+  while (!held_.empty() && serving_ && revive_req_.empty()) {
+    Message m = std::move(held_.front());
+    held_.pop_front();
+    Dispatch(m);
+  }
 }
 
 void MasterServer::Dispatch(Message& m) {
@@ -533,6 +543,18 @@ void MasterServer::StartPrepare(Message& lease_req, uint32_t index, uint64_t han
 }
 
 void MasterServer::OnPrepareReply(Message& m) {
+  auto rv = revive_req_.find(m.h.id);
+  if (rv != revive_req_.end()) {
+    const auto [handle, rank] = rv->second;
+    revive_req_.erase(rv);
+    if (m.status().ok() && meta_->FindChunk(handle) != nullptr) {
+      auto& loc = locations_[handle];
+      if (std::find(loc.begin(), loc.end(), rank) == loc.end()) loc.push_back(rank);
+      TouchLocation(handle);
+    }
+    DispatchHeld();
+    return;
+  }
   auto it = prepare_req_.find(m.h.id);
   if (it == prepare_req_.end()) return;
   uint64_t key = it->second;
@@ -655,10 +677,23 @@ void MasterServer::OnRegister(Message& m) {
   RegisterReply rep;
   for (const ChunkReport& c : r.chunks) {
     const ChunkInfo* info = meta_->FindChunk(c.handle);
-    if (info == nullptr || c.version < info->version) {
-      rep.delete_handles.push_back(c.handle);  // orphan or stale
-      stats_.counters[info ? "stale_replicas" : "orphan_replicas"]++;
-      if (info) stale_seen_[c.handle]++;
+    if (info == nullptr) {
+      rep.delete_handles.push_back(c.handle);  // orphan
+      stats_.counters["orphan_replicas"]++;
+      continue;
+    }
+    if (c.version < info->version) {
+      // Behind the logged version: stale if a current replica exists, but
+      // the master may also have died between logging a new version and
+      // the replicas recording it. Never served; decided by ResolveBehind.
+      auto& b = behind_[c.handle];
+      b.erase(std::remove_if(
+                  b.begin(), b.end(),
+                  [&](const std::pair<int32_t, uint64_t>& e) { return e.first == m.source; }),
+              b.end());
+      b.push_back({m.source, c.version});
+      stats_.counters["stale_replicas"]++;
+      stale_seen_[c.handle]++;
       continue;
     }
     if (c.version > info->version) {
@@ -674,6 +709,55 @@ void MasterServer::OnRegister(Message& m) {
     if (std::find(loc.begin(), loc.end(), m.source) == loc.end()) loc.push_back(m.source);
   }
   DeferReply(m, rep);
+  if (serving_) ResolveBehind();
+}
+
+void MasterServer::ResolveBehind() {
+  const bool all_registered = std::all_of(cs_ranks_.begin(), cs_ranks_.end(), [&](int r) {
+    auto it = servers_.find(r);
+    return it != servers_.end() && it->second.registered;
+  });
+  for (auto it = behind_.begin(); it != behind_.end();) {
+    const uint64_t handle = it->first;
+    const ChunkInfo* info = meta_->FindChunk(handle);
+    if (info == nullptr || !LiveReplicas(handle).empty()) {
+      // A current replica exists (or the chunk is gone): these are stale.
+      for (const auto& [rank, v] : it->second) servers_[rank].to_delete.push_back(handle);
+      it = behind_.erase(it);
+      continue;
+    }
+    if (!all_registered) {
+      ++it;  // a missing server may hold the current version: wait for it
+      continue;
+    }
+    // Every chunkserver has reported and none holds the logged version: no
+    // lease was ever granted at it (a lease needs every replica to record
+    // the version first), so the most advanced replicas hold every
+    // acknowledged byte. Bring them to the logged version.
+    uint64_t best = 0;
+    for (const auto& e : it->second) best = std::max(best, e.second);
+    for (const auto& [rank, v] : it->second) {
+      if (v != best) {
+        servers_[rank].to_delete.push_back(handle);
+        continue;
+      }
+      PrepareChunkReq req;
+      req.handle = handle;
+      req.version = info->version;
+      Header h = OrderHeader(MsgType::kPrepareChunk, cfg_.request_timeout_ms / 2);
+      revive_req_[h.id] = {handle, rank};
+      revive_deadline_us_ = MonoMicros() + cfg_.request_timeout_ms * 500ull;
+      t_->Send(rank, EncodeMessage(h, req));
+    }
+    stats_.counters["versions_recovered"]++;
+    std::fprintf(stderr,
+                 "gfs: master: chunk %016llx: no replica holds logged version %llu; bringing "
+                 "the version-%llu replicas forward\n",
+                 static_cast<unsigned long long>(handle),
+                 static_cast<unsigned long long>(info->version),
+                 static_cast<unsigned long long>(best));
+    it = behind_.erase(it);
+  }
 }
 
 void MasterServer::OnHeartbeat(Message& m) {
@@ -967,13 +1051,14 @@ void MasterServer::Tick(uint64_t now) {
     const uint64_t grace = adopt_until_us_ ? adopt_until_us_ : start_us_ + kRegisterGraceUs;
     if (all || now > grace) {
       serving_ = true;
-      while (!held_.empty()) {
-        Message m = std::move(held_.front());
-        held_.pop_front();
-        Dispatch(m);
-      }
+      ResolveBehind();
+      DispatchHeld();
       AfterBatch();
     }
+  }
+  if (!revive_req_.empty() && now >= revive_deadline_us_) {
+    revive_req_.clear();  // unanswered: those replicas stay out of service
+    DispatchHeld();
   }
   // A chunkserver silent for several heartbeat intervals is taken as dead.
   const uint64_t dead_after = static_cast<uint64_t>(cfg_.heartbeat_ms) * 1000 * 5 +

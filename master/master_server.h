@@ -170,6 +170,12 @@ class MasterServer : public Server {
   // in `busy` and with `room` bytes free.
   std::vector<ServerLoad> Loads(uint64_t room, const std::set<int32_t>& busy) const;
   void MarkCorrupt(uint64_t handle, int32_t rank);
+  // Replicas reported behind the logged version: deleted once a current
+  // replica exists; brought forward when every chunkserver has reported and
+  // none is current (the master died between logging and preparing).
+  void ResolveBehind();
+  // Dispatches held client requests once serving and no revival is running.
+  void DispatchHeld();
   // Re-replication: finds chunks with fewer good replicas than their file's
   // replication and orders clones, most-missing first, one per target at a
   // time. Chunks under a live lease wait until it expires.
@@ -235,6 +241,10 @@ class MasterServer : public Server {
   uint64_t seed_ = 1;
   std::unordered_map<uint64_t, std::set<int32_t>> corrupt_;  // handle -> ranks
   std::unordered_map<uint64_t, uint32_t> stale_seen_;        // handle -> count
+  std::map<uint64_t, std::vector<std::pair<int32_t, uint64_t>>>
+      behind_;  // handle -> (rank, version)
+  std::unordered_map<uint64_t, std::pair<uint64_t, int32_t>> revive_req_;  // id -> (handle, rank)
+  uint64_t revive_deadline_us_ = 0;
   struct FsckOp {
     Message req;
     std::string path;
