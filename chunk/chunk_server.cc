@@ -464,7 +464,7 @@ void ChunkServer::OnApply(Message& m) {
   const PushEntry* pe = push == pushes_.end() ? nullptr : &push->second;
   s = ApplyLocal(a.kind, a.handle, a.offset, a.length, pe);
   if (push != pushes_.end() && a.kind == static_cast<uint8_t>(MutationKind::kPad)) {
-    KeepBounced(&push->second);  // the record's next try may use it (OnAppend)
+    KeepBounced(&push->second);        // the record's next try may use it (OnAppend)
   } else if (push != pushes_.end()) {  // consumed, or failed: never to be used
     push_held_ -= push->second.held;
     pushes_.erase(push);

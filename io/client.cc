@@ -654,6 +654,7 @@ Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
     // After a bounce to the next chunk: the replicas (sorted) that still hold
     // the pushed data under data_id. Empty: push again.
     std::vector<int32_t> pushed_to;
+    uint64_t bytes = 0;  // counted in inflight_bytes while in flight
   };
   const uint64_t limit = f->chunk_size / 4;
   for (const Span& r : records) {
@@ -668,9 +669,20 @@ Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
   const size_t window = std::max<uint32_t>(cfg_.append_window, 1);
   const uint64_t timeout_us = static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000;
   size_t inflight = 0, completed = 0;
+  // Bytes in flight are capped at 1/16 of a chunk as well: everything in
+  // flight when a chunk fills bounces to the next one (an extra round trip
+  // each, and a wait for the new chunk), and with many producers a window of
+  // records per producer would keep several chunks' worth in flight.
+  const uint64_t byte_cap = std::max<uint64_t>(f->chunk_size / 16, 1);
+  uint64_t inflight_bytes = 0;
+  auto landed = [&](Op& op) {
+    --inflight;
+    inflight_bytes -= op.bytes;
+    op.bytes = 0;
+  };
   auto fail = [&](Op& op, Status s) -> Status {
     if (op.state == Op::kAppending) rpc_.Forget(op.req_id);
-    --inflight;
+    landed(op);
     leases_.erase({f->id, op.index});
     f->append_index = File::kUnknownIndex;
     op.state = Op::kNew;
@@ -686,7 +698,10 @@ Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
     for (size_t i = 0; i < ops.size() && inflight < window; ++i) {
       Op& op = ops[i];
       if (op.state != Op::kNew || now < op.not_before_us) continue;
+      if (inflight > 0 && inflight_bytes + records[i].size > byte_cap) break;
       ++inflight;
+      op.bytes = records[i].size;
+      inflight_bytes += op.bytes;
       if (f->append_index == File::kUnknownIndex) {
         LeaseReq req;
         req.path = f->path;
@@ -772,7 +787,7 @@ Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
         if (s.ok()) s = r->Decode(&rep);
         if (s.code() == Code::kRetryNextChunk) {
           // The chunk is full: this record goes to the next one.
-          --inflight;
+          landed(op);
           op.state = Op::kNew;
           op.pushed_to = op.lease.replicas;
           std::sort(op.pushed_to.begin(), op.pushed_to.end());
@@ -787,7 +802,7 @@ Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
           GFS_RETURN_IF_ERROR(fail(op, s));
           continue;
         }
-        --inflight;
+        landed(op);
         ++completed;
         op.state = Op::kDone;
         uint64_t off = static_cast<uint64_t>(op.index) * f->chunk_size + rep.offset;

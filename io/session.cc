@@ -1,6 +1,7 @@
 // Role split and the storage ranks' main loops (the `Init` of io/gfs.h).
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -108,6 +109,43 @@ void WriteStats(const JobConfig& cfg, int rank, Role role, const RoleStats& st,
     std::fprintf(stderr, "gfs: rank %d: writing stats: %s\n", rank, s.ToString().c_str());
 }
 
+// Shadow directories beyond this job's shadows (an earlier job had more):
+// a shadow there may have taken over and gone further than the master's
+// copy. The master starts from the most advanced of them when it is ahead of
+// its own; without shadows it also begins a newer epoch than any of them, so
+// a stale directory never wins in a later job.
+Status AdoptOutsideCopies(Env* env, const JobConfig& cfg, const RoleLayout& l, MasterServer* m) {
+  uint64_t top_epoch = 0;
+  bool any = false;
+  for (int k = l.shadows + 1;; ++k) {
+    const std::string dir = cfg.data_dir + "/shadow-" + std::to_string(k);
+    if (!env->FileExists(dir)) break;
+    std::unique_ptr<FileLock> lock;
+    Status st = env->LockFile(dir + "/LOCK", &lock);
+    if (st.code() == Code::kBusy) {
+      st = Status(Code::kBusy, "data directory " + cfg.data_dir + " is in use by another job");
+    }
+    GFS_RETURN_IF_ERROR(st);
+    MetaState state;
+    MetaJournal j(env, dir);
+    uint64_t seq = 0;
+    std::string warning;
+    GFS_RETURN_IF_ERROR(j.Open(&state, &seq, &warning));
+    any = true;
+    top_epoch = std::max(top_epoch, j.epoch());
+    const uint64_t mine = m->journal()->epoch();
+    if (j.epoch() > mine || (j.epoch() == mine && seq > m->journal()->last_seq())) {
+      GFS_RETURN_IF_ERROR(m->InstallSnapshot(MetaJournal::EncodeSnapshot(state, seq, j.epoch())));
+      std::fprintf(stderr,
+                   "gfs: master rank 0: copied the metadata from %s (epoch %llu, record %llu)\n",
+                   dir.c_str(), static_cast<unsigned long long>(j.epoch()),
+                   static_cast<unsigned long long>(seq));
+    }
+  }
+  if (!any || l.shadows > 0) return Status::OK();  // the group begins the new epoch
+  return m->BeginEpoch(std::max(top_epoch, m->journal()->epoch()) + 1);
+}
+
 // One member of the master group: lock its directory, recover its copy of
 // the metadata, then (collectively over group_comm) agree on the most
 // advanced copy (highest epoch, then sequence number), hand it to the members
@@ -143,6 +181,7 @@ Status StartMasterGroupMember(Env* env, const JobConfig& cfg, const RoleLayout& 
                    l.is_master(rank) ? "master" : "shadow", rank, warning.c_str());
     }
   }
+  if (st.ok() && l.is_master(rank)) st = AdoptOutsideCopies(env, cfg, l, out->get());
   if (l.shadows == 0) return st;
 
   // Every member takes part in the exchange, failed or not.

@@ -44,7 +44,10 @@ int64_t MasterServer::NowMs() const {
 Status MasterServer::Start(std::string* warning) {
   GFS_RETURN_IF_ERROR(env_->CreateDirs(dir_));
   uint64_t last_seq = 0;
-  log_ = std::make_unique<MetaJournal>(env_, dir_, JournalOptions{});
+  JournalOptions jo;
+  jo.roll_bytes = cfg_.log_roll_bytes;
+  jo.keep_checkpoints = static_cast<int>(cfg_.keep_checkpoints);
+  log_ = std::make_unique<MetaJournal>(env_, dir_, jo);
   GFS_RETURN_IF_ERROR(log_->Open(meta_.get(), &last_seq, warning));
   epoch_ = log_->epoch();
   start_us_ = MonoMicros();
@@ -468,6 +471,10 @@ void MasterServer::OnLease(Message& m) {
     for (int c : chosen) {
       servers_[c].recent_creations++;
       servers_[c].chunks++;
+      // Count the new chunk as full until the next heartbeat says better:
+      // otherwise chunks placed before then all see the old use and can
+      // land on a server that has room for only one of them.
+      servers_[c].used += f->chunk_size;
     }
     stats_.counters["chunks_created"]++;
     return StartPrepare(m, r.index, handle, 1, true,
@@ -504,6 +511,27 @@ void MasterServer::OnLease(Message& m) {
     return DeferReply(m, rep);
   }
   if (replicas.empty()) {
+    // A chunk logged by a master that died before any chunkserver created
+    // it: every chunkserver is registered and alive, none reported it (not
+    // even behind), and it lies wholly past the file's length, so it holds
+    // no acknowledged byte. Create it afresh, at a new version.
+    const bool everyone = std::all_of(cs_ranks_.begin(), cs_ranks_.end(), [&](int cr) {
+      auto it = servers_.find(cr);
+      return it != servers_.end() && it->second.registered && it->second.alive;
+    });
+    const bool past_end = static_cast<uint64_t>(r.index) * f->chunk_size >= f->length;
+    if (everyone && past_end && !behind_.count(handle) && !locations_.count(handle)) {
+      std::vector<int> chosen = placement_.ChooseNew(Loads(f->chunk_size, {}),
+                                                     static_cast<int>(f->replication), {}, ++seed_);
+      if (chosen.size() >= f->replication) {
+        const uint64_t version = c->version + 1;
+        s = Mutate(MetaOp::SetVersion(handle, version));
+        if (!s.ok()) return DeferError(m, s);
+        stats_.counters["chunks_recreated"]++;
+        return StartPrepare(m, r.index, handle, version, true,
+                            std::vector<int32_t>(chosen.begin(), chosen.end()));
+      }
+    }
     return DeferError(m, Status::Unavailable("no live replica of chunk " + std::to_string(r.index) +
                                              " of " + r.path));
   }
@@ -905,6 +933,8 @@ void MasterServer::OnCloneReply(Message& m) {
     stats_.counters["clones_failed"]++;
   }
   for (Message& w : op.waiters) Dispatch(w);
+  // The target is free again: order its next clone now, not at the next scan.
+  ScheduleClones(MonoMicros());
 }
 
 void MasterServer::OnCorrupt(Message& m) {

@@ -45,7 +45,8 @@ Result<uint64_t> ParseSize(const std::string& option, const std::string& text) {
 namespace {
 
 po::options_description GlobalDescription(std::string* chunk_size, std::string* slice_size,
-                                          std::string* capacity, GlobalOptions* g) {
+                                          std::string* capacity, std::string* log_roll,
+                                          GlobalOptions* g) {
   JobConfig& j = g->job;
   po::options_description d("Global options (before COMMAND)");
   d.add_options()("help,h", po::bool_switch(&g->help), "show this help")(
@@ -67,6 +68,11 @@ po::options_description GlobalDescription(std::string* chunk_size, std::string* 
       "bytes each chunkserver may store, K/M/G/T suffixes (default: its free disk space)")(
       "scrub-mb-per-s", po::value(&j.scrub_mb_per_s),
       "background checksum scrubbing of idle chunks, MiB/s per chunkserver (default 32, 0 off)")(
+      "log-roll", po::value(log_roll),
+      "master: start a new op-log file and write a checkpoint in the background once the log "
+      "passes this size, K/M/G suffixes (default 64M)")(
+      "keep-checkpoints", po::value(&j.keep_checkpoints),
+      "master: checkpoints kept, with the logs they need (default 2)")(
       "progress", po::bool_switch(&j.progress), "show progress of long transfers on stderr")(
       "hostfile", po::value(&g->hostfile), "launcher: Open MPI hostfile for a multi-node job")(
       "mpirun-args", po::value(&g->mpirun_args),
@@ -89,11 +95,11 @@ bool TakesValue(const po::options_description& d, const std::string& name) {
 }  // namespace
 
 std::string GlobalUsage() {
-  std::string cs, ss, cap;
+  std::string cs, ss, cap, roll;
   GlobalOptions g;
   po::options_description d("Global options (before COMMAND)");
   // Rebuild only the visible part for printing.
-  auto all = GlobalDescription(&cs, &ss, &cap, &g);
+  auto all = GlobalDescription(&cs, &ss, &cap, &roll, &g);
   std::ostringstream o;
   o << "usage: gfs [global options] COMMAND [ARGS]\n"
        "       mpirun -np N gfs [global options] COMMAND [ARGS]   (rank mode)\n\n"
@@ -127,8 +133,8 @@ std::string GlobalUsage() {
 
 Result<CommandLine> ParseCommandLine(int argc, char** argv, bool launcher) {
   CommandLine cl;
-  std::string chunk_size, slice_size, capacity;
-  auto desc = GlobalDescription(&chunk_size, &slice_size, &capacity, &cl.global);
+  std::string chunk_size, slice_size, capacity, log_roll;
+  auto desc = GlobalDescription(&chunk_size, &slice_size, &capacity, &log_roll, &cl.global);
   std::vector<std::string> globals;
   int i = 1;
   for (; i < argc; ++i) {
@@ -189,6 +195,14 @@ Result<CommandLine> ParseCommandLine(int argc, char** argv, bool launcher) {
     if (*v == 0) return Status::InvalidArgument("--capacity must be more than 0");
     j.capacity = *v;
   }
+  if (!log_roll.empty()) {
+    auto v = ParseSize("log-roll", log_roll);
+    if (!v.ok()) return v.status();
+    if (*v < 4096) return Status::InvalidArgument("--log-roll must be at least 4K");
+    j.log_roll_bytes = *v;
+  }
+  if (j.keep_checkpoints == 0)
+    return Status::InvalidArgument("--keep-checkpoints must be at least 1");
   if (j.lease_seconds == 0) return Status::InvalidArgument("--lease-seconds must be at least 1");
   if (j.heartbeat_ms == 0) return Status::InvalidArgument("--heartbeat-ms must be at least 1");
   if (j.request_timeout_ms < 100)

@@ -6,6 +6,7 @@
 //
 // Keys (job settings): cs (chunkservers), r (replication), chunk (bytes),
 // hb (heartbeat ms), timeout (request ms), lease (seconds), scrub (MiB/s),
+// shadows (shadow master ranks), stats (a --stats-dir for per-rank counters),
 // wait (seconds to wait for full replication, default 120).
 //
 // put    bytes=N seed=S [local=L]: writes N pseudo-random bytes to /big in 8 MiB calls,
@@ -25,6 +26,21 @@
 //        (nobody reads P: the chunkservers' scrubbers must find it) and then
 //        until every chunk of P has R good replicas again; then P must read
 //        back as the local file L.
+// failover bytes=N seed=S [local=L]: the put above while the script SIGKILLs
+//        (or SIGSTOPs) the master rank; after the put, once WORK_DIR/killed
+//        exists (the master is gone), more data and metadata under whichever
+//        master there is then: mkdir /after, /after/small written (1 MiB + 17
+//        bytes) and renamed to /after/moved, mkdir /after/d; everything is
+//        read back and listed, then re-replication is waited for as in put.
+//        pause_at=P (put and failover): after the write that reaches P
+//        bytes, writes WORK_DIR/paused and waits for WORK_DIR/go.
+// verify bytes=N seed=S: a later job after failover: /big, /after/moved and
+//        /after as written, then every chunk with R good replicas.
+// reads  : creates /r/f (65536 + 5 bytes) and /r/g, writes WORK_DIR/ready,
+//        then stats /r/f and lists /r in a loop until WORK_DIR/done exists
+//        (the script stops and resumes the master meanwhile), putting the
+//        number of answered calls in WORK_DIR/progress after each; every
+//        answer must be right.
 // Writes "OK ..." or "FAIL reason" to WORK_DIR/result (mpirun's exit status
 // says nothing under --enable-recovery).
 #include <mpi.h>
@@ -34,6 +50,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
@@ -139,7 +156,20 @@ std::string CompareFile(gfs::Client* c, const std::string& path, const std::vect
 
 // ---- put ----
 
-std::string RunPut(gfs::Client* c, const Args& a, const std::string& work, std::string* info) {
+// Waits (sleeping) until `path` exists; false after `seconds`.
+bool WaitForFile(const std::string& path, double seconds) {
+  const double until = Now() + seconds;
+  while (!std::ifstream(path).good()) {
+    if (Now() > until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return true;
+}
+
+// `after` runs once the put is closed and read back (the fail-over mode's
+// second phase); an error from it fails the run.
+std::string RunPut(gfs::Client* c, const Args& a, const std::string& work, std::string* info,
+                   const std::function<std::string()>& after = nullptr) {
   const uint64_t bytes = Num(a, "bytes", 64u << 20), seed = Num(a, "seed", 1);
   std::vector<uint8_t> data(bytes);
   Fill(seed, 0, data.data(), data.size());
@@ -156,12 +186,21 @@ std::string RunPut(gfs::Client* c, const Args& a, const std::string& work, std::
     gfs::Status s = c->Write(&*f, off, data.data() + off, n);
     if (!s.ok()) return "write at " + std::to_string(off) + ": " + s.ToString();
     WriteText(work + "/progress", std::to_string(off + n));
+    if (a.count("pause_at") && off < Num(a, "pause_at", 0) && off + n >= Num(a, "pause_at", 0)) {
+      // The kill point: the file is open, more writes to come.
+      WriteText(work + "/paused", std::to_string(off + n));
+      if (!WaitForFile(work + "/go", 120)) return "the script never said go";
+    }
   }
   gfs::Status s = c->Close(&*f);
   if (!s.ok()) return "close: " + s.ToString();
   double t1 = Now();
   std::string bad = CompareFile(c, "/big", data);
   if (!bad.empty()) return "read back after the put: " + bad;
+  if (after) {
+    bad = after();
+    if (!bad.empty()) return bad;
+  }
   double t2 = Now();
   std::string why;
   s = WaitReplicated(c, "/", static_cast<double>(Num(a, "wait", 120)), &why);
@@ -171,6 +210,102 @@ std::string RunPut(gfs::Client* c, const Args& a, const std::string& work, std::
   if (!bad.empty()) return "read back after re-replication: " + bad;
   char buf[160];
   std::snprintf(buf, sizeof buf, "put_s=%.2f get_s=%.2f repl_s=%.2f", t1 - t0, t2 - t1, t3 - t2);
+  *info = buf;
+  return "";
+}
+
+// ---- failover ----
+
+// The second phase of the fail-over mode: mutations that only a new master
+// can acknowledge, then everything read back.
+std::string AfterFailover(gfs::Client* c, const Args& a, const std::string& work) {
+  if (!WaitForFile(work + "/killed", 120)) return "the script never killed the master";
+  if (gfs::Status s = c->Mkdir("/after", false); !s.ok()) return "mkdir /after: " + s.ToString();
+  std::vector<uint8_t> small((1u << 20) + 17);
+  Fill(Num(a, "seed", 1) + 1000, 0, small.data(), small.size());
+  auto f = c->Create("/after/small");
+  if (!f.ok()) return "create /after/small: " + f.status().ToString();
+  gfs::Status s = c->Write(&*f, 0, small.data(), small.size());
+  if (s.ok()) s = c->Close(&*f);
+  if (!s.ok()) return "write /after/small: " + s.ToString();
+  s = c->Rename("/after/small", "/after/moved");
+  if (!s.ok()) return "rename /after/small: " + s.ToString();
+  s = c->Mkdir("/after/d", false);
+  if (!s.ok()) return "mkdir /after/d: " + s.ToString();
+  std::string bad = CompareFile(c, "/after/moved", small);
+  if (!bad.empty()) return bad;
+  auto l = c->List("/after");
+  if (!l.ok()) return "list /after: " + l.status().ToString();
+  std::set<std::string> names;
+  for (const gfs::FileStat& e : *l) names.insert(e.path);
+  if (names != std::set<std::string>{"d", "moved"}) {
+    std::string got;
+    for (const std::string& n : names) got += " " + n;
+    return "list /after:" + got + " (want d moved)";
+  }
+  return "";
+}
+
+// ---- verify ----
+
+// A later job after a fail-over run: /big and /after are as written, and
+// every chunk has R good replicas (fsck healthy).
+std::string RunVerify(gfs::Client* c, const Args& a, std::string* info) {
+  const uint64_t bytes = Num(a, "bytes", 64u << 20), seed = Num(a, "seed", 1);
+  std::vector<uint8_t> want(bytes);
+  Fill(seed, 0, want.data(), want.size());
+  std::string bad = CompareFile(c, "/big", want);
+  if (!bad.empty()) return bad;
+  want.assign((1u << 20) + 17, 0);
+  Fill(seed + 1000, 0, want.data(), want.size());
+  bad = CompareFile(c, "/after/moved", want);
+  if (!bad.empty()) return bad;
+  auto l = c->List("/after");
+  if (!l.ok()) return "list /after: " + l.status().ToString();
+  if (l->size() != 2) return "list /after: " + std::to_string(l->size()) + " entries, want 2";
+  std::string why;
+  gfs::Status s = WaitReplicated(c, "/", static_cast<double>(Num(a, "wait", 60)), &why);
+  if (!s.ok()) return "fsck: " + s.ToString();
+  *info = "healthy";
+  return "";
+}
+
+// ---- reads ----
+
+std::string RunReads(gfs::Client* c, const std::string& work, std::string* info) {
+  gfs::Status s = c->Mkdir("/r", false);
+  const uint64_t size = 65536 + 5;
+  std::vector<uint8_t> bytes(size);
+  Fill(7, 0, bytes.data(), size);
+  for (const char* p : {"/r/f", "/r/g"}) {
+    if (!s.ok()) break;
+    auto f = c->Create(p);
+    s = f.status();
+    if (s.ok() && std::string(p) == "/r/f") s = c->Write(&*f, 0, bytes.data(), size);
+    if (s.ok()) s = c->Close(&*f);
+  }
+  if (!s.ok()) return "setting up /r: " + s.ToString();
+  WriteText(work + "/ready", "1");
+  uint64_t calls = 0;
+  double slowest = 0;
+  const double until = Now() + 300;
+  while (!std::ifstream(work + "/done").good()) {
+    if (Now() > until) return "the script never wrote " + work + "/done";
+    const double t0 = Now();
+    auto st = c->Stat("/r/f");
+    if (!st.ok()) return "stat /r/f: " + st.status().ToString();
+    if (st->is_dir || st->size != size) return "stat /r/f: wrong size " + std::to_string(st->size);
+    WriteText(work + "/progress", std::to_string(++calls));
+    auto l = c->List("/r");
+    if (!l.ok()) return "list /r: " + l.status().ToString();
+    if (l->size() != 2) return "list /r: " + std::to_string(l->size()) + " entries, want 2";
+    WriteText(work + "/progress", std::to_string(++calls));
+    slowest = std::max(slowest, Now() - t0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  char buf[120];
+  std::snprintf(buf, sizeof buf, "calls=%llu slowest_pair_s=%.2f",
+                static_cast<unsigned long long>(calls), slowest);
   *info = buf;
   return "";
 }
@@ -429,6 +564,8 @@ int main(int argc, char** argv) {
   cfg.request_timeout_ms = static_cast<uint32_t>(Num(a, "timeout", 3000));
   cfg.lease_seconds = static_cast<uint32_t>(Num(a, "lease", 60));
   cfg.scrub_mb_per_s = static_cast<uint32_t>(Num(a, "scrub", 32));
+  cfg.shadows = static_cast<int>(Num(a, "shadows", 0));
+  if (a.count("stats")) cfg.stats_dir = a.at("stats");
   gfs::Session s;
   gfs::Status st = gfs::Init(MPI_COMM_WORLD, cfg, &s);
   std::string bad, info;
@@ -438,6 +575,12 @@ int main(int argc, char** argv) {
     gfs::Client* c = s.client();
     if (mode == "put") {
       bad = RunPut(c, a, work, &info);
+    } else if (mode == "failover") {
+      bad = RunPut(c, a, work, &info, [&] { return AfterFailover(c, a, work); });
+    } else if (mode == "verify") {
+      bad = RunVerify(c, a, &info);
+    } else if (mode == "reads") {
+      bad = RunReads(c, work, &info);
     } else if (mode == "crash") {
       bad = RunCrash(c, a, work);
     } else if (mode == "check") {
