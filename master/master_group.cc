@@ -77,8 +77,13 @@ void MasterServer::ShipLog(uint64_t now, bool keepalive) {
   for (const auto& [rank, st] : servers_) {
     if (st.alive) live.push_back(rank);
   }
+  ++ship_round_;
+  if (!locs.empty()) loc_round_ = ship_round_;
   for (auto& [r, p] : peers_) {
-    if (keepalive && !p.need_snapshot && now - p.last_send_us < hb) continue;
+    if (keepalive && !p.need_snapshot && now - p.last_send_us < hb) {
+      if (p.rounds.empty()) p.acked_round = ship_round_;  // nothing outstanding
+      continue;
+    }
     LogBatchReq b;
     b.first_seq = keepalive ? last + 1 : unshipped_first_;
     if (p.need_snapshot) {
@@ -96,6 +101,7 @@ void MasterServer::ShipLog(uint64_t now, bool keepalive) {
     b.live_servers = live;
     Header h = OrderHeader(MsgType::kLogBatch, static_cast<uint32_t>(AckTimeoutUs(cfg_) / 1000));
     if (!b.snapshot.empty()) p.snapshot_id = h.id;
+    p.rounds.push_back({h.id, ship_round_});
     Status s = t_->Send(r, EncodeMessage(h, b));
     if (!s.ok() && p.in_sync) {
       p.in_sync = false;
@@ -116,6 +122,11 @@ void MasterServer::OnLogBatchReply(Message& m) {
   auto it = peers_.find(m.source);
   if (it == peers_.end()) return;
   Peer& p = it->second;
+  // Replies come back in order: every round up to this request's is done.
+  while (!p.rounds.empty() && p.rounds.front().first <= m.h.id) {
+    p.acked_round = std::max(p.acked_round, p.rounds.front().second);
+    p.rounds.pop_front();
+  }
   LogBatchReply rep;
   if (!m.status().ok() || !m.Decode(&rep).ok()) return;
   if (rep.need_snapshot) {
@@ -313,6 +324,14 @@ void MasterServer::TakeOver() {
   // Locations and leases are soft state: rebuilt from the chunkservers'
   // registrations. A primary's old lease is revoked by the version bump of
   // the next lease on its chunk.
+  // Which chunks had replicas by the old master's account: a lease reply
+  // leaves the master only after the batch carrying its chunk's locations is
+  // on every synchronous shadow, so a chunk missing here never took data.
+  located_at_takeover_.clear();
+  for (const auto& [h, reps] : locations_) {
+    if (!reps.empty()) located_at_takeover_.insert(h);
+  }
+  took_over_ = true;
   locations_.clear();
   leases_.clear();
   for (auto& [rank, st] : servers_) {

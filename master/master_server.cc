@@ -131,7 +131,12 @@ uint64_t MasterServer::CommittedSeq() const {
 
 void MasterServer::ReleaseCommitted() {
   const uint64_t c = CommittedSeq();
-  while (!uncommitted_.empty() && uncommitted_.front().seq <= c) {
+  uint64_t round = ship_round_;
+  for (const auto& [r, p] : peers_) {
+    if (p.in_sync) round = std::min(round, p.acked_round);
+  }
+  while (!uncommitted_.empty() && uncommitted_.front().seq <= c &&
+         uncommitted_.front().round <= round) {
     t_->Send(uncommitted_.front().dest, std::move(uncommitted_.front().buf));
     uncommitted_.pop_front();
   }
@@ -171,7 +176,11 @@ void MasterServer::AfterBatch() {
   // synchronous shadows have it too.
   if (!unshipped_.empty() || !dirty_locs_.empty()) ShipLog(MonoMicros(), false);
   const uint64_t need = log_->last_seq();
-  for (auto& [dest, buf] : deferred_) uncommitted_.push_back({need, dest, std::move(buf)});
+  // Replies may depend on chunk locations shipped in this round (a lease
+  // reply: its replicas), not only on log records.
+  for (auto& [dest, buf] : deferred_) {
+    uncommitted_.push_back({need, loc_round_, dest, std::move(buf)});
+  }
   deferred_.clear();
   ReleaseCommitted();
 }
@@ -514,13 +523,16 @@ void MasterServer::OnLease(Message& m) {
     // A chunk logged by a master that died before any chunkserver created
     // it: every chunkserver is registered and alive, none reported it (not
     // even behind), and it lies wholly past the file's length, so it holds
-    // no acknowledged byte. Create it afresh, at a new version.
+    // no acknowledged byte (or, after a takeover, the old master never
+    // reported a replica of it). Create it afresh, at a new version.
     const bool everyone = std::all_of(cs_ranks_.begin(), cs_ranks_.end(), [&](int cr) {
       auto it = servers_.find(cr);
       return it != servers_.end() && it->second.registered && it->second.alive;
     });
     const bool past_end = static_cast<uint64_t>(r.index) * f->chunk_size >= f->length;
-    if (everyone && past_end && !behind_.count(handle) && !locations_.count(handle)) {
+    const bool never_located = took_over_ && !located_at_takeover_.count(handle);
+    if (everyone && (past_end || never_located) && !behind_.count(handle) &&
+        !locations_.count(handle)) {
       std::vector<int> chosen = placement_.ChooseNew(Loads(f->chunk_size, {}),
                                                      static_cast<int>(f->replication), {}, ++seed_);
       if (chosen.size() >= f->replication) {

@@ -84,7 +84,9 @@ class MasterServer : public Server {
     uint64_t sent = 0;           // the last record shipped to it
     uint64_t waiting_since = 0;  // when the oldest unacknowledged batch left
     uint64_t last_send_us = 0;
-    uint64_t snapshot_id = 0;  // request id of the last snapshot sent
+    uint64_t snapshot_id = 0;                          // request id of the last snapshot sent
+    std::deque<std::pair<uint64_t, uint64_t>> rounds;  // (request id, ship round) unacknowledged
+    uint64_t acked_round = 0;
   };
   struct Election {
     uint64_t epoch = 0;
@@ -272,9 +274,12 @@ class MasterServer : public Server {
   std::map<int, Peer> peers_;         // master: the shadows
   std::vector<LogRecord> unshipped_;  // master: records not yet sent to shadows
   uint64_t unshipped_first_ = 0;      // seq of unshipped_[0]
+  uint64_t ship_round_ = 0;           // ShipLog calls so far
+  uint64_t loc_round_ = 0;            // the last round that carried chunk locations
   std::set<uint64_t> dirty_locs_;     // master: locations changed since the last ship
   struct Held {
-    uint64_t seq;  // released once CommittedSeq() reaches it
+    uint64_t seq;    // released once CommittedSeq() reaches it
+    uint64_t round;  // ... and every synchronous shadow acknowledged this ship round
     int dest;
     Buffer buf;
   };
@@ -285,7 +290,10 @@ class MasterServer : public Server {
   uint64_t next_election_us_ = 0;  // shadow: no candidacy before this
   Election election_;
   std::unordered_map<uint64_t, uint64_t> vote_req_;  // request id -> epoch
-  uint64_t adopt_until_us_ = 0;  // new master: chunkservers still re-registering
+  uint64_t adopt_until_us_ = 0;
+  bool took_over_ = false;
+  std::set<uint64_t> located_at_takeover_;  // chunks with replicas when this master took over  //
+                                            // new master: chunkservers still re-registering
 };
 
 }  // namespace gfs
