@@ -192,7 +192,7 @@ rank_pid() {
 
 job_running() { kill -0 "$JOB_PID" 2>/dev/null; }
 
-MPIRUN=(mpirun --oversubscribe --enable-recovery -q --mca async_mpi_finalize 1)
+MPIRUN=(mpirun --oversubscribe --enable-recovery -q --mca async_mpi_finalize 1 --mca rtc_hwloc_vmhole none)
 [[ "$(id -u)" == 0 ]] && MPIRUN+=(--allow-run-as-root)
 echo "rereplication: $BYTES bytes, chunk $CHUNK_BYTES, K=$K R=$R, heartbeat ${HB} ms," \
   "timeout ${TIMEOUT_MS} ms, lease ${LEASE} s, in $DIR"

@@ -25,6 +25,21 @@ bool Retryable(Code c) {
 
 constexpr int kMaxAttempts = 6;
 
+// Retry budget of one write or append op: at least kMaxAttempts tries, and
+// tries go on until one request timeout after the first failure (a fail-over
+// or a chunkserver re-registering can take longer than quick retries last).
+// Returns false when the op should give up; else sets when to try again
+// (a backoff growing with the tries, at most half a second).
+bool RetryLater(int failures, uint64_t* first_failure_us, uint64_t timeout_us,
+                uint64_t* not_before_us) {
+  const uint64_t now = MonoMicros();
+  if (*first_failure_us == 0) *first_failure_us = now;
+  if (failures >= kMaxAttempts && now - *first_failure_us >= timeout_us) return false;
+  const uint64_t f = static_cast<uint64_t>(failures);
+  *not_before_us = now + std::min<uint64_t>(20000ull * f * f, 500000);
+  return true;
+}
+
 FileStat ToStat(const std::string& path, const FileAttr& a) {
   FileStat s;
   s.path = path;
@@ -360,7 +375,7 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
     size_t len = 0;
     enum State { kNew, kPushing, kWriting, kDone } state = kNew;
     int attempts = 0;
-    uint64_t not_before_us = 0;
+    uint64_t not_before_us = 0, first_failure_us = 0;
     uint64_t data_id = 0;
     uint64_t deadline_us = 0;
     uint64_t req_id = 0;
@@ -392,8 +407,10 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
     op.attempts++;
     op.state = Op::kNew;
     stats_.counters["write_retries"]++;
-    if (!Retryable(s.code()) || op.attempts >= kMaxAttempts) return s;
-    op.not_before_us = MonoMicros() + 20000ull * static_cast<uint64_t>(op.attempts * op.attempts);
+    if (!Retryable(s.code()) ||
+        !RetryLater(op.attempts, &op.first_failure_us, timeout_us, &op.not_before_us)) {
+      return s;
+    }
     return Status::OK();
   };
   while (completed < ops.size()) {
@@ -650,6 +667,7 @@ Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
     uint32_t index = 0;
     CachedLease lease;
     uint64_t data_id = 0, req_id = 0, deadline_us = 0, not_before_us = 0;
+    uint64_t first_failure_us = 0;
     int failures = 0, hops = 0;
     // After a bounce to the next chunk: the replicas (sorted) that still hold
     // the pushed data under data_id. Empty: push again.
@@ -689,8 +707,10 @@ Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
     op.pushed_to.clear();
     op.failures++;
     stats_.counters["append_retries"]++;
-    if (!Retryable(s.code()) || op.failures >= kMaxAttempts) return s;
-    op.not_before_us = MonoMicros() + 20000ull * static_cast<uint64_t>(op.failures * op.failures);
+    if (!Retryable(s.code()) ||
+        !RetryLater(op.failures, &op.first_failure_us, timeout_us, &op.not_before_us)) {
+      return s;
+    }
     return Status::OK();
   };
   while (completed < ops.size()) {

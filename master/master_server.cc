@@ -504,8 +504,11 @@ void MasterServer::OnLease(Message& m) {
   auto lease = leases_.find(handle);
   // A replica that died leaves the chain under a new version, so its copy
   // (which misses what follows) is stale when its directory is back.
-  const bool lost = replicas.size() < locations_[handle].size();
-  if (lost) locations_[handle] = replicas;
+  // find, not operator[]: an entry, even an empty one, says some chunkserver
+  // has held this chunk (the re-creation below must not happen then).
+  auto known = locations_.find(handle);
+  const bool lost = known != locations_.end() && replicas.size() < known->second.size();
+  if (lost) known->second = replicas;
   if (!lost && lease != leases_.end() && lease->second.expiry_us > now &&
       std::find(replicas.begin(), replicas.end(), lease->second.primary) != replicas.end()) {
     LeaseReply rep;
@@ -532,7 +535,7 @@ void MasterServer::OnLease(Message& m) {
     const bool past_end = static_cast<uint64_t>(r.index) * f->chunk_size >= f->length;
     const bool never_located = took_over_ && !located_at_takeover_.count(handle);
     if (everyone && (past_end || never_located) && !behind_.count(handle) &&
-        !locations_.count(handle)) {
+        known == locations_.end()) {
       std::vector<int> chosen = placement_.ChooseNew(Loads(f->chunk_size, {}),
                                                      static_cast<int>(f->replication), {}, ++seed_);
       if (chosen.size() >= f->replication) {

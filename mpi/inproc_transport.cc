@@ -12,7 +12,8 @@ class InProcEndpoint : public Transport {
     auto& c = counters_[dest];
     c.msgs_sent++;
     c.bytes_sent += data->size();
-    if (f_->dead(dest) || f_->dead(rank_)) return Status::OK();  // lost, like a dead peer
+    // Lost, like a message to or from a dead peer.
+    if (f_->dead(dest) || f_->dead(rank_) || f_->cut(rank_, dest)) return Status::OK();
     auto& box = *f_->boxes_[static_cast<size_t>(dest)];
     std::lock_guard<std::mutex> l(box.mu);
     box.q.push_back(Incoming{rank_, std::move(data)});
@@ -40,7 +41,9 @@ class InProcEndpoint : public Transport {
   std::map<int, PeerCounters> counters_;
 };
 
-InProcFabric::InProcFabric(int size) {
+InProcFabric::InProcFabric(int size)
+    : cut_(new std::atomic<bool>[static_cast<size_t>(size) * static_cast<size_t>(size)]) {
+  for (int i = 0; i < size * size; ++i) cut_[static_cast<size_t>(i)] = false;
   for (int i = 0; i < size; ++i) {
     boxes_.push_back(std::make_unique<Box>());
     endpoints_.push_back(std::make_unique<InProcEndpoint>(this, i));
@@ -57,5 +60,13 @@ void InProcFabric::Kill(int rank) {
 }
 
 bool InProcFabric::dead(int rank) const { return boxes_[static_cast<size_t>(rank)]->dead; }
+
+void InProcFabric::Cut(int from, int to, bool cut) {
+  cut_[static_cast<size_t>(from * size() + to)] = cut;
+}
+
+bool InProcFabric::cut(int from, int to) const {
+  return cut_[static_cast<size_t>(from * size() + to)];
+}
 
 }  // namespace gfs

@@ -1,6 +1,7 @@
 // In-process transport for unit tests: N endpoints sharing one fabric, each
 // usable from its own thread. Same ordering contract as MPI (per pair FIFO).
 // A rank can be "killed": messages to and from it are dropped from then on.
+// A link can be cut one way: messages from one rank to another are dropped.
 #pragma once
 
 #include <atomic>
@@ -22,6 +23,9 @@ class InProcFabric {
   int size() const { return static_cast<int>(boxes_.size()); }
   void Kill(int rank);
   bool dead(int rank) const;
+  // Drops (cut) or again delivers (!cut) what `from` sends to `to`.
+  void Cut(int from, int to, bool cut);
+  bool cut(int from, int to) const;
 
  private:
   friend class InProcEndpoint;
@@ -31,6 +35,8 @@ class InProcFabric {
     std::atomic<bool> dead{false};
   };
   std::vector<std::unique_ptr<Box>> boxes_;
+  // cut_[from * size + to]
+  std::unique_ptr<std::atomic<bool>[]> cut_;
   std::vector<std::unique_ptr<Transport>> endpoints_;
 };
 

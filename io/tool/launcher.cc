@@ -303,8 +303,20 @@ std::vector<std::string> MpirunCommand(const CommandLine& cl, int argc, char** a
   // --enable-recovery: a killed rank leaves the rest running. Then the
   // barrier at the start of MPI_Finalize can wait for the dead rank for ever
   // (seen after a chunkserver was SIGKILLed mid-transfer): skip it.
-  std::vector<std::string> cmd = {mpirun ? mpirun : "mpirun", "-q", "--enable-recovery", "--mca",
-                                  "async_mpi_finalize",       "1"};
+  // rtc_hwloc_vmhole none: a remote daemon otherwise maps its hardware
+  // topology into a "hole" of its address space for the ranks to share, and
+  // on a loaded node that hole can be next to the growing stack (seen as a
+  // SIGSEGV in hwloc_shmem_topology_write in the daemon). Each rank reads
+  // the topology itself instead.
+  std::vector<std::string> cmd = {mpirun ? mpirun : "mpirun",
+                                  "-q",
+                                  "--enable-recovery",
+                                  "--mca",
+                                  "async_mpi_finalize",
+                                  "1",
+                                  "--mca",
+                                  "rtc_hwloc_vmhole",
+                                  "none"};
   if (plan->oversubscribe) cmd.push_back("--oversubscribe");
   if (geteuid() == 0) cmd.push_back("--allow-run-as-root");
   if (!cl.global.hostfile.empty()) {

@@ -347,7 +347,7 @@ wait_for() {
 # (as the launcher runs it): --enable-recovery, and no barrier at the start of
 # MPI_Finalize, which can otherwise wait for the dead rank for ever.
 MPIRUN_RECOVERY=(mpirun --allow-run-as-root --oversubscribe --enable-recovery -q
-  --mca async_mpi_finalize 1)
+  --mca async_mpi_finalize 1 --mca rtc_hwloc_vmhole none)
 
 # mpirun_prog_bg NP PROGRAM ARGS...: a test program under MPIRUN_RECOVERY, in
 # the background (bg_start).

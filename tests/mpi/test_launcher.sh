@@ -25,6 +25,7 @@ read -r -a w <<<"$line"
 assert_eq "mpirun" "$(basename "${w[0]}")" "the command"
 assert_contains " $line " " -q " "quiet"
 assert_contains " $line " " --enable-recovery " "recovery"
+assert_contains " $line " " --mca rtc_hwloc_vmhole none " "no shared topology segment"
 if [[ "$(id -u)" == 0 ]]; then
   assert_contains " $line " " --allow-run-as-root " "root"
 else

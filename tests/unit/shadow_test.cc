@@ -260,6 +260,39 @@ TEST(ShadowMasters, DeposedMasterOrdersAreRefused) {
   }
 }
 
+// The master logs a new chunk (shipped to the shadows) and dies before any
+// chunkserver created it: its orders never arrive. The shadow that takes
+// over knows the chunk but no replica of it; once every chunkserver has
+// registered and none holds it, the chunk is created afresh and the write
+// that was in flight when the master died succeeds.
+TEST(ShadowMasters, ChunkLoggedButNeverCreatedIsCreatedAfterTakeover) {
+  GroupCluster c;
+  auto first = Bytes(1 << 20, 11);  // exactly one chunk
+  auto f = c.client()->Create("/grow");
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  ASSERT_TRUE(c.client()->Write(&*f, 0, first.data(), first.size()).ok());
+  for (int cs = kGroup; cs < kGroup + kServers; ++cs) c.fabric().Cut(0, cs, true);
+  std::thread killer([&] {
+    // Long enough for the lease request to reach the master, which logs
+    // chunk 1, ships it, and orders its creation into the void.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    c.fabric().Kill(0);
+  });
+  auto second = Bytes((1 << 20) / 2 + 99, 12);
+  Status w = c.client()->Write(&*f, first.size(), second.data(), second.size());
+  killer.join();
+  ASSERT_TRUE(w.ok()) << w.ToString();
+  ASSERT_TRUE(c.client()->Close(&*f).ok());
+  first.insert(first.end(), second.begin(), second.end());
+  ExpectFile(c.client(), "/grow", first);
+  c.Quiesce(true);
+  const int leader = c.LeaderAmongShadows();
+  ASSERT_GT(leader, 0);
+  ASSERT_EQ(c.member(leader).stats().counters.count("chunks_recreated"), 1u);
+  EXPECT_EQ(c.member(leader).stats().counters.at("chunks_recreated"), 1u);
+  c.Quiesce(false);
+}
+
 // The master logged a new chunk version, then the whole job died before any
 // replica recorded it. In the next job every replica is one version behind:
 // none may be deleted as stale; they are brought forward and read.
