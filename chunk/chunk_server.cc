@@ -7,6 +7,7 @@
 #include <random>
 
 #include "mpi/buffer_pool.h"
+#include "mpi/clock.h"
 
 namespace gfs {
 namespace {
@@ -109,7 +110,7 @@ void ChunkServer::SendRegister() {
   r.used = store_.UsedBytes();
   for (const ChunkMeta& c : store_.List()) r.chunks.push_back({c.handle, c.version, c.length});
   register_id_ = ++next_id_;
-  register_sent_us_ = MonoMicros();
+  register_sent_us_ = Now();
   SendRequest(t_, master_, r, register_id_, cfg_.request_timeout_ms, master_epoch_);
 }
 
@@ -127,7 +128,7 @@ void ChunkServer::Handle(Message& m) {
   // scrubber stays out of its way.
   const MsgType type = m.type();
   if (type != MsgType::kHeartbeat && type != MsgType::kRegister && type != MsgType::kGetStats) {
-    last_io_us_ = MonoMicros();
+    last_io_us_ = Now();
   }
   if (m.is_reply()) {
     switch (m.type()) {
@@ -198,7 +199,7 @@ void ChunkServer::OnPushData(Message& m) {
   if (!m.Decode(&p).ok() || p.bytes.size > cfg_.slice_size * 4ull + 65536) return;
   stats_.counters["push_slices_recv"]++;
   stats_.push_bytes_from[m.source] += p.bytes.size;
-  const uint64_t now = MonoMicros();
+  const uint64_t now = Now();
   PushKey key{p.origin, p.data_id};
   auto [it, fresh] = pushes_.try_emplace(key);
   PushEntry& e = it->second;
@@ -248,7 +249,7 @@ void ChunkServer::OnPushData(Message& m) {
 void ChunkServer::KeepBounced(PushEntry* e) {
   // Long enough for the client to learn the next chunk's lease; a retry that
   // comes later pushes again (kDataMissing is retryable).
-  e->expires_us = std::min(e->expires_us, MonoMicros() + 5000000);
+  e->expires_us = std::min(e->expires_us, Now() + 5000000);
   stats_.counters["pushes_kept_for_retry"]++;
 }
 
@@ -293,8 +294,13 @@ void ChunkServer::OnWrite(Message& m) {
                                                     ", request for " + std::to_string(w.version)));
   }
   auto lease = leases_.find(w.handle);
-  if (lease == leases_.end() || lease->second <= MonoMicros()) {
-    return Reply(m, Status(Code::kNotPrimary, "no lease on this chunk"));
+  if (lease == leases_.end()) return Reply(m, Status(Code::kNotPrimary, "no lease on this chunk"));
+  if (lease->second <= Now()) {
+    // Expired by our clock (which runs ahead of the master's, or jumped):
+    // the next heartbeat asks the master to extend it, if it still counts us
+    // as the primary. Meanwhile the client retries.
+    lease_used_.insert(w.handle);
+    return Reply(m, Status(Code::kNotPrimary, "the lease on this chunk expired"));
   }
   if (w.offset + w.length > (1ull << 40)) return Reply(m, Status::InvalidArgument("offset"));
   PushKey key{m.source, w.data_id};
@@ -327,7 +333,7 @@ void ChunkServer::Replicate(PendingWrite pw, ApplyReq a, const std::vector<int32
   a.serial = ++next_serial_[a.handle];
   uint64_t key = ++next_write_key_;
   pw.waiting = static_cast<int>(secondaries.size());
-  pw.deadline_us = MonoMicros() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000;
+  pw.deadline_us = Now() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000;
   if (pw.kind == PendingWrite::kAppend) appends_in_flight_[pw.handle].insert(pw.offset);
   pending_writes_[key] = std::move(pw);
   for (int32_t sec : secondaries) {
@@ -382,8 +388,13 @@ void ChunkServer::OnAppend(Message& m) {
                                                     ", request for " + std::to_string(r.version)));
   }
   auto lease = leases_.find(r.handle);
-  if (lease == leases_.end() || lease->second <= MonoMicros()) {
-    return Reply(m, Status(Code::kNotPrimary, "no lease on this chunk"));
+  if (lease == leases_.end()) return Reply(m, Status(Code::kNotPrimary, "no lease on this chunk"));
+  if (lease->second <= Now()) {
+    // Expired by our clock (which runs ahead of the master's, or jumped):
+    // the next heartbeat asks the master to extend it, if it still counts us
+    // as the primary. Meanwhile the client retries.
+    lease_used_.insert(r.handle);
+    return Reply(m, Status(Code::kNotPrimary, "the lease on this chunk expired"));
   }
   if (r.chunk_size == 0 || r.chunk_size > ChunkStore::kMaxLength) {
     return Reply(m, Status::InvalidArgument("bad chunk size"));
@@ -443,7 +454,7 @@ void ChunkServer::OnCommitted(Message& m) {
   if (!meta.ok()) return Reply(m, meta.status());
   CommittedReply rep;
   auto lease = leases_.find(r.handle);
-  rep.primary = lease != leases_.end() && lease->second > MonoMicros();
+  rep.primary = lease != leases_.end() && lease->second > Now();
   rep.length = meta->length;
   rep.committed = CommittedOf(r.handle);
   SendReply(t_, m, rep);
@@ -556,7 +567,7 @@ void ChunkServer::OnPrepare(Message& m) {
     // Expire our view of the lease a tenth early: the master counts from
     // before it sent the grant, we count from after we received it.
     uint64_t lease_us = static_cast<uint64_t>(p.lease_ms) * 1000;
-    leases_[p.handle] = MonoMicros() + lease_us - lease_us / 10;
+    leases_[p.handle] = Now() + lease_us - lease_us / 10;
     next_serial_[p.handle] = 0;
   } else {
     leases_.erase(p.handle);
@@ -635,7 +646,7 @@ void ChunkServer::OnHeartbeatReply(Message& m) {
   uint64_t lease_us = static_cast<uint64_t>(r.lease_ms) * 1000;
   for (uint64_t h : r.extended) {
     auto it = leases_.find(h);
-    if (it != leases_.end()) it->second = MonoMicros() + lease_us - lease_us / 10;
+    if (it != leases_.end()) it->second = Now() + lease_us - lease_us / 10;
   }
   DeleteChunks(r.delete_handles);
 }
@@ -680,7 +691,7 @@ void ChunkServer::OnClone(Message& m) {
   c.handle = r.handle;
   c.version = r.version;
   c.source = r.source;
-  c.deadline_us = MonoMicros() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000;
+  c.deadline_us = Now() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000;
   uint64_t id = ++next_id_;
   ReadReq rr{r.handle, r.version, 0, cfg_.read_size};
   clones_[id] = std::move(c);
@@ -729,7 +740,7 @@ void ChunkServer::OnCloneRead(Message& m) {
   uint64_t id = ++next_id_;
   ReadReq rr{c.handle, c.version, c.offset, cfg_.read_size};
   int32_t source = c.source;
-  c.deadline_us = MonoMicros() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000;
+  c.deadline_us = Now() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000;
   clones_[id] = std::move(c);
   clones_.erase(m.h.id);
   SendRequest(t_, source, rr, id, cfg_.request_timeout_ms);
@@ -744,9 +755,30 @@ void ChunkServer::OnStats(Message& m) {
   SendReply(t_, m, r);
 }
 
-void ChunkServer::Tick(uint64_t now) {
+void ChunkServer::NoteClockGap(uint64_t now) {
+  const uint64_t last = last_tick_us_;
+  last_tick_us_ = now;
+  if (last == 0 || now >= last) return;
+  // The clock jumped back by `d`: every time kept moves back with it, so
+  // what was due in 10 ms still is (a heartbeat, a lease's end).
+  const uint64_t d = last - now;
+  auto back = [&](uint64_t& t) { t = t > d ? t - d : 0; };
+  back(register_sent_us_);
+  back(next_heartbeat_us_);
+  back(next_scrub_us_);
+  back(last_io_us_);
+  for (auto& [handle, expiry] : leases_) back(expiry);
+  for (auto& [key, pw] : pending_writes_) back(pw.deadline_us);
+  for (auto& [id, c] : clones_) back(c.deadline_us);
+  for (auto& [key, p] : pushes_) back(p.expires_us);
+  stats_.counters["clock_gaps"]++;
+}
+
+void ChunkServer::Tick(uint64_t) {
+  const uint64_t now = Now();
+  NoteClockGap(now);
   if (!registered_ &&
-      now - register_sent_us_ > static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000) {
+      Elapsed(now, register_sent_us_) > static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000) {
     SendRegister();
   }
   if (registered_ && now >= next_heartbeat_us_) {

@@ -28,6 +28,8 @@ class ChunkServer : public Server {
   // Opens the store and registers with the master.
   Status Start();
   void Handle(Message& m) override;
+  // Reads the Env's clock (which tests can make jump), not `now_us`: every
+  // time this server keeps (leases, heartbeats, deadlines) is on that clock.
   void Tick(uint64_t now_us) override;
   bool done() const override { return done_; }
 
@@ -97,10 +99,13 @@ class ChunkServer : public Server {
   // Background scrubbing: verifies the next piece of the next chunk when the
   // server has been idle a moment, at no more than --scrub-mb-per-s.
   void Scrub(uint64_t now);
+  // Moves every time kept back with a clock that jumped back.
+  void NoteClockGap(uint64_t now);
   void Reply(const Message& m, const Status& s);
 
   Transport* t_;
   Env* env_;
+  uint64_t Now() const { return env_->NowMicros(); }
   JobConfig cfg_;
   int master_;
   uint64_t master_epoch_ = 0;  // epoch of the master this server follows
@@ -114,6 +119,7 @@ class ChunkServer : public Server {
   uint64_t register_sent_us_ = 0;
   uint64_t register_id_ = 0;
   uint64_t next_heartbeat_us_ = 0;
+  uint64_t last_tick_us_ = 0;  // NoteClockGap
   uint64_t next_id_ = 0;
 
   std::map<PushKey, PushEntry> pushes_;

@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "master/master_server.h"
+#include "mpi/clock.h"
 
 namespace gfs {
 namespace {
@@ -53,7 +54,7 @@ void MasterServer::ShipLog(uint64_t now, bool keepalive) {
     // Drop a synchronous shadow that stopped answering: the master never
     // waits forever. It rejoins once it has caught up (OnLogBatchReply).
     for (auto& [r, p] : peers_) {
-      if (p.in_sync && p.waiting_since != 0 && now - p.waiting_since > AckTimeoutUs(cfg_)) {
+      if (p.in_sync && p.waiting_since != 0 && Elapsed(now, p.waiting_since) > AckTimeoutUs(cfg_)) {
         p.in_sync = false;
         stats_.counters["shadows_dropped"]++;
         std::fprintf(stderr,
@@ -80,7 +81,7 @@ void MasterServer::ShipLog(uint64_t now, bool keepalive) {
   ++ship_round_;
   if (!locs.empty()) loc_round_ = ship_round_;
   for (auto& [r, p] : peers_) {
-    if (keepalive && !p.need_snapshot && now - p.last_send_us < hb) {
+    if (keepalive && !p.need_snapshot && Elapsed(now, p.last_send_us) < hb) {
       if (p.rounds.empty()) p.acked_round = ship_round_;  // nothing outstanding
       continue;
     }
@@ -139,7 +140,7 @@ void MasterServer::OnLogBatchReply(Message& m) {
     return;
   }
   p.acked = std::max(p.acked, rep.last_seq);
-  p.waiting_since = p.acked >= p.sent ? 0 : MonoMicros();
+  p.waiting_since = p.acked >= p.sent ? 0 : Now();
   if (!p.in_sync && !p.need_snapshot && p.acked >= log_->last_seq()) {
     p.in_sync = true;
     stats_.counters["shadows_rejoined"]++;
@@ -166,7 +167,7 @@ void MasterServer::OnLogBatch(Message& m) {
     voted_epoch_ = std::max(voted_epoch_, epoch_);
   }
   election_ = Election{};
-  last_heard_us_ = MonoMicros();
+  last_heard_us_ = Now();
   LogBatchReply rep;
   if (!r.snapshot.empty()) {
     auto fresh = std::make_unique<MetaState>();
@@ -236,7 +237,7 @@ void MasterServer::ShadowTick(uint64_t now) {
       std::find(group_.members.begin(), group_.members.end(), group_.self) - group_.members.begin();
   const uint64_t timeout =
       ElectionTimeoutUs(cfg_) + static_cast<uint64_t>(pos) * cfg_.heartbeat_ms * 1000ull;
-  if (now - last_heard_us_ > timeout) StartElection(now);
+  if (Elapsed(now, last_heard_us_) > timeout) StartElection(now);
 }
 
 void MasterServer::StartElection(uint64_t now) {
@@ -270,11 +271,11 @@ void MasterServer::OnVote(Message& m) {
   VoteReq r;
   VoteReply rep;
   if (m.Decode(&r).ok() && mode_ == Mode::kShadow && r.epoch > epoch_ && r.epoch > voted_epoch_) {
-    const uint64_t now = MonoMicros();
+    const uint64_t now = Now();
     const bool log_ok = r.log_epoch > log_->epoch() ||
                         (r.log_epoch == log_->epoch() && r.last_seq >= log_->last_seq());
     // A voter that still hears the master refuses: it is not dead.
-    const bool master_silent = now - last_heard_us_ > 2ull * cfg_.heartbeat_ms * 1000;
+    const bool master_silent = Elapsed(now, last_heard_us_) > 2ull * cfg_.heartbeat_ms * 1000;
     if (log_ok && master_silent) {
       rep.granted = true;
       voted_epoch_ = r.epoch;
@@ -305,7 +306,7 @@ void MasterServer::TakeOver() {
     return;
   }
   const int old = leader_;
-  const uint64_t now = MonoMicros();
+  const uint64_t now = Now();
   mode_ = Mode::kMaster;
   leader_ = group_.self;
   // Every other member starts again from a snapshot of this state: a shadow
@@ -366,7 +367,7 @@ void MasterServer::OnNewMaster(Message& m) {
   leader_ = r.master;
   voted_epoch_ = std::max(voted_epoch_, r.epoch);
   election_ = Election{};
-  last_heard_us_ = MonoMicros();
+  last_heard_us_ = Now();
 }
 
 void MasterServer::StepDown(uint64_t epoch, int leader) {
@@ -407,7 +408,7 @@ void MasterServer::StepDown(uint64_t epoch, int leader) {
   epoch_ = std::max(epoch_, epoch);
   voted_epoch_ = std::max(voted_epoch_, epoch);
   leader_ = leader;
-  last_heard_us_ = MonoMicros();
+  last_heard_us_ = Now();
 }
 
 }  // namespace gfs

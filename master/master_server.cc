@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cstdio>
 
+#include "mpi/clock.h"
+
 namespace gfs {
 namespace {
 
@@ -50,7 +52,7 @@ Status MasterServer::Start(std::string* warning) {
   log_ = std::make_unique<MetaJournal>(env_, dir_, jo);
   GFS_RETURN_IF_ERROR(log_->Open(meta_.get(), &last_seq, warning));
   epoch_ = log_->epoch();
-  start_us_ = MonoMicros();
+  start_us_ = Now();
   last_heard_us_ = start_us_;
   for (auto& [r, p] : peers_) p.acked = p.sent = last_seq;
   unshipped_first_ = last_seq + 1;
@@ -174,7 +176,7 @@ void MasterServer::AfterBatch() {
   }
   // With shadows: ship the batch, then hold what depends on it until the
   // synchronous shadows have it too.
-  if (!unshipped_.empty() || !dirty_locs_.empty()) ShipLog(MonoMicros(), false);
+  if (!unshipped_.empty() || !dirty_locs_.empty()) ShipLog(Now(), false);
   const uint64_t need = log_->last_seq();
   // Replies may depend on chunk locations shipped in this round (a lease
   // reply: its replicas), not only on log records.
@@ -461,7 +463,7 @@ void MasterServer::OnLease(Message& m) {
   }
   if (r.index >= kMaxChunksPerFile)
     return DeferError(m, Status::InvalidArgument("chunk index too large"));
-  const uint64_t now = MonoMicros();
+  const uint64_t now = Now();
   uint64_t handle = r.index < f->chunks.size() ? f->chunks[r.index] : 0;
   if (handle == 0) {
     // Allocate: place R replicas, log the chunk, create it on each replica.
@@ -567,7 +569,7 @@ void MasterServer::StartPrepare(Message& lease_req, uint32_t index, uint64_t han
   p.primary = replicas.front();
   p.replicas = std::move(replicas);
   p.waiting = static_cast<int>(p.replicas.size());
-  p.deadline_us = MonoMicros() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000 / 2;
+  p.deadline_us = Now() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000 / 2;
   p.waiters.push_back(lease_req);
   prepare_by_handle_[handle] = key;
   leases_.erase(handle);
@@ -636,7 +638,7 @@ void MasterServer::FinishPrepare(uint64_t key) {
     }
   } else {
     uint64_t lease_us = static_cast<uint64_t>(cfg_.lease_seconds) * 1000000;
-    leases_[p.handle] = Lease{p.primary, MonoMicros() + lease_us};
+    leases_[p.handle] = Lease{p.primary, Now() + lease_us};
     LeaseReply rep;
     rep.index = p.index;
     rep.handle = p.handle;
@@ -682,7 +684,7 @@ void MasterServer::OnClientDone(Message& m) {
 
 void MasterServer::BeginShutdown() {
   shutting_down_ = true;
-  shutdown_deadline_us_ = MonoMicros() + 10ull * 1000 * 1000;
+  shutdown_deadline_us_ = Now() + 10ull * 1000 * 1000;
   for (int r : cs_ranks_) {
     Header h = OrderHeader(MsgType::kShutdown, 0);
     Defer(r, EncodeMessage(h, ShutdownReq{}));
@@ -716,7 +718,7 @@ void MasterServer::OnRegister(Message& m) {
   st.chunks = static_cast<uint32_t>(r.chunks.size());
   st.registered = true;
   st.alive = true;
-  st.last_seen_us = MonoMicros();
+  st.last_seen_us = Now();
   RegisterReply rep;
   for (const ChunkReport& c : r.chunks) {
     const ChunkInfo* info = meta_->FindChunk(c.handle);
@@ -789,7 +791,7 @@ void MasterServer::ResolveBehind() {
       req.version = info->version;
       Header h = OrderHeader(MsgType::kPrepareChunk, cfg_.request_timeout_ms / 2);
       revive_req_[h.id] = {handle, rank};
-      revive_deadline_us_ = MonoMicros() + cfg_.request_timeout_ms * 500ull;
+      revive_deadline_us_ = Now() + cfg_.request_timeout_ms * 500ull;
       t_->Send(rank, EncodeMessage(h, req));
     }
     stats_.counters["versions_recovered"]++;
@@ -812,11 +814,11 @@ void MasterServer::OnHeartbeat(Message& m) {
   st.used = r.used;
   st.capacity = r.capacity;
   st.chunks = r.num_chunks;
-  st.last_seen_us = MonoMicros();
+  st.last_seen_us = Now();
   st.alive = true;
   HeartbeatReply rep;
   rep.lease_ms = cfg_.lease_seconds * 1000;
-  const uint64_t now = MonoMicros();
+  const uint64_t now = Now();
   for (uint64_t h : r.extend_leases) {
     auto it = leases_.find(h);
     if (it != leases_.end() && it->second.primary == m.source && it->second.expiry_us > now) {
@@ -949,7 +951,7 @@ void MasterServer::OnCloneReply(Message& m) {
   }
   for (Message& w : op.waiters) Dispatch(w);
   // The target is free again: order its next clone now, not at the next scan.
-  ScheduleClones(MonoMicros());
+  ScheduleClones(Now());
 }
 
 void MasterServer::OnCorrupt(Message& m) {
@@ -1038,7 +1040,7 @@ void MasterServer::OnFsck(Message& m) {
   FsckOp& op = fscks_[key];
   op.req = m;
   op.path = r.path;
-  op.deadline_us = MonoMicros() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000 * 4;
+  op.deadline_us = Now() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000 * 4;
   for (const auto& [rank, st] : servers_) {
     if (!st.alive) continue;
     Header h = OrderHeader(MsgType::kVerify, cfg_.request_timeout_ms * 4);
@@ -1083,7 +1085,33 @@ void MasterServer::OnStats(Message& m) {
   DeferReply(m, r);
 }
 
-void MasterServer::Tick(uint64_t now) {
+void MasterServer::NoteClockGap(uint64_t now) {
+  const uint64_t last = last_tick_us_;
+  last_tick_us_ = now;
+  const uint64_t stall = std::max<uint64_t>(2ull * cfg_.heartbeat_ms * 1000, 1000000);
+  if (last == 0 || (now >= last && now - last <= stall)) return;
+  // This rank did not run for a while (stopped, starved) or its clock
+  // jumped: what it did not hear meanwhile is not the others' silence. Every
+  // peer gets a fresh interval (leases keep their expiry: one that now looks
+  // expired is granted anew at a new version, which is safe).
+  for (auto& [rank, st] : servers_) st.last_seen_us = now;
+  last_heard_us_ = now;
+  if (now < last) {
+    // Back by d: a lease's end and a prepare's deadline move with it.
+    const uint64_t d = last - now;
+    for (auto& [handle, l] : leases_) l.expiry_us = l.expiry_us > d ? l.expiry_us - d : 0;
+    for (auto& [key, p] : prepares_) p.deadline_us = p.deadline_us > d ? p.deadline_us - d : 0;
+  }
+  for (auto& [rank, p] : peers_) {
+    if (p.waiting_since != 0) p.waiting_since = now;
+    p.last_send_us = std::min(p.last_send_us, now);
+  }
+  stats_.counters["clock_gaps"]++;
+}
+
+void MasterServer::Tick(uint64_t) {
+  const uint64_t now = Now();
+  NoteClockGap(now);
   if (mode_ == Mode::kShadow) {
     ShadowTick(now);
     AfterBatch();
@@ -1109,7 +1137,7 @@ void MasterServer::Tick(uint64_t now) {
   const uint64_t dead_after = static_cast<uint64_t>(cfg_.heartbeat_ms) * 1000 * 5 +
                               static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000;
   for (auto& [rank, st] : servers_) {
-    if (st.alive && now - st.last_seen_us > dead_after) {
+    if (st.alive && Elapsed(now, st.last_seen_us) > dead_after) {
       st.alive = false;
       std::fprintf(stderr, "gfs: master: chunkserver rank %d (%s) missed its heartbeats\n", rank,
                    st.dir_name.c_str());

@@ -62,6 +62,8 @@ class MasterServer : public Server {
   // more advanced copy (job start-up; MetaJournal::EncodeSnapshot bytes).
   Status InstallSnapshot(const std::string& bytes);
   void Handle(Message& m) override;
+  // Reads the Env's clock (which tests can make jump), not `now_us`: every
+  // time this server keeps (leases, heartbeats, deadlines) is on that clock.
   void Tick(uint64_t now_us) override;
   void AfterBatch() override;
   bool done() const override { return done_; }
@@ -136,6 +138,9 @@ class MasterServer : public Server {
   void ReleaseCommitted();
   uint64_t CommittedSeq() const;
   void ShadowTick(uint64_t now);
+  // Gives every peer a fresh interval after this rank stalled or its clock
+  // jumped (forward past a few heartbeats, or back).
+  void NoteClockGap(uint64_t now);
   void StartElection(uint64_t now);
   void TakeOver();
   // A higher epoch exists: stop acting as master (the deposed master turns
@@ -212,6 +217,7 @@ class MasterServer : public Server {
 
   Transport* t_;
   Env* env_;
+  uint64_t Now() const { return env_->NowMicros(); }
   JobConfig cfg_;
   std::string dir_;
   std::vector<int> cs_ranks_, client_ranks_;
@@ -286,6 +292,7 @@ class MasterServer : public Server {
   std::deque<Held> uncommitted_;
   bool in_sync_ = true;         // shadow: in the master's synchronous set
   uint64_t last_heard_us_ = 0;  // shadow: last message from the master
+  uint64_t last_tick_us_ = 0;   // NoteClockGap
   uint64_t voted_epoch_ = 0;
   uint64_t next_election_us_ = 0;  // shadow: no candidacy before this
   Election election_;

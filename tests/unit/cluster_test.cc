@@ -12,14 +12,18 @@
 #include "io/client.h"
 #include "master/master_server.h"
 #include "mpi/inproc_transport.h"
+#include "tests/unit/fault_env.h"
 
 namespace gfs {
 namespace {
 
 class InProcCluster {
  public:
-  explicit InProcCluster(int chunkservers, uint64_t chunk_size = 1 << 20, int clients = 1)
-      : k_(chunkservers), fabric_(chunkservers + 1 + clients) {
+  // envs[rank]: the Env (disk and clock) of the master (rank 0) and of each
+  // chunkserver (ranks 1..k); missing or null: the real one.
+  explicit InProcCluster(int chunkservers, uint64_t chunk_size = 1 << 20, int clients = 1,
+                         std::vector<Env*> envs = {})
+      : k_(chunkservers), fabric_(chunkservers + 1 + clients), envs_(std::move(envs)) {
     char tmpl[] = "/tmp/gfs-cluster-XXXXXX";
     dir_ = mkdtemp(tmpl);
     cfg_.data_dir = dir_;
@@ -33,8 +37,8 @@ class InProcCluster {
     std::vector<int> cs, client_ranks;
     for (int i = 1; i <= k_; ++i) cs.push_back(i);
     for (int i = 0; i < clients; ++i) client_ranks.push_back(k_ + 1 + i);
-    master_ = std::make_unique<MasterServer>(fabric_.endpoint(0), Env::Posix(), cfg_,
-                                             dir_ + "/master", cs, client_ranks);
+    master_ = std::make_unique<MasterServer>(fabric_.endpoint(0), env(0), cfg_, dir_ + "/master",
+                                             cs, client_ranks);
     std::string warn;
     EXPECT_TRUE(master_->Start(&warn).ok());
     threads_.emplace_back([this] { RunServer(fabric_.endpoint(0), master_.get(), 2000); });
@@ -44,7 +48,7 @@ class InProcCluster {
       locks_.emplace_back();
       EXPECT_TRUE(ClaimChunkserverDir(Env::Posix(), dir_, i - 1, &d, &id, &locks_.back()).ok());
       servers_.push_back(
-          std::make_unique<ChunkServer>(fabric_.endpoint(i), Env::Posix(), cfg_, 0, d, id, "host"));
+          std::make_unique<ChunkServer>(fabric_.endpoint(i), env(i), cfg_, 0, d, id, "host"));
       EXPECT_TRUE(servers_.back()->Start().ok());
     }
     for (int i = 1; i <= k_; ++i) {
@@ -94,8 +98,14 @@ class InProcCluster {
   int client_rank() const { return k_ + 1; }
 
  private:
+  Env* env(int rank) const {
+    const auto r = static_cast<size_t>(rank);
+    return r < envs_.size() && envs_[r] != nullptr ? envs_[r] : Env::Posix();
+  }
+
   int k_;
   InProcFabric fabric_;
+  std::vector<Env*> envs_;
   std::string dir_;
   JobConfig cfg_;
   std::unique_ptr<MasterServer> master_;
@@ -381,6 +391,86 @@ TEST(InProcCluster, ConcurrentAppendsLeaveIdenticalReplicas) {
       }
     }
   }
+}
+
+// Leases across clock jumps of the Env clock (the one every server keeps
+// its times on). A primary whose clock jumped past its lease refuses
+// mutations until a heartbeat has the master extend it; a master whose clock
+// jumped past a lease grants a new one at a new version, and a client still
+// holding the old lease is refused (stale version) and retries; clocks that
+// jump back are not taken for a long silence (no chunkserver declared dead).
+// Every acknowledged write ends on every replica.
+TEST(InProcCluster, LeasesAcrossClockJumps) {
+  constexpr int64_t kHour = 3600ll * 1000 * 1000;
+  FaultEnv master_env(Env::Posix());
+  std::vector<std::unique_ptr<FaultEnv>> cs_env;
+  std::vector<Env*> envs{&master_env};
+  for (int i = 0; i < 3; ++i) {
+    cs_env.push_back(std::make_unique<FaultEnv>(Env::Posix()));
+    envs.push_back(cs_env.back().get());
+  }
+  InProcCluster c(3, 1 << 20, 2, envs);
+  constexpr size_t kPiece = 64 * 1024;
+  std::vector<uint8_t> want;
+  auto f0 = c.client(0)->Create("/f");
+  ASSERT_TRUE(f0.ok()) << f0.status().ToString();
+  auto f1 = c.client(1)->Open("/f");
+  ASSERT_TRUE(f1.ok()) << f1.status().ToString();
+  // Piece i at offset i * kPiece, by the given client.
+  auto write = [&](int client, File* f, uint64_t seed) {
+    const size_t at = want.size();
+    auto d = RandomBytes(kPiece, seed);
+    Status s = c.client(client)->Write(f, at, d.data(), d.size());
+    ASSERT_TRUE(s.ok()) << "piece " << at / kPiece << ": " << s.ToString();
+    want.resize(at + kPiece);
+    std::copy(d.begin(), d.end(), want.begin() + static_cast<long>(at));
+  };
+  auto version = [&] {
+    auto st = c.master().meta().StatFile("/f");
+    EXPECT_TRUE(st.ok());
+    const ChunkInfo* ci = c.master().meta().FindChunk(st->chunks.at(0));
+    return ci == nullptr ? 0 : ci->version;
+  };
+  write(0, &*f0, 1);
+  const uint64_t v1 = version();
+
+  // 1. Every chunkserver's clock two hours ahead: the primary's lease has
+  // ended by its clock, not by the master's. (First a few heartbeats, so the
+  // extension the write asked for is done and no other is pending.)
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  for (auto& e : cs_env) e->SetClockOffset(2 * kHour);
+  const uint64_t retries = c.client(0)->stats().counters["write_retries"];
+  write(0, &*f0, 2);
+  EXPECT_GT(c.client(0)->stats().counters["write_retries"], retries);
+  EXPECT_EQ(version(), v1);  // the master's lease was extended, not replaced
+
+  // 2. The master's clock two hours ahead: its lease has ended. Another
+  // client gets a new lease at a new version; client 0's cached lease is
+  // refused and it retries.
+  master_env.SetClockOffset(2 * kHour);
+  write(1, &*f1, 3);
+  const uint64_t v2 = version();
+  EXPECT_GT(v2, v1);
+  write(0, &*f0, 4);
+
+  // 3. Clocks jump back (the master by 30 s, the chunkservers to real time):
+  // heartbeats go on, nobody is declared dead, writes go on.
+  master_env.SetClockOffset(2 * kHour - 30ll * 1000 * 1000);
+  for (auto& e : cs_env) e->SetClockOffset(0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));  // > 5 heartbeats + timeout/3
+  write(0, &*f0, 5);
+  write(1, &*f1, 6);
+  auto reps = Replicas(c, 3, c.master().meta().StatFile("/f")->chunks.at(0));
+  ASSERT_EQ(reps.size(), 3u);
+  for (const auto& r : reps) EXPECT_TRUE(r == want);
+  std::vector<uint8_t> back(want.size() + 1);
+  auto n = c.client(1)->Read(&*f1, 0, back.data(), back.size());
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  back.resize(*n);
+  EXPECT_TRUE(back == want);
+  EXPECT_EQ(version(), v2);  // no replica left the chain after the jumps back
+  ASSERT_TRUE(c.client(0)->Close(&*f0).ok());
+  ASSERT_TRUE(c.client(1)->Close(&*f1).ok());
 }
 
 }  // namespace
