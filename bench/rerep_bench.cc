@@ -37,34 +37,14 @@
 #include <vector>
 
 #include "io/gfs.h"
+#include "tests/programs/fault_common.h"
 
 namespace {
 
-using Args = std::map<std::string, std::string>;
-
-uint64_t Num(const Args& a, const std::string& k, uint64_t def) {
-  auto it = a.find(k);
-  return it == a.end() ? def : std::stoull(it->second);
-}
-
-uint64_t Mix(uint64_t x) {  // splitmix64 finaliser
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-// Byte `pos` of stream `seed`, generated per range: 1 GiB is never held in
-// memory, and the check regenerates what the put wrote.
-void Fill(uint64_t seed, uint64_t pos, uint8_t* out, size_t n) {
-  for (size_t i = 0; i < n;) {
-    uint64_t p = pos + i;
-    uint64_t w = Mix(seed * 0x100000001b3ull ^ (p >> 3));
-    for (unsigned b = static_cast<unsigned>(p & 7); b < 8 && i < n; ++b, ++i) {
-      out[i] = static_cast<uint8_t>(w >> (8 * b));
-    }
-  }
-}
+using gfs::faulttest::Args;
+using gfs::faulttest::Fill;
+using gfs::faulttest::Num;
+using gfs::faulttest::WriteText;
 
 uint64_t WallNs() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -73,15 +53,6 @@ uint64_t WallNs() {
 }
 
 void Sleep(uint64_t ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
-
-void WriteText(const std::string& path, const std::string& text) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text << "\n";
-  }
-  std::rename(tmp.c_str(), path.c_str());
-}
 
 // Chunks short of their file's replication (0 = fully replicated); *lost
 // counts those with no good replica at all.
@@ -97,22 +68,6 @@ gfs::Result<int> ShortChunks(gfs::Client* c, int* lost) {
     }
   }
   return short_of;
-}
-
-std::string Put(gfs::Client* c, uint64_t bytes, uint64_t seed) {
-  auto f = c->Create("/big");
-  if (!f.ok()) return "create: " + f.status().ToString();
-  const size_t step = 8u << 20;
-  std::vector<uint8_t> buf(step);
-  for (uint64_t off = 0; off < bytes; off += step) {
-    size_t n = static_cast<size_t>(std::min<uint64_t>(step, bytes - off));
-    Fill(seed, off, buf.data(), n);
-    gfs::Status s = c->Write(&*f, off, buf.data(), n);
-    if (!s.ok()) return "write at " + std::to_string(off) + ": " + s.ToString();
-  }
-  gfs::Status s = c->Close(&*f);
-  if (!s.ok()) return "close: " + s.ToString();
-  return "";
 }
 
 std::string Verify(gfs::Client* c, uint64_t bytes, uint64_t seed) {
@@ -138,7 +93,7 @@ std::string Run(gfs::Client* c, const Args& a, const std::string& work, std::str
   const uint64_t bytes = Num(a, "bytes", 64u << 20), seed = Num(a, "seed", 1);
   const uint64_t poll_ms = Num(a, "poll_ms", 50), wait_s = Num(a, "wait", 600);
   const auto t0 = std::chrono::steady_clock::now();
-  std::string bad = Put(c, bytes, seed);
+  std::string bad = gfs::faulttest::PutStream(c, "/big", bytes, seed);
   if (!bad.empty()) return "put: " + bad;
   const double put_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
@@ -248,12 +203,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string work = argv[2];
-  Args a;
-  for (int i = 3; i < argc; ++i) {
-    std::string kv = argv[i];
-    auto eq = kv.find('=');
-    if (eq != std::string::npos) a[kv.substr(0, eq)] = kv.substr(eq + 1);
-  }
+  const Args a = gfs::faulttest::ParseArgs(argc, argv, 3);
   gfs::JobConfig cfg;
   cfg.data_dir = argv[1];
   cfg.chunkservers = static_cast<int>(Num(a, "cs", 4));

@@ -202,7 +202,10 @@ Result<FileStat> Client::Stat(const std::string& path) {
   StatReply rep;
   Status s = MasterCall(req, &rep);
   if (!s.ok()) return s;
-  return ToStat(path, rep.attr);
+  FileStat st = ToStat(path, rep.attr);
+  auto u = unreported_.find(st.id);
+  if (u != unreported_.end()) st.size = std::max(st.size, u->second.end);  // our own writes
+  return st;
 }
 
 Result<std::vector<FileStat>> Client::List(const std::string& path) {
@@ -213,7 +216,11 @@ Result<std::vector<FileStat>> Client::List(const std::string& path) {
   if (!s.ok()) return s;
   std::vector<FileStat> out;
   out.reserve(rep.entries.size());
-  for (const ListEntry& e : rep.entries) out.push_back(ToStat(e.name, e.attr));
+  for (const ListEntry& e : rep.entries) {
+    out.push_back(ToStat(e.name, e.attr));
+    auto u = unreported_.find(e.attr.id);
+    if (u != unreported_.end()) out.back().size = std::max(out.back().size, u->second.end);
+  }
   return out;
 }
 
@@ -223,6 +230,8 @@ Status Client::Remove(const std::string& path, bool recursive) {
 }
 
 Status Client::Rename(const std::string& src, const std::string& dst) {
+  // Lengths are reported under the path they were written at.
+  GFS_RETURN_IF_ERROR(ReportLengthsUnder(src));
   Empty rep;
   return MasterCall(RenameReq{src, dst}, &rep);
 }
@@ -237,6 +246,7 @@ Result<File> Client::Create(const std::string& path, const CreateOptions& opts) 
   StatReply rep;
   Status s = MasterCall(req, &rep);
   if (!s.ok()) return s;
+  if (opts.truncate) unreported_.erase(rep.attr.id);  // cut to zero: older ends are gone
   File f;
   f.path = path;
   f.id = rep.attr.id;
@@ -478,17 +488,41 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
       }
     }
   }
-  if (offset + n > f->length) {
-    SetLengthReq req;
-    req.path = f->path;
-    req.file_id = f->id;
-    req.length = offset + n;
-    req.grow_only = true;
-    SetLengthReply rep;
-    GFS_RETURN_IF_ERROR(MasterCall(req, &rep));
-    f->length = rep.length;
-    f->reported_end = f->appended_end;
+  if (n > 0) NoteEnd(f, offset + n);
+  return Status::OK();
+}
+
+void Client::NoteEnd(File* f, uint64_t end) {
+  f->length = std::max(f->length, end);
+  Unreported& u = unreported_[f->id];
+  u.path = f->path;
+  u.end = std::max(u.end, end);
+}
+
+Status Client::ReportLength(uint64_t id) {
+  auto it = unreported_.find(id);
+  if (it == unreported_.end()) return Status::OK();
+  SetLengthReq req;
+  req.path = it->second.path;
+  req.file_id = id;
+  req.length = it->second.end;
+  req.grow_only = true;
+  SetLengthReply rep;
+  GFS_RETURN_IF_ERROR(MasterCall(req, &rep));
+  unreported_.erase(id);
+  return Status::OK();
+}
+
+Status Client::ReportLengthsUnder(const std::string& path) {
+  std::vector<uint64_t> ids;
+  for (const auto& [id, u] : unreported_) {
+    if (u.path == path ||
+        (u.path.size() > path.size() && u.path.compare(0, path.size(), path) == 0 &&
+         (path == "/" || u.path[path.size()] == '/'))) {
+      ids.push_back(id);
+    }
   }
+  for (uint64_t id : ids) GFS_RETURN_IF_ERROR(ReportLength(id));
   return Status::OK();
 }
 
@@ -827,7 +861,7 @@ Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
         op.state = Op::kDone;
         uint64_t off = static_cast<uint64_t>(op.index) * f->chunk_size + rep.offset;
         (*offsets)[i] = off;
-        f->appended_end = std::max(f->appended_end, off + records[i].size);
+        NoteEnd(f, off + records[i].size);
         f->dirty[op.lease.handle] = op.lease.replicas;
         stats_.counters["records_appended"]++;
       }
@@ -940,27 +974,14 @@ Status Client::Fsync(File* f) {
     if (todo.empty()) break;
   }
   f->dirty.clear();
-  return Status::OK();
+  // The bytes are durable; now the length that covers them.
+  return ReportLength(f->id);
 }
 
-Status Client::Close(File* f) {
-  GFS_RETURN_IF_ERROR(Fsync(f));
-  if (f->appended_end > f->reported_end) {
-    // Appends do not tell the master; the file's length catches up here.
-    SetLengthReq req;
-    req.path = f->path;
-    req.file_id = f->id;
-    req.length = f->appended_end;
-    req.grow_only = true;
-    SetLengthReply rep;
-    GFS_RETURN_IF_ERROR(MasterCall(req, &rep));
-    f->length = rep.length;
-    f->reported_end = f->appended_end;
-  }
-  return Status::OK();
-}
+Status Client::Close(File* f) { return Fsync(f); }
 
 Status Client::Truncate(File* f, uint64_t length) {
+  unreported_.erase(f->id);  // the truncation sets the length
   SetLengthReq req;
   req.path = f->path;
   req.file_id = f->id;
@@ -1009,6 +1030,14 @@ Result<FsckReply> Client::Fsck(const std::string& path, bool verify) {
 }
 
 Status Client::Finish(int status) {
+  // Lengths not yet told (files written and never closed). A file removed or
+  // replaced since then has no length to keep.
+  while (!unreported_.empty()) {
+    const uint64_t id = unreported_.begin()->first;
+    Status s = ReportLength(id);
+    if (!s.ok() && s.code() != Code::kNotFound) return s;
+    unreported_.erase(id);
+  }
   Empty rep;
   return MasterCall(ClientDoneReq{status}, &rep, 120000);
 }

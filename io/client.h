@@ -49,11 +49,9 @@ struct File {
   // Chunks written since the last fsync: handle -> replicas.
   std::map<uint64_t, std::vector<int32_t>> dirty;
   // Record append: the chunk index appends go to (kUnknownIndex: ask the
-  // master for the last chunk), and the end of the furthest record appended.
+  // master for the last chunk).
   static constexpr uint32_t kUnknownIndex = 0xFFFFFFFFu;
   uint32_t append_index = kUnknownIndex;
-  uint64_t appended_end = 0;
-  uint64_t reported_end = 0;  // appended_end as last told to the master
 };
 
 // Progress callback for long transfers: bytes done so far.
@@ -74,7 +72,10 @@ class Client {
   Result<File> Open(const std::string& path);
 
   // Writes n bytes at offset (extending the file as needed). Acknowledged =
-  // applied on every replica; durable after Fsync/Close.
+  // applied on every replica; durable after Fsync/Close. A write past the
+  // end grows the length this client sees at once; the master (and so other
+  // clients) learns the new length at Fsync, Close, Rename of the file, or
+  // Finish, in one logged update instead of one per write.
   Status Write(File* f, uint64_t offset, const void* data, size_t n,
                const ProgressFn& progress = {});
   // Reads up to n bytes at offset; returns the bytes read (short at EOF).
@@ -101,6 +102,8 @@ class Client {
   // replica, so a tailing reader may read up to it. Also updates f->length.
   Result<uint64_t> CommittedLength(File* f);
 
+  // Makes f's written bytes durable on every replica, then its length on
+  // the master.
   Status Fsync(File* f);
   Status Close(File* f);
   Status Truncate(File* f, uint64_t length);
@@ -158,6 +161,13 @@ class Client {
   // True once the push-ack of data_id has arrived (consumed; *s its status).
   bool TakePushAck(uint64_t data_id, Status* s);
   Status FetchLocations(File* f, uint32_t first, uint32_t count);
+  // The furthest end written or appended to a file, not yet told to the
+  // master (see Write).
+  void NoteEnd(File* f, uint64_t end);
+  // Tells the master the length noted for file `id`, if any (grow only).
+  Status ReportLength(uint64_t id);
+  // ReportLength for every file at `path` or under it.
+  Status ReportLengthsUnder(const std::string& path);
   std::vector<int32_t> OrderByDistance(std::vector<int32_t> ranks, int from) const;
   void OnUnsolicited(Message& m);
 
@@ -171,6 +181,11 @@ class Client {
   std::map<uint64_t, uint16_t> push_acks_;                       // data id -> status
   std::map<std::pair<uint64_t, uint32_t>, CachedLease> leases_;  // (file id, index)
   std::map<std::pair<uint64_t, uint32_t>, CachedLoc> locs_;      // (file id, index)
+  struct Unreported {
+    std::string path;
+    uint64_t end = 0;
+  };
+  std::map<uint64_t, Unreported> unreported_;  // file id -> NoteEnd
   RoleStats stats_;
 };
 

@@ -90,6 +90,7 @@ struct Recovered {
   uint64_t epoch = 0;
   uint64_t checkpoint_seq = 0;  // the checkpoint used (0: none)
   std::string warning;
+  std::vector<std::string> corrupt_checkpoints;  // skipped as corrupt (names)
   void Warn(const std::string& w) {
     if (!warning.empty()) warning += "; ";
     warning += w;
@@ -123,6 +124,7 @@ Status Recover(Env* env, const std::string& dir, const Listing& ls, uint64_t lim
     }
     if (!s.ok()) {
       out->Warn("skipped checkpoint " + name + " (" + s.ToString() + ")");
+      if (s.code() == Code::kCorruption) out->corrupt_checkpoints.push_back(name);
       continue;
     }
     out->checkpoint_seq = *it;
@@ -232,6 +234,14 @@ Status MetaJournal::Open(MetaState* state, uint64_t* last_seq, std::string* warn
   } else {
     GFS_RETURN_IF_ERROR(NewLog(r.last_seq + 1));
   }
+  // A corrupt checkpoint is moved aside (kept for inspection): left in
+  // place, it would count among the --keep-checkpoints that retention keeps,
+  // and a good older one would be removed in its stead.
+  for (const std::string& name : r.corrupt_checkpoints) {
+    GFS_RETURN_IF_ERROR(env_->RenameFile(dir_ + "/" + name, dir_ + "/" + name + ".corrupt"));
+    r.Warn("moved " + name + " aside as " + name + ".corrupt");
+  }
+  if (!r.corrupt_checkpoints.empty()) GFS_RETURN_IF_ERROR(env_->SyncDir(dir_));
   if (last_seq) *last_seq = r.last_seq;
   if (warning) *warning = r.warning;
   return Status::OK();

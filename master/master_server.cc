@@ -106,6 +106,32 @@ Status MasterServer::Mutate(const MetaOp& op, std::vector<uint64_t>* freed) {
   return Status::OK();
 }
 
+void MasterServer::DropChunksPastEnd() {
+  struct Cut {
+    uint64_t id, length, cover;
+    int64_t mtime_ms;
+  };
+  std::vector<Cut> cuts;
+  meta_->ForEachFile([&](const std::string&, const FileInfo& f) {
+    if (f.chunk_size == 0) return;
+    const uint64_t keep = f.length / f.chunk_size + (f.length % f.chunk_size != 0 ? 1 : 0);
+    if (f.chunks.size() > keep) {
+      cuts.push_back({f.id, f.length, f.chunks.size() * f.chunk_size, f.mtime_ms});
+    }
+  });
+  for (const Cut& c : cuts) {
+    // Two plain records (a length over every chunk, then the real one, which
+    // frees those past it): replay on any copy does the same.
+    std::vector<uint64_t> freed;
+    if (!Mutate(MetaOp::SetLength(c.id, c.cover, c.mtime_ms)).ok() ||
+        !Mutate(MetaOp::SetLength(c.id, c.length, c.mtime_ms), &freed).ok()) {
+      return;  // the log is broken: requests will say so
+    }
+    stats_.counters["chunks_past_end_dropped"] += freed.size();
+    ForgetChunks(freed);
+  }
+}
+
 Status MasterServer::NotMaster() const {
   std::string m = "rank " + std::to_string(group_.self) + " is not the master";
   if (leader_ >= 0 && leader_ != group_.self) {
@@ -661,6 +687,16 @@ void MasterServer::OnSetLength(Message& m) {
     return DeferError(m, Status::NotFound(r.path + " was replaced by another file"));
   }
   SetLengthReply rep;
+  const uint64_t keep = r.length / f->chunk_size + (r.length % f->chunk_size != 0 ? 1 : 0);
+  if (!r.grow_only && r.length >= f->length && f->chunks.size() > keep) {
+    // A truncation to above the logged length, with chunks past it: clients
+    // report lengths lazily (at fsync/close), so those chunks may hold bytes
+    // written before this truncation. A length over every chunk first, so
+    // the truncation below frees them (two plain records; replay agrees).
+    s = Mutate(MetaOp::SetLength(f->id, f->chunks.size() * f->chunk_size, NowMs()));
+    if (!s.ok()) return DeferError(m, s);
+    f = meta_->StatFile(r.path);
+  }
   if (r.grow_only ? r.length > f->length : r.length != f->length) {
     std::vector<uint64_t> freed;
     s = Mutate(MetaOp::SetLength(f->id, r.length, NowMs()), &freed);
@@ -1124,6 +1160,7 @@ void MasterServer::Tick(uint64_t) {
     const uint64_t grace = adopt_until_us_ ? adopt_until_us_ : start_us_ + kRegisterGraceUs;
     if (all || now > grace) {
       serving_ = true;
+      if (!took_over_) DropChunksPastEnd();  // clients of this job wrote nothing yet
       ResolveBehind();
       DispatchHeld();
       AfterBatch();

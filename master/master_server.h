@@ -181,6 +181,10 @@ class MasterServer : public Server {
   // replica exists; brought forward when every chunkserver has reported and
   // none is current (the master died between logging and preparing).
   void ResolveBehind();
+  // At a new job's start: frees the chunks wholly past each file's logged
+  // length (bytes a killed job wrote and never reported; no one was
+  // promised them, and a later write past the end must find zeros).
+  void DropChunksPastEnd();
   // Dispatches held client requests once serving and no revival is running.
   void DispatchHeld();
   // Re-replication: finds chunks with fewer good replicas than their file's

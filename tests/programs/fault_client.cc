@@ -60,46 +60,17 @@
 #include <vector>
 
 #include "io/gfs.h"
+#include "tests/programs/fault_common.h"
 
 namespace {
 
-using Args = std::map<std::string, std::string>;
-
-uint64_t Num(const Args& a, const std::string& k, uint64_t def) {
-  auto it = a.find(k);
-  return it == a.end() ? def : std::stoull(it->second);
-}
-
-uint64_t Mix(uint64_t x) {  // splitmix64 finaliser
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-// The content of "stream" `seed` at byte position `pos`: any range of it can
-// be generated on its own, so writer and checker agree without storing it.
-void Fill(uint64_t seed, uint64_t pos, uint8_t* out, size_t n) {
-  for (size_t i = 0; i < n;) {
-    uint64_t p = pos + i;
-    uint64_t w = Mix(seed * 0x100000001b3ull ^ (p >> 3));
-    for (unsigned b = static_cast<unsigned>(p & 7); b < 8 && i < n; ++b, ++i) {
-      out[i] = static_cast<uint8_t>(w >> (8 * b));
-    }
-  }
-}
+using gfs::faulttest::Args;
+using gfs::faulttest::Fill;
+using gfs::faulttest::Num;
+using gfs::faulttest::WriteText;
 
 double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-void WriteText(const std::string& path, const std::string& text) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text << "\n";
-  }
-  std::rename(tmp.c_str(), path.c_str());
 }
 
 // Waits until every chunk under `path` has R good replicas. *lost counts
@@ -178,24 +149,20 @@ std::string RunPut(gfs::Client* c, const Args& a, const std::string& work, std::
     out.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(bytes));
   }
   double t0 = Now();
-  auto f = c->Create("/big");
-  if (!f.ok()) return "create: " + f.status().ToString();
-  const size_t step = 8u << 20;
-  for (uint64_t off = 0; off < bytes; off += step) {
-    size_t n = static_cast<size_t>(std::min<uint64_t>(step, bytes - off));
-    gfs::Status s = c->Write(&*f, off, data.data() + off, n);
-    if (!s.ok()) return "write at " + std::to_string(off) + ": " + s.ToString();
-    WriteText(work + "/progress", std::to_string(off + n));
-    if (a.count("pause_at") && off < Num(a, "pause_at", 0) && off + n >= Num(a, "pause_at", 0)) {
-      // The kill point: the file is open, more writes to come.
-      WriteText(work + "/paused", std::to_string(off + n));
-      if (!WaitForFile(work + "/go", 120)) return "the script never said go";
-    }
-  }
-  gfs::Status s = c->Close(&*f);
-  if (!s.ok()) return "close: " + s.ToString();
+  std::string bad = gfs::faulttest::PutStream(
+      c, "/big", bytes, seed, [&](uint64_t off, uint64_t n) -> std::string {
+        WriteText(work + "/progress", std::to_string(off + n));
+        const uint64_t pause_at = Num(a, "pause_at", 0);
+        if (a.count("pause_at") && off < pause_at && off + n >= pause_at) {
+          // The kill point: the file is open, more writes to come.
+          WriteText(work + "/paused", std::to_string(off + n));
+          if (!WaitForFile(work + "/go", 120)) return "the script never said go";
+        }
+        return "";
+      });
+  if (!bad.empty()) return bad;
   double t1 = Now();
-  std::string bad = CompareFile(c, "/big", data);
+  bad = CompareFile(c, "/big", data);
   if (!bad.empty()) return "read back after the put: " + bad;
   if (after) {
     bad = after();
@@ -203,7 +170,7 @@ std::string RunPut(gfs::Client* c, const Args& a, const std::string& work, std::
   }
   double t2 = Now();
   std::string why;
-  s = WaitReplicated(c, "/", static_cast<double>(Num(a, "wait", 120)), &why);
+  gfs::Status s = WaitReplicated(c, "/", static_cast<double>(Num(a, "wait", 120)), &why);
   if (!s.ok()) return "full replication: " + s.ToString();
   double t3 = Now();
   bad = CompareFile(c, "/big", data);
@@ -549,12 +516,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string mode = argv[1], work = argv[3];
-  Args a;
-  for (int i = 4; i < argc; ++i) {
-    std::string kv = argv[i];
-    auto eq = kv.find('=');
-    if (eq != std::string::npos) a[kv.substr(0, eq)] = kv.substr(eq + 1);
-  }
+  const Args a = gfs::faulttest::ParseArgs(argc, argv, 4);
   gfs::JobConfig cfg;
   cfg.data_dir = argv[2];
   cfg.chunkservers = static_cast<int>(Num(a, "cs", 4));

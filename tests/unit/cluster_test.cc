@@ -393,6 +393,48 @@ TEST(InProcCluster, ConcurrentAppendsLeaveIdenticalReplicas) {
   }
 }
 
+// A write past the end does not cost a logged master update each: the
+// writer sees its new length at once, the master (and other clients) at
+// fsync, close or a rename of the file, in one update.
+TEST(InProcCluster, LengthsAreReportedAtFsyncCloseAndRename) {
+  InProcCluster c(3, 1 << 20, 2);
+  auto f = c.client(0)->Create("/grow");
+  ASSERT_TRUE(f.ok());
+  const uint64_t before = c.master().stats().counters.at("mutations");
+  auto data = RandomBytes(64 * 1024, 7);
+  for (int i = 0; i < 40; ++i) {  // 2.5 MiB in 40 writes, over 3 chunks
+    ASSERT_TRUE(c.client(0)->Write(&*f, i * data.size(), data.data(), data.size()).ok());
+  }
+  const uint64_t end = 40 * data.size();
+  EXPECT_EQ(f->length, end);
+  auto mine = c.client(0)->Stat("/grow");
+  ASSERT_TRUE(mine.ok());
+  EXPECT_EQ(mine->size, end);  // the writer's own view
+  auto theirs = c.client(1)->Stat("/grow");
+  ASSERT_TRUE(theirs.ok());
+  EXPECT_EQ(theirs->size, 0u);  // not reported yet
+  ASSERT_TRUE(c.client(0)->Fsync(&*f).ok());
+  theirs = c.client(1)->Stat("/grow");
+  ASSERT_TRUE(theirs.ok());
+  EXPECT_EQ(theirs->size, end);
+  // Chunk creations and leases are logged too; lengths added one record.
+  const uint64_t logged = c.master().stats().counters.at("mutations") - before;
+  EXPECT_LE(logged, 3u /* chunks */ + 3u /* lease versions */ + 1u);
+  // Unreported, then renamed: the length follows the file.
+  ASSERT_TRUE(c.client(0)->Write(&*f, end, data.data(), 100).ok());
+  ASSERT_TRUE(c.client(0)->Rename("/grow", "/moved").ok());
+  theirs = c.client(1)->Stat("/moved");
+  ASSERT_TRUE(theirs.ok()) << theirs.status().ToString();
+  EXPECT_EQ(theirs->size, end + 100);
+  auto g = c.client(1)->Open("/moved");
+  ASSERT_TRUE(g.ok());
+  std::vector<uint8_t> back(100);
+  auto n = c.client(1)->Read(&*g, end, back.data(), back.size());
+  ASSERT_TRUE(n.ok());
+  ASSERT_EQ(*n, 100u);
+  EXPECT_TRUE(std::equal(back.begin(), back.end(), data.begin()));
+}
+
 // Leases across clock jumps of the Env clock (the one every server keeps
 // its times on). A primary whose clock jumped past its lease refuses
 // mutations until a heartbeat has the master extend it; a master whose clock

@@ -173,6 +173,23 @@ TEST_F(JournalTest, IncompleteNewestCheckpointFallsBackToOlder) {
     std::string warning;
     ExpectRecovers(env_, live, last, &warning);
     EXPECT_NE(warning.find("skipped checkpoint " + cps.back()), std::string::npos) << warning;
+    // Moved aside, so retention counts good checkpoints only: after the
+    // next ones, `keep` good ones remain and recovery needs no fallback.
+    EXPECT_FALSE(env_->FileExists(newest));
+    EXPECT_TRUE(env_->FileExists(newest + ".corrupt"));
+    {
+      MetaJournal j(env_, dir_, Small());
+      MetaState st;
+      ASSERT_TRUE(j.Open(&st, nullptr, nullptr).ok());
+      Run(&j, &live, &w, 400);
+      ASSERT_TRUE(j.WaitForCheckpoint().ok());
+      last = j.last_seq();
+    }
+    size_t good = 0;
+    for (const std::string& n : Files("checkpoint-")) good += n.size() == 31;  // no suffix
+    EXPECT_EQ(good, 2u);
+    ExpectRecovers(env_, live, last, &warning);
+    EXPECT_EQ(warning, "");
   }
 }
 

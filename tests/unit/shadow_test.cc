@@ -337,5 +337,58 @@ TEST(VersionRecovery, ReplicasBehindAnUnpreparedVersionAreKept) {
   std::filesystem::remove_all(dir);
 }
 
+// A killed job logged a chunk past its file's end (a write that never
+// completed, its length never reported) and no chunkserver created it. The
+// next job frees it before serving anyone: the file reads as it was, every
+// chunk it lists has its replicas, and a write past the end finds zeros.
+TEST(VersionRecovery, ChunksPastTheEndOfAKilledJobAreDropped) {
+  char tmpl[] = "/tmp/gfs-pastend-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  auto data = Bytes((1 << 20) + 5000, 21);
+  {
+    GroupCluster c(1, dir);
+    WriteFile(c.client(), "/f", data);
+  }
+  {
+    MetaState st;
+    MetaJournal j(Env::Posix(), dir + "/master", JournalOptions{});
+    uint64_t last = 0;
+    std::string warn;
+    ASSERT_TRUE(j.Open(&st, &last, &warn).ok());
+    auto f = st.StatFile("/f");
+    ASSERT_TRUE(f.ok());
+    ASSERT_EQ(f->chunks.size(), 2u);
+    for (uint32_t i = 2; i < 4; ++i) {
+      ASSERT_TRUE(j.Append(MetaOp::AddChunk(f->id, i, st.NextHandle() + i, 1, 0), nullptr).ok());
+    }
+    ASSERT_TRUE(j.Sync().ok());
+  }
+  {
+    GroupCluster c(1, dir);
+    ExpectFile(c.client(), "/f", data);
+    auto st = c.client()->Stat("/f");
+    ASSERT_TRUE(st.ok());
+    EXPECT_EQ(st->chunks, 2u);
+    auto fsck = c.client()->Fsck("/f", false);
+    ASSERT_TRUE(fsck.ok()) << fsck.status().ToString();
+    ASSERT_EQ(fsck->files.size(), 1u);
+    ASSERT_EQ(fsck->files[0].chunks.size(), 2u);
+    for (const auto& ch : fsck->files[0].chunks) EXPECT_EQ(ch.replicas.size(), 3u) << ch.index;
+    // A write well past the end: the gap reads as zeros.
+    auto g = c.client()->Open("/f");
+    ASSERT_TRUE(g.ok());
+    const uint64_t at = (3 << 20) + 10;
+    ASSERT_TRUE(c.client()->Write(&*g, at, "end", 3).ok());
+    ASSERT_TRUE(c.client()->Close(&*g).ok());
+    data.resize(at, 0);
+    data.insert(data.end(), {'e', 'n', 'd'});
+    ExpectFile(c.client(), "/f", data);
+    c.Quiesce(true);
+    EXPECT_EQ(c.member(0).stats().counters.at("chunks_past_end_dropped"), 2u);
+    c.Quiesce(false);
+  }
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace gfs
