@@ -375,6 +375,7 @@ Status Client::Mutate(File* f, uint32_t index, const CachedLease& lease, uint8_t
 
 Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
                      const ProgressFn& progress) {
+  ForgetStream(f->id);  // bytes read ahead may be overwritten now
   // Cut the range into mutations (never across a chunk boundary) and keep up
   // to write_window of them in flight: while one is being applied, the next
   // one's data is already flowing down its chain.
@@ -553,6 +554,162 @@ Result<size_t> Client::Read(File* f, uint64_t offset, void* buf, size_t n,
   if (offset >= f->length) return static_cast<size_t>(0);
   n = static_cast<size_t>(std::min<uint64_t>(n, f->length - offset));
 
+  ReadStream& rs = Stream(f->id);
+  if (offset != rs.next) {
+    DropAhead(&rs);
+    rs.streak = 0;
+  } else if (rs.streak < 1000) {
+    rs.streak++;
+  }
+  const size_t ahead = TakeAhead(&rs, offset, out, n);
+  if (ahead > 0) {
+    stats_.counters["bytes_read"] += ahead;
+    stats_.counters["bytes_read_ahead"] += ahead;
+    if (progress) progress(ahead);
+  }
+  if (ahead < n) {
+    DropAhead(&rs);  // what is left is not covered by read-ahead
+    ProgressFn rest;
+    if (progress) rest = [&progress, ahead](uint64_t done) { progress(ahead + done); };
+    GFS_RETURN_IF_ERROR(ReadPieces(f, offset + ahead, out + ahead, n - ahead, rest));
+  }
+  rs.next = offset + n;
+  // The second sequential read in a row starts read-ahead.
+  if (rs.streak >= 1) TopUpAhead(f, &rs, offset + n);
+  return n;
+}
+
+Client::ReadStream& Client::Stream(uint64_t file_id) {
+  auto it = streams_.find(file_id);
+  if (it == streams_.end()) {
+    // Few files are read at once: past a handful, forget the oldest stream.
+    if (streams_.size() >= 16) {
+      auto oldest = streams_.begin();
+      for (auto j = streams_.begin(); j != streams_.end(); ++j) {
+        if (j->second.used < oldest->second.used) oldest = j;
+      }
+      DropAhead(&oldest->second);
+      streams_.erase(oldest);
+    }
+    it = streams_.try_emplace(file_id).first;
+  }
+  it->second.used = ++stream_clock_;
+  return it->second;
+}
+
+void Client::DropAhead(ReadStream* rs) {
+  for (AheadSeg& s : rs->segs) rpc_.Forget(s.id);
+  rs->segs.clear();
+}
+
+void Client::ForgetStream(uint64_t file_id) {
+  auto it = streams_.find(file_id);
+  if (it == streams_.end()) return;
+  DropAhead(&it->second);
+  streams_.erase(it);
+}
+
+size_t Client::TakeAhead(ReadStream* rs, uint64_t offset, uint8_t* out, size_t n) {
+  size_t done = 0;
+  const uint64_t now = MonoMicros();
+  while (done < n && !rs->segs.empty()) {
+    AheadSeg& s = rs->segs.front();
+    const uint64_t pos = offset + done;
+    if (s.off + s.len <= pos) {
+      rpc_.Forget(s.id);
+      rs->segs.pop_front();
+      continue;
+    }
+    if (s.off > pos) break;
+    // Bytes that came in long ago may have been overwritten since: read them
+    // anew. (A reply still on its way is as fresh as a new one would be.)
+    if (now - s.started_us > kAheadMaxAgeUs) {
+      Result<Message> here = Status::Timeout("read-ahead");
+      if (s.have || (rpc_.PumpOnce(), rpc_.TryTake(s.id, &here))) {
+        stats_.counters["read_ahead_expired"]++;
+        break;
+      }
+    }
+    if (!s.have) {
+      auto m = rpc_.Wait(s.id);
+      Status st = m.ok() ? m->status() : m.status();
+      if (!st.ok()) {
+        stats_.counters["read_ahead_failed"]++;
+        break;  // the caller reads the rest directly (with retries)
+      }
+      s.reply = std::move(*m);
+      s.have = true;
+    }
+    ReadReply rep;
+    if (!s.reply.Decode(&rep).ok()) break;
+    const uint64_t skip = pos - s.off;
+    // A replica shorter than the range (an append still landing) gives
+    // fewer bytes: only what it sent is used; the rest is read directly.
+    if (rep.bytes.size <= skip) break;
+    const size_t take = static_cast<size_t>(std::min<uint64_t>(n - done, rep.bytes.size - skip));
+    std::memcpy(out + done, rep.bytes.data + skip, take);
+    done += take;
+    if (skip + take < s.len) {
+      if (skip + take >= rep.bytes.size) break;
+      continue;  // the caller's range ends inside this segment
+    }
+    rs->segs.pop_front();
+  }
+  return done;
+}
+
+void Client::TopUpAhead(File* f, ReadStream* rs, uint64_t from) {
+  const uint64_t window = cfg_.read_ahead;
+  if (window == 0 || cfg_.read_size == 0) return;
+  uint64_t end = from;
+  if (!rs->segs.empty()) end = std::max(end, rs->segs.back().off + rs->segs.back().len);
+  bool fetched = false;
+  while (end < f->length && end - from < window) {
+    const auto index = static_cast<uint32_t>(end / f->chunk_size);
+    const uint64_t now = MonoMicros();
+    auto it = locs_.find({f->id, index});
+    if (it == locs_.end() || it->second.expires_us <= now) {
+      if (fetched) return;
+      fetched = true;  // at most one master round trip per read
+      const auto count = static_cast<uint32_t>(window / f->chunk_size + 2);
+      if (!FetchLocations(f, index, count).ok()) return;
+      continue;
+    }
+    const ChunkLocation& loc = it->second.loc;
+    if (loc.handle == 0 || loc.replicas.empty()) return;  // holes are not read ahead
+    const uint64_t chunk_off = end % f->chunk_size;
+    const auto len = static_cast<uint32_t>(
+        std::min<uint64_t>({cfg_.read_size, f->chunk_size - chunk_off, f->length - end}));
+    ReadReq r;
+    r.handle = loc.handle;
+    r.version = loc.version;
+    r.offset = chunk_off;
+    r.length = len;
+    auto id = rpc_.Start(PickReplica(loc, 0), r, cfg_.request_timeout_ms);
+    if (!id.ok()) return;
+    AheadSeg s;
+    s.off = end;
+    s.len = len;
+    s.id = *id;
+    s.started_us = now;
+    rs->segs.push_back(std::move(s));
+    end += len;
+  }
+}
+
+int32_t Client::PickReplica(const ChunkLocation& loc, size_t attempt) {
+  std::vector<int32_t> order = OrderByDistance(loc.replicas, rpc_.transport()->rank());
+  // Spread reads over replicas at the same distance.
+  size_t same = 1;
+  while (same < order.size() && hosts_.size() > static_cast<size_t>(order[same]) &&
+         hosts_[static_cast<size_t>(order[same])] == hosts_[static_cast<size_t>(order[0])]) {
+    ++same;
+  }
+  return order[(read_rr_++ % same + attempt) % order.size()];
+}
+
+Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
+                          const ProgressFn& progress) {
   struct Piece {
     uint64_t pos;  // offset within buf
     uint32_t index;
@@ -590,7 +747,6 @@ Result<size_t> Client::Read(File* f, uint64_t offset, void* buf, size_t n,
   std::map<uint64_t, size_t> inflight;  // request id -> piece
   size_t next = 0, completed = 0;
   uint64_t bytes_done = 0;
-  uint64_t rr = 0;
   auto issue = [&](size_t i) -> Status {
     Piece& pc = pieces[i];
     auto it = locs_.find({f->id, pc.index});
@@ -607,14 +763,7 @@ Result<size_t> Client::Read(File* f, uint64_t offset, void* buf, size_t n,
       return Status::Unavailable("every replica of chunk " + std::to_string(pc.index) + " of " +
                                  f->path + " failed");
     }
-    std::vector<int32_t> order = OrderByDistance(loc.replicas, rpc_.transport()->rank());
-    // Spread pieces over replicas at the same distance.
-    size_t same = 1;
-    while (same < order.size() && hosts_.size() > static_cast<size_t>(order[same]) &&
-           hosts_[static_cast<size_t>(order[same])] == hosts_[static_cast<size_t>(order[0])]) {
-      ++same;
-    }
-    int32_t target = order[(rr++ % same + pc.attempt) % order.size()];
+    const int32_t target = PickReplica(loc, pc.attempt);
     ReadReq r;
     r.handle = loc.handle;
     r.version = loc.version;
@@ -676,7 +825,7 @@ Result<size_t> Client::Read(File* f, uint64_t offset, void* buf, size_t n,
     }
     if (again.message() == "hole") ++completed;
   }
-  return n;
+  return Status::OK();
 }
 
 bool Client::TakePushAck(uint64_t data_id, Status* s) {
@@ -696,6 +845,7 @@ Result<uint64_t> Client::RecordAppend(File* f, const void* data, size_t n) {
 
 Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
                                 std::vector<uint64_t>* offsets) {
+  ForgetStream(f->id);
   struct Op {
     enum State { kNew, kPushing, kAppending, kDone } state = kNew;
     uint32_t index = 0;
@@ -978,9 +1128,13 @@ Status Client::Fsync(File* f) {
   return ReportLength(f->id);
 }
 
-Status Client::Close(File* f) { return Fsync(f); }
+Status Client::Close(File* f) {
+  ForgetStream(f->id);
+  return Fsync(f);
+}
 
 Status Client::Truncate(File* f, uint64_t length) {
+  ForgetStream(f->id);
   unreported_.erase(f->id);  // the truncation sets the length
   SetLengthReq req;
   req.path = f->path;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -117,6 +118,11 @@ class Client {
   Status Finish(int status);
 
   RoleStats& stats() { return stats_; }
+
+  // Sequential reads are read ahead (JobConfig::read_ahead bytes); bytes that
+  // arrived longer ago than this are read anew, so another client's write is
+  // seen within this long.
+  static constexpr uint64_t kAheadMaxAgeUs = 500000;
   Transport* transport() { return rpc_.transport(); }
 
  private:
@@ -161,6 +167,36 @@ class Client {
   // True once the push-ack of data_id has arrived (consumed; *s its status).
   bool TakePushAck(uint64_t data_id, Status* s);
   Status FetchLocations(File* f, uint32_t first, uint32_t count);
+
+  // Sequential read-ahead. After two reads in a row that each start where
+  // the last ended, the client keeps `read_ahead` bytes past the reader's
+  // position requested (read_size each), so the chunkservers' disk reads and
+  // the transfers overlap the application's work. Any write, append,
+  // truncate or close through this client, a jump, or an error drops it.
+  struct AheadSeg {
+    uint64_t off = 0;  // file offset
+    uint32_t len = 0;
+    uint64_t id = 0;  // rpc id of the read request
+    uint64_t started_us = 0;
+    bool have = false;  // the reply is in `reply`
+    Message reply;
+  };
+  struct ReadStream {
+    uint64_t next = 0;          // where the last read ended
+    uint32_t streak = 0;        // sequential reads in a row
+    uint64_t used = 0;          // stream_clock_ at the last read
+    std::deque<AheadSeg> segs;  // ascending and contiguous
+  };
+  ReadStream& Stream(uint64_t file_id);
+  void DropAhead(ReadStream* rs);
+  void ForgetStream(uint64_t file_id);
+  // Copies what read-ahead holds for [offset, offset + n) from its start;
+  // returns the bytes copied.
+  size_t TakeAhead(ReadStream* rs, uint64_t offset, uint8_t* out, size_t n);
+  void TopUpAhead(File* f, ReadStream* rs, uint64_t from);
+  Status ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n, const ProgressFn& progress);
+  // A replica to read from: the nearest, spread over equally near ones.
+  int32_t PickReplica(const ChunkLocation& loc, size_t attempt);
   // The furthest end written or appended to a file, not yet told to the
   // master (see Write).
   void NoteEnd(File* f, uint64_t end);
@@ -186,6 +222,9 @@ class Client {
     uint64_t end = 0;
   };
   std::map<uint64_t, Unreported> unreported_;  // file id -> NoteEnd
+  std::map<uint64_t, ReadStream> streams_;     // file id -> read-ahead
+  uint64_t stream_clock_ = 0;
+  uint64_t read_rr_ = 0;
   RoleStats stats_;
 };
 

@@ -29,8 +29,8 @@ std::shared_ptr<Bytes> BufferPool::Take(size_t n, size_t slack) {
     }
     if (best < idle_.size()) {
       b = idle_[best];
-      idle_[best] = idle_.back();
-      idle_.pop_back();
+      // Keep the order (oldest first): eviction in Return relies on it.
+      idle_.erase(idle_.begin() + static_cast<std::ptrdiff_t>(best));
       idle_bytes_ -= b->capacity();
       ++reused_;
     }
@@ -45,15 +45,23 @@ std::shared_ptr<Bytes> BufferPool::Take(size_t n, size_t slack) {
 }
 
 void BufferPool::Return(Bytes* b) {
+  // Over the limit, the buffers idle longest go, not the one coming back:
+  // it has the size in use now (after a job's writes the pool is full of
+  // push slices; its reads then want other sizes, which must stay warm).
+  std::vector<Bytes*> evicted;
   {
     std::lock_guard<std::mutex> l(mu_);
-    if (idle_bytes_ + b->capacity() <= kMaxIdleBytes) {
-      idle_bytes_ += b->capacity();
-      idle_.push_back(b);
-      return;
+    idle_bytes_ += b->capacity();
+    idle_.push_back(b);
+    size_t drop = 0;
+    while (idle_bytes_ > kMaxIdleBytes && drop + 1 < idle_.size()) {
+      idle_bytes_ -= idle_[drop]->capacity();
+      evicted.push_back(idle_[drop]);
+      ++drop;
     }
+    if (drop > 0) idle_.erase(idle_.begin(), idle_.begin() + static_cast<std::ptrdiff_t>(drop));
   }
-  delete b;
+  for (Bytes* e : evicted) delete e;  // outside the lock
 }
 
 size_t BufferPool::idle_bytes() const {

@@ -80,6 +80,11 @@ Status RunServer(Transport* t, Server* server, uint64_t tick_us) {
         continue;
       }
       server->Handle(m);
+      // Complete finished sends as we go, not only after the batch: a busy
+      // server (a request always waiting) would otherwise hold every reply
+      // buffer until 256 messages later, and take fresh (page-faulting)
+      // memory for each new reply meanwhile.
+      if (t->PendingSends() > 0 && t->Progress()) busy = true;
     }
     if (n > 0) {
       busy = true;
