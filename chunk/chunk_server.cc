@@ -130,6 +130,12 @@ void ChunkServer::Handle(Message& m) {
   if (type != MsgType::kHeartbeat && type != MsgType::kRegister && type != MsgType::kGetStats) {
     last_io_us_ = Now();
   }
+  // Only more appends (and their data) may pass queued appends: everything
+  // else sees them written.
+  if (!queued_appends_.empty() &&
+      (m.is_reply() || (type != MsgType::kAppend && type != MsgType::kPushData))) {
+    FlushAppends();
+  }
   if (m.is_reply()) {
     switch (m.type()) {
       case MsgType::kApply:
@@ -413,9 +419,10 @@ void ChunkServer::OnAppend(Message& m) {
   if (r.length > r.chunk_size / 4) {
     s = Status(Code::kTooLarge, "a record may be at most a quarter of the chunk size (" +
                                     std::to_string(r.chunk_size / 4) + " bytes)");
-  } else if (meta->length + r.length > r.chunk_size) {
+  } else if (QueuedEnd(r.handle, meta->length) + r.length > r.chunk_size) {
     // Does not fit: pad the chunk to its full size on every replica, then
-    // send the client to the next chunk.
+    // send the client to the next chunk (after the appends queued before).
+    FlushAppends();
     s = ApplyLocal(static_cast<uint8_t>(MutationKind::kPad), r.handle, r.chunk_size, 0, nullptr);
     pw.kind = PendingWrite::kPad;
     a.kind = static_cast<uint8_t>(MutationKind::kPad);
@@ -423,12 +430,30 @@ void ChunkServer::OnAppend(Message& m) {
     stats_.counters["append_pads"]++;
   } else {
     pw.kind = PendingWrite::kAppend;
-    pw.offset = meta->length;
-    s = ApplyLocal(static_cast<uint8_t>(MutationKind::kWrite), r.handle, pw.offset, r.length, pe);
+    pw.offset = QueuedEnd(r.handle, meta->length);
     a.kind = static_cast<uint8_t>(MutationKind::kWrite);
     a.offset = pw.offset;
     a.length = r.length;
-    stats_.counters["appends_primary"]++;
+    if (pe == nullptr || pe->rejected || pe->received != pe->total || pe->total != r.length) {
+      s = Status(Code::kDataMissing, "pushed data not (fully) received");
+    } else {
+      s = RoomFor(r.handle, pw.offset + r.length);
+    }
+    if (s.ok()) {
+      // Queued: written with the other appends of this batch (FlushAppends).
+      stats_.counters["appends_primary"]++;
+      lease_used_.insert(r.handle);
+      QueuedAppend q;
+      q.pw = std::move(pw);
+      q.a = a;
+      q.secondaries = r.secondaries;
+      q.push = std::move(push->second);
+      push_held_ -= q.push.held;
+      pushes_.erase(push);
+      queued_end_[r.handle] = q.pw.offset + r.length;
+      queued_appends_[r.handle].push_back(std::move(q));
+      return;
+    }
   }
   if (push != pushes_.end()) {
     if (pw.kind == PendingWrite::kPad) {
@@ -444,6 +469,39 @@ void ChunkServer::OnAppend(Message& m) {
   if (!s.ok()) return Reply(m, s);
   lease_used_.insert(r.handle);
   Replicate(std::move(pw), a, r.secondaries);
+}
+
+uint64_t ChunkServer::QueuedEnd(uint64_t handle, uint64_t length) const {
+  auto it = queued_end_.find(handle);
+  return it == queued_end_.end() ? length : it->second;
+}
+
+void ChunkServer::FlushAppends() {
+  if (queued_appends_.empty()) return;
+  auto queued = std::move(queued_appends_);
+  queued_appends_.clear();
+  queued_end_.clear();
+  for (auto& [handle, items] : queued) {
+    std::vector<ConstSlice> slices;
+    uint64_t bytes = 0;
+    for (const QueuedAppend& q : items) {
+      for (const auto& sl : q.push.slices) slices.push_back({sl.second.data, sl.second.size});
+      bytes += q.a.length;
+    }
+    // One write for the records, which lie back to back from the chunk's end.
+    Status s = store_.Write(handle, items.front().pw.offset, slices);
+    if (s.ok()) {
+      stats_.counters["bytes_written"] += bytes;
+      stats_.counters["append_batches"]++;
+    }
+    for (QueuedAppend& q : items) {
+      if (!s.ok()) {
+        Reply(q.pw.client_req, s);
+      } else {
+        Replicate(std::move(q.pw), q.a, q.secondaries);
+      }
+    }
+  }
 }
 
 void ChunkServer::OnCommitted(Message& m) {

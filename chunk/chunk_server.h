@@ -31,6 +31,8 @@ class ChunkServer : public Server {
   // Reads the Env's clock (which tests can make jump), not `now_us`: every
   // time this server keeps (leases, heartbeats, deadlines) is on that clock.
   void Tick(uint64_t now_us) override;
+  // Writes the record appends queued while the batch was handled.
+  void AfterBatch() override { FlushAppends(); }
   bool done() const override { return done_; }
 
   const RoleStats& stats() const { return stats_; }
@@ -65,6 +67,19 @@ class ChunkServer : public Server {
   void OnApplyReply(Message& m);
   void OnAppend(Message& m);
   void OnCommitted(Message& m);
+  // Record appends accepted while one batch of messages is handled are
+  // written together, one write per chunk instead of one per record (many
+  // producers keep many small appends waiting), when the batch ends or any
+  // other message comes; then each is replicated and answered as before.
+  struct QueuedAppend {
+    PendingWrite pw;
+    ApplyReq a;
+    std::vector<int32_t> secondaries;
+    PushEntry push;  // the record's data, taken out of pushes_
+  };
+  void FlushAppends();
+  // The chunk's length once its queued appends are written.
+  uint64_t QueuedEnd(uint64_t handle, uint64_t length) const;
   // Sends `a` (serial filled in here) to every secondary and remembers `pw`
   // until they answered; answers the client at once when there are none.
   void Replicate(PendingWrite pw, ApplyReq a, const std::vector<int32_t>& secondaries);
@@ -131,6 +146,8 @@ class ChunkServer : public Server {
   std::map<uint64_t, uint64_t> apply_to_write_;      // apply request id -> write key
   uint64_t next_write_key_ = 0;
   std::map<uint64_t, std::multiset<uint64_t>> appends_in_flight_;  // handle -> offsets
+  std::map<uint64_t, std::vector<QueuedAppend>> queued_appends_;   // handle -> in offset order
+  std::map<uint64_t, uint64_t> queued_end_;  // handle -> chunk length after its queued appends
   // Re-replication: a clone copies a chunk from a peer, one read at a time.
   struct Clone {
     Message master_req;

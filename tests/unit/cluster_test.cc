@@ -69,6 +69,7 @@ class InProcCluster {
             if (ParseMessage(std::move(in), &m).ok()) s->Handle(m);
             busy = true;
           }
+          s->AfterBatch();
           s->Tick(MonoMicros());
           busy ? idler.Busy() : idler.Idle();
         }
@@ -393,6 +394,53 @@ TEST(InProcCluster, ConcurrentAppendsLeaveIdenticalReplicas) {
   }
 }
 
+// Appends that wait at the primary together are written together (one
+// write per chunk for the batch) and still each land once, whole, at their
+// own offset, identically on every replica, across chunk ends.
+TEST(InProcCluster, QueuedAppendsAreWrittenTogether) {
+  const uint64_t cs = 256 * 1024;
+  InProcCluster c(3, cs, 1);
+  auto f = c.client()->Create("/batch");
+  ASSERT_TRUE(f.ok());
+  std::vector<std::vector<uint8_t>> recs;
+  std::vector<Client::Span> spans;
+  for (int i = 0; i < 300; ++i) recs.push_back(RandomBytes(2000 + 7 * i, 100 + i));
+  for (const auto& r : recs) spans.push_back({r.data(), r.size()});
+  std::vector<uint64_t> offsets;
+  ASSERT_TRUE(c.client()->RecordAppendMany(&*f, spans, &offsets).ok());
+  ASSERT_EQ(offsets.size(), recs.size());
+  std::map<uint64_t, size_t> at;
+  for (size_t i = 0; i < recs.size(); ++i) {
+    EXPECT_TRUE(at.emplace(offsets[i], i).second);
+    EXPECT_LE(offsets[i] % cs + recs[i].size(), cs) << "record split at a chunk end";
+  }
+  uint64_t prev_end = 0;
+  for (const auto& [off, i] : at) {
+    EXPECT_GE(off, prev_end);
+    prev_end = off + recs[i].size();
+  }
+  auto info = c.master().meta().StatFile("/batch");
+  ASSERT_TRUE(info.ok());
+  for (size_t i = 0; i < recs.size(); ++i) {
+    auto reps = Replicas(c, 3, info->chunks[offsets[i] / cs]);
+    ASSERT_EQ(reps.size(), 3u);
+    for (const auto& r : reps) {
+      ASSERT_GE(r.size(), offsets[i] % cs + recs[i].size());
+      ASSERT_TRUE(std::equal(recs[i].begin(), recs[i].end(),
+                             r.begin() + static_cast<long>(offsets[i] % cs)));
+    }
+  }
+  uint64_t appends = 0, batches = 0;
+  for (int i = 0; i < 3; ++i) {
+    const auto& k = c.server(i)->stats().counters;
+    if (k.count("appends_primary")) appends += k.at("appends_primary");
+    if (k.count("append_batches")) batches += k.at("append_batches");
+  }
+  EXPECT_GE(appends, recs.size());
+  EXPECT_GT(batches, 0u);
+  EXPECT_LT(batches, appends);  // some batch held more than one record
+}
+
 // A write past the end does not cost a logged master update each: the
 // writer sees its new length at once, the master (and other clients) at
 // fsync, close or a rename of the file, in one update.
@@ -433,6 +481,67 @@ TEST(InProcCluster, LengthsAreReportedAtFsyncCloseAndRename) {
   ASSERT_TRUE(n.ok());
   ASSERT_EQ(*n, 100u);
   EXPECT_TRUE(std::equal(back.begin(), back.end(), data.begin()));
+}
+
+// Sequential reads are served from read-ahead, and read-ahead never hands
+// out bytes older than what the reader could have seen: its own writes drop
+// it, and bytes read ahead long ago are read anew (another client's
+// overwrite in between is seen).
+TEST(InProcCluster, SequentialReadsAreReadAhead) {
+  InProcCluster c(3, 1 << 20, 2);
+  auto data = RandomBytes((3 << 20) + 54321, 11);
+  auto w = c.client(0)->Create("/ra");
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE(c.client(0)->Write(&*w, 0, data.data(), data.size()).ok());
+  ASSERT_TRUE(c.client(0)->Fsync(&*w).ok());
+  auto r = c.client(1)->Open("/ra");
+  ASSERT_TRUE(r.ok());
+  Client* reader = c.client(1);
+  constexpr size_t kPiece = 48 * 1024;  // not a divisor of read_size
+  std::vector<uint8_t> back(data.size());
+  for (size_t off = 0; off < data.size(); off += kPiece) {
+    auto n = reader->Read(&*r, off, back.data() + off, kPiece);
+    ASSERT_TRUE(n.ok()) << n.status().ToString();
+    ASSERT_EQ(*n, std::min(kPiece, data.size() - off));
+  }
+  EXPECT_EQ(back, data);
+  const uint64_t ahead = reader->stats().counters["bytes_read_ahead"];
+  EXPECT_GT(ahead, data.size() * 3 / 4);
+
+  // A jump back reads the right bytes (and starts over).
+  std::vector<uint8_t> piece(kPiece);
+  auto n = reader->Read(&*r, 1000, piece.data(), kPiece);
+  ASSERT_TRUE(n.ok());
+  EXPECT_TRUE(std::equal(piece.begin(), piece.end(), data.begin() + 1000));
+
+  // The reader's own write lands ahead of its position: it reads it back.
+  const uint64_t base = 1 << 20;
+  for (uint64_t off = base; off < base + 2 * kPiece; off += kPiece) {
+    ASSERT_TRUE(reader->Read(&*r, off, piece.data(), kPiece).ok());
+  }
+  std::vector<uint8_t> mine(kPiece, 0xA5);
+  ASSERT_TRUE(reader->Write(&*r, base + 4 * kPiece, mine.data(), mine.size()).ok());
+  std::copy(mine.begin(), mine.end(), data.begin() + static_cast<long>(base + 4 * kPiece));
+  for (uint64_t off = base + 2 * kPiece; off < base + 6 * kPiece; off += kPiece) {
+    ASSERT_TRUE(reader->Read(&*r, off, piece.data(), kPiece).ok());
+    EXPECT_TRUE(std::equal(piece.begin(), piece.end(), data.begin() + static_cast<long>(off)))
+        << "at " << off;
+  }
+
+  // Another client overwrites bytes already read ahead; after the read-ahead
+  // age the reader sees the new bytes.
+  const uint64_t at = base + 8 * kPiece;
+  std::vector<uint8_t> theirs(kPiece, 0x3C);
+  ASSERT_TRUE(c.client(0)->Write(&*w, at, theirs.data(), theirs.size()).ok());
+  std::copy(theirs.begin(), theirs.end(), data.begin() + static_cast<long>(at));
+  // (The reader's stream is at base + 6 pieces and has read up to 16 MiB ahead.)
+  std::this_thread::sleep_for(std::chrono::microseconds(Client::kAheadMaxAgeUs + 100000));
+  for (uint64_t off = base + 6 * kPiece; off < at + 2 * kPiece; off += kPiece) {
+    ASSERT_TRUE(reader->Read(&*r, off, piece.data(), kPiece).ok());
+    EXPECT_TRUE(std::equal(piece.begin(), piece.end(), data.begin() + static_cast<long>(off)))
+        << "at " << off;
+  }
+  EXPECT_GT(reader->stats().counters["read_ahead_expired"], 0u);
 }
 
 // Leases across clock jumps of the Env clock (the one every server keeps
