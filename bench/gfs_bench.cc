@@ -681,6 +681,9 @@ void Bench::MeasureMemcpy() {
       best = std::max(best, static_cast<double>(n) / 1e6 / std::max(secs, 1e-9));
     }
   }
+  // The other ranks wait asleep (a blocking MPI_Bcast would spin and yield
+  // on the same 2 cores and slow the copy being timed).
+  Barrier(comm_);
   MPI_Bcast(&best, 1, MPI_DOUBLE, 0, comm_);
   memcpy_mbs_ = best;
 }

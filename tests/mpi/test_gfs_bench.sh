@@ -124,6 +124,22 @@ assert_exit 2 "unknown option"
 assert_contains "$ERR" "unknown option '--no-such-option'"
 [[ -e "$TMP/data6" ]] && fail "a rejected command line started a job"
 
+# bench/targets.sh: the issue-5 target set, scaled down 64 times; every
+# configuration leaves its JSON lines and summary, and bad arguments exit 2.
+TARGETS="$HERE/../../bench/targets.sh"
+run_cmd "$TARGETS" --bench "$BENCH" --out "$TMP/targets" --reps 1 --scale-down 64 \
+  --disk "$TMP/tdisk" --shm "$TMP/tshm"
+assert_ok "bench/targets.sh"
+for name in write-read-r1 append-8 write-r3 tmpfs-r1; do
+  [[ -s "$TMP/targets/$name.json" ]] || fail "targets.sh left no $name.json"
+  assert_contains "$OUT" "== $name:"
+done
+assert_contains "$OUT" "mpiio/3="
+[[ -e "$TMP/tdisk" || -e "$TMP/tshm" ]] && fail "targets.sh left its scratch directories"
+run_cmd "$TARGETS" --bench "$BENCH" --reps 0
+assert_exit 2 "--reps 0"
+assert_contains "$ERR" "--reps must be a positive number"
+
 # Plots: bench/plot picks matplotlib or gnuplot itself, and exits 2 when it
 # has neither (then only that check is skipped).
 run_cmd "$PLOT" --out "$TMP/png" "$TMP/bench.json" "$TMP/fpp.json"

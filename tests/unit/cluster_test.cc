@@ -394,6 +394,31 @@ TEST(InProcCluster, ConcurrentAppendsLeaveIdenticalReplicas) {
   }
 }
 
+// With one replica the write request follows the pushed data without
+// waiting for the push's acknowledgement; the bytes land all the same, and
+// an overwrite in place is applied in order.
+TEST(InProcCluster, SingleReplicaWritesSkipThePushAckRoundTrip) {
+  InProcCluster c(1, 1 << 20, 1);
+  auto f = c.client()->Create("/one");
+  ASSERT_TRUE(f.ok());
+  auto data = RandomBytes((2 << 20) + 777, 21);
+  constexpr size_t kPiece = 100 * 1024;
+  for (size_t off = 0; off < data.size(); off += kPiece) {
+    const size_t n = std::min(kPiece, data.size() - off);
+    ASSERT_TRUE(c.client()->Write(&*f, off, data.data() + off, n).ok());
+  }
+  std::vector<uint8_t> patch(5000, 0x77);
+  ASSERT_TRUE(c.client()->Write(&*f, 123456, patch.data(), patch.size()).ok());
+  std::copy(patch.begin(), patch.end(), data.begin() + 123456);
+  ASSERT_TRUE(c.client()->Fsync(&*f).ok());
+  EXPECT_GE(c.client()->stats().counters["writes_without_push_ack"], data.size() / kPiece);
+  std::vector<uint8_t> back(data.size());
+  auto n = c.client()->Read(&*f, 0, back.data(), back.size());
+  ASSERT_TRUE(n.ok());
+  ASSERT_EQ(*n, data.size());
+  EXPECT_EQ(back, data);
+}
+
 // Appends that wait at the primary together are written together (one
 // write per chunk for the batch) and still each land once, whole, at their
 // own offset, identically on every replica, across chunk ends.
