@@ -595,8 +595,9 @@ Result<size_t> Client::Read(File* f, uint64_t offset, void* buf, size_t n,
 Client::ReadStream& Client::Stream(uint64_t file_id) {
   auto it = streams_.find(file_id);
   if (it == streams_.end()) {
-    // Few files are read at once: past a handful, forget the oldest stream.
-    if (streams_.size() >= 16) {
+    // Few files are read at once: past 8 (8 x read_ahead of memory at
+    // most), forget the stream read longest ago.
+    if (streams_.size() >= 8) {
       auto oldest = streams_.begin();
       for (auto j = streams_.begin(); j != streams_.end(); ++j) {
         if (j->second.used < oldest->second.used) oldest = j;
