@@ -344,13 +344,17 @@ Status Client::PushSend(const std::vector<int32_t>& chain, uint64_t data_id, con
     while (t->PendingBytesTo(head) > window) PumpOrIdle();
     p.offset = off;
     size_t len = std::min(slice, n - off);
-    p.bytes = BlobView{data + off, static_cast<uint32_t>(len)};
-    // Encoded into a pooled buffer: a fresh one would fault on every page.
     Header h;
     h.type = static_cast<uint16_t>(PushDataMsg::kType);
     h.deadline_ms = cfg_.request_timeout_ms;
-    GFS_RETURN_IF_ERROR(
-        t->Send(head, EncodeMessageInto(TakeBuffer(0, len + 256 + 4 * p.chain.size()), h, p)));
+    // The slice's bytes (the message's last field) go from the caller's
+    // memory as the message's tail, not copied into it; the caller waits for
+    // such sends before its buffer is given back (TailGuard).
+    p.bytes = BlobView{nullptr, 0};
+    auto msg = TakeBuffer(0, 256 + 4 * p.chain.size());
+    EncodeMessageInto(msg, h, p);
+    AnnounceTail(msg.get(), static_cast<uint32_t>(len));
+    GFS_RETURN_IF_ERROR(t->SendWithTail(head, std::move(msg), data + off, len));
     stats_.counters["push_bytes_sent"] += len;
   }
   return Status::OK();
@@ -373,9 +377,15 @@ Status Client::Mutate(File* f, uint32_t index, const CachedLease& lease, uint8_t
   return rpc_.Call(lease.primary, w, &rep, cfg_.request_timeout_ms);
 }
 
+Client::TailGuard::~TailGuard() {
+  // Each such send completes or is abandoned within the send timeout.
+  while (c->rpc_.transport()->TailSendsPending() > 0) c->PumpOrIdle();
+}
+
 Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
                      const ProgressFn& progress) {
-  ForgetStream(f->id);  // bytes read ahead may be overwritten now
+  TailGuard tails{this};  // `data` is sent in place: wait for it before returning
+  ForgetStream(f->id);    // bytes read ahead may be overwritten now
   // Cut the range into mutations (never across a chunk boundary) and keep up
   // to write_window of them in flight: while one is being applied, the next
   // one's data is already flowing down its chain.
@@ -859,6 +869,7 @@ Result<uint64_t> Client::RecordAppend(File* f, const void* data, size_t n) {
 
 Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
                                 std::vector<uint64_t>* offsets) {
+  TailGuard tails{this};  // the records are sent in place
   ForgetStream(f->id);
   struct Op {
     enum State { kNew, kPushing, kAppending, kDone } state = kNew;

@@ -163,6 +163,12 @@ class Client {
   Status PushSend(const std::vector<int32_t>& chain, uint64_t data_id, const uint8_t* data,
                   size_t n);
   void PumpOrIdle();
+  // Pushed slices are sent from the caller's memory (Transport::SendWithTail):
+  // a call that pushed waits, on leaving, until no such send is pending.
+  struct TailGuard {
+    Client* c;
+    ~TailGuard();
+  };
   static std::vector<int32_t> Secondaries(const CachedLease& lease);
   // True once the push-ack of data_id has arrived (consumed; *s its status).
   bool TakePushAck(uint64_t data_id, Status* s);

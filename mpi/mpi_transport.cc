@@ -10,6 +10,7 @@
 #include <atomic>
 #include <climits>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <thread>
 
@@ -24,6 +25,14 @@ constexpr int kTag = 7;
 // the sender. (Open MPI's shared-memory eager limit is 4 KiB; smaller
 // messages complete at the sender at once.)
 constexpr int kRingSenderAbove = 2048;
+// SendWithTail: bit in the wire header's flags byte (offset 5) of a head
+// whose tail follows as the sender's next message on the same tag.
+constexpr size_t kFlagsOffset = 5;
+constexpr uint8_t kTailFollows = 0x01;
+// Tails smaller than this are copied into the head (one message).
+constexpr size_t kMinTail = 64 * 1024;
+// How long a receiver waits for a tail whose head has come.
+constexpr uint64_t kTailWaitUs = 2000000;
 
 long Futex(std::atomic<uint32_t>* word, int op, uint32_t val, const timespec* timeout) {
   return syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), op, val, timeout, nullptr, 0);
@@ -194,13 +203,43 @@ Status MpiTransport::Send(int dest, Buffer data) {
     loopback_.push_back(Incoming{rank_, std::move(data)});
     return Status::OK();
   }
-  PendingSend p{MPI_REQUEST_NULL, std::move(data), dest, MonoMicros()};
-  Status s = CheckMpi(MPI_Isend(p.data->data(), static_cast<int>(p.data->size()), MPI_BYTE, dest,
-                                kTag, comm_, &p.req),
+  const uint8_t* p = data->data();
+  const size_t n = data->size();
+  GFS_RETURN_IF_ERROR(Isend(dest, p, n, std::move(data)));
+  Ring(dest);
+  return Status::OK();
+}
+
+Status MpiTransport::Isend(int dest, const uint8_t* p, size_t n, Buffer keep) {
+  PendingSend ps{MPI_REQUEST_NULL, std::move(keep), dest, MonoMicros(), n};
+  Status s = CheckMpi(MPI_Isend(p, static_cast<int>(n), MPI_BYTE, dest, kTag, comm_, &ps.req),
                       "MPI_Isend");
   if (!s.ok()) return s;
-  pending_bytes_[dest] += p.data->size();
-  pending_.push_back(std::move(p));
+  pending_bytes_[dest] += n;
+  if (ps.data == nullptr) ++tails_pending_;
+  pending_.push_back(std::move(ps));
+  return Status::OK();
+}
+
+Status MpiTransport::SendWithTail(int dest, Buffer head, const uint8_t* tail, size_t n) {
+  if (n < kMinTail || dest == rank_ || head->size() < kHeaderSize ||
+      head->size() + n > static_cast<size_t>(INT_MAX)) {
+    return Transport::SendWithTail(dest, std::move(head), tail, n);
+  }
+  if (dest < 0 || dest >= size_) {
+    return Status::InvalidArgument("send to rank " + std::to_string(dest));
+  }
+  auto& c = counters_[dest];
+  c.msgs_sent++;
+  c.bytes_sent += head->size() + n;
+  auto marked = TakeBuffer(head->size());  // a few dozen bytes
+  std::memcpy(marked->data(), head->data(), head->size());
+  (*marked)[kFlagsOffset] |= kTailFollows;
+  const uint8_t* p = marked->data();
+  const size_t hn = marked->size();
+  GFS_RETURN_IF_ERROR(Isend(dest, p, hn, std::move(marked)));
+  // The tail goes right after, on the same tag: MPI keeps the two in order.
+  GFS_RETURN_IF_ERROR(Isend(dest, tail, n, nullptr));
   Ring(dest);
   return Status::OK();
 }
@@ -235,9 +274,10 @@ bool MpiTransport::Progress() {
         MPI_Cancel(&req);
         MPI_Request_free(&req);
       }
-      abandoned_.push_back(pending_[i].data);  // MPI may still read it
+      if (pending_[i].data != nullptr) abandoned_.push_back(pending_[i].data);  // MPI may read it
     }
-    pending_bytes_[pending_[i].dest] -= pending_[i].data->size();
+    pending_bytes_[pending_[i].dest] -= pending_[i].bytes;
+    if (pending_[i].data == nullptr) --tails_pending_;
     pending_[i] = std::move(pending_.back());
     pending_.pop_back();
     progressed = true;
@@ -277,9 +317,52 @@ bool MpiTransport::Poll(Incoming* in) {
   if (flag == 0) return false;
   int count = 0;
   MPI_Get_count(&st, MPI_BYTE, &count);
+  const int src = st.MPI_SOURCE;
   auto buf = TakeBuffer(static_cast<size_t>(count));
+  if (!ReceiveMatched(&msg, buf->data(), count, buf)) return false;
+  if (count > kRingSenderAbove) Ring(src);
+  auto orphan = orphan_tails_.find(src);
+  if (orphan != orphan_tails_.end()) {
+    // The tail of a head given up on, late: not a message.
+    if (--orphan->second == 0) orphan_tails_.erase(orphan);
+    return false;
+  }
+  if (static_cast<size_t>(count) >= kHeaderSize && ((*buf)[kFlagsOffset] & kTailFollows) != 0) {
+    // A head: its tail is the sender's next message. Join them.
+    flag = 0;
+    MPI_Status ts;
+    const uint64_t start = MonoMicros();
+    unsigned spins = 0;
+    while (flag == 0) {
+      if (MPI_Improbe(src, kTag, comm_, &flag, &msg, &ts) != MPI_SUCCESS) return false;
+      if (flag != 0) break;
+      if (MonoMicros() - start > kTailWaitUs) {
+        orphan_tails_[src]++;  // the sender stalled or died between the two
+        return false;
+      }
+      if (++spins > 64) std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+    int tail = 0;
+    MPI_Get_count(&ts, MPI_BYTE, &tail);
+    auto whole = TakeBuffer(static_cast<size_t>(count) + static_cast<size_t>(tail));
+    std::memcpy(whole->data(), buf->data(), static_cast<size_t>(count));
+    if (!ReceiveMatched(&msg, whole->data() + count, tail, whole)) return false;
+    if (tail > kRingSenderAbove) Ring(src);
+    (*whole)[kFlagsOffset] &= static_cast<uint8_t>(~kTailFollows);
+    buf = std::move(whole);
+    count += tail;
+  }
+  in->source = src;
+  in->data = std::move(buf);
+  auto& c = counters_[in->source];
+  c.msgs_recv++;
+  c.bytes_recv += static_cast<uint64_t>(count);
+  return true;
+}
+
+bool MpiTransport::ReceiveMatched(MPI_Message* msg, uint8_t* dst, int count, const Buffer& keep) {
   MPI_Request req;
-  if (MPI_Imrecv(buf->data(), count, MPI_BYTE, &msg, &req) != MPI_SUCCESS) return false;
+  if (MPI_Imrecv(dst, count, MPI_BYTE, msg, &req) != MPI_SUCCESS) return false;
   // The message is matched; it is being delivered. A sender that dies in the
   // middle must not hang us: give up after the send timeout.
   const uint64_t start = MonoMicros();
@@ -287,22 +370,15 @@ bool MpiTransport::Poll(Incoming* in) {
   unsigned spins = 0;
   while (true) {
     if (MPI_Test(&req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) return false;
-    if (done) break;
+    if (done) return true;
     if (MonoMicros() - start > send_timeout_us_) {
       MPI_Cancel(&req);
       MPI_Request_free(&req);
-      abandoned_.push_back(buf);
+      abandoned_.push_back(keep);
       return false;
     }
     if (++spins > 64) std::this_thread::sleep_for(std::chrono::microseconds(20));
   }
-  if (count > kRingSenderAbove) Ring(st.MPI_SOURCE);
-  in->source = st.MPI_SOURCE;
-  in->data = std::move(buf);
-  auto& c = counters_[in->source];
-  c.msgs_recv++;
-  c.bytes_recv += static_cast<uint64_t>(count);
-  return true;
 }
 
 }  // namespace gfs

@@ -39,6 +39,11 @@ class MpiTransport : public Transport {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   Status Send(int dest, Buffer data) override;
+  // Two MPI messages on the same tag, head then tail (the tail straight from
+  // the caller's memory); the head's flags say a tail follows, and the
+  // receiver joins them (doc/wire-format.md).
+  Status SendWithTail(int dest, Buffer head, const uint8_t* tail, size_t n) override;
+  size_t TailSendsPending() const override { return tails_pending_; }
   bool Poll(Incoming* in) override;
   bool Progress() override;
   size_t PendingSends() const override { return pending_.size(); }
@@ -51,10 +56,15 @@ class MpiTransport : public Transport {
  private:
   struct PendingSend {
     MPI_Request req;
-    Buffer data;
+    Buffer data;  // null for a tail (the caller's memory)
     int dest;
     uint64_t start_us;
+    size_t bytes;
   };
+  Status Isend(int dest, const uint8_t* p, size_t n, Buffer keep);
+  // Receives a matched message into dst; false (given up) when the sender
+  // died in the middle.
+  bool ReceiveMatched(MPI_Message* msg, uint8_t* dst, int count, const Buffer& keep);
   Status init_;
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = -1, size_ = 0;
@@ -64,6 +74,10 @@ class MpiTransport : public Transport {
   std::deque<Incoming> loopback_;
   std::map<int, PeerCounters> counters_;
   std::map<int, uint64_t> pending_bytes_;
+  size_t tails_pending_ = 0;
+  // Tails still to come from a sender whose tail was given up on: the next
+  // messages from it, to be dropped.
+  std::map<int, uint32_t> orphan_tails_;
 
   struct Bell;
   void SetUpBells();

@@ -42,6 +42,14 @@ class Transport {
   // Queues `data` for `dest`. Errors only for a bad destination or an MPI
   // failure that the transport could not recover from.
   virtual Status Send(int dest, Buffer data) = 0;
+  // Sends one message made of `head` followed by the n bytes at `tail`,
+  // which the transport may read in place instead of copying: the caller
+  // keeps them unchanged and alive until TailSendsPending() is 0 again (each
+  // such send completes or is abandoned within the send timeout). The peer
+  // receives head + tail as one message. By default they are copied into one
+  // buffer and sent with Send.
+  virtual Status SendWithTail(int dest, Buffer head, const uint8_t* tail, size_t n);
+  virtual size_t TailSendsPending() const { return 0; }
   // Returns true and fills *in when a message has arrived.
   virtual bool Poll(Incoming* in) = 0;
   // Advances queued sends; returns true when any completed. Sends pending

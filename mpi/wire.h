@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -250,6 +251,19 @@ Buffer EncodeMessageInto(std::shared_ptr<Bytes> out, Header h, const Body& body)
   const_cast<Body&>(body).Visit(ev);
   w.PatchU32(kHeaderSize - 4, static_cast<uint32_t>(out->size() - kHeaderSize));
   return out;
+}
+
+// For Transport::SendWithTail: `head` holds a message whose last field is a
+// blob encoded empty; makes it announce `n` bytes that follow it (the blob's
+// length prefix and the body size grow by n).
+inline void AnnounceTail(Bytes* head, uint32_t n) {
+  uint32_t blob = 0, body = 0;
+  std::memcpy(&blob, head->data() + head->size() - 4, 4);
+  std::memcpy(&body, head->data() + kHeaderSize - 4, 4);
+  blob += n;
+  body += n;
+  std::memcpy(head->data() + head->size() - 4, &blob, 4);
+  std::memcpy(head->data() + kHeaderSize - 4, &body, 4);
 }
 
 // Encodes header + body into a fresh buffer. body_size is filled in.

@@ -1,0 +1,13 @@
+#!/bin/bash
+# Push slices sent from the caller's memory (MpiTransport::SendWithTail):
+# joined byte-exact at the receiver; a sender stalled between a head and its
+# tail loses that message only, and the late tail is never taken for a message.
+set -euo pipefail
+source "$GFS_TEST_LIB"
+mk_tmp
+PROG="$GFS_TEST_PROGRAMS/transport_tails"
+run_cmd timeout 120 mpirun --allow-run-as-root --oversubscribe -q -np 2 "$PROG" "$TMP/result"
+[[ -s "$TMP/result" ]] || fail "no result written: $ERR"
+assert_eq OK "$(cat "$TMP/result")" "test program verdict"
+assert_ok "transport_tails"
+pass
