@@ -584,7 +584,7 @@ Result<size_t> Client::Read(File* f, uint64_t offset, void* buf, size_t n,
   } else if (rs.streak < 1000) {
     rs.streak++;
   }
-  const size_t ahead = TakeAhead(&rs, offset, out, n);
+  const size_t ahead = TakeAhead(f, &rs, offset, out, n);
   if (ahead > 0) {
     stats_.counters["bytes_read"] += ahead;
     stats_.counters["bytes_read_ahead"] += ahead;
@@ -633,7 +633,7 @@ void Client::ForgetStream(uint64_t file_id) {
   streams_.erase(it);
 }
 
-size_t Client::TakeAhead(ReadStream* rs, uint64_t offset, uint8_t* out, size_t n) {
+size_t Client::TakeAhead(File* f, ReadStream* rs, uint64_t offset, uint8_t* out, size_t n) {
   size_t done = 0;
   const uint64_t now = MonoMicros();
   while (done < n && !rs->segs.empty()) {
@@ -659,6 +659,7 @@ size_t Client::TakeAhead(ReadStream* rs, uint64_t offset, uint8_t* out, size_t n
       Status st = m.ok() ? m->status() : m.status();
       if (!st.ok()) {
         stats_.counters["read_ahead_failed"]++;
+        ForgetReplica(f->id, s.index, s.target);
         break;  // the caller reads the rest directly (with retries)
       }
       s.reply = std::move(*m);
@@ -673,10 +674,9 @@ size_t Client::TakeAhead(ReadStream* rs, uint64_t offset, uint8_t* out, size_t n
     const size_t take = static_cast<size_t>(std::min<uint64_t>(n - done, rep.bytes.size - skip));
     std::memcpy(out + done, rep.bytes.data + skip, take);
     done += take;
-    if (skip + take < s.len) {
-      if (skip + take >= rep.bytes.size) break;
-      continue;  // the caller's range ends inside this segment
-    }
+    // Either the caller's range ends inside this segment, or the reply was
+    // short and the caller reads the rest directly.
+    if (skip + take < s.len) break;
     rs->segs.pop_front();
   }
   return done;
@@ -709,9 +709,12 @@ void Client::TopUpAhead(File* f, ReadStream* rs, uint64_t from) {
     r.version = loc.version;
     r.offset = chunk_off;
     r.length = len;
-    auto id = rpc_.Start(PickReplica(loc, 0), r, cfg_.request_timeout_ms);
+    const int32_t target = PickReplica(loc, 0);
+    auto id = rpc_.Start(target, r, cfg_.request_timeout_ms);
     if (!id.ok()) return;
     AheadSeg s;
+    s.index = index;
+    s.target = target;
     s.off = end;
     s.len = len;
     s.id = *id;
@@ -719,6 +722,16 @@ void Client::TopUpAhead(File* f, ReadStream* rs, uint64_t from) {
     rs->segs.push_back(std::move(s));
     end += len;
   }
+}
+
+void Client::ForgetReplica(uint64_t file_id, uint32_t index, int32_t rank) {
+  auto it = locs_.find({file_id, index});
+  if (it == locs_.end()) return;
+  auto& reps = it->second.loc.replicas;
+  auto r = std::find(reps.begin(), reps.end(), rank);
+  if (r == reps.end() || reps.size() < 2) return;  // the last one stays: the master decides
+  reps.erase(r);
+  stats_.counters["replicas_avoided"]++;
 }
 
 int32_t Client::PickReplica(const ChunkLocation& loc, size_t attempt) {
@@ -741,6 +754,7 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
     uint32_t len;
     size_t attempt = 0;
     bool refreshed = false;
+    int32_t target = -1;  // of the request in flight
   };
   std::vector<Piece> pieces;
   for (size_t done = 0; done < n;) {
@@ -788,6 +802,7 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
                                  f->path + " failed");
     }
     const int32_t target = PickReplica(loc, pc.attempt);
+    pc.target = target;
     ReadReq r;
     r.handle = loc.handle;
     r.version = loc.version;
@@ -834,6 +849,9 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
     }
     // Try another replica; after a full round, refresh locations once.
     stats_.counters["read_retries"]++;
+    if (s.code() == Code::kTimeout || s.code() == Code::kUnavailable) {
+      ForgetReplica(f->id, pc.index, pc.target);
+    }
     pc.attempt++;
     auto it = locs_.find({f->id, pc.index});
     if (!pc.refreshed && it != locs_.end() && pc.attempt >= it->second.loc.replicas.size()) {

@@ -182,7 +182,9 @@ class Client {
   struct AheadSeg {
     uint64_t off = 0;  // file offset
     uint32_t len = 0;
-    uint64_t id = 0;  // rpc id of the read request
+    uint64_t id = 0;      // rpc id of the read request
+    uint32_t index = 0;   // chunk
+    int32_t target = -1;  // replica asked
     uint64_t started_us = 0;
     bool have = false;  // the reply is in `reply`
     Message reply;
@@ -198,9 +200,13 @@ class Client {
   void ForgetStream(uint64_t file_id);
   // Copies what read-ahead holds for [offset, offset + n) from its start;
   // returns the bytes copied.
-  size_t TakeAhead(ReadStream* rs, uint64_t offset, uint8_t* out, size_t n);
+  size_t TakeAhead(File* f, ReadStream* rs, uint64_t offset, uint8_t* out, size_t n);
   void TopUpAhead(File* f, ReadStream* rs, uint64_t from);
   Status ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n, const ProgressFn& progress);
+  // A replica that did not answer a read leaves the cached locations of the
+  // chunk (unless it is the last), so later reads and read-ahead do not wait
+  // for it again; a location refresh from the master brings back the truth.
+  void ForgetReplica(uint64_t file_id, uint32_t index, int32_t rank);
   // A replica to read from: the nearest, spread over equally near ones.
   int32_t PickReplica(const ChunkLocation& loc, size_t attempt);
   // The furthest end written or appended to a file, not yet told to the

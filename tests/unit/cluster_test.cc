@@ -228,6 +228,32 @@ TEST(InProcCluster, ReadFailsOverToAnotherReplica) {
   EXPECT_EQ(back, data);
 }
 
+// A sequential reader (read-ahead on) with a dead replica in its cached
+// locations: it reads the right bytes, and each chunk's cache learns of the
+// silent replica once, instead of every third request waiting out the
+// deadline on it.
+TEST(InProcCluster, ReadsStopAskingASilentReplica) {
+  InProcCluster c(3);
+  auto f = c.client()->Create("/f");
+  ASSERT_TRUE(f.ok());
+  auto data = RandomBytes(2 << 20, 17);  // 2 chunks of 1 MiB, 8 read requests each
+  ASSERT_TRUE(c.client()->Write(&*f, 0, data.data(), data.size()).ok());
+  auto r = c.client()->Open("/f");
+  ASSERT_TRUE(r.ok());
+  std::vector<uint8_t> back(data.size());
+  ASSERT_TRUE(c.client()->Read(&*r, 0, back.data(), 1).ok());  // locations cached
+  c.fabric().Kill(1);                                          // a replica of both chunks
+  constexpr size_t kPiece = 64 * 1024;
+  for (size_t off = 0; off < data.size(); off += kPiece) {
+    auto n = c.client()->Read(&*r, off, back.data() + off, kPiece);
+    ASSERT_TRUE(n.ok()) << n.status().ToString();
+  }
+  EXPECT_EQ(back, data);
+  auto& k = c.client()->stats().counters;
+  EXPECT_GT(k["replicas_avoided"], 0u);
+  EXPECT_LE(k["read_ahead_failed"] + k["read_retries"], 4u);
+}
+
 TEST(InProcCluster, WriteWhoseChainHasADeadServerIsRetriedOnTheLiveOnes) {
   InProcCluster c(3);
   auto f = c.client()->Create("/f");

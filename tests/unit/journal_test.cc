@@ -47,6 +47,17 @@ class JournalTest : public ::testing::Test {
     ASSERT_TRUE(j->Sync().ok());
   }
 
+  // Opens the journal, runs 400 ops into it and *live, waits for the
+  // checkpoint they start; *last = the last sequence number.
+  void RunToCheckpoint(MetaState* live, MetaWorkload* w, uint64_t* last) {
+    MetaJournal j(env_, dir_, Small());
+    MetaState st;
+    ASSERT_TRUE(j.Open(&st, nullptr, nullptr).ok());
+    Run(&j, live, w, 400);
+    ASSERT_TRUE(j.WaitForCheckpoint().ok());
+    *last = j.last_seq();
+  }
+
   std::vector<std::string> Files(const std::string& prefix) {
     std::vector<std::string> out;
     for (const auto& e : std::filesystem::directory_iterator(dir_)) {
@@ -153,14 +164,7 @@ TEST_F(JournalTest, IncompleteNewestCheckpointFallsBackToOlder) {
     MetaState live;
     MetaWorkload w(3);
     uint64_t last = 0;
-    {
-      MetaJournal j(env_, dir_, Small());
-      MetaState st;
-      ASSERT_TRUE(j.Open(&st, nullptr, nullptr).ok());
-      Run(&j, &live, &w, 400);
-      ASSERT_TRUE(j.WaitForCheckpoint().ok());
-      last = j.last_seq();
-    }
+    ASSERT_NO_FATAL_FAILURE(RunToCheckpoint(&live, &w, &last));
     auto cps = Files("checkpoint-");
     ASSERT_EQ(cps.size(), 2u);
     const std::string newest = dir_ + "/" + cps.back();
@@ -177,14 +181,7 @@ TEST_F(JournalTest, IncompleteNewestCheckpointFallsBackToOlder) {
     // next ones, `keep` good ones remain and recovery needs no fallback.
     EXPECT_FALSE(env_->FileExists(newest));
     EXPECT_TRUE(env_->FileExists(newest + ".corrupt"));
-    {
-      MetaJournal j(env_, dir_, Small());
-      MetaState st;
-      ASSERT_TRUE(j.Open(&st, nullptr, nullptr).ok());
-      Run(&j, &live, &w, 400);
-      ASSERT_TRUE(j.WaitForCheckpoint().ok());
-      last = j.last_seq();
-    }
+    ASSERT_NO_FATAL_FAILURE(RunToCheckpoint(&live, &w, &last));
     size_t good = 0;
     for (const std::string& n : Files("checkpoint-")) good += n.size() == 31;  // no suffix
     EXPECT_EQ(good, 2u);

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <random>
 #include <thread>
 
@@ -293,6 +294,23 @@ TEST(ShadowMasters, ChunkLoggedButNeverCreatedIsCreatedAfterTakeover) {
   c.Quiesce(false);
 }
 
+// Appends to the op log of a job that has ended, as a master killed in the
+// middle of an operation leaves it: `edit` gets the replayed state, the
+// journal and /f; the records are synced after it.
+void AppendToStoppedLog(
+    const std::string& dir,
+    const std::function<void(MetaState&, MetaJournal&, const FileInfo&)>& edit) {
+  MetaState st;
+  MetaJournal j(Env::Posix(), dir + "/master", JournalOptions{});
+  uint64_t last = 0;
+  std::string warn;
+  ASSERT_TRUE(j.Open(&st, &last, &warn).ok());
+  auto f = st.StatFile("/f");
+  ASSERT_TRUE(f.ok());
+  edit(st, j, *f);
+  ASSERT_TRUE(j.Sync().ok());
+}
+
 // The master logged a new chunk version, then the whole job died before any
 // replica recorded it. In the next job every replica is one version behind:
 // none may be deleted as stale; they are brought forward and read.
@@ -304,22 +322,15 @@ TEST(VersionRecovery, ReplicasBehindAnUnpreparedVersionAreKept) {
     GroupCluster c(1, dir);
     WriteFile(c.client(), "/f", data);
   }
-  {
-    // What a master that died mid-grant leaves in its log.
-    MetaState st;
-    MetaJournal j(Env::Posix(), dir + "/master", JournalOptions{});
-    uint64_t last = 0;
-    std::string warn;
-    ASSERT_TRUE(j.Open(&st, &last, &warn).ok());
-    auto f = st.StatFile("/f");
-    ASSERT_TRUE(f.ok());
-    for (uint64_t h : f->chunks) {
-      const ChunkInfo* ci = st.FindChunk(h);
-      ASSERT_NE(ci, nullptr);
-      ASSERT_TRUE(j.Append(MetaOp::SetVersion(h, ci->version + 1), nullptr).ok());
-    }
-    ASSERT_TRUE(j.Sync().ok());
-  }
+  // What a master that died mid-grant leaves in its log.
+  ASSERT_NO_FATAL_FAILURE(
+      AppendToStoppedLog(dir, [](MetaState& st, MetaJournal& j, const FileInfo& f) {
+        for (uint64_t h : f.chunks) {
+          const ChunkInfo* ci = st.FindChunk(h);
+          ASSERT_NE(ci, nullptr);
+          ASSERT_TRUE(j.Append(MetaOp::SetVersion(h, ci->version + 1), nullptr).ok());
+        }
+      }));
   {
     GroupCluster c(1, dir);
     ExpectFile(c.client(), "/f", data);
@@ -349,20 +360,13 @@ TEST(VersionRecovery, ChunksPastTheEndOfAKilledJobAreDropped) {
     GroupCluster c(1, dir);
     WriteFile(c.client(), "/f", data);
   }
-  {
-    MetaState st;
-    MetaJournal j(Env::Posix(), dir + "/master", JournalOptions{});
-    uint64_t last = 0;
-    std::string warn;
-    ASSERT_TRUE(j.Open(&st, &last, &warn).ok());
-    auto f = st.StatFile("/f");
-    ASSERT_TRUE(f.ok());
-    ASSERT_EQ(f->chunks.size(), 2u);
-    for (uint32_t i = 2; i < 4; ++i) {
-      ASSERT_TRUE(j.Append(MetaOp::AddChunk(f->id, i, st.NextHandle() + i, 1, 0), nullptr).ok());
-    }
-    ASSERT_TRUE(j.Sync().ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(
+      AppendToStoppedLog(dir, [](MetaState& st, MetaJournal& j, const FileInfo& f) {
+        ASSERT_EQ(f.chunks.size(), 2u);
+        for (uint32_t i = 2; i < 4; ++i) {
+          ASSERT_TRUE(j.Append(MetaOp::AddChunk(f.id, i, st.NextHandle() + i, 1, 0), nullptr).ok());
+        }
+      }));
   {
     GroupCluster c(1, dir);
     ExpectFile(c.client(), "/f", data);
