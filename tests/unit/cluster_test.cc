@@ -492,6 +492,41 @@ TEST(InProcCluster, QueuedAppendsAreWrittenTogether) {
   EXPECT_LT(batches, appends);  // some batch held more than one record
 }
 
+// The disk refuses the write of a batch of queued appends: the appends of
+// the batch fail (none is acknowledged), the replica is restored and stays
+// usable, and the same records then append and read back whole, next to the
+// record acknowledged before.
+TEST(InProcCluster, FailedAppendBatchAcknowledgesNone) {
+  FaultEnv cs_env(Env::Posix());
+  InProcCluster c(1, 1 << 20, 1, {nullptr, &cs_env});
+  auto f = c.client()->Create("/failing");
+  ASSERT_TRUE(f.ok());
+  std::vector<std::vector<uint8_t>> recs;
+  std::vector<Client::Span> spans;
+  for (int i = 0; i < 40; ++i) recs.push_back(RandomBytes(3000 + i, 300 + i));
+  for (const auto& r : recs) spans.push_back({r.data(), r.size()});
+  std::vector<uint64_t> offsets;
+  // The chunk exists (and its first record is in) before the disk fails.
+  ASSERT_TRUE(c.client()->RecordAppendMany(&*f, {spans[0]}, &offsets).ok());
+  const uint64_t first = offsets[0];
+  cs_env.FailWriteAt(0);  // the next write on the chunkserver's disk: a batch's data
+  EXPECT_FALSE(c.client()->RecordAppendMany(&*f, spans, &offsets).ok());
+  cs_env.FailWriteAt(-1);
+  offsets.clear();
+  Status again = c.client()->RecordAppendMany(&*f, spans, &offsets);
+  ASSERT_TRUE(again.ok()) << again.ToString();
+  ASSERT_EQ(offsets.size(), recs.size());
+  for (size_t i = 0; i < recs.size(); ++i) {
+    std::vector<uint8_t> back(recs[i].size());
+    auto n = c.client()->Read(&*f, offsets[i], back.data(), back.size());
+    ASSERT_TRUE(n.ok()) << n.status().ToString();
+    EXPECT_EQ(back, recs[i]) << "record " << i;
+  }
+  std::vector<uint8_t> back(recs[0].size());
+  ASSERT_TRUE(c.client()->Read(&*f, first, back.data(), back.size()).ok());
+  EXPECT_EQ(back, recs[0]);
+}
+
 // A write past the end does not cost a logged master update each: the
 // writer sees its new length at once, the master (and other clients) at
 // fsync, close or a rename of the file, in one update.
