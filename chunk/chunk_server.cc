@@ -4,6 +4,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <random>
 
 #include "mpi/buffer_pool.h"
@@ -172,6 +173,9 @@ void ChunkServer::Handle(Message& m) {
       return;
     case MsgType::kRead:
       OnRead(m);
+      return;
+    case MsgType::kReadLocal:
+      OnReadLocal(m);
       return;
     case MsgType::kSync:
       OnSync(m);
@@ -599,6 +603,32 @@ void ChunkServer::OnRead(Message& m) {
   w.PatchU32(kHeaderSize + 8, static_cast<uint32_t>(len));
   w.PatchU32(kHeaderSize - 4, static_cast<uint32_t>(out->size() - kHeaderSize));
   t_->Send(m.source, std::move(out));
+}
+
+void ChunkServer::OnReadLocal(Message& m) {
+  ReadLocalReq r;
+  Status s = m.Decode(&r);
+  if (!s.ok()) return Reply(m, s);
+  auto meta = store_.Meta(r.handle);
+  if (!meta.ok()) return Reply(m, meta.status());
+  if (meta->version < r.version) {
+    return Reply(
+        m, Status(Code::kStaleVersion, "replica at version " + std::to_string(meta->version)));
+  }
+  ReadLocalReply rep;
+  s = store_.BlockChecksums(r.handle, r.offset, r.length, &rep.base, &rep.end, &rep.crcs);
+  if (!s.ok()) {
+    stats_.counters["read_errors"]++;
+    if (s.code() == Code::kCorruption) ReportCorrupt(r.handle);
+    return Reply(m, s);
+  }
+  std::error_code ec;
+  rep.path = std::filesystem::absolute(store_.DataPath(r.handle), ec).string();
+  if (ec) return Reply(m, Status::IOError(store_.DataPath(r.handle) + ": " + ec.message()));
+  rep.chunk_length = meta->length;
+  rep.block_size = static_cast<uint32_t>(ChunkStore::kBlockSize);
+  stats_.counters["local_reads"]++;
+  SendReply(t_, m, rep);
 }
 
 void ChunkServer::OnSync(Message& m) {

@@ -87,6 +87,7 @@ class ChunkServer : public Server {
   // Lowest chunk offset of an append still in flight, or the chunk length.
   uint64_t CommittedOf(uint64_t handle);
   void OnRead(Message& m);
+  void OnReadLocal(Message& m);
   void OnSync(Message& m);
   void OnPrepare(Message& m);
   // Refuses what a deposed master sends and follows a new one (kNewMaster).

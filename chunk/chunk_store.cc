@@ -676,6 +676,32 @@ Status ChunkStore::ReadVerified(uint64_t handle, uint64_t offset, size_t n,
   return Status::OK();
 }
 
+Status ChunkStore::BlockChecksums(uint64_t handle, uint64_t offset, size_t n, uint64_t* base,
+                                  uint64_t* end, std::vector<uint32_t>* crcs) {
+  *base = *end = 0;
+  crcs->clear();
+  Result<State*> str = Lookup(handle);
+  if (!str.ok()) return str.status();
+  State* st = *str;
+  const uint64_t L = st->length;
+  if (offset >= L || n == 0) return Status::OK();
+  const uint64_t want = std::min<uint64_t>(n, L - offset);
+  Result<OpenChunk*> ocr = Acquire(handle, st, /*create=*/false);
+  if (!ocr.ok()) return ocr.status();
+  const OpenChunk* oc = *ocr;
+  const size_t first = static_cast<size_t>(offset / kBS);
+  const size_t last = static_cast<size_t>((offset + want - 1) / kBS);
+  if (last >= oc->crcs_valid || last >= oc->crcs.size()) {
+    return Status::Corruption("chunk " + HandleName(handle) + " block " + std::to_string(last) +
+                              ": checksum missing (checksum file too short)");
+  }
+  crcs->assign(oc->crcs.begin() + static_cast<ptrdiff_t>(first),
+               oc->crcs.begin() + static_cast<ptrdiff_t>(last + 1));
+  *base = uint64_t{first} * kBS;
+  *end = std::min<uint64_t>(uint64_t{last + 1} * kBS, L);
+  return Status::OK();
+}
+
 Status ChunkStore::Read(uint64_t handle, uint64_t offset, size_t n, std::vector<uint8_t>* out) {
   out->clear();
   size_t skip = 0, len = 0;

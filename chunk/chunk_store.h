@@ -121,6 +121,14 @@ class ChunkStore {
   Status ReadVerified(uint64_t handle, uint64_t offset, size_t n,
                       const std::function<uint8_t*(size_t)>& reserve, size_t* skip, size_t* len);
 
+  // The stored checksums of the blocks covering [offset, offset + n), clipped
+  // to the chunk's length, for a reader that reads the data file itself and
+  // verifies it (short-circuit reads): *base is the first block's offset,
+  // *end min(the last block's end, length); all zero at or past the end.
+  // Corruption when a checksum is missing (as Read would report).
+  Status BlockChecksums(uint64_t handle, uint64_t offset, size_t n, uint64_t* base, uint64_t* end,
+                        std::vector<uint32_t>* crcs);
+
   // Verifies every block of the chunk (scrubbing / fsck --verify).
   Status Verify(uint64_t handle);
 

@@ -53,6 +53,8 @@ class Env {
   virtual Status OpenRandomRW(const std::string& path, bool create,
                               std::unique_ptr<RandomRWFile>* out) = 0;
   // Opens a file for appending, creating it if missing.
+  // An existing file, for reading only (Write, Truncate and Sync fail).
+  virtual Status OpenReadOnly(const std::string& path, std::unique_ptr<RandomRWFile>* out) = 0;
   virtual Status OpenAppend(const std::string& path, std::unique_ptr<AppendFile>* out) = 0;
   virtual Status ReadFile(const std::string& path, std::string* out) = 0;
   // Writes a whole file atomically and durably: tmp file, fsync, rename,
@@ -83,6 +85,9 @@ class EnvWrapper : public Env {
   Env* target() const { return target_; }
   Status OpenRandomRW(const std::string& p, bool c, std::unique_ptr<RandomRWFile>* o) override {
     return target_->OpenRandomRW(p, c, o);
+  }
+  Status OpenReadOnly(const std::string& p, std::unique_ptr<RandomRWFile>* o) override {
+    return target_->OpenReadOnly(p, o);
   }
   Status OpenAppend(const std::string& p, std::unique_ptr<AppendFile>* o) override {
     return target_->OpenAppend(p, o);

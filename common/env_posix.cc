@@ -134,6 +134,12 @@ class PosixEnv : public Env {
     *out = std::make_unique<PosixRandomRW>(path, fd);
     return Status::OK();
   }
+  Status OpenReadOnly(const std::string& path, std::unique_ptr<RandomRWFile>* out) override {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return ErrnoStatus("open", path, errno);
+    *out = std::make_unique<PosixRandomRW>(path, fd);
+    return Status::OK();
+  }
   Status OpenAppend(const std::string& path, std::unique_ptr<AppendFile>* out) override {
     int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) return ErrnoStatus("open", path, errno);

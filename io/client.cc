@@ -4,6 +4,7 @@
 #include <cstring>
 #include <thread>
 
+#include "common/crc32c.h"
 #include "mpi/buffer_pool.h"
 
 namespace gfs {
@@ -584,12 +585,14 @@ Result<size_t> Client::Read(File* f, uint64_t offset, void* buf, size_t n,
   } else if (rs.streak < 1000) {
     rs.streak++;
   }
-  const size_t ahead = TakeAhead(f, &rs, offset, out, n);
-  if (ahead > 0) {
-    stats_.counters["bytes_read"] += ahead;
-    stats_.counters["bytes_read_ahead"] += ahead;
-    if (progress) progress(ahead);
+  const size_t local = TakeLocal(f, offset, out, n);
+  const size_t ahead =
+      local + (local < n ? TakeAhead(f, &rs, offset + local, out + local, n - local) : 0);
+  if (ahead > local) {
+    stats_.counters["bytes_read"] += ahead - local;
+    stats_.counters["bytes_read_ahead"] += ahead - local;
   }
+  if (ahead > 0 && progress) progress(ahead);
   if (ahead < n) {
     DropAhead(&rs);  // what is left is not covered by read-ahead
     ProgressFn rest;
@@ -627,6 +630,7 @@ void Client::DropAhead(ReadStream* rs) {
 }
 
 void Client::ForgetStream(uint64_t file_id) {
+  local_.erase(file_id);
   auto it = streams_.find(file_id);
   if (it == streams_.end()) return;
   DropAhead(&it->second);
@@ -709,7 +713,9 @@ void Client::TopUpAhead(File* f, ReadStream* rs, uint64_t from) {
     r.version = loc.version;
     r.offset = chunk_off;
     r.length = len;
-    const int32_t target = PickReplica(loc, 0);
+    // A chunk read short-circuit is read from its file as the reader goes.
+    if (ShortCircuit(OrderByDistance(loc.replicas, rpc_.transport()->rank()).front())) return;
+    const int32_t target = PickReplica(loc, read_rr_++, 0);
     auto id = rpc_.Start(target, r, cfg_.request_timeout_ms);
     if (!id.ok()) return;
     AheadSeg s;
@@ -724,6 +730,99 @@ void Client::TopUpAhead(File* f, ReadStream* rs, uint64_t from) {
   }
 }
 
+bool Client::ShortCircuit(int32_t target) const {
+  const int self = rpc_.transport()->rank();
+  return cfg_.short_circuit_reads && target >= 0 && target != self &&
+         static_cast<size_t>(target) < hosts_.size() && static_cast<size_t>(self) < hosts_.size() &&
+         hosts_[static_cast<size_t>(target)] == hosts_[static_cast<size_t>(self)];
+}
+
+Status Client::ReadFromView(LocalView* v, uint64_t chunk_off, uint8_t* out, size_t n) {
+  const uint64_t bs = v->block_size;
+  const uint64_t stop = chunk_off + n;
+  uint64_t pos = chunk_off;
+  while (pos < stop) {
+    const uint64_t b0 = pos / bs * bs;
+    const uint64_t b1 = std::min(b0 + bs, v->end);
+    // Whole blocks go straight into the caller's memory and are checked
+    // there; a block the range covers only in part goes through edge_.
+    const uint64_t whole_end = stop == v->end ? stop : b0 + (stop - b0) / bs * bs;
+    if (pos == b0 && whole_end > pos) {
+      uint8_t* dst = out + (pos - chunk_off);
+      size_t got = 0;
+      GFS_RETURN_IF_ERROR(v->file->Read(pos, whole_end - pos, dst, &got));
+      if (got != whole_end - pos) return Status::Corruption("short chunk file");
+      for (uint64_t b = pos; b < whole_end; b += bs) {
+        const size_t len = static_cast<size_t>(std::min(b + bs, whole_end) - b);
+        if (crc32c::Value(dst + (b - pos), len) != v->crcs[(b - v->base) / bs]) {
+          return Status::Corruption("block checksum mismatch");
+        }
+      }
+      pos = whole_end;
+      continue;
+    }
+    const size_t len = static_cast<size_t>(b1 - b0);
+    edge_.resize(len);
+    size_t got = 0;
+    GFS_RETURN_IF_ERROR(v->file->Read(b0, len, edge_.data(), &got));
+    if (got != len) return Status::Corruption("short chunk file");
+    if (crc32c::Value(edge_.data(), len) != v->crcs[(b0 - v->base) / bs]) {
+      return Status::Corruption("block checksum mismatch");
+    }
+    const uint64_t upto = std::min(b1, stop);
+    std::memcpy(out + (pos - chunk_off), edge_.data() + (pos - b0),
+                static_cast<size_t>(upto - pos));
+    pos = upto;
+  }
+  return Status::OK();
+}
+
+size_t Client::TakeLocal(File* f, uint64_t offset, uint8_t* out, size_t n) {
+  auto it = local_.find(f->id);
+  if (it == local_.end()) return 0;
+  LocalView& v = it->second;
+  if (MonoMicros() - v.fetched_us > kAheadMaxAgeUs) {
+    local_.erase(it);
+    return 0;
+  }
+  const uint64_t co = offset % f->chunk_size;
+  if (offset / f->chunk_size != v.index || co < v.base || co >= v.end) return 0;
+  const size_t take = static_cast<size_t>(std::min<uint64_t>(n, v.end - co));
+  if (!ReadFromView(&v, co, out, take).ok()) {
+    stats_.counters["local_read_fallbacks"]++;
+    local_.erase(it);
+    return 0;
+  }
+  stats_.counters["bytes_read"] += take;
+  stats_.counters["bytes_read_local"] += take;
+  return take;
+}
+
+Status Client::ReadLocalPiece(File* f, uint32_t index, ReadLocalReply& rep, uint64_t chunk_off,
+                              uint8_t* out, size_t n, size_t* got) {
+  *got = rep.chunk_length > chunk_off
+             ? static_cast<size_t>(std::min<uint64_t>(n, rep.chunk_length - chunk_off))
+             : 0;
+  if (*got == 0) return Status::OK();
+  LocalView v;
+  v.index = index;
+  v.block_size = rep.block_size;
+  v.base = rep.base;
+  v.end = rep.end;
+  v.crcs = std::move(rep.crcs);
+  v.fetched_us = MonoMicros();
+  if (v.block_size == 0 || v.base % v.block_size != 0 || chunk_off < v.base ||
+      chunk_off + *got > v.end ||
+      v.crcs.size() != (v.end - v.base + v.block_size - 1) / v.block_size) {
+    return Status::Protocol("read_local: checksums do not cover the range");
+  }
+  GFS_RETURN_IF_ERROR(env_->OpenReadOnly(rep.path, &v.file));
+  GFS_RETURN_IF_ERROR(ReadFromView(&v, chunk_off, out, *got));
+  if (local_.size() >= 8 && local_.count(f->id) == 0) local_.erase(local_.begin());
+  local_[f->id] = std::move(v);
+  return Status::OK();
+}
+
 void Client::ForgetReplica(uint64_t file_id, uint32_t index, int32_t rank) {
   auto it = locs_.find({file_id, index});
   if (it == locs_.end()) return;
@@ -734,7 +833,7 @@ void Client::ForgetReplica(uint64_t file_id, uint32_t index, int32_t rank) {
   stats_.counters["replicas_avoided"]++;
 }
 
-int32_t Client::PickReplica(const ChunkLocation& loc, size_t attempt) {
+int32_t Client::PickReplica(const ChunkLocation& loc, uint64_t turn, size_t attempt) {
   std::vector<int32_t> order = OrderByDistance(loc.replicas, rpc_.transport()->rank());
   // Spread reads over replicas at the same distance.
   size_t same = 1;
@@ -742,7 +841,7 @@ int32_t Client::PickReplica(const ChunkLocation& loc, size_t attempt) {
          hosts_[static_cast<size_t>(order[same])] == hosts_[static_cast<size_t>(order[0])]) {
     ++same;
   }
-  return order[(read_rr_++ % same + attempt) % order.size()];
+  return order[(turn % same + attempt) % order.size()];
 }
 
 Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
@@ -754,7 +853,11 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
     uint32_t len;
     size_t attempt = 0;
     bool refreshed = false;
-    int32_t target = -1;  // of the request in flight
+    int32_t target = -1;    // of the request in flight
+    bool local = false;     // that request is a kReadLocal
+    bool no_local = false;  // short-circuit failed: read through the chunkserver
+    int32_t same = -1;      // ... that one: it verifies, and reports a corrupt block
+    uint64_t turn = 0;      // spreads pieces over equally near replicas
   };
   std::vector<Piece> pieces;
   for (size_t done = 0; done < n;) {
@@ -765,6 +868,7 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
     pc.chunk_off = pos % f->chunk_size;
     pc.len = static_cast<uint32_t>(
         std::min<uint64_t>({n - done, f->chunk_size - pc.chunk_off, cfg_.read_size}));
+    pc.turn = read_rr_++;
     pieces.push_back(pc);
     done += pc.len;
   }
@@ -801,14 +905,28 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
       return Status::Unavailable("every replica of chunk " + std::to_string(pc.index) + " of " +
                                  f->path + " failed");
     }
-    const int32_t target = PickReplica(loc, pc.attempt);
+    const int32_t target = pc.same >= 0 ? pc.same : PickReplica(loc, pc.turn, pc.attempt);
+    pc.same = -1;
     pc.target = target;
-    ReadReq r;
-    r.handle = loc.handle;
-    r.version = loc.version;
-    r.offset = pc.chunk_off;
-    r.length = pc.len;
-    auto id = rpc_.Start(target, r, cfg_.request_timeout_ms);
+    pc.local = ShortCircuit(target) && !pc.no_local;
+    Result<uint64_t> id = Status::Internal("unset");
+    if (pc.local) {
+      // The checksums of what follows too, for the next reads (TakeLocal).
+      ReadLocalReq r;
+      r.handle = loc.handle;
+      r.version = loc.version;
+      r.offset = pc.chunk_off;
+      r.length = static_cast<uint32_t>(std::max<uint64_t>(
+          pc.len, std::min<uint64_t>({cfg_.read_ahead, f->chunk_size - pc.chunk_off, 1u << 30})));
+      id = rpc_.Start(target, r, cfg_.request_timeout_ms);
+    } else {
+      ReadReq r;
+      r.handle = loc.handle;
+      r.version = loc.version;
+      r.offset = pc.chunk_off;
+      r.length = pc.len;
+      id = rpc_.Start(target, r, cfg_.request_timeout_ms);
+    }
     if (!id.ok()) return id.status();
     inflight[*id] = i;
     return Status::OK();
@@ -833,8 +951,31 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
     inflight.erase(which);
     Piece& pc = pieces[i];
     Status s = m.ok() ? m->status() : m.status();
+    if (pc.local && s.ok()) {
+      ReadLocalReply lrep;
+      size_t got = 0;
+      Status ls = m->Decode(&lrep);
+      if (ls.ok()) ls = ReadLocalPiece(f, pc.index, lrep, pc.chunk_off, out + pc.pos, pc.len, &got);
+      if (ls.ok()) {
+        if (got < pc.len) std::memset(out + pc.pos + got, 0, pc.len - got);
+        ++completed;
+        bytes_done += pc.len;
+        stats_.counters["bytes_read"] += pc.len;
+        stats_.counters["bytes_read_local"] += got;
+        if (progress) progress(bytes_done);
+        continue;
+      }
+      // Read it through the same chunkserver instead (not a failed attempt).
+      stats_.counters["local_read_fallbacks"]++;
+      pc.no_local = true;
+      pc.same = pc.target;
+      Status again = issue(i);
+      if (!again.ok()) return again;
+      if (again.message() == "hole") ++completed;
+      continue;
+    }
     ReadReply rep;
-    if (s.ok()) s = m->Decode(&rep);
+    if (s.ok() && !pc.local) s = m->Decode(&rep);
     if (s.ok()) {
       std::memcpy(out + pc.pos, rep.bytes.data, rep.bytes.size);
       if (rep.bytes.size < pc.len) {

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/env.h"
 #include "common/status.h"
 #include "mpi/config.h"
 #include "mpi/rpc.h"
@@ -207,8 +208,9 @@ class Client {
   // chunk (unless it is the last), so later reads and read-ahead do not wait
   // for it again; a location refresh from the master brings back the truth.
   void ForgetReplica(uint64_t file_id, uint32_t index, int32_t rank);
-  // A replica to read from: the nearest, spread over equally near ones.
-  int32_t PickReplica(const ChunkLocation& loc, size_t attempt);
+  // A replica to read from: the nearest, spread over equally near ones by
+  // `turn` (one read_rr_ value per request), then the next one per attempt.
+  int32_t PickReplica(const ChunkLocation& loc, uint64_t turn, size_t attempt);
   // The furthest end written or appended to a file, not yet told to the
   // master (see Write).
   void NoteEnd(File* f, uint64_t end);
@@ -218,6 +220,35 @@ class Client {
   Status ReportLengthsUnder(const std::string& path);
   std::vector<int32_t> OrderByDistance(std::vector<int32_t> ranks, int from) const;
   void OnUnsolicited(Message& m);
+
+  // Short-circuit reads (JobConfig::short_circuit_reads). A chunk with a
+  // replica on this client's host is read from that replica's data file:
+  // the chunkserver checks the version and sends the checksums of the blocks
+  // (kReadLocal), this client reads the bytes itself and verifies every
+  // block. Anything that fails (no access, a short file, a mismatch, e.g. a
+  // block overwritten since) falls back to kRead, where the chunkserver
+  // verifies and reports corruption. One answer covers up to read_ahead
+  // bytes and serves the reads that follow for kAheadMaxAgeUs, like
+  // read-ahead; chunks read this way are not read ahead.
+  struct LocalView {
+    uint32_t index = 0;  // chunk of the file
+    std::unique_ptr<RandomRWFile> file;
+    uint32_t block_size = 0;
+    uint64_t base = 0, end = 0;  // chunk offsets the checksums cover
+    std::vector<uint32_t> crcs;  // one per block of [base, end)
+    uint64_t fetched_us = 0;
+  };
+  bool ShortCircuit(int32_t target) const;
+  // Reads [chunk_off, chunk_off + n) (inside [v->base, v->end)) into out and
+  // verifies every block it touches.
+  Status ReadFromView(LocalView* v, uint64_t chunk_off, uint8_t* out, size_t n);
+  // Reads what the file's last short-circuit answer covers of
+  // [offset, offset + n) from its start; returns the bytes read.
+  size_t TakeLocal(File* f, uint64_t offset, uint8_t* out, size_t n);
+  // A kReadLocal answer for chunk `index`: reads its [chunk_off, +n) into
+  // out (*got bytes: fewer past the chunk's length) and keeps the answer.
+  Status ReadLocalPiece(File* f, uint32_t index, ReadLocalReply& rep, uint64_t chunk_off,
+                        uint8_t* out, size_t n, size_t* got);
 
   RpcClient rpc_;
   JobConfig cfg_;
@@ -235,6 +266,9 @@ class Client {
   };
   std::map<uint64_t, Unreported> unreported_;  // file id -> NoteEnd
   std::map<uint64_t, ReadStream> streams_;     // file id -> read-ahead
+  std::map<uint64_t, LocalView> local_;        // file id -> last short-circuit answer
+  std::vector<uint8_t> edge_;                  // partial blocks of short-circuit reads
+  Env* env_ = Env::Posix();
   uint64_t stream_clock_ = 0;
   uint64_t read_rr_ = 0;
   RoleStats stats_;

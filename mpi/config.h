@@ -24,6 +24,7 @@ struct JobConfig {
   uint32_t read_size = 4u << 20;            // bytes per read request
   uint32_t read_window = 4;                 // read requests in flight
   uint64_t read_ahead = 16ull << 20;        // sequential read-ahead per file; 0: off
+  bool short_circuit_reads = true;          // read a replica on the client's host from its file
   uint64_t push_buffer_limit = 1ull << 30;  // pushed bytes a chunkserver holds
   uint64_t capacity = 0;                    // 0: the file system's free space
   uint32_t scrub_mb_per_s = 32;             // background checksum scrubbing; 0: off

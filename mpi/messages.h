@@ -500,6 +500,37 @@ struct ReadReply {
   }
 };
 
+// Client -> a chunkserver on the client's own host: a short-circuit read. The
+// chunkserver checks the version as for kRead and answers with where the
+// chunk's data file is and the checksums of the blocks covering
+// [offset, offset + length) (clipped to the chunk's length); the client reads
+// the file itself and verifies every block against them. A client that cannot
+// (no access, a short file, a checksum mismatch) falls back to kRead.
+struct ReadLocalReq {
+  GFS_MSG(kReadLocal);
+  uint64_t handle = 0;
+  uint64_t version = 0;
+  uint64_t offset = 0;
+  uint32_t length = 0;
+  template <class V>
+  bool Visit(V& v) {
+    return v(handle) && v(version) && v(offset) && v(length);
+  }
+};
+
+struct ReadLocalReply {
+  uint64_t chunk_length = 0;
+  std::string path;            // the chunk's data file, absolute
+  uint32_t block_size = 0;     // bytes per checksummed block
+  uint64_t base = 0;           // chunk offset of the first block (a multiple of block_size)
+  uint64_t end = 0;            // end of the checksummed bytes: min(last block's end, chunk_length)
+  std::vector<uint32_t> crcs;  // CRC32C of each block of [base, end)
+  template <class V>
+  bool Visit(V& v) {
+    return v(chunk_length) && v(path) && v(block_size) && v(base) && v(end) && v(crcs);
+  }
+};
+
 // Client -> primary: append pushed data `data_id` (length bytes) at an offset
 // the primary picks. kRetryNextChunk when it does not fit (the chunk was padded
 // to chunk_size on every replica first); kTooLarge over chunk_size / 4.

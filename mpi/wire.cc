@@ -59,6 +59,8 @@ const char* MsgTypeName(uint16_t type) {
       return "apply";
     case MsgType::kRead:
       return "read";
+    case MsgType::kReadLocal:
+      return "read_local";
     case MsgType::kSync:
       return "sync";
     case MsgType::kAppend:

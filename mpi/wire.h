@@ -62,6 +62,7 @@ enum class MsgType : uint16_t {
   kSync = 45,
   kAppend = 46,
   kCommitted = 47,
+  kReadLocal = 48,
   // master group (master <-> shadow masters)
   kLogBatch = 50,
   kVote = 51,

@@ -73,6 +73,8 @@ po::options_description GlobalDescription(std::string* chunk_size, std::string* 
       "passes this size, K/M/G suffixes (default 64M)")(
       "keep-checkpoints", po::value(&j.keep_checkpoints),
       "master: checkpoints kept, with the logs they need (default 2)")(
+      "no-short-circuit", po::bool_switch(&g->no_short_circuit),
+      "clients read replicas on their own host through the chunkserver, not from its files")(
       "progress", po::bool_switch(&j.progress), "show progress of long transfers on stderr")(
       "hostfile", po::value(&g->hostfile), "launcher: Open MPI hostfile for a multi-node job")(
       "mpirun-args", po::value(&g->mpirun_args),
@@ -174,6 +176,7 @@ Result<CommandLine> ParseCommandLine(int argc, char** argv, bool launcher) {
     return Status::InvalidArgument(e.what());
   }
   JobConfig& j = cl.global.job;
+  j.short_circuit_reads = !cl.global.no_short_circuit;
   if (!chunk_size.empty()) {
     auto v = ParseSize("chunk-size", chunk_size);
     if (!v.ok()) return v.status();

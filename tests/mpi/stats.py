@@ -221,8 +221,17 @@ def cmd_read(d, size, max_lookups):
         for p, v in ranks[c].get("peers", {}).items():
             if int(p) in by["chunkserver"]:
                 from_servers += int(v.get("bytes_recv", 0))
-    print(f"client bytes received: total {crecv}, from chunkservers {from_servers}")
-    check(from_servers >= size, f"client got {from_servers} bytes from chunkservers < file size {size}")
+    # Replicas on the client's host are read short-circuit: the chunkserver
+    # sends the blocks' checksums (read-local) and the client reads its file.
+    def opt(st, name):  # counted only once it happens
+        return int(st.get("counters", {}).get(name, 0))
+    local = sum(opt(ranks[c], "bytes_read_local") for c in by["client"])
+    answers = sum(opt(ranks[s], "local_reads") for s in by["chunkserver"])
+    print(f"client bytes received: total {crecv}, from chunkservers {from_servers}; "
+          f"read short-circuit {local} (chunkserver read-local answers {answers})")
+    check(from_servers + local >= size,
+          f"client got {from_servers} bytes from chunkservers + {local} short-circuit < file size {size}")
+    check(local == 0 or answers >= 1, "short-circuit bytes without any chunkserver answer")
     finish("read")
 
 

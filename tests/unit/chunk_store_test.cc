@@ -493,6 +493,41 @@ TEST_F(ChunkStoreTest, ShortChecksumFileFailsOnlyTheUncoveredBlocks) {
   EXPECT_EQ(store_->Verify(1).code(), Code::kCorruption);
 }
 
+// The checksums a short-circuit reader verifies against: those of the
+// blocks covering the range, clipped to the length, each the CRC32C of the
+// block's bytes; a missing one is Corruption, as for Read.
+TEST_F(ChunkStoreTest, BlockChecksumsCoverTheRangeAndMatchTheBytes) {
+  ASSERT_OK(store_->Create(1, 1));
+  const std::vector<uint8_t> d = RandomBytes(3 * kBS + 1000, 13);
+  ASSERT_OK(store_->Write(1, 0, d.data(), d.size()));
+  uint64_t base = 0, end = 0;
+  std::vector<uint32_t> crcs;
+  ASSERT_OK(store_->BlockChecksums(1, kBS + 5, 2 * kBS, &base, &end, &crcs));
+  EXPECT_EQ(base, kBS);
+  EXPECT_EQ(end, d.size());  // blocks 1..3, the last one partial
+  ASSERT_EQ(crcs.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    const uint64_t bs = base + i * kBS;
+    const size_t len = static_cast<size_t>(std::min<uint64_t>(kBS, end - bs));
+    EXPECT_EQ(crcs[i], crc32c::Value(d.data() + bs, len)) << "block " << i + 1;
+  }
+  ASSERT_OK(store_->BlockChecksums(1, 100, 10, &base, &end, &crcs));
+  EXPECT_EQ(base, 0u);
+  EXPECT_EQ(end, kBS);
+  EXPECT_EQ(crcs.size(), 1u);
+  ASSERT_OK(store_->BlockChecksums(1, d.size(), 10, &base, &end, &crcs));  // at the end
+  EXPECT_EQ(end, 0u);
+  EXPECT_TRUE(crcs.empty());
+  EXPECT_EQ(store_->BlockChecksums(2, 0, 10, &base, &end, &crcs).code(), Code::kNotFound);
+
+  ASSERT_OK(store_->Sync(1));
+  store_.reset();
+  std::filesystem::resize_file(dir_ + "/chunks/0000000000000001.crc", 16 + 4);  // one entry left
+  OpenStore();
+  ASSERT_OK(store_->BlockChecksums(1, 0, kBS, &base, &end, &crcs));
+  EXPECT_EQ(store_->BlockChecksums(1, 0, kBS + 1, &base, &end, &crcs).code(), Code::kCorruption);
+}
+
 TEST_F(ChunkStoreTest, NoSpacePropagatesAndChunkStaysUsable) {
   ASSERT_OK(store_->Create(1, 1));
   const std::vector<uint8_t> d = RandomBytes(100000, 13);

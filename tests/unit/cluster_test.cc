@@ -20,9 +20,12 @@ namespace {
 class InProcCluster {
  public:
   // envs[rank]: the Env (disk and clock) of the master (rank 0) and of each
-  // chunkserver (ranks 1..k); missing or null: the real one.
+  // chunkserver (ranks 1..k); missing or null: the real one. `tweak` may
+  // change the job's settings. Every rank is on one host, so clients read
+  // short-circuit unless the tweak turns it off.
   explicit InProcCluster(int chunkservers, uint64_t chunk_size = 1 << 20, int clients = 1,
-                         std::vector<Env*> envs = {})
+                         std::vector<Env*> envs = {},
+                         const std::function<void(JobConfig*)>& tweak = nullptr)
       : k_(chunkservers), fabric_(chunkservers + 1 + clients), envs_(std::move(envs)) {
     char tmpl[] = "/tmp/gfs-cluster-XXXXXX";
     dir_ = mkdtemp(tmpl);
@@ -34,6 +37,7 @@ class InProcCluster {
     cfg_.slice_size = 64 * 1024;
     cfg_.write_op_size = 256 * 1024;
     cfg_.read_size = 128 * 1024;
+    if (tweak) tweak(&cfg_);
     std::vector<int> cs, client_ranks;
     for (int i = 1; i <= k_; ++i) cs.push_back(i);
     for (int i = 0; i < clients; ++i) client_ranks.push_back(k_ + 1 + i);
@@ -116,6 +120,9 @@ class InProcCluster {
   std::vector<std::thread> threads_;
   std::atomic<bool> stop_{false};
 };
+
+// For tests of reads through the chunkservers (read-ahead, replica choice).
+void NoShortCircuit(JobConfig* j) { j->short_circuit_reads = false; }
 
 std::vector<uint8_t> RandomBytes(size_t n, uint64_t seed) {
   std::vector<uint8_t> v(n);
@@ -233,7 +240,7 @@ TEST(InProcCluster, ReadFailsOverToAnotherReplica) {
 // silent replica once, instead of every third request waiting out the
 // deadline on it.
 TEST(InProcCluster, ReadsStopAskingASilentReplica) {
-  InProcCluster c(3);
+  InProcCluster c(3, 1 << 20, 1, {}, NoShortCircuit);
   auto f = c.client()->Create("/f");
   ASSERT_TRUE(f.ok());
   auto data = RandomBytes(2 << 20, 17);  // 2 chunks of 1 MiB, 8 read requests each
@@ -574,7 +581,7 @@ TEST(InProcCluster, LengthsAreReportedAtFsyncCloseAndRename) {
 // it, and bytes read ahead long ago are read anew (another client's
 // overwrite in between is seen).
 TEST(InProcCluster, SequentialReadsAreReadAhead) {
-  InProcCluster c(3, 1 << 20, 2);
+  InProcCluster c(3, 1 << 20, 2, {}, NoShortCircuit);
   auto data = RandomBytes((3 << 20) + 54321, 11);
   auto w = c.client(0)->Create("/ra");
   ASSERT_TRUE(w.ok());
@@ -708,6 +715,73 @@ TEST(InProcCluster, LeasesAcrossClockJumps) {
   EXPECT_EQ(version(), v2);  // no replica left the chain after the jumps back
   ASSERT_TRUE(c.client(0)->Close(&*f0).ok());
   ASSERT_TRUE(c.client(1)->Close(&*f1).ok());
+}
+
+// Short-circuit reads: a client on a replica's host reads the chunk file
+// itself and checks every block against the chunkserver's checksums. It gets
+// the right bytes at any alignment; bytes another client overwrote after the
+// checksums came are read anew; a block corrupt on disk is never handed out:
+// the read goes through that chunkserver, which verifies and reports it, and
+// the bytes come from the good replica.
+TEST(InProcCluster, ShortCircuitReadsVerifyEveryBlock) {
+  InProcCluster c(2, 1 << 20, 2, {}, [](JobConfig* j) { j->scrub_mb_per_s = 0; });
+  auto data = RandomBytes((3 << 20) + 54321, 21);
+  auto w = c.client(0)->Create("/sc");
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE(c.client(0)->Write(&*w, 0, data.data(), data.size()).ok());
+  ASSERT_TRUE(c.client(0)->Fsync(&*w).ok());
+  Client* reader = c.client(1);
+  auto r = reader->Open("/sc");
+  ASSERT_TRUE(r.ok());
+  constexpr size_t kPiece = 48 * 1024;  // blocks are read in part at both ends
+  std::vector<uint8_t> back(data.size());
+  for (size_t off = 0; off < data.size(); off += kPiece) {
+    auto n = reader->Read(&*r, off, back.data() + off, kPiece);
+    ASSERT_TRUE(n.ok()) << n.status().ToString();
+    ASSERT_EQ(*n, std::min(kPiece, data.size() - off));
+  }
+  EXPECT_EQ(back, data);
+  auto& k = reader->stats().counters;
+  EXPECT_EQ(k["bytes_read_local"], data.size());
+  EXPECT_EQ(k["local_read_fallbacks"], 0u);
+  EXPECT_EQ(k["bytes_read_ahead"], 0u);
+
+  // An overwrite by another client right after the reader's answer came.
+  std::vector<uint8_t> piece(kPiece);
+  ASSERT_TRUE(reader->Read(&*r, 0, piece.data(), kPiece).ok());
+  auto fresh = RandomBytes(100000, 22);
+  ASSERT_TRUE(c.client(0)->Write(&*w, 200000, fresh.data(), fresh.size()).ok());
+  std::copy(fresh.begin(), fresh.end(), data.begin() + 200000);
+  std::vector<uint8_t> mid(100010);
+  auto n = reader->Read(&*r, 199995, mid.data(), mid.size());
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_TRUE(std::equal(mid.begin(), mid.end(), data.begin() + 199995));
+
+  // Media corruption in block 0 of every chunk on server 0, read twice:
+  // requests take equally near replicas in turn, so one of the two meets it.
+  ChunkStore* bad = c.server(0)->store();
+  for (const ChunkMeta& m : bad->List()) {
+    std::unique_ptr<RandomRWFile> file;
+    ASSERT_TRUE(Env::Posix()->OpenRandomRW(bad->DataPath(m.handle), false, &file).ok());
+    uint8_t b = 0;
+    size_t got = 0;
+    ASSERT_TRUE(file->Read(100, 1, &b, &got).ok());
+    b ^= 0x40;
+    ASSERT_TRUE(file->Write(100, &b, 1).ok());
+  }
+  const uint64_t fallbacks = k["local_read_fallbacks"], retries = k["read_retries"];
+  for (int round = 0; round < 2; ++round) {
+    ASSERT_TRUE(reader->Close(&*r).ok());  // forgets the last answer
+    r = reader->Open("/sc");
+    ASSERT_TRUE(r.ok());
+    std::vector<uint8_t> head(4096);
+    n = reader->Read(&*r, 0, head.data(), head.size());
+    ASSERT_TRUE(n.ok()) << n.status().ToString();
+    EXPECT_TRUE(std::equal(head.begin(), head.end(), data.begin())) << "round " << round;
+  }
+  EXPECT_GT(k["local_read_fallbacks"], fallbacks);
+  // The fallback went to the same chunkserver, which refused the block.
+  EXPECT_GT(k["read_retries"], retries);
 }
 
 }  // namespace
