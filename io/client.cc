@@ -911,13 +911,15 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
     pc.local = ShortCircuit(target) && !pc.no_local;
     Result<uint64_t> id = Status::Internal("unset");
     if (pc.local) {
-      // The checksums of what follows too, for the next reads (TakeLocal).
+      // The checksums of the rest of the chunk too (4 bytes per 64 KiB), for
+      // the reads that follow (TakeLocal): one round trip per chunk, not one
+      // per read, while a sleeping chunkserver waits for a core to answer.
       ReadLocalReq r;
       r.handle = loc.handle;
       r.version = loc.version;
       r.offset = pc.chunk_off;
       r.length = static_cast<uint32_t>(std::max<uint64_t>(
-          pc.len, std::min<uint64_t>({cfg_.read_ahead, f->chunk_size - pc.chunk_off, 1u << 30})));
+          pc.len, std::min<uint64_t>(f->chunk_size - pc.chunk_off, kLocalWindow)));
       id = rpc_.Start(target, r, cfg_.request_timeout_ms);
     } else {
       ReadReq r;

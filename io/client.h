@@ -124,6 +124,8 @@ class Client {
   // arrived longer ago than this are read anew, so another client's write is
   // seen within this long.
   static constexpr uint64_t kAheadMaxAgeUs = 500000;
+  // Most bytes one short-circuit answer covers (its checksums: 16 KiB).
+  static constexpr uint64_t kLocalWindow = 256ull << 20;
   Transport* transport() { return rpc_.transport(); }
 
  private:
@@ -227,9 +229,9 @@ class Client {
   // (kReadLocal), this client reads the bytes itself and verifies every
   // block. Anything that fails (no access, a short file, a mismatch, e.g. a
   // block overwritten since) falls back to kRead, where the chunkserver
-  // verifies and reports corruption. One answer covers up to read_ahead
-  // bytes and serves the reads that follow for kAheadMaxAgeUs, like
-  // read-ahead; chunks read this way are not read ahead.
+  // verifies and reports corruption. One answer covers the rest of the chunk
+  // (up to kLocalWindow) and serves the reads that follow for kAheadMaxAgeUs,
+  // like read-ahead; chunks read this way are not read ahead.
   struct LocalView {
     uint32_t index = 0;  // chunk of the file
     std::unique_ptr<RandomRWFile> file;
