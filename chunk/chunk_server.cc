@@ -561,16 +561,28 @@ void ChunkServer::OnApplyReply(Message& m) {
   if (--pw->second.waiting == 0) Complete(key);
 }
 
+Status ChunkServer::CheckReadable(Message& m, ReadReq* r, ChunkMeta* meta) {
+  GFS_RETURN_IF_ERROR(m.Decode(r));
+  auto got = store_.Meta(r->handle);
+  if (!got.ok()) return got.status();
+  *meta = *got;
+  if (meta->version < r->version) {
+    return Status(Code::kStaleVersion, "replica at version " + std::to_string(meta->version));
+  }
+  return Status::OK();
+}
+
+void ChunkServer::ReplyReadError(Message& m, uint64_t handle, const Status& s) {
+  stats_.counters["read_errors"]++;
+  if (s.code() == Code::kCorruption) ReportCorrupt(handle);
+  Reply(m, s);
+}
+
 void ChunkServer::OnRead(Message& m) {
   ReadReq r;
-  Status s = m.Decode(&r);
+  ChunkMeta meta;
+  Status s = CheckReadable(m, &r, &meta);
   if (!s.ok()) return Reply(m, s);
-  auto meta = store_.Meta(r.handle);
-  if (!meta.ok()) return Reply(m, meta.status());
-  if (meta->version < r.version) {
-    return Reply(
-        m, Status(Code::kStaleVersion, "replica at version " + std::to_string(meta->version)));
-  }
   // Build the ReadReply in place: the blocks are read (and verified) straight
   // into the outgoing buffer, after the envelope and the reply's fixed fields.
   constexpr size_t kFixed = kHeaderSize + 8 + 4;  // chunk_length, blob length
@@ -585,18 +597,14 @@ void ChunkServer::OnRead(Message& m) {
         return out->data() + kFixed;
       },
       &skip, &len);
-  if (!s.ok()) {
-    stats_.counters["read_errors"]++;
-    if (s.code() == Code::kCorruption) ReportCorrupt(r.handle);
-    return Reply(m, s);
-  }
+  if (!s.ok()) return ReplyReadError(m, r.handle, s);
   if (out->size() < kFixed) out->resize(kFixed);
   if (skip > 0) std::memmove(out->data() + kFixed, out->data() + kFixed + skip, len);
   out->resize(kFixed + len);
   stats_.counters["bytes_read"] += len;
   // Envelope and fixed fields, exactly as EncodeReply(ReadReply) lays them out.
   ReadReply empty;
-  empty.chunk_length = meta->length;
+  empty.chunk_length = meta.length;
   Buffer head = EncodeReply(m, empty);
   std::memcpy(out->data(), head->data(), kHeaderSize + 8);
   BytesWriter w(out.get());
@@ -607,25 +615,16 @@ void ChunkServer::OnRead(Message& m) {
 
 void ChunkServer::OnReadLocal(Message& m) {
   ReadLocalReq r;
-  Status s = m.Decode(&r);
+  ChunkMeta meta;
+  Status s = CheckReadable(m, &r, &meta);
   if (!s.ok()) return Reply(m, s);
-  auto meta = store_.Meta(r.handle);
-  if (!meta.ok()) return Reply(m, meta.status());
-  if (meta->version < r.version) {
-    return Reply(
-        m, Status(Code::kStaleVersion, "replica at version " + std::to_string(meta->version)));
-  }
   ReadLocalReply rep;
   s = store_.BlockChecksums(r.handle, r.offset, r.length, &rep.base, &rep.end, &rep.crcs);
-  if (!s.ok()) {
-    stats_.counters["read_errors"]++;
-    if (s.code() == Code::kCorruption) ReportCorrupt(r.handle);
-    return Reply(m, s);
-  }
+  if (!s.ok()) return ReplyReadError(m, r.handle, s);
   std::error_code ec;
   rep.path = std::filesystem::absolute(store_.DataPath(r.handle), ec).string();
   if (ec) return Reply(m, Status::IOError(store_.DataPath(r.handle) + ": " + ec.message()));
-  rep.chunk_length = meta->length;
+  rep.chunk_length = meta.length;
   rep.block_size = static_cast<uint32_t>(ChunkStore::kBlockSize);
   stats_.counters["local_reads"]++;
   SendReply(t_, m, rep);

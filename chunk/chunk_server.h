@@ -88,6 +88,9 @@ class ChunkServer : public Server {
   uint64_t CommittedOf(uint64_t handle);
   void OnRead(Message& m);
   void OnReadLocal(Message& m);
+  // Decodes a read or read-local request and checks the replica's version.
+  Status CheckReadable(Message& m, ReadReq* r, ChunkMeta* meta);
+  void ReplyReadError(Message& m, uint64_t handle, const Status& s);
   void OnSync(Message& m);
   void OnPrepare(Message& m);
   // Refuses what a deposed master sends and follows a new one (kNewMaster).

@@ -640,31 +640,43 @@ void ChunkStore::Restore(State* st, OpenChunk* oc, uint64_t off, uint64_t end,
 
 // ---------------------------------------------------------------------- read
 
-Status ChunkStore::ReadVerified(uint64_t handle, uint64_t offset, size_t n,
-                                const std::function<uint8_t*(size_t)>& reserve, size_t* skip,
-                                size_t* len) {
-  *skip = 0;
-  *len = 0;
+Status ChunkStore::Locate(uint64_t handle, uint64_t offset, size_t n, Span* sp) {
+  *sp = Span();
   Result<State*> str = Lookup(handle);
   if (!str.ok()) return str.status();
   State* st = *str;
   const uint64_t L = st->length;
   if (offset >= L || n == 0) return Status::OK();
-  const uint64_t want = std::min<uint64_t>(n, L - offset);
+  sp->length = L;
+  sp->want = std::min<uint64_t>(n, L - offset);
   Result<OpenChunk*> ocr = Acquire(handle, st, /*create=*/false);
   if (!ocr.ok()) return ocr.status();
-  OpenChunk* oc = *ocr;
-  const size_t first = static_cast<size_t>(offset / kBS);
-  const size_t last = static_cast<size_t>((offset + want - 1) / kBS);
-  const uint64_t rs = uint64_t{first} * kBS;
-  const uint64_t re = std::min<uint64_t>(uint64_t{last + 1} * kBS, L);
+  sp->oc = *ocr;
+  sp->first = static_cast<size_t>(offset / kBS);
+  sp->last = static_cast<size_t>((offset + sp->want - 1) / kBS);
+  sp->rs = uint64_t{sp->first} * kBS;
+  sp->re = std::min<uint64_t>(uint64_t{sp->last + 1} * kBS, L);
+  return Status::OK();
+}
+
+Status ChunkStore::ReadVerified(uint64_t handle, uint64_t offset, size_t n,
+                                const std::function<uint8_t*(size_t)>& reserve, size_t* skip,
+                                size_t* len) {
+  *skip = 0;
+  *len = 0;
+  Span sp;
+  GFS_RETURN_IF_ERROR(Locate(handle, offset, n, &sp));
+  if (sp.oc == nullptr) return Status::OK();
+  OpenChunk* oc = sp.oc;
+  const size_t first = sp.first, last = sp.last;
+  const uint64_t rs = sp.rs, re = sp.re, want = sp.want;
   // Read the whole blocks straight into the caller's memory and verify them.
   uint8_t* buf = reserve(static_cast<size_t>(re - rs));
   size_t got = 0;
   Status s = oc->data->Read(rs, re - rs, buf, &got);
   if (s.ok() && got != re - rs) {
     s = Status::Corruption(DataPath(handle) + ": data file shorter than chunk length " +
-                           std::to_string(L));
+                           std::to_string(sp.length));
   }
   for (size_t i = first; s.ok() && i <= last; ++i) {
     const uint64_t bs = uint64_t{i} * kBS;
@@ -680,25 +692,19 @@ Status ChunkStore::BlockChecksums(uint64_t handle, uint64_t offset, size_t n, ui
                                   uint64_t* end, std::vector<uint32_t>* crcs) {
   *base = *end = 0;
   crcs->clear();
-  Result<State*> str = Lookup(handle);
-  if (!str.ok()) return str.status();
-  State* st = *str;
-  const uint64_t L = st->length;
-  if (offset >= L || n == 0) return Status::OK();
-  const uint64_t want = std::min<uint64_t>(n, L - offset);
-  Result<OpenChunk*> ocr = Acquire(handle, st, /*create=*/false);
-  if (!ocr.ok()) return ocr.status();
-  const OpenChunk* oc = *ocr;
-  const size_t first = static_cast<size_t>(offset / kBS);
-  const size_t last = static_cast<size_t>((offset + want - 1) / kBS);
+  Span sp;
+  GFS_RETURN_IF_ERROR(Locate(handle, offset, n, &sp));
+  if (sp.oc == nullptr) return Status::OK();
+  const OpenChunk* oc = sp.oc;
+  const size_t first = sp.first, last = sp.last;
   if (last >= oc->crcs_valid || last >= oc->crcs.size()) {
     return Status::Corruption("chunk " + HandleName(handle) + " block " + std::to_string(last) +
                               ": checksum missing (checksum file too short)");
   }
   crcs->assign(oc->crcs.begin() + static_cast<ptrdiff_t>(first),
                oc->crcs.begin() + static_cast<ptrdiff_t>(last + 1));
-  *base = uint64_t{first} * kBS;
-  *end = std::min<uint64_t>(uint64_t{last + 1} * kBS, L);
+  *base = sp.rs;
+  *end = sp.re;
   return Status::OK();
 }
 

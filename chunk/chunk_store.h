@@ -168,6 +168,17 @@ class ChunkStore {
   using LruList = std::list<OpenChunk>;
 
   Result<State*> Lookup(uint64_t handle);
+  // The whole blocks around [offset, offset + n) clipped to the length: the
+  // open chunk (null when the range is empty), its length, the bytes wanted, blocks
+  // [first, last] and their byte range [rs, re).
+  struct Span {
+    OpenChunk* oc = nullptr;
+    uint64_t length = 0;  // the chunk's
+    uint64_t want = 0;
+    size_t first = 0, last = 0;
+    uint64_t rs = 0, re = 0;
+  };
+  Status Locate(uint64_t handle, uint64_t offset, size_t n, Span* sp);
   // Returns the open files and checksums of a chunk, opening/loading them (and
   // creating the files if `create`). Moves it to the LRU front.
   Result<OpenChunk*> Acquire(uint64_t handle, State* st, bool create);

@@ -506,16 +506,8 @@ struct ReadReply {
 // [offset, offset + length) (clipped to the chunk's length); the client reads
 // the file itself and verifies every block against them. A client that cannot
 // (no access, a short file, a checksum mismatch) falls back to kRead.
-struct ReadLocalReq {
+struct ReadLocalReq : ReadReq {  // the same fields
   GFS_MSG(kReadLocal);
-  uint64_t handle = 0;
-  uint64_t version = 0;
-  uint64_t offset = 0;
-  uint32_t length = 0;
-  template <class V>
-  bool Visit(V& v) {
-    return v(handle) && v(version) && v(offset) && v(length);
-  }
 };
 
 struct ReadLocalReply {

@@ -121,6 +121,17 @@ class InProcCluster {
   std::atomic<bool> stop_{false};
 };
 
+// Reads all of `f` (size bytes) front to back in 48 KiB calls: not a divisor
+// of read_size, and blocks are read in part at both ends.
+void ReadInPieces(Client* reader, File* f, std::vector<uint8_t>* back) {
+  constexpr size_t kPiece = 48 * 1024;
+  for (size_t off = 0; off < back->size(); off += kPiece) {
+    auto n = reader->Read(f, off, back->data() + off, kPiece);
+    ASSERT_TRUE(n.ok()) << n.status().ToString();
+    ASSERT_EQ(*n, std::min(kPiece, back->size() - off));
+  }
+}
+
 // For tests of reads through the chunkservers (read-ahead, replica choice).
 void NoShortCircuit(JobConfig* j) { j->short_circuit_reads = false; }
 
@@ -590,13 +601,9 @@ TEST(InProcCluster, SequentialReadsAreReadAhead) {
   auto r = c.client(1)->Open("/ra");
   ASSERT_TRUE(r.ok());
   Client* reader = c.client(1);
-  constexpr size_t kPiece = 48 * 1024;  // not a divisor of read_size
+  constexpr size_t kPiece = 48 * 1024;
   std::vector<uint8_t> back(data.size());
-  for (size_t off = 0; off < data.size(); off += kPiece) {
-    auto n = reader->Read(&*r, off, back.data() + off, kPiece);
-    ASSERT_TRUE(n.ok()) << n.status().ToString();
-    ASSERT_EQ(*n, std::min(kPiece, data.size() - off));
-  }
+  ASSERT_NO_FATAL_FAILURE(ReadInPieces(reader, &*r, &back));
   EXPECT_EQ(back, data);
   const uint64_t ahead = reader->stats().counters["bytes_read_ahead"];
   EXPECT_GT(ahead, data.size() * 3 / 4);
@@ -733,13 +740,9 @@ TEST(InProcCluster, ShortCircuitReadsVerifyEveryBlock) {
   Client* reader = c.client(1);
   auto r = reader->Open("/sc");
   ASSERT_TRUE(r.ok());
-  constexpr size_t kPiece = 48 * 1024;  // blocks are read in part at both ends
+  constexpr size_t kPiece = 48 * 1024;
   std::vector<uint8_t> back(data.size());
-  for (size_t off = 0; off < data.size(); off += kPiece) {
-    auto n = reader->Read(&*r, off, back.data() + off, kPiece);
-    ASSERT_TRUE(n.ok()) << n.status().ToString();
-    ASSERT_EQ(*n, std::min(kPiece, data.size() - off));
-  }
+  ASSERT_NO_FATAL_FAILURE(ReadInPieces(reader, &*r, &back));
   EXPECT_EQ(back, data);
   auto& k = reader->stats().counters;
   EXPECT_EQ(k["bytes_read_local"], data.size());
