@@ -4,7 +4,8 @@
   stats.py get KEY [KEY...]              < JSON   print a (nested) field
   stats.py count KEY [KEY...]            < JSON   same; a list prints its length
   stats.py chain DIR SIZE R                        chain-push checks (put job)
-  stats.py read DIR SIZE MAX_LOOKUPS               read-path checks (get job)
+  stats.py read DIR SIZE MAX_LOOKUPS [local|wire]  read-path checks (get job); local: all
+                                                   short-circuit, wire: none (--no-short-circuit)
   stats.py chunks DATA_DIR FILE CHUNK_SIZE R       on-disk replica checks
 
 Every check prints what it measured and exits 1 with "FAIL: ..." lines when
@@ -198,7 +199,7 @@ def cmd_chain(d, size, r):
     finish("chain")
 
 
-def cmd_read(d, size, max_lookups):
+def cmd_read(d, size, max_lookups, path="any"):
     ranks = load_stats(d)
     by = roles(ranks)
     common_role_checks(ranks, by)
@@ -232,6 +233,11 @@ def cmd_read(d, size, max_lookups):
     check(from_servers + local >= size,
           f"client got {from_servers} bytes from chunkservers + {local} short-circuit < file size {size}")
     check(local == 0 or answers >= 1, "short-circuit bytes without any chunkserver answer")
+    if path == "local":  # every replica on the client's host
+        check(local >= size, f"only {local} of {size} bytes read short-circuit")
+    elif path == "wire":  # --no-short-circuit
+        check(local == 0 and answers == 0, f"{local} bytes read short-circuit with it off")
+        check(from_servers >= size, f"client got {from_servers} bytes from chunkservers < {size}")
     finish("read")
 
 
@@ -293,7 +299,7 @@ def main():
     elif cmd == "chain":
         cmd_chain(args[0], int(args[1]), int(args[2]))
     elif cmd == "read":
-        cmd_read(args[0], int(args[1]), int(args[2]))
+        cmd_read(args[0], int(args[1]), int(args[2]), *args[3:4])
     elif cmd == "chunks":
         cmd_chunks(args[0], args[1], int(args[2]), int(args[3]))
     else:

@@ -41,6 +41,13 @@ rm -f "$TMP/out.bin"
 run_gfs --stats-dir "$TMP/s2" get /big.bin "$TMP/out.bin"
 assert_ok "get with --stats-dir"
 assert_same_file "$TMP/in.bin" "$TMP/out.bin" "second get"
-python3 "$STATS_PY" read "$TMP/s2" "$SIZE" 5 || fail "read path check (lookups, master off the data path)"
+python3 "$STATS_PY" read "$TMP/s2" "$SIZE" 5 local || fail "read path check (lookups, master off the data path)"
+
+# The same through the chunkservers only.
+rm -f "$TMP/out.bin"
+run_gfs --no-short-circuit --stats-dir "$TMP/s3" get /big.bin "$TMP/out.bin"
+assert_ok "get with --no-short-circuit"
+assert_same_file "$TMP/in.bin" "$TMP/out.bin" "get through the chunkservers"
+python3 "$STATS_PY" read "$TMP/s3" "$SIZE" 5 wire || fail "read path check (--no-short-circuit)"
 
 pass
