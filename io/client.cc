@@ -733,7 +733,8 @@ void Client::TopUpAhead(File* f, ReadStream* rs, uint64_t from) {
 bool Client::ShortCircuit(int32_t target) const {
   const int self = rpc_.transport()->rank();
   return cfg_.short_circuit_reads && target >= 0 && target != self &&
-         static_cast<size_t>(target) < hosts_.size() && static_cast<size_t>(self) < hosts_.size() &&
+         no_local_.count(target) == 0 && static_cast<size_t>(target) < hosts_.size() &&
+         static_cast<size_t>(self) < hosts_.size() &&
          hosts_[static_cast<size_t>(target)] == hosts_[static_cast<size_t>(self)];
 }
 
@@ -798,8 +799,8 @@ size_t Client::TakeLocal(File* f, uint64_t offset, uint8_t* out, size_t n) {
   return take;
 }
 
-Status Client::ReadLocalPiece(File* f, uint32_t index, ReadLocalReply& rep, uint64_t chunk_off,
-                              uint8_t* out, size_t n, size_t* got) {
+Status Client::ReadLocalPiece(File* f, uint32_t index, int32_t target, ReadLocalReply& rep,
+                              uint64_t chunk_off, uint8_t* out, size_t n, size_t* got) {
   *got = rep.chunk_length > chunk_off
              ? static_cast<size_t>(std::min<uint64_t>(n, rep.chunk_length - chunk_off))
              : 0;
@@ -816,7 +817,12 @@ Status Client::ReadLocalPiece(File* f, uint32_t index, ReadLocalReply& rep, uint
       v.crcs.size() != (v.end - v.base + v.block_size - 1) / v.block_size) {
     return Status::Protocol("read_local: checksums do not cover the range");
   }
-  GFS_RETURN_IF_ERROR(env_->OpenReadOnly(rep.path, &v.file));
+  Status opened = env_->OpenReadOnly(rep.path, &v.file);
+  if (!opened.ok()) {
+    no_local_.insert(target);
+    stats_.counters["local_read_unreachable"]++;
+    return opened;
+  }
   GFS_RETURN_IF_ERROR(ReadFromView(&v, chunk_off, out, *got));
   if (local_.size() >= 8 && local_.count(f->id) == 0) local_.erase(local_.begin());
   local_[f->id] = std::move(v);
@@ -957,7 +963,8 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
       ReadLocalReply lrep;
       size_t got = 0;
       Status ls = m->Decode(&lrep);
-      if (ls.ok()) ls = ReadLocalPiece(f, pc.index, lrep, pc.chunk_off, out + pc.pos, pc.len, &got);
+      if (ls.ok())
+        ls = ReadLocalPiece(f, pc.index, pc.target, lrep, pc.chunk_off, out + pc.pos, pc.len, &got);
       if (ls.ok()) {
         if (got < pc.len) std::memset(out + pc.pos + got, 0, pc.len - got);
         ++completed;

@@ -119,6 +119,9 @@ class Client {
   Status Finish(int status);
 
   RoleStats& stats() { return stats_; }
+  // The files short-circuit reads open (the real ones by default; tests
+  // inject faults). Must outlive the client.
+  void set_env(Env* env) { env_ = env; }
 
   // Sequential reads are read ahead (JobConfig::read_ahead bytes); bytes that
   // arrived longer ago than this are read anew, so another client's write is
@@ -241,6 +244,7 @@ class Client {
     uint64_t fetched_us = 0;
   };
   bool ShortCircuit(int32_t target) const;
+  std::set<int32_t> no_local_;  // chunkservers whose files this client cannot open
   // Reads [chunk_off, chunk_off + n) (inside [v->base, v->end)) into out and
   // verifies every block it touches.
   Status ReadFromView(LocalView* v, uint64_t chunk_off, uint8_t* out, size_t n);
@@ -249,8 +253,10 @@ class Client {
   size_t TakeLocal(File* f, uint64_t offset, uint8_t* out, size_t n);
   // A kReadLocal answer for chunk `index`: reads its [chunk_off, +n) into
   // out (*got bytes: fewer past the chunk's length) and keeps the answer.
-  Status ReadLocalPiece(File* f, uint32_t index, ReadLocalReply& rep, uint64_t chunk_off,
-                        uint8_t* out, size_t n, size_t* got);
+  // A chunkserver whose file cannot be opened is not asked again (its
+  // replicas are read through it from then on).
+  Status ReadLocalPiece(File* f, uint32_t index, int32_t target, ReadLocalReply& rep,
+                        uint64_t chunk_off, uint8_t* out, size_t n, size_t* got);
 
   RpcClient rpc_;
   JobConfig cfg_;

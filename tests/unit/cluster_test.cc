@@ -787,5 +787,32 @@ TEST(InProcCluster, ShortCircuitReadsVerifyEveryBlock) {
   EXPECT_GT(k["read_retries"], retries);
 }
 
+// A client that cannot open the chunkservers' files (another node's disk
+// under the same host name, no permission) reads everything through the
+// chunkservers, and tries each chunkserver's files once, not once per read.
+TEST(InProcCluster, UnreachableChunkFilesAreTriedOncePerServer) {
+  InProcCluster c(2, 1 << 20, 2);
+  auto data = RandomBytes((2 << 20) + 4321, 23);
+  auto w = c.client(0)->Create("/u");
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE(c.client(0)->Write(&*w, 0, data.data(), data.size()).ok());
+  ASSERT_TRUE(c.client(0)->Fsync(&*w).ok());
+  FaultEnv blind(Env::Posix());
+  blind.SetReadOnlyOpenError(true);
+  Client* reader = c.client(1);
+  reader->set_env(&blind);
+  auto r = reader->Open("/u");
+  ASSERT_TRUE(r.ok());
+  std::vector<uint8_t> back(data.size());
+  ASSERT_NO_FATAL_FAILURE(ReadInPieces(reader, &*r, &back));
+  EXPECT_EQ(back, data);
+  auto& k = reader->stats().counters;
+  EXPECT_EQ(k["bytes_read_local"], 0u);
+  EXPECT_GE(blind.read_only_opens(), 1u);
+  EXPECT_LE(blind.read_only_opens(), 2u);  // one per chunkserver at most
+  EXPECT_EQ(k["local_read_unreachable"], blind.read_only_opens());
+  reader->set_env(Env::Posix());
+}
+
 }  // namespace
 }  // namespace gfs

@@ -28,6 +28,7 @@
 //   - FlipByte(path, offset, mask): media corruption, applied to the file on disk
 //     and to its last-synced image, so a later crash does not undo it.
 //   - SetClockOffset(us): NowMicros() returns target time + offset (clock jumps).
+//   - SetReadOnlyOpenError(true): every OpenReadOnly fails with IOError.
 //   - Counters of file opens, reads, writes and syncs, to assert I/O patterns.
 //
 // Model limits (good enough for unit tests): directory entries are treated as
@@ -80,6 +81,10 @@ class FaultEnv : public EnvWrapper {
     sync_ok_left_ = n;
   }
   void SetClockOffset(int64_t us) { clock_offset_ = us; }
+  // Every OpenReadOnly fails with IOError (a reader that cannot reach the
+  // files, e.g. another node's, or no permission); counted either way.
+  void SetReadOnlyOpenError(bool on) { read_only_open_error_ = on; }
+  uint64_t read_only_opens() const { return read_only_opens_; }
 
   uint64_t reads() const { return reads_; }
   uint64_t writes() const { return writes_; }
@@ -133,6 +138,11 @@ class FaultEnv : public EnvWrapper {
     GFS_RETURN_IF_ERROR(target()->OpenRandomRW(p, create, &f));
     *out = std::make_unique<File>(this, p, std::move(f));
     return Status::OK();
+  }
+  Status OpenReadOnly(const std::string& p, std::unique_ptr<RandomRWFile>* out) override {
+    ++read_only_opens_;
+    if (read_only_open_error_) return Status::IOError(p + ": open: injected error");
+    return target()->OpenReadOnly(p, out);
   }
   Status OpenAppend(const std::string& p, std::unique_ptr<AppendFile>* out) override {
     ++opens_;
@@ -333,7 +343,8 @@ class FaultEnv : public EnvWrapper {
   int64_t write_fail_at_ = -1;  // guarded by knob_mu_
   int64_t sync_ok_left_ = -1;   // guarded by knob_mu_
   std::atomic<int64_t> clock_offset_{0};
-  std::atomic<uint64_t> reads_{0}, writes_{0}, syncs_{0}, opens_{0};
+  std::atomic<uint64_t> reads_{0}, writes_{0}, syncs_{0}, opens_{0}, read_only_opens_{0};
+  std::atomic<bool> read_only_open_error_{false};
 };
 
 }  // namespace gfs
