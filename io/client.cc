@@ -738,6 +738,19 @@ bool Client::ShortCircuit(int32_t target) const {
          hosts_[static_cast<size_t>(target)] == hosts_[static_cast<size_t>(self)];
 }
 
+Status Client::ReadBlocksChecked(LocalView* v, uint64_t from, uint64_t to, uint8_t* dst) {
+  size_t got = 0;
+  GFS_RETURN_IF_ERROR(v->file->Read(from, to - from, dst, &got));
+  if (got != to - from) return Status::Corruption("short chunk file");
+  for (uint64_t b = from; b < to; b += v->block_size) {
+    const size_t len = static_cast<size_t>(std::min<uint64_t>(b + v->block_size, to) - b);
+    if (crc32c::Value(dst + (b - from), len) != v->crcs[(b - v->base) / v->block_size]) {
+      return Status::Corruption("block checksum mismatch");
+    }
+  }
+  return Status::OK();
+}
+
 Status Client::ReadFromView(LocalView* v, uint64_t chunk_off, uint8_t* out, size_t n) {
   const uint64_t bs = v->block_size;
   const uint64_t stop = chunk_off + n;
@@ -749,27 +762,12 @@ Status Client::ReadFromView(LocalView* v, uint64_t chunk_off, uint8_t* out, size
     // there; a block the range covers only in part goes through edge_.
     const uint64_t whole_end = stop == v->end ? stop : b0 + (stop - b0) / bs * bs;
     if (pos == b0 && whole_end > pos) {
-      uint8_t* dst = out + (pos - chunk_off);
-      size_t got = 0;
-      GFS_RETURN_IF_ERROR(v->file->Read(pos, whole_end - pos, dst, &got));
-      if (got != whole_end - pos) return Status::Corruption("short chunk file");
-      for (uint64_t b = pos; b < whole_end; b += bs) {
-        const size_t len = static_cast<size_t>(std::min(b + bs, whole_end) - b);
-        if (crc32c::Value(dst + (b - pos), len) != v->crcs[(b - v->base) / bs]) {
-          return Status::Corruption("block checksum mismatch");
-        }
-      }
+      GFS_RETURN_IF_ERROR(ReadBlocksChecked(v, pos, whole_end, out + (pos - chunk_off)));
       pos = whole_end;
       continue;
     }
-    const size_t len = static_cast<size_t>(b1 - b0);
-    edge_.resize(len);
-    size_t got = 0;
-    GFS_RETURN_IF_ERROR(v->file->Read(b0, len, edge_.data(), &got));
-    if (got != len) return Status::Corruption("short chunk file");
-    if (crc32c::Value(edge_.data(), len) != v->crcs[(b0 - v->base) / bs]) {
-      return Status::Corruption("block checksum mismatch");
-    }
+    edge_.resize(static_cast<size_t>(b1 - b0));
+    GFS_RETURN_IF_ERROR(ReadBlocksChecked(v, b0, b1, edge_.data()));
     const uint64_t upto = std::min(b1, stop);
     std::memcpy(out + (pos - chunk_off), edge_.data() + (pos - b0),
                 static_cast<size_t>(upto - pos));
@@ -915,25 +913,21 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
     pc.same = -1;
     pc.target = target;
     pc.local = ShortCircuit(target) && !pc.no_local;
+    ReadLocalReq r;  // a ReadReq under its own type
+    r.handle = loc.handle;
+    r.version = loc.version;
+    r.offset = pc.chunk_off;
+    r.length = pc.len;
     Result<uint64_t> id = Status::Internal("unset");
     if (pc.local) {
       // The checksums of the rest of the chunk too (4 bytes per 64 KiB), for
       // the reads that follow (TakeLocal): one round trip per chunk, not one
       // per read, while a sleeping chunkserver waits for a core to answer.
-      ReadLocalReq r;
-      r.handle = loc.handle;
-      r.version = loc.version;
-      r.offset = pc.chunk_off;
       r.length = static_cast<uint32_t>(std::max<uint64_t>(
           pc.len, std::min<uint64_t>(f->chunk_size - pc.chunk_off, kLocalWindow)));
       id = rpc_.Start(target, r, cfg_.request_timeout_ms);
     } else {
-      ReadReq r;
-      r.handle = loc.handle;
-      r.version = loc.version;
-      r.offset = pc.chunk_off;
-      r.length = pc.len;
-      id = rpc_.Start(target, r, cfg_.request_timeout_ms);
+      id = rpc_.Start(target, static_cast<const ReadReq&>(r), cfg_.request_timeout_ms);
     }
     if (!id.ok()) return id.status();
     inflight[*id] = i;
@@ -984,7 +978,7 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
       continue;
     }
     ReadReply rep;
-    if (s.ok() && !pc.local) s = m->Decode(&rep);
+    if (s.ok()) s = m->Decode(&rep);
     if (s.ok()) {
       std::memcpy(out + pc.pos, rep.bytes.data, rep.bytes.size);
       if (rep.bytes.size < pc.len) {

@@ -248,6 +248,9 @@ class Client {
   // Reads [chunk_off, chunk_off + n) (inside [v->base, v->end)) into out and
   // verifies every block it touches.
   Status ReadFromView(LocalView* v, uint64_t chunk_off, uint8_t* out, size_t n);
+  // Reads the blocks [from, to) of v (from a block start to a block end or
+  // v->end) into dst and checks each against v's checksums.
+  static Status ReadBlocksChecked(LocalView* v, uint64_t from, uint64_t to, uint8_t* dst);
   // Reads what the file's last short-circuit answer covers of
   // [offset, offset + n) from its start; returns the bytes read.
   size_t TakeLocal(File* f, uint64_t offset, uint8_t* out, size_t n);
