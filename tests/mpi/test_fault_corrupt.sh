@@ -87,8 +87,29 @@ done
 
 # Scrubbing: one flipped byte in a replica nobody reads; the job only asks
 # the master (fsck without --verify) until the corrupt replica shows up and
-# is replaced.
-flip 99 1 >"$TMP/flips"
+# is replaced. The replica is one the master counts as live: a file an
+# earlier repair left behind for garbage collection is not reported by fsck.
+run_gfs fsck --json /f
+assert_ok "fsck before scrubbing"
+printf '%s' "$OUT" >"$TMP/fsck.json"
+python3 - "$DATA" 99 "$TMP/fsck.json" >"$TMP/flips" <<'PY' || fail "scrub: no live replica to flip"
+import json, random, sys
+data, seed = sys.argv[1], int(sys.argv[2])
+rng = random.Random(seed)
+live = []
+for ch in json.load(open(sys.argv[3]))["files"][0]["chunk_list"]:
+    for rank in ch["replicas"]:  # chunkserver ranks 1..K use chunkserver-0..K-1
+        live.append(f"{data}/chunkserver-{rank - 1}/chunks/{ch['handle']}.chunk")
+path = rng.choice(sorted(live))
+with open(path, "r+b") as f:
+    size = f.seek(0, 2)
+    off = rng.randrange(size)
+    f.seek(off)
+    b = f.read(1)[0]
+    f.seek(off)
+    f.write(bytes([b ^ (1 << rng.randrange(8))]))
+print(path, off)
+PY
 log "scrub: flipped $(cat "$TMP/flips")"
 mkdir -p "$TMP/w"
 run_cmd "${MPIRUN_RECOVERY[@]}" -np 5 "$PROG" scrub "$DATA" "$TMP/w" cs=3 r=3 hb=200 lease=5 \
