@@ -70,7 +70,9 @@ ChunkServer::ChunkServer(Transport* t, Env* env, const JobConfig& cfg, int maste
       dir_(std::move(dir)),
       server_id_(server_id),
       host_(std::move(host)),
-      store_(env, dir_) {}
+      store_(env, dir_) {
+  store_.set_writeback_bytes(cfg_.writeback_bytes);
+}
 
 Status ChunkServer::Start() {
   GFS_RETURN_IF_ERROR(store_.Open());
@@ -633,7 +635,10 @@ void ChunkServer::OnReadLocal(Message& m) {
 void ChunkServer::OnSync(Message& m) {
   SyncReq r;
   Status s = m.Decode(&r);
-  if (s.ok()) s = store_.Sync(r.handle);
+  if (s.ok()) {
+    store_.StartWritebackAll();
+    s = store_.Sync(r.handle);
+  }
   Reply(m, s);
 }
 
@@ -740,6 +745,8 @@ void ChunkServer::OnHeartbeatReply(Message& m) {
 
 void ChunkServer::OnShutdown(Message& m) {
   Status s = store_.SyncAll();
+  stats_.counters["writebacks_early"] = store_.writebacks_early();
+  stats_.counters["writebacks_batched"] = store_.writebacks_batched();
   Reply(m, s);
   done_ = true;
 }

@@ -568,7 +568,26 @@ Status ChunkStore::WriteImpl(uint64_t handle, uint64_t off, const std::vector<Co
   used_bytes_ += new_len - L;
   st->length = new_len;
   st->dirty = true;
+  oc->wb_lo = std::min(oc->wb_lo, off);
+  oc->wb_hi = std::max(oc->wb_hi, end);
+  if (writeback_bytes_ > 0 && oc->wb_hi - oc->wb_lo >= writeback_bytes_ && StartWriteback(oc)) {
+    ++writebacks_early_;
+  }
   return Status::OK();
+}
+
+bool ChunkStore::StartWriteback(OpenChunk* oc) {
+  const bool any = oc->wb_lo < oc->wb_hi;
+  if (any) oc->data->StartWriteback(oc->wb_lo, oc->wb_hi - oc->wb_lo);
+  oc->wb_lo = UINT64_MAX;
+  oc->wb_hi = 0;
+  return any;
+}
+
+void ChunkStore::StartWritebackAll() {
+  for (OpenChunk& oc : lru_) {
+    if (StartWriteback(&oc)) ++writebacks_batched_;
+  }
 }
 
 // After a failed write: cut the data and checksum files back to the old length
@@ -818,6 +837,8 @@ Status ChunkStore::Sync(uint64_t handle) {
   }
   st->dirty = false;
   st->need_dir_sync = false;
+  oc->wb_lo = UINT64_MAX;
+  oc->wb_hi = 0;
   return Status::OK();
 }
 

@@ -136,6 +136,17 @@ class ChunkStore {
   // (verifying that block first); growing appends zeros. Not synced.
   Status Truncate(uint64_t handle, uint64_t length);
 
+  // Early writeback: once a chunk has `bytes` (> 0) written since its device
+  // writes were last started, start them for that range (without waiting;
+  // Env's StartWriteback). The disk then works while more data arrives, and
+  // Sync finds little left to write. 0 (the default): off.
+  void set_writeback_bytes(uint64_t bytes) { writeback_bytes_ = bytes; }
+  // Starts the device writes of every open chunk's bytes not started yet.
+  void StartWritebackAll();
+  // Ranges started by the set_writeback_bytes rule, and by StartWritebackAll.
+  uint64_t writebacks_early() const { return writebacks_early_; }
+  uint64_t writebacks_batched() const { return writebacks_batched_; }
+
   // fsyncs the chunk's data and checksum files (and the directory if they were
   // created since the last sync). A no-op if nothing was written since.
   Status Sync(uint64_t handle);
@@ -164,6 +175,9 @@ class ChunkStore {
     std::unique_ptr<RandomRWFile> crc;
     std::vector<uint32_t> crcs;  // one per block of the current length
     size_t crcs_valid = 0;       // entries [0, crcs_valid) were read/written
+    // Bytes written whose device writes were not started yet lie in
+    // [wb_lo, wb_hi) (empty: wb_lo >= wb_hi).
+    uint64_t wb_lo = UINT64_MAX, wb_hi = 0;
   };
   using LruList = std::list<OpenChunk>;
 
@@ -183,6 +197,7 @@ class ChunkStore {
   // creating the files if `create`). Moves it to the LRU front.
   Result<OpenChunk*> Acquire(uint64_t handle, State* st, bool create);
   void Evict(uint64_t handle);
+  bool StartWriteback(OpenChunk* oc);  // false: nothing was pending
   Status LoadCrcs(OpenChunk* oc, uint64_t length, bool create);
   Status WriteCrcEntries(OpenChunk* oc, size_t first, const std::vector<uint32_t>& v);
   // Reads block `i` (its bytes below `length`) into buf and verifies it.
@@ -198,6 +213,8 @@ class ChunkStore {
   Env* const env_;
   const std::string dir_;
   const size_t max_open_;
+  uint64_t writeback_bytes_ = 0;
+  uint64_t writebacks_early_ = 0, writebacks_batched_ = 0;
   std::unique_ptr<FileLock> lock_;
   std::map<uint64_t, State> chunks_;
   std::vector<BadChunk> bad_;

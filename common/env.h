@@ -27,6 +27,10 @@ class RandomRWFile {
   virtual Status Truncate(uint64_t size) = 0;
   virtual Status Sync() = 0;
   virtual Result<uint64_t> Size() = 0;
+  // Asks the OS to start writing [offset, offset + n) to the device and
+  // returns without waiting for it. A hint: it makes a later Sync shorter,
+  // never replaces it. Default: nothing.
+  virtual void StartWriteback(uint64_t /*offset*/, uint64_t /*n*/) {}
 };
 
 // An append-only file (op log).

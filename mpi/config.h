@@ -27,6 +27,7 @@ struct JobConfig {
   bool short_circuit_reads = true;          // read a replica on the client's host from its file
   uint64_t push_buffer_limit = 1ull << 30;  // pushed bytes a chunkserver holds
   uint64_t capacity = 0;                    // 0: the file system's free space
+  uint64_t writeback_bytes = 0;             // chunkserver: start disk writes per this much; 0 off
   uint32_t scrub_mb_per_s = 32;             // background checksum scrubbing; 0: off
   uint64_t log_roll_bytes = 64ull << 20;    // master: new op-log file + checkpoint past this
   uint32_t keep_checkpoints = 2;            // master: checkpoints kept (and the logs they need)

@@ -46,7 +46,7 @@ namespace {
 
 po::options_description GlobalDescription(std::string* chunk_size, std::string* slice_size,
                                           std::string* capacity, std::string* log_roll,
-                                          GlobalOptions* g) {
+                                          std::string* writeback, GlobalOptions* g) {
   JobConfig& j = g->job;
   po::options_description d("Global options (before COMMAND)");
   d.add_options()("help,h", po::bool_switch(&g->help), "show this help")(
@@ -73,6 +73,9 @@ po::options_description GlobalDescription(std::string* chunk_size, std::string* 
       "passes this size, K/M/G suffixes (default 64M)")(
       "keep-checkpoints", po::value(&j.keep_checkpoints),
       "master: checkpoints kept, with the logs they need (default 2)")(
+      "writeback", po::value(writeback),
+      "chunkservers start writing a chunk's new bytes to disk once this much is written, "
+      "so an fsync finds little left to do; K/M/G suffixes, 0 off (default 0)")(
       "no-short-circuit", po::bool_switch(&g->no_short_circuit),
       "clients read replicas on their own host through the chunkserver, not from its files")(
       "progress", po::bool_switch(&j.progress), "show progress of long transfers on stderr")(
@@ -97,11 +100,9 @@ bool TakesValue(const po::options_description& d, const std::string& name) {
 }  // namespace
 
 std::string GlobalUsage() {
-  std::string cs, ss, cap, roll;
+  std::string cs, ss, cap, roll, wb;
   GlobalOptions g;
-  po::options_description d("Global options (before COMMAND)");
-  // Rebuild only the visible part for printing.
-  auto all = GlobalDescription(&cs, &ss, &cap, &roll, &g);
+  auto all = GlobalDescription(&cs, &ss, &cap, &roll, &wb, &g);
   std::ostringstream o;
   o << "usage: gfs [global options] COMMAND [ARGS]\n"
        "       mpirun -np N gfs [global options] COMMAND [ARGS]   (rank mode)\n\n"
@@ -135,8 +136,9 @@ std::string GlobalUsage() {
 
 Result<CommandLine> ParseCommandLine(int argc, char** argv, bool launcher) {
   CommandLine cl;
-  std::string chunk_size, slice_size, capacity, log_roll;
-  auto desc = GlobalDescription(&chunk_size, &slice_size, &capacity, &log_roll, &cl.global);
+  std::string chunk_size, slice_size, capacity, log_roll, writeback;
+  auto desc =
+      GlobalDescription(&chunk_size, &slice_size, &capacity, &log_roll, &writeback, &cl.global);
   std::vector<std::string> globals;
   int i = 1;
   for (; i < argc; ++i) {
@@ -191,6 +193,11 @@ Result<CommandLine> ParseCommandLine(int argc, char** argv, bool launcher) {
     if (*v < 4096 || *v > (64u << 20))
       return Status::InvalidArgument("--slice-size must be 4K..64M");
     j.slice_size = static_cast<uint32_t>(*v);
+  }
+  if (!writeback.empty()) {
+    auto v = ParseSize("writeback", writeback);
+    if (!v.ok()) return v.status();
+    j.writeback_bytes = *v;
   }
   if (!capacity.empty()) {
     auto v = ParseSize("capacity", capacity);

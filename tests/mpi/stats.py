@@ -7,6 +7,7 @@
   stats.py read DIR SIZE MAX_LOOKUPS [local|wire]  read-path checks (get job); local: all
                                                    short-circuit, wire: none (--no-short-circuit)
   stats.py chunks DATA_DIR FILE CHUNK_SIZE R       on-disk replica checks
+  stats.py sum DIR ROLE COUNTER                    print a counter summed over a role's ranks
 
 Every check prints what it measured and exits 1 with "FAIL: ..." lines when
 something does not hold.
@@ -300,6 +301,14 @@ def main():
         cmd_chain(args[0], int(args[1]), int(args[2]))
     elif cmd == "read":
         cmd_read(args[0], int(args[1]), int(args[2]), *args[3:4])
+    elif cmd == "sum":
+        ranks = load_stats(args[0])
+        picked = [st for st in ranks.values() if st.get("role") == args[1]]
+        check(picked, f"no rank with role '{args[1]}'")
+        total = sum(counter(st, args[2]) for st in picked)
+        if failures:
+            finish("sum")
+        print(total)
     elif cmd == "chunks":
         cmd_chunks(args[0], args[1], int(args[2]), int(args[3]))
     else:

@@ -38,6 +38,10 @@ assert_one_error_line "gfs:"
 assert_contains "$ERR" "12Q" "bad chunk size error names the value"
 run_gfs --chunk-size 0 ls /
 assert_fails "--chunk-size 0"
+run_gfs --writeback 3X ls /
+assert_fails "--writeback 3X"
+assert_one_error_line "gfs:"
+assert_contains "$ERR" "3X" "bad writeback size error names the value"
 run_gfs --chunkservers 0 ls /
 assert_fails "--chunkservers 0"
 assert_one_error_line "gfs:"

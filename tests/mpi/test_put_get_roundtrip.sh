@@ -36,6 +36,25 @@ python3 "$STATS_PY" chunks "$DATA" "$TMP/in.bin" 8388608 3 || fail "on-disk repl
 # Chain push (stats of the put job).
 python3 "$STATS_PY" chain "$TMP/s1" "$SIZE" 3 || fail "chain push check"
 
+# The put's closing fsync: each chunkserver starts the device writes of all
+# its replicas at the first sync request (one batch), none while writing.
+CHUNKS=$(((SIZE + 8388607) / 8388608))
+assert_eq 0 "$(python3 "$STATS_PY" sum "$TMP/s1" chunkserver writebacks_early)" "no early writeback by default"
+assert_eq $((CHUNKS * 3)) "$(python3 "$STATS_PY" sum "$TMP/s1" chunkserver writebacks_batched)" \
+  "fsync starts every replica's writes once"
+
+# Early writeback (--writeback 1M): the chunkserver starts them as each
+# write lands (a write is 8 MiB here), so the fsync finds nothing left to start.
+run_gfs --writeback 1M --stats-dir "$TMP/s4" put "$TMP/in.bin" /wb.bin
+assert_ok "put with --writeback 1M"
+assert_eq 0 "$(python3 "$STATS_PY" sum "$TMP/s4" chunkserver writebacks_batched)" "nothing left at fsync"
+assert_eq $((CHUNKS * 3)) "$(python3 "$STATS_PY" sum "$TMP/s4" chunkserver writebacks_early)" \
+  "one early writeback per 8 MiB write per replica"
+run_gfs get /wb.bin "$TMP/out.bin"
+assert_ok "get after put with --writeback"
+assert_same_file "$TMP/in.bin" "$TMP/out.bin" "get after put with --writeback"
+rm -f "$TMP/out.bin"
+
 # Batched lookups (stats of a get job).
 rm -f "$TMP/out.bin"
 run_gfs --stats-dir "$TMP/s2" get /big.bin "$TMP/out.bin"

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 #include <random>
@@ -604,6 +605,50 @@ TEST_F(ChunkStoreTest, UnsyncedWritesLostOnCrashSyncedSurvive) {
   EXPECT_EQ(ReadAll(2), b);
   EXPECT_OK(store_->Verify(1));
   EXPECT_OK(store_->Verify(2));
+}
+
+// Early writeback: started per `writeback_bytes` written and, for what is
+// left, by StartWritebackAll; each range once; a hint that never stands in for
+// Sync (the crash model drops what was started but not synced).
+TEST_F(ChunkStoreTest, WritebackStartsEachRangeOnceAndIsNoSync) {
+  store_->set_writeback_bytes(256 * 1024);
+  ASSERT_OK(store_->Create(1, 1));
+  ASSERT_OK(store_->Create(2, 1));
+  const std::vector<uint8_t> d = RandomBytes(512 * 1024, 21);
+  const std::string p1 = store_->DataPath(1), p2 = store_->DataPath(2);
+  env_.RecordEvents(true);
+  ASSERT_OK(store_->Write(1, 0, d.data(), 100 * 1024));
+  EXPECT_TRUE(env_.TakeEvents().empty());  // below the threshold
+  ASSERT_OK(store_->Write(1, 100 * 1024, d.data() + 100 * 1024, 200 * 1024));
+  EXPECT_EQ(env_.TakeEvents(), std::vector<std::string>{"writeback " + p1 + " 0 307200"});
+  ASSERT_OK(store_->Write(1, 300 * 1024, d.data() + 300 * 1024, 212 * 1024));
+  ASSERT_OK(store_->Write(2, 0, d.data(), 1000));
+  ASSERT_OK(store_->Write(2, 5000, d.data(), 1000));  // the range spans the gap
+  EXPECT_TRUE(env_.TakeEvents().empty());
+  store_->StartWritebackAll();
+  std::vector<std::string> ev = env_.TakeEvents();
+  std::sort(ev.begin(), ev.end());
+  std::vector<std::string> want = {"writeback " + p1 + " 307200 217088",
+                                   "writeback " + p2 + " 0 6000"};
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(ev, want);
+  store_->StartWritebackAll();  // nothing new written: nothing to start
+  EXPECT_TRUE(env_.TakeEvents().empty());
+
+  CrashAndReopen();  // started, never synced: gone
+  EXPECT_EQ(store_->Meta(1)->length, 0u);
+  EXPECT_EQ(store_->Meta(2)->length, 0u);
+
+  // Off (the reopened store's default): nothing is started while writing;
+  // Sync leaves nothing pending.
+  ASSERT_OK(store_->Write(1, 0, d.data(), d.size()));
+  EXPECT_TRUE(env_.TakeEvents().empty());
+  ASSERT_OK(store_->Sync(1));
+  store_->StartWritebackAll();
+  EXPECT_EQ(env_.TakeEvents(),
+            (std::vector<std::string>{"sync " + p1, "sync " + store_->CrcPath(1)}));
+  CrashAndReopen();
+  EXPECT_EQ(ReadAll(1), d);
 }
 
 TEST_F(ChunkStoreTest, SyncAfterCacheEvictionStillSyncs) {

@@ -6,6 +6,9 @@
 #include <atomic>
 #include <filesystem>
 #include <random>
+#include <set>
+#include <sstream>
+#include <string>
 #include <thread>
 
 #include "chunk/chunk_server.h"
@@ -812,6 +815,44 @@ TEST(InProcCluster, UnreachableChunkFilesAreTriedOncePerServer) {
   EXPECT_LE(blind.read_only_opens(), 2u);  // one per chunkserver at most
   EXPECT_EQ(k["local_read_unreachable"], blind.read_only_opens());
   reader->set_env(Env::Posix());
+}
+
+// An fsync of a file of several chunks: the chunkserver starts the device
+// writes of every chunk written since its last sync before it waits on the
+// first one (one batch for the disk, not one chunk after another).
+TEST(InProcCluster, FsyncStartsEveryDirtyChunkBeforeTheFirstSync) {
+  FaultEnv fe(Env::Posix());
+  InProcCluster c(1, 1 << 20, 1, {nullptr, &fe});
+  auto data = RandomBytes((3 << 20) + 999, 29);
+  auto w = c.client()->Create("/b");
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE(c.client()->Write(&*w, 0, data.data(), data.size()).ok());
+  fe.RecordEvents(true);
+  ASSERT_TRUE(c.client()->Fsync(&*w).ok());
+  fe.RecordEvents(false);
+  std::set<std::string> started, synced;
+  bool synced_before_all_started = false;
+  for (const std::string& e : fe.TakeEvents()) {
+    std::istringstream in(e);
+    std::string what, path;
+    in >> what >> path;
+    if (path.size() < 6 || path.compare(path.size() - 6, 6, ".chunk") != 0) continue;
+    if (what == "writeback") {
+      started.insert(path);
+      if (!synced.empty()) synced_before_all_started = true;
+    } else {
+      synced.insert(path);
+    }
+  }
+  EXPECT_EQ(started.size(), 4u);  // every chunk of the file
+  EXPECT_EQ(synced, started);
+  EXPECT_FALSE(synced_before_all_started);
+  auto r = c.client()->Open("/b");
+  ASSERT_TRUE(r.ok());
+  std::vector<uint8_t> back(data.size());
+  auto n = c.client()->Read(&*r, 0, back.data(), back.size());
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(back, data);
 }
 
 }  // namespace

@@ -29,7 +29,9 @@
 //     and to its last-synced image, so a later crash does not undo it.
 //   - SetClockOffset(us): NowMicros() returns target time + offset (clock jumps).
 //   - SetReadOnlyOpenError(true): every OpenReadOnly fails with IOError.
-//   - Counters of file opens, reads, writes and syncs, to assert I/O patterns.
+//   - Counters of file opens, reads, writes, syncs and started writebacks, to
+//     assert I/O patterns; RecordEvents(true) also logs each writeback
+//     ("writeback PATH OFFSET BYTES") and file sync ("sync PATH") in order.
 //
 // Model limits (good enough for unit tests): directory entries are treated as
 // durable once the file was synced (SyncDir is not tracked separately); removes
@@ -48,6 +50,7 @@
 #include <mutex>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "common/env.h"
 #include "common/status.h"
@@ -89,8 +92,14 @@ class FaultEnv : public EnvWrapper {
   uint64_t reads() const { return reads_; }
   uint64_t writes() const { return writes_; }
   uint64_t syncs() const { return syncs_; }
+  uint64_t writebacks() const { return writebacks_; }
   uint64_t opens() const { return opens_; }
-  void ResetCounters() { reads_ = writes_ = syncs_ = opens_ = 0; }
+  void ResetCounters() { reads_ = writes_ = syncs_ = writebacks_ = opens_ = 0; }
+  void RecordEvents(bool on) { record_events_ = on; }
+  std::vector<std::string> TakeEvents() {
+    std::lock_guard<std::mutex> l(knob_mu_);
+    return std::move(events_);
+  }
 
   // Simulates a crash: see the file comment.
   Status DropUnsyncedData() { return DropUnsyncedData(nullptr); }
@@ -294,9 +303,15 @@ class FaultEnv : public EnvWrapper {
       if (env_->SyncFails()) return Status::IOError(path_ + ": injected sync error");
       GFS_RETURN_IF_ERROR(f_->Sync());
       env_->MarkSynced(path_);
+      env_->Record("sync " + path_);
       return Status::OK();
     }
     Result<uint64_t> Size() override { return f_->Size(); }
+    void StartWriteback(uint64_t offset, uint64_t n) override {
+      ++env_->writebacks_;
+      env_->Record("writeback " + path_ + " " + std::to_string(offset) + " " + std::to_string(n));
+      f_->StartWriteback(offset, n);
+    }
 
    private:
     FaultEnv* env_;
@@ -343,8 +358,17 @@ class FaultEnv : public EnvWrapper {
   int64_t write_fail_at_ = -1;  // guarded by knob_mu_
   int64_t sync_ok_left_ = -1;   // guarded by knob_mu_
   std::atomic<int64_t> clock_offset_{0};
-  std::atomic<uint64_t> reads_{0}, writes_{0}, syncs_{0}, opens_{0}, read_only_opens_{0};
+  std::atomic<uint64_t> reads_{0}, writes_{0}, syncs_{0}, writebacks_{0}, opens_{0},
+      read_only_opens_{0};
   std::atomic<bool> read_only_open_error_{false};
+  std::atomic<bool> record_events_{false};
+  std::vector<std::string> events_;  // guarded by knob_mu_
+
+  void Record(std::string e) {
+    if (!record_events_) return;
+    std::lock_guard<std::mutex> l(knob_mu_);
+    events_.push_back(std::move(e));
+  }
 };
 
 }  // namespace gfs
