@@ -107,6 +107,10 @@ for r in rows:
     assert r["replication"] == (2 if r["api"] == "gfs" else 1), r
 PY
 assert_no_leftovers "$TMP/data4"
+# Each rep waits until the chunkservers have deleted its files' chunks (so
+# that no later timed phase pays for them): none is left when the job ends.
+left="$(find "$TMP/data4" -name '*.chunk' | wc -l)"
+assert_eq 0 "$left" "chunk files of the removed bench files left on disk"
 
 # The bench's exit status comes back through the launcher (mpirun's own is
 # always 0 under --enable-recovery): 1 when a backend failed...
