@@ -3,11 +3,13 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <climits>
 #include <cstdio>
 #include <cstring>
@@ -72,7 +74,8 @@ class NoYield {
 struct MpiTransport::Bell {
   std::atomic<uint32_t> seq;       // bumped by every ring (the futex word)
   std::atomic<uint32_t> sleeping;  // 1 while the owner may be in FUTEX_WAIT
-  char pad[56];
+  std::atomic<int32_t> pid;        // the owner's process id (PeerGone)
+  char pad[52];
 };
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
 
@@ -130,6 +133,10 @@ void MpiTransport::SetUpBells() {
     p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
   }
+  if (p != MAP_FAILED) {
+    static_cast<Bell*>(p)[nrank].pid.store(static_cast<int32_t>(getpid()),
+                                           std::memory_order_relaxed);
+  }
   // Everyone has it mapped (or failed) before the name goes away.
   int ok = p != MAP_FAILED ? 1 : 0, all = 0;
   MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, node);
@@ -144,6 +151,14 @@ void MpiTransport::SetUpBells() {
   bell_of_.assign(static_cast<size_t>(size_), -1);
   for (int i = 0; i < nsize; ++i)
     bell_of_[static_cast<size_t>(members[static_cast<size_t>(i)])] = i;
+}
+
+bool MpiTransport::PeerGone(int src) const {
+  if (bells_ == nullptr || src < 0 || src >= size_) return false;
+  const int i = bell_of_[static_cast<size_t>(src)];
+  if (i < 0) return false;  // another node: only timeouts tell
+  const int32_t pid = bells_[i].pid.load(std::memory_order_relaxed);
+  return pid > 0 && kill(pid, 0) != 0 && errno == ESRCH;
 }
 
 void MpiTransport::Ring(int dest) {
@@ -319,7 +334,7 @@ bool MpiTransport::Poll(Incoming* in) {
   MPI_Get_count(&st, MPI_BYTE, &count);
   const int src = st.MPI_SOURCE;
   auto buf = TakeBuffer(static_cast<size_t>(count));
-  if (!ReceiveMatched(&msg, buf->data(), count, buf)) return false;
+  if (!ReceiveMatched(&msg, buf->data(), count, buf, src)) return false;
   if (count > kRingSenderAbove) Ring(src);
   auto orphan = orphan_tails_.find(src);
   if (orphan != orphan_tails_.end()) {
@@ -336,8 +351,9 @@ bool MpiTransport::Poll(Incoming* in) {
     while (flag == 0) {
       if (MPI_Improbe(src, kTag, comm_, &flag, &msg, &ts) != MPI_SUCCESS) return false;
       if (flag != 0) break;
-      if (MonoMicros() - start > kTailWaitUs) {
+      if (MonoMicros() - start > kTailWaitUs || (spins % 256 == 255 && PeerGone(src))) {
         orphan_tails_[src]++;  // the sender stalled or died between the two
+        ++receives_given_up_;
         return false;
       }
       if (++spins > 64) std::this_thread::sleep_for(std::chrono::microseconds(20));
@@ -346,7 +362,7 @@ bool MpiTransport::Poll(Incoming* in) {
     MPI_Get_count(&ts, MPI_BYTE, &tail);
     auto whole = TakeBuffer(static_cast<size_t>(count) + static_cast<size_t>(tail));
     std::memcpy(whole->data(), buf->data(), static_cast<size_t>(count));
-    if (!ReceiveMatched(&msg, whole->data() + count, tail, whole)) return false;
+    if (!ReceiveMatched(&msg, whole->data() + count, tail, whole, src)) return false;
     if (tail > kRingSenderAbove) Ring(src);
     (*whole)[kFlagsOffset] &= static_cast<uint8_t>(~kTailFollows);
     buf = std::move(whole);
@@ -360,7 +376,8 @@ bool MpiTransport::Poll(Incoming* in) {
   return true;
 }
 
-bool MpiTransport::ReceiveMatched(MPI_Message* msg, uint8_t* dst, int count, const Buffer& keep) {
+bool MpiTransport::ReceiveMatched(MPI_Message* msg, uint8_t* dst, int count, const Buffer& keep,
+                                  int src) {
   MPI_Request req;
   if (MPI_Imrecv(dst, count, MPI_BYTE, msg, &req) != MPI_SUCCESS) return false;
   // The message is matched; it is being delivered. A sender that dies in the
@@ -371,10 +388,14 @@ bool MpiTransport::ReceiveMatched(MPI_Message* msg, uint8_t* dst, int count, con
   while (true) {
     if (MPI_Test(&req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) return false;
     if (done) return true;
-    if (MonoMicros() - start > send_timeout_us_) {
+    // A sender that died leaves the copy undone for good (Open MPI prints
+    // "Read -1 ... errno = 3"): a node-local one is seen gone at once,
+    // instead of holding this rank for the whole send timeout.
+    if (MonoMicros() - start > send_timeout_us_ || (spins % 256 == 255 && PeerGone(src))) {
       MPI_Cancel(&req);
       MPI_Request_free(&req);
       abandoned_.push_back(keep);
+      ++receives_given_up_;
       return false;
     }
     if (++spins > 64) std::this_thread::sleep_for(std::chrono::microseconds(20));

@@ -50,6 +50,8 @@ class MpiTransport : public Transport {
   uint64_t PendingBytesTo(int dest) const override;
   const std::map<int, PeerCounters>& counters() const override { return counters_; }
   uint64_t abandoned_sends() const { return abandoned_.size(); }
+  // Messages whose delivery was given up (sender gone or too slow).
+  uint64_t receives_given_up() const { return receives_given_up_; }
   void WaitForWork(uint64_t max_us) override;
   bool WakesOnMessage() const override { return bells_ != nullptr; }
 
@@ -64,7 +66,10 @@ class MpiTransport : public Transport {
   Status Isend(int dest, const uint8_t* p, size_t n, Buffer keep);
   // Receives a matched message into dst; false (given up) when the sender
   // died in the middle.
-  bool ReceiveMatched(MPI_Message* msg, uint8_t* dst, int count, const Buffer& keep);
+  bool ReceiveMatched(MPI_Message* msg, uint8_t* dst, int count, const Buffer& keep, int src);
+  // True when `src` is a rank on this node whose process is gone.
+  bool PeerGone(int src) const;
+  uint64_t receives_given_up_ = 0;
   Status init_;
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = -1, size_ = 0;

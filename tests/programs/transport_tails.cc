@@ -6,10 +6,16 @@
 //    receiver waits) loses that message, and its late tail is dropped, not
 //    taken for a message: the next message from it arrives intact.
 //
-// Usage: mpirun -np 2 transport_tails RESULT_FILE
+// 3. (mode `dead`, under mpirun --enable-recovery) A sender that dies with a
+//    large message and a head without its tail on their way: the receiver
+//    gives both up as soon as it sees the process gone, instead of holding
+//    the rank for the send timeout (10 s here) or the tail wait (2 s).
+//
+// Usage: mpirun -np 2 transport_tails RESULT_FILE [dead]
 // Writes OK or FAIL <why> to RESULT_FILE; exit status 0 only for OK.
 #include <mpi.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -51,8 +57,66 @@ void Drain(gfs::MpiTransport* t) {
 
 }  // namespace
 
+// Mode `dead`: rank 0 sends a 1 MiB message and a head whose tail never
+// comes, then dies; rank 1 polls after it is gone. No MPI_Finalize (a peer
+// is dead): the verdict is in the result file.
+int DeadSender(const char* result) {
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  std::vector<uint8_t> tail(kTail, 0x5a);
+  gfs::MpiTransport t(MPI_COMM_WORLD, 10000000);
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (rank == 0) {
+    PushDataMsg big;
+    big.origin = 0;
+    big.data_id = 7;
+    big.total = kTail;
+    big.chain = {1};
+    big.bytes = gfs::BlobView{tail.data(), kTail};
+    gfs::Header h;
+    h.type = static_cast<uint16_t>(PushDataMsg::kType);
+    t.Send(1, gfs::EncodeMessage(h, big));
+    auto head = Head(8, kTail);
+    (*head)[5] |= 0x01;
+    t.Send(1, head);
+    for (int i = 0; i < 20; ++i) {
+      t.Progress();
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    std::fflush(nullptr);
+    _exit(0);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // rank 0 is gone
+  std::string why;
+  double longest = 0;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (std::chrono::steady_clock::now() < until) {
+    gfs::Incoming in;
+    const auto t0 = std::chrono::steady_clock::now();
+    const bool got = t.Poll(&in);
+    const double took =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    longest = std::max(longest, took);
+    if (got) why = "a message of a dead sender was delivered";
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (why.empty() && t.receives_given_up() == 0) why = "nothing of the dead sender's was seen";
+  if (why.empty() && longest > 1.0) {
+    why = "one poll took " + std::to_string(longest) + " s with the sender gone";
+  }
+  if (FILE* f = std::fopen(result, "w")) {
+    std::fprintf(f, "%s\n", why.empty() ? "OK" : ("FAIL " + why).c_str());
+    std::fclose(f);
+  }
+  std::fprintf(stderr, "transport_tails dead: given up %llu, longest poll %.3f s\n",
+               static_cast<unsigned long long>(t.receives_given_up()), longest);
+  std::fflush(nullptr);
+  _exit(why.empty() ? 0 : 1);
+}
+
 int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
+  if (argc >= 3 && std::string(argv[2]) == "dead") return DeadSender(argv[1]);
   int rank = 0, size = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
