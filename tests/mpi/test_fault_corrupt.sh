@@ -32,14 +32,19 @@ replicas_ok() {
   done
 }
 
-# flip SEED N: flips one byte in each of N distinct random replicas (random
-# chunk, random offset inside its data); prints "path offset" per flip.
+# flip SEED N [LIST]: flips one byte in each of N distinct random replicas
+# (random chunk, random offset inside its data), taken from the chunk files
+# named in LIST (one per line) or else from every chunk file on disk; prints
+# "path offset" per flip.
 flip() {
-  python3 - "$DATA" "$1" "$2" <<'PY'
+  python3 - "$DATA" "$1" "$2" "${3:-}" <<'PY'
 import glob, random, sys
-data, seed, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+data, seed, n, listed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 rng = random.Random(seed)
-files = sorted(glob.glob(data + "/chunkserver-*/chunks/*.chunk"))
+if listed:
+    files = sorted(l.strip() for l in open(listed) if l.strip())
+else:
+    files = sorted(glob.glob(data + "/chunkserver-*/chunks/*.chunk"))
 for path in rng.sample(files, n):
     with open(path, "r+b") as f:
         size = f.seek(0, 2)
@@ -92,24 +97,17 @@ done
 run_gfs fsck --json /f
 assert_ok "fsck before scrubbing"
 printf '%s' "$OUT" >"$TMP/fsck.json"
-python3 - "$DATA" 99 "$TMP/fsck.json" >"$TMP/flips" <<'PY' || fail "scrub: no live replica to flip"
-import json, random, sys
-data, seed = sys.argv[1], int(sys.argv[2])
-rng = random.Random(seed)
+python3 - "$DATA" "$TMP/fsck.json" >"$TMP/live" <<'PY' || fail "scrub: no live replica listed"
+import json, sys
+data = sys.argv[1]
 live = []
-for ch in json.load(open(sys.argv[3]))["files"][0]["chunk_list"]:
+for ch in json.load(open(sys.argv[2]))["files"][0]["chunk_list"]:
     for rank in ch["replicas"]:  # chunkserver ranks 1..K use chunkserver-0..K-1
         live.append(f"{data}/chunkserver-{rank - 1}/chunks/{ch['handle']}.chunk")
-path = rng.choice(sorted(live))
-with open(path, "r+b") as f:
-    size = f.seek(0, 2)
-    off = rng.randrange(size)
-    f.seek(off)
-    b = f.read(1)[0]
-    f.seek(off)
-    f.write(bytes([b ^ (1 << rng.randrange(8))]))
-print(path, off)
+assert live
+print("\n".join(live))
 PY
+flip 99 1 "$TMP/live" >"$TMP/flips" || fail "scrub: no live replica to flip"
 log "scrub: flipped $(cat "$TMP/flips")"
 mkdir -p "$TMP/w"
 run_cmd "${MPIRUN_RECOVERY[@]}" -np 5 "$PROG" scrub "$DATA" "$TMP/w" cs=3 r=3 hb=200 lease=5 \
