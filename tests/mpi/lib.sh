@@ -82,7 +82,6 @@ _cleanup() {
       rm -rf "$TMP"
     fi
   fi
-  [[ -n "${OMPI_SESSIONS:-}" ]] && rm -rf "$OMPI_SESSIONS"
   return $rc
 }
 
@@ -90,13 +89,6 @@ _cleanup() {
 mk_tmp() {
   TMP="$(mktemp -d "${GFS_TEST_TMPDIR:-${TMPDIR:-/tmp}}/gfs-$TEST_NAME.XXXXXX")"
   DATA="$TMP/data"
-  # Open MPI's session directories for this test's jobs alone. Jobs of tests
-  # running side by side (ctest -j) otherwise share /tmp/ompi.<host>.<uid>,
-  # and one job removing it as it ends can fail another's daemon starting
-  # ("ORTE_ERROR_LOG ... session_dir.c", exit 213). A short path: Open MPI
-  # puts sockets in there.
-  OMPI_SESSIONS="$(mktemp -d /tmp/ompi-XXXXXX)"
-  export OMPI_MCA_orte_tmpdir_base="$OMPI_SESSIONS"
   trap _cleanup EXIT
   trap 'exit 130' INT TERM
 }
