@@ -139,6 +139,7 @@ void ChunkServer::Handle(Message& m) {
       (m.is_reply() || (type != MsgType::kAppend && type != MsgType::kPushData))) {
     FlushAppends();
   }
+  if (HoldForGrant(m)) return;
   if (m.is_reply()) {
     switch (m.type()) {
       case MsgType::kApply:
@@ -178,6 +179,12 @@ void ChunkServer::Handle(Message& m) {
       return;
     case MsgType::kReadLocal:
       OnReadLocal(m);
+      return;
+    case MsgType::kWriteLocal:
+      OnWriteLocal(m);
+      return;
+    case MsgType::kWriteLocalDone:
+      OnWriteLocalDone(m);
       return;
     case MsgType::kSync:
       OnSync(m);
@@ -299,21 +306,8 @@ void ChunkServer::OnWrite(Message& m) {
   WriteReq w;
   Status s = m.Decode(&w);
   if (!s.ok()) return Reply(m, s);
-  auto meta = store_.Meta(w.handle);
-  if (!meta.ok()) return Reply(m, meta.status());
-  if (meta->version != w.version) {
-    return Reply(m, Status(Code::kStaleVersion, "chunk version " + std::to_string(meta->version) +
-                                                    ", request for " + std::to_string(w.version)));
-  }
-  auto lease = leases_.find(w.handle);
-  if (lease == leases_.end()) return Reply(m, Status(Code::kNotPrimary, "no lease on this chunk"));
-  if (lease->second <= Now()) {
-    // Expired by our clock (which runs ahead of the master's, or jumped):
-    // the next heartbeat asks the master to extend it, if it still counts us
-    // as the primary. Meanwhile the client retries.
-    lease_used_.insert(w.handle);
-    return Reply(m, Status(Code::kNotPrimary, "the lease on this chunk expired"));
-  }
+  s = CheckPrimary(w.handle, w.version);
+  if (!s.ok()) return Reply(m, s);
   if (w.offset + w.length > (1ull << 40)) return Reply(m, Status::InvalidArgument("offset"));
   PushKey key{m.source, w.data_id};
   auto push = pushes_.find(key);
@@ -339,6 +333,139 @@ void ChunkServer::OnWrite(Message& m) {
   a.origin = m.source;
   a.data_id = w.data_id;
   Replicate(std::move(pw), a, w.secondaries);
+}
+
+Status ChunkServer::CheckPrimary(uint64_t handle, uint64_t version) {
+  auto meta = store_.Meta(handle);
+  if (!meta.ok()) return meta.status();
+  if (meta->version != version) {
+    return Status(Code::kStaleVersion, "chunk version " + std::to_string(meta->version) +
+                                           ", request for " + std::to_string(version));
+  }
+  auto lease = leases_.find(handle);
+  if (lease == leases_.end()) return Status(Code::kNotPrimary, "no lease on this chunk");
+  if (lease->second <= Now()) {
+    // Expired by our clock (which runs ahead of the master's, or jumped):
+    // the next heartbeat asks the master to extend it, if it still counts us
+    // as the primary. Meanwhile the client retries.
+    lease_used_.insert(handle);
+    return Status(Code::kNotPrimary, "the lease on this chunk expired");
+  }
+  return Status::OK();
+}
+
+void ChunkServer::OnWriteLocal(Message& m) {
+  WriteLocalReq w;
+  Status s = m.Decode(&w);
+  if (s.ok()) s = CheckPrimary(w.handle, w.version);
+  if (s.ok() && (w.length == 0 || w.length > (1ull << 40) || w.offset > (1ull << 40))) {
+    s = Status::InvalidArgument("short-circuit write of " + std::to_string(w.length) +
+                                " bytes at " + std::to_string(w.offset));
+  }
+  if (s.ok()) s = RoomFor(w.handle, w.offset + w.length);
+  if (s.ok()) s = store_.BeginExternalWrite(w.handle, w.offset, w.length);
+  if (!s.ok()) return Reply(m, s);
+  WriteLocalReply rep;
+  std::error_code ec;
+  rep.path = std::filesystem::absolute(store_.DataPath(w.handle), ec).string();
+  if (!ec) rep.crc_path = std::filesystem::absolute(store_.CrcPath(w.handle), ec).string();
+  if (ec) {
+    store_.AbortExternalWrite(w.handle);
+    return Reply(m, Status::IOError(store_.DataPath(w.handle) + ": " + ec.message()));
+  }
+  Grant& g = grants_[w.handle];
+  g.id = ++next_grant_;
+  g.client = m.source;
+  g.length = w.length;
+  g.expires_us = Now() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000;
+  rep.grant = g.id;
+  rep.block_size = ChunkStore::kBlockSize;
+  rep.grant_ms = cfg_.request_timeout_ms;
+  lease_used_.insert(w.handle);
+  stats_.counters["local_write_grants"]++;
+  SendReply(t_, m, rep);
+}
+
+void ChunkServer::OnWriteLocalDone(Message& m) {
+  WriteLocalDoneReq d;
+  Status s = m.Decode(&d);
+  if (!s.ok()) return Reply(m, s);
+  auto it = grants_.find(d.handle);
+  if (it == grants_.end() || it->second.id != d.grant || it->second.client != m.source) {
+    // Expired (the chunk was checksummed as the file was) or never given.
+    return Reply(m, Status::Timeout("the short-circuit write's grant had ended"));
+  }
+  const uint64_t length = it->second.length;
+  if (d.written) {
+    s = store_.EndExternalWrite(d.handle, d.crcs);
+    if (s.ok()) {
+      stats_.counters["local_writes"]++;
+      stats_.counters["bytes_written"] += length;
+      stats_.counters["bytes_written_local"] += length;
+      stats_.counters["mutations_primary"]++;
+    }
+  } else {
+    s = store_.AbortExternalWrite(d.handle);
+    stats_.counters["local_writes_given_up"]++;
+  }
+  grants_.erase(it);
+  Reply(m, s);
+  EndGrant(d.handle);
+}
+
+bool ChunkServer::HoldForGrant(Message& m) {
+  if (grants_.empty() || m.is_reply()) return false;
+  uint64_t handle = 0;
+  bool ok = false;
+  switch (m.type()) {
+    case MsgType::kRead:
+    case MsgType::kReadLocal: {
+      ReadReq r;
+      ok = m.Decode(&r).ok();
+      handle = r.handle;
+      break;
+    }
+    case MsgType::kWrite: {
+      WriteReq r;
+      ok = m.Decode(&r).ok();
+      handle = r.handle;
+      break;
+    }
+    case MsgType::kAppend: {
+      AppendReq r;
+      ok = m.Decode(&r).ok();
+      handle = r.handle;
+      break;
+    }
+    case MsgType::kWriteLocal: {
+      WriteLocalReq r;
+      ok = m.Decode(&r).ok();
+      handle = r.handle;
+      break;
+    }
+    case MsgType::kClone: {
+      CloneReq r;
+      ok = m.Decode(&r).ok();
+      handle = r.handle;
+      break;
+    }
+    default:
+      break;
+  }
+  if (!ok || grants_.count(handle) == 0) return false;
+  held_[handle].push_back(m);
+  stats_.counters["held_for_local_write"]++;
+  return true;
+}
+
+void ChunkServer::EndGrant(uint64_t handle) {
+  grants_.erase(handle);
+  auto it = held_.find(handle);
+  if (it == held_.end()) return;
+  std::vector<Message> waiting = std::move(it->second);
+  held_.erase(it);
+  // In arrival order; one may start the next grant, and the rest wait again.
+  for (Message& w : waiting) Handle(w);
 }
 
 void ChunkServer::Replicate(PendingWrite pw, ApplyReq a, const std::vector<int32_t>& secondaries) {
@@ -671,6 +798,7 @@ void ChunkServer::DeleteChunks(const std::vector<uint64_t>& handles) {
   for (uint64_t h : handles) {
     if (store_.Has(h) && store_.Delete(h).ok()) stats_.counters["chunks_deleted"]++;
     leases_.erase(h);
+    if (grants_.count(h)) EndGrant(h);  // its held requests find the chunk gone
   }
 }
 
@@ -744,6 +872,10 @@ void ChunkServer::OnHeartbeatReply(Message& m) {
 }
 
 void ChunkServer::OnShutdown(Message& m) {
+  // A short-circuit write still open: checksum what its writer left.
+  for (const auto& [handle, g] : grants_) store_.AbortExternalWrite(handle);
+  grants_.clear();
+  held_.clear();
   Status s = store_.SyncAll();
   stats_.counters["writebacks_early"] = store_.writebacks_early();
   stats_.counters["writebacks_batched"] = store_.writebacks_batched();
@@ -865,6 +997,7 @@ void ChunkServer::NoteClockGap(uint64_t now) {
   for (auto& [key, pw] : pending_writes_) back(pw.deadline_us);
   for (auto& [id, c] : clones_) back(c.deadline_us);
   for (auto& [key, p] : pushes_) back(p.expires_us);
+  for (auto& [handle, g] : grants_) back(g.expires_us);
   stats_.counters["clock_gaps"]++;
 }
 
@@ -894,6 +1027,17 @@ void ChunkServer::Tick(uint64_t) {
     } else {
       ++it;
     }
+  }
+  std::vector<uint64_t> expired;
+  for (const auto& [handle, g] : grants_) {
+    if (now >= g.expires_us) expired.push_back(handle);
+  }
+  for (uint64_t handle : expired) {
+    // The client vanished or stalled: its bytes, if any, become the chunk's,
+    // checksummed as they are (a failed write's region is undefined).
+    store_.AbortExternalWrite(handle);
+    stats_.counters["local_write_grants_expired"]++;
+    EndGrant(handle);
   }
   for (auto it = clones_.begin(); it != clones_.end();) {
     uint64_t id = it->first;

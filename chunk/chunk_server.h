@@ -88,6 +88,19 @@ class ChunkServer : public Server {
   uint64_t CommittedOf(uint64_t handle);
   void OnRead(Message& m);
   void OnReadLocal(Message& m);
+  // Short-circuit writes: the client on this host writes the chunk's data file
+  // itself under a grant (doc/architecture.md#short-circuit-writes). Every
+  // other request touching the chunk is held until the grant ends: done,
+  // given up, or expired (then the chunk is checksummed as the file is).
+  void OnWriteLocal(Message& m);
+  void OnWriteLocalDone(Message& m);
+  // True when m is a request about a chunk under a grant: held for later.
+  bool HoldForGrant(Message& m);
+  // Ends the grant on `handle` and handles the requests held for it.
+  void EndGrant(uint64_t handle);
+  // kWrite / kWriteLocal checks: the replica is at `version` and we hold an
+  // unexpired lease on it.
+  Status CheckPrimary(uint64_t handle, uint64_t version);
   // Decodes a read or read-local request and checks the replica's version.
   Status CheckReadable(Message& m, ReadReq* r, ChunkMeta* meta);
   void ReplyReadError(Message& m, uint64_t handle, const Status& s);
@@ -152,6 +165,15 @@ class ChunkServer : public Server {
   std::map<uint64_t, std::multiset<uint64_t>> appends_in_flight_;  // handle -> offsets
   std::map<uint64_t, std::vector<QueuedAppend>> queued_appends_;   // handle -> in offset order
   std::map<uint64_t, uint64_t> queued_end_;  // handle -> chunk length after its queued appends
+  struct Grant {
+    uint64_t id = 0;
+    int client = -1;
+    uint64_t length = 0;
+    uint64_t expires_us = 0;
+  };
+  std::map<uint64_t, Grant> grants_;               // handle -> its short-circuit write
+  std::map<uint64_t, std::vector<Message>> held_;  // handle -> requests waiting for its grant
+  uint64_t next_grant_ = 0;
   // Re-replication: a clone copies a chunk from a peer, one read at a time.
   struct Clone {
     Message master_req;

@@ -307,6 +307,7 @@ Status ChunkStore::Delete(uint64_t handle) {
     return Status::NotFound("chunk " + HandleName(handle));
   }
   Evict(handle);
+  external_.erase(handle);
   Status s = env_->RemoveFile(MetaPath(handle));  // the commit point
   if (!s.ok() && s.code() != Code::kNotFound) return s;
   if (it != chunks_.end()) {
@@ -467,6 +468,7 @@ Status ChunkStore::Write(uint64_t handle, uint64_t offset, const std::vector<Con
   if (offset > kMaxLength || n > kMaxLength - offset) {
     return Status::InvalidArgument("chunk " + HandleName(handle) + ": write past max length");
   }
+  GFS_RETURN_IF_ERROR(NotExternal(handle));
   return WriteImpl(handle, offset, data, n, std::max((*st)->length, offset + n));
 }
 
@@ -576,6 +578,141 @@ Status ChunkStore::WriteImpl(uint64_t handle, uint64_t off, const std::vector<Co
   return Status::OK();
 }
 
+// ----------------------------------------------------- short-circuit writes
+
+Status ChunkStore::NotExternal(uint64_t handle) const {
+  if (external_.count(handle) == 0) return Status::OK();
+  return Status(Code::kBusy, "chunk " + HandleName(handle) + ": a short-circuit write is open");
+}
+
+Status ChunkStore::BeginExternalWrite(uint64_t handle, uint64_t offset, uint64_t n) {
+  Result<State*> str = Lookup(handle);
+  if (!str.ok()) return str.status();
+  GFS_RETURN_IF_ERROR(NotExternal(handle));
+  if (n == 0 || offset > kMaxLength || n > kMaxLength - offset) {
+    return Status::InvalidArgument("chunk " + HandleName(handle) + ": short-circuit write of " +
+                                   std::to_string(n) + " bytes at " + std::to_string(offset));
+  }
+  State* st = *str;
+  Result<OpenChunk*> ocr = Acquire(handle, st, /*create=*/true);
+  if (!ocr.ok()) return ocr.status();
+  OpenChunk* oc = *ocr;
+  const uint64_t L = st->length, end = offset + n;
+  // Old blocks that keep old bytes beside the new ones are checksummed anew
+  // at the end from what the file holds: verify their old bytes now.
+  std::vector<size_t> edges = {static_cast<size_t>(offset / kBS),
+                               static_cast<size_t>((end - 1) / kBS)};
+  if (L > 0 && L < offset) edges.push_back(static_cast<size_t>((L - 1) / kBS));
+  std::sort(edges.begin(), edges.end());
+  edges.erase(std::unique(edges.begin(), edges.end()), edges.end());
+  for (size_t i : edges) {
+    const uint64_t bs = uint64_t{i} * kBS;
+    if (i >= NumBlocks(L) || (offset <= bs && std::min(bs + kBS, L) <= end)) continue;
+    Status s = ReadVerifiedBlock(oc, L, i, &scratch_);
+    if (!s.ok()) return Status(s.code(), s.message() + "; refusing to overwrite part of the block");
+  }
+  external_[handle] = External{offset, end};
+  return Status::OK();
+}
+
+Status ChunkStore::EndExternalWrite(uint64_t handle, const std::vector<uint32_t>& crcs) {
+  auto it = external_.find(handle);
+  if (it == external_.end()) {
+    return Status::NotFound("chunk " + HandleName(handle) + ": no short-circuit write is open");
+  }
+  const External e = it->second;
+  const uint64_t boundary = (e.off + kBS - 1) / kBS * kBS;
+  const size_t want = boundary >= e.end ? 0 : static_cast<size_t>(NumBlocks(e.end - boundary));
+  if (crcs.size() != want) {
+    Status s = FinishExternal(handle, e, nullptr);
+    if (!s.ok()) return s;
+    return Status::InvalidArgument("short-circuit write of chunk " + HandleName(handle) + ": " +
+                                   std::to_string(crcs.size()) + " checksums for " +
+                                   std::to_string(want) + " blocks; aborted");
+  }
+  return FinishExternal(handle, e, &crcs);
+}
+
+Status ChunkStore::AbortExternalWrite(uint64_t handle) {
+  auto it = external_.find(handle);
+  if (it == external_.end()) {
+    return Status::NotFound("chunk " + HandleName(handle) + ": no short-circuit write is open");
+  }
+  return FinishExternal(handle, it->second, nullptr);
+}
+
+Status ChunkStore::FinishExternal(uint64_t handle, const External& e,
+                                  const std::vector<uint32_t>* crcs) {
+  external_.erase(handle);
+  Result<State*> str = Lookup(handle);
+  if (!str.ok()) return str.status();
+  State* st = *str;
+  Result<OpenChunk*> ocr = Acquire(handle, st, /*create=*/false);
+  if (!ocr.ok()) return ocr.status();
+  OpenChunk* oc = *ocr;
+  const uint64_t L = st->length;
+  Result<uint64_t> size = oc->data->Size();
+  if (!size.ok()) return size.status();
+  Status short_file;
+  if (crcs != nullptr && *size < e.end) {
+    short_file = Status::IOError(DataPath(handle) + ": " + std::to_string(*size) +
+                                 " bytes after a short-circuit write to " + std::to_string(e.end) +
+                                 "; aborted");
+    crcs = nullptr;
+  }
+  // Aborted: keep what landed past the old length (never more than the range).
+  const uint64_t new_len = std::max(L, std::min(*size, e.end));
+  auto fail = [&](const Status& s) {
+    st->poisoned = Status(s.code(), "chunk " + HandleName(handle) +
+                                        " unusable after a short-circuit write: " + s.ToString());
+    Evict(handle);
+    return st->poisoned;
+  };
+  if (*size > new_len) {
+    Status s = oc->data->Truncate(new_len);
+    if (!s.ok()) return fail(s);
+  }
+  // Blocks whose bytes may have changed: from the first the range or the
+  // gap before it touches, to the last below the range's end or new length.
+  const uint64_t lo = std::min(e.off, L);
+  const uint64_t hi = std::max(std::min(e.end, new_len), new_len > L ? new_len : 0);
+  if (hi > lo) {
+    const size_t first = static_cast<size_t>(lo / kBS);
+    const size_t last = static_cast<size_t>((hi - 1) / kBS);
+    const uint64_t boundary = (e.off + kBS - 1) / kBS * kBS;
+    std::vector<uint32_t> ncrc(last - first + 1);
+    for (size_t i = first; i <= last; ++i) {
+      const uint64_t bs = uint64_t{i} * kBS;
+      const uint64_t be = std::min(bs + kBS, new_len);
+      if (crcs != nullptr && bs >= e.off && be <= e.end) {
+        ncrc[i - first] = (*crcs)[static_cast<size_t>((bs - boundary) / kBS)];
+        continue;
+      }
+      scratch_.resize(static_cast<size_t>(be - bs));
+      size_t got = 0;
+      Status s = oc->data->Read(bs, scratch_.size(), scratch_.data(), &got);
+      if (s.ok() && got != scratch_.size()) s = Status::IOError(DataPath(handle) + ": short read");
+      if (!s.ok()) return fail(s);
+      ncrc[i - first] = crc32c::Value(scratch_.data(), scratch_.size());
+    }
+    Status s = WriteCrcEntries(oc, first, ncrc);
+    if (!s.ok()) return fail(s);
+    oc->crcs.resize(NumBlocks(new_len), 0);
+    std::copy(ncrc.begin(), ncrc.end(), oc->crcs.begin() + static_cast<ptrdiff_t>(first));
+    if (first <= oc->crcs_valid) oc->crcs_valid = std::max(oc->crcs_valid, last + 1);
+    oc->wb_lo = std::min(oc->wb_lo, lo);
+    oc->wb_hi = std::max(oc->wb_hi, hi);
+  }
+  used_bytes_ += new_len - L;
+  st->length = new_len;
+  st->dirty = true;
+  if (writeback_bytes_ > 0 && oc->wb_hi > oc->wb_lo && oc->wb_hi - oc->wb_lo >= writeback_bytes_ &&
+      StartWriteback(oc)) {
+    ++writebacks_early_;
+  }
+  return short_file;
+}
+
 bool ChunkStore::StartWriteback(OpenChunk* oc) {
   const bool any = oc->wb_lo < oc->wb_hi;
   if (any) oc->data->StartWriteback(oc->wb_lo, oc->wb_hi - oc->wb_lo);
@@ -663,6 +800,7 @@ Status ChunkStore::Locate(uint64_t handle, uint64_t offset, size_t n, Span* sp) 
   *sp = Span();
   Result<State*> str = Lookup(handle);
   if (!str.ok()) return str.status();
+  GFS_RETURN_IF_ERROR(NotExternal(handle));
   State* st = *str;
   const uint64_t L = st->length;
   if (offset >= L || n == 0) return Status::OK();
@@ -749,6 +887,7 @@ Status ChunkStore::Read(uint64_t handle, uint64_t offset, size_t n, std::vector<
 Status ChunkStore::Verify(uint64_t handle) {
   Result<State*> str = Lookup(handle);
   if (!str.ok()) return str.status();
+  GFS_RETURN_IF_ERROR(NotExternal(handle));
   State* st = *str;
   const uint64_t L = st->length;
   if (L == 0) return Status::OK();
@@ -778,6 +917,7 @@ Status ChunkStore::Verify(uint64_t handle) {
 Status ChunkStore::Truncate(uint64_t handle, uint64_t length) {
   Result<State*> str = Lookup(handle);
   if (!str.ok()) return str.status();
+  GFS_RETURN_IF_ERROR(NotExternal(handle));
   State* st = *str;
   const uint64_t L = st->length;
   if (length == L) return Status::OK();

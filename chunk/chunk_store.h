@@ -136,6 +136,29 @@ class ChunkStore {
   // (verifying that block first); growing appends zeros. Not synced.
   Status Truncate(uint64_t handle, uint64_t length);
 
+  // Short-circuit writes: a writer on this host writes [offset, offset + n)
+  // of the chunk's data file itself, between Begin and End (or Abort); see
+  // doc/architecture.md#short-circuit-writes. Begin creates the chunk's files
+  // if needed, verifies the old blocks the range covers only in part
+  // (Corruption: refused, as Write refuses) and records the range; until End
+  // or Abort every Write, Truncate, read and Verify of the chunk returns kBusy
+  // (Sync does not: it syncs what is there). One at a time per chunk.
+  Status BeginExternalWrite(uint64_t handle, uint64_t offset, uint64_t n);
+  // The writer wrote every byte. `crcs` are its CRC32C of them from each block
+  // boundary at or after the offset to the next boundary or the range's end,
+  // in order; each is taken for a block holding only the writer's bytes.
+  // Blocks with any other byte (old bytes, the zeros of a gap) are read back
+  // and checksummed here. The chunk grows to the range's end if shorter. A
+  // wrong number of checksums or a data file shorter than the range: the
+  // write is aborted (as below) and the error returned.
+  Status EndExternalWrite(uint64_t handle, const std::vector<uint32_t>& crcs);
+  // The writer gave up or vanished: the range holds old bytes, new ones or a
+  // mix (undefined, as after any failed write). Every block it may have
+  // changed is checksummed as it is now, the chunk keeps the bytes written
+  // past its old length, and it stays readable.
+  Status AbortExternalWrite(uint64_t handle);
+  bool ExternalWriteOpen(uint64_t handle) const { return external_.count(handle) != 0; }
+
   // Early writeback: once a chunk has `bytes` (> 0) written since its device
   // writes were last started, start them for that range (without waiting;
   // Env's StartWriteback). The disk then works while more data arrives, and
@@ -209,6 +232,13 @@ class ChunkStore {
   void Restore(State* st, OpenChunk* oc, uint64_t off, uint64_t end,
                const std::vector<ConstSlice>& data, const Status& cause);
   std::string ChunksDir() const { return dir_ + "/chunks"; }
+  // kBusy while a short-circuit write of the chunk is in progress.
+  Status NotExternal(uint64_t handle) const;
+  struct External {
+    uint64_t off = 0, end = 0;
+  };
+  // Ends a short-circuit write: the writer's checksums (null: aborted).
+  Status FinishExternal(uint64_t handle, const External& e, const std::vector<uint32_t>* crcs);
 
   Env* const env_;
   const std::string dir_;
@@ -221,7 +251,8 @@ class ChunkStore {
   uint64_t used_bytes_ = 0;
   LruList lru_;  // front = most recently used
   std::unordered_map<uint64_t, LruList::iterator> open_;
-  std::vector<uint8_t> scratch_;  // edge blocks, coalesced gathers
+  std::vector<uint8_t> scratch_;           // edge blocks, coalesced gathers
+  std::map<uint64_t, External> external_;  // short-circuit writes in progress
 };
 
 }  // namespace gfs

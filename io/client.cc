@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <thread>
 
 #include "common/crc32c.h"
@@ -395,7 +396,9 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
     uint64_t chunk_off = 0;
     const uint8_t* data = nullptr;
     size_t len = 0;
-    enum State { kNew, kPushing, kWriting, kDone } state = kNew;
+    // kGranting: a short-circuit write asked for its grant; kWriting: the
+    // write request (or kWriteLocalDone) is out.
+    enum State { kNew, kPushing, kGranting, kWriting, kDone } state = kNew;
     int attempts = 0;
     uint64_t not_before_us = 0, first_failure_us = 0;
     uint64_t data_id = 0;
@@ -403,6 +406,7 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
     uint64_t req_id = 0;
     CachedLease lease;
     Status last;
+    std::pair<std::string, std::string> local_files;  // written short-circuit: data, crc
   };
   const auto* p = static_cast<const uint8_t*>(data);
   std::vector<Op> ops;
@@ -422,7 +426,7 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
   uint64_t bytes_done = 0;
   // A failed attempt: retry later if the error allows, else give up.
   auto fail = [&](Op& op, Status s) -> Status {
-    if (op.state == Op::kWriting) rpc_.Forget(op.req_id);
+    if (op.state == Op::kWriting || op.state == Op::kGranting) rpc_.Forget(op.req_id);
     push_acks_.erase(op.data_id);
     --inflight;
     leases_.erase({f->id, op.index});
@@ -464,10 +468,25 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
         continue;
       }
       op.lease = *lease;
-      op.data_id = ++next_data_id_;
-      op.state = Op::kPushing;
       op.deadline_us = MonoMicros() + timeout_us;
       ++inflight;
+      if (WriteLocally(op.lease)) {
+        WriteLocalReq w;
+        w.handle = op.lease.handle;
+        w.version = op.lease.version;
+        w.offset = op.chunk_off;
+        w.length = op.len;
+        auto id = rpc_.Start(op.lease.primary, w, cfg_.request_timeout_ms);
+        if (!id.ok()) {
+          GFS_RETURN_IF_ERROR(fail(op, id.status()));
+          continue;
+        }
+        op.req_id = *id;
+        op.state = Op::kGranting;
+        continue;
+      }
+      op.data_id = ++next_data_id_;
+      op.state = Op::kPushing;
       Status s = PushSend(OrderByDistance(op.lease.replicas, rpc_.transport()->rank()), op.data_id,
                           op.data, op.len);
       if (!s.ok()) {
@@ -495,6 +514,39 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
         } else if (now > op.deadline_us) {
           GFS_RETURN_IF_ERROR(fail(op, Status::Timeout("data push was not acknowledged")));
         }
+      } else if (op.state == Op::kGranting) {
+        Result<Message> r = Status::Internal("unset");
+        if (!rpc_.TryTake(op.req_id, &r)) continue;
+        Status s = r.ok() ? r->status() : r.status();
+        WriteLocalReply rep;
+        if (s.ok()) s = r->Decode(&rep);
+        if (!s.ok()) {
+          GFS_RETURN_IF_ERROR(fail(op, s));
+          continue;
+        }
+        // The chunkserver gives up on the grant grant_ms after it gave it;
+        // stop writing at half that, counted from before it was asked.
+        const uint64_t stop_us =
+            op.deadline_us - timeout_us + static_cast<uint64_t>(rep.grant_ms) * 500;
+        WriteLocalDoneReq d;
+        d.handle = op.lease.handle;
+        d.grant = rep.grant;
+        s = WriteLocalPiece(op.lease.primary, rep, op.chunk_off, op.data, op.len, stop_us, &d.crcs);
+        d.written = s.ok() ? 1 : 0;
+        if (!s.ok()) d.crcs.clear();
+        auto id = rpc_.Start(op.lease.primary, d, cfg_.request_timeout_ms);
+        if (!s.ok() || !id.ok()) {
+          // The grant ends either way (this message, or its expiry); the
+          // retry goes through the chunkserver if the file was the trouble.
+          if (id.ok()) rpc_.Forget(*id);
+          op.state = Op::kWriting;
+          GFS_RETURN_IF_ERROR(fail(op, s.ok() ? id.status() : s));
+          continue;
+        }
+        op.req_id = *id;
+        op.state = Op::kWriting;
+        op.local_files = {rep.path, rep.crc_path};
+        stats_.counters["bytes_written_local"] += op.len;
       } else if (op.state == Op::kWriting) {
         Result<Message> r = Status::Internal("unset");
         if (!rpc_.TryTake(op.req_id, &r)) continue;
@@ -508,6 +560,7 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
         --inflight;
         ++completed;
         f->dirty[op.lease.handle] = op.lease.replicas;
+        if (!op.local_files.first.empty()) f->dirty_local[op.lease.handle] = op.local_files;
         bytes_done += op.len;
         if (progress) progress(bytes_done);
       }
@@ -730,12 +783,60 @@ void Client::TopUpAhead(File* f, ReadStream* rs, uint64_t from) {
   }
 }
 
-bool Client::ShortCircuit(int32_t target) const {
+bool Client::LocalPeer(int32_t target) const {
   const int self = rpc_.transport()->rank();
-  return cfg_.short_circuit_reads && target >= 0 && target != self &&
-         no_local_.count(target) == 0 && static_cast<size_t>(target) < hosts_.size() &&
-         static_cast<size_t>(self) < hosts_.size() &&
+  return target >= 0 && target != self && no_local_.count(target) == 0 &&
+         static_cast<size_t>(target) < hosts_.size() && static_cast<size_t>(self) < hosts_.size() &&
          hosts_[static_cast<size_t>(target)] == hosts_[static_cast<size_t>(self)];
+}
+
+bool Client::ShortCircuit(int32_t target) const {
+  return cfg_.short_circuit_reads && LocalPeer(target);
+}
+
+bool Client::WriteLocally(const CachedLease& lease) const {
+  return cfg_.short_circuit_writes && lease.replicas.size() == 1 &&
+         lease.replicas[0] == lease.primary && LocalPeer(lease.primary);
+}
+
+Status Client::WriteLocalPiece(int32_t target, const WriteLocalReply& rep, uint64_t chunk_off,
+                               const uint8_t* data, size_t n, uint64_t stop_us,
+                               std::vector<uint32_t>* crcs) {
+  crcs->clear();
+  if (rep.block_size == 0 || rep.path.empty()) {
+    return Status::Protocol("write_local: answer without a file or block size");
+  }
+  // Opened for each grant, never kept: a chunk file deleted and made again
+  // (a clone) must not be written through an old descriptor.
+  std::unique_ptr<RandomRWFile> file;
+  Status s = env_->OpenRandomRW(rep.path, /*create=*/false, &file);
+  if (!s.ok()) {
+    no_local_.insert(target);
+    stats_.counters["local_write_unreachable"]++;
+    return Status(Code::kUnavailable, "short-circuit write: " + s.ToString());
+  }
+  const uint64_t bs = rep.block_size, end = chunk_off + n;
+  uint64_t next_block = (chunk_off + bs - 1) / bs * bs;  // next checksum to take
+  constexpr size_t kPiece = 1u << 20;
+  for (size_t done = 0; done < n;) {
+    if (MonoMicros() >= stop_us) return Status::Timeout("short-circuit write ran past its grant");
+    const size_t len = std::min(kPiece, n - done);
+    // The checksums of the blocks starting in this piece, while its bytes
+    // are in the cache, then the bytes.
+    for (; next_block < chunk_off + done + len; next_block += bs) {
+      crcs->push_back(
+          crc32c::Value(data + (next_block - chunk_off),
+                        static_cast<size_t>(std::min(next_block + bs, end) - next_block)));
+    }
+    s = file->Write(chunk_off + done, data + done, len);
+    if (!s.ok()) {
+      no_local_.insert(target);
+      stats_.counters["local_write_unreachable"]++;
+      return Status(Code::kUnavailable, "short-circuit write: " + s.ToString());
+    }
+    done += len;
+  }
+  return Status::OK();
 }
 
 Status Client::ReadBlocksChecked(LocalView* v, uint64_t from, uint64_t to, uint8_t* dst) {
@@ -1266,6 +1367,13 @@ Status Client::Fsync(File* f) {
   // the chunk: then the data is durable on the replicas that are left, which
   // acknowledged it, and re-replication copies it from them.
   std::map<uint64_t, std::vector<int32_t>> todo = f->dirty;
+  if (!f->dirty_local.empty()) {
+    std::set<uint64_t> failed;
+    SyncLocal(f->dirty_local, &failed);
+    for (const auto& [handle, files] : f->dirty_local) {
+      if (failed.count(handle) == 0) todo.erase(handle);
+    }
+  }
   for (int attempt = 1;; ++attempt) {
     std::vector<std::pair<uint64_t, int32_t>> sent;
     std::vector<uint64_t> ids;
@@ -1311,8 +1419,42 @@ Status Client::Fsync(File* f) {
     if (todo.empty()) break;
   }
   f->dirty.clear();
+  f->dirty_local.clear();
   // The bytes are durable; now the length that covers them.
   return ReportLength(f->id);
+}
+
+void Client::SyncLocal(const std::map<uint64_t, std::pair<std::string, std::string>>& files,
+                       std::set<uint64_t>* failed) {
+  struct Opened {
+    uint64_t handle;
+    std::unique_ptr<RandomRWFile> data, crc;
+  };
+  std::vector<Opened> opened;
+  std::map<std::string, std::vector<uint64_t>> dirs;  // directory -> its chunks
+  for (const auto& [handle, paths] : files) {
+    Opened o{handle, nullptr, nullptr};
+    if (!env_->OpenRandomRW(paths.first, /*create=*/false, &o.data).ok() ||
+        !env_->OpenRandomRW(paths.second, /*create=*/false, &o.crc).ok()) {
+      failed->insert(handle);
+      continue;
+    }
+    dirs[std::filesystem::path(paths.first).parent_path().string()].push_back(handle);
+    opened.push_back(std::move(o));
+  }
+  // Every file's device writes first, so the disk has the whole batch while
+  // the first sync waits (as the chunkserver's own sync does).
+  for (Opened& o : opened) o.data->StartWriteback(0, 0);
+  for (Opened& o : opened) {
+    Status s = o.data->Sync();
+    if (s.ok()) s = o.crc->Sync();
+    if (!s.ok()) failed->insert(o.handle);
+  }
+  for (const auto& [dir, handles] : dirs) {
+    if (!env_->SyncDir(dir).ok()) failed->insert(handles.begin(), handles.end());
+  }
+  stats_.counters["local_syncs"] += opened.size();
+  stats_.counters["local_sync_failures"] += failed->size();
 }
 
 Status Client::Close(File* f) {

@@ -50,6 +50,9 @@ struct File {
   uint64_t length = 0;  // as last seen by this client
   // Chunks written since the last fsync: handle -> replicas.
   std::map<uint64_t, std::vector<int32_t>> dirty;
+  // Those written short-circuit: handle -> data and checksum file (synced
+  // by the client itself at fsync).
+  std::map<uint64_t, std::pair<std::string, std::string>> dirty_local;
   // Record append: the chunk index appends go to (kUnknownIndex: ask the
   // master for the last chunk).
   static constexpr uint32_t kUnknownIndex = 0xFFFFFFFFu;
@@ -244,7 +247,29 @@ class Client {
     uint64_t fetched_us = 0;
   };
   bool ShortCircuit(int32_t target) const;
+  // A chunkserver on this host (not this rank) whose files this client can open.
+  bool LocalPeer(int32_t target) const;
   std::set<int32_t> no_local_;  // chunkservers whose files this client cannot open
+  // Short-circuit writes (JobConfig::short_circuit_writes): a chunk whose only
+  // replica is on this host is written into that replica's data file by this
+  // client, under a grant from the chunkserver (kWriteLocal); the kWriteLocalDone
+  // that follows carries this client's checksums of the bytes.
+  bool WriteLocally(const CachedLease& lease) const;
+  // Writes data[0, n) at chunk_off into the granted file and fills *crcs
+  // (one per block boundary at or after chunk_off, see WriteLocalDoneReq). Stops
+  // (kTimeout) once `stop_us` passes: after that the grant may be over. A file
+  // that cannot be opened or written: kUnavailable, and that chunkserver's
+  // chunks go through it from then on.
+  // Fsync of chunks this client wrote short-circuit: starts the device writes
+  // of every data file, then syncs each data and checksum file and their
+  // directories, here instead of in the chunkserver (whose event loop would
+  // be held meanwhile). Those that fail are left in *failed, to be synced
+  // through their chunkserver.
+  void SyncLocal(const std::map<uint64_t, std::pair<std::string, std::string>>& files,
+                 std::set<uint64_t>* failed);
+  Status WriteLocalPiece(int32_t target, const WriteLocalReply& rep, uint64_t chunk_off,
+                         const uint8_t* data, size_t n, uint64_t stop_us,
+                         std::vector<uint32_t>* crcs);
   // Reads [chunk_off, chunk_off + n) (inside [v->base, v->end)) into out and
   // verifies every block it touches.
   Status ReadFromView(LocalView* v, uint64_t chunk_off, uint8_t* out, size_t n);

@@ -523,6 +523,51 @@ struct ReadLocalReply {
   }
 };
 
+// Client -> primary, both on one host, the primary the chunk's only replica:
+// a short-circuit write. The primary checks version and lease as for kWrite,
+// holds every other request touching the chunk, and answers with the chunk's
+// data file; the client writes [offset, offset + length) of it itself and
+// then sends kWriteLocalDone (doc/architecture.md#short-circuit-writes).
+struct WriteLocalReq {
+  GFS_MSG(kWriteLocal);
+  uint64_t handle = 0;
+  uint64_t version = 0;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  template <class V>
+  bool Visit(V& v) {
+    return v(handle) && v(version) && v(offset) && v(length);
+  }
+};
+
+struct WriteLocalReply {
+  std::string path;         // the chunk's data file, absolute
+  std::string crc_path;     // its checksum file, absolute (in the same directory)
+  uint64_t grant = 0;       // names this write in kWriteLocalDone
+  uint32_t block_size = 0;  // bytes per checksummed block
+  uint32_t grant_ms = 0;    // the primary gives up on the write this long after granting it
+  template <class V>
+  bool Visit(V& v) {
+    return v(path) && v(crc_path) && v(grant) && v(block_size) && v(grant_ms);
+  }
+};
+
+// Client -> primary: the short-circuit write `grant` is over. written = 1: all
+// its bytes are in the file, and crcs holds the CRC32C of them from each block
+// boundary at or after the offset to the next boundary or the range's end.
+// written = 0: the client gave up (the primary checksums what the file holds).
+struct WriteLocalDoneReq {
+  GFS_MSG(kWriteLocalDone);
+  uint64_t handle = 0;
+  uint64_t grant = 0;
+  uint8_t written = 0;
+  std::vector<uint32_t> crcs;
+  template <class V>
+  bool Visit(V& v) {
+    return v(handle) && v(grant) && v(written) && v(crcs);
+  }
+};
+
 // Client -> primary: append pushed data `data_id` (length bytes) at an offset
 // the primary picks. kRetryNextChunk when it does not fit (the chunk was padded
 // to chunk_size on every replica first); kTooLarge over chunk_size / 4.

@@ -61,6 +61,10 @@ const char* MsgTypeName(uint16_t type) {
       return "read";
     case MsgType::kReadLocal:
       return "read_local";
+    case MsgType::kWriteLocal:
+      return "write_local";
+    case MsgType::kWriteLocalDone:
+      return "write_local_done";
     case MsgType::kSync:
       return "sync";
     case MsgType::kAppend:

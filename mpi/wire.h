@@ -63,6 +63,8 @@ enum class MsgType : uint16_t {
   kAppend = 46,
   kCommitted = 47,
   kReadLocal = 48,
+  kWriteLocal = 49,
+  kWriteLocalDone = 54,  // numbered after the master group's: 49 was the last free one here
   // master group (master <-> shadow masters)
   kLogBatch = 50,
   kVote = 51,

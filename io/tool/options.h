@@ -21,7 +21,7 @@ struct GlobalOptions {
   bool help = false;
   bool rank_mode = false;         // hidden: force rank mode
   bool dry_run = false;           // print the mpirun line instead of running it
-  bool no_short_circuit = false;  // JobConfig::short_circuit_reads off
+  bool no_short_circuit = false;  // JobConfig::short_circuit_reads and _writes off
 };
 
 struct CommandLine {

@@ -719,6 +719,124 @@ TEST_F(ChunkStoreTest, IoPatternOfStreamingWrites) {
   EXPECT_EQ(env_.writes(), 2u);
 }
 
+// A writer outside the store (a short-circuit client): writes `data` at
+// `off` of the chunk's data file and returns its checksums, one per block
+// boundary at or after `off` (to the next boundary or the end).
+std::vector<uint32_t> WriteOutside(const std::string& path, uint64_t off,
+                                   const std::vector<uint8_t>& data) {
+  std::unique_ptr<RandomRWFile> f;
+  EXPECT_TRUE(Env::Posix()->OpenRandomRW(path, false, &f).ok());
+  if (f == nullptr) return {};
+  EXPECT_TRUE(f->Write(off, data.data(), data.size()).ok());
+  std::vector<uint32_t> crcs;
+  const uint64_t end = off + data.size();
+  for (uint64_t b = (off + kBS - 1) / kBS * kBS; b < end; b += kBS) {
+    crcs.push_back(crc32c::Value(data.data() + (b - off), std::min(b + kBS, end) - b));
+  }
+  return crcs;
+}
+
+TEST_F(ChunkStoreTest, ExternalWritesKeepEveryBlockChecksummed) {
+  ASSERT_OK(store_->Create(9, 1));
+  std::vector<uint8_t> model;
+  auto apply = [&](uint64_t off, const std::vector<uint8_t>& d) {
+    if (model.size() < off + d.size()) model.resize(off + d.size(), 0);
+    std::copy(d.begin(), d.end(), model.begin() + static_cast<ptrdiff_t>(off));
+  };
+  struct Case {
+    uint64_t off;
+    size_t n;
+  };
+  // Fresh chunk at 0; aligned; unaligned inside old data (both edges
+  // partial); past the end leaving a gap; ending exactly at the end; a
+  // short one inside one block.
+  const std::vector<Case> cases = {{0, 3 * kBS + 100},       {kBS, 2 * kBS},
+                                   {kBS / 2 + 7, kBS + 300}, {5 * kBS + 11, 1000},
+                                   {4 * kBS, kBS + 11},      {200, 50}};
+  uint64_t seed = 70;
+  for (const Case& c : cases) {
+    const std::vector<uint8_t> d = RandomBytes(c.n, seed++);
+    ASSERT_OK(store_->BeginExternalWrite(9, c.off, c.n));
+    EXPECT_TRUE(store_->ExternalWriteOpen(9));
+    std::vector<uint8_t> out;
+    // Everything but Sync waits for the writer.
+    EXPECT_EQ(store_->Read(9, 0, 10, &out).code(), Code::kBusy);
+    EXPECT_EQ(store_->Write(9, 0, d.data(), 1).code(), Code::kBusy);
+    EXPECT_EQ(store_->Truncate(9, 1).code(), Code::kBusy);
+    EXPECT_EQ(store_->Verify(9).code(), Code::kBusy);
+    EXPECT_EQ(store_->BeginExternalWrite(9, 0, 1).code(), Code::kBusy);
+    ASSERT_OK(store_->EndExternalWrite(9, WriteOutside(store_->DataPath(9), c.off, d)));
+    apply(c.off, d);
+    ASSERT_OK(store_->Verify(9));
+    EXPECT_EQ(store_->Meta(9)->length, model.size());
+    EXPECT_EQ(ReadAll(9), model);
+  }
+  // The checksums survive a sync and a reopen.
+  ASSERT_OK(store_->Sync(9));
+  OpenStore();
+  ASSERT_OK(store_->Verify(9));
+  EXPECT_EQ(ReadAll(9), model);
+}
+
+TEST_F(ChunkStoreTest, ExternalWriteRefusesCorruptEdgesAndWrongChecksums) {
+  ASSERT_OK(store_->Create(3, 1));
+  const std::vector<uint8_t> d = RandomBytes(3 * kBS + 500, 80);
+  ASSERT_OK(store_->Write(3, 0, d.data(), d.size()));
+  ASSERT_OK(env_.FlipByte(store_->DataPath(3), 3 * kBS + 2));  // the partial last block
+  // Old bytes of a block the write covers in part are verified first, also
+  // those of a last block a write past the end would leave beside a gap.
+  Status s = store_->BeginExternalWrite(3, 3 * kBS + 400, 10);
+  EXPECT_EQ(s.code(), Code::kCorruption) << s.ToString();
+  s = store_->BeginExternalWrite(3, 5 * kBS, 10);
+  EXPECT_EQ(s.code(), Code::kCorruption) << s.ToString();
+  EXPECT_FALSE(store_->ExternalWriteOpen(3));
+  // A whole-block overwrite needs no old bytes: allowed.
+  ASSERT_OK(store_->BeginExternalWrite(3, kBS, kBS));
+  const std::vector<uint8_t> w = RandomBytes(kBS, 81);
+  std::vector<uint32_t> crcs = WriteOutside(store_->DataPath(3), kBS, w);
+  crcs.push_back(0);  // one too many: the write is aborted, checksummed as the file is
+  s = store_->EndExternalWrite(3, crcs);
+  EXPECT_EQ(s.code(), Code::kInvalidArgument) << s.ToString();
+  EXPECT_FALSE(store_->ExternalWriteOpen(3));
+  std::vector<uint8_t> out;
+  ASSERT_OK(store_->Read(3, kBS, kBS, &out));
+  EXPECT_EQ(out, w);
+  EXPECT_EQ(store_->EndExternalWrite(3, {}).code(), Code::kNotFound);
+}
+
+TEST_F(ChunkStoreTest, AbortedExternalWriteKeepsWhatLandedReadable) {
+  ASSERT_OK(store_->Create(4, 1));
+  const std::vector<uint8_t> d = RandomBytes(2 * kBS, 90);
+  ASSERT_OK(store_->Write(4, 0, d.data(), d.size()));
+  // The writer got through part of its range (over old data and past the
+  // end) and vanished.
+  ASSERT_OK(store_->BeginExternalWrite(4, kBS + 100, 3 * kBS));
+  const std::vector<uint8_t> part = RandomBytes(kBS + 500, 91);
+  WriteOutside(store_->DataPath(4), kBS + 100, part);
+  ASSERT_OK(store_->AbortExternalWrite(4));
+  EXPECT_FALSE(store_->ExternalWriteOpen(4));
+  std::vector<uint8_t> model = d;
+  model.resize(kBS + 100 + part.size());
+  std::copy(part.begin(), part.end(), model.begin() + kBS + 100);
+  EXPECT_EQ(store_->Meta(4)->length, model.size());
+  ASSERT_OK(store_->Verify(4));
+  EXPECT_EQ(ReadAll(4), model);
+  // One that wrote nothing past the end leaves the length alone.
+  ASSERT_OK(store_->BeginExternalWrite(4, model.size() + 10, 100));
+  ASSERT_OK(store_->AbortExternalWrite(4));
+  EXPECT_EQ(store_->Meta(4)->length, model.size());
+  // End on a file shorter than the range claims: aborted, an error.
+  ASSERT_OK(store_->BeginExternalWrite(4, model.size(), 2 * kBS));
+  Status s = store_->EndExternalWrite(4, std::vector<uint32_t>(2, 0));
+  EXPECT_EQ(s.code(), Code::kIOError) << s.ToString();
+  ASSERT_OK(store_->Verify(4));
+  EXPECT_EQ(ReadAll(4), model);
+  // Deleting the chunk ends its write.
+  ASSERT_OK(store_->BeginExternalWrite(4, 0, 10));
+  ASSERT_OK(store_->Delete(4));
+  EXPECT_FALSE(store_->ExternalWriteOpen(4));
+}
+
 TEST_F(ChunkStoreTest, FaultEnvClockOffset) {
   const uint64_t before = env_.NowMicros();
   env_.SetClockOffset(3600LL * 1000 * 1000);

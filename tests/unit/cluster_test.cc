@@ -137,6 +137,7 @@ void ReadInPieces(Client* reader, File* f, std::vector<uint8_t>* back) {
 
 // For tests of reads through the chunkservers (read-ahead, replica choice).
 void NoShortCircuit(JobConfig* j) { j->short_circuit_reads = false; }
+void NoShortCircuitWrites(JobConfig* j) { j->short_circuit_writes = false; }
 
 std::vector<uint8_t> RandomBytes(size_t n, uint64_t seed) {
   std::vector<uint8_t> v(n);
@@ -445,7 +446,7 @@ TEST(InProcCluster, ConcurrentAppendsLeaveIdenticalReplicas) {
 // waiting for the push's acknowledgement; the bytes land all the same, and
 // an overwrite in place is applied in order.
 TEST(InProcCluster, SingleReplicaWritesSkipThePushAckRoundTrip) {
-  InProcCluster c(1, 1 << 20, 1);
+  InProcCluster c(1, 1 << 20, 1, {}, NoShortCircuitWrites);
   auto f = c.client()->Create("/one");
   ASSERT_TRUE(f.ok());
   auto data = RandomBytes((2 << 20) + 777, 21);
@@ -820,9 +821,24 @@ TEST(InProcCluster, UnreachableChunkFilesAreTriedOncePerServer) {
 // An fsync of a file of several chunks: the chunkserver starts the device
 // writes of every chunk written since its last sync before it waits on the
 // first one (one batch for the disk, not one chunk after another).
+void FsyncStartsEveryDirtyChunk(InProcCluster* cp, FaultEnv* fep);
+
+// Through the chunkserver, and by the client itself for chunks it wrote
+// short-circuit.
 TEST(InProcCluster, FsyncStartsEveryDirtyChunkBeforeTheFirstSync) {
-  FaultEnv fe(Env::Posix());
-  InProcCluster c(1, 1 << 20, 1, {nullptr, &fe});
+  for (bool local : {false, true}) {
+    SCOPED_TRACE(local ? "short-circuit writes" : "writes through the chunkserver");
+    FaultEnv fe(Env::Posix());
+    InProcCluster c(1, 1 << 20, 1, {nullptr, &fe}, local ? nullptr : NoShortCircuitWrites);
+    if (local) c.client()->set_env(&fe);
+    FsyncStartsEveryDirtyChunk(&c, &fe);
+    EXPECT_EQ(c.client()->stats().counters["local_syncs"], local ? 4u : 0u);
+  }
+}
+
+void FsyncStartsEveryDirtyChunk(InProcCluster* cp, FaultEnv* fep) {
+  InProcCluster& c = *cp;
+  FaultEnv& fe = *fep;
   auto data = RandomBytes((3 << 20) + 999, 29);
   auto w = c.client()->Create("/b");
   ASSERT_TRUE(w.ok());
@@ -853,6 +869,151 @@ TEST(InProcCluster, FsyncStartsEveryDirtyChunkBeforeTheFirstSync) {
   auto n = c.client()->Read(&*r, 0, back.data(), back.size());
   ASSERT_TRUE(n.ok());
   EXPECT_EQ(back, data);
+}
+
+uint64_t Counter(const RoleStats& st, const char* name) {
+  auto it = st.counters.find(name);
+  return it == st.counters.end() ? 0 : it->second;
+}
+
+// A lone replica on the client's host is written by the client into its file;
+// the chunkserver keeps every block checksummed (the writer's checksums for
+// whole new blocks, its own for edges), and the data reads back both ways.
+TEST(InProcCluster, ShortCircuitWritesKeepChunksChecksummed) {
+  InProcCluster c(1, 1 << 20, 1);
+  auto f = c.client()->Create("/sc");
+  ASSERT_TRUE(f.ok());
+  std::vector<uint8_t> model;
+  auto write = [&](uint64_t off, size_t n, uint64_t seed) {
+    auto d = RandomBytes(n, seed);
+    ASSERT_TRUE(c.client()->Write(&*f, off, d.data(), d.size()).ok());
+    if (model.size() < off + n) model.resize(off + n, 0);
+    std::copy(d.begin(), d.end(), model.begin() + static_cast<ptrdiff_t>(off));
+  };
+  write(0, (2 << 20) + 12345, 1);     // across chunks, several ops each
+  write(100000, 70000, 2);            // inside old data, both edges partial
+  write((3 << 20) + 5000, 30000, 3);  // past the end: a gap in a new chunk
+  write((1 << 20) - 100, 200, 4);     // across a chunk boundary
+  ASSERT_TRUE(c.client()->Fsync(&*f).ok());
+  const RoleStats& cs = c.server(0)->stats();
+  EXPECT_GE(Counter(cs, "local_writes"), 6u);
+  EXPECT_EQ(Counter(cs, "local_writes_given_up"), 0u);
+  EXPECT_EQ(Counter(cs, "push_slices_recv"), 0u);
+  EXPECT_EQ(c.client()->stats().counters["bytes_written_local"],
+            (2u << 20) + 12345 + 70000 + 30000 + 200);
+  for (const ChunkMeta& m : c.server(0)->store()->List()) {
+    EXPECT_TRUE(c.server(0)->store()->Verify(m.handle).ok()) << m.handle;
+  }
+  for (bool short_circuit_reads : {true, false}) {
+    auto g = c.client()->Open("/sc");
+    ASSERT_TRUE(g.ok());
+    EXPECT_EQ(g->length, model.size());
+    std::vector<uint8_t> back(model.size());
+    if (short_circuit_reads) {
+      ReadInPieces(c.client(), &*g, &back);
+    } else {
+      auto n = c.client()->Read(&*g, 0, back.data(), back.size());
+      ASSERT_TRUE(n.ok());
+    }
+    EXPECT_EQ(back, model);
+  }
+  EXPECT_EQ(Counter(cs, "corrupt_found"), 0u);
+}
+
+// A client that cannot write the chunkserver's files writes through it.
+TEST(InProcCluster, ShortCircuitWriteFallsBackWhenTheFileIsNotWritable) {
+  InProcCluster c(1, 1 << 20, 1);
+  FaultEnv fe(Env::Posix());
+  fe.SetWriteError(true);
+  c.client()->set_env(&fe);
+  auto f = c.client()->Create("/fb");
+  ASSERT_TRUE(f.ok());
+  auto data = RandomBytes(700000, 5);
+  ASSERT_TRUE(c.client()->Write(&*f, 0, data.data(), data.size()).ok());
+  // Each of the call's ops already asking failed once (3 of 256 KiB).
+  const uint64_t failed = c.client()->stats().counters["local_write_unreachable"];
+  EXPECT_GE(failed, 1u);
+  EXPECT_LE(failed, 3u);
+  ASSERT_TRUE(c.client()->Write(&*f, 0, data.data(), 1000).ok());
+  ASSERT_TRUE(c.client()->Fsync(&*f).ok());
+  EXPECT_EQ(c.client()->stats().counters["local_write_unreachable"], failed);  // not tried again
+  const RoleStats& cs = c.server(0)->stats();
+  EXPECT_EQ(Counter(cs, "local_writes_given_up"), failed);
+  EXPECT_EQ(Counter(cs, "local_writes"), 0u);
+  EXPECT_GE(Counter(cs, "push_slices_recv"), 1u);
+  fe.SetWriteError(false);
+  std::vector<uint8_t> back(data.size());
+  auto n = c.client()->Read(&*f, 0, back.data(), back.size());
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(back, data);
+  for (const ChunkMeta& m : c.server(0)->store()->List()) {
+    EXPECT_TRUE(c.server(0)->store()->Verify(m.handle).ok());
+  }
+}
+
+// A writer that takes its grant and vanishes: requests for the chunk wait,
+// the grant expires, the chunk is checksummed as the file is (the vanished
+// writer's bytes, like any failed write's, are undefined but readable), and
+// the held requests go on. No replica is called corrupt.
+TEST(InProcCluster, VanishedShortCircuitWriterIsGivenUpOnAndHoldsNothing) {
+  InProcCluster c(1, 1 << 20, 2);  // the second client's rank sends by hand
+  auto f = c.client()->Create("/v");
+  ASSERT_TRUE(f.ok());
+  auto data = RandomBytes(300000, 6);
+  ASSERT_TRUE(c.client()->Write(&*f, 0, data.data(), data.size()).ok());
+  auto chunks = c.server(0)->store()->List();
+  ASSERT_EQ(chunks.size(), 1u);
+  Transport* raw = c.fabric().endpoint(c.client_rank() + 1);
+  auto call = [&](const auto& req, uint64_t id) -> Message {
+    EXPECT_TRUE(SendRequest(raw, 1, req, id, 5000).ok());
+    for (int i = 0; i < 5000; ++i) {
+      Incoming in;
+      if (raw->Poll(&in)) {
+        Message m;
+        if (ParseMessage(std::move(in), &m).ok() && m.is_reply() && m.h.id == id) return m;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ADD_FAILURE() << "no reply";
+    return Message();
+  };
+  WriteLocalReq w;
+  w.handle = chunks[0].handle;
+  w.version = chunks[0].version;
+  w.offset = 1000;
+  w.length = 5000;
+  Message granted = call(w, 1);
+  ASSERT_TRUE(granted.status().ok()) << granted.status().ToString();
+  WriteLocalReply rep;
+  ASSERT_TRUE(granted.Decode(&rep).ok());
+  std::vector<uint8_t> junk(3000, 0xAB);  // part of its range, then gone
+  {
+    std::unique_ptr<RandomRWFile> file;
+    ASSERT_TRUE(Env::Posix()->OpenRandomRW(rep.path, false, &file).ok());
+    ASSERT_TRUE(file->Write(1000, junk.data(), junk.size()).ok());
+  }
+  // A read of the chunk is held until the grant expires (1.5 s here).
+  const uint64_t t0 = MonoMicros();
+  std::vector<uint8_t> back(data.size());
+  auto n = c.client()->Read(&*f, 0, back.data(), back.size());
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_GE(MonoMicros() - t0, 1000000u);
+  std::copy(junk.begin(), junk.end(), data.begin() + 1000);
+  EXPECT_EQ(back, data);
+  const RoleStats& cs = c.server(0)->stats();
+  EXPECT_EQ(Counter(cs, "local_write_grants_expired"), 1u);
+  EXPECT_GE(Counter(cs, "held_for_local_write"), 1u);
+  EXPECT_EQ(Counter(cs, "corrupt_found"), 0u);
+  EXPECT_TRUE(c.server(0)->store()->Verify(chunks[0].handle).ok());
+  // Its late word is refused, and writes go on.
+  WriteLocalDoneReq d;
+  d.handle = chunks[0].handle;
+  d.grant = rep.grant;
+  d.written = 1;
+  Message late = call(d, 2);
+  EXPECT_EQ(late.status().code(), Code::kTimeout);
+  ASSERT_TRUE(c.client()->Write(&*f, 0, data.data(), 100).ok());
+  ASSERT_TRUE(c.client()->Fsync(&*f).ok());
 }
 
 }  // namespace
