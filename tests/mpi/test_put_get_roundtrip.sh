@@ -69,4 +69,30 @@ assert_ok "get with --no-short-circuit"
 assert_same_file "$TMP/in.bin" "$TMP/out.bin" "get through the chunkservers"
 python3 "$STATS_PY" read "$TMP/s3" "$SIZE" 5 wire || fail "read path check (--no-short-circuit)"
 
+# Short-circuit writes: at R = 1 the lone replica of each chunk is on the
+# client's host, so the client writes its file itself (no byte is pushed)
+# and syncs it at close; the chunkservers keep every block checksummed.
+GLOBALS=(--chunkservers 4 --replication 1 --chunk-size 8M)
+run_gfs --stats-dir "$TMP/s5" put "$TMP/in.bin" /r1.bin
+assert_ok "put at R=1"
+assert_eq "$SIZE" "$(python3 "$STATS_PY" sum "$TMP/s5" chunkserver bytes_written_local)" \
+  "every byte written short-circuit"
+assert_eq "$SIZE" "$(python3 "$STATS_PY" sum "$TMP/s5" chunkserver bytes_written)" \
+  "no byte written any other way"
+assert_eq "$CHUNKS" "$(python3 "$STATS_PY" sum "$TMP/s5" client local_syncs)" \
+  "the client syncs each chunk it wrote"
+run_gfs fsck --verify /r1.bin
+assert_ok "fsck --verify after short-circuit writes"
+rm -f "$TMP/out.bin"
+run_gfs get /r1.bin "$TMP/out.bin"
+assert_ok "get at R=1"
+assert_same_file "$TMP/in.bin" "$TMP/out.bin" "get after a short-circuit put"
+# --no-short-circuit: pushed through the chunkservers instead.
+run_gfs --no-short-circuit --stats-dir "$TMP/s6" put "$TMP/in.bin" /r1p.bin
+assert_ok "put at R=1 with --no-short-circuit"
+assert_eq "$MB" "$(python3 "$STATS_PY" sum "$TMP/s6" chunkserver push_slices_recv)" \
+  "every byte pushed (1 MiB slices) with --no-short-circuit"
+assert_eq "$SIZE" "$(python3 "$STATS_PY" sum "$TMP/s6" chunkserver bytes_written)" \
+  "every byte written by the chunkservers"
+
 pass
