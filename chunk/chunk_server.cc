@@ -762,12 +762,57 @@ void ChunkServer::OnReadLocal(Message& m) {
 void ChunkServer::OnSync(Message& m) {
   SyncReq r;
   Status s = m.Decode(&r);
-  if (s.ok()) {
-    store_.StartWritebackAll();
-    s = store_.Sync(r.handle);
+  if (!s.ok()) return Reply(m, s);
+  store_.StartWritebackAll();
+  auto job = store_.PrepareSync(r.handle);
+  if (!job.ok()) return Reply(m, job.status());
+  if (*job == nullptr) return Reply(m, Status::OK());  // nothing written since the last sync
+  std::unique_lock<std::mutex> l(sync_mu_);
+  if (sync_stop_) {  // shutting down: no thread any more
+    l.unlock();
+    return Reply(m, store_.FinishSync(**job, (*job)->Run()));
   }
-  Reply(m, s);
+  stats_.counters["syncs_in_thread"]++;
+  if (!sync_thread_.joinable()) sync_thread_ = std::thread([this] { SyncLoop(); });
+  sync_queue_.push_back(SyncTask{std::move(*job), m, Status::OK()});
+  sync_cv_.notify_one();
 }
+
+void ChunkServer::SyncLoop() {
+  std::unique_lock<std::mutex> l(sync_mu_);
+  for (;;) {
+    sync_cv_.wait(l, [this] { return sync_stop_ || !sync_queue_.empty(); });
+    if (sync_queue_.empty()) return;  // stopping, nothing left
+    SyncTask t = std::move(sync_queue_.front());
+    sync_queue_.pop_front();
+    l.unlock();
+    t.result = t.job->Run();
+    l.lock();
+    sync_done_.push_back(std::move(t));
+  }
+}
+
+void ChunkServer::FinishSyncs() {
+  std::deque<SyncTask> done;
+  {
+    std::lock_guard<std::mutex> l(sync_mu_);
+    if (sync_done_.empty()) return;
+    done.swap(sync_done_);
+  }
+  for (SyncTask& t : done) Reply(t.req, store_.FinishSync(*t.job, t.result));
+}
+
+void ChunkServer::StopSyncThread() {
+  {
+    std::lock_guard<std::mutex> l(sync_mu_);
+    sync_stop_ = true;
+    sync_cv_.notify_one();
+  }
+  if (sync_thread_.joinable()) sync_thread_.join();
+  FinishSyncs();
+}
+
+ChunkServer::~ChunkServer() { StopSyncThread(); }
 
 void ChunkServer::OnPrepare(Message& m) {
   PrepareChunkReq p;
@@ -876,6 +921,7 @@ void ChunkServer::OnShutdown(Message& m) {
   for (const auto& [handle, g] : grants_) store_.AbortExternalWrite(handle);
   grants_.clear();
   held_.clear();
+  StopSyncThread();  // answers the syncs still queued first
   Status s = store_.SyncAll();
   stats_.counters["writebacks_early"] = store_.writebacks_early();
   stats_.counters["writebacks_batched"] = store_.writebacks_batched();
@@ -1002,6 +1048,7 @@ void ChunkServer::NoteClockGap(uint64_t now) {
 }
 
 void ChunkServer::Tick(uint64_t) {
+  FinishSyncs();
   const uint64_t now = Now();
   NoteClockGap(now);
   if (!registered_ &&

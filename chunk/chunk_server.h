@@ -4,10 +4,14 @@
 // arrives; applies mutations in the primary's serial order.
 #pragma once
 
+#include <condition_variable>
+#include <deque>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -24,6 +28,9 @@ class ChunkServer : public Server {
   // caller (see ClaimChunkserverDir). Neither pointer is owned.
   ChunkServer(Transport* t, Env* env, const JobConfig& cfg, int master_rank, std::string dir,
               uint64_t server_id, std::string host);
+  ~ChunkServer() override;
+  ChunkServer(const ChunkServer&) = delete;
+  ChunkServer& operator=(const ChunkServer&) = delete;
 
   // Opens the store and registers with the master.
   Status Start();
@@ -31,8 +38,12 @@ class ChunkServer : public Server {
   // Reads the Env's clock (which tests can make jump), not `now_us`: every
   // time this server keeps (leases, heartbeats, deadlines) is on that clock.
   void Tick(uint64_t now_us) override;
-  // Writes the record appends queued while the batch was handled.
-  void AfterBatch() override { FlushAppends(); }
+  // Writes the record appends queued while the batch was handled, and
+  // answers the syncs the sync thread finished.
+  void AfterBatch() override {
+    FlushAppends();
+    FinishSyncs();
+  }
   bool done() const override { return done_; }
 
   const RoleStats& stats() const { return stats_; }
@@ -105,6 +116,26 @@ class ChunkServer : public Server {
   Status CheckReadable(Message& m, ReadReq* r, ChunkMeta* meta);
   void ReplyReadError(Message& m, uint64_t handle, const Status& s);
   void OnSync(Message& m);
+  // Syncs run in sync_thread_, one at a time in arrival order: an fdatasync
+  // can take a third of a second on one disk, and the event loop (other
+  // clients' writes and reads, heartbeats) must not wait for it. The reply
+  // is sent by FinishSyncs, in the event loop, once the store has recorded
+  // the outcome.
+  struct SyncTask {
+    std::unique_ptr<ChunkStore::SyncJob> job;
+    Message req;
+    Status result;
+  };
+  void SyncLoop();
+  void FinishSyncs();
+  // Stops the sync thread after the syncs queued so far.
+  void StopSyncThread();
+  std::mutex sync_mu_;
+  std::condition_variable sync_cv_;
+  std::deque<SyncTask> sync_queue_;  // to run
+  std::deque<SyncTask> sync_done_;   // run, to be answered
+  bool sync_stop_ = false;
+  std::thread sync_thread_;
   void OnPrepare(Message& m);
   // Refuses what a deposed master sends and follows a new one (kNewMaster).
   bool MasterEpochOk(Message& m);

@@ -346,12 +346,14 @@ Result<ChunkStore::OpenChunk*> ChunkStore::Acquire(uint64_t handle, State* st, b
   const std::string dpath = DataPath(handle), cpath = CrcPath(handle);
   const bool existed = !create || (env_->FileExists(dpath) && env_->FileExists(cpath));
   for (auto [path, file] : {std::pair{&dpath, &oc.data}, std::pair{&cpath, &oc.crc}}) {
-    Status s = env_->OpenRandomRW(*path, create, file);
+    std::unique_ptr<RandomRWFile> opened;
+    Status s = env_->OpenRandomRW(*path, create, &opened);
     if (s.code() == Code::kNotFound) {
       return Status::Corruption(*path + ": missing file of chunk " + HandleName(handle) +
                                 " (length " + std::to_string(st->length) + ")");
     }
     GFS_RETURN_IF_ERROR(s);
+    *file = std::move(opened);
   }
   if (!existed) st->need_dir_sync = true;
   GFS_RETURN_IF_ERROR(LoadCrcs(&oc, st->length, create));
@@ -570,6 +572,7 @@ Status ChunkStore::WriteImpl(uint64_t handle, uint64_t off, const std::vector<Co
   used_bytes_ += new_len - L;
   st->length = new_len;
   st->dirty = true;
+  ++st->gen;
   oc->wb_lo = std::min(oc->wb_lo, off);
   oc->wb_hi = std::max(oc->wb_hi, end);
   if (writeback_bytes_ > 0 && oc->wb_hi - oc->wb_lo >= writeback_bytes_ && StartWriteback(oc)) {
@@ -706,6 +709,7 @@ Status ChunkStore::FinishExternal(uint64_t handle, const External& e,
   used_bytes_ += new_len - L;
   st->length = new_len;
   st->dirty = true;
+  ++st->gen;
   if (writeback_bytes_ > 0 && oc->wb_hi > oc->wb_lo && oc->wb_hi - oc->wb_lo >= writeback_bytes_ &&
       StartWriteback(oc)) {
     ++writebacks_early_;
@@ -740,6 +744,7 @@ void ChunkStore::Restore(State* st, OpenChunk* oc, uint64_t off, uint64_t end,
                          const std::vector<ConstSlice>& data, const Status& cause) {
   const uint64_t L = st->length;
   st->dirty = true;
+  ++st->gen;
   auto fix = [&]() -> Status {
     Result<uint64_t> dsize = oc->data->Size();
     if (!dsize.ok()) return dsize.status();
@@ -944,6 +949,7 @@ Status ChunkStore::Truncate(uint64_t handle, uint64_t length) {
   used_bytes_ -= L - length;
   st->length = length;
   st->dirty = true;
+  ++st->gen;
   if (!s.ok()) {
     st->poisoned = Status(s.code(), "chunk " + HandleName(handle) +
                                         " unusable after failed truncate: " + s.ToString());
@@ -979,6 +985,53 @@ Status ChunkStore::Sync(uint64_t handle) {
   st->need_dir_sync = false;
   oc->wb_lo = UINT64_MAX;
   oc->wb_hi = 0;
+  return Status::OK();
+}
+
+Result<std::unique_ptr<ChunkStore::SyncJob>> ChunkStore::PrepareSync(uint64_t handle) {
+  Result<State*> str = Lookup(handle);
+  if (!str.ok()) return str.status();
+  State* st = *str;
+  if (!st->dirty) return std::unique_ptr<SyncJob>();
+  Result<OpenChunk*> ocr = Acquire(handle, st, /*create=*/false);
+  if (!ocr.ok()) return ocr.status();
+  auto job = std::make_unique<SyncJob>();
+  job->handle = handle;
+  job->gen = st->gen;
+  job->data = (*ocr)->data;
+  job->crc = (*ocr)->crc;
+  if (st->need_dir_sync) job->dir = ChunksDir();
+  job->env = env_;
+  return job;
+}
+
+Status ChunkStore::SyncJob::Run() const {
+  Status s = data->Sync();
+  if (s.ok()) s = crc->Sync();
+  if (s.ok() && !dir.empty()) s = env->SyncDir(dir);
+  return s;
+}
+
+Status ChunkStore::FinishSync(const SyncJob& job, const Status& result) {
+  auto it = chunks_.find(job.handle);
+  if (it == chunks_.end()) return result;  // deleted meanwhile
+  State* st = &it->second;
+  if (!st->poisoned.ok()) return st->poisoned;
+  if (!result.ok()) {
+    // As in Sync: the kernel may have dropped the dirty pages.
+    st->poisoned = Status(result.code(), "chunk " + HandleName(job.handle) +
+                                             " unusable after failed sync: " + result.ToString());
+    Evict(job.handle);
+    return st->poisoned;
+  }
+  if (st->gen != job.gen) return Status::OK();  // changed meanwhile: still dirty
+  st->dirty = false;
+  if (!job.dir.empty()) st->need_dir_sync = false;
+  auto oc = open_.find(job.handle);
+  if (oc != open_.end()) {
+    oc->second->wb_lo = UINT64_MAX;
+    oc->second->wb_hi = 0;
+  }
   return Status::OK();
 }
 

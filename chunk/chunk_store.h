@@ -175,6 +175,24 @@ class ChunkStore {
   Status Sync(uint64_t handle);
   Status SyncAll();
 
+  // Sync from another thread, so that the caller's thread (a chunkserver's
+  // event loop) keeps serving while the disk works. PrepareSync returns what
+  // to sync (null when nothing was written since the last sync); Run, in any
+  // thread, syncs the data file, the checksum file and, if the files are new,
+  // the directory; FinishSync, back in the store's thread, records the
+  // outcome: the chunk counts as synced only if nothing changed it meanwhile,
+  // and a failure makes it unusable, as in Sync.
+  struct SyncJob {
+    uint64_t handle = 0;
+    uint64_t gen = 0;  // State::gen when prepared
+    std::shared_ptr<RandomRWFile> data, crc;
+    std::string dir;  // non-empty: fsync this directory too
+    Env* env = nullptr;
+    Status Run() const;
+  };
+  Result<std::unique_ptr<SyncJob>> PrepareSync(uint64_t handle);
+  Status FinishSync(const SyncJob& job, const Status& result);
+
   // Removes the chunk's files (meta first), durably. NotFound if absent.
   Status Delete(uint64_t handle);
 
@@ -189,13 +207,15 @@ class ChunkStore {
     uint64_t version = 0;
     uint64_t length = 0;
     bool dirty = false;          // written since last Sync
+    uint64_t gen = 0;            // bumped by every change of the bytes or length
     bool need_dir_sync = false;  // files created since last Sync
     Status poisoned;             // non-ok: chunk unusable
   };
   struct OpenChunk {
     uint64_t handle = 0;
-    std::unique_ptr<RandomRWFile> data;
-    std::unique_ptr<RandomRWFile> crc;
+    // Shared with a sync running in another thread (SyncJob).
+    std::shared_ptr<RandomRWFile> data;
+    std::shared_ptr<RandomRWFile> crc;
     std::vector<uint32_t> crcs;  // one per block of the current length
     size_t crcs_valid = 0;       // entries [0, crcs_valid) were read/written
     // Bytes written whose device writes were not started yet lie in

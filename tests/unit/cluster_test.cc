@@ -1016,5 +1016,44 @@ TEST(InProcCluster, VanishedShortCircuitWriterIsGivenUpOnAndHoldsNothing) {
   ASSERT_TRUE(c.client()->Fsync(&*f).ok());
 }
 
+// A sync waits on the disk in the chunkserver's sync thread: meanwhile the
+// chunkserver serves another client's writes and reads, and the sync is
+// answered only once it is done.
+TEST(InProcCluster, SlowSyncHoldsNoOtherRequest) {
+  FaultEnv fe(Env::Posix());
+  InProcCluster c(1, 1 << 20, 2, {nullptr, &fe}, NoShortCircuitWrites);
+  auto a = c.client(0)->Create("/a");
+  auto b = c.client(1)->Create("/b");
+  ASSERT_TRUE(a.ok() && b.ok());
+  auto data = RandomBytes(300000, 7);
+  ASSERT_TRUE(c.client(0)->Write(&*a, 0, data.data(), data.size()).ok());
+  ASSERT_TRUE(c.client(1)->Write(&*b, 0, data.data(), 1000).ok());
+  fe.SetSyncDelayMs(1500);  // per file: the data and checksum files of /a
+  std::atomic<bool> synced{false};
+  std::thread fsync([&] {
+    EXPECT_TRUE(c.client(0)->Fsync(&*a).ok());
+    synced = true;
+  });
+  // Let the sync reach the disk, then write and read through the same
+  // chunkserver: done while the sync still waits.
+  for (int i = 0; i < 1000 && Counter(c.server(0)->stats(), "syncs_in_thread") == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_TRUE(c.client(1)->Write(&*b, 1000, data.data(), data.size()).ok());
+  std::vector<uint8_t> back(data.size());
+  auto n = c.client(1)->Read(&*b, 1000, back.data(), back.size());
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(back, data);
+  EXPECT_FALSE(synced.load());
+  fsync.join();
+  EXPECT_TRUE(synced.load());
+  fe.SetSyncDelayMs(0);
+  // Written after the sync began: still to be synced.
+  fe.ResetCounters();
+  ASSERT_TRUE(c.client(1)->Fsync(&*b).ok());
+  EXPECT_GE(fe.syncs(), 1u);
+}
+
 }  // namespace
 }  // namespace gfs

@@ -29,6 +29,7 @@
 //     and to its last-synced image, so a later crash does not undo it.
 //   - SetClockOffset(us): NowMicros() returns target time + offset (clock jumps).
 //   - SetReadOnlyOpenError(true): every OpenReadOnly fails with IOError.
+//   - SetSyncDelayMs(ms): every file Sync first sleeps ms (a slow disk).
 //   - Counters of file opens, reads, writes, syncs and started writebacks, to
 //     assert I/O patterns; RecordEvents(true) also logs each writeback
 //     ("writeback PATH OFFSET BYTES") and file sync ("sync PATH") in order.
@@ -43,12 +44,14 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -84,6 +87,8 @@ class FaultEnv : public EnvWrapper {
     sync_ok_left_ = n;
   }
   void SetClockOffset(int64_t us) { clock_offset_ = us; }
+  // Every data-file Sync (RandomRWFile) takes this much longer (a slow disk).
+  void SetSyncDelayMs(int64_t ms) { sync_delay_ms_ = ms; }
   // Every OpenReadOnly fails with IOError (a reader that cannot reach the
   // files, e.g. another node's, or no permission); counted either way.
   void SetReadOnlyOpenError(bool on) { read_only_open_error_ = on; }
@@ -300,6 +305,9 @@ class FaultEnv : public EnvWrapper {
     }
     Status Sync() override {
       ++env_->syncs_;
+      if (env_->sync_delay_ms_ > 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(env_->sync_delay_ms_.load()));
+      }
       if (env_->SyncFails()) return Status::IOError(path_ + ": injected sync error");
       GFS_RETURN_IF_ERROR(f_->Sync());
       env_->MarkSynced(path_);
@@ -358,6 +366,7 @@ class FaultEnv : public EnvWrapper {
   int64_t write_fail_at_ = -1;  // guarded by knob_mu_
   int64_t sync_ok_left_ = -1;   // guarded by knob_mu_
   std::atomic<int64_t> clock_offset_{0};
+  std::atomic<int64_t> sync_delay_ms_{0};
   std::atomic<uint64_t> reads_{0}, writes_{0}, syncs_{0}, writebacks_{0}, opens_{0},
       read_only_opens_{0};
   std::atomic<bool> read_only_open_error_{false};
