@@ -644,8 +644,7 @@ Status ChunkStore::AbortExternalWrite(uint64_t handle) {
   return FinishExternal(handle, it->second, nullptr);
 }
 
-Status ChunkStore::FinishExternal(uint64_t handle, const External& e,
-                                  const std::vector<uint32_t>* crcs) {
+Status ChunkStore::FinishExternal(uint64_t handle, External e, const std::vector<uint32_t>* crcs) {
   external_.erase(handle);
   Result<State*> str = Lookup(handle);
   if (!str.ok()) return str.status();

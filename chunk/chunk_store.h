@@ -258,7 +258,7 @@ class ChunkStore {
     uint64_t off = 0, end = 0;
   };
   // Ends a short-circuit write: the writer's checksums (null: aborted).
-  Status FinishExternal(uint64_t handle, const External& e, const std::vector<uint32_t>* crcs);
+  Status FinishExternal(uint64_t handle, External e, const std::vector<uint32_t>* crcs);
 
   Env* const env_;
   const std::string dir_;
