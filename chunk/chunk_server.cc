@@ -413,42 +413,38 @@ void ChunkServer::OnWriteLocalDone(Message& m) {
   EndGrant(d.handle);
 }
 
+namespace {
+// The chunk a request of type Req is about (every such request starts with it).
+template <typename Req>
+bool HandleOf(const Message& m, uint64_t* handle) {
+  Req r;
+  if (!m.Decode(&r).ok()) return false;
+  *handle = r.handle;
+  return true;
+}
+}  // namespace
+
 bool ChunkServer::HoldForGrant(Message& m) {
   if (grants_.empty() || m.is_reply()) return false;
   uint64_t handle = 0;
   bool ok = false;
   switch (m.type()) {
     case MsgType::kRead:
-    case MsgType::kReadLocal: {
-      ReadReq r;
-      ok = m.Decode(&r).ok();
-      handle = r.handle;
+    case MsgType::kReadLocal:
+      ok = HandleOf<ReadReq>(m, &handle);
       break;
-    }
-    case MsgType::kWrite: {
-      WriteReq r;
-      ok = m.Decode(&r).ok();
-      handle = r.handle;
+    case MsgType::kWrite:
+      ok = HandleOf<WriteReq>(m, &handle);
       break;
-    }
-    case MsgType::kAppend: {
-      AppendReq r;
-      ok = m.Decode(&r).ok();
-      handle = r.handle;
+    case MsgType::kAppend:
+      ok = HandleOf<AppendReq>(m, &handle);
       break;
-    }
-    case MsgType::kWriteLocal: {
-      WriteLocalReq r;
-      ok = m.Decode(&r).ok();
-      handle = r.handle;
+    case MsgType::kWriteLocal:
+      ok = HandleOf<WriteLocalReq>(m, &handle);
       break;
-    }
-    case MsgType::kClone: {
-      CloneReq r;
-      ok = m.Decode(&r).ok();
-      handle = r.handle;
+    case MsgType::kClone:
+      ok = HandleOf<CloneReq>(m, &handle);
       break;
-    }
     default:
       break;
   }
