@@ -724,10 +724,20 @@ bool ChunkStore::StartWriteback(OpenChunk* oc) {
   return any;
 }
 
-void ChunkStore::StartWritebackAll() {
+std::vector<ChunkStore::Writeback> ChunkStore::TakeWritebacks() {
+  std::vector<Writeback> out;
   for (OpenChunk& oc : lru_) {
-    if (StartWriteback(&oc)) ++writebacks_batched_;
+    if (oc.wb_lo >= oc.wb_hi) continue;
+    out.push_back(Writeback{oc.data, oc.wb_lo, oc.wb_hi - oc.wb_lo});
+    oc.wb_lo = UINT64_MAX;
+    oc.wb_hi = 0;
+    ++writebacks_batched_;
   }
+  return out;
+}
+
+void ChunkStore::StartWritebackAll() {
+  for (const Writeback& w : TakeWritebacks()) w.file->StartWriteback(w.offset, w.n);
 }
 
 // After a failed write: cut the data and checksum files back to the old length
@@ -1005,6 +1015,7 @@ Result<std::unique_ptr<ChunkStore::SyncJob>> ChunkStore::PrepareSync(uint64_t ha
 }
 
 Status ChunkStore::SyncJob::Run() const {
+  for (const Writeback& w : writebacks) w.file->StartWriteback(w.offset, w.n);
   Status s = data->Sync();
   if (s.ok()) s = crc->Sync();
   if (s.ok() && !dir.empty()) s = env->SyncDir(dir);

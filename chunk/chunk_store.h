@@ -166,6 +166,13 @@ class ChunkStore {
   void set_writeback_bytes(uint64_t bytes) { writeback_bytes_ = bytes; }
   // Starts the device writes of every open chunk's bytes not started yet.
   void StartWritebackAll();
+  // The same ranges, taken out (counted as started) for another thread to
+  // start (a SyncJob's writebacks).
+  struct Writeback {
+    std::shared_ptr<RandomRWFile> file;
+    uint64_t offset = 0, n = 0;
+  };
+  std::vector<Writeback> TakeWritebacks();
   // Ranges started by the set_writeback_bytes rule, and by StartWritebackAll.
   uint64_t writebacks_early() const { return writebacks_early_; }
   uint64_t writebacks_batched() const { return writebacks_batched_; }
@@ -188,6 +195,7 @@ class ChunkStore {
     std::shared_ptr<RandomRWFile> data, crc;
     std::string dir;  // non-empty: fsync this directory too
     Env* env = nullptr;
+    std::vector<Writeback> writebacks;  // started first (other chunks' too)
     Status Run() const;
   };
   Result<std::unique_ptr<SyncJob>> PrepareSync(uint64_t handle);
