@@ -1369,7 +1369,7 @@ Status Client::Fsync(File* f) {
   std::map<uint64_t, std::vector<int32_t>> todo = f->dirty;
   if (!f->dirty_local.empty()) {
     std::set<uint64_t> failed;
-    SyncLocal(f->dirty_local, &failed);
+    GFS_RETURN_IF_ERROR(SyncLocal(f->dirty_local, &failed));
     for (const auto& [handle, files] : f->dirty_local) {
       if (failed.count(handle) == 0) todo.erase(handle);
     }
@@ -1424,8 +1424,8 @@ Status Client::Fsync(File* f) {
   return ReportLength(f->id);
 }
 
-void Client::SyncLocal(const std::map<uint64_t, std::pair<std::string, std::string>>& files,
-                       std::set<uint64_t>* failed) {
+Status Client::SyncLocal(const std::map<uint64_t, std::pair<std::string, std::string>>& files,
+                         std::set<uint64_t>* failed) {
   struct Opened {
     uint64_t handle;
     std::unique_ptr<RandomRWFile> data, crc;
@@ -1445,16 +1445,22 @@ void Client::SyncLocal(const std::map<uint64_t, std::pair<std::string, std::stri
   // Every file's device writes first, so the disk has the whole batch while
   // the first sync waits (as the chunkserver's own sync does).
   for (Opened& o : opened) o.data->StartWriteback(0, 0);
+  // A failed sync is the fsync's error, not a reason to ask the chunkserver:
+  // the kernel may have dropped the pages, and a sync through a descriptor
+  // opened after the failure would not see it.
+  Status first;
   for (Opened& o : opened) {
     Status s = o.data->Sync();
     if (s.ok()) s = o.crc->Sync();
-    if (!s.ok()) failed->insert(o.handle);
+    if (!s.ok() && first.ok()) first = s;
   }
   for (const auto& [dir, handles] : dirs) {
-    if (!env_->SyncDir(dir).ok()) failed->insert(handles.begin(), handles.end());
+    Status s = env_->SyncDir(dir);
+    if (!s.ok() && first.ok()) first = s;
   }
   stats_.counters["local_syncs"] += opened.size();
-  stats_.counters["local_sync_failures"] += failed->size();
+  stats_.counters["local_sync_unreachable"] += failed->size();
+  return first;
 }
 
 Status Client::Close(File* f) {

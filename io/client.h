@@ -262,11 +262,11 @@ class Client {
   // chunks go through it from then on.
   // Fsync of chunks this client wrote short-circuit: starts the device writes
   // of every data file, then syncs each data and checksum file and their
-  // directories, here instead of in the chunkserver (whose event loop would
-  // be held meanwhile). Those that fail are left in *failed, to be synced
-  // through their chunkserver.
-  void SyncLocal(const std::map<uint64_t, std::pair<std::string, std::string>>& files,
-                 std::set<uint64_t>* failed);
+  // directories, here instead of in the chunkserver. Chunks whose files
+  // cannot be opened are left in *failed, to be synced through their
+  // chunkserver; a failed sync is returned (the fsync fails).
+  Status SyncLocal(const std::map<uint64_t, std::pair<std::string, std::string>>& files,
+                   std::set<uint64_t>* failed);
   Status WriteLocalPiece(int32_t target, const WriteLocalReply& rep, uint64_t chunk_off,
                          const uint8_t* data, size_t n, uint64_t stop_us,
                          std::vector<uint32_t>* crcs);

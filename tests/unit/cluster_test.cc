@@ -1055,5 +1055,27 @@ TEST(InProcCluster, SlowSyncHoldsNoOtherRequest) {
   EXPECT_GE(fe.syncs(), 1u);
 }
 
+// A chunk written short-circuit is synced by the client: a failed sync fails
+// the fsync (not retried through the chunkserver, whose descriptor may not see
+// the error), and the chunk stays to be synced by the next one.
+TEST(InProcCluster, FailedClientSyncOfAShortCircuitWriteFailsTheFsync) {
+  InProcCluster c(1, 1 << 20, 1);
+  FaultEnv fe(Env::Posix());
+  c.client()->set_env(&fe);
+  auto f = c.client()->Create("/fs");
+  ASSERT_TRUE(f.ok());
+  auto data = RandomBytes(200000, 8);
+  ASSERT_TRUE(c.client()->Write(&*f, 0, data.data(), data.size()).ok());
+  EXPECT_EQ(Counter(c.server(0)->stats(), "local_writes"), 1u);
+  fe.SetSyncError(true);
+  Status s = c.client()->Fsync(&*f);
+  EXPECT_EQ(s.code(), Code::kIOError) << s.ToString();
+  EXPECT_EQ(Counter(c.server(0)->stats(), "syncs_in_thread"), 0u);
+  fe.SetSyncError(false);
+  fe.ResetCounters();
+  ASSERT_TRUE(c.client()->Fsync(&*f).ok());
+  EXPECT_GE(fe.syncs(), 3u);  // data, checksums, directory
+}
+
 }  // namespace
 }  // namespace gfs
