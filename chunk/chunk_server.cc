@@ -61,6 +61,16 @@ Status ClaimChunkserverDir(Env* env, const std::string& data_dir, int preferred,
   return Status::Unavailable(data_dir + ": no free chunkserver directory");
 }
 
+namespace {
+// `dir` made absolute (as it is if the working directory cannot be read): the
+// store's file names go to clients for short-circuit reads and writes.
+std::string Absolute(const std::string& dir) {
+  std::error_code ec;
+  std::string abs = std::filesystem::absolute(dir, ec).string();
+  return ec ? dir : abs;
+}
+}  // namespace
+
 ChunkServer::ChunkServer(Transport* t, Env* env, const JobConfig& cfg, int master_rank,
                          std::string dir, uint64_t server_id, std::string host)
     : t_(t),
@@ -70,7 +80,7 @@ ChunkServer::ChunkServer(Transport* t, Env* env, const JobConfig& cfg, int maste
       dir_(std::move(dir)),
       server_id_(server_id),
       host_(std::move(host)),
-      store_(env, dir_) {
+      store_(env, Absolute(dir_)) {
   store_.set_writeback_bytes(cfg_.writeback_bytes);
 }
 
@@ -366,13 +376,8 @@ void ChunkServer::OnWriteLocal(Message& m) {
   if (s.ok()) s = store_.BeginExternalWrite(w.handle, w.offset, w.length);
   if (!s.ok()) return Reply(m, s);
   WriteLocalReply rep;
-  std::error_code ec;
-  rep.path = std::filesystem::absolute(store_.DataPath(w.handle), ec).string();
-  if (!ec) rep.crc_path = std::filesystem::absolute(store_.CrcPath(w.handle), ec).string();
-  if (ec) {
-    store_.AbortExternalWrite(w.handle);
-    return Reply(m, Status::IOError(store_.DataPath(w.handle) + ": " + ec.message()));
-  }
+  rep.path = store_.DataPath(w.handle);
+  rep.crc_path = store_.CrcPath(w.handle);
   Grant& g = grants_[w.handle];
   g.id = ++next_grant_;
   g.client = m.source;
@@ -746,9 +751,7 @@ void ChunkServer::OnReadLocal(Message& m) {
   ReadLocalReply rep;
   s = store_.BlockChecksums(r.handle, r.offset, r.length, &rep.base, &rep.end, &rep.crcs);
   if (!s.ok()) return ReplyReadError(m, r.handle, s);
-  std::error_code ec;
-  rep.path = std::filesystem::absolute(store_.DataPath(r.handle), ec).string();
-  if (ec) return Reply(m, Status::IOError(store_.DataPath(r.handle) + ": " + ec.message()));
+  rep.path = store_.DataPath(r.handle);
   rep.chunk_length = meta.length;
   rep.block_size = static_cast<uint32_t>(ChunkStore::kBlockSize);
   stats_.counters["local_reads"]++;

@@ -808,13 +808,16 @@ Status Client::WriteLocalPiece(int32_t target, const WriteLocalReply& rep, uint6
   }
   // Opened for each grant, never kept: a chunk file deleted and made again
   // (a clone) must not be written through an old descriptor.
-  std::unique_ptr<RandomRWFile> file;
-  Status s = env_->OpenRandomRW(rep.path, /*create=*/false, &file);
-  if (!s.ok()) {
+  // The file cannot be opened or written: this chunkserver's chunks go
+  // through it from now on (kUnavailable is retried that way).
+  auto unreachable = [&](const Status& s) {
     no_local_.insert(target);
     stats_.counters["local_write_unreachable"]++;
     return Status(Code::kUnavailable, "short-circuit write: " + s.ToString());
-  }
+  };
+  std::unique_ptr<RandomRWFile> file;
+  Status s = env_->OpenRandomRW(rep.path, /*create=*/false, &file);
+  if (!s.ok()) return unreachable(s);
   const uint64_t bs = rep.block_size, end = chunk_off + n;
   uint64_t next_block = (chunk_off + bs - 1) / bs * bs;  // next checksum to take
   constexpr size_t kPiece = 1u << 20;
@@ -829,11 +832,7 @@ Status Client::WriteLocalPiece(int32_t target, const WriteLocalReply& rep, uint6
                         static_cast<size_t>(std::min(next_block + bs, end) - next_block)));
     }
     s = file->Write(chunk_off + done, data + done, len);
-    if (!s.ok()) {
-      no_local_.insert(target);
-      stats_.counters["local_write_unreachable"]++;
-      return Status(Code::kUnavailable, "short-circuit write: " + s.ToString());
-    }
+    if (!s.ok()) return unreachable(s);
     done += len;
   }
   return Status::OK();

@@ -837,6 +837,57 @@ TEST_F(ChunkStoreTest, AbortedExternalWriteKeepsWhatLandedReadable) {
   EXPECT_FALSE(store_->ExternalWriteOpen(4));
 }
 
+// Syncs run by another thread (SyncJob): the chunk is clean afterwards only
+// if nothing changed it meanwhile; a failed one makes it unusable; one whose
+// chunk was deleted meanwhile changes nothing; the job starts the batched
+// writebacks first.
+TEST_F(ChunkStoreTest, SyncJobsRecordTheirOutcome) {
+  ASSERT_OK(store_->Create(1, 1));
+  ASSERT_OK(store_->Create(2, 1));
+  const std::vector<uint8_t> d = RandomBytes(2 * kBS, 100);
+  ASSERT_OK(store_->Write(1, 0, d.data(), d.size()));
+  ASSERT_OK(store_->Write(2, 0, d.data(), d.size()));
+  auto job = store_->PrepareSync(1);
+  ASSERT_OK(job.status());
+  ASSERT_NE(*job, nullptr);
+  (*job)->writebacks = store_->TakeWritebacks();
+  EXPECT_EQ((*job)->writebacks.size(), 2u);  // both chunks' new bytes
+  env_.ResetCounters();
+  ASSERT_OK(store_->Write(1, d.size(), d.data(), 100));  // while the job runs
+  ASSERT_OK((*job)->Run());
+  EXPECT_EQ(env_.writebacks(), 2u);
+  ASSERT_OK(store_->FinishSync(**job, Status::OK()));
+  auto again = store_->PrepareSync(1);  // changed meanwhile: still to sync
+  ASSERT_OK(again.status());
+  ASSERT_NE(*again, nullptr);
+  ASSERT_OK(store_->FinishSync(**again, (*again)->Run()));
+  auto clean = store_->PrepareSync(1);
+  ASSERT_OK(clean.status());
+  EXPECT_EQ(*clean, nullptr);
+
+  // Failed: unusable, as after a failed Sync.
+  auto j2 = store_->PrepareSync(2);
+  ASSERT_OK(j2.status());
+  ASSERT_NE(*j2, nullptr);
+  env_.SetSyncError(true);
+  Status ran = (*j2)->Run();
+  env_.SetSyncError(false);
+  EXPECT_EQ(ran.code(), Code::kIOError);
+  EXPECT_EQ(store_->FinishSync(**j2, ran).code(), Code::kIOError);
+  std::vector<uint8_t> out;
+  EXPECT_FALSE(store_->Read(2, 0, 10, &out).ok());
+
+  // Deleted while its sync ran: the job's files stay valid, nothing recorded.
+  ASSERT_OK(store_->Write(1, 0, d.data(), 10));
+  auto j3 = store_->PrepareSync(1);
+  ASSERT_OK(j3.status());
+  ASSERT_NE(*j3, nullptr);
+  ASSERT_OK(store_->Delete(1));
+  ASSERT_OK((*j3)->Run());
+  ASSERT_OK(store_->FinishSync(**j3, Status::OK()));
+  EXPECT_FALSE(store_->Has(1));
+}
+
 TEST_F(ChunkStoreTest, FaultEnvClockOffset) {
   const uint64_t before = env_.NowMicros();
   env_.SetClockOffset(3600LL * 1000 * 1000);
