@@ -373,21 +373,46 @@ void ChunkServer::OnWriteLocal(Message& m) {
                                 " bytes at " + std::to_string(w.offset));
   }
   if (s.ok()) s = RoomFor(w.handle, w.offset + w.length);
-  if (s.ok()) s = store_.BeginExternalWrite(w.handle, w.offset, w.length);
+  // A held grant (the client goes on writing sequentially past the range
+  // without asking again) only while the window fits under the capacity.
+  uint64_t window_end = 0;
+  if (s.ok() && cfg_.write_hold_ms > 0 && w.window_end > w.offset + w.length &&
+      w.window_end <= (1ull << 40)) {
+    window_end = w.window_end;
+    if (cfg_.capacity != 0) {
+      auto meta = store_.Meta(w.handle);
+      const uint64_t len = meta.ok() ? meta->length : 0;
+      if (store_.UsedBytes() + (window_end - std::min(window_end, len)) > cfg_.capacity) {
+        window_end = 0;
+      }
+    }
+  }
+  uint64_t granted_end = 0;
+  if (s.ok()) {
+    s = store_.BeginExternalWrite(w.handle, w.offset, w.length, window_end, &granted_end);
+  }
   if (!s.ok()) return Reply(m, s);
   WriteLocalReply rep;
   rep.path = store_.DataPath(w.handle);
   rep.crc_path = store_.CrcPath(w.handle);
+  rep.window_end = granted_end;
+  // A held grant is short: a holder that went quiet (its program computing
+  // between writes) keeps other requests for the chunk waiting until then.
+  const bool held = granted_end > w.offset + w.length;
+  const uint32_t grant_ms =
+      held ? std::min(cfg_.write_hold_ms, cfg_.request_timeout_ms) : cfg_.request_timeout_ms;
   Grant& g = grants_[w.handle];
   g.id = ++next_grant_;
   g.client = m.source;
+  g.offset = w.offset;
   g.length = w.length;
-  g.expires_us = Now() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000;
+  g.expires_us = Now() + static_cast<uint64_t>(grant_ms) * 1000;
   rep.grant = g.id;
   rep.block_size = ChunkStore::kBlockSize;
-  rep.grant_ms = cfg_.request_timeout_ms;
+  rep.grant_ms = grant_ms;
   lease_used_.insert(w.handle);
   stats_.counters["local_write_grants"]++;
+  if (held) stats_.counters["local_write_grants_held"]++;
   SendReply(t_, m, rep);
 }
 
@@ -400,9 +425,10 @@ void ChunkServer::OnWriteLocalDone(Message& m) {
     // Expired (the chunk was checksummed as the file was) or never given.
     return Reply(m, Status::Timeout("the short-circuit write's grant had ended"));
   }
-  const uint64_t length = it->second.length;
+  uint64_t length = it->second.length;
   if (d.written) {
-    s = store_.EndExternalWrite(d.handle, d.crcs);
+    s = store_.EndExternalWrite(d.handle, d.end, d.crcs);
+    if (d.end > it->second.offset) length = d.end - it->second.offset;
     if (s.ok()) {
       stats_.counters["local_writes"]++;
       stats_.counters["bytes_written"] += length;

@@ -199,7 +199,7 @@ class ChunkServer : public Server {
   struct Grant {
     uint64_t id = 0;
     int client = -1;
-    uint64_t length = 0;
+    uint64_t offset = 0, length = 0;  // the range asked for
     uint64_t expires_us = 0;
   };
   std::map<uint64_t, Grant> grants_;               // handle -> its short-circuit write

@@ -588,7 +588,8 @@ Status ChunkStore::NotExternal(uint64_t handle) const {
   return Status(Code::kBusy, "chunk " + HandleName(handle) + ": a short-circuit write is open");
 }
 
-Status ChunkStore::BeginExternalWrite(uint64_t handle, uint64_t offset, uint64_t n) {
+Status ChunkStore::BeginExternalWrite(uint64_t handle, uint64_t offset, uint64_t n,
+                                      uint64_t window_end, uint64_t* granted_end) {
   Result<State*> str = Lookup(handle);
   if (!str.ok()) return str.status();
   GFS_RETURN_IF_ERROR(NotExternal(handle));
@@ -614,16 +615,35 @@ Status ChunkStore::BeginExternalWrite(uint64_t handle, uint64_t offset, uint64_t
     Status s = ReadVerifiedBlock(oc, L, i, &scratch_);
     if (!s.ok()) return Status(s.code(), s.message() + "; refusing to overwrite part of the block");
   }
-  external_[handle] = External{offset, end};
+  // A held grant: past `end` (>= L) the file holds no old byte, so the
+  // writer may go on there without any block to verify first.
+  const uint64_t limit = window_end > end && end >= L ? std::min(window_end, kMaxLength) : end;
+  external_[handle] = External{offset, end, limit};
+  if (granted_end != nullptr) *granted_end = limit;
   return Status::OK();
 }
 
 Status ChunkStore::EndExternalWrite(uint64_t handle, const std::vector<uint32_t>& crcs) {
   auto it = external_.find(handle);
+  return EndExternalWrite(handle, it == external_.end() ? 0 : it->second.end, crcs);
+}
+
+Status ChunkStore::EndExternalWrite(uint64_t handle, uint64_t end,
+                                    const std::vector<uint32_t>& crcs) {
+  auto it = external_.find(handle);
   if (it == external_.end()) {
     return Status::NotFound("chunk " + HandleName(handle) + ": no short-circuit write is open");
   }
-  const External e = it->second;
+  External e = it->second;
+  if (end < e.end || end > e.limit) {
+    Status s = FinishExternal(handle, e, nullptr);
+    if (!s.ok()) return s;
+    return Status::InvalidArgument("short-circuit write of chunk " + HandleName(handle) +
+                                   ": written to " + std::to_string(end) + ", outside its grant [" +
+                                   std::to_string(e.end) + ", " + std::to_string(e.limit) +
+                                   "]; aborted");
+  }
+  e.end = e.limit = end;
   const uint64_t boundary = (e.off + kBS - 1) / kBS * kBS;
   const size_t want = boundary >= e.end ? 0 : static_cast<size_t>(NumBlocks(e.end - boundary));
   if (crcs.size() != want) {
@@ -646,6 +666,7 @@ Status ChunkStore::AbortExternalWrite(uint64_t handle) {
 
 Status ChunkStore::FinishExternal(uint64_t handle, External e, const std::vector<uint32_t>* crcs) {
   external_.erase(handle);
+  if (crcs == nullptr) e.end = e.limit;  // aborted: anything up to the granted end may be there
   Result<State*> str = Lookup(handle);
   if (!str.ok()) return str.status();
   State* st = *str;

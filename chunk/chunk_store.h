@@ -143,7 +143,12 @@ class ChunkStore {
   // (Corruption: refused, as Write refuses) and records the range; until End
   // or Abort every Write, Truncate, read and Verify of the chunk returns kBusy
   // (Sync does not: it syncs what is there). One at a time per chunk.
-  Status BeginExternalWrite(uint64_t handle, uint64_t offset, uint64_t n);
+  // `window_end` > offset + n asks for a held grant: the writer may go on
+  // sequentially past the range, up to there. It is given (`*granted_end`
+  // set to it) only when the range reaches the chunk's length, so nothing
+  // past the range holds old bytes; otherwise `*granted_end` = offset + n.
+  Status BeginExternalWrite(uint64_t handle, uint64_t offset, uint64_t n,
+                            uint64_t window_end = 0, uint64_t* granted_end = nullptr);
   // The writer wrote every byte. `crcs` are its CRC32C of them from each block
   // boundary at or after the offset to the next boundary or the range's end,
   // in order; each is taken for a block holding only the writer's bytes.
@@ -152,6 +157,9 @@ class ChunkStore {
   // wrong number of checksums or a data file shorter than the range: the
   // write is aborted (as below) and the error returned.
   Status EndExternalWrite(uint64_t handle, const std::vector<uint32_t>& crcs);
+  // The same for a held grant: the writer wrote [offset, end), with end
+  // between offset + n and the granted end (else InvalidArgument, aborted).
+  Status EndExternalWrite(uint64_t handle, uint64_t end, const std::vector<uint32_t>& crcs);
   // The writer gave up or vanished: the range holds old bytes, new ones or a
   // mix (undefined, as after any failed write). Every block it may have
   // changed is checksummed as it is now, the chunk keeps the bytes written
@@ -263,7 +271,8 @@ class ChunkStore {
   // kBusy while a short-circuit write of the chunk is in progress.
   Status NotExternal(uint64_t handle) const;
   struct External {
-    uint64_t off = 0, end = 0;
+    uint64_t off = 0, end = 0;  // the range asked for
+    uint64_t limit = 0;         // the granted end (>= end): what an abort may find written
   };
   // Ends a short-circuit write: the writer's checksums (null: aborted).
   Status FinishExternal(uint64_t handle, External e, const std::vector<uint32_t>* crcs);

@@ -227,11 +227,13 @@ Result<std::vector<FileStat>> Client::List(const std::string& path) {
 }
 
 Status Client::Remove(const std::string& path, bool recursive) {
+  EndAllHeld();
   Empty rep;
   return MasterCall(DeleteReq{path, recursive}, &rep);
 }
 
 Status Client::Rename(const std::string& src, const std::string& dst) {
+  EndAllHeld();
   // Lengths are reported under the path they were written at.
   GFS_RETURN_IF_ERROR(ReportLengthsUnder(src));
   Empty rep;
@@ -430,6 +432,7 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
     push_acks_.erase(op.data_id);
     --inflight;
     leases_.erase({f->id, op.index});
+    op.local_files = {};
     op.last = s;
     op.attempts++;
     op.state = Op::kNew;
@@ -439,6 +442,16 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
       return s;
     }
     return Status::OK();
+  };
+  auto complete = [&](Op& op) {
+    op.state = Op::kDone;
+    push_acks_.erase(op.data_id);
+    --inflight;
+    ++completed;
+    f->dirty[op.lease.handle] = op.lease.replicas;
+    if (!op.local_files.first.empty()) f->dirty_local[op.lease.handle] = op.local_files;
+    bytes_done += op.len;
+    if (progress) progress(bytes_done);
   };
   // Sends the write request of a pushed op to its primary.
   auto start_write = [&](Op& op) -> Status {
@@ -471,11 +484,44 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
       op.deadline_us = MonoMicros() + timeout_us;
       ++inflight;
       if (WriteLocally(op.lease)) {
+        const uint64_t handle = op.lease.handle;
+        auto h = held_.find(handle);
+        if (h != held_.end()) {
+          LocalGrant& g = h->second;
+          if (g.version == op.lease.version && g.primary == op.lease.primary &&
+              op.chunk_off == g.end && op.chunk_off + op.len <= g.window_end &&
+              MonoMicros() < g.stop_us) {
+            Status s = WriteGranted(&g, op.data, op.len);
+            if (s.ok()) {
+              stats_.counters["bytes_written_local"] += op.len;
+              stats_.counters["local_writes_held"]++;
+              op.local_files = {g.path, g.crc_path};
+              complete(op);
+              continue;
+            }
+            EndHeld(handle);  // with what it had written before this piece
+            GFS_RETURN_IF_ERROR(fail(op, s));
+            continue;
+          }
+          EndHeld(handle);
+        }
+        // One grant request per chunk at a time: the next piece waits for
+        // it (and goes on under it if it is held).
+        if (std::any_of(ops.begin(), ops.end(), [&](const Op& o) {
+              return o.state == Op::kGranting && o.lease.handle == handle;
+            })) {
+          --inflight;
+          continue;
+        }
+        EndHeldOf(f->id, handle);  // the file's writes have moved on to this chunk
         WriteLocalReq w;
-        w.handle = op.lease.handle;
+        w.handle = handle;
         w.version = op.lease.version;
         w.offset = op.chunk_off;
         w.length = op.len;
+        // Ask to hold the grant for what follows in the chunk (not on a
+        // retry: then just this range, under the grant's full life).
+        if (cfg_.write_hold_ms > 0 && op.attempts == 0) w.window_end = f->chunk_size;
         auto id = rpc_.Start(op.lease.primary, w, cfg_.request_timeout_ms);
         if (!id.ok()) {
           GFS_RETURN_IF_ERROR(fail(op, id.status()));
@@ -500,6 +546,7 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
         GFS_RETURN_IF_ERROR(start_write(op));
       }
     }
+    if (completed == ops.size()) break;  // all written under a held grant: nothing to wait for
     PumpOrIdle();
     now = MonoMicros();
     for (Op& op : ops) {
@@ -524,16 +571,39 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
           GFS_RETURN_IF_ERROR(fail(op, s));
           continue;
         }
+        LocalGrant g;
+        g.file_id = f->id;
+        g.handle = op.lease.handle;
+        g.version = op.lease.version;
+        g.grant = rep.grant;
+        g.primary = op.lease.primary;
+        g.block_size = rep.block_size;
+        g.start = g.end = op.chunk_off;
+        g.window_end = std::max<uint64_t>(rep.window_end, op.chunk_off + op.len);
         // The chunkserver gives up on the grant grant_ms after it gave it;
         // stop writing at half that, counted from before it was asked.
-        const uint64_t stop_us =
-            op.deadline_us - timeout_us + static_cast<uint64_t>(rep.grant_ms) * 500;
+        g.stop_us = op.deadline_us - timeout_us + static_cast<uint64_t>(rep.grant_ms) * 500;
+        g.path = rep.path;
+        g.crc_path = rep.crc_path;
+        s = OpenGrant(&g);
+        if (s.ok()) s = WriteGranted(&g, op.data, op.len);
+        op.local_files = {rep.path, rep.crc_path};
+        if (s.ok() && g.window_end > g.end) {
+          // Held: no kWriteLocalDone yet; the writes that follow go on under it.
+          stats_.counters["bytes_written_local"] += op.len;
+          complete(op);
+          held_[g.handle] = std::move(g);
+          continue;
+        }
         WriteLocalDoneReq d;
-        d.handle = op.lease.handle;
-        d.grant = rep.grant;
-        s = WriteLocalPiece(op.lease.primary, rep, op.chunk_off, op.data, op.len, stop_us, &d.crcs);
-        d.written = s.ok() ? 1 : 0;
-        if (!s.ok()) d.crcs.clear();
+        if (s.ok()) {
+          d = DoneOf(&g);
+        } else {
+          d.handle = g.handle;
+          d.grant = g.grant;
+          d.written = 0;
+        }
+        g.file.reset();
         auto id = rpc_.Start(op.lease.primary, d, cfg_.request_timeout_ms);
         if (!s.ok() || !id.ok()) {
           // The grant ends either way (this message, or its expiry); the
@@ -545,7 +615,6 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
         }
         op.req_id = *id;
         op.state = Op::kWriting;
-        op.local_files = {rep.path, rep.crc_path};
         stats_.counters["bytes_written_local"] += op.len;
       } else if (op.state == Op::kWriting) {
         Result<Message> r = Status::Internal("unset");
@@ -555,14 +624,7 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
           GFS_RETURN_IF_ERROR(fail(op, s));
           continue;
         }
-        op.state = Op::kDone;
-        push_acks_.erase(op.data_id);
-        --inflight;
-        ++completed;
-        f->dirty[op.lease.handle] = op.lease.replicas;
-        if (!op.local_files.first.empty()) f->dirty_local[op.lease.handle] = op.local_files;
-        bytes_done += op.len;
-        if (progress) progress(bytes_done);
+        complete(op);
       }
     }
   }
@@ -622,6 +684,7 @@ Status Client::FetchLocations(File* f, uint32_t first, uint32_t count) {
 
 Result<size_t> Client::Read(File* f, uint64_t offset, void* buf, size_t n,
                             const ProgressFn& progress) {
+  EndAllHeld();
   auto* out = static_cast<uint8_t*>(buf);
   if (offset + n > f->length) {
     // Maybe the file grew: ask the master (this also fetches locations).
@@ -799,43 +862,96 @@ bool Client::WriteLocally(const CachedLease& lease) const {
          lease.replicas[0] == lease.primary && LocalPeer(lease.primary);
 }
 
-Status Client::WriteLocalPiece(int32_t target, const WriteLocalReply& rep, uint64_t chunk_off,
-                               const uint8_t* data, size_t n, uint64_t stop_us,
-                               std::vector<uint32_t>* crcs) {
-  crcs->clear();
-  if (rep.block_size == 0 || rep.path.empty()) {
+Status Client::Unreachable(int32_t target, const Status& s) {
+  no_local_.insert(target);
+  stats_.counters["local_write_unreachable"]++;
+  return Status(Code::kUnavailable, "short-circuit write: " + s.ToString());
+}
+
+Status Client::OpenGrant(LocalGrant* g) {
+  if (g->block_size == 0 || g->path.empty()) {
     return Status::Protocol("write_local: answer without a file or block size");
   }
-  // Opened for each grant, never kept: a chunk file deleted and made again
-  // (a clone) must not be written through an old descriptor.
-  // The file cannot be opened or written: this chunkserver's chunks go
-  // through it from now on (kUnavailable is retried that way).
-  auto unreachable = [&](const Status& s) {
-    no_local_.insert(target);
-    stats_.counters["local_write_unreachable"]++;
-    return Status(Code::kUnavailable, "short-circuit write: " + s.ToString());
-  };
-  std::unique_ptr<RandomRWFile> file;
-  Status s = env_->OpenRandomRW(rep.path, /*create=*/false, &file);
-  if (!s.ok()) return unreachable(s);
-  const uint64_t bs = rep.block_size, end = chunk_off + n;
-  uint64_t next_block = (chunk_off + bs - 1) / bs * bs;  // next checksum to take
+  // Opened per grant, never kept past it: a chunk file deleted and made
+  // again (a clone, which the grant holds off) must not be written through
+  // an old descriptor.
+  Status s = env_->OpenRandomRW(g->path, /*create=*/false, &g->file);
+  return s.ok() ? s : Unreachable(g->primary, s);
+}
+
+Status Client::WriteGranted(LocalGrant* g, const uint8_t* data, size_t n) {
+  const uint64_t bs = g->block_size;
+  const uint64_t first = (g->start + bs - 1) / bs * bs;  // the first checksum to take
   constexpr size_t kPiece = 1u << 20;
   for (size_t done = 0; done < n;) {
-    if (MonoMicros() >= stop_us) return Status::Timeout("short-circuit write ran past its grant");
+    if (MonoMicros() >= g->stop_us) return Status::Timeout("short-circuit write ran past its grant");
     const size_t len = std::min(kPiece, n - done);
-    // The checksums of the blocks starting in this piece, while its bytes
-    // are in the cache, then the bytes.
-    for (; next_block < chunk_off + done + len; next_block += bs) {
-      crcs->push_back(
-          crc32c::Value(data + (next_block - chunk_off),
-                        static_cast<size_t>(std::min(next_block + bs, end) - next_block)));
+    const uint64_t a = g->end, b = a + len;
+    // The checksums of this piece's blocks while its bytes are in the
+    // cache, then the bytes.
+    const size_t had = g->crcs.size();
+    const uint32_t part = g->part_crc;
+    for (uint64_t x = std::max(a, first); x < b;) {
+      const uint64_t next = (x / bs + 1) * bs, y = std::min(next, b);
+      g->part_crc = crc32c::Extend(x % bs == 0 ? 0 : g->part_crc, data + done + (x - a),
+                                   static_cast<size_t>(y - x));
+      if (y == next) g->crcs.push_back(g->part_crc);
+      x = y;
     }
-    s = file->Write(chunk_off + done, data + done, len);
-    if (!s.ok()) return unreachable(s);
+    Status s = g->file->Write(a, data + done, len);
+    if (!s.ok()) {
+      g->crcs.resize(had);
+      g->part_crc = part;
+      return Unreachable(g->primary, s);
+    }
+    g->end = b;
     done += len;
   }
   return Status::OK();
+}
+
+WriteLocalDoneReq Client::DoneOf(LocalGrant* g) {
+  WriteLocalDoneReq d;
+  d.handle = g->handle;
+  d.grant = g->grant;
+  d.written = 1;
+  d.end = g->end;
+  d.crcs = std::move(g->crcs);
+  const uint64_t bs = g->block_size;
+  const uint64_t first = (g->start + bs - 1) / bs * bs;
+  if (g->end > first && g->end % bs != 0) d.crcs.push_back(g->part_crc);  // the last, partial block
+  return d;
+}
+
+void Client::EndHeld(uint64_t handle) {
+  auto it = held_.find(handle);
+  if (it == held_.end()) return;
+  LocalGrant g = std::move(it->second);
+  held_.erase(it);
+  g.file.reset();
+  stats_.counters["local_write_holds_ended"]++;
+  auto id = rpc_.Start(g.primary, DoneOf(&g), cfg_.request_timeout_ms);
+  Status s = id.status();
+  if (id.ok()) {
+    auto m = rpc_.Wait(*id);
+    s = m.ok() ? m->status() : m.status();
+  }
+  // kTimeout: the grant had run out and the chunkserver checksummed the file
+  // as it found it. Every byte written here was in it by then (no write
+  // starts past half the grant's life), so nothing is lost.
+  if (!s.ok() && s.code() != Code::kTimeout) deferred_.emplace(g.file_id, s);
+}
+
+void Client::EndHeldOf(uint64_t file_id, uint64_t keep) {
+  std::vector<uint64_t> handles;
+  for (const auto& [handle, g] : held_) {
+    if (g.file_id == file_id && handle != keep) handles.push_back(handle);
+  }
+  for (uint64_t h : handles) EndHeld(h);
+}
+
+void Client::EndAllHeld() {
+  while (!held_.empty()) EndHeld(held_.begin()->first);
 }
 
 Status Client::ReadBlocksChecked(LocalView* v, uint64_t from, uint64_t to, uint8_t* dst) {
@@ -1131,6 +1247,7 @@ Result<uint64_t> Client::RecordAppend(File* f, const void* data, size_t n) {
 
 Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
                                 std::vector<uint64_t>* offsets) {
+  EndAllHeld();
   TailGuard tails{this};  // the records are sent in place
   ForgetStream(f->id);
   struct Op {
@@ -1308,6 +1425,7 @@ Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
 }
 
 Result<uint64_t> Client::CommittedLength(File* f) {
+  EndAllHeld();
   LookupReq req;
   req.path = f->path;
   req.first = File::kUnknownIndex;  // the last chunk
@@ -1365,6 +1483,12 @@ Status Client::Fsync(File* f) {
   // chunkserver died) is asked again until the master stops listing it for
   // the chunk: then the data is durable on the replicas that are left, which
   // acknowledged it, and re-replication copies it from them.
+  EndAllHeld();
+  if (auto d = deferred_.find(f->id); d != deferred_.end()) {
+    Status s = d->second;  // a held grant's end failed: the writes it covered may not be whole
+    deferred_.erase(d);
+    return s;
+  }
   std::map<uint64_t, std::vector<int32_t>> todo = f->dirty;
   if (!f->dirty_local.empty()) {
     std::set<uint64_t> failed;
@@ -1468,6 +1592,7 @@ Status Client::Close(File* f) {
 }
 
 Status Client::Truncate(File* f, uint64_t length) {
+  EndAllHeld();
   ForgetStream(f->id);
   unreported_.erase(f->id);  // the truncation sets the length
   SetLengthReq req;
@@ -1507,6 +1632,7 @@ Result<ReportReply> Client::Report() {
 }
 
 Result<FsckReply> Client::Fsck(const std::string& path, bool verify) {
+  EndAllHeld();
   FsckReply rep;
   FsckReq req;
   req.path = path;
@@ -1518,6 +1644,7 @@ Result<FsckReply> Client::Fsck(const std::string& path, bool verify) {
 }
 
 Status Client::Finish(int status) {
+  EndAllHeld();
   // Lengths not yet told (files written and never closed). A file removed or
   // replaced since then has no length to keep.
   while (!unreported_.empty()) {

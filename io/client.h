@@ -255,11 +255,6 @@ class Client {
   // client, under a grant from the chunkserver (kWriteLocal); the kWriteLocalDone
   // that follows carries this client's checksums of the bytes.
   bool WriteLocally(const CachedLease& lease) const;
-  // Writes data[0, n) at chunk_off into the granted file and fills *crcs
-  // (one per block boundary at or after chunk_off, see WriteLocalDoneReq). Stops
-  // (kTimeout) once `stop_us` passes: after that the grant may be over. A file
-  // that cannot be opened or written: kUnavailable, and that chunkserver's
-  // chunks go through it from then on.
   // Fsync of chunks this client wrote short-circuit: starts the device writes
   // of every data file, then syncs each data and checksum file and their
   // directories, here instead of in the chunkserver. Chunks whose files
@@ -267,9 +262,43 @@ class Client {
   // chunkserver; a failed sync is returned (the fsync fails).
   Status SyncLocal(const std::map<uint64_t, std::pair<std::string, std::string>>& files,
                    std::set<uint64_t>* failed);
-  Status WriteLocalPiece(int32_t target, const WriteLocalReply& rep, uint64_t chunk_off,
-                         const uint8_t* data, size_t n, uint64_t stop_us,
-                         std::vector<uint32_t>* crcs);
+  // A short-circuit grant this client has (kWriteLocal answered): the
+  // chunk's file, what has been written into it, and the checksums so far.
+  // A held grant (window_end past the range asked for) outlives the write
+  // that asked for it: the writes that follow it sequentially in the chunk
+  // go into the file with no message at all, until one cannot (another
+  // chunk of the file, a jump, the window's end, half the grant's life),
+  // any other call of this client, or the grant's expiry ends it.
+  struct LocalGrant {
+    uint64_t file_id = 0, handle = 0, version = 0, grant = 0;
+    int32_t primary = -1;
+    uint32_t block_size = 0;
+    uint64_t start = 0, end = 0;  // written so far: [start, end) of the chunk
+    uint64_t window_end = 0;      // may be written up to here
+    uint64_t stop_us = 0;         // no write starts after this (half the grant's life)
+    std::string path, crc_path;
+    std::unique_ptr<RandomRWFile> file;
+    std::vector<uint32_t> crcs;  // each whole block from the first boundary at or after start
+    uint32_t part_crc = 0;       // this client's bytes of the block `end` is in
+  };
+  // Opens g->path. Writes data[0, n) at g->end, taking each block's CRC32C
+  // as it goes (see WriteLocalDoneReq). Stops (kTimeout) once g->stop_us
+  // passes: after that the grant may be over. A file that cannot be opened
+  // or written: kUnavailable, and that chunkserver's chunks go through it
+  // from then on.
+  Status OpenGrant(LocalGrant* g);
+  Status WriteGranted(LocalGrant* g, const uint8_t* data, size_t n);
+  Status Unreachable(int32_t target, const Status& s);
+  // kWriteLocalDone for everything g has written.
+  static WriteLocalDoneReq DoneOf(LocalGrant* g);
+  // Ends held grants (kWriteLocalDone, waiting for the answer): of one
+  // chunk; of file `file_id` except chunk `keep`; all. A failed end is kept
+  // for the file's next Fsync (the writes it covers had returned).
+  void EndHeld(uint64_t handle);
+  void EndHeldOf(uint64_t file_id, uint64_t keep);
+  void EndAllHeld();
+  std::map<uint64_t, LocalGrant> held_;  // handle -> a held grant
+  std::map<uint64_t, Status> deferred_;  // file id -> a held grant's failed end
   // Reads [chunk_off, chunk_off + n) (inside [v->base, v->end)) into out and
   // verifies every block it touches.
   Status ReadFromView(LocalView* v, uint64_t chunk_off, uint8_t* out, size_t n);

@@ -534,9 +534,12 @@ struct WriteLocalReq {
   uint64_t version = 0;
   uint64_t offset = 0;
   uint64_t length = 0;
+  // > offset + length: the client would go on writing sequentially up to
+  // here under the same grant (a held grant); 0 or less: just the range.
+  uint64_t window_end = 0;
   template <class V>
   bool Visit(V& v) {
-    return v(handle) && v(version) && v(offset) && v(length);
+    return v(handle) && v(version) && v(offset) && v(length) && v(window_end);
   }
 };
 
@@ -546,9 +549,10 @@ struct WriteLocalReply {
   uint64_t grant = 0;       // names this write in kWriteLocalDone
   uint32_t block_size = 0;  // bytes per checksummed block
   uint32_t grant_ms = 0;    // the primary gives up on the write this long after granting it
+  uint64_t window_end = 0;  // the client may write [offset, window_end) (>= offset + length)
   template <class V>
   bool Visit(V& v) {
-    return v(path) && v(crc_path) && v(grant) && v(block_size) && v(grant_ms);
+    return v(path) && v(crc_path) && v(grant) && v(block_size) && v(grant_ms) && v(window_end);
   }
 };
 
@@ -561,10 +565,11 @@ struct WriteLocalDoneReq {
   uint64_t handle = 0;
   uint64_t grant = 0;
   uint8_t written = 0;
+  uint64_t end = 0;  // written = 1: the range written is [offset, end)
   std::vector<uint32_t> crcs;
   template <class V>
   bool Visit(V& v) {
-    return v(handle) && v(grant) && v(written) && v(crcs);
+    return v(handle) && v(grant) && v(written) && v(end) && v(crcs);
   }
 };
 
