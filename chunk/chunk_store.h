@@ -147,8 +147,8 @@ class ChunkStore {
   // sequentially past the range, up to there. It is given (`*granted_end`
   // set to it) only when the range reaches the chunk's length, so nothing
   // past the range holds old bytes; otherwise `*granted_end` = offset + n.
-  Status BeginExternalWrite(uint64_t handle, uint64_t offset, uint64_t n,
-                            uint64_t window_end = 0, uint64_t* granted_end = nullptr);
+  Status BeginExternalWrite(uint64_t handle, uint64_t offset, uint64_t n, uint64_t window_end = 0,
+                            uint64_t* granted_end = nullptr);
   // The writer wrote every byte. `crcs` are its CRC32C of them from each block
   // boundary at or after the offset to the next boundary or the range's end,
   // in order; each is taken for a block holding only the writer's bytes.

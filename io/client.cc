@@ -884,7 +884,8 @@ Status Client::WriteGranted(LocalGrant* g, const uint8_t* data, size_t n) {
   const uint64_t first = (g->start + bs - 1) / bs * bs;  // the first checksum to take
   constexpr size_t kPiece = 1u << 20;
   for (size_t done = 0; done < n;) {
-    if (MonoMicros() >= g->stop_us) return Status::Timeout("short-circuit write ran past its grant");
+    if (MonoMicros() >= g->stop_us)
+      return Status::Timeout("short-circuit write ran past its grant");
     const size_t len = std::min(kPiece, n - done);
     const uint64_t a = g->end, b = a + len;
     // The checksums of this piece's blocks while its bytes are in the
@@ -931,15 +932,21 @@ void Client::EndHeld(uint64_t handle) {
   g.file.reset();
   stats_.counters["local_write_holds_ended"]++;
   auto id = rpc_.Start(g.primary, DoneOf(&g), cfg_.request_timeout_ms);
-  Status s = id.status();
-  if (id.ok()) {
-    auto m = rpc_.Wait(*id);
-    s = m.ok() ? m->status() : m.status();
+  Result<Message> m = id.ok() ? rpc_.Wait(*id) : Result<Message>(id.status());
+  Status s;
+  if (!m.ok()) {
+    // Not answered: the checksums of what was written under the grant may
+    // never have been stored. Those writes are not durable: Fsync says so.
+    s = Status::Unavailable("the end of a short-circuit write to chunk " +
+                            std::to_string(g.handle) +
+                            " was not answered: " + m.status().ToString());
+  } else if (m->status().code() != Code::kTimeout) {
+    s = m->status();
   }
-  // kTimeout: the grant had run out and the chunkserver checksummed the file
-  // as it found it. Every byte written here was in it by then (no write
-  // starts past half the grant's life), so nothing is lost.
-  if (!s.ok() && s.code() != Code::kTimeout) deferred_.emplace(g.file_id, s);
+  // Answered kTimeout: the grant had run out and the chunkserver took the
+  // checksums from the file as it found it. Every byte written here was in
+  // it by then (no write starts past half the grant's life): nothing lost.
+  if (!s.ok()) deferred_.emplace(g.file_id, s);
 }
 
 void Client::EndHeldOf(uint64_t file_id, uint64_t keep) {

@@ -837,6 +837,60 @@ TEST_F(ChunkStoreTest, AbortedExternalWriteKeepsWhatLandedReadable) {
   EXPECT_FALSE(store_->ExternalWriteOpen(4));
 }
 
+// A held grant: a range that reaches the chunk's length may be granted up to
+// a window's end, and the writer ends it wherever it stopped in between; a
+// range inside the old bytes gets just itself. An end outside the grant is
+// refused (aborted), and an aborted held grant keeps what landed up to the
+// window.
+TEST_F(ChunkStoreTest, HeldExternalWriteEndsWhereTheWriterStopped) {
+  ASSERT_OK(store_->Create(5, 1));
+  std::vector<uint8_t> model = RandomBytes(2 * kBS + 100, 90);
+  ASSERT_OK(store_->Write(5, 0, model.data(), model.size()));
+  uint64_t granted = 0;
+  // Inside the old bytes: no window, whatever is asked.
+  ASSERT_OK(store_->BeginExternalWrite(5, 10, 100, 8 * kBS, &granted));
+  EXPECT_EQ(granted, 110u);
+  ASSERT_OK(store_->AbortExternalWrite(5));
+  ASSERT_OK(store_->Verify(5));
+  // From inside the partial last block past the length: the window.
+  const uint64_t off = 2 * kBS + 50;
+  ASSERT_OK(store_->BeginExternalWrite(5, off, 100, 8 * kBS, &granted));
+  EXPECT_EQ(granted, 8 * kBS);
+  // Written to 5 blocks + 7.
+  const std::vector<uint8_t> d = RandomBytes(3 * kBS - 43, 91);
+  std::vector<uint32_t> crcs = WriteOutside(store_->DataPath(5), off, d);
+  model.resize(off);
+  model.insert(model.end(), d.begin(), d.end());
+  ASSERT_OK(store_->EndExternalWrite(5, off + d.size(), crcs));
+  ASSERT_OK(store_->Verify(5));
+  EXPECT_EQ(store_->Meta(5)->length, model.size());
+  EXPECT_EQ(ReadAll(5), model);
+  // An end past the granted window: refused, and checksummed as the file is.
+  ASSERT_OK(store_->BeginExternalWrite(5, model.size(), 10, model.size() + kBS, &granted));
+  EXPECT_EQ(granted, model.size() + kBS);
+  Status s = store_->EndExternalWrite(5, model.size() + 2 * kBS, {});
+  EXPECT_EQ(s.code(), Code::kInvalidArgument) << s.ToString();
+  EXPECT_FALSE(store_->ExternalWriteOpen(5));
+  ASSERT_OK(store_->Verify(5));
+  EXPECT_EQ(ReadAll(5), model);
+  // An end short of the range asked for: refused the same way.
+  ASSERT_OK(store_->BeginExternalWrite(5, model.size(), 1000, model.size() + kBS, &granted));
+  s = store_->EndExternalWrite(5, model.size() + 999, {});
+  EXPECT_EQ(s.code(), Code::kInvalidArgument) << s.ToString();
+  ASSERT_OK(store_->Verify(5));
+  // Aborted after the writer went past its first range: what landed stays,
+  // readable, up to the window.
+  const uint64_t at = model.size();
+  ASSERT_OK(store_->BeginExternalWrite(5, at, 10, at + 4 * kBS, &granted));
+  const std::vector<uint8_t> more = RandomBytes(2 * kBS + 5, 92);
+  WriteOutside(store_->DataPath(5), at, more);
+  ASSERT_OK(store_->AbortExternalWrite(5));
+  model.insert(model.end(), more.begin(), more.end());
+  EXPECT_EQ(store_->Meta(5)->length, model.size());
+  ASSERT_OK(store_->Verify(5));
+  EXPECT_EQ(ReadAll(5), model);
+}
+
 // Syncs run by another thread (SyncJob): the chunk is clean afterwards only
 // if nothing changed it meanwhile; a failed one makes it unusable; one whose
 // chunk was deleted meanwhile changes nothing; the job starts the batched

@@ -920,6 +920,85 @@ TEST(InProcCluster, ShortCircuitWritesKeepChunksChecksummed) {
   EXPECT_EQ(Counter(cs, "corrupt_found"), 0u);
 }
 
+// Sequential writes into a chunk whose only replica is on the host go on
+// under the grant the first of them got (a held grant): one grant per chunk,
+// every block checksummed, also with pieces that do not follow the blocks.
+// Another client's read of a chunk under a held grant waits until the grant
+// ends (here: it expires, the writer being idle) and sees every byte.
+TEST(InProcCluster, HeldGrantCarriesSequentialWritesAndEndsForOthers) {
+  InProcCluster c(1, 1 << 20, 2);
+  auto f = c.client(0)->Create("/held");
+  ASSERT_TRUE(f.ok());
+  const RoleStats& cs = c.server(0)->stats();
+  std::vector<uint8_t> model;
+  const size_t piece = 100000;    // not a multiple of the 64 KiB block
+  for (int i = 0; i < 15; ++i) {  // 1.5 MB: all of chunk 0, part of chunk 1
+    auto d = RandomBytes(piece, 200 + static_cast<uint64_t>(i));
+    ASSERT_TRUE(c.client(0)->Write(&*f, model.size(), d.data(), d.size()).ok());
+    model.insert(model.end(), d.begin(), d.end());
+  }
+  // 16 pieces (the 11th crosses into chunk 1): two of them asked for grants.
+  EXPECT_EQ(Counter(cs, "local_write_grants"), 2u);
+  EXPECT_EQ(Counter(cs, "local_write_grants_held"), 2u);
+  EXPECT_EQ(c.client(0)->stats().counters["local_writes_held"], 14u);
+  EXPECT_EQ(Counter(cs, "local_writes"), 1u);  // chunk 0's, ended on moving on
+  ASSERT_TRUE(c.client(0)->Fsync(&*f).ok());
+  EXPECT_EQ(Counter(cs, "local_writes"), 2u);
+  EXPECT_EQ(Counter(cs, "push_slices_recv"), 0u);
+  // The writer appends a little and then does nothing, holding the grant;
+  // the second client's read of that chunk waits for the grant's expiry
+  // (write_hold_ms) and sees every byte.
+  ASSERT_TRUE(c.client(0)->Write(&*f, model.size(), model.data(), 10).ok());
+  EXPECT_EQ(Counter(cs, "local_write_grants_held"), 3u);
+  auto g = c.client(1)->Open("/held");
+  ASSERT_TRUE(g.ok());
+  std::vector<uint8_t> back(model.size());
+  const uint64_t t0 = MonoMicros();
+  auto n = c.client(1)->Read(&*g, 0, back.data(), back.size());
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(*n, model.size());
+  EXPECT_EQ(back, model);
+  EXPECT_GE(MonoMicros() - t0, 500000u);
+  EXPECT_EQ(Counter(cs, "local_write_grants_expired"), 1u);
+  EXPECT_GE(Counter(cs, "held_for_local_write"), 1u);
+  model.insert(model.end(), model.begin(), model.begin() + 10);
+  // The writer's late end is no error: the chunk was checksummed with all
+  // its bytes. A write inside old bytes gets no window.
+  ASSERT_TRUE(c.client(0)->Fsync(&*f).ok());
+  ASSERT_TRUE(c.client(0)->Write(&*f, 5, model.data(), 10).ok());
+  std::copy(model.begin(), model.begin() + 10, model.begin() + 5);
+  EXPECT_EQ(Counter(cs, "local_write_grants"), 4u);
+  EXPECT_EQ(Counter(cs, "local_write_grants_held"), 3u);
+  EXPECT_EQ(Counter(cs, "local_writes"), 3u);
+  ASSERT_TRUE(c.client(0)->Fsync(&*f).ok());
+  for (const ChunkMeta& m : c.server(0)->store()->List()) {
+    EXPECT_TRUE(c.server(0)->store()->Verify(m.handle).ok()) << m.handle;
+  }
+  auto h = c.client(1)->Open("/held");
+  ASSERT_TRUE(h.ok());
+  back.assign(model.size(), 0);
+  ReadInPieces(c.client(1), &*h, &back);
+  EXPECT_EQ(back, model);
+  EXPECT_EQ(Counter(cs, "corrupt_found"), 0u);
+}
+
+// A held grant whose chunkserver dies before it ends: the checksums of what
+// was written under it were never stored, so the fsync fails instead of
+// calling those bytes durable.
+TEST(InProcCluster, HeldGrantOfADeadChunkserverFailsTheFsync) {
+  InProcCluster c(1, 1 << 20, 1);
+  auto f = c.client()->Create("/dead");
+  ASSERT_TRUE(f.ok());
+  auto data = RandomBytes(200000, 9);
+  ASSERT_TRUE(c.client()->Write(&*f, 0, data.data(), data.size()).ok());
+  ASSERT_TRUE(c.client()->Write(&*f, data.size(), data.data(), data.size()).ok());
+  EXPECT_EQ(c.client()->stats().counters["local_writes_held"], 1u);
+  c.fabric().Kill(1);
+  Status s = c.client()->Fsync(&*f);
+  EXPECT_EQ(s.code(), Code::kUnavailable) << s.ToString();
+  EXPECT_NE(s.message().find("was not answered"), std::string::npos) << s.ToString();
+}
+
 // A client that cannot write the chunkserver's files writes through it.
 TEST(InProcCluster, ShortCircuitWriteFallsBackWhenTheFileIsNotWritable) {
   InProcCluster c(1, 1 << 20, 1);
