@@ -488,6 +488,15 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
         auto h = held_.find(handle);
         if (h != held_.end()) {
           LocalGrant& g = h->second;
+          if (rpc_.transport()->PeerGone(g.primary)) {
+            // Its chunkserver died: what went in under the grant has no
+            // stored checksums (the end fails, and the next fsync says so),
+            // and nothing more goes into its files.
+            EndHeld(handle);
+            GFS_RETURN_IF_ERROR(
+                fail(op, Status::Unavailable("the chunkserver of a held grant is gone")));
+            continue;
+          }
           if (g.version == op.lease.version && g.primary == op.lease.primary &&
               op.chunk_off == g.end && op.chunk_off + op.len <= g.window_end &&
               MonoMicros() < g.stop_us) {

@@ -34,6 +34,7 @@ class InProcEndpoint : public Transport {
   size_t PendingSends() const override { return 0; }
   uint64_t PendingBytesTo(int) const override { return 0; }
   const std::map<int, PeerCounters>& counters() const override { return counters_; }
+  bool PeerGone(int rank) const override { return f_->dead(rank); }
 
  private:
   InProcFabric* f_;

@@ -54,6 +54,8 @@ class MpiTransport : public Transport {
   uint64_t receives_given_up() const { return receives_given_up_; }
   void WaitForWork(uint64_t max_us) override;
   bool WakesOnMessage() const override { return bells_ != nullptr; }
+  // A rank on this node whose process is gone (by its doorbell's pid).
+  bool PeerGone(int src) const override;
 
  private:
   struct PendingSend {
@@ -67,8 +69,7 @@ class MpiTransport : public Transport {
   // Receives a matched message into dst; false (given up) when the sender
   // died in the middle.
   bool ReceiveMatched(MPI_Message* msg, uint8_t* dst, int count, const Buffer& keep, int src);
-  // True when `src` is a rank on this node whose process is gone.
-  bool PeerGone(int src) const;
+
   uint64_t receives_given_up_ = 0;
   Status init_;
   MPI_Comm comm_ = MPI_COMM_NULL;

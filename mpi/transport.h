@@ -69,6 +69,12 @@ class Transport {
   // True when WaitForWork returns as soon as a peer sends (so waiting ranks
   // need not poll back to back first).
   virtual bool WakesOnMessage() const { return false; }
+  // True when `rank` is known to be gone (a dead process on this node); a
+  // transport that cannot tell says false, and only deadlines find out.
+  virtual bool PeerGone(int rank) const {
+    (void)rank;
+    return false;
+  }
 };
 
 }  // namespace gfs

@@ -994,6 +994,9 @@ TEST(InProcCluster, HeldGrantOfADeadChunkserverFailsTheFsync) {
   ASSERT_TRUE(c.client()->Write(&*f, data.size(), data.data(), data.size()).ok());
   EXPECT_EQ(c.client()->stats().counters["local_writes_held"], 1u);
   c.fabric().Kill(1);
+  // Nothing more goes into the dead chunkserver's file.
+  EXPECT_FALSE(c.client()->Write(&*f, 2 * data.size(), data.data(), data.size()).ok());
+  EXPECT_EQ(c.client()->stats().counters["local_writes_held"], 1u);
   Status s = c.client()->Fsync(&*f);
   EXPECT_EQ(s.code(), Code::kUnavailable) << s.ToString();
   EXPECT_NE(s.message().find("was not answered"), std::string::npos) << s.ToString();
