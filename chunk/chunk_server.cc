@@ -407,6 +407,8 @@ void ChunkServer::OnWriteLocal(Message& m) {
   g.offset = w.offset;
   g.length = w.length;
   g.expires_us = Now() + static_cast<uint64_t>(grant_ms) * 1000;
+  g.held = held;
+  g.recalled = false;
   rep.grant = g.id;
   rep.block_size = ChunkStore::kBlockSize;
   rep.grant_ms = grant_ms;
@@ -479,9 +481,19 @@ bool ChunkServer::HoldForGrant(Message& m) {
     default:
       break;
   }
-  if (!ok || grants_.count(handle) == 0) return false;
+  auto g = grants_.find(handle);
+  if (!ok || g == grants_.end()) return false;
   held_[handle].push_back(m);
   stats_.counters["held_for_local_write"]++;
+  if (g->second.held && !g->second.recalled && m.source != g->second.client) {
+    // A held grant may outlast the write it was asked for: tell its client
+    // someone waits, so that it ends the grant after its current write
+    // instead of when its window or life runs out.
+    g->second.recalled = true;
+    RecallGrantMsg r{handle, g->second.id};
+    SendRequest(t_, g->second.client, r, 0, 0);
+    stats_.counters["local_write_grants_recalled"]++;
+  }
   return true;
 }
 

@@ -201,6 +201,8 @@ class ChunkServer : public Server {
     int client = -1;
     uint64_t offset = 0, length = 0;  // the range asked for
     uint64_t expires_us = 0;
+    bool held = false;      // a held grant (the window goes past the range)
+    bool recalled = false;  // its client was asked to end it (kRecallGrant)
   };
   std::map<uint64_t, Grant> grants_;               // handle -> its short-circuit write
   std::map<uint64_t, std::vector<Message>> held_;  // handle -> requests waiting for its grant

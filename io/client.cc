@@ -66,6 +66,11 @@ void Client::OnUnsolicited(Message& m) {
   if (m.type() == MsgType::kPushAck) {
     PushAckMsg a;
     if (m.Decode(&a).ok()) push_acks_[a.data_id] = a.status;
+  } else if (m.type() == MsgType::kRecallGrant) {
+    RecallGrantMsg r;
+    if (!m.Decode(&r).ok()) return;
+    auto it = held_.find(r.handle);
+    if (it != held_.end() && it->second.grant == r.grant) it->second.recalled = true;
   } else if (m.type() == MsgType::kNewMaster) {
     NewMasterReq r;
     if (m.Decode(&r).ok() && r.epoch > master_epoch_ && r.master >= 0) {
@@ -486,6 +491,7 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
       if (WriteLocally(op.lease)) {
         const uint64_t handle = op.lease.handle;
         auto h = held_.find(handle);
+        if (h != held_.end()) rpc_.PumpOnce();  // a recall may have come
         if (h != held_.end()) {
           LocalGrant& g = h->second;
           if (rpc_.transport()->PeerGone(g.primary)) {
@@ -497,7 +503,7 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
                 fail(op, Status::Unavailable("the chunkserver of a held grant is gone")));
             continue;
           }
-          if (g.version == op.lease.version && g.primary == op.lease.primary &&
+          if (!g.recalled && g.version == op.lease.version && g.primary == op.lease.primary &&
               op.chunk_off == g.end && op.chunk_off + op.len <= g.window_end &&
               MonoMicros() < g.stop_us) {
             Status s = WriteGranted(&g, op.data, op.len);

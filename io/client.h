@@ -280,6 +280,7 @@ class Client {
     std::unique_ptr<RandomRWFile> file;
     std::vector<uint32_t> crcs;  // each whole block from the first boundary at or after start
     uint32_t part_crc = 0;       // this client's bytes of the block `end` is in
+    bool recalled = false;       // another request waits for it (kRecallGrant)
   };
   // Opens g->path. Writes data[0, n) at g->end, taking each block's CRC32C
   // as it goes (see WriteLocalDoneReq). Stops (kTimeout) once g->stop_us

@@ -573,6 +573,19 @@ struct WriteLocalDoneReq {
   }
 };
 
+// Primary -> the client holding a held grant on the chunk, once another
+// request for the chunk is waiting for it: end the grant after the write in
+// progress (one-way; doc/architecture.md#short-circuit-writes).
+struct RecallGrantMsg {
+  GFS_MSG(kRecallGrant);
+  uint64_t handle = 0;
+  uint64_t grant = 0;
+  template <class V>
+  bool Visit(V& v) {
+    return v(handle) && v(grant);
+  }
+};
+
 // Client -> primary: append pushed data `data_id` (length bytes) at an offset
 // the primary picks. kRetryNextChunk when it does not fit (the chunk was padded
 // to chunk_size on every replica first); kTooLarge over chunk_size / 4.

@@ -65,6 +65,8 @@ const char* MsgTypeName(uint16_t type) {
       return "write_local";
     case MsgType::kWriteLocalDone:
       return "write_local_done";
+    case MsgType::kRecallGrant:
+      return "recall_grant";
     case MsgType::kSync:
       return "sync";
     case MsgType::kAppend:

@@ -65,6 +65,7 @@ enum class MsgType : uint16_t {
   kReadLocal = 48,
   kWriteLocal = 49,
   kWriteLocalDone = 54,  // numbered after the master group's: 49 was the last free one here
+  kRecallGrant = 55,     // primary -> the client holding a held grant (one-way)
   // master group (master <-> shadow masters)
   kLogBatch = 50,
   kVote = 51,

@@ -982,6 +982,50 @@ TEST(InProcCluster, HeldGrantCarriesSequentialWritesAndEndsForOthers) {
   EXPECT_EQ(Counter(cs, "corrupt_found"), 0u);
 }
 
+// Another client's request for a chunk under a held grant makes the primary
+// recall it: the holder ends the grant before its next write there (and asks
+// again, after the waiting request), instead of keeping the other waiting
+// for the grant's whole life.
+TEST(InProcCluster, HeldGrantIsRecalledWhenAnotherClientWaits) {
+  InProcCluster c(1, 1 << 20, 2, {}, [](JobConfig* j) {
+    j->request_timeout_ms = 20000;  // no grant expires during the test
+    j->write_hold_ms = 20000;
+  });
+  const RoleStats& cs = c.server(0)->stats();
+  auto f = c.client(0)->Create("/recall");
+  ASSERT_TRUE(f.ok());
+  auto d = RandomBytes(300000, 11);
+  ASSERT_TRUE(c.client(0)->Write(&*f, 0, d.data(), 100000).ok());
+  ASSERT_TRUE(c.client(0)->Fsync(&*f).ok());  // the reader can see 100000 bytes
+  ASSERT_TRUE(c.client(0)->Write(&*f, 100000, d.data() + 100000, 100000).ok());
+  EXPECT_EQ(Counter(cs, "local_write_grants_held"), 2u);
+  auto g = c.client(1)->Open("/recall");
+  ASSERT_TRUE(g.ok());
+  std::vector<uint8_t> back(100000);
+  std::thread reader([&] {
+    auto n = c.client(1)->Read(&*g, 0, back.data(), back.size());
+    EXPECT_TRUE(n.ok() && *n == back.size());
+  });
+  for (int i = 0; i < 10000 && Counter(cs, "local_write_grants_recalled") == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(Counter(cs, "local_write_grants_recalled"), 1u);
+  ASSERT_TRUE(c.client(0)->Write(&*f, 200000, d.data() + 200000, 100000).ok());
+  reader.join();
+  EXPECT_TRUE(std::equal(back.begin(), back.end(), d.begin()));
+  EXPECT_EQ(Counter(cs, "local_write_grants_expired"), 0u);
+  EXPECT_EQ(Counter(cs, "local_write_grants"), 3u);
+  EXPECT_EQ(Counter(cs, "local_writes"), 2u);  // ended by the fsync, then by the recall
+  EXPECT_EQ(c.client(0)->stats().counters["local_writes_held"], 0u);
+  ASSERT_TRUE(c.client(0)->Fsync(&*f).ok());
+  auto h = c.client(1)->Open("/recall");
+  ASSERT_TRUE(h.ok());
+  std::vector<uint8_t> all(d.size());
+  ReadInPieces(c.client(1), &*h, &all);
+  EXPECT_EQ(all, d);
+  EXPECT_TRUE(c.server(0)->store()->Verify(c.server(0)->store()->List()[0].handle).ok());
+}
+
 // A held grant whose chunkserver dies before it ends: the checksums of what
 // was written under it were never stored, so the fsync fails instead of
 // calling those bytes durable.

@@ -404,7 +404,7 @@ const std::vector<BodyOps>& AllBodies() {
       GFS_BODY(StatsReply),      GFS_BODY(LogBatchReq),       GFS_BODY(LogBatchReply),
       GFS_BODY(VoteReq),         GFS_BODY(VoteReply),         GFS_BODY(NewMasterReq),
       GFS_BODY(WhoIsMasterReq),  GFS_BODY(WhoIsMasterReply),  GFS_BODY(WriteLocalReq),
-      GFS_BODY(WriteLocalReply), GFS_BODY(WriteLocalDoneReq),
+      GFS_BODY(WriteLocalReply), GFS_BODY(WriteLocalDoneReq), GFS_BODY(RecallGrantMsg),
   };
   return kBodies;
 }
@@ -454,6 +454,7 @@ const std::vector<TypeEntry>& AllTypes() {
       {MsgType::kReadLocal, "ReadLocalReq", "ReadLocalReply"},
       {MsgType::kWriteLocal, "WriteLocalReq", "WriteLocalReply"},
       {MsgType::kWriteLocalDone, "WriteLocalDoneReq", "Empty"},
+      {MsgType::kRecallGrant, "RecallGrantMsg", nullptr},
       {MsgType::kSync, "SyncReq", "Empty"},
       {MsgType::kAppend, "AppendReq", "AppendReply"},
       {MsgType::kCommitted, "CommittedReq", "CommittedReply"},
