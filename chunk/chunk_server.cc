@@ -155,6 +155,9 @@ void ChunkServer::Handle(Message& m) {
       case MsgType::kApply:
         OnApplyReply(m);
         return;
+      case MsgType::kWriteLocal:
+        OnFanoutReply(m);
+        return;
       case MsgType::kRead:
         OnCloneRead(m);
         return;
@@ -367,7 +370,17 @@ Status ChunkServer::CheckPrimary(uint64_t handle, uint64_t version) {
 void ChunkServer::OnWriteLocal(Message& m) {
   WriteLocalReq w;
   Status s = m.Decode(&w);
-  if (s.ok()) s = CheckPrimary(w.handle, w.version);
+  const bool secondary = s.ok() && w.holder >= 0;
+  if (s.ok() && secondary) {
+    // Asked by the primary, for a client writing every replica itself.
+    auto meta = store_.Meta(w.handle);
+    s = meta.status();
+    if (s.ok() && meta->version != w.version) {
+      s = Status(Code::kStaleVersion, "replica at version " + std::to_string(meta->version));
+    }
+  } else if (s.ok()) {
+    s = CheckPrimary(w.handle, w.version);
+  }
   if (s.ok() && (w.length == 0 || w.length > (1ull << 40) || w.offset > (1ull << 40))) {
     s = Status::InvalidArgument("short-circuit write of " + std::to_string(w.length) +
                                 " bytes at " + std::to_string(w.offset));
@@ -402,20 +415,106 @@ void ChunkServer::OnWriteLocal(Message& m) {
   const uint32_t grant_ms =
       held ? std::min(cfg_.write_hold_ms, cfg_.request_timeout_ms) : cfg_.request_timeout_ms;
   Grant& g = grants_[w.handle];
+  g = Grant();
   g.id = ++next_grant_;
   g.client = m.source;
+  g.holder = secondary ? w.holder : -1;
+  g.recall_id = secondary ? w.primary_grant : g.id;
   g.offset = w.offset;
   g.length = w.length;
-  g.expires_us = Now() + static_cast<uint64_t>(grant_ms) * 1000;
+  g.expires_us = MonoMicros() + static_cast<uint64_t>(grant_ms) * 1000;  // see Tick
   g.held = held;
-  g.recalled = false;
   rep.grant = g.id;
   rep.block_size = ChunkStore::kBlockSize;
   rep.grant_ms = grant_ms;
-  lease_used_.insert(w.handle);
   stats_.counters["local_write_grants"]++;
   if (held) stats_.counters["local_write_grants_held"]++;
-  SendReply(t_, m, rep);
+  if (!secondary) lease_used_.insert(w.handle);
+  if (secondary || w.secondaries.empty()) {
+    SendReply(t_, m, rep);
+    return;
+  }
+  // Every replica on the client's host: each secondary grants the same
+  // range before the client hears of any.
+  const uint64_t key = ++next_fanout_;
+  LocalFanout& f = fanouts_[key];
+  f.client_req = m;
+  f.handle = w.handle;
+  f.grant = g.id;
+  f.rep = rep;
+  // Answered (maybe with an error) before the client's own deadline.
+  f.deadline_us = Now() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 500;
+  WriteLocalReq sw = w;
+  sw.window_end = granted_end;
+  sw.secondaries.clear();
+  sw.holder = m.source;
+  sw.primary_grant = g.id;
+  for (int32_t r : w.secondaries) {
+    const uint64_t id = ++next_id_;
+    if (t_->PeerGone(r) || !SendRequest(t_, r, sw, id, cfg_.request_timeout_ms).ok()) continue;
+    fanout_of_[id] = {key, r};
+    ++f.waiting;
+  }
+  if (f.waiting != static_cast<int>(w.secondaries.size())) {
+    f.status = Status::Unavailable("a secondary could not be asked for a short-circuit grant");
+  }
+  if (f.waiting == 0) FinishFanout(key);
+}
+
+void ChunkServer::OnFanoutReply(Message& m) {
+  auto it = fanout_of_.find(m.h.id);
+  if (it == fanout_of_.end()) return;
+  const auto [key, rank] = it->second;
+  fanout_of_.erase(it);
+  auto fi = fanouts_.find(key);
+  if (fi == fanouts_.end()) return;
+  LocalFanout& f = fi->second;
+  Status s = m.status();
+  if (s.ok()) {
+    WriteLocalReply r;
+    s = m.Decode(&r);
+    if (s.ok()) {
+      f.rep.window_end = std::min(f.rep.window_end, r.window_end);
+      f.rep.others.push_back(LocalReplicaFiles{rank, r.path, r.crc_path, r.grant});
+      f.granted.emplace_back(rank, r.grant);
+    }
+  }
+  if (!s.ok() && f.status.ok()) {
+    f.status = Status(s.code(), "secondary rank " + std::to_string(rank) + ": " + s.message());
+  }
+  if (--f.waiting == 0) FinishFanout(key);
+}
+
+void ChunkServer::FinishFanout(uint64_t key) {
+  auto fi = fanouts_.find(key);
+  if (fi == fanouts_.end()) return;
+  LocalFanout f = std::move(fi->second);
+  fanouts_.erase(fi);
+  for (auto it = fanout_of_.begin(); it != fanout_of_.end();) {
+    it = it->second.first == key ? fanout_of_.erase(it) : std::next(it);
+  }
+  auto g = grants_.find(f.handle);
+  if (f.status.ok() && (g == grants_.end() || g->second.id != f.grant)) {
+    f.status = Status::Timeout("the short-circuit write's grant ended before its replicas granted");
+  }
+  if (f.status.ok()) {
+    stats_.counters["local_write_grants_replicated"]++;
+    SendReply(t_, f.client_req, f.rep);
+    return;
+  }
+  // Undo: the secondaries that granted give up theirs, and so does this one.
+  for (const auto& [rank, grant] : f.granted) {
+    WriteLocalDoneReq d;
+    d.handle = f.handle;
+    d.grant = grant;
+    d.written = 0;
+    SendRequest(t_, rank, d, ++next_id_, cfg_.request_timeout_ms);
+  }
+  if (g != grants_.end() && g->second.id == f.grant) {
+    store_.AbortExternalWrite(f.handle);
+    EndGrant(f.handle);
+  }
+  Reply(f.client_req, f.status);
 }
 
 void ChunkServer::OnWriteLocalDone(Message& m) {
@@ -423,7 +522,10 @@ void ChunkServer::OnWriteLocalDone(Message& m) {
   Status s = m.Decode(&d);
   if (!s.ok()) return Reply(m, s);
   auto it = grants_.find(d.handle);
-  if (it == grants_.end() || it->second.id != d.grant || it->second.client != m.source) {
+  // From the client, or for a secondary's grant also from its primary
+  // (undoing a grant the other replicas could not all give).
+  if (it == grants_.end() || it->second.id != d.grant ||
+      (it->second.client != m.source && it->second.holder != m.source)) {
     // Expired (the chunk was checksummed as the file was) or never given.
     return Reply(m, Status::Timeout("the short-circuit write's grant had ended"));
   }
@@ -435,7 +537,7 @@ void ChunkServer::OnWriteLocalDone(Message& m) {
       stats_.counters["local_writes"]++;
       stats_.counters["bytes_written"] += length;
       stats_.counters["bytes_written_local"] += length;
-      stats_.counters["mutations_primary"]++;
+      stats_.counters[it->second.holder >= 0 ? "mutations_secondary" : "mutations_primary"]++;
     }
   } else {
     s = store_.AbortExternalWrite(d.handle);
@@ -485,13 +587,14 @@ bool ChunkServer::HoldForGrant(Message& m) {
   if (!ok || g == grants_.end()) return false;
   held_[handle].push_back(m);
   stats_.counters["held_for_local_write"]++;
-  if (g->second.held && !g->second.recalled && m.source != g->second.client) {
+  const int holder = g->second.holder >= 0 ? g->second.holder : g->second.client;
+  if (g->second.held && !g->second.recalled && m.source != holder && m.source != g->second.client) {
     // A held grant may outlast the write it was asked for: tell its client
     // someone waits, so that it ends the grant after its current write
     // instead of when its window or life runs out.
     g->second.recalled = true;
-    RecallGrantMsg r{handle, g->second.id};
-    SendRequest(t_, g->second.client, r, 0, 0);
+    RecallGrantMsg r{handle, g->second.recall_id};
+    SendRequest(t_, holder, r, 0, 0);
     stats_.counters["local_write_grants_recalled"]++;
   }
   return true;
@@ -1086,8 +1189,8 @@ void ChunkServer::NoteClockGap(uint64_t now) {
   for (auto& [key, pw] : pending_writes_) back(pw.deadline_us);
   for (auto& [id, c] : clones_) back(c.deadline_us);
   for (auto& [key, p] : pushes_) back(p.expires_us);
-  for (auto& [handle, g] : grants_) back(g.expires_us);
-  stats_.counters["clock_gaps"]++;
+  for (auto& [key, f] : fanouts_) back(f.deadline_us);
+  stats_.counters["clock_gaps"]++;  // (grants run on the monotonic clock: see Tick)
 }
 
 void ChunkServer::Tick(uint64_t) {
@@ -1118,9 +1221,22 @@ void ChunkServer::Tick(uint64_t) {
       ++it;
     }
   }
+  std::vector<uint64_t> late_fanouts;
+  for (const auto& [key, f] : fanouts_) {
+    if (now >= f.deadline_us) late_fanouts.push_back(key);
+  }
+  for (uint64_t key : late_fanouts) {
+    if (fanouts_[key].status.ok()) {
+      fanouts_[key].status = Status::Timeout("a secondary did not answer in time");
+    }
+    FinishFanout(key);
+  }
+  // Grants run on the host's monotonic clock, which their clients (on the
+  // same host) stop writing by, whatever this server's Env clock says.
+  const uint64_t mono = MonoMicros();
   std::vector<uint64_t> expired;
   for (const auto& [handle, g] : grants_) {
-    if (now >= g.expires_us) expired.push_back(handle);
+    if (mono >= g.expires_us) expired.push_back(handle);
   }
   for (uint64_t handle : expired) {
     // The client vanished or stalled: its bytes, if any, become the chunk's,

@@ -200,10 +200,31 @@ class ChunkServer : public Server {
     uint64_t id = 0;
     int client = -1;
     uint64_t offset = 0, length = 0;  // the range asked for
-    uint64_t expires_us = 0;
-    bool held = false;      // a held grant (the window goes past the range)
-    bool recalled = false;  // its client was asked to end it (kRecallGrant)
+    uint64_t expires_us = 0;          // MonoMicros(), like the client's own stop
+    bool held = false;                // a held grant (the window goes past the range)
+    bool recalled = false;            // its client was asked to end it (kRecallGrant)
+    // A secondary's grant: `client` is the primary, `holder` the client
+    // writing the files, `recall_id` the primary's grant id.
+    int holder = -1;
+    uint64_t recall_id = 0;
   };
+  // A client's write-local passed on to the secondaries (every replica on
+  // the client's host); answered when all have granted (or undone if any
+  // could not).
+  struct LocalFanout {
+    Message client_req;
+    uint64_t handle = 0, grant = 0;
+    WriteLocalReply rep;                                // a grant's answer, being built
+    std::vector<std::pair<int32_t, uint64_t>> granted;  // secondaries that granted
+    Status status;
+    int waiting = 0;
+    uint64_t deadline_us = 0;
+  };
+  std::map<uint64_t, LocalFanout> fanouts_;
+  std::map<uint64_t, std::pair<uint64_t, int32_t>> fanout_of_;  // request id -> (fanout, rank)
+  uint64_t next_fanout_ = 0;
+  void OnFanoutReply(Message& m);
+  void FinishFanout(uint64_t key);
   std::map<uint64_t, Grant> grants_;               // handle -> its short-circuit write
   std::map<uint64_t, std::vector<Message>> held_;  // handle -> requests waiting for its grant
   uint64_t next_grant_ = 0;

@@ -413,7 +413,7 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
     uint64_t req_id = 0;
     CachedLease lease;
     Status last;
-    std::pair<std::string, std::string> local_files;  // written short-circuit: data, crc
+    std::vector<std::pair<std::string, std::string>> local_files;  // short-circuit: data, crc
   };
   const auto* p = static_cast<const uint8_t*>(data);
   std::vector<Op> ops;
@@ -454,7 +454,7 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
     --inflight;
     ++completed;
     f->dirty[op.lease.handle] = op.lease.replicas;
-    if (!op.local_files.first.empty()) f->dirty_local[op.lease.handle] = op.local_files;
+    if (!op.local_files.empty()) f->dirty_local[op.lease.handle] = op.local_files;
     bytes_done += op.len;
     if (progress) progress(bytes_done);
   };
@@ -494,7 +494,9 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
         if (h != held_.end()) rpc_.PumpOnce();  // a recall may have come
         if (h != held_.end()) {
           LocalGrant& g = h->second;
-          if (rpc_.transport()->PeerGone(g.primary)) {
+          if (std::any_of(g.replicas.begin(), g.replicas.end(), [&](const LocalGrant::Replica& r) {
+                return rpc_.transport()->PeerGone(r.rank);
+              })) {
             // Its chunkserver died: what went in under the grant has no
             // stored checksums (the end fails, and the next fsync says so),
             // and nothing more goes into its files.
@@ -510,7 +512,8 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
             if (s.ok()) {
               stats_.counters["bytes_written_local"] += op.len;
               stats_.counters["local_writes_held"]++;
-              op.local_files = {g.path, g.crc_path};
+              op.local_files.clear();
+              for (const auto& r : g.replicas) op.local_files.emplace_back(r.path, r.crc_path);
               complete(op);
               continue;
             }
@@ -537,6 +540,7 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
         // Ask to hold the grant for what follows in the chunk (not on a
         // retry: then just this range, under the grant's full life).
         if (cfg_.write_hold_ms > 0 && op.attempts == 0) w.window_end = f->chunk_size;
+        w.secondaries = Secondaries(op.lease);  // every replica is on this host
         auto id = rpc_.Start(op.lease.primary, w, cfg_.request_timeout_ms);
         if (!id.ok()) {
           GFS_RETURN_IF_ERROR(fail(op, id.status()));
@@ -598,11 +602,21 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
         // The chunkserver gives up on the grant grant_ms after it gave it;
         // stop writing at half that, counted from before it was asked.
         g.stop_us = op.deadline_us - timeout_us + static_cast<uint64_t>(rep.grant_ms) * 500;
-        g.path = rep.path;
-        g.crc_path = rep.crc_path;
+        g.replicas.resize(1 + rep.others.size());
+        g.replicas[0].rank = op.lease.primary;
+        g.replicas[0].path = rep.path;
+        g.replicas[0].crc_path = rep.crc_path;
+        g.replicas[0].grant = rep.grant;
+        for (size_t i = 0; i < rep.others.size(); ++i) {
+          g.replicas[i + 1].rank = rep.others[i].rank;
+          g.replicas[i + 1].path = rep.others[i].path;
+          g.replicas[i + 1].crc_path = rep.others[i].crc_path;
+          g.replicas[i + 1].grant = rep.others[i].grant;
+        }
         s = OpenGrant(&g);
         if (s.ok()) s = WriteGranted(&g, op.data, op.len);
-        op.local_files = {rep.path, rep.crc_path};
+        op.local_files.clear();
+        for (const auto& r : g.replicas) op.local_files.emplace_back(r.path, r.crc_path);
         if (s.ok() && g.window_end > g.end) {
           // Held: no kWriteLocalDone yet; the writes that follow go on under it.
           stats_.counters["bytes_written_local"] += op.len;
@@ -610,27 +624,18 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
           held_[g.handle] = std::move(g);
           continue;
         }
-        WriteLocalDoneReq d;
-        if (s.ok()) {
-          d = DoneOf(&g);
-        } else {
-          d.handle = g.handle;
-          d.grant = g.grant;
-          d.written = 0;
-        }
-        g.file.reset();
-        auto id = rpc_.Start(op.lease.primary, d, cfg_.request_timeout_ms);
-        if (!s.ok() || !id.ok()) {
-          // The grant ends either way (this message, or its expiry); the
-          // retry goes through the chunkserver if the file was the trouble.
-          if (id.ok()) rpc_.Forget(*id);
-          op.state = Op::kWriting;
-          GFS_RETURN_IF_ERROR(fail(op, s.ok() ? id.status() : s));
+        // Ended now, on every replica: the write returns once they all
+        // hold its checksums. A file that was the trouble sends the retry
+        // through the chunkservers.
+        Status ended = FinishGrant(&g, s.ok());
+        if (s.ok()) s = ended;
+        op.state = Op::kWriting;
+        if (!s.ok()) {
+          GFS_RETURN_IF_ERROR(fail(op, s));
           continue;
         }
-        op.req_id = *id;
-        op.state = Op::kWriting;
         stats_.counters["bytes_written_local"] += op.len;
+        complete(op);
       } else if (op.state == Op::kWriting) {
         Result<Message> r = Status::Internal("unset");
         if (!rpc_.TryTake(op.req_id, &r)) continue;
@@ -873,8 +878,14 @@ bool Client::ShortCircuit(int32_t target) const {
 }
 
 bool Client::WriteLocally(const CachedLease& lease) const {
-  return cfg_.short_circuit_writes && lease.replicas.size() == 1 &&
-         lease.replicas[0] == lease.primary && LocalPeer(lease.primary);
+  return cfg_.short_circuit_writes && !lease.replicas.empty() &&
+         std::find(lease.replicas.begin(), lease.replicas.end(), lease.primary) !=
+             lease.replicas.end() &&
+         std::all_of(lease.replicas.begin(), lease.replicas.end(), [this](int32_t r) {
+           // A replica that is gone: through the chunkservers, which wait for
+           // the master to drop it.
+           return LocalPeer(r) && !rpc_.transport()->PeerGone(r);
+         });
 }
 
 Status Client::Unreachable(int32_t target, const Status& s) {
@@ -884,14 +895,19 @@ Status Client::Unreachable(int32_t target, const Status& s) {
 }
 
 Status Client::OpenGrant(LocalGrant* g) {
-  if (g->block_size == 0 || g->path.empty()) {
+  if (g->block_size == 0 || g->replicas.empty() ||
+      std::any_of(g->replicas.begin(), g->replicas.end(),
+                  [](const LocalGrant::Replica& r) { return r.path.empty(); })) {
     return Status::Protocol("write_local: answer without a file or block size");
   }
   // Opened per grant, never kept past it: a chunk file deleted and made
   // again (a clone, which the grant holds off) must not be written through
   // an old descriptor.
-  Status s = env_->OpenRandomRW(g->path, /*create=*/false, &g->file);
-  return s.ok() ? s : Unreachable(g->primary, s);
+  for (LocalGrant::Replica& r : g->replicas) {
+    Status s = env_->OpenRandomRW(r.path, /*create=*/false, &r.file);
+    if (!s.ok()) return Unreachable(r.rank, s);
+  }
+  return Status::OK();
 }
 
 Status Client::WriteGranted(LocalGrant* g, const uint8_t* data, size_t n) {
@@ -914,11 +930,13 @@ Status Client::WriteGranted(LocalGrant* g, const uint8_t* data, size_t n) {
       if (y == next) g->crcs.push_back(g->part_crc);
       x = y;
     }
-    Status s = g->file->Write(a, data + done, len);
-    if (!s.ok()) {
-      g->crcs.resize(had);
-      g->part_crc = part;
-      return Unreachable(g->primary, s);
+    for (LocalGrant::Replica& r : g->replicas) {
+      Status s = r.file->Write(a, data + done, len);
+      if (!s.ok()) {
+        g->crcs.resize(had);
+        g->part_crc = part;
+        return Unreachable(r.rank, s);
+      }
     }
     g->end = b;
     done += len;
@@ -939,28 +957,54 @@ WriteLocalDoneReq Client::DoneOf(LocalGrant* g) {
   return d;
 }
 
+Status Client::FinishGrant(LocalGrant* g, bool written) {
+  WriteLocalDoneReq d;
+  if (written) {
+    d = DoneOf(g);
+  } else {
+    d.handle = g->handle;
+  }
+  std::vector<std::pair<int32_t, uint64_t>> sent;  // rank, request id
+  for (LocalGrant::Replica& r : g->replicas) {
+    r.file.reset();
+    if (rpc_.transport()->PeerGone(r.rank)) continue;
+    d.grant = r.grant;
+    auto id = rpc_.Start(r.rank, d, cfg_.request_timeout_ms);
+    if (id.ok()) sent.emplace_back(r.rank, *id);
+  }
+  // Every replica that answers has the checksums of what was written (kTimeout
+  // answered: its grant had run out and it took them from the file as it found
+  // it, every byte written here being in it by then, as no write starts past
+  // half the grant's life). One that does not answer is gone or stuck, as for
+  // a write through the chunkservers; but with none answering, the checksums
+  // may be stored nowhere.
+  Status s;
+  size_t answered = 0;
+  for (const auto& [rank, id] : sent) {
+    auto m = rpc_.Wait(id);
+    if (!m.ok()) continue;
+    ++answered;
+    if (!m->status().ok() && m->status().code() != Code::kTimeout && s.ok()) {
+      s = Status(m->status().code(),
+                 "replica rank " + std::to_string(rank) + ": " + m->status().message());
+    }
+  }
+  if (s.ok() && answered == 0 && written) {
+    s = Status::Unavailable("the end of a short-circuit write to chunk " +
+                            std::to_string(g->handle) + " was not answered by any replica");
+  }
+  g->replicas.clear();
+  return s;
+}
+
 void Client::EndHeld(uint64_t handle) {
   auto it = held_.find(handle);
   if (it == held_.end()) return;
   LocalGrant g = std::move(it->second);
   held_.erase(it);
-  g.file.reset();
   stats_.counters["local_write_holds_ended"]++;
-  auto id = rpc_.Start(g.primary, DoneOf(&g), cfg_.request_timeout_ms);
-  Result<Message> m = id.ok() ? rpc_.Wait(*id) : Result<Message>(id.status());
-  Status s;
-  if (!m.ok()) {
-    // Not answered: the checksums of what was written under the grant may
-    // never have been stored. Those writes are not durable: Fsync says so.
-    s = Status::Unavailable("the end of a short-circuit write to chunk " +
-                            std::to_string(g.handle) +
-                            " was not answered: " + m.status().ToString());
-  } else if (m->status().code() != Code::kTimeout) {
-    s = m->status();
-  }
-  // Answered kTimeout: the grant had run out and the chunkserver took the
-  // checksums from the file as it found it. Every byte written here was in
-  // it by then (no write starts past half the grant's life): nothing lost.
+  // A failure is the file's next fsync's: the writes it covers had returned.
+  Status s = FinishGrant(&g, true);
   if (!s.ok()) deferred_.emplace(g.file_id, s);
 }
 
@@ -1569,23 +1613,33 @@ Status Client::Fsync(File* f) {
   return ReportLength(f->id);
 }
 
-Status Client::SyncLocal(const std::map<uint64_t, std::pair<std::string, std::string>>& files,
-                         std::set<uint64_t>* failed) {
+Status Client::SyncLocal(
+    const std::map<uint64_t, std::vector<std::pair<std::string, std::string>>>& files,
+    std::set<uint64_t>* failed) {
   struct Opened {
     uint64_t handle;
     std::unique_ptr<RandomRWFile> data, crc;
   };
   std::vector<Opened> opened;
   std::map<std::string, std::vector<uint64_t>> dirs;  // directory -> its chunks
-  for (const auto& [handle, paths] : files) {
-    Opened o{handle, nullptr, nullptr};
-    if (!env_->OpenRandomRW(paths.first, /*create=*/false, &o.data).ok() ||
-        !env_->OpenRandomRW(paths.second, /*create=*/false, &o.crc).ok()) {
-      failed->insert(handle);
-      continue;
+  for (const auto& [handle, replicas] : files) {
+    // All of a chunk's replicas here, or none (its chunkservers sync them).
+    std::vector<Opened> mine;
+    for (const auto& paths : replicas) {
+      Opened o{handle, nullptr, nullptr};
+      if (!env_->OpenRandomRW(paths.first, /*create=*/false, &o.data).ok() ||
+          !env_->OpenRandomRW(paths.second, /*create=*/false, &o.crc).ok()) {
+        failed->insert(handle);
+        break;
+      }
+      mine.push_back(std::move(o));
     }
-    dirs[std::filesystem::path(paths.first).parent_path().string()].push_back(handle);
-    opened.push_back(std::move(o));
+    if (failed->count(handle) != 0) continue;
+    for (const auto& paths : replicas) {
+      auto& v = dirs[std::filesystem::path(paths.first).parent_path().string()];
+      if (v.empty() || v.back() != handle) v.push_back(handle);
+    }
+    for (Opened& o : mine) opened.push_back(std::move(o));
   }
   // Every file's device writes first, so the disk has the whole batch while
   // the first sync waits (as the chunkserver's own sync does).

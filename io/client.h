@@ -50,9 +50,9 @@ struct File {
   uint64_t length = 0;  // as last seen by this client
   // Chunks written since the last fsync: handle -> replicas.
   std::map<uint64_t, std::vector<int32_t>> dirty;
-  // Those written short-circuit: handle -> data and checksum file (synced
-  // by the client itself at fsync).
-  std::map<uint64_t, std::pair<std::string, std::string>> dirty_local;
+  // Those written short-circuit: handle -> each replica's data and checksum
+  // file (synced by the client itself at fsync).
+  std::map<uint64_t, std::vector<std::pair<std::string, std::string>>> dirty_local;
   // Record append: the chunk index appends go to (kUnknownIndex: ask the
   // master for the last chunk).
   static constexpr uint32_t kUnknownIndex = 0xFFFFFFFFu;
@@ -260,8 +260,9 @@ class Client {
   // directories, here instead of in the chunkserver. Chunks whose files
   // cannot be opened are left in *failed, to be synced through their
   // chunkserver; a failed sync is returned (the fsync fails).
-  Status SyncLocal(const std::map<uint64_t, std::pair<std::string, std::string>>& files,
-                   std::set<uint64_t>* failed);
+  Status SyncLocal(
+      const std::map<uint64_t, std::vector<std::pair<std::string, std::string>>>& files,
+      std::set<uint64_t>* failed);
   // A short-circuit grant this client has (kWriteLocal answered): the
   // chunk's file, what has been written into it, and the checksums so far.
   // A held grant (window_end past the range asked for) outlives the write
@@ -276,13 +277,18 @@ class Client {
     uint64_t start = 0, end = 0;  // written so far: [start, end) of the chunk
     uint64_t window_end = 0;      // may be written up to here
     uint64_t stop_us = 0;         // no write starts after this (half the grant's life)
-    std::string path, crc_path;
-    std::unique_ptr<RandomRWFile> file;
-    std::vector<uint32_t> crcs;  // each whole block from the first boundary at or after start
-    uint32_t part_crc = 0;       // this client's bytes of the block `end` is in
-    bool recalled = false;       // another request waits for it (kRecallGrant)
+    struct Replica {
+      int32_t rank = -1;
+      std::string path, crc_path;
+      uint64_t grant = 0;  // this replica's grant
+      std::unique_ptr<RandomRWFile> file;
+    };
+    std::vector<Replica> replicas;  // the primary's first; every one gets the same bytes
+    std::vector<uint32_t> crcs;     // each whole block from the first boundary at or after start
+    uint32_t part_crc = 0;          // this client's bytes of the block `end` is in
+    bool recalled = false;          // another request waits for it (kRecallGrant)
   };
-  // Opens g->path. Writes data[0, n) at g->end, taking each block's CRC32C
+  // Opens every replica's file. Writes data[0, n) at g->end into each, taking each block's CRC32C
   // as it goes (see WriteLocalDoneReq). Stops (kTimeout) once g->stop_us
   // passes: after that the grant may be over. A file that cannot be opened
   // or written: kUnavailable, and that chunkserver's chunks go through it
@@ -292,6 +298,9 @@ class Client {
   Status Unreachable(int32_t target, const Status& s);
   // kWriteLocalDone for everything g has written.
   static WriteLocalDoneReq DoneOf(LocalGrant* g);
+  // Ends g on every replica (written: with what g wrote; else given up) and
+  // waits for the answers; closes the files.
+  Status FinishGrant(LocalGrant* g, bool written);
   // Ends held grants (kWriteLocalDone, waiting for the answer): of one
   // chunk; of file `file_id` except chunk `keep`; all. A failed end is kept
   // for the file's next Fsync (the writes it covers had returned).

@@ -537,9 +537,29 @@ struct WriteLocalReq {
   // > offset + length: the client would go on writing sequentially up to
   // here under the same grant (a held grant); 0 or less: just the range.
   uint64_t window_end = 0;
+  // Client -> primary: the other replicas, all on the client's host too; the
+  // primary asks each for a grant (holder = the client) before answering.
+  std::vector<int32_t> secondaries;
+  // Primary -> secondary: the client the grant is for (-1: this is the
+  // client's own request) and the primary's grant id (for kRecallGrant).
+  int32_t holder = -1;
+  uint64_t primary_grant = 0;
   template <class V>
   bool Visit(V& v) {
-    return v(handle) && v(version) && v(offset) && v(length) && v(window_end);
+    return v(handle) && v(version) && v(offset) && v(length) && v(window_end) &&
+           v(secondaries, 64) && v(holder) && v(primary_grant);
+  }
+};
+
+// Another replica's files, granted to the same short-circuit write.
+struct LocalReplicaFiles {
+  int32_t rank = -1;
+  std::string path;
+  std::string crc_path;
+  uint64_t grant = 0;  // its grant, ended by the client's kWriteLocalDone to it
+  template <class V>
+  bool Visit(V& v) {
+    return v(rank) && v(path) && v(crc_path) && v(grant);
   }
 };
 
@@ -550,9 +570,11 @@ struct WriteLocalReply {
   uint32_t block_size = 0;  // bytes per checksummed block
   uint32_t grant_ms = 0;    // the primary gives up on the write this long after granting it
   uint64_t window_end = 0;  // the client may write [offset, window_end) (>= offset + length)
+  std::vector<LocalReplicaFiles> others;  // the secondaries' files (the same bytes go there)
   template <class V>
   bool Visit(V& v) {
-    return v(path) && v(crc_path) && v(grant) && v(block_size) && v(grant_ms) && v(window_end);
+    return v(path) && v(crc_path) && v(grant) && v(block_size) && v(grant_ms) && v(window_end) &&
+           v(others, 64);
   }
 };
 

@@ -173,7 +173,7 @@ TEST(InProcCluster, WriteAcrossChunksAndReadBack) {
 }
 
 TEST(InProcCluster, ClientSendsEachByteOnceIntoTheChain) {
-  InProcCluster c(3);
+  InProcCluster c(3, 1 << 20, 1, {}, NoShortCircuitWrites);
   auto f = c.client()->Create("/f");
   ASSERT_TRUE(f.ok());
   auto data = RandomBytes(700000, 2);
@@ -664,7 +664,8 @@ TEST(InProcCluster, LeasesAcrossClockJumps) {
     cs_env.push_back(std::make_unique<FaultEnv>(Env::Posix()));
     envs.push_back(cs_env.back().get());
   }
-  InProcCluster c(3, 1 << 20, 2, envs);
+  InProcCluster c(3, 1 << 20, 2, envs,
+                  NoShortCircuitWrites);  // leases of writes through the primary
   constexpr size_t kPiece = 64 * 1024;
   std::vector<uint8_t> want;
   auto f0 = c.client(0)->Create("/f");
@@ -1024,6 +1025,70 @@ TEST(InProcCluster, HeldGrantIsRecalledWhenAnotherClientWaits) {
   ReadInPieces(c.client(1), &*h, &all);
   EXPECT_EQ(all, d);
   EXPECT_TRUE(c.server(0)->store()->Verify(c.server(0)->store()->List()[0].handle).ok());
+}
+
+// Every replica on the client's host (one node, R = 3): the primary gets a
+// grant from each secondary, and the client writes the same bytes into every
+// replica's file, checksummed once; each replica stores the checksums when
+// the client ends its grant. Nothing is pushed, every replica verifies and
+// holds the same bytes, and a reader's request at any replica recalls the
+// held grant.
+TEST(InProcCluster, ReplicatedShortCircuitWritesFillEveryReplica) {
+  InProcCluster c(3, 1 << 20, 2);
+  auto f = c.client(0)->Create("/r3");
+  ASSERT_TRUE(f.ok());
+  std::vector<uint8_t> model;
+  for (int i = 0; i < 15; ++i) {  // 1.5 MB in pieces off the block boundaries
+    auto d = RandomBytes(100000, 300 + static_cast<uint64_t>(i));
+    ASSERT_TRUE(c.client(0)->Write(&*f, model.size(), d.data(), d.size()).ok());
+    model.insert(model.end(), d.begin(), d.end());
+  }
+  ASSERT_TRUE(c.client(0)->Fsync(&*f).ok());
+  uint64_t grants = 0, replicated = 0, ended = 0, pushed = 0;
+  for (int i = 0; i < 3; ++i) {
+    const RoleStats& cs = c.server(i)->stats();
+    grants += Counter(cs, "local_write_grants");
+    replicated += Counter(cs, "local_write_grants_replicated");
+    ended += Counter(cs, "local_writes");
+    pushed += Counter(cs, "push_slices_recv");
+  }
+  EXPECT_EQ(replicated, 2u);  // one per chunk, by its primary
+  EXPECT_EQ(grants, 6u);      // and one per replica
+  EXPECT_EQ(ended, 6u);
+  EXPECT_EQ(pushed, 0u);
+  EXPECT_EQ(c.client(0)->stats().counters["local_writes_held"], 14u);
+  EXPECT_EQ(c.client(0)->stats().counters["local_syncs"], 6u);  // every replica's files
+  std::map<uint64_t, std::vector<uint8_t>> first;  // handle -> bytes of the first replica
+  for (int i = 0; i < 3; ++i) {
+    for (const ChunkMeta& m : c.server(i)->store()->List()) {
+      EXPECT_TRUE(c.server(i)->store()->Verify(m.handle).ok()) << i << " " << m.handle;
+      std::vector<uint8_t> bytes;
+      ASSERT_TRUE(c.server(i)->store()->Read(m.handle, 0, m.length, &bytes).ok());
+      if (first.count(m.handle) == 0) {
+        first[m.handle] = bytes;
+      } else {
+        EXPECT_EQ(bytes, first[m.handle]) << "replica " << i << " of " << m.handle;
+      }
+    }
+  }
+  ASSERT_EQ(first.size(), 2u);
+  // A held grant again; the second client's read waits at whichever replica
+  // it asks, which recalls the grant; the writer's next write ends it.
+  ASSERT_TRUE(c.client(0)->Write(&*f, model.size(), model.data(), 1000).ok());
+  auto g = c.client(1)->Open("/r3");
+  ASSERT_TRUE(g.ok());
+  std::vector<uint8_t> back(model.size());
+  std::thread reader([&] { ReadInPieces(c.client(1), &*g, &back); });
+  uint64_t recalled = 0;
+  for (int t = 0; t < 10000 && recalled == 0; ++t) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    for (int i = 0; i < 3; ++i)
+      recalled += Counter(c.server(i)->stats(), "local_write_grants_recalled");
+  }
+  EXPECT_EQ(recalled, 1u);
+  ASSERT_TRUE(c.client(0)->Write(&*f, model.size() + 1000, model.data(), 1000).ok());
+  reader.join();
+  EXPECT_EQ(back, model);
 }
 
 // A held grant whose chunkserver dies before it ends: the checksums of what
