@@ -1071,6 +1071,10 @@ void ChunkServer::OnShutdown(Message& m) {
   Status s = store_.SyncAll();
   stats_.counters["writebacks_early"] = store_.writebacks_early();
   stats_.counters["writebacks_batched"] = store_.writebacks_batched();
+  if (stats_.counters.count("local_write_grants") != 0) {
+    // A replica that granted short-circuit writes, as a secondary only too.
+    stats_.counters.try_emplace("local_write_grants_replicated", 0);
+  }
   Reply(m, s);
   done_ = true;
 }

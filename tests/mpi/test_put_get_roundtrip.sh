@@ -2,8 +2,9 @@
 # A (scaled) 200 MiB random file, K=4 chunkservers, R=3, 8 MiB chunks:
 # put in one job, get in a second job, identical bytes; every chunk on exactly
 # 3 chunkserver directories with identical bytes; the push is a pipelined
-# chain (client sends each byte once); the master carries no file data and a
-# read costs a handful of lookups.
+# chain (client sends each byte once; --no-short-circuit, as every replica is
+# on this one node); the master carries no file data and a read costs a
+# handful of lookups. By default the client writes every replica's file itself.
 set -euo pipefail
 source "$GFS_TEST_LIB"
 mk_tmp
@@ -14,7 +15,7 @@ SIZE=$((MB * 1048576))
 log "file size $MB MiB ($SIZE bytes), scale $SCALE"
 rand_file "$TMP/in.bin" "$SIZE"
 
-run_gfs --stats-dir "$TMP/s1" put "$TMP/in.bin" /big.bin
+run_gfs --no-short-circuit --stats-dir "$TMP/s1" put "$TMP/in.bin" /big.bin
 assert_ok "put"
 assert_no_leftovers
 
@@ -45,7 +46,7 @@ assert_eq $((CHUNKS * 3)) "$(python3 "$STATS_PY" sum "$TMP/s1" chunkserver write
 
 # Early writeback (--writeback 1M): the chunkserver starts them as each
 # write lands (a write is 8 MiB here), so the fsync finds nothing left to start.
-run_gfs --writeback 1M --stats-dir "$TMP/s4" put "$TMP/in.bin" /wb.bin
+run_gfs --no-short-circuit --writeback 1M --stats-dir "$TMP/s4" put "$TMP/in.bin" /wb.bin
 assert_ok "put with --writeback 1M"
 assert_eq 0 "$(python3 "$STATS_PY" sum "$TMP/s4" chunkserver writebacks_batched)" "nothing left at fsync"
 assert_eq $((CHUNKS * 3)) "$(python3 "$STATS_PY" sum "$TMP/s4" chunkserver writebacks_early)" \
@@ -53,6 +54,28 @@ assert_eq $((CHUNKS * 3)) "$(python3 "$STATS_PY" sum "$TMP/s4" chunkserver write
 run_gfs get /wb.bin "$TMP/out.bin"
 assert_ok "get after put with --writeback"
 assert_same_file "$TMP/in.bin" "$TMP/out.bin" "get after put with --writeback"
+rm -f "$TMP/out.bin"
+
+# Every replica on this node: the client writes all three replicas' files
+# itself (no byte pushed), each chunkserver stores the checksums, and the
+# client syncs every replica's files at close.
+rm -rf "$TMP/d3"
+DATA="$TMP/d3" run_gfs --stats-dir "$TMP/s7" put "$TMP/in.bin" /r3.bin
+assert_ok "put at R=3, short-circuit"
+assert_eq $((SIZE * 3)) "$(python3 "$STATS_PY" sum "$TMP/s7" chunkserver bytes_written_local)" \
+  "every byte written short-circuit into every replica"
+assert_eq $((SIZE * 3)) "$(python3 "$STATS_PY" sum "$TMP/s7" chunkserver bytes_written)" \
+  "no byte written any other way"
+assert_eq "$CHUNKS" "$(python3 "$STATS_PY" sum "$TMP/s7" chunkserver local_write_grants_replicated)" \
+  "one grant per chunk from its primary, for all three replicas"
+assert_eq $((CHUNKS * 3)) "$(python3 "$STATS_PY" sum "$TMP/s7" client local_syncs)" \
+  "the client syncs every replica it wrote"
+python3 "$STATS_PY" chunks "$TMP/d3" "$TMP/in.bin" 8388608 3 || fail "on-disk replica check (short-circuit)"
+DATA="$TMP/d3" run_gfs fsck --verify /r3.bin
+assert_ok "fsck --verify after short-circuit writes of every replica"
+DATA="$TMP/d3" run_gfs get /r3.bin "$TMP/out.bin"
+assert_ok "get after a short-circuit put at R=3"
+assert_same_file "$TMP/in.bin" "$TMP/out.bin" "get after a short-circuit put at R=3"
 rm -f "$TMP/out.bin"
 
 # Batched lookups (stats of a get job).
