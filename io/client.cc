@@ -488,23 +488,18 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
       op.lease = *lease;
       op.deadline_us = MonoMicros() + timeout_us;
       ++inflight;
-      if (WriteLocally(op.lease)) {
+      const bool local = WriteLocally(op.lease);
+      // Not (or no longer) short-circuit, e.g. a replica's chunkserver is
+      // gone: a grant this client holds on the chunk ends first (with no
+      // replica answering, the next fsync fails), and nothing more goes into
+      // its files.
+      if (!local && held_.count(op.lease.handle) != 0) EndHeld(op.lease.handle);
+      if (local) {
         const uint64_t handle = op.lease.handle;
         auto h = held_.find(handle);
         if (h != held_.end()) rpc_.PumpOnce();  // a recall may have come
         if (h != held_.end()) {
           LocalGrant& g = h->second;
-          if (std::any_of(g.replicas.begin(), g.replicas.end(), [&](const LocalGrant::Replica& r) {
-                return rpc_.transport()->PeerGone(r.rank);
-              })) {
-            // Its chunkserver died: what went in under the grant has no
-            // stored checksums (the end fails, and the next fsync says so),
-            // and nothing more goes into its files.
-            EndHeld(handle);
-            GFS_RETURN_IF_ERROR(
-                fail(op, Status::Unavailable("the chunkserver of a held grant is gone")));
-            continue;
-          }
           if (!g.recalled && g.version == op.lease.version && g.primary == op.lease.primary &&
               op.chunk_off == g.end && op.chunk_off + op.len <= g.window_end &&
               MonoMicros() < g.stop_us) {
@@ -624,9 +619,9 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
           held_[g.handle] = std::move(g);
           continue;
         }
-        // Ended now, on every replica: the write returns once they all
-        // hold its checksums. A file that was the trouble sends the retry
-        // through the chunkservers.
+        // Ended now, on every replica: the write returns once those that
+        // answer hold its checksums (see FinishGrant). A file that was the
+        // trouble sends the retry through the chunkservers.
         Status ended = FinishGrant(&g, s.ok());
         if (s.ok()) s = ended;
         op.state = Op::kWriting;
