@@ -452,7 +452,7 @@ void ChunkServer::OnWriteLocal(Message& m) {
   for (int32_t r : w.secondaries) {
     const uint64_t id = ++next_id_;
     if (t_->PeerGone(r) || !SendRequest(t_, r, sw, id, cfg_.request_timeout_ms).ok()) continue;
-    fanout_of_[id] = {key, r};
+    fanout_of_[id] = FanoutReq{key, r, w.handle};
     ++f.waiting;
   }
   if (f.waiting != static_cast<int>(w.secondaries.size())) {
@@ -464,10 +464,23 @@ void ChunkServer::OnWriteLocal(Message& m) {
 void ChunkServer::OnFanoutReply(Message& m) {
   auto it = fanout_of_.find(m.h.id);
   if (it == fanout_of_.end()) return;
-  const auto [key, rank] = it->second;
+  const FanoutReq req = it->second;
+  const uint64_t key = req.key;
+  const int32_t rank = req.rank;
   fanout_of_.erase(it);
   auto fi = fanouts_.find(key);
-  if (fi == fanouts_.end()) return;
+  if (fi == fanouts_.end()) {
+    // Too late (the client was answered without it): a grant it gave is
+    // undone at once instead of holding that replica until it expires.
+    WriteLocalReply r;
+    if (m.status().ok() && m.Decode(&r).ok()) {
+      WriteLocalDoneReq d;
+      d.handle = req.handle;
+      d.grant = r.grant;
+      SendRequest(t_, rank, d, ++next_id_, cfg_.request_timeout_ms);
+    }
+    return;
+  }
   LocalFanout& f = fi->second;
   Status s = m.status();
   if (s.ok()) {
@@ -490,8 +503,10 @@ void ChunkServer::FinishFanout(uint64_t key) {
   if (fi == fanouts_.end()) return;
   LocalFanout f = std::move(fi->second);
   fanouts_.erase(fi);
-  for (auto it = fanout_of_.begin(); it != fanout_of_.end();) {
-    it = it->second.first == key ? fanout_of_.erase(it) : std::next(it);
+  // Requests still unanswered stay a while: a grant that comes late is undone.
+  for (auto& [id, req] : fanout_of_) {
+    if (req.key == key)
+      req.forget_us = Now() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000;
   }
   auto g = grants_.find(f.handle);
   if (f.status.ok() && (g == grants_.end() || g->second.id != f.grant)) {
@@ -1194,6 +1209,7 @@ void ChunkServer::NoteClockGap(uint64_t now) {
   for (auto& [id, c] : clones_) back(c.deadline_us);
   for (auto& [key, p] : pushes_) back(p.expires_us);
   for (auto& [key, f] : fanouts_) back(f.deadline_us);
+  for (auto& [id, req] : fanout_of_) back(req.forget_us);
   stats_.counters["clock_gaps"]++;  // (grants run on the monotonic clock: see Tick)
 }
 
@@ -1224,6 +1240,10 @@ void ChunkServer::Tick(uint64_t) {
     } else {
       ++it;
     }
+  }
+  for (auto it = fanout_of_.begin(); it != fanout_of_.end();) {
+    it = it->second.forget_us != 0 && now >= it->second.forget_us ? fanout_of_.erase(it)
+                                                                  : std::next(it);
   }
   std::vector<uint64_t> late_fanouts;
   for (const auto& [key, f] : fanouts_) {

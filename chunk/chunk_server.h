@@ -221,7 +221,13 @@ class ChunkServer : public Server {
     uint64_t deadline_us = 0;
   };
   std::map<uint64_t, LocalFanout> fanouts_;
-  std::map<uint64_t, std::pair<uint64_t, int32_t>> fanout_of_;  // request id -> (fanout, rank)
+  struct FanoutReq {
+    uint64_t key = 0;  // the fanout
+    int32_t rank = -1;
+    uint64_t handle = 0;
+    uint64_t forget_us = 0;  // its fanout is over: kept this long for a late answer
+  };
+  std::map<uint64_t, FanoutReq> fanout_of_;  // by request id
   uint64_t next_fanout_ = 0;
   void OnFanoutReply(Message& m);
   void FinishFanout(uint64_t key);
