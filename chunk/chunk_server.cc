@@ -527,6 +527,7 @@ void ChunkServer::FinishFanout(uint64_t key) {
   }
   if (g != grants_.end() && g->second.id == f.grant) {
     store_.AbortExternalWrite(f.handle);
+    stats_.counters["local_writes_given_up"]++;
     EndGrant(f.handle);
   }
   Reply(f.client_req, f.status);

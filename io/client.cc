@@ -70,7 +70,8 @@ void Client::OnUnsolicited(Message& m) {
     RecallGrantMsg r;
     if (!m.Decode(&r).ok()) return;
     auto it = held_.find(r.handle);
-    if (it != held_.end() && it->second.grant == r.grant) it->second.recalled = true;
+    // Named by the primary's grant (replicas[0]), whichever replica recalls it.
+    if (it != held_.end() && it->second.replicas[0].grant == r.grant) it->second.recalled = true;
   } else if (m.type() == MsgType::kNewMaster) {
     NewMasterReq r;
     if (m.Decode(&r).ok() && r.epoch > master_epoch_ && r.master >= 0) {
@@ -403,8 +404,8 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
     uint64_t chunk_off = 0;
     const uint8_t* data = nullptr;
     size_t len = 0;
-    // kGranting: a short-circuit write asked for its grant; kWriting: the
-    // write request (or kWriteLocalDone) is out.
+    // kGranting: a short-circuit write asked for its grant (then it is
+    // written and ended at once); kWriting: the write request is out.
     enum State { kNew, kPushing, kGranting, kWriting, kDone } state = kNew;
     int attempts = 0;
     uint64_t not_before_us = 0, first_failure_us = 0;
@@ -500,9 +501,9 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
         if (h != held_.end()) rpc_.PumpOnce();  // a recall may have come
         if (h != held_.end()) {
           LocalGrant& g = h->second;
-          if (!g.recalled && g.version == op.lease.version && g.primary == op.lease.primary &&
-              op.chunk_off == g.end && op.chunk_off + op.len <= g.window_end &&
-              MonoMicros() < g.stop_us) {
+          if (!g.recalled && g.version == op.lease.version &&
+              g.replicas[0].rank == op.lease.primary && op.chunk_off == g.end &&
+              op.chunk_off + op.len <= g.window_end && MonoMicros() < g.stop_us) {
             Status s = WriteGranted(&g, op.data, op.len);
             if (s.ok()) {
               stats_.counters["bytes_written_local"] += op.len;
@@ -589,8 +590,6 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
         g.file_id = f->id;
         g.handle = op.lease.handle;
         g.version = op.lease.version;
-        g.grant = rep.grant;
-        g.primary = op.lease.primary;
         g.block_size = rep.block_size;
         g.start = g.end = op.chunk_off;
         g.window_end = std::max<uint64_t>(rep.window_end, op.chunk_off + op.len);
@@ -624,7 +623,6 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
         // trouble sends the retry through the chunkservers.
         Status ended = FinishGrant(&g, s.ok());
         if (s.ok()) s = ended;
-        op.state = Op::kWriting;
         if (!s.ok()) {
           GFS_RETURN_IF_ERROR(fail(op, s));
           continue;
@@ -942,7 +940,6 @@ Status Client::WriteGranted(LocalGrant* g, const uint8_t* data, size_t n) {
 WriteLocalDoneReq Client::DoneOf(LocalGrant* g) {
   WriteLocalDoneReq d;
   d.handle = g->handle;
-  d.grant = g->grant;
   d.written = 1;
   d.end = g->end;
   d.crcs = std::move(g->crcs);

@@ -271,8 +271,7 @@ class Client {
   // chunk of the file, a jump, the window's end, half the grant's life),
   // any other call of this client, or the grant's expiry ends it.
   struct LocalGrant {
-    uint64_t file_id = 0, handle = 0, version = 0, grant = 0;
-    int32_t primary = -1;
+    uint64_t file_id = 0, handle = 0, version = 0;
     uint32_t block_size = 0;
     uint64_t start = 0, end = 0;  // written so far: [start, end) of the chunk
     uint64_t window_end = 0;      // may be written up to here

@@ -1091,6 +1091,50 @@ TEST(InProcCluster, ReplicatedShortCircuitWritesFillEveryReplica) {
   EXPECT_EQ(back, model);
 }
 
+// A secondary that cannot grant (an old byte of a block the write covers in
+// part fails its checksum there): the write fails as through the push path,
+// and the primary undoes its own grant and the other secondary's at once
+// instead of leaving them to expire.
+TEST(InProcCluster, ASecondaryThatRefusesUndoesTheWholeGrant) {
+  InProcCluster c(3, 1 << 20, 1, {}, [](JobConfig* j) {
+    j->request_timeout_ms = 20000;  // an undone grant would otherwise stay this long
+    j->write_hold_ms = 20000;
+  });
+  auto f = c.client()->Create("/refuse");
+  ASSERT_TRUE(f.ok());
+  auto d = RandomBytes(100000, 12);
+  ASSERT_TRUE(c.client()->Write(&*f, 0, d.data(), d.size()).ok());
+  ASSERT_TRUE(c.client()->Fsync(&*f).ok());
+  int primary = -1;
+  for (int i = 0; i < 3; ++i) {
+    if (Counter(c.server(i)->stats(), "local_write_grants_replicated") == 1) primary = i;
+  }
+  ASSERT_GE(primary, 0);
+  const int bad = (primary + 1) % 3, other = (primary + 2) % 3;
+  const uint64_t handle = c.server(bad)->store()->List().at(0).handle;
+  FaultEnv flip(Env::Posix());
+  ASSERT_TRUE(flip.FlipByte(c.server(bad)->store()->DataPath(handle), 70000).ok());
+  // Starts inside block 1 (65536..100000), whose old bytes each replica checks.
+  Status s = c.client()->Write(&*f, 100000, d.data(), 10);
+  EXPECT_EQ(s.code(), Code::kCorruption) << s.ToString();
+  for (int t = 0; t < 5000 && Counter(c.server(other)->stats(), "local_writes_given_up") == 0;
+       ++t) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(Counter(c.server(other)->stats(), "local_writes_given_up"), 1u);
+  EXPECT_EQ(Counter(c.server(primary)->stats(), "local_writes_given_up"), 1u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(Counter(c.server(i)->stats(), "local_write_grants_expired"), 0u) << i;
+  }
+  // Nothing holds the chunk: the good replicas still read back at once.
+  auto g = c.client()->Open("/refuse");
+  ASSERT_TRUE(g.ok());
+  std::vector<uint8_t> back(d.size());
+  auto n = c.client()->Read(&*g, 0, back.data(), back.size());
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(back, d);
+}
+
 // A held grant whose chunkserver dies before it ends: the checksums of what
 // was written under it were never stored, so the fsync fails instead of
 // calling those bytes durable.
