@@ -308,6 +308,7 @@ Status ChunkStore::Delete(uint64_t handle) {
   }
   Evict(handle);
   external_.erase(handle);
+  appends_.erase(handle);
   Status s = env_->RemoveFile(MetaPath(handle));  // the commit point
   if (!s.ok() && s.code() != Code::kNotFound) return s;
   if (it != chunks_.end()) {
@@ -471,6 +472,7 @@ Status ChunkStore::Write(uint64_t handle, uint64_t offset, const std::vector<Con
     return Status::InvalidArgument("chunk " + HandleName(handle) + ": write past max length");
   }
   GFS_RETURN_IF_ERROR(NotExternal(handle));
+  GFS_RETURN_IF_ERROR(NoAppends(handle));
   return WriteImpl(handle, offset, data, n, std::max((*st)->length, offset + n));
 }
 
@@ -593,6 +595,7 @@ Status ChunkStore::BeginExternalWrite(uint64_t handle, uint64_t offset, uint64_t
   Result<State*> str = Lookup(handle);
   if (!str.ok()) return str.status();
   GFS_RETURN_IF_ERROR(NotExternal(handle));
+  GFS_RETURN_IF_ERROR(NoAppends(handle));
   if (n == 0 || offset > kMaxLength || n > kMaxLength - offset) {
     return Status::InvalidArgument("chunk " + HandleName(handle) + ": short-circuit write of " +
                                    std::to_string(n) + " bytes at " + std::to_string(offset));
@@ -685,12 +688,7 @@ Status ChunkStore::FinishExternal(uint64_t handle, External e, const std::vector
   }
   // Aborted: keep what landed past the old length (never more than the range).
   const uint64_t new_len = std::max(L, std::min(*size, e.end));
-  auto fail = [&](const Status& s) {
-    st->poisoned = Status(s.code(), "chunk " + HandleName(handle) +
-                                        " unusable after a short-circuit write: " + s.ToString());
-    Evict(handle);
-    return st->poisoned;
-  };
+  auto fail = [&](const Status& s) { return Poison(handle, st, "a short-circuit write", s); };
   if (*size > new_len) {
     Status s = oc->data->Truncate(new_len);
     if (!s.ok()) return fail(s);
@@ -699,11 +697,13 @@ Status ChunkStore::FinishExternal(uint64_t handle, External e, const std::vector
   // gap before it touches, to the last below the range's end or new length.
   const uint64_t lo = std::min(e.off, L);
   const uint64_t hi = std::max(std::min(e.end, new_len), new_len > L ? new_len : 0);
+  std::vector<uint32_t> ncrc;
+  size_t first = 0;
   if (hi > lo) {
-    const size_t first = static_cast<size_t>(lo / kBS);
+    first = static_cast<size_t>(lo / kBS);
     const size_t last = static_cast<size_t>((hi - 1) / kBS);
     const uint64_t boundary = (e.off + kBS - 1) / kBS * kBS;
-    std::vector<uint32_t> ncrc(last - first + 1);
+    ncrc.resize(last - first + 1);
     for (size_t i = first; i <= last; ++i) {
       const uint64_t bs = uint64_t{i} * kBS;
       const uint64_t be = std::min(bs + kBS, new_len);
@@ -718,15 +718,31 @@ Status ChunkStore::FinishExternal(uint64_t handle, External e, const std::vector
       if (!s.ok()) return fail(s);
       ncrc[i - first] = crc32c::Value(scratch_.data(), scratch_.size());
     }
+  }
+  GFS_RETURN_IF_ERROR(SetBlocks(handle, st, oc, first, ncrc, lo, hi, new_len));
+  return short_file;
+}
+
+Status ChunkStore::Poison(uint64_t handle, State* st, const char* after, const Status& s) {
+  st->poisoned = Status(
+      s.code(), "chunk " + HandleName(handle) + " unusable after " + after + ": " + s.ToString());
+  Evict(handle);
+  return st->poisoned;
+}
+
+Status ChunkStore::SetBlocks(uint64_t handle, State* st, OpenChunk* oc, size_t first,
+                             const std::vector<uint32_t>& ncrc, uint64_t lo, uint64_t hi,
+                             uint64_t new_len) {
+  if (!ncrc.empty()) {
     Status s = WriteCrcEntries(oc, first, ncrc);
-    if (!s.ok()) return fail(s);
+    if (!s.ok()) return Poison(handle, st, "a short-circuit write", s);
     oc->crcs.resize(NumBlocks(new_len), 0);
     std::copy(ncrc.begin(), ncrc.end(), oc->crcs.begin() + static_cast<ptrdiff_t>(first));
-    if (first <= oc->crcs_valid) oc->crcs_valid = std::max(oc->crcs_valid, last + 1);
+    if (first <= oc->crcs_valid) oc->crcs_valid = std::max(oc->crcs_valid, first + ncrc.size());
     oc->wb_lo = std::min(oc->wb_lo, lo);
     oc->wb_hi = std::max(oc->wb_hi, hi);
   }
-  used_bytes_ += new_len - L;
+  used_bytes_ += new_len - st->length;
   st->length = new_len;
   st->dirty = true;
   ++st->gen;
@@ -734,7 +750,200 @@ Status ChunkStore::FinishExternal(uint64_t handle, External e, const std::vector
       StartWriteback(oc)) {
     ++writebacks_early_;
   }
-  return short_file;
+  return Status::OK();
+}
+
+// ------------------------------------------------------ short-circuit appends
+
+Status ChunkStore::NoAppends(uint64_t handle) const {
+  if (appends_.count(handle) == 0) return Status::OK();
+  return Status(Code::kBusy, "chunk " + HandleName(handle) + ": short-circuit appends are open");
+}
+
+uint64_t ChunkStore::AppendEnd(uint64_t handle) const {
+  auto a = appends_.find(handle);
+  if (a != appends_.end()) return a->second.reserved;
+  auto c = chunks_.find(handle);
+  return c == chunks_.end() ? 0 : c->second.length;
+}
+
+uint64_t ChunkStore::LandedEnd(uint64_t handle) const {
+  uint64_t end = AppendEnd(handle);
+  auto a = appends_.find(handle);
+  if (a == appends_.end()) return end;
+  end = 0;
+  for (const auto& [off, r] : a->second.ranges) {
+    if (r.landed) end = r.end;
+  }
+  auto c = chunks_.find(handle);
+  return std::max(end, c == chunks_.end() ? 0 : c->second.length);
+}
+
+Status ChunkStore::ReserveAppend(uint64_t handle, uint64_t n, uint64_t* offset) {
+  Result<State*> str = Lookup(handle);
+  if (!str.ok()) return str.status();
+  GFS_RETURN_IF_ERROR(NotExternal(handle));
+  const uint64_t at = AppendEnd(handle);
+  if (n == 0 || n > kMaxLength - at) {
+    return Status::InvalidArgument("chunk " + HandleName(handle) + ": append of " +
+                                   std::to_string(n) + " bytes at " + std::to_string(at));
+  }
+  Result<OpenChunk*> ocr = Acquire(handle, *str, /*create=*/true);
+  if (!ocr.ok()) return ocr.status();
+  Appends& a = appends_[handle];
+  a.reserved = at + n;
+  a.ranges[at].end = at + n;
+  *offset = at;
+  return Status::OK();
+}
+
+Status ChunkStore::FindRange(uint64_t handle, uint64_t offset, AppendRange** r) {
+  auto a = appends_.find(handle);
+  if (a != appends_.end()) {
+    auto it = a->second.ranges.find(offset);
+    if (it != a->second.ranges.end() && !it->second.landed) {
+      *r = &it->second;
+      return Status::OK();
+    }
+  }
+  return Status::NotFound("chunk " + HandleName(handle) + ": no open append range at " +
+                          std::to_string(offset));
+}
+
+namespace {
+// The pieces of [off, end) between block boundaries.
+size_t PieceCount(uint64_t off, uint64_t end) {
+  return static_cast<size_t>((end - 1) / kBS - off / kBS + 1);
+}
+}  // namespace
+
+Status ChunkStore::LandAppend(uint64_t handle, uint64_t offset, const std::vector<uint32_t>& crcs) {
+  AppendRange* r = nullptr;
+  GFS_RETURN_IF_ERROR(FindRange(handle, offset, &r));
+  const size_t want = PieceCount(offset, r->end);
+  if (crcs.size() != want) {
+    GFS_RETURN_IF_ERROR(AbortAppend(handle, offset));
+    return Status::InvalidArgument("append to chunk " + HandleName(handle) + " at " +
+                                   std::to_string(offset) + ": " + std::to_string(crcs.size()) +
+                                   " checksums for " + std::to_string(want) +
+                                   " pieces; checksummed from the file instead");
+  }
+  r->crcs = crcs;
+  r->landed = true;
+  return Fold(handle);
+}
+
+Status ChunkStore::AbortAppend(uint64_t handle, uint64_t offset) {
+  AppendRange* r = nullptr;
+  GFS_RETURN_IF_ERROR(FindRange(handle, offset, &r));
+  Result<State*> str = Lookup(handle);
+  if (!str.ok()) return str.status();
+  Result<OpenChunk*> ocr = Acquire(handle, *str, /*create=*/false);
+  if (!ocr.ok()) return ocr.status();
+  OpenChunk* oc = *ocr;
+  // Only this range's writer writes inside it, and it started nothing it
+  // could not finish before now: read what it left, and fill with zeros
+  // where the file ends first (never truncate: later ranges may be written).
+  std::vector<uint32_t> crcs;
+  for (uint64_t p = offset; p < r->end;) {
+    const uint64_t q = std::min((p / kBS + 1) * kBS, r->end);
+    scratch_.resize(static_cast<size_t>(q - p));
+    size_t got = 0;
+    Status s = oc->data->Read(p, scratch_.size(), scratch_.data(), &got);
+    if (s.ok() && got < scratch_.size()) {
+      std::memset(scratch_.data() + got, 0, scratch_.size() - got);
+      s = oc->data->Write(p + got, scratch_.data() + got, scratch_.size() - got);
+    }
+    if (!s.ok()) return Poison(handle, *str, "an abandoned append", s);
+    crcs.push_back(crc32c::Value(scratch_.data(), scratch_.size()));
+    p = q;
+  }
+  r->crcs = std::move(crcs);
+  r->landed = true;
+  return Fold(handle);
+}
+
+Status ChunkStore::WriteAppend(uint64_t handle, const std::vector<ConstSlice>& data,
+                               uint64_t* offset) {
+  uint64_t n = 0;
+  for (const ConstSlice& s : data) n += s.size;
+  GFS_RETURN_IF_ERROR(ReserveAppend(handle, n, offset));
+  Result<State*> str = Lookup(handle);
+  Result<OpenChunk*> ocr = Acquire(handle, *str, /*create=*/false);
+  Status s = ocr.status();
+  uint64_t at = *offset;
+  for (size_t i = 0; s.ok() && i < data.size(); at += data[i].size, ++i) {
+    s = (*ocr)->data->Write(at, data[i].data, data[i].size);
+  }
+  if (!s.ok()) {
+    AbortAppend(handle, *offset);  // what landed is checksummed as it is, like a failed Write
+    return s;
+  }
+  std::vector<uint32_t> crcs;
+  Gather g(data);
+  for (uint64_t p = *offset, end = *offset + n; p < end;) {
+    const uint64_t q = std::min((p / kBS + 1) * kBS, end);
+    crcs.push_back(g.Crc(0, q - p));
+    p = q;
+  }
+  return LandAppend(handle, *offset, crcs);
+}
+
+Status ChunkStore::PadAppend(uint64_t handle, uint64_t end) {
+  const uint64_t at = AppendEnd(handle);
+  if (end <= at) return Status::OK();
+  uint64_t offset = 0;
+  GFS_RETURN_IF_ERROR(ReserveAppend(handle, end - at, &offset));
+  Result<State*> str = Lookup(handle);
+  Result<OpenChunk*> ocr = Acquire(handle, *str, /*create=*/false);
+  Status s = ocr.status();
+  Result<uint64_t> size = s.ok() ? (*ocr)->data->Size() : Result<uint64_t>(s);
+  if (!size.ok()) s = size.status();
+  if (s.ok() && *size > offset) {  // old bytes past every range: make them zeros
+    std::vector<uint8_t> zeros(static_cast<size_t>(std::min(*size, end) - offset), 0);
+    s = (*ocr)->data->Write(offset, zeros.data(), zeros.size());
+  }
+  // Writers of earlier ranges end below `offset`: growing the file to `end`
+  // cuts none of their bytes.
+  if (s.ok() && *size < end) s = (*ocr)->data->Truncate(end);
+  if (!s.ok()) {
+    AbortAppend(handle, offset);
+    return s;
+  }
+  std::vector<uint32_t> crcs;
+  for (uint64_t p = offset; p < end;) {
+    const uint64_t q = std::min((p / kBS + 1) * kBS, end);
+    crcs.push_back(ExtendZeros(0, q - p));
+    p = q;
+  }
+  return LandAppend(handle, offset, crcs);
+}
+
+Status ChunkStore::Fold(uint64_t handle) {
+  auto a = appends_.find(handle);
+  if (a == appends_.end()) return Status::OK();
+  Result<State*> str = Lookup(handle);
+  if (!str.ok()) return str.status();
+  State* st = *str;
+  auto& ranges = a->second.ranges;
+  while (!ranges.empty() && ranges.begin()->first == st->length && ranges.begin()->second.landed) {
+    const uint64_t off = ranges.begin()->first;
+    AppendRange r = std::move(ranges.begin()->second);
+    ranges.erase(ranges.begin());
+    Result<OpenChunk*> ocr = Acquire(handle, st, /*create=*/false);
+    if (!ocr.ok()) return ocr.status();
+    OpenChunk* oc = *ocr;
+    const size_t first = static_cast<size_t>(off / kBS);
+    std::vector<uint32_t> ncrc = std::move(r.crcs);
+    if (off % kBS != 0) {
+      // The block the range starts in began with the bytes before it.
+      const uint64_t piece = std::min((off / kBS + 1) * kBS, r.end) - off;
+      ncrc[0] = crc32c::Combine(first < oc->crcs.size() ? oc->crcs[first] : 0, ncrc[0], piece);
+    }
+    GFS_RETURN_IF_ERROR(SetBlocks(handle, st, oc, first, ncrc, off, r.end, r.end));
+  }
+  if (ranges.empty()) appends_.erase(a);
+  return Status::OK();
 }
 
 bool ChunkStore::StartWriteback(OpenChunk* oc) {
@@ -953,6 +1162,7 @@ Status ChunkStore::Truncate(uint64_t handle, uint64_t length) {
   Result<State*> str = Lookup(handle);
   if (!str.ok()) return str.status();
   GFS_RETURN_IF_ERROR(NotExternal(handle));
+  GFS_RETURN_IF_ERROR(NoAppends(handle));
   State* st = *str;
   const uint64_t L = st->length;
   if (length == L) return Status::OK();

@@ -167,6 +167,39 @@ class ChunkStore {
   Status AbortExternalWrite(uint64_t handle);
   bool ExternalWriteOpen(uint64_t handle) const { return external_.count(handle) != 0; }
 
+  // Short-circuit record appends (doc/architecture.md#short-circuit-appends):
+  // writers on this host write ranges reserved one after another past the
+  // chunk's length into the data file themselves, many at once. The length
+  // (what reads, Verify and Meta see) moves up over each range once it and
+  // every range before it landed; a block shared by two ranges is checksummed
+  // by combining the writers' checksums of their pieces of it. While any
+  // range is open, Write, Truncate and BeginExternalWrite return kBusy; reads
+  // go on below the length.
+  //
+  // The end of the last range reserved (the length when none is open).
+  uint64_t AppendEnd(uint64_t handle) const;
+  // Reserves [AppendEnd, AppendEnd + n) and sets *offset to its start;
+  // creates the chunk's files if needed.
+  Status ReserveAppend(uint64_t handle, uint64_t n, uint64_t* offset);
+  // The writer wrote every byte of the range at `offset`. crcs: the CRC32C
+  // of each piece of it between block boundaries, in order (the first from
+  // the offset to the next boundary or the range's end). A wrong count:
+  // InvalidArgument, and the range is checksummed from the file instead.
+  Status LandAppend(uint64_t handle, uint64_t offset, const std::vector<uint32_t>& crcs);
+  // The writer gave up or vanished: the range is checksummed as the file
+  // holds it, zeros written where the file ends before the range does.
+  Status AbortAppend(uint64_t handle, uint64_t offset);
+  // Reserves a range for `data`, writes it and lands it (a record pushed
+  // through the chunkserver while writers append to the chunk).
+  Status WriteAppend(uint64_t handle, const std::vector<ConstSlice>& data, uint64_t* offset);
+  // Reserves [AppendEnd, end) as zeros and lands it: padding a full chunk.
+  Status PadAppend(uint64_t handle, uint64_t end);
+  // A range is reserved and not yet under the length.
+  bool AppendsOpen(uint64_t handle) const { return appends_.count(handle) != 0; }
+  // The end of the last range landed (the length when none waits for
+  // earlier ones): what a sync must wait to see under the length.
+  uint64_t LandedEnd(uint64_t handle) const;
+
   // Early writeback: once a chunk has `bytes` (> 0) written since its device
   // writes were last started, start them for that range (without waiting;
   // Env's StartWriteback). The disk then works while more data arrives, and
@@ -276,6 +309,25 @@ class ChunkStore {
   };
   // Ends a short-circuit write: the writer's checksums (null: aborted).
   Status FinishExternal(uint64_t handle, External e, const std::vector<uint32_t>* crcs);
+  // Stores checksums ncrc for blocks first.. of a chunk growing (or not)
+  // to new_len, its bytes changed in [lo, hi); poisons the chunk on failure.
+  Status SetBlocks(uint64_t handle, State* st, OpenChunk* oc, size_t first,
+                   const std::vector<uint32_t>& ncrc, uint64_t lo, uint64_t hi, uint64_t new_len);
+  Status Poison(uint64_t handle, State* st, const char* after, const Status& s);
+  struct AppendRange {
+    uint64_t end = 0;
+    bool landed = false;
+    std::vector<uint32_t> crcs;  // landed: its pieces' checksums
+  };
+  struct Appends {
+    uint64_t reserved = 0;                   // end of the last range
+    std::map<uint64_t, AppendRange> ranges;  // by offset: open, or landed above the length
+  };
+  // kBusy while a short-circuit append range of the chunk is open.
+  Status NoAppends(uint64_t handle) const;
+  Status FindRange(uint64_t handle, uint64_t offset, AppendRange** r);
+  // Moves the length over the landed ranges that start at it.
+  Status Fold(uint64_t handle);
 
   Env* const env_;
   const std::string dir_;
@@ -290,6 +342,7 @@ class ChunkStore {
   std::unordered_map<uint64_t, LruList::iterator> open_;
   std::vector<uint8_t> scratch_;           // edge blocks, coalesced gathers
   std::map<uint64_t, External> external_;  // short-circuit writes in progress
+  std::map<uint64_t, Appends> appends_;    // short-circuit appends in progress
 };
 
 }  // namespace gfs

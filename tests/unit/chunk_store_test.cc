@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <memory>
+#include <numeric>
 #include <random>
 #include <string>
 #include <vector>
@@ -895,6 +896,132 @@ TEST_F(ChunkStoreTest, HeldExternalWriteEndsWhereTheWriterStopped) {
 // if nothing changed it meanwhile; a failed one makes it unusable; one whose
 // chunk was deleted meanwhile changes nothing; the job starts the batched
 // writebacks first.
+// An append writer outside the store: writes `data` at `off` and returns
+// the checksums of its pieces between block boundaries (the first from `off`).
+std::vector<uint32_t> AppendOutside(const std::string& path, uint64_t off,
+                                    const std::vector<uint8_t>& data) {
+  std::unique_ptr<RandomRWFile> f;
+  EXPECT_TRUE(Env::Posix()->OpenRandomRW(path, false, &f).ok());
+  if (f == nullptr) return {};
+  EXPECT_TRUE(f->Write(off, data.data(), data.size()).ok());
+  std::vector<uint32_t> crcs;
+  const uint64_t end = off + data.size();
+  for (uint64_t p = off; p < end;) {
+    const uint64_t q = std::min((p / kBS + 1) * kBS, end);
+    crcs.push_back(crc32c::Value(data.data() + (p - off), q - p));
+    p = q;
+  }
+  return crcs;
+}
+
+TEST_F(ChunkStoreTest, AppendRangesLandOutOfOrderAndTheLengthFollowsTheGaplessPrefix) {
+  ASSERT_OK(store_->Create(5, 1));
+  ASSERT_OK(store_->Write(5, 0, RandomBytes(1000, 1).data(), 1000));  // a partial first block
+  std::vector<uint8_t> model = RandomBytes(1000, 1);
+  // Four ranges reserved back to back, each sharing blocks with its
+  // neighbours; they land in the order 2, 0, 3, 1.
+  const std::vector<size_t> sizes = {kBS + 333, 70000, 5, 2 * kBS + 1};
+  std::vector<uint64_t> offs;
+  std::vector<std::vector<uint8_t>> data;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    uint64_t off = 0;
+    ASSERT_OK(store_->ReserveAppend(5, sizes[i], &off));
+    EXPECT_EQ(off,
+              model.size() + std::accumulate(sizes.begin(),
+                                             sizes.begin() + static_cast<ptrdiff_t>(i), size_t{0}));
+    offs.push_back(off);
+    data.push_back(RandomBytes(sizes[i], 10 + i));
+  }
+  EXPECT_TRUE(store_->AppendsOpen(5));
+  EXPECT_EQ(store_->AppendEnd(5), 1000 + std::accumulate(sizes.begin(), sizes.end(), size_t{0}));
+  // Other mutations wait for the ranges; reads go on below the length.
+  EXPECT_EQ(store_->Write(5, 0, data[0].data(), 10).code(), Code::kBusy);
+  EXPECT_EQ(store_->Truncate(5, 10).code(), Code::kBusy);
+  EXPECT_EQ(store_->BeginExternalWrite(5, 0, 10).code(), Code::kBusy);
+  const std::string path = store_->DataPath(5);
+  for (size_t i : {2, 0, 3, 1}) {
+    auto crcs = AppendOutside(path, offs[i], data[i]);
+    ASSERT_OK(store_->LandAppend(5, offs[i], crcs));
+    auto meta = store_->Meta(5);
+    ASSERT_TRUE(meta.ok());
+    if (i == 2) {
+      EXPECT_EQ(meta->length, 1000u);  // range 0 is still open
+      EXPECT_EQ(store_->LandedEnd(5), offs[2] + sizes[2]);
+    }
+    if (i == 0) {
+      EXPECT_EQ(meta->length, offs[1]);  // range 1 is still open
+    }
+    if (i == 3) {
+      EXPECT_EQ(meta->length, offs[1]);
+      EXPECT_EQ(ReadAll(5).size(), offs[1]);  // readable up to the gap, verified
+    }
+  }
+  EXPECT_FALSE(store_->AppendsOpen(5));
+  for (const auto& d : data) model.insert(model.end(), d.begin(), d.end());
+  EXPECT_EQ(ReadAll(5), model);
+  EXPECT_OK(store_->Verify(5));
+  // The checksums were combined, not read back: a fresh store agrees.
+  ASSERT_OK(store_->SyncAll());
+  OpenStore();
+  EXPECT_EQ(ReadAll(5), model);
+  EXPECT_OK(store_->Verify(5));
+  // With nothing open, ordinary writes are back.
+  EXPECT_OK(store_->Write(5, 3, data[0].data(), 10));
+}
+
+TEST_F(ChunkStoreTest, AbandonedAppendRangeIsChecksummedAsTheFileHoldsIt) {
+  ASSERT_OK(store_->Create(6, 1));
+  uint64_t a = 0, b = 0, c = 0;
+  ASSERT_OK(store_->ReserveAppend(6, 100000, &a));
+  ASSERT_OK(store_->ReserveAppend(6, 50000, &b));
+  ASSERT_OK(store_->ReserveAppend(6, 3000, &c));
+  const std::string path = store_->DataPath(6);
+  auto db = RandomBytes(50000, 2), dc = RandomBytes(3000, 3);
+  // c lands; a's writer wrote half and vanished; b's wrote nothing.
+  ASSERT_OK(store_->LandAppend(6, c, AppendOutside(path, c, dc)));
+  AppendOutside(path, a, RandomBytes(50000, 4));
+  ASSERT_OK(store_->AbortAppend(6, a));
+  EXPECT_EQ(store_->Meta(6)->length, b);
+  ASSERT_OK(store_->AbortAppend(6, b));
+  EXPECT_EQ(store_->Meta(6)->length, c + 3000);
+  auto all = ReadAll(6);
+  ASSERT_EQ(all.size(), c + 3000);
+  EXPECT_EQ(Sub(all, 0, 50000), RandomBytes(50000, 4));
+  EXPECT_TRUE(std::all_of(all.begin() + 50000, all.begin() + static_cast<ptrdiff_t>(c),
+                          [](uint8_t x) { return x == 0; }));
+  EXPECT_EQ(Sub(all, c, 3000), dc);
+  EXPECT_OK(store_->Verify(6));
+  // A range landed with the wrong number of checksums is taken from the file.
+  uint64_t d = 0;
+  ASSERT_OK(store_->ReserveAppend(6, 2 * kBS, &d));
+  auto dd = RandomBytes(2 * kBS, 5);
+  AppendOutside(path, d, dd);
+  EXPECT_EQ(store_->LandAppend(6, d, {1, 2}).code(), Code::kInvalidArgument);
+  EXPECT_EQ(Sub(ReadAll(6), d, 2 * kBS), dd);
+  EXPECT_OK(store_->Verify(6));
+  EXPECT_EQ(store_->LandAppend(6, d, {}).code(), Code::kNotFound);  // no longer open
+}
+
+TEST_F(ChunkStoreTest, WriteAppendAndPadJoinOpenRanges) {
+  ASSERT_OK(store_->Create(7, 1));
+  uint64_t a = 0, b = 0;
+  ASSERT_OK(store_->ReserveAppend(7, 4000, &a));
+  auto rec = RandomBytes(90000, 6);
+  ASSERT_OK(store_->WriteAppend(7, {{rec.data(), 1000}, {rec.data() + 1000, 89000}}, &b));
+  EXPECT_EQ(b, 4000u);
+  ASSERT_OK(store_->PadAppend(7, 4 * kBS));
+  EXPECT_EQ(store_->AppendEnd(7), 4 * kBS);
+  EXPECT_EQ(store_->Meta(7)->length, 0u);
+  auto da = RandomBytes(4000, 7);
+  ASSERT_OK(store_->LandAppend(7, a, AppendOutside(store_->DataPath(7), a, da)));
+  auto all = ReadAll(7);
+  ASSERT_EQ(all.size(), 4 * kBS);
+  EXPECT_EQ(Sub(all, 0, 4000), da);
+  EXPECT_EQ(Sub(all, 4000, 90000), rec);
+  EXPECT_TRUE(std::all_of(all.begin() + 94000, all.end(), [](uint8_t x) { return x == 0; }));
+  EXPECT_OK(store_->Verify(7));
+}
+
 TEST_F(ChunkStoreTest, SyncJobsRecordTheirOutcome) {
   ASSERT_OK(store_->Create(1, 1));
   ASSERT_OK(store_->Create(2, 1));
