@@ -199,6 +199,12 @@ void ChunkServer::Handle(Message& m) {
     case MsgType::kWriteLocalDone:
       OnWriteLocalDone(m);
       return;
+    case MsgType::kAppendLocal:
+      OnAppendLocal(m);
+      return;
+    case MsgType::kAppendLocalDone:
+      OnAppendLocalDone(m);
+      return;
     case MsgType::kSync:
       OnSync(m);
       return;
@@ -295,9 +301,12 @@ Status ChunkServer::ApplyLocal(uint8_t kind, uint64_t handle, uint64_t offset, u
     // Extend with zeros to the chunk's full size (never shrink).
     auto meta = store_.Meta(handle);
     if (!meta.ok()) return meta.status();
-    if (meta->length >= offset) return Status::OK();
+    const uint64_t end = store_.AppendEnd(handle);
+    if (end >= offset) return Status::OK();
     GFS_RETURN_IF_ERROR(RoomFor(handle, offset));
-    stats_.counters["pad_bytes"] += offset - meta->length;
+    stats_.counters["pad_bytes"] += offset - end;
+    // Short-circuit appends open: the padding joins their ranges.
+    if (store_.AppendsOpen(handle)) return store_.PadAppend(handle, offset);
     return store_.Truncate(handle, offset);
   }
   if (kind != static_cast<uint8_t>(MutationKind::kWrite)) {
@@ -564,6 +573,97 @@ void ChunkServer::OnWriteLocalDone(Message& m) {
   EndGrant(d.handle);
 }
 
+void ChunkServer::OnAppendLocal(Message& m) {
+  AppendLocalReq r;
+  Status s = m.Decode(&r);
+  if (s.ok()) s = CheckPrimary(r.handle, r.version);
+  if (s.ok() && (r.chunk_size == 0 || r.chunk_size > ChunkStore::kMaxLength)) {
+    s = Status::InvalidArgument("bad chunk size");
+  }
+  if (s.ok() && (r.length == 0 || r.length > r.chunk_size / 4)) {
+    s = Status(Code::kTooLarge, "a record may be at most a quarter of the chunk size (" +
+                                    std::to_string(r.chunk_size / 4) + " bytes)");
+  }
+  if (!s.ok()) return Reply(m, s);
+  lease_used_.insert(r.handle);
+  const uint64_t end = store_.AppendEnd(r.handle);
+  if (end + r.length > r.chunk_size) {
+    // Does not fit: pad the chunk (its padding lands after the open ranges)
+    // and send the client to the next one, as kAppend does.
+    s = ApplyLocal(static_cast<uint8_t>(MutationKind::kPad), r.handle, r.chunk_size, 0, nullptr);
+    AfterAppendLanded(r.handle);
+    stats_.counters["append_pads"]++;
+    return Reply(m, s.ok() ? Status(Code::kRetryNextChunk, "chunk full") : s);
+  }
+  s = RoomFor(r.handle, end + r.length);
+  uint64_t offset = 0;
+  if (s.ok()) s = store_.ReserveAppend(r.handle, r.length, &offset);
+  if (!s.ok()) return Reply(m, s);
+  const uint64_t id = ++next_grant_;
+  AppendGrant& g = append_grants_[id];
+  g.handle = r.handle;
+  g.client = m.source;
+  g.offset = offset;
+  g.length = r.length;
+  g.expires_us = MonoMicros() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000;
+  AppendLocalReply rep;
+  rep.offset = offset;
+  rep.path = store_.DataPath(r.handle);
+  rep.grant = id;
+  rep.block_size = ChunkStore::kBlockSize;
+  rep.grant_ms = cfg_.request_timeout_ms;
+  stats_.counters["local_append_grants"]++;
+  SendReply(t_, m, rep);
+}
+
+void ChunkServer::OnAppendLocalDone(Message& m) {
+  AppendLocalDoneReq d;
+  Status s = m.Decode(&d);
+  if (!s.ok()) return Reply(m, s);
+  auto it = append_grants_.find(d.grant);
+  if (it == append_grants_.end() || it->second.client != m.source ||
+      it->second.handle != d.handle) {
+    return Reply(m, Status::Timeout("the short-circuit append's grant had ended"));
+  }
+  const AppendGrant g = it->second;
+  append_grants_.erase(it);
+  if (d.written) {
+    s = store_.LandAppend(g.handle, g.offset, d.crcs);
+    if (s.ok()) {
+      stats_.counters["local_appends"]++;
+      stats_.counters["appends_primary"]++;
+      stats_.counters["bytes_written"] += g.length;
+      stats_.counters["bytes_written_local"] += g.length;
+    }
+  } else {
+    s = store_.AbortAppend(g.handle, g.offset);
+    stats_.counters["local_appends_given_up"]++;
+    if (s.ok()) s = Status::Unavailable("short-circuit append given up by its client");
+  }
+  Reply(m, s);
+  AfterAppendLanded(g.handle);
+}
+
+void ChunkServer::AfterAppendLanded(uint64_t handle) {
+  auto meta = store_.Meta(handle);
+  auto w = syncs_waiting_.find(handle);
+  if (w != syncs_waiting_.end()) {
+    std::vector<std::pair<uint64_t, Message>> still, ready;
+    for (auto& [target, req] : w->second) {
+      (!meta.ok() || meta->length >= target ? ready : still).emplace_back(target, req);
+    }
+    if (still.empty()) {
+      syncs_waiting_.erase(w);
+    } else {
+      w->second = std::move(still);
+    }
+    for (auto& [target, req] : ready) StartSync(req, handle);
+  }
+  if (!store_.AppendsOpen(handle) && grants_.count(handle) == 0 && held_.count(handle) != 0) {
+    EndGrant(handle);  // handles the writes held for the ranges
+  }
+}
+
 namespace {
 // The chunk a request of type Req is about (every such request starts with it).
 template <typename Req>
@@ -576,7 +676,7 @@ bool HandleOf(const Message& m, uint64_t* handle) {
 }  // namespace
 
 bool ChunkServer::HoldForGrant(Message& m) {
-  if (grants_.empty() || m.is_reply()) return false;
+  if ((grants_.empty() && append_grants_.empty()) || m.is_reply()) return false;
   uint64_t handle = 0;
   bool ok = false;
   switch (m.type()) {
@@ -596,11 +696,25 @@ bool ChunkServer::HoldForGrant(Message& m) {
     case MsgType::kClone:
       ok = HandleOf<CloneReq>(m, &handle);
       break;
+    case MsgType::kAppendLocal:
+      ok = HandleOf<AppendLocalReq>(m, &handle);
+      break;
     default:
       break;
   }
+  if (!ok) return false;
   auto g = grants_.find(handle);
-  if (!ok || g == grants_.end()) return false;
+  if (g == grants_.end()) {
+    // Short-circuit appends open: a write elsewhere in the chunk waits for
+    // them to land (reads, appends and clones go on).
+    if ((m.type() == MsgType::kWrite || m.type() == MsgType::kWriteLocal) &&
+        store_.AppendsOpen(handle)) {
+      held_[handle].push_back(m);
+      stats_.counters["held_for_local_appends"]++;
+      return true;
+    }
+    return false;
+  }
   held_[handle].push_back(m);
   stats_.counters["held_for_local_write"]++;
   const int holder = g->second.holder >= 0 ? g->second.holder : g->second.client;
@@ -710,7 +824,7 @@ void ChunkServer::OnAppend(Message& m) {
   if (r.length > r.chunk_size / 4) {
     s = Status(Code::kTooLarge, "a record may be at most a quarter of the chunk size (" +
                                     std::to_string(r.chunk_size / 4) + " bytes)");
-  } else if (QueuedEnd(r.handle, meta->length) + r.length > r.chunk_size) {
+  } else if (QueuedEnd(r.handle, store_.AppendEnd(r.handle)) + r.length > r.chunk_size) {
     // Does not fit: pad the chunk to its full size on every replica, then
     // send the client to the next chunk (after the appends queued before).
     FlushAppends();
@@ -721,7 +835,7 @@ void ChunkServer::OnAppend(Message& m) {
     stats_.counters["append_pads"]++;
   } else {
     pw.kind = PendingWrite::kAppend;
-    pw.offset = QueuedEnd(r.handle, meta->length);
+    pw.offset = QueuedEnd(r.handle, store_.AppendEnd(r.handle));
     a.kind = static_cast<uint8_t>(MutationKind::kWrite);
     a.offset = pw.offset;
     a.length = r.length;
@@ -779,8 +893,21 @@ void ChunkServer::FlushAppends() {
       for (const auto& sl : q.push.slices) slices.push_back({sl.second.data, sl.second.size});
       bytes += q.a.length;
     }
-    // One write for the records, which lie back to back from the chunk's end.
-    Status s = store_.Write(handle, items.front().pw.offset, slices);
+    // One write for the records, which lie back to back from the chunk's end
+    // (with short-circuit appends open, from the end of their ranges).
+    Status s;
+    if (store_.AppendsOpen(handle)) {
+      uint64_t at = 0;
+      s = store_.WriteAppend(handle, slices, &at);
+      if (s.ok() && at != items.front().pw.offset) {
+        s = Status::Internal("queued appends of chunk " + std::to_string(handle) + " went to " +
+                             std::to_string(at) + ", not " +
+                             std::to_string(items.front().pw.offset));
+      }
+      AfterAppendLanded(handle);
+    } else {
+      s = store_.Write(handle, items.front().pw.offset, slices);
+    }
     if (s.ok()) {
       stats_.counters["bytes_written"] += bytes;
       stats_.counters["append_batches"]++;
@@ -919,7 +1046,22 @@ void ChunkServer::OnSync(Message& m) {
   SyncReq r;
   Status s = m.Decode(&r);
   if (!s.ok()) return Reply(m, s);
-  auto job = store_.PrepareSync(r.handle);
+  // A short-circuit append acknowledged before this sync may lie above a
+  // range still being written: its checksums reach the checksum file only
+  // when the length passes it, so the sync waits for that (a grant's life
+  // at most: then the open ranges are checksummed from the file).
+  auto meta = store_.Meta(r.handle);
+  const uint64_t landed = store_.LandedEnd(r.handle);
+  if (meta.ok() && landed > meta->length) {
+    syncs_waiting_[r.handle].emplace_back(landed, m);
+    stats_.counters["syncs_waiting_for_appends"]++;
+    return;
+  }
+  StartSync(m, r.handle);
+}
+
+void ChunkServer::StartSync(Message& m, uint64_t handle) {
+  auto job = store_.PrepareSync(handle);
   if (!job.ok()) return Reply(m, job.status());
   if (*job == nullptr) {  // nothing written since the last sync
     store_.StartWritebackAll();
@@ -1005,7 +1147,11 @@ void ChunkServer::DeleteChunks(const std::vector<uint64_t>& handles) {
   for (uint64_t h : handles) {
     if (store_.Has(h) && store_.Delete(h).ok()) stats_.counters["chunks_deleted"]++;
     leases_.erase(h);
+    for (auto it = append_grants_.begin(); it != append_grants_.end();) {
+      it = it->second.handle == h ? append_grants_.erase(it) : std::next(it);
+    }
     if (grants_.count(h)) EndGrant(h);  // its held requests find the chunk gone
+    AfterAppendLanded(h);
   }
 }
 
@@ -1087,6 +1233,9 @@ void ChunkServer::OnShutdown(Message& m) {
   Status s = store_.SyncAll();
   stats_.counters["writebacks_early"] = store_.writebacks_early();
   stats_.counters["writebacks_batched"] = store_.writebacks_batched();
+  for (const char* c : {"local_append_grants", "local_appends", "local_append_grants_expired"}) {
+    stats_.counters.try_emplace(c, 0);
+  }
   if (stats_.counters.count("local_write_grants") != 0) {
     // A replica that granted short-circuit writes, as a secondary only too.
     stats_.counters.try_emplace("local_write_grants_replicated", 0);
@@ -1269,6 +1418,18 @@ void ChunkServer::Tick(uint64_t) {
     store_.AbortExternalWrite(handle);
     stats_.counters["local_write_grants_expired"]++;
     EndGrant(handle);
+  }
+  std::vector<std::pair<uint64_t, AppendGrant>> gone;
+  for (const auto& [id, g] : append_grants_) {
+    if (mono >= g.expires_us) gone.emplace_back(id, g);
+  }
+  for (const auto& [id, g] : gone) {
+    // As for a write grant: the range is checksummed as the file holds it,
+    // and the client, whose answer comes too late, appends the record again.
+    append_grants_.erase(id);
+    store_.AbortAppend(g.handle, g.offset);
+    stats_.counters["local_append_grants_expired"]++;
+    AfterAppendLanded(g.handle);
   }
   for (auto it = clones_.begin(); it != clones_.end();) {
     uint64_t id = it->first;

@@ -105,6 +105,26 @@ class ChunkServer : public Server {
   // given up, or expired (then the chunk is checksummed as the file is).
   void OnWriteLocal(Message& m);
   void OnWriteLocalDone(Message& m);
+  // Short-circuit record appends (doc/architecture.md#short-circuit-appends):
+  // the client on this host writes a record into a range reserved for it
+  // past the chunk's end; many ranges are open at once. Only writes of the
+  // chunk (kWrite, kWriteLocal) wait for them; a sync waits until every range
+  // landed when it came is under the length.
+  void OnAppendLocal(Message& m);
+  void OnAppendLocalDone(Message& m);
+  struct AppendGrant {
+    uint64_t handle = 0;
+    int client = -1;
+    uint64_t offset = 0, length = 0;  // the range in the chunk
+    uint64_t expires_us = 0;          // MonoMicros(): then checksummed as the file holds it
+  };
+  std::map<uint64_t, AppendGrant> append_grants_;  // by grant id
+  // A range of `handle` landed or was given up: answers the syncs that
+  // waited for it, and once no range is open handles the held writes.
+  void AfterAppendLanded(uint64_t handle);
+  std::map<uint64_t, std::vector<std::pair<uint64_t, Message>>> syncs_waiting_;  // handle ->
+  // (length to wait for, sync)
+  void StartSync(Message& m, uint64_t handle);
   // True when m is a request about a chunk under a grant: held for later.
   bool HoldForGrant(Message& m);
   // Ends the grant on `handle` and handles the requests held for it.

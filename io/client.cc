@@ -881,6 +881,47 @@ bool Client::WriteLocally(const CachedLease& lease) const {
          });
 }
 
+bool Client::AppendLocally(const CachedLease& lease) const {
+  return cfg_.short_circuit_writes && lease.replicas.size() == 1 &&
+         lease.replicas[0] == lease.primary && LocalPeer(lease.primary) &&
+         !rpc_.transport()->PeerGone(lease.primary);
+}
+
+Status Client::WriteAppendRange(int32_t primary, const AppendLocalReply& rep, const Span& record,
+                                uint64_t stop_us, std::vector<uint32_t>* crcs) {
+  if (rep.block_size == 0 || rep.path.empty()) {
+    return Status::Protocol("append_local: answer without a file or block size");
+  }
+  if (MonoMicros() >= stop_us) return Status::Timeout("short-circuit append ran past its grant");
+  // Opened per record, as a write grant's files are: the chunk's file is
+  // never written through a descriptor older than the grant.
+  std::unique_ptr<RandomRWFile> file;
+  Status s = env_->OpenRandomRW(rep.path, /*create=*/false, &file);
+  if (!s.ok()) return Unreachable(primary, s);
+  const uint64_t bs = rep.block_size;
+  const auto* data = static_cast<const uint8_t*>(record.data);
+  crcs->clear();
+  constexpr size_t kPiece = 1u << 20;
+  uint32_t part = 0;
+  for (size_t done = 0; done < record.size;) {
+    if (MonoMicros() >= stop_us) return Status::Timeout("short-circuit append ran past its grant");
+    const size_t len = std::min(kPiece, record.size - done);
+    // Each piece between block boundaries is checksummed while its bytes
+    // are in the cache, then the bytes go into the file.
+    for (uint64_t x = rep.offset + done, b = x + len; x < b;) {
+      const uint64_t next = (x / bs + 1) * bs, y = std::min(next, b);
+      const bool fresh = x == rep.offset || x % bs == 0;
+      part = crc32c::Extend(fresh ? 0 : part, data + (x - rep.offset), static_cast<size_t>(y - x));
+      if (y == next || y == rep.offset + record.size) crcs->push_back(part);
+      x = y;
+    }
+    s = file->Write(rep.offset + done, data + done, len);
+    if (!s.ok()) return Unreachable(primary, s);
+    done += len;
+  }
+  return Status::OK();
+}
+
 Status Client::Unreachable(int32_t target, const Status& s) {
   no_local_.insert(target);
   stats_.counters["local_write_unreachable"]++;
@@ -1309,7 +1350,9 @@ Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
   TailGuard tails{this};  // the records are sent in place
   ForgetStream(f->id);
   struct Op {
-    enum State { kNew, kPushing, kAppending, kDone } state = kNew;
+    // kGranting, kLanding: a short-circuit append (kAppendLocal, then
+    // kAppendLocalDone once the record is in the file).
+    enum State { kNew, kPushing, kAppending, kGranting, kLanding, kDone } state = kNew;
     uint32_t index = 0;
     CachedLease lease;
     uint64_t data_id = 0, req_id = 0, deadline_us = 0, not_before_us = 0;
@@ -1318,7 +1361,8 @@ Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
     // After a bounce to the next chunk: the replicas (sorted) that still hold
     // the pushed data under data_id. Empty: push again.
     std::vector<int32_t> pushed_to;
-    uint64_t bytes = 0;  // counted in inflight_bytes while in flight
+    uint64_t bytes = 0;         // counted in inflight_bytes while in flight
+    uint64_t local_offset = 0;  // kLanding: where the record went in the chunk
   };
   const uint64_t limit = f->chunk_size / 4;
   for (const Span& r : records) {
@@ -1345,7 +1389,9 @@ Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
     op.bytes = 0;
   };
   auto fail = [&](Op& op, Status s) -> Status {
-    if (op.state == Op::kAppending) rpc_.Forget(op.req_id);
+    if (op.state == Op::kAppending || op.state == Op::kGranting || op.state == Op::kLanding) {
+      rpc_.Forget(op.req_id);
+    }
     landed(op);
     leases_.erase({f->id, op.index});
     f->append_index = File::kUnknownIndex;
@@ -1396,6 +1442,22 @@ Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
       }
       op.lease = *lease;
       op.deadline_us = MonoMicros() + timeout_us;
+      if (AppendLocally(op.lease)) {
+        AppendLocalReq req;
+        req.handle = op.lease.handle;
+        req.version = op.lease.version;
+        req.chunk_size = f->chunk_size;
+        req.length = records[i].size;
+        op.pushed_to.clear();
+        auto id = rpc_.Start(op.lease.primary, req, cfg_.request_timeout_ms);
+        op.state = Op::kGranting;
+        if (!id.ok()) {
+          GFS_RETURN_IF_ERROR(fail(op, id.status()));
+          continue;
+        }
+        op.req_id = *id;
+        continue;
+      }
       op.state = Op::kPushing;
       if (!op.pushed_to.empty()) {
         std::vector<int32_t> now_on = op.lease.replicas;
@@ -1445,18 +1507,55 @@ Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
         }
         op.req_id = *id;
         op.state = Op::kAppending;
-      } else if (op.state == Op::kAppending) {
+      } else if (op.state == Op::kAppending || op.state == Op::kGranting ||
+                 op.state == Op::kLanding) {
         Result<Message> r = Status::Internal("unset");
         if (!rpc_.TryTake(op.req_id, &r)) continue;
         Status s = r.ok() ? r->status() : r.status();
-        AppendReply rep;
-        if (s.ok()) s = r->Decode(&rep);
-        if (s.code() == Code::kRetryNextChunk) {
+        uint64_t at = op.local_offset;  // kLanding: granted before
+        if (op.state == Op::kAppending) {
+          AppendReply rep;
+          if (s.ok()) s = r->Decode(&rep);
+          at = rep.offset;
+        } else if (op.state == Op::kGranting && s.ok()) {
+          AppendLocalReply rep;
+          s = r->Decode(&rep);
+          if (s.ok()) {
+            // The record goes into the file now; no write starts past half
+            // the grant's life (after it the primary may checksum the range).
+            AppendLocalDoneReq d;
+            d.handle = op.lease.handle;
+            d.grant = rep.grant;
+            const uint64_t stop = MonoMicros() + uint64_t{rep.grant_ms} * 500;
+            Status w = WriteAppendRange(op.lease.primary, rep, records[i], stop, &d.crcs);
+            d.written = w.ok() ? 1 : 0;
+            if (!w.ok()) d.crcs.clear();
+            auto id = rpc_.Start(op.lease.primary, d, cfg_.request_timeout_ms);
+            if (!w.ok()) {
+              if (id.ok()) rpc_.Forget(*id);  // the primary checksums the range as it is
+              GFS_RETURN_IF_ERROR(fail(op, w));
+              continue;
+            }
+            if (!id.ok()) {
+              GFS_RETURN_IF_ERROR(fail(op, id.status()));
+              continue;
+            }
+            stats_.counters["local_appends"]++;
+            stats_.counters["local_append_bytes"] += records[i].size;
+            op.req_id = *id;
+            op.local_offset = rep.offset;
+            op.state = Op::kLanding;
+            continue;
+          }
+        }
+        if (s.code() == Code::kRetryNextChunk && op.state != Op::kLanding) {
           // The chunk is full: this record goes to the next one.
           landed(op);
+          if (op.state == Op::kAppending) {
+            op.pushed_to = op.lease.replicas;
+            std::sort(op.pushed_to.begin(), op.pushed_to.end());
+          }
           op.state = Op::kNew;
-          op.pushed_to = op.lease.replicas;
-          std::sort(op.pushed_to.begin(), op.pushed_to.end());
           if (++op.hops > 64) return Status::Internal("record append kept finding full chunks");
           if (f->append_index == File::kUnknownIndex || f->append_index <= op.index) {
             f->append_index = op.index + 1;
@@ -1465,13 +1564,16 @@ Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
           continue;
         }
         if (!s.ok()) {
+          // kLanding with kTimeout: the grant ran out first and the range was
+          // checksummed as the file held it; the record is appended again
+          // (at least once).
           GFS_RETURN_IF_ERROR(fail(op, s));
           continue;
         }
         landed(op);
         ++completed;
         op.state = Op::kDone;
-        uint64_t off = static_cast<uint64_t>(op.index) * f->chunk_size + rep.offset;
+        uint64_t off = static_cast<uint64_t>(op.index) * f->chunk_size + at;
         (*offsets)[i] = off;
         NoteEnd(f, off + records[i].size);
         f->dirty[op.lease.handle] = op.lease.replicas;

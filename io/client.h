@@ -255,6 +255,15 @@ class Client {
   // client, under a grant from the chunkserver (kWriteLocal); the kWriteLocalDone
   // that follows carries this client's checksums of the bytes.
   bool WriteLocally(const CachedLease& lease) const;
+  // A record append into this chunk goes short-circuit: its only replica is
+  // the primary, on this host (doc/architecture.md#short-circuit-appends).
+  bool AppendLocally(const CachedLease& lease) const;
+  // Writes a record into the range granted by kAppendLocal (at rep.offset of
+  // the chunk's data file) and takes its pieces' checksums (see
+  // AppendLocalDoneReq). kTimeout once `stop_us` passed (the grant may be
+  // over); kUnavailable if the file cannot be written.
+  Status WriteAppendRange(int32_t primary, const AppendLocalReply& rep, const Client::Span& record,
+                          uint64_t stop_us, std::vector<uint32_t>* crcs);
   // Fsync of chunks this client wrote short-circuit: starts the device writes
   // of every data file, then syncs each data and checksum file and their
   // directories, here instead of in the chunkserver. Chunks whose files

@@ -634,6 +634,55 @@ struct AppendReply {
   }
 };
 
+// Client -> primary, the chunk's only replica, on the client's host: a
+// short-circuit record append (doc/architecture.md#short-circuit-appends).
+// The primary checks version, lease and size as for kAppend, reserves
+// `length` bytes at the end of the ranges reserved so far and answers with
+// the offset and the data file; the client writes the record there itself
+// and sends kAppendLocalDone. Many such ranges are open at once.
+// kRetryNextChunk when it does not fit (the chunk was padded first).
+struct AppendLocalReq {
+  GFS_MSG(kAppendLocal);
+  uint64_t handle = 0;
+  uint64_t version = 0;
+  uint64_t chunk_size = 0;
+  uint64_t length = 0;
+  template <class V>
+  bool Visit(V& v) {
+    return v(handle) && v(version) && v(chunk_size) && v(length);
+  }
+};
+
+struct AppendLocalReply {
+  uint64_t offset = 0;      // within the chunk
+  std::string path;         // the chunk's data file, absolute
+  uint64_t grant = 0;       // names this append in kAppendLocalDone
+  uint32_t block_size = 0;  // bytes per checksummed block
+  uint32_t grant_ms = 0;    // the primary checksums the range from the file this long after
+  template <class V>
+  bool Visit(V& v) {
+    return v(offset) && v(path) && v(grant) && v(block_size) && v(grant_ms);
+  }
+};
+
+// Client -> primary: the short-circuit append `grant` is over. written = 1:
+// the record is in the file, and crcs holds the CRC32C of each piece of its
+// range between block boundaries, in order (the first from the offset to the
+// next boundary or the range's end). written = 0: the client gave up (the
+// primary checksums what the file holds). kTimeout: the grant had run out
+// (the range was checksummed from the file; the client appends again).
+struct AppendLocalDoneReq {
+  GFS_MSG(kAppendLocalDone);
+  uint64_t handle = 0;
+  uint64_t grant = 0;
+  uint8_t written = 0;
+  std::vector<uint32_t> crcs;
+  template <class V>
+  bool Visit(V& v) {
+    return v(handle) && v(grant) && v(written) && v(crcs);
+  }
+};
+
 // Client -> replica: how much of the chunk is committed (every append below
 // it completed on every replica). Only the lease-holding primary knows; other
 // replicas say so and report their length.

@@ -67,6 +67,10 @@ const char* MsgTypeName(uint16_t type) {
       return "write_local_done";
     case MsgType::kRecallGrant:
       return "recall_grant";
+    case MsgType::kAppendLocal:
+      return "append_local";
+    case MsgType::kAppendLocalDone:
+      return "append_local_done";
     case MsgType::kSync:
       return "sync";
     case MsgType::kAppend:

@@ -19,7 +19,7 @@ namespace gfs {
 using Buffer = std::shared_ptr<const Bytes>;
 
 inline constexpr uint32_t kWireMagic = 0x57534647;  // "GFSW" little-endian
-inline constexpr uint8_t kWireVersion = 2;
+inline constexpr uint8_t kWireVersion = 3;
 inline constexpr size_t kHeaderSize = 36;
 inline constexpr size_t kMaxPath = 4096;
 inline constexpr size_t kMaxBlob = 256u << 20;
@@ -66,6 +66,8 @@ enum class MsgType : uint16_t {
   kWriteLocal = 49,
   kWriteLocalDone = 54,  // numbered after the master group's: 49 was the last free one here
   kRecallGrant = 55,     // primary -> the client holding a held grant (one-way)
+  kAppendLocal = 56,
+  kAppendLocalDone = 57,
   // master group (master <-> shadow masters)
   kLogBatch = 50,
   kVote = 51,

@@ -51,6 +51,35 @@ if awk '{ split($3, g, "="); if (g[2] != 0) bad = 1 } END { exit bad ? 0 : 1 }' 
   fail "padding or garbage found before the end of a chunk: $(cat "$TMP/scan")"
 fi
 
+# R = 1 with the chunkserver on the producers' host: each producer writes its
+# records into the range the primary reserved for them in the chunk's file
+# itself (short-circuit appends), many ranges open at once. The records, the
+# padding and the checksums come out as through the chunkserver.
+saved_data="$DATA"
+DATA="$TMP/data-local"
+GLOBALS=(--chunk-size 1M --replication 1 --chunkservers 1 --clients 5 --stats-dir "$TMP/s-local")
+run_gfs producer-consumer --file /sc.log --producers 4 --records "$M" --min-size 100 \
+  --max-size 16384 --seed 9 --json
+assert_ok "producer-consumer job with short-circuit appends"
+assert_eq $((4 * M)) "$(json_get records <<<"$OUT")" "records read back once each (short-circuit)"
+assert_eq 0 "$(json_get missing <<<"$OUT")" "missing records (short-circuit)"
+assert_eq 0 "$(json_get corrupt <<<"$OUT")" "corrupt records (short-circuit)"
+grants="$(python3 "$STATS_PY" sum "$TMP/s-local" chunkserver local_append_grants)"
+[[ "$grants" -gt 0 ]] || fail "no short-circuit append grants"
+assert_eq "$grants" "$(python3 "$STATS_PY" sum "$TMP/s-local" chunkserver local_appends)" \
+  "every append grant ended with the record written"
+assert_eq 0 "$(python3 "$STATS_PY" sum "$TMP/s-local" chunkserver local_append_grants_expired)" \
+  "append grants that ran out"
+"$SCAN" "$DATA"/chunkserver-0/chunks/*.chunk >"$TMP/scan-local" ||
+  fail "non-zero bytes after the last frame of a chunk: $(cat "$TMP/scan-local")"
+if awk '{ split($3, g, "="); if (g[2] != 0) bad = 1 } END { exit bad ? 0 : 1 }' "$TMP/scan-local"; then
+  fail "padding or garbage found before the end of a chunk: $(cat "$TMP/scan-local")"
+fi
+GLOBALS=(--chunkservers 1)
+run_gfs fsck --verify
+assert_ok "fsck --verify after short-circuit appends"
+DATA="$saved_data"
+
 # Rank mode: the same job launched by mpirun directly (1 master, 3
 # chunkservers, 2 clients: 1 producer, 1 consumer).
 mpirun_rank 6 --data-dir "$DATA" --chunkservers 3 producer-consumer --file /rank-mode.log \

@@ -520,7 +520,8 @@ TEST(InProcCluster, QueuedAppendsAreWrittenTogether) {
 // record acknowledged before.
 TEST(InProcCluster, FailedAppendBatchAcknowledgesNone) {
   FaultEnv cs_env(Env::Posix());
-  InProcCluster c(1, 1 << 20, 1, {nullptr, &cs_env});
+  // Through the chunkserver's disk: the batch path, not short-circuit appends.
+  InProcCluster c(1, 1 << 20, 1, {nullptr, &cs_env}, NoShortCircuitWrites);
   auto f = c.client()->Create("/failing");
   ASSERT_TRUE(f.ok());
   std::vector<std::vector<uint8_t>> recs;
@@ -1184,6 +1185,168 @@ TEST(InProcCluster, ShortCircuitWriteFallsBackWhenTheFileIsNotWritable) {
   for (const ChunkMeta& m : c.server(0)->store()->List()) {
     EXPECT_TRUE(c.server(0)->store()->Verify(m.handle).ok());
   }
+}
+
+// Producers on the host of a chunk's only replica write their records into
+// ranges the primary reserves for them, many at once: each record lands
+// once, whole, at its own offset, nothing goes through the chunkserver, the
+// chunks are padded at their ends, and every block verifies.
+TEST(InProcCluster, ShortCircuitAppendsOfManyClientsLandOnceEachAcrossChunkEnds) {
+  const uint64_t cs = 256 * 1024;
+  const int kClients = 4, kBatches = 12;
+  InProcCluster c(1, cs, kClients);
+  ASSERT_TRUE(c.client(0)->Create("/log").ok());
+  std::vector<std::vector<std::pair<uint64_t, std::vector<uint8_t>>>> got(kClients);
+  std::vector<std::thread> producers;
+  for (int p = 0; p < kClients; ++p) {
+    producers.emplace_back([&, p] {
+      auto f = c.client(p)->Open("/log");
+      ASSERT_TRUE(f.ok());
+      std::mt19937_64 rng(static_cast<uint64_t>(p) + 40);
+      for (int b = 0; b < kBatches; ++b) {
+        std::vector<std::vector<uint8_t>> recs;
+        std::vector<Client::Span> spans;
+        for (int i = 0; i < 8; ++i) recs.push_back(RandomBytes(1 + rng() % 30000, rng()));
+        for (const auto& r : recs) spans.push_back({r.data(), r.size()});
+        std::vector<uint64_t> offsets;
+        Status s = c.client(p)->RecordAppendMany(&*f, spans, &offsets);
+        ASSERT_TRUE(s.ok()) << s.ToString();
+        for (size_t i = 0; i < recs.size(); ++i) {
+          got[static_cast<size_t>(p)].emplace_back(offsets[i], std::move(recs[i]));
+        }
+      }
+      Status s = c.client(p)->Fsync(&*f);
+      EXPECT_TRUE(s.ok()) << s.ToString();
+    });
+  }
+  for (auto& t : producers) t.join();
+  std::map<uint64_t, const std::vector<uint8_t>*> at;
+  for (const auto& g : got) {
+    for (const auto& [off, data] : g) {
+      EXPECT_TRUE(at.emplace(off, &data).second) << "two records at " << off;
+      EXPECT_EQ(off / cs, (off + data.size() - 1) / cs) << "a record across a chunk end";
+    }
+  }
+  uint64_t end = 0;
+  for (const auto& [off, data] : at) {
+    EXPECT_GE(off, end) << "records overlap";
+    end = off + data->size();
+  }
+  auto f = c.client(0)->Open("/log");
+  ASSERT_TRUE(f.ok());
+  auto committed = c.client(0)->CommittedLength(&*f);
+  ASSERT_TRUE(committed.ok()) << committed.status().ToString();
+  EXPECT_GE(*committed, end);
+  EXPECT_GE(end, 2 * cs);  // the test crosses chunk ends
+  // Every byte read back verified; records where they were acknowledged,
+  // zeros (padding) everywhere else.
+  std::vector<uint8_t> all(*committed);
+  auto n = c.client(0)->Read(&*f, 0, all.data(), all.size());
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  ASSERT_EQ(*n, all.size());
+  std::vector<bool> covered(all.size());
+  for (const auto& [off, data] : at) {
+    ASSERT_TRUE(std::equal(data->begin(), data->end(), all.begin() + static_cast<long>(off)))
+        << "record at " << off;
+    for (size_t i = 0; i < data->size(); ++i) covered[off + i] = true;
+  }
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (!covered[i]) {
+      ASSERT_EQ(all[i], 0) << "at " << i;
+    }
+  }
+  const RoleStats& st = c.server(0)->stats();
+  EXPECT_EQ(Counter(st, "local_append_grants"), Counter(st, "local_appends"));
+  EXPECT_GE(Counter(st, "local_appends"), uint64_t{kClients * kBatches});
+  EXPECT_EQ(Counter(st, "local_append_grants_expired"), 0u);
+  EXPECT_GE(Counter(st, "append_pads"), 1u);
+  uint64_t local = 0, pushed = 0;
+  for (int p = 0; p < kClients; ++p) {
+    local += Counter(c.client(p)->stats(), "local_append_bytes");
+    pushed += Counter(c.client(p)->stats(), "push_bytes_sent");
+  }
+  uint64_t appended = 0;
+  for (const auto& [off, data] : at) appended += data->size();
+  EXPECT_GE(local, appended);
+  EXPECT_EQ(pushed, 0u);
+}
+
+// A producer that takes an append grant and vanishes: the records after its
+// range are acknowledged but not yet under the chunk's length, so an fsync
+// waits until the grant runs out; then the range is checksummed as the file
+// holds it (the vanished writer's bytes, zeros after) and everything reads.
+TEST(InProcCluster, VanishedShortCircuitAppenderHoldsSyncsUntilItsGrantRunsOut) {
+  InProcCluster c(1, 1 << 20, 2);  // the second client's rank sends by hand
+  auto f = c.client()->Create("/v");
+  ASSERT_TRUE(f.ok());
+  auto first = RandomBytes(5000, 1);
+  ASSERT_TRUE(c.client()->RecordAppend(&*f, first.data(), first.size()).ok());
+  auto chunks = c.server(0)->store()->List();
+  ASSERT_EQ(chunks.size(), 1u);
+  Transport* raw = c.fabric().endpoint(c.client_rank() + 1);
+  AppendLocalReq req;
+  req.handle = chunks[0].handle;
+  req.version = chunks[0].version;
+  req.chunk_size = 1 << 20;
+  req.length = 70000;
+  ASSERT_TRUE(SendRequest(raw, 1, req, 1, 5000).ok());
+  Message granted;
+  for (int i = 0; i < 5000; ++i) {
+    Incoming in;
+    if (raw->Poll(&in) && ParseMessage(std::move(in), &granted).ok() && granted.is_reply()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_TRUE(granted.is_reply());
+  ASSERT_TRUE(granted.status().ok()) << granted.status().ToString();
+  AppendLocalReply rep;
+  ASSERT_TRUE(granted.Decode(&rep).ok());
+  EXPECT_EQ(rep.offset, first.size());
+  std::vector<uint8_t> junk(30000, 0xAB);  // part of its range, then gone
+  {
+    std::unique_ptr<RandomRWFile> file;
+    ASSERT_TRUE(Env::Posix()->OpenRandomRW(rep.path, false, &file).ok());
+    ASSERT_TRUE(file->Write(rep.offset, junk.data(), junk.size()).ok());
+  }
+  auto later = RandomBytes(9000, 2);
+  auto off = c.client()->RecordAppend(&*f, later.data(), later.size());
+  ASSERT_TRUE(off.ok()) << off.status().ToString();
+  EXPECT_EQ(*off, rep.offset + req.length);
+  auto committed = c.client()->CommittedLength(&*f);
+  ASSERT_TRUE(committed.ok());
+  EXPECT_EQ(*committed, rep.offset);  // not past the open range
+  const uint64_t t0 = MonoMicros();
+  Status s = c.client()->Fsync(&*f);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_GE(MonoMicros() - t0, 700000u);  // the grant's 1.5 s, less what had passed
+  const RoleStats& cs = c.server(0)->stats();
+  EXPECT_EQ(Counter(cs, "local_append_grants_expired"), 1u);
+  EXPECT_GE(Counter(cs, "syncs_waiting_for_appends"), 1u);
+  committed = c.client()->CommittedLength(&*f);
+  ASSERT_TRUE(committed.ok());
+  EXPECT_EQ(*committed, *off + later.size());
+  std::vector<uint8_t> back(*committed);
+  auto n = c.client()->Read(&*f, 0, back.data(), back.size());
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  ASSERT_EQ(*n, back.size());
+  std::vector<uint8_t> want = first;
+  want.insert(want.end(), junk.begin(), junk.end());
+  want.resize(rep.offset + req.length, 0);
+  want.insert(want.end(), later.begin(), later.end());
+  EXPECT_EQ(back, want);
+  // The late answer of the vanished writer is refused.
+  AppendLocalDoneReq d;
+  d.handle = req.handle;
+  d.grant = rep.grant;
+  d.written = 1;
+  ASSERT_TRUE(SendRequest(raw, 1, d, 2, 5000).ok());
+  Message late;
+  for (int i = 0; i < 5000; ++i) {
+    Incoming in;
+    if (raw->Poll(&in) && ParseMessage(std::move(in), &late).ok() && late.is_reply()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_TRUE(late.is_reply());
+  EXPECT_EQ(late.status().code(), Code::kTimeout);
 }
 
 // A writer that takes its grant and vanishes: requests for the chunk wait,

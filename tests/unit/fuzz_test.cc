@@ -405,6 +405,7 @@ const std::vector<BodyOps>& AllBodies() {
       GFS_BODY(VoteReq),         GFS_BODY(VoteReply),         GFS_BODY(NewMasterReq),
       GFS_BODY(WhoIsMasterReq),  GFS_BODY(WhoIsMasterReply),  GFS_BODY(WriteLocalReq),
       GFS_BODY(WriteLocalReply), GFS_BODY(WriteLocalDoneReq), GFS_BODY(RecallGrantMsg),
+      GFS_BODY(AppendLocalReq),  GFS_BODY(AppendLocalReply),  GFS_BODY(AppendLocalDoneReq),
   };
   return kBodies;
 }
@@ -455,6 +456,8 @@ const std::vector<TypeEntry>& AllTypes() {
       {MsgType::kWriteLocal, "WriteLocalReq", "WriteLocalReply"},
       {MsgType::kWriteLocalDone, "WriteLocalDoneReq", "Empty"},
       {MsgType::kRecallGrant, "RecallGrantMsg", nullptr},
+      {MsgType::kAppendLocal, "AppendLocalReq", "AppendLocalReply"},
+      {MsgType::kAppendLocalDone, "AppendLocalDoneReq", "Empty"},
       {MsgType::kSync, "SyncReq", "Empty"},
       {MsgType::kAppend, "AppendReq", "AppendReply"},
       {MsgType::kCommitted, "CommittedReq", "CommittedReply"},
