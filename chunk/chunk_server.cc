@@ -86,6 +86,7 @@ ChunkServer::ChunkServer(Transport* t, Env* env, const JobConfig& cfg, int maste
 
 Status ChunkServer::Start() {
   GFS_RETURN_IF_ERROR(store_.Open());
+  stats_.counters["tail_bytes_cut_at_open"] = store_.tail_bytes_cut();
   SendRegister();
   return Status::OK();
 }

@@ -234,6 +234,13 @@ Status ChunkStore::Open() {
       bad_.push_back(BadChunk{h, s});
       continue;
     }
+    if (length > 0) {
+      s = CutUncheckedTail(h, &length);
+      if (!s.ok()) {
+        bad_.push_back(BadChunk{h, s});
+        continue;
+      }
+    }
     State st;
     st.version = version;
     st.length = length;
@@ -250,6 +257,57 @@ Status ChunkStore::Open() {
     Status s = env_->RemoveFile(cdir + "/" + name);
     if (!s.ok() && s.code() != Code::kNotFound) return s;
   }
+  return Status::OK();
+}
+
+Status ChunkStore::CutUncheckedTail(uint64_t h, uint64_t* length) {
+  // A data file longer than its checksums cover was being written when the
+  // server stopped: bytes a writer (a short-circuit writer above all, whose
+  // ranges stay open while it writes) put there before their checksums were
+  // stored. None was acknowledged durable (a sync stores the checksums
+  // first), and none can be verified: the chunk is cut back to the longest
+  // prefix its checksums cover, instead of its last blocks reading as
+  // corrupt (which would cost the whole replica). Only a chunk whose last
+  // block is partial, or whose data runs past its checksums, is looked at.
+  Result<uint64_t> crc_size = env_->FileSize(CrcPath(h));
+  if (!crc_size.ok()) return Status::OK();  // missing: reported on first use
+  const uint64_t entries = *crc_size < kCrcHeaderSize ? 0 : (*crc_size - kCrcHeaderSize) / 4;
+  const uint64_t covered = std::min(*length, entries * kBS);
+  if (covered == *length && *length % kBS == 0) return Status::OK();
+  uint64_t keep = covered;
+  if (covered > 0) {
+    std::unique_ptr<RandomRWFile> data, crc;
+    GFS_RETURN_IF_ERROR(env_->OpenReadOnly(DataPath(h), &data));
+    GFS_RETURN_IF_ERROR(env_->OpenReadOnly(CrcPath(h), &crc));
+    const uint64_t b = (covered - 1) / kBS, bs = b * kBS;
+    uint8_t raw[4];
+    size_t got = 0;
+    GFS_RETURN_IF_ERROR(crc->Read(kCrcHeaderSize + b * 4, 4, raw, &got));
+    std::vector<uint8_t> block(static_cast<size_t>(covered - bs));
+    size_t n = 0;
+    GFS_RETURN_IF_ERROR(data->Read(bs, block.size(), block.data(), &n));
+    if (got != 4 || n != block.size()) return Status::OK();
+    uint32_t want = 0;
+    std::memcpy(&want, raw, 4);  // little-endian host, as written
+    if (crc32c::Value(block.data(), block.size()) != want) {
+      // The last block's checksum covers a prefix of it: find that prefix.
+      // None matching: the block is corrupt, and reads say so.
+      keep = *length;
+      uint32_t run = 0;
+      for (size_t k = 0; k + 1 < block.size(); ++k) {
+        run = crc32c::Extend(run, block.data() + k, 1);
+        if (run == want) keep = bs + k + 1;
+      }
+      if (keep == *length) return Status::OK();
+    }
+  }
+  if (keep == *length) return Status::OK();
+  std::unique_ptr<RandomRWFile> data;
+  GFS_RETURN_IF_ERROR(env_->OpenRandomRW(DataPath(h), /*create=*/false, &data));
+  GFS_RETURN_IF_ERROR(data->Truncate(keep));
+  GFS_RETURN_IF_ERROR(data->Sync());
+  tail_bytes_cut_ += *length - keep;
+  *length = keep;
   return Status::OK();
 }
 

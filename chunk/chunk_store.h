@@ -72,8 +72,11 @@ class ChunkStore {
   // Creates <dir>/chunks if needed, takes <dir>/chunks/LOCK (Busy if another
   // store holds it), scans the directory, loads every chunk's meta (handle,
   // version, length = data file size), removes leftover temp files and data/crc
-  // files without a meta file. A chunk whose meta file is corrupt does not fail
-  // Open: it is reported by BadChunks(). Call once, before anything else.
+  // files without a meta file. A data file that runs past what its checksums
+  // cover (bytes written but never checksummed when the server stopped) is cut
+  // back to the covered prefix (tail_bytes_cut). A chunk whose meta file is
+  // corrupt does not fail Open: it is reported by BadChunks(). Call once,
+  // before anything else.
   Status Open();
 
   std::vector<ChunkMeta> List() const;  // sorted by handle
@@ -82,6 +85,9 @@ class ChunkStore {
   uint64_t UsedBytes() const;                     // sum of chunk lengths
   size_t NumChunks() const;
   const std::vector<BadChunk>& BadChunks() const { return bad_; }
+  // Bytes Open cut from the ends of data files because no checksum covered
+  // them (written when the server stopped; never acknowledged durable).
+  uint64_t tail_bytes_cut() const { return tail_bytes_cut_; }
 
   // Creates an empty chunk at `version` (durable before return; no data file
   // yet). AlreadyExists if present (also if it is a bad chunk: Delete it first).
@@ -301,6 +307,8 @@ class ChunkStore {
   void Restore(State* st, OpenChunk* oc, uint64_t off, uint64_t end,
                const std::vector<ConstSlice>& data, const Status& cause);
   std::string ChunksDir() const { return dir_ + "/chunks"; }
+  // Open: cuts a chunk's data file back to what its checksums cover.
+  Status CutUncheckedTail(uint64_t handle, uint64_t* length);
   // kBusy while a short-circuit write of the chunk is in progress.
   Status NotExternal(uint64_t handle) const;
   struct External {
@@ -338,6 +346,7 @@ class ChunkStore {
   std::map<uint64_t, State> chunks_;
   std::vector<BadChunk> bad_;
   uint64_t used_bytes_ = 0;
+  uint64_t tail_bytes_cut_ = 0;
   LruList lru_;  // front = most recently used
   std::unordered_map<uint64_t, LruList::iterator> open_;
   std::vector<uint8_t> scratch_;           // edge blocks, coalesced gathers

@@ -19,6 +19,7 @@ struct ProducerConsumerOptions {
   uint64_t min_size = 64;
   uint64_t max_size = 64 * 1024;
   uint64_t seed = 1;
+  uint64_t sync_every = 0;  // producers fsync after every this many records (0: at close only)
   bool json = false;
 };
 

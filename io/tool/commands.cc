@@ -651,6 +651,11 @@ Result<jobs::ProducerConsumerOptions> PcOptions(const CommandArgs& a, const JobC
     if (!v.ok()) return v.status();
     o.seed = *v;
   }
+  if (get("sync-every")) {
+    auto v = ParseCount("sync-every", *get("sync-every"), 0);
+    if (!v.ok()) return v.status();
+    o.sync_every = *v;
+  }
   o.json = a.json;
   if (o.min_size > o.max_size) {
     return Status::InvalidArgument("producer-consumer: --min-size is larger than --max-size");

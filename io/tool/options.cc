@@ -265,7 +265,7 @@ const std::vector<CommandSpec>& Commands() {
        1, "jV", "wait=first wait up to SECONDS for every chunk to reach full replication"},
       {"producer-consumer",
        "producer-consumer --file PATH --producers P --records M [--min-size B] [--max-size B] "
-       "[--seed S] [--json]",
+       "[--seed S] [--sync-every N] [--json]",
        "P producer ranks append M records each to one file while the other clients tail it", 0, 0,
        "j",
        "file=the file the producers append to (created; must not exist);"
@@ -273,7 +273,9 @@ const std::vector<CommandSpec>& Commands() {
        "records=records per producer M;"
        "min-size=smallest record payload in bytes (default 64);"
        "max-size=largest record payload in bytes (default 65536);"
-       "seed=seed of the record sizes and contents (default 1)",
+       "seed=seed of the record sizes and contents (default 1);"
+       "sync-every=each producer fsyncs the file after every N of its records, so "
+       "what it appended survives a crash of the job (default 0: only at the end)",
        true},
   };
   return cmds;

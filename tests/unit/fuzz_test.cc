@@ -1119,10 +1119,15 @@ TEST(FuzzChunkStore, MutatedMetaAndChecksumFiles) {
       return "";
     }
     FUZZ_CHECK(store.Meta(kHandle)->version == 77, "a mutated meta file gave another version");
-    FUZZ_CHECK(store.Meta(kHandle)->length == data.size(), "length changed");
+    // A checksum file cut short looks like a crash before the checksums of
+    // the last bytes were stored: Open cuts the data back to what it covers.
+    const uint64_t len = store.Meta(kHandle)->length;
+    FUZZ_CHECK(len == data.size() || (target == 1 && crc.size() < crc0.size() && len < data.size()),
+               "length changed to ", len);
 
-    // What the chunk should hold: the original bytes, plus a random write.
-    std::vector<uint8_t> want = data;
+    // What the chunk should hold: the original bytes (those kept), plus a
+    // random write.
+    std::vector<uint8_t> want(data.begin(), data.begin() + static_cast<ptrdiff_t>(len));
     std::vector<uint8_t> out;
     s = store.Read(kHandle, 0, 1 << 20, &out);
     FUZZ_CHECK(!s.ok() || out == want, "read returned wrong bytes with a good checksum");
