@@ -104,8 +104,7 @@ int RunProducerConsumer(Session* s, const ProducerConsumerOptions& o) {
       // Every N records (rounded up to whole batches) the producer makes what
       // it appended durable: after a crash of the job, the records up to the
       // last fsync that returned are in the file.
-      if (a.ok() && o.sync_every != 0 &&
-          (seq + n) / o.sync_every != seq / o.sync_every) {
+      if (a.ok() && o.sync_every != 0 && (seq + n) / o.sync_every != seq / o.sync_every) {
         a = c->Fsync(&*file);
       }
       if (!a.ok()) {
