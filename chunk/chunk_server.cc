@@ -1230,6 +1230,14 @@ void ChunkServer::OnShutdown(Message& m) {
   for (const auto& [handle, g] : grants_) store_.AbortExternalWrite(handle);
   grants_.clear();
   held_.clear();
+  // Short-circuit appends still open: the same, and the syncs waiting for
+  // them go to the sync thread before it stops.
+  auto open = std::move(append_grants_);
+  append_grants_.clear();
+  for (const auto& [id, g] : open) {
+    store_.AbortAppend(g.handle, g.offset);
+    AfterAppendLanded(g.handle);
+  }
   StopSyncThread();  // answers the syncs still queued first
   Status s = store_.SyncAll();
   stats_.counters["writebacks_early"] = store_.writebacks_early();

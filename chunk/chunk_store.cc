@@ -235,7 +235,7 @@ Status ChunkStore::Open() {
       continue;
     }
     if (length > 0) {
-      s = CutUncheckedTail(h, &length);
+      s = CutUncheckedTail(h, &length, &version);
       if (!s.ok()) {
         bad_.push_back(BadChunk{h, s});
         continue;
@@ -260,20 +260,23 @@ Status ChunkStore::Open() {
   return Status::OK();
 }
 
-Status ChunkStore::CutUncheckedTail(uint64_t h, uint64_t* length) {
+Status ChunkStore::CutUncheckedTail(uint64_t h, uint64_t* length, uint64_t* version) {
   // A data file longer than its checksums cover was being written when the
   // server stopped: bytes a writer (a short-circuit writer above all, whose
   // ranges stay open while it writes) put there before their checksums were
   // stored. None was acknowledged durable (a sync stores the checksums
   // first), and none can be verified: the chunk is cut back to the longest
   // prefix its checksums cover, instead of its last blocks reading as
-  // corrupt (which would cost the whole replica). Only a chunk whose last
-  // block is partial, or whose data runs past its checksums, is looked at.
+  // corrupt (which would cost the whole replica). It costs one read of the
+  // last checksummed block per chunk.
+  // A cut replica may now be shorter than its peers at the same version, so
+  // its version goes one back: the master deletes it if a current replica
+  // exists and brings it forward if none does (the most advanced replicas
+  // hold every acknowledged byte).
   Result<uint64_t> crc_size = env_->FileSize(CrcPath(h));
   if (!crc_size.ok()) return Status::OK();  // missing: reported on first use
   const uint64_t entries = *crc_size < kCrcHeaderSize ? 0 : (*crc_size - kCrcHeaderSize) / 4;
   const uint64_t covered = std::min(*length, entries * kBS);
-  if (covered == *length && *length % kBS == 0) return Status::OK();
   uint64_t keep = covered;
   if (covered > 0) {
     std::unique_ptr<RandomRWFile> data, crc;
@@ -306,6 +309,10 @@ Status ChunkStore::CutUncheckedTail(uint64_t h, uint64_t* length) {
   GFS_RETURN_IF_ERROR(env_->OpenRandomRW(DataPath(h), /*create=*/false, &data));
   GFS_RETURN_IF_ERROR(data->Truncate(keep));
   GFS_RETURN_IF_ERROR(data->Sync());
+  if (*version > 0) {
+    GFS_RETURN_IF_ERROR(WriteMeta(h, *version - 1));
+    --*version;
+  }
   tail_bytes_cut_ += *length - keep;
   *length = keep;
   return Status::OK();

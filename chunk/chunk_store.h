@@ -74,7 +74,8 @@ class ChunkStore {
   // version, length = data file size), removes leftover temp files and data/crc
   // files without a meta file. A data file that runs past what its checksums
   // cover (bytes written but never checksummed when the server stopped) is cut
-  // back to the covered prefix (tail_bytes_cut). A chunk whose meta file is
+  // back to the covered prefix (tail_bytes_cut), and its version set one back
+  // (durably): it may be shorter than other replicas. A chunk whose meta file is
   // corrupt does not fail Open: it is reported by BadChunks(). Call once,
   // before anything else.
   Status Open();
@@ -308,7 +309,7 @@ class ChunkStore {
                const std::vector<ConstSlice>& data, const Status& cause);
   std::string ChunksDir() const { return dir_ + "/chunks"; }
   // Open: cuts a chunk's data file back to what its checksums cover.
-  Status CutUncheckedTail(uint64_t handle, uint64_t* length);
+  Status CutUncheckedTail(uint64_t handle, uint64_t* length, uint64_t* version);
   // kBusy while a short-circuit write of the chunk is in progress.
   Status NotExternal(uint64_t handle) const;
   struct External {

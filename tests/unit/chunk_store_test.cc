@@ -509,6 +509,7 @@ TEST_F(ChunkStoreTest, DataPastItsChecksumsIsCutAtOpen) {
   OpenStore();
   EXPECT_EQ(store_->tail_bytes_cut(), 2 * kBS);
   EXPECT_EQ(store_->Meta(1)->length, kBS);
+  EXPECT_EQ(store_->Meta(1)->version, 0u);  // one back: behind any replica not cut
   EXPECT_EQ(ReadAll(1), Sub(d, 0, kBS));
   EXPECT_OK(store_->Verify(1));
   // A flipped byte in the last block is corruption, not a shorter chunk.
@@ -524,6 +525,7 @@ TEST_F(ChunkStoreTest, DataPastItsChecksumsIsCutAtOpen) {
   OpenStore();
   EXPECT_EQ(store_->tail_bytes_cut(), 0u);
   EXPECT_EQ(store_->Meta(1)->length, kBS + 5000);
+  EXPECT_EQ(store_->Meta(1)->version, 0u);
   EXPECT_EQ(store_->Verify(1).code(), Code::kCorruption);
 }
 
@@ -531,7 +533,7 @@ TEST_F(ChunkStoreTest, DataPastItsChecksumsIsCutAtOpen) {
 // bytes past the length, in the last checksummed block and beyond, are cut
 // at the next Open; what was under the length reads and verifies.
 TEST_F(ChunkStoreTest, OpenAppendRangesOfAStoppedServerAreCut) {
-  ASSERT_OK(store_->Create(2, 1));
+  ASSERT_OK(store_->Create(2, 7));
   const auto head = RandomBytes(kBS + 3000, 20);
   uint64_t a = 0, b = 0;
   ASSERT_OK(store_->ReserveAppend(2, head.size(), &a));
@@ -542,6 +544,7 @@ TEST_F(ChunkStoreTest, OpenAppendRangesOfAStoppedServerAreCut) {
   store_.reset();
   OpenStore();
   EXPECT_EQ(store_->tail_bytes_cut(), 200000u);
+  EXPECT_EQ(store_->Meta(2)->version, 6u);
   EXPECT_EQ(ReadAll(2), head);
   EXPECT_OK(store_->Verify(2));
   EXPECT_OK(store_->Write(2, head.size(), head.data(), 10));  // and it takes writes again
