@@ -707,9 +707,12 @@ bool ChunkServer::HoldForGrant(Message& m) {
   auto g = grants_.find(handle);
   if (g == grants_.end()) {
     // Short-circuit appends open: a write elsewhere in the chunk waits for
-    // them to land (reads, appends and clones go on).
-    if ((m.type() == MsgType::kWrite || m.type() == MsgType::kWriteLocal) &&
-        store_.AppendsOpen(handle)) {
+    // them to land (reads, appends and clones go on). Once one waits, so do
+    // new append grants, so that the open ranges drain and the write is not
+    // starved by producers that keep appending.
+    const bool write = m.type() == MsgType::kWrite || m.type() == MsgType::kWriteLocal;
+    if (store_.AppendsOpen(handle) &&
+        (write || (m.type() == MsgType::kAppendLocal && held_.count(handle) != 0))) {
       held_[handle].push_back(m);
       stats_.counters["held_for_local_appends"]++;
       return true;

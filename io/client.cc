@@ -1363,6 +1363,7 @@ Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
     std::vector<int32_t> pushed_to;
     uint64_t bytes = 0;         // counted in inflight_bytes while in flight
     uint64_t local_offset = 0;  // kLanding: where the record went in the chunk
+    uint64_t asked_us = 0;      // kGranting: when append-local was sent
   };
   const uint64_t limit = f->chunk_size / 4;
   for (const Span& r : records) {
@@ -1449,6 +1450,7 @@ Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
         req.chunk_size = f->chunk_size;
         req.length = records[i].size;
         op.pushed_to.clear();
+        op.asked_us = MonoMicros();
         auto id = rpc_.Start(op.lease.primary, req, cfg_.request_timeout_ms);
         op.state = Op::kGranting;
         if (!id.ok()) {
@@ -1522,11 +1524,12 @@ Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
           s = r->Decode(&rep);
           if (s.ok()) {
             // The record goes into the file now; no write starts past half
-            // the grant's life (after it the primary may checksum the range).
+            // the grant's life (after it the primary may checksum the range),
+            // counted from before the grant was given.
             AppendLocalDoneReq d;
             d.handle = op.lease.handle;
             d.grant = rep.grant;
-            const uint64_t stop = MonoMicros() + uint64_t{rep.grant_ms} * 500;
+            const uint64_t stop = op.asked_us + uint64_t{rep.grant_ms} * 500;
             Status w = WriteAppendRange(op.lease.primary, rep, records[i], stop, &d.crcs);
             d.written = w.ok() ? 1 : 0;
             if (!w.ok()) d.crcs.clear();

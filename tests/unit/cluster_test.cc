@@ -1271,6 +1271,50 @@ TEST(InProcCluster, ShortCircuitAppendsOfManyClientsLandOnceEachAcrossChunkEnds)
   EXPECT_EQ(pushed, 0u);
 }
 
+// A write to a chunk that producers keep appending to short-circuit waits
+// only for the ranges open when it came: new append grants wait behind it,
+// so it goes through while the producers are still appending, and the
+// appends go on after it.
+TEST(InProcCluster, WriteIsNotStarvedByShortCircuitAppends) {
+  InProcCluster c(1, 4 << 20, 3);
+  auto f0 = c.client(0)->Create("/mixed");
+  ASSERT_TRUE(f0.ok());
+  auto first = RandomBytes(10000, 3);
+  ASSERT_TRUE(c.client(0)->RecordAppend(&*f0, first.data(), first.size()).ok());
+  std::atomic<bool> stop{false};
+  std::atomic<int> appended{0};
+  std::vector<std::thread> producers;
+  for (int p = 1; p <= 2; ++p) {
+    producers.emplace_back([&, p] {
+      auto f = c.client(p)->Open("/mixed");
+      ASSERT_TRUE(f.ok());
+      auto rec = RandomBytes(3000, static_cast<uint64_t>(p));
+      std::vector<Client::Span> spans(16, Client::Span{rec.data(), rec.size()});
+      std::vector<uint64_t> offsets;
+      while (!stop) {
+        Status s = c.client(p)->RecordAppendMany(&*f, spans, &offsets);
+        ASSERT_TRUE(s.ok()) << s.ToString();
+        appended += 16;
+      }
+    });
+  }
+  while (appended < 64) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::vector<uint8_t> patch(500, 0xEE);
+  Status w = c.client(0)->Write(&*f0, 100, patch.data(), patch.size());
+  const int at_write = appended;
+  EXPECT_TRUE(w.ok()) << w.ToString();
+  while (appended < at_write + 64) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  stop = true;
+  for (auto& t : producers) t.join();
+  ASSERT_TRUE(c.client(0)->Fsync(&*f0).ok());
+  std::vector<uint8_t> back(first.size());
+  auto n = c.client(0)->Read(&*f0, 0, back.data(), back.size());
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  std::copy(patch.begin(), patch.end(), first.begin() + 100);
+  EXPECT_EQ(back, first);
+  EXPECT_GE(Counter(c.server(0)->stats(), "local_appends"), 128u);
+}
+
 // A producer that takes an append grant and vanishes: the records after its
 // range are acknowledged but not yet under the chunk's length, so an fsync
 // waits until the grant runs out; then the range is checksummed as the file
