@@ -882,7 +882,7 @@ bool Client::WriteLocally(const CachedLease& lease) const {
 }
 
 bool Client::AppendLocally(const CachedLease& lease) const {
-  return cfg_.short_circuit_writes && lease.replicas.size() == 1 &&
+  return cfg_.short_circuit_appends && cfg_.short_circuit_writes && lease.replicas.size() == 1 &&
          lease.replicas[0] == lease.primary && LocalPeer(lease.primary) &&
          !rpc_.transport()->PeerGone(lease.primary);
 }

@@ -78,8 +78,10 @@ po::options_description GlobalDescription(std::string* chunk_size, std::string* 
       "so an fsync finds little left to do; K/M/G suffixes, 0 off (default 0)")(
       "no-short-circuit", po::bool_switch(&g->no_short_circuit),
       "clients read and write replicas on their own host through the chunkserver, not in "
-      "its files")("progress", po::bool_switch(&j.progress),
-                   "show progress of long transfers on stderr")(
+      "its files")("short-circuit-appends", po::bool_switch(&g->short_circuit_appends),
+                   "experimental: producers on the host of a chunk's only replica write "
+                   "their records into its file (off by default)")(
+      "progress", po::bool_switch(&j.progress), "show progress of long transfers on stderr")(
       "hostfile", po::value(&g->hostfile), "launcher: Open MPI hostfile for a multi-node job")(
       "mpirun-args", po::value(&g->mpirun_args),
       "launcher: extra arguments for mpirun (one string)")(
@@ -181,6 +183,7 @@ Result<CommandLine> ParseCommandLine(int argc, char** argv, bool launcher) {
   JobConfig& j = cl.global.job;
   j.short_circuit_reads = !cl.global.no_short_circuit;
   j.short_circuit_writes = !cl.global.no_short_circuit;
+  j.short_circuit_appends = cl.global.short_circuit_appends && !cl.global.no_short_circuit;
   if (!chunk_size.empty()) {
     auto v = ParseSize("chunk-size", chunk_size);
     if (!v.ok()) return v.status();

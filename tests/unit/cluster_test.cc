@@ -138,6 +138,7 @@ void ReadInPieces(Client* reader, File* f, std::vector<uint8_t>* back) {
 // For tests of reads through the chunkservers (read-ahead, replica choice).
 void NoShortCircuit(JobConfig* j) { j->short_circuit_reads = false; }
 void NoShortCircuitWrites(JobConfig* j) { j->short_circuit_writes = false; }
+void ShortCircuitAppends(JobConfig* j) { j->short_circuit_appends = true; }
 
 std::vector<uint8_t> RandomBytes(size_t n, uint64_t seed) {
   std::vector<uint8_t> v(n);
@@ -1194,7 +1195,7 @@ TEST(InProcCluster, ShortCircuitWriteFallsBackWhenTheFileIsNotWritable) {
 TEST(InProcCluster, ShortCircuitAppendsOfManyClientsLandOnceEachAcrossChunkEnds) {
   const uint64_t cs = 256 * 1024;
   const int kClients = 4, kBatches = 12;
-  InProcCluster c(1, cs, kClients);
+  InProcCluster c(1, cs, kClients, {}, ShortCircuitAppends);
   ASSERT_TRUE(c.client(0)->Create("/log").ok());
   std::vector<std::vector<std::pair<uint64_t, std::vector<uint8_t>>>> got(kClients);
   std::vector<std::thread> producers;
@@ -1276,7 +1277,7 @@ TEST(InProcCluster, ShortCircuitAppendsOfManyClientsLandOnceEachAcrossChunkEnds)
 // so it goes through while the producers are still appending, and the
 // appends go on after it.
 TEST(InProcCluster, WriteIsNotStarvedByShortCircuitAppends) {
-  InProcCluster c(1, 4 << 20, 3);
+  InProcCluster c(1, 4 << 20, 3, {}, ShortCircuitAppends);
   auto f0 = c.client(0)->Create("/mixed");
   ASSERT_TRUE(f0.ok());
   auto first = RandomBytes(10000, 3);
@@ -1320,7 +1321,7 @@ TEST(InProcCluster, WriteIsNotStarvedByShortCircuitAppends) {
 // waits until the grant runs out; then the range is checksummed as the file
 // holds it (the vanished writer's bytes, zeros after) and everything reads.
 TEST(InProcCluster, VanishedShortCircuitAppenderHoldsSyncsUntilItsGrantRunsOut) {
-  InProcCluster c(1, 1 << 20, 2);  // the second client's rank sends by hand
+  InProcCluster c(1, 1 << 20, 2, {}, ShortCircuitAppends);  // the second rank sends by hand
   auto f = c.client()->Create("/v");
   ASSERT_TRUE(f.ok());
   auto first = RandomBytes(5000, 1);
