@@ -592,9 +592,11 @@ void ChunkServer::OnAppendLocal(Message& m) {
     // Does not fit: pad the chunk (its padding lands after the open ranges)
     // and send the client to the next one, as kAppend does.
     s = ApplyLocal(static_cast<uint8_t>(MutationKind::kPad), r.handle, r.chunk_size, 0, nullptr);
-    AfterAppendLanded(r.handle);
     stats_.counters["append_pads"]++;
-    return Reply(m, s.ok() ? Status(Code::kRetryNextChunk, "chunk full") : s);
+    if (!s.ok()) return Reply(m, s);
+    ReplyChunkFull(r.handle, m);
+    AfterAppendLanded(r.handle);
+    return;
   }
   s = RoomFor(r.handle, end + r.length);
   uint64_t offset = 0;
@@ -645,8 +647,28 @@ void ChunkServer::OnAppendLocalDone(Message& m) {
   AfterAppendLanded(g.handle);
 }
 
+void ChunkServer::ReplyChunkFull(uint64_t handle, const Message& m) {
+  if (store_.AppendsOpen(handle)) {
+    full_waiting_[handle].push_back(m);
+    stats_.counters["pads_waiting_for_appends"]++;
+    return;
+  }
+  Reply(m, Status(Code::kRetryNextChunk, "chunk full"));
+}
+
 void ChunkServer::AfterAppendLanded(uint64_t handle) {
   auto meta = store_.Meta(handle);
+  if (!store_.AppendsOpen(handle)) {
+    auto f = full_waiting_.find(handle);
+    if (f != full_waiting_.end()) {
+      std::vector<Message> ready = std::move(f->second);
+      full_waiting_.erase(f);
+      // A chunk deleted meanwhile answers as a read of it would.
+      for (const Message& req : ready) {
+        Reply(req, meta.ok() ? Status(Code::kRetryNextChunk, "chunk full") : meta.status());
+      }
+    }
+  }
   auto w = syncs_waiting_.find(handle);
   if (w != syncs_waiting_.end()) {
     std::vector<std::pair<uint64_t, Message>> still, ready;
@@ -777,8 +799,9 @@ void ChunkServer::Complete(uint64_t key) {
     SendReply(t_, pw.client_req, AppendReply{pw.offset});
   } else if (pw.kind == PendingWrite::kPad) {
     // Every replica is padded (and, being in serial order, has applied every
-    // earlier append of this chunk): the client moves to the next chunk.
-    Reply(pw.client_req, Status(Code::kRetryNextChunk, "chunk full"));
+    // earlier append of this chunk): the client moves to the next chunk, once
+    // the short-circuit ranges before the padding have landed too.
+    ReplyChunkFull(pw.handle, pw.client_req);
   } else {
     Reply(pw.client_req, Status::OK());
   }

@@ -124,6 +124,11 @@ class ChunkServer : public Server {
   void AfterAppendLanded(uint64_t handle);
   std::map<uint64_t, std::vector<std::pair<uint64_t, Message>>> syncs_waiting_;  // handle ->
   // (length to wait for, sync)
+  // Appends sent to the next chunk while ranges of this one were still open:
+  // answered (kRetryNextChunk) once every range has landed, so that a chunk
+  // with a successor is whole, as readers of the committed length assume.
+  std::map<uint64_t, std::vector<Message>> full_waiting_;  // handle -> appends
+  void ReplyChunkFull(uint64_t handle, const Message& m);
   void StartSync(Message& m, uint64_t handle);
   // True when m is a request about a chunk under a grant: held for later.
   bool HoldForGrant(Message& m);

@@ -879,6 +879,22 @@ uint64_t Counter(const RoleStats& st, const char* name) {
   return it == st.counters.end() ? 0 : it->second;
 }
 
+// For a test that plays a client by hand on `raw`: the next reply (to request
+// `id`, when given), or an empty message after about five seconds.
+Message AwaitReply(Transport* raw, uint64_t id = 0) {
+  for (int i = 0; i < 5000; ++i) {
+    Incoming in;
+    if (raw->Poll(&in)) {
+      Message m;
+      if (ParseMessage(std::move(in), &m).ok() && m.is_reply() && (id == 0 || m.h.id == id)) {
+        return m;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return Message();
+}
+
 // A lone replica on the client's host is written by the client into its file;
 // the chunkserver keeps every block checksummed (the writer's checksums for
 // whole new blocks, its own for edges), and the data reads back both ways.
@@ -1335,12 +1351,7 @@ TEST(InProcCluster, VanishedShortCircuitAppenderHoldsSyncsUntilItsGrantRunsOut) 
   req.chunk_size = 1 << 20;
   req.length = 70000;
   ASSERT_TRUE(SendRequest(raw, 1, req, 1, 5000).ok());
-  Message granted;
-  for (int i = 0; i < 5000; ++i) {
-    Incoming in;
-    if (raw->Poll(&in) && ParseMessage(std::move(in), &granted).ok() && granted.is_reply()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  Message granted = AwaitReply(raw);
   ASSERT_TRUE(granted.is_reply());
   ASSERT_TRUE(granted.status().ok()) << granted.status().ToString();
   AppendLocalReply rep;
@@ -1384,14 +1395,66 @@ TEST(InProcCluster, VanishedShortCircuitAppenderHoldsSyncsUntilItsGrantRunsOut) 
   d.grant = rep.grant;
   d.written = 1;
   ASSERT_TRUE(SendRequest(raw, 1, d, 2, 5000).ok());
-  Message late;
-  for (int i = 0; i < 5000; ++i) {
-    Incoming in;
-    if (raw->Poll(&in) && ParseMessage(std::move(in), &late).ok() && late.is_reply()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  Message late = AwaitReply(raw);
   ASSERT_TRUE(late.is_reply());
   EXPECT_EQ(late.status().code(), Code::kTimeout);
+}
+
+// Readers take a chunk with a successor as whole (CommittedLength counts only
+// the last chunk's committed prefix). So an append sent on to the next chunk
+// while a short-circuit range before the padding is still open must not be
+// answered before that range lands: here it waits for a vanished appender's
+// grant to run out, and then the first chunk reads whole.
+TEST(InProcCluster, NoAppendMovesToTheNextChunkBeforeOpenRangesLand) {
+  constexpr uint64_t kChunk = 1 << 20;
+  InProcCluster c(1, kChunk, 2, {}, ShortCircuitAppends);  // the second rank sends by hand
+  auto f = c.client()->Create("/n");
+  ASSERT_TRUE(f.ok());
+  auto first = RandomBytes(5000, 4);
+  ASSERT_TRUE(c.client()->RecordAppend(&*f, first.data(), first.size()).ok());
+  auto chunks = c.server(0)->store()->List();
+  ASSERT_EQ(chunks.size(), 1u);
+  Transport* raw = c.fabric().endpoint(c.client_rank() + 1);
+  AppendLocalReq req;
+  req.handle = chunks[0].handle;
+  req.version = chunks[0].version;
+  req.chunk_size = kChunk;
+  req.length = 200000;
+  ASSERT_TRUE(SendRequest(raw, 1, req, 1, 5000).ok());
+  Message granted = AwaitReply(raw);
+  ASSERT_TRUE(granted.is_reply());
+  ASSERT_TRUE(granted.status().ok()) << granted.status().ToString();
+  AppendLocalReply rep;
+  ASSERT_TRUE(granted.Decode(&rep).ok());
+  ASSERT_EQ(rep.offset, first.size());
+  // Four records fit after the open range; the fifth pads the chunk.
+  auto rec = RandomBytes(200000, 5);
+  for (uint64_t i = 0; i < 4; ++i) {
+    auto off = c.client()->RecordAppend(&*f, rec.data(), rec.size());
+    ASSERT_TRUE(off.ok()) << off.status().ToString();
+    EXPECT_EQ(*off, first.size() + req.length + i * rec.size());
+  }
+  auto next = c.client()->RecordAppend(&*f, rec.data(), rec.size());
+  ASSERT_TRUE(next.ok()) << next.status().ToString();
+  EXPECT_EQ(*next, kChunk);
+  const RoleStats& cs = c.server(0)->stats();
+  EXPECT_EQ(Counter(cs, "local_append_grants_expired"), 1u);  // before the answer came
+  EXPECT_GE(Counter(cs, "pads_waiting_for_appends"), 1u);
+  std::vector<uint8_t> back(kChunk);
+  auto n = c.client()->Read(&*f, 0, back.data(), back.size());
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  ASSERT_EQ(*n, kChunk);  // whole: the vanished range reads as zeros
+  EXPECT_TRUE(std::equal(first.begin(), first.end(), back.begin()));
+  EXPECT_TRUE(std::all_of(back.begin() + static_cast<ptrdiff_t>(rep.offset),
+                          back.begin() + static_cast<ptrdiff_t>(rep.offset + req.length),
+                          [](uint8_t b) { return b == 0; }));
+  for (uint64_t i = 0; i < 4; ++i) {
+    const uint64_t at = first.size() + req.length + i * rec.size();
+    EXPECT_TRUE(std::equal(rec.begin(), rec.end(), back.begin() + static_cast<ptrdiff_t>(at)));
+  }
+  auto committed = c.client()->CommittedLength(&*f);
+  ASSERT_TRUE(committed.ok());
+  EXPECT_EQ(*committed, kChunk + rec.size());
 }
 
 // A writer that takes its grant and vanishes: requests for the chunk wait,
@@ -1410,16 +1473,9 @@ TEST(InProcCluster, VanishedShortCircuitWriterIsGivenUpOnAndHoldsNothing) {
   Transport* raw = c.fabric().endpoint(c.client_rank() + 1);
   auto call = [&](const auto& req, uint64_t id) -> Message {
     EXPECT_TRUE(SendRequest(raw, 1, req, id, 5000).ok());
-    for (int i = 0; i < 5000; ++i) {
-      Incoming in;
-      if (raw->Poll(&in)) {
-        Message m;
-        if (ParseMessage(std::move(in), &m).ok() && m.is_reply() && m.h.id == id) return m;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    ADD_FAILURE() << "no reply";
-    return Message();
+    Message m = AwaitReply(raw, id);
+    if (!m.is_reply()) ADD_FAILURE() << "no reply";
+    return m;
   };
   WriteLocalReq w;
   w.handle = chunks[0].handle;
