@@ -27,9 +27,8 @@ struct JobConfig {
   bool short_circuit_reads = true;      // read a replica on the client's host from its file
   bool short_circuit_writes = true;     // write a lone replica on the client's host into its file
   // Record appends into ranges of a lone replica's file on the client's host
-  // (doc/architecture.md#short-circuit-appends). Off by default: a full-size
-  // test_append run lost records with it (under investigation).
-  bool short_circuit_appends = false;
+  // (doc/architecture.md#short-circuit-appends). Needs short_circuit_writes.
+  bool short_circuit_appends = true;
   uint32_t write_hold_ms = 1000;  // a held short-circuit grant's life (<= request timeout); 0: none
   uint64_t push_buffer_limit = 1ull << 30;  // pushed bytes a chunkserver holds
   uint64_t capacity = 0;                    // 0: the file system's free space

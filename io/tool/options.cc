@@ -78,10 +78,13 @@ po::options_description GlobalDescription(std::string* chunk_size, std::string* 
       "so an fsync finds little left to do; K/M/G suffixes, 0 off (default 0)")(
       "no-short-circuit", po::bool_switch(&g->no_short_circuit),
       "clients read and write replicas on their own host through the chunkserver, not in "
-      "its files")("short-circuit-appends", po::bool_switch(&g->short_circuit_appends),
-                   "experimental: producers on the host of a chunk's only replica write "
-                   "their records into its file (off by default)")(
-      "progress", po::bool_switch(&j.progress), "show progress of long transfers on stderr")(
+      "its files")("no-short-circuit-appends", po::bool_switch(&g->no_short_circuit_appends),
+                   "record appends go through the chunkserver even where the chunk's only "
+                   "replica is on the producer's host (by default the producer writes its "
+                   "records into the range the chunkserver reserves in the chunk's file)")(
+      "short-circuit-appends", po::bool_switch(&g->short_circuit_appends),
+      "the default, kept for scripts that name it")("progress", po::bool_switch(&j.progress),
+                                                    "show progress of long transfers on stderr")(
       "hostfile", po::value(&g->hostfile), "launcher: Open MPI hostfile for a multi-node job")(
       "mpirun-args", po::value(&g->mpirun_args),
       "launcher: extra arguments for mpirun (one string)")(
@@ -181,9 +184,14 @@ Result<CommandLine> ParseCommandLine(int argc, char** argv, bool launcher) {
     return Status::InvalidArgument(e.what());
   }
   JobConfig& j = cl.global.job;
+  if (cl.global.short_circuit_appends &&
+      (cl.global.no_short_circuit_appends || cl.global.no_short_circuit)) {
+    return Status::InvalidArgument(
+        "--short-circuit-appends contradicts --no-short-circuit-appends / --no-short-circuit");
+  }
   j.short_circuit_reads = !cl.global.no_short_circuit;
   j.short_circuit_writes = !cl.global.no_short_circuit;
-  j.short_circuit_appends = cl.global.short_circuit_appends && !cl.global.no_short_circuit;
+  j.short_circuit_appends = !cl.global.no_short_circuit_appends && !cl.global.no_short_circuit;
   if (!chunk_size.empty()) {
     auto v = ParseSize("chunk-size", chunk_size);
     if (!v.ok()) return v.status();

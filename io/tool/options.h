@@ -19,10 +19,11 @@ struct GlobalOptions {
   std::string mpirun_args;
   std::string status_file;  // hidden: where the first client writes the exit status
   bool help = false;
-  bool rank_mode = false;              // hidden: force rank mode
-  bool dry_run = false;                // print the mpirun line instead of running it
-  bool no_short_circuit = false;       // JobConfig::short_circuit_reads and _writes off
-  bool short_circuit_appends = false;  // JobConfig::short_circuit_appends on
+  bool rank_mode = false;                 // hidden: force rank mode
+  bool dry_run = false;                   // print the mpirun line instead of running it
+  bool no_short_circuit = false;          // JobConfig::short_circuit_reads and _writes off
+  bool no_short_circuit_appends = false;  // JobConfig::short_circuit_appends off
+  bool short_circuit_appends = false;     // accepted: the default
 };
 
 struct CommandLine {

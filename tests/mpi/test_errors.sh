@@ -31,6 +31,12 @@ assert_one_error_line "gfs:"
 assert_contains "$ERR" "replication" "R > K error names the option"
 assert_lt "$ELAPSED" 60 "R > K error must not hang"
 
+# contradicting switches
+run_gfs --short-circuit-appends --no-short-circuit-appends ls /
+assert_fails "--short-circuit-appends with --no-short-circuit-appends"
+assert_one_error_line "gfs:"
+assert_contains "$ERR" "contradicts" "the error says the switches contradict"
+
 # bad values
 run_gfs --chunk-size 12Q ls /
 assert_fails "--chunk-size 12Q"

@@ -49,7 +49,7 @@ done
 # data file back to what its checksums cover: no replica is corrupt, and at
 # least every record fsynced reads back, intact and once.
 DATA="$TMP/data-local"
-GLOBALS=(--chunk-size 4M --replication 1 --chunkservers 1 --clients 9 --short-circuit-appends)
+GLOBALS=(--chunk-size 4M --replication 1 --chunkservers 1 --clients 9)
 run_gfs mkdir /pc
 assert_ok "mkdir (short-circuit run)"
 bg_start "$GFS" --data-dir "$DATA" "${GLOBALS[@]}" producer-consumer --file /pc/log \

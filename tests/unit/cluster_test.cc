@@ -1204,6 +1204,43 @@ TEST(InProcCluster, ShortCircuitWriteFallsBackWhenTheFileIsNotWritable) {
   }
 }
 
+// A producer that cannot write the chunk's file gives its ranges back (the
+// primary checksums them as the file holds them) and appends through the
+// chunkserver from then on: every record lands, where the call said.
+TEST(InProcCluster, ShortCircuitAppendFallsBackWhenTheFileIsNotWritable) {
+  InProcCluster c(1, 1 << 20, 1, {}, ShortCircuitAppends);
+  FaultEnv fe(Env::Posix());
+  fe.SetWriteError(true);
+  c.client()->set_env(&fe);
+  auto f = c.client()->Create("/afb");
+  ASSERT_TRUE(f.ok());
+  std::vector<std::vector<uint8_t>> recs;
+  std::vector<Client::Span> spans;
+  for (uint64_t i = 0; i < 24; ++i) recs.push_back(RandomBytes(40000 + 1000 * i, 100 + i));
+  for (const auto& r : recs) spans.push_back({r.data(), r.size()});
+  std::vector<uint64_t> offsets;
+  Status s = c.client()->RecordAppendMany(&*f, spans, &offsets);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_EQ(offsets.size(), recs.size());
+  const uint64_t failed = c.client()->stats().counters["local_write_unreachable"];
+  EXPECT_GE(failed, 1u);
+  const RoleStats& cs = c.server(0)->stats();
+  EXPECT_EQ(Counter(cs, "local_appends_given_up"), failed);
+  EXPECT_EQ(Counter(cs, "local_appends"), 0u);
+  EXPECT_GE(Counter(cs, "appends_primary"), recs.size());
+  ASSERT_TRUE(c.client()->Fsync(&*f).ok());
+  fe.SetWriteError(false);
+  for (size_t i = 0; i < recs.size(); ++i) {
+    std::vector<uint8_t> back(recs[i].size());
+    auto n = c.client()->Read(&*f, offsets[i], back.data(), back.size());
+    ASSERT_TRUE(n.ok()) << n.status().ToString();
+    EXPECT_EQ(back, recs[i]) << "record " << i << " at " << offsets[i];
+  }
+  for (const ChunkMeta& m : c.server(0)->store()->List()) {
+    EXPECT_TRUE(c.server(0)->store()->Verify(m.handle).ok());
+  }
+}
+
 // Producers on the host of a chunk's only replica write their records into
 // ranges the primary reserves for them, many at once: each record lands
 // once, whole, at its own offset, nothing goes through the chunkserver, the
@@ -1332,31 +1369,51 @@ TEST(InProcCluster, WriteIsNotStarvedByShortCircuitAppends) {
   EXPECT_GE(Counter(c.server(0)->stats(), "local_appends"), 128u);
 }
 
+// A file whose first chunk holds one record of 5000 bytes, and an append
+// grant for `length` bytes after it that a test takes by hand on the second
+// client's rank (which then vanishes, or answers by hand).
+struct HandGrant {
+  File file;
+  std::vector<uint8_t> first;
+  Transport* raw = nullptr;
+  AppendLocalReq req;
+  AppendLocalReply rep;
+};
+
+void TakeGrantByHand(InProcCluster* c, const std::string& path, uint64_t chunk_size,
+                     uint64_t length, HandGrant* g) {
+  auto f = c->client()->Create(path);
+  ASSERT_TRUE(f.ok());
+  g->file = *f;
+  g->first = RandomBytes(5000, length);
+  ASSERT_TRUE(c->client()->RecordAppend(&g->file, g->first.data(), g->first.size()).ok());
+  auto chunks = c->server(0)->store()->List();
+  ASSERT_EQ(chunks.size(), 1u);
+  g->raw = c->fabric().endpoint(c->client_rank() + 1);
+  g->req.handle = chunks[0].handle;
+  g->req.version = chunks[0].version;
+  g->req.chunk_size = chunk_size;
+  g->req.length = length;
+  ASSERT_TRUE(SendRequest(g->raw, 1, g->req, 1, 5000).ok());
+  Message granted = AwaitReply(g->raw);
+  ASSERT_TRUE(granted.is_reply());
+  ASSERT_TRUE(granted.status().ok()) << granted.status().ToString();
+  ASSERT_TRUE(granted.Decode(&g->rep).ok());
+  ASSERT_EQ(g->rep.offset, g->first.size());
+}
+
 // A producer that takes an append grant and vanishes: the records after its
 // range are acknowledged but not yet under the chunk's length, so an fsync
 // waits until the grant runs out; then the range is checksummed as the file
 // holds it (the vanished writer's bytes, zeros after) and everything reads.
 TEST(InProcCluster, VanishedShortCircuitAppenderHoldsSyncsUntilItsGrantRunsOut) {
-  InProcCluster c(1, 1 << 20, 2, {}, ShortCircuitAppends);  // the second rank sends by hand
-  auto f = c.client()->Create("/v");
-  ASSERT_TRUE(f.ok());
-  auto first = RandomBytes(5000, 1);
-  ASSERT_TRUE(c.client()->RecordAppend(&*f, first.data(), first.size()).ok());
-  auto chunks = c.server(0)->store()->List();
-  ASSERT_EQ(chunks.size(), 1u);
-  Transport* raw = c.fabric().endpoint(c.client_rank() + 1);
-  AppendLocalReq req;
-  req.handle = chunks[0].handle;
-  req.version = chunks[0].version;
-  req.chunk_size = 1 << 20;
-  req.length = 70000;
-  ASSERT_TRUE(SendRequest(raw, 1, req, 1, 5000).ok());
-  Message granted = AwaitReply(raw);
-  ASSERT_TRUE(granted.is_reply());
-  ASSERT_TRUE(granted.status().ok()) << granted.status().ToString();
-  AppendLocalReply rep;
-  ASSERT_TRUE(granted.Decode(&rep).ok());
-  EXPECT_EQ(rep.offset, first.size());
+  InProcCluster c(1, 1 << 20, 2, {}, ShortCircuitAppends);
+  HandGrant g;
+  ASSERT_NO_FATAL_FAILURE(TakeGrantByHand(&c, "/v", 1 << 20, 70000, &g));
+  File* f = &g.file;
+  const std::vector<uint8_t>& first = g.first;
+  const AppendLocalReq& req = g.req;
+  const AppendLocalReply& rep = g.rep;
   std::vector<uint8_t> junk(30000, 0xAB);  // part of its range, then gone
   {
     std::unique_ptr<RandomRWFile> file;
@@ -1364,24 +1421,24 @@ TEST(InProcCluster, VanishedShortCircuitAppenderHoldsSyncsUntilItsGrantRunsOut) 
     ASSERT_TRUE(file->Write(rep.offset, junk.data(), junk.size()).ok());
   }
   auto later = RandomBytes(9000, 2);
-  auto off = c.client()->RecordAppend(&*f, later.data(), later.size());
+  auto off = c.client()->RecordAppend(f, later.data(), later.size());
   ASSERT_TRUE(off.ok()) << off.status().ToString();
   EXPECT_EQ(*off, rep.offset + req.length);
-  auto committed = c.client()->CommittedLength(&*f);
+  auto committed = c.client()->CommittedLength(f);
   ASSERT_TRUE(committed.ok());
   EXPECT_EQ(*committed, rep.offset);  // not past the open range
   const uint64_t t0 = MonoMicros();
-  Status s = c.client()->Fsync(&*f);
+  Status s = c.client()->Fsync(f);
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_GE(MonoMicros() - t0, 700000u);  // the grant's 1.5 s, less what had passed
   const RoleStats& cs = c.server(0)->stats();
   EXPECT_EQ(Counter(cs, "local_append_grants_expired"), 1u);
   EXPECT_GE(Counter(cs, "syncs_waiting_for_appends"), 1u);
-  committed = c.client()->CommittedLength(&*f);
+  committed = c.client()->CommittedLength(f);
   ASSERT_TRUE(committed.ok());
   EXPECT_EQ(*committed, *off + later.size());
   std::vector<uint8_t> back(*committed);
-  auto n = c.client()->Read(&*f, 0, back.data(), back.size());
+  auto n = c.client()->Read(f, 0, back.data(), back.size());
   ASSERT_TRUE(n.ok()) << n.status().ToString();
   ASSERT_EQ(*n, back.size());
   std::vector<uint8_t> want = first;
@@ -1394,8 +1451,8 @@ TEST(InProcCluster, VanishedShortCircuitAppenderHoldsSyncsUntilItsGrantRunsOut) 
   d.handle = req.handle;
   d.grant = rep.grant;
   d.written = 1;
-  ASSERT_TRUE(SendRequest(raw, 1, d, 2, 5000).ok());
-  Message late = AwaitReply(raw);
+  ASSERT_TRUE(SendRequest(g.raw, 1, d, 2, 5000).ok());
+  Message late = AwaitReply(g.raw);
   ASSERT_TRUE(late.is_reply());
   EXPECT_EQ(late.status().code(), Code::kTimeout);
 }
@@ -1407,41 +1464,28 @@ TEST(InProcCluster, VanishedShortCircuitAppenderHoldsSyncsUntilItsGrantRunsOut) 
 // grant to run out, and then the first chunk reads whole.
 TEST(InProcCluster, NoAppendMovesToTheNextChunkBeforeOpenRangesLand) {
   constexpr uint64_t kChunk = 1 << 20;
-  InProcCluster c(1, kChunk, 2, {}, ShortCircuitAppends);  // the second rank sends by hand
-  auto f = c.client()->Create("/n");
-  ASSERT_TRUE(f.ok());
-  auto first = RandomBytes(5000, 4);
-  ASSERT_TRUE(c.client()->RecordAppend(&*f, first.data(), first.size()).ok());
-  auto chunks = c.server(0)->store()->List();
-  ASSERT_EQ(chunks.size(), 1u);
-  Transport* raw = c.fabric().endpoint(c.client_rank() + 1);
-  AppendLocalReq req;
-  req.handle = chunks[0].handle;
-  req.version = chunks[0].version;
-  req.chunk_size = kChunk;
-  req.length = 200000;
-  ASSERT_TRUE(SendRequest(raw, 1, req, 1, 5000).ok());
-  Message granted = AwaitReply(raw);
-  ASSERT_TRUE(granted.is_reply());
-  ASSERT_TRUE(granted.status().ok()) << granted.status().ToString();
-  AppendLocalReply rep;
-  ASSERT_TRUE(granted.Decode(&rep).ok());
-  ASSERT_EQ(rep.offset, first.size());
+  InProcCluster c(1, kChunk, 2, {}, ShortCircuitAppends);
+  HandGrant g;
+  ASSERT_NO_FATAL_FAILURE(TakeGrantByHand(&c, "/n", kChunk, 200000, &g));
+  File* f = &g.file;
+  const std::vector<uint8_t>& first = g.first;
+  const AppendLocalReq& req = g.req;
+  const AppendLocalReply& rep = g.rep;
   // Four records fit after the open range; the fifth pads the chunk.
   auto rec = RandomBytes(200000, 5);
   for (uint64_t i = 0; i < 4; ++i) {
-    auto off = c.client()->RecordAppend(&*f, rec.data(), rec.size());
+    auto off = c.client()->RecordAppend(f, rec.data(), rec.size());
     ASSERT_TRUE(off.ok()) << off.status().ToString();
     EXPECT_EQ(*off, first.size() + req.length + i * rec.size());
   }
-  auto next = c.client()->RecordAppend(&*f, rec.data(), rec.size());
+  auto next = c.client()->RecordAppend(f, rec.data(), rec.size());
   ASSERT_TRUE(next.ok()) << next.status().ToString();
   EXPECT_EQ(*next, kChunk);
   const RoleStats& cs = c.server(0)->stats();
   EXPECT_EQ(Counter(cs, "local_append_grants_expired"), 1u);  // before the answer came
   EXPECT_GE(Counter(cs, "pads_waiting_for_appends"), 1u);
   std::vector<uint8_t> back(kChunk);
-  auto n = c.client()->Read(&*f, 0, back.data(), back.size());
+  auto n = c.client()->Read(f, 0, back.data(), back.size());
   ASSERT_TRUE(n.ok()) << n.status().ToString();
   ASSERT_EQ(*n, kChunk);  // whole: the vanished range reads as zeros
   EXPECT_TRUE(std::equal(first.begin(), first.end(), back.begin()));
@@ -1452,7 +1496,7 @@ TEST(InProcCluster, NoAppendMovesToTheNextChunkBeforeOpenRangesLand) {
     const uint64_t at = first.size() + req.length + i * rec.size();
     EXPECT_TRUE(std::equal(rec.begin(), rec.end(), back.begin() + static_cast<ptrdiff_t>(at)));
   }
-  auto committed = c.client()->CommittedLength(&*f);
+  auto committed = c.client()->CommittedLength(f);
   ASSERT_TRUE(committed.ok());
   EXPECT_EQ(*committed, kChunk + rec.size());
 }
