@@ -478,20 +478,18 @@ TEST_F(ChunkStoreTest, CorruptChecksumHeaderDetectedOnFirstUse) {
       << s.message();
 }
 
-// An append writer outside the store: writes `data` at `off` and returns
-// the checksums of its pieces between block boundaries (the first from `off`).
+// An append writer outside the store (a short-circuit producer): writes
+// `data` at `off` and returns the checksums of its pieces between block
+// boundaries, the first from `off` (WriteOutside's, plus the piece before the
+// first boundary).
+std::vector<uint32_t> WriteOutside(const std::string& path, uint64_t off,
+                                   const std::vector<uint8_t>& data);
 std::vector<uint32_t> AppendOutside(const std::string& path, uint64_t off,
                                     const std::vector<uint8_t>& data) {
-  std::unique_ptr<RandomRWFile> f;
-  EXPECT_TRUE(Env::Posix()->OpenRandomRW(path, false, &f).ok());
-  if (f == nullptr) return {};
-  EXPECT_TRUE(f->Write(off, data.data(), data.size()).ok());
-  std::vector<uint32_t> crcs;
-  const uint64_t end = off + data.size();
-  for (uint64_t p = off; p < end;) {
-    const uint64_t q = std::min((p / kBS + 1) * kBS, end);
-    crcs.push_back(crc32c::Value(data.data() + (p - off), q - p));
-    p = q;
+  std::vector<uint32_t> crcs = WriteOutside(path, off, data);
+  if (off % kBS != 0 && !data.empty()) {
+    const uint64_t head = std::min<uint64_t>((off / kBS + 1) * kBS - off, data.size());
+    crcs.insert(crcs.begin(), crc32c::Value(data.data(), head));
   }
   return crcs;
 }
