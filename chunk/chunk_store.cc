@@ -837,8 +837,11 @@ uint64_t ChunkStore::LandedEnd(uint64_t handle) const {
   auto a = appends_.find(handle);
   if (a == appends_.end()) return end;
   end = 0;
-  for (const auto& [off, r] : a->second.ranges) {
-    if (r.landed) end = r.end;
+  for (auto r = a->second.ranges.rbegin(); r != a->second.ranges.rend(); ++r) {
+    if (r->second.landed) {  // the highest landed range
+      end = r->second.end;
+      break;
+    }
   }
   auto c = chunks_.find(handle);
   return std::max(end, c == chunks_.end() ? 0 : c->second.length);
