@@ -1301,13 +1301,12 @@ Result<std::unique_ptr<ChunkStore::SyncJob>> ChunkStore::PrepareSync(uint64_t ha
   if (!str.ok()) return str.status();
   State* st = *str;
   if (!st->dirty) return std::unique_ptr<SyncJob>();
-  Result<OpenChunk*> ocr = Acquire(handle, st, /*create=*/false);
-  if (!ocr.ok()) return ocr.status();
+  if (!st->poisoned.ok()) return st->poisoned;
   auto job = std::make_unique<SyncJob>();
   job->handle = handle;
   job->gen = st->gen;
-  job->data = (*ocr)->data;
-  job->crc = (*ocr)->crc;
+  job->data_path = DataPath(handle);
+  job->crc_path = CrcPath(handle);
   if (st->need_dir_sync) job->dir = ChunksDir();
   job->env = env_;
   return job;
@@ -1315,7 +1314,14 @@ Result<std::unique_ptr<ChunkStore::SyncJob>> ChunkStore::PrepareSync(uint64_t ha
 
 Status ChunkStore::SyncJob::Run() const {
   for (const Writeback& w : writebacks) w.file->StartWriteback(w.offset, w.n);
-  Status s = data->Sync();
+  std::unique_ptr<RandomRWFile> data, crc;
+  Status s = env->OpenRandomRW(data_path, /*create=*/false, &data);
+  if (s.ok()) s = env->OpenRandomRW(crc_path, /*create=*/false, &crc);
+  if (!s.ok()) {
+    open_failed = true;
+    return s;
+  }
+  s = data->Sync();
   if (s.ok()) s = crc->Sync();
   if (s.ok() && !dir.empty()) s = env->SyncDir(dir);
   return s;
@@ -1323,9 +1329,12 @@ Status ChunkStore::SyncJob::Run() const {
 
 Status ChunkStore::FinishSync(const SyncJob& job, const Status& result) {
   auto it = chunks_.find(job.handle);
-  if (it == chunks_.end()) return result;  // deleted meanwhile
+  if (it == chunks_.end()) {  // deleted meanwhile: nothing left to sync
+    return job.open_failed ? Status::OK() : result;
+  }
   State* st = &it->second;
   if (!st->poisoned.ok()) return st->poisoned;
+  if (!result.ok() && job.open_failed) return result;  // still dirty, still usable
   if (!result.ok()) {
     // As in Sync: the kernel may have dropped the dirty pages.
     st->poisoned = Status(result.code(), "chunk " + HandleName(job.handle) +

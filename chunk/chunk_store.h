@@ -237,13 +237,21 @@ class ChunkStore {
   // the directory; FinishSync, back in the store's thread, records the
   // outcome: the chunk counts as synced only if nothing changed it meanwhile,
   // and a failure makes it unusable, as in Sync.
+  // A job names its files rather than holding them open: the files are
+  // opened when it runs and closed after (an fsync syncs the file, whichever
+  // descriptor it comes through). Jobs queue by the thousand when many
+  // clients fsync many-chunk files at once, and descriptors held by queued
+  // jobs ran a chunkserver out of them.
   struct SyncJob {
     uint64_t handle = 0;
     uint64_t gen = 0;  // State::gen when prepared
-    std::shared_ptr<RandomRWFile> data, crc;
+    std::string data_path, crc_path;
     std::string dir;  // non-empty: fsync this directory too
     Env* env = nullptr;
     std::vector<Writeback> writebacks;  // started first (other chunks' too)
+    // Set by Run when a file or the directory could not be opened: nothing
+    // was synced, and no page was lost either (the chunk stays dirty, usable).
+    mutable bool open_failed = false;
     Status Run() const;
   };
   Result<std::unique_ptr<SyncJob>> PrepareSync(uint64_t handle);

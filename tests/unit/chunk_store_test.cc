@@ -1095,15 +1095,57 @@ TEST_F(ChunkStoreTest, SyncJobsRecordTheirOutcome) {
   std::vector<uint8_t> out;
   EXPECT_FALSE(store_->Read(2, 0, 10, &out).ok());
 
-  // Deleted while its sync ran: the job's files stay valid, nothing recorded.
+  // Deleted before its sync ran: nothing to sync, nothing recorded.
   ASSERT_OK(store_->Write(1, 0, d.data(), 10));
   auto j3 = store_->PrepareSync(1);
   ASSERT_OK(j3.status());
   ASSERT_NE(*j3, nullptr);
   ASSERT_OK(store_->Delete(1));
-  ASSERT_OK((*j3)->Run());
-  ASSERT_OK(store_->FinishSync(**j3, Status::OK()));
+  Status gone = (*j3)->Run();
+  EXPECT_EQ(gone.code(), Code::kNotFound);
+  ASSERT_OK(store_->FinishSync(**j3, gone));
   EXPECT_FALSE(store_->Has(1));
+}
+
+// Sync jobs name their files and open them only while they run: a thousand
+// queued jobs (many clients fsyncing many-chunk files at once) hold no
+// descriptors, where holding them ran a chunkserver out of descriptors and
+// the failed syncs made acknowledged chunks unusable. A job that cannot open
+// its files fails without making the chunk unusable: it stays dirty.
+TEST_F(ChunkStoreTest, QueuedSyncJobsHoldNoFilesAndAFailedOpenLosesNothing) {
+  OpenStore(4);
+  const std::vector<uint8_t> d = RandomBytes(1000, 7);
+  std::vector<std::unique_ptr<ChunkStore::SyncJob>> queued;
+  for (uint64_t h = 1; h <= 1000; ++h) {
+    ASSERT_OK(store_->Create(h, 1));
+    ASSERT_OK(store_->Write(h, 0, d.data(), d.size()));
+    auto job = store_->PrepareSync(h);
+    ASSERT_OK(job.status());
+    ASSERT_NE(*job, nullptr);
+    queued.push_back(std::move(*job));
+  }
+  EXPECT_LE(env_.live_files(), 2u * 4);  // the store's own open chunks only
+  env_.SetOpenError(true);
+  Status failed = queued[0]->Run();
+  env_.SetOpenError(false);
+  EXPECT_FALSE(failed.ok());
+  EXPECT_FALSE(store_->FinishSync(*queued[0], failed).ok());
+  std::vector<uint8_t> out;
+  ASSERT_OK(store_->Read(1, 0, d.size(), &out));  // still usable
+  EXPECT_EQ(out, d);
+  auto again = store_->PrepareSync(1);  // still dirty
+  ASSERT_OK(again.status());
+  ASSERT_NE(*again, nullptr);
+  const uint64_t syncs = env_.syncs();
+  for (auto& job : queued) ASSERT_OK(store_->FinishSync(*job, job->Run()));
+  ASSERT_OK(store_->FinishSync(**again, (*again)->Run()));
+  EXPECT_GE(env_.syncs() - syncs, 2u * 1000);
+  EXPECT_LE(env_.live_files(), 2u * 4);
+  for (uint64_t h = 1; h <= 1000; h += 111) {
+    auto clean = store_->PrepareSync(h);
+    ASSERT_OK(clean.status());
+    EXPECT_EQ(*clean, nullptr) << h;
+  }
 }
 
 TEST_F(ChunkStoreTest, FaultEnvClockOffset) {

@@ -29,6 +29,9 @@
 //     and to its last-synced image, so a later crash does not undo it.
 //   - SetClockOffset(us): NowMicros() returns target time + offset (clock jumps).
 //   - SetReadOnlyOpenError(true): every OpenReadOnly fails with IOError.
+//   - SetOpenError(true): every OpenRandomRW fails with IOError (as when the
+//     process is out of descriptors). live_files(): RandomRWFiles opened
+//     through this Env and not yet destroyed.
 //   - SetSyncDelayMs(ms): every file Sync first sleeps ms (a slow disk).
 //   - Counters of file opens, reads, writes, syncs and started writebacks, to
 //     assert I/O patterns; RecordEvents(true) also logs each writeback
@@ -92,6 +95,8 @@ class FaultEnv : public EnvWrapper {
   // Every OpenReadOnly fails with IOError (a reader that cannot reach the
   // files, e.g. another node's, or no permission); counted either way.
   void SetReadOnlyOpenError(bool on) { read_only_open_error_ = on; }
+  void SetOpenError(bool on) { open_error_ = on; }
+  uint64_t live_files() const { return live_files_; }
   uint64_t read_only_opens() const { return read_only_opens_; }
 
   uint64_t reads() const { return reads_; }
@@ -147,6 +152,7 @@ class FaultEnv : public EnvWrapper {
   Status OpenRandomRW(const std::string& p, bool create,
                       std::unique_ptr<RandomRWFile>* out) override {
     ++opens_;
+    if (open_error_) return Status::IOError(p + ": open: injected error");
     Track(p);
     std::unique_ptr<RandomRWFile> f;
     GFS_RETURN_IF_ERROR(target()->OpenRandomRW(p, create, &f));
@@ -277,7 +283,10 @@ class FaultEnv : public EnvWrapper {
   class File : public RandomRWFile {
    public:
     File(FaultEnv* env, std::string path, std::unique_ptr<RandomRWFile> f)
-        : env_(env), path_(std::move(path)), f_(std::move(f)) {}
+        : env_(env), path_(std::move(path)), f_(std::move(f)) {
+      ++env_->live_files_;
+    }
+    ~File() override { --env_->live_files_; }
     Status Read(uint64_t offset, size_t n, void* buf, size_t* got) override {
       ++env_->reads_;
       return f_->Read(offset, n, buf, got);
@@ -370,6 +379,8 @@ class FaultEnv : public EnvWrapper {
   std::atomic<uint64_t> reads_{0}, writes_{0}, syncs_{0}, writebacks_{0}, opens_{0},
       read_only_opens_{0};
   std::atomic<bool> read_only_open_error_{false};
+  std::atomic<bool> open_error_{false};
+  std::atomic<uint64_t> live_files_{0};
   std::atomic<bool> record_events_{false};
   std::vector<std::string> events_;  // guarded by knob_mu_
 
