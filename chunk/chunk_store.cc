@@ -1312,7 +1312,7 @@ Result<std::unique_ptr<ChunkStore::SyncJob>> ChunkStore::PrepareSync(uint64_t ha
   return job;
 }
 
-Status ChunkStore::SyncJob::Run() const {
+Status ChunkStore::SyncJob::Run() {
   for (const Writeback& w : writebacks) w.file->StartWriteback(w.offset, w.n);
   std::unique_ptr<RandomRWFile> data, crc;
   Status s = env->OpenRandomRW(data_path, /*create=*/false, &data);

@@ -249,10 +249,10 @@ class ChunkStore {
     std::string dir;  // non-empty: fsync this directory too
     Env* env = nullptr;
     std::vector<Writeback> writebacks;  // started first (other chunks' too)
-    // Set by Run when a file or the directory could not be opened: nothing
+    // Set by Run when the data or checksum file could not be opened: nothing
     // was synced, and no page was lost either (the chunk stays dirty, usable).
-    mutable bool open_failed = false;
-    Status Run() const;
+    bool open_failed = false;
+    Status Run();
   };
   Result<std::unique_ptr<SyncJob>> PrepareSync(uint64_t handle);
   Status FinishSync(const SyncJob& job, const Status& result);
