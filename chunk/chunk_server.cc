@@ -46,6 +46,24 @@ Status LoadOrCreateIdentity(Env* env, const std::string& dir, uint64_t* id) {
   return env->WriteFileAtomic(path, buf);
 }
 
+Status LoadStoreId(Env* env, const std::string& dir, uint64_t* id) {
+  *id = 0;
+  const std::string path = dir + "/STORE";
+  if (!env->FileExists(path)) return Status::OK();
+  std::string text;
+  GFS_RETURN_IF_ERROR(env->ReadFile(path, &text));
+  if (std::sscanf(text.c_str(), "%" SCNx64, id) != 1 || *id == 0) {
+    return Status::Corruption(path + ": not a valid store identity");
+  }
+  return Status::OK();
+}
+
+Status SaveStoreId(Env* env, const std::string& dir, uint64_t id) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%016" PRIx64 "\n", id);
+  return env->WriteFileAtomic(dir + "/STORE", buf);
+}
+
 Status ClaimChunkserverDir(Env* env, const std::string& data_dir, int preferred, std::string* dir,
                            uint64_t* server_id, std::unique_ptr<FileLock>* lock) {
   for (int n = preferred; n < preferred + 4096; ++n) {
@@ -60,6 +78,15 @@ Status ClaimChunkserverDir(Env* env, const std::string& data_dir, int preferred,
   }
   return Status::Unavailable(data_dir + ": no free chunkserver directory");
 }
+
+namespace {
+std::vector<ByteRange> ToWire(const std::vector<Range>& v) {
+  std::vector<ByteRange> out;
+  out.reserve(v.size());
+  for (const Range& r : v) out.push_back(ByteRange{r.offset, r.length});
+  return out;
+}
+}  // namespace
 
 namespace {
 // `dir` made absolute (as it is if the working directory cannot be read): the
@@ -85,8 +112,15 @@ ChunkServer::ChunkServer(Transport* t, Env* env, const JobConfig& cfg, int maste
 }
 
 Status ChunkServer::Start() {
+  GFS_RETURN_IF_ERROR(LoadStoreId(env_, dir_, &store_id_));
   GFS_RETURN_IF_ERROR(store_.Open());
-  stats_.counters["tail_bytes_cut_at_open"] = store_.tail_bytes_cut();
+  if (store_.upgraded_from() != 0) {
+    std::fprintf(stderr,
+                 "gfs: chunkserver %s: upgraded %zu chunks from chunk store format %u to %u\n",
+                 dir_.c_str(), store_.NumChunks(), store_.upgraded_from(), ChunkStore::kFormat);
+  }
+  stats_.counters["intents_finished_at_open"] = store_.intents_finished();
+  stats_.counters["unrecorded_tail_bytes_at_open"] = store_.unrecorded_tail_bytes();
   SendRegister();
   return Status::OK();
 }
@@ -122,7 +156,10 @@ void ChunkServer::SendRegister() {
   r.host = host_;
   r.capacity = Capacity();
   r.used = store_.UsedBytes();
-  for (const ChunkMeta& c : store_.List()) r.chunks.push_back({c.handle, c.version, c.length});
+  r.store_id = store_id_;
+  for (const ChunkMeta& c : store_.List()) {
+    r.chunks.push_back({c.handle, c.version, c.length, ToWire(store_.StartupDamage(c.handle))});
+  }
   register_id_ = ++next_id_;
   register_sent_us_ = Now();
   SendRequest(t_, master_, r, register_id_, cfg_.request_timeout_ms, master_epoch_);
@@ -150,17 +187,26 @@ void ChunkServer::Handle(Message& m) {
       (m.is_reply() || (type != MsgType::kAppend && type != MsgType::kPushData))) {
     FlushAppends();
   }
-  if (HoldForGrant(m)) return;
+  if (refused_) {
+    // Of another store: this server serves nothing (the master said why).
+    if (!m.is_reply()) {
+      SendErrorReply(t_, m,
+                     Status(Code::kWrongStore, "chunkserver " + dir_ + " is of another store"));
+    }
+    if (m.type() == MsgType::kShutdown) done_ = true;
+    return;
+  }
   if (m.is_reply()) {
     switch (m.type()) {
       case MsgType::kApply:
         OnApplyReply(m);
         return;
-      case MsgType::kWriteLocal:
-        OnFanoutReply(m);
-        return;
       case MsgType::kRead:
-        OnCloneRead(m);
+        if (repair_reads_.count(m.h.id) != 0) {
+          OnRepairRead(m);
+        } else {
+          OnCloneRead(m);
+        }
         return;
       case MsgType::kRegister:
         OnRegisterReply(m);
@@ -194,17 +240,8 @@ void ChunkServer::Handle(Message& m) {
     case MsgType::kReadLocal:
       OnReadLocal(m);
       return;
-    case MsgType::kWriteLocal:
-      OnWriteLocal(m);
-      return;
-    case MsgType::kWriteLocalDone:
-      OnWriteLocalDone(m);
-      return;
-    case MsgType::kAppendLocal:
-      OnAppendLocal(m);
-      return;
-    case MsgType::kAppendLocalDone:
-      OnAppendLocalDone(m);
+    case MsgType::kRepair:
+      OnRepair(m);
       return;
     case MsgType::kSync:
       OnSync(m);
@@ -302,12 +339,9 @@ Status ChunkServer::ApplyLocal(uint8_t kind, uint64_t handle, uint64_t offset, u
     // Extend with zeros to the chunk's full size (never shrink).
     auto meta = store_.Meta(handle);
     if (!meta.ok()) return meta.status();
-    const uint64_t end = store_.AppendEnd(handle);
-    if (end >= offset) return Status::OK();
+    if (meta->length >= offset) return Status::OK();
     GFS_RETURN_IF_ERROR(RoomFor(handle, offset));
-    stats_.counters["pad_bytes"] += offset - end;
-    // Short-circuit appends open: the padding joins their ranges.
-    if (store_.AppendsOpen(handle)) return store_.PadAppend(handle, offset);
+    stats_.counters["pad_bytes"] += offset - meta->length;
     return store_.Truncate(handle, offset);
   }
   if (kind != static_cast<uint8_t>(MutationKind::kWrite)) {
@@ -340,7 +374,7 @@ void ChunkServer::OnWrite(Message& m) {
     push_held_ -= push->second.held;
     pushes_.erase(push);
   }
-  if (!s.ok()) return Reply(m, s);
+  if (!s.ok()) return Reply(m, MutationError(w.handle, s));
   stats_.counters["mutations_primary"]++;
   lease_used_.insert(w.handle);
   PendingWrite pw;
@@ -377,395 +411,6 @@ Status ChunkServer::CheckPrimary(uint64_t handle, uint64_t version) {
   return Status::OK();
 }
 
-void ChunkServer::OnWriteLocal(Message& m) {
-  WriteLocalReq w;
-  Status s = m.Decode(&w);
-  const bool secondary = s.ok() && w.holder >= 0;
-  if (s.ok() && secondary) {
-    // Asked by the primary, for a client writing every replica itself.
-    auto meta = store_.Meta(w.handle);
-    s = meta.status();
-    if (s.ok() && meta->version != w.version) {
-      s = Status(Code::kStaleVersion, "replica at version " + std::to_string(meta->version));
-    }
-  } else if (s.ok()) {
-    s = CheckPrimary(w.handle, w.version);
-  }
-  if (s.ok() && (w.length == 0 || w.length > (1ull << 40) || w.offset > (1ull << 40))) {
-    s = Status::InvalidArgument("short-circuit write of " + std::to_string(w.length) +
-                                " bytes at " + std::to_string(w.offset));
-  }
-  if (s.ok()) s = RoomFor(w.handle, w.offset + w.length);
-  // A held grant (the client goes on writing sequentially past the range
-  // without asking again) only while the window fits under the capacity.
-  uint64_t window_end = 0;
-  if (s.ok() && cfg_.write_hold_ms > 0 && w.window_end > w.offset + w.length &&
-      w.window_end <= (1ull << 40)) {
-    window_end = w.window_end;
-    if (cfg_.capacity != 0) {
-      auto meta = store_.Meta(w.handle);
-      const uint64_t len = meta.ok() ? meta->length : 0;
-      if (store_.UsedBytes() + (window_end - std::min(window_end, len)) > cfg_.capacity) {
-        window_end = 0;
-      }
-    }
-  }
-  uint64_t granted_end = 0;
-  if (s.ok()) {
-    s = store_.BeginExternalWrite(w.handle, w.offset, w.length, window_end, &granted_end);
-  }
-  if (!s.ok()) return Reply(m, s);
-  WriteLocalReply rep;
-  rep.path = store_.DataPath(w.handle);
-  rep.crc_path = store_.CrcPath(w.handle);
-  rep.window_end = granted_end;
-  // A held grant is short: a holder that went quiet (its program computing
-  // between writes) keeps other requests for the chunk waiting until then.
-  const bool held = granted_end > w.offset + w.length;
-  const uint32_t grant_ms =
-      held ? std::min(cfg_.write_hold_ms, cfg_.request_timeout_ms) : cfg_.request_timeout_ms;
-  Grant& g = grants_[w.handle];
-  g = Grant();
-  g.id = ++next_grant_;
-  g.client = m.source;
-  g.holder = secondary ? w.holder : -1;
-  g.recall_id = secondary ? w.primary_grant : g.id;
-  g.offset = w.offset;
-  g.length = w.length;
-  g.expires_us = MonoMicros() + static_cast<uint64_t>(grant_ms) * 1000;  // see Tick
-  g.held = held;
-  rep.grant = g.id;
-  rep.block_size = ChunkStore::kBlockSize;
-  rep.grant_ms = grant_ms;
-  stats_.counters["local_write_grants"]++;
-  if (held) stats_.counters["local_write_grants_held"]++;
-  if (!secondary) lease_used_.insert(w.handle);
-  if (secondary || w.secondaries.empty()) {
-    SendReply(t_, m, rep);
-    return;
-  }
-  // Every replica on the client's host: each secondary grants the same
-  // range before the client hears of any.
-  const uint64_t key = ++next_fanout_;
-  LocalFanout& f = fanouts_[key];
-  f.client_req = m;
-  f.handle = w.handle;
-  f.grant = g.id;
-  f.rep = rep;
-  // Answered (maybe with an error) before the client's own deadline.
-  f.deadline_us = Now() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 500;
-  WriteLocalReq sw = w;
-  sw.window_end = granted_end;
-  sw.secondaries.clear();
-  sw.holder = m.source;
-  sw.primary_grant = g.id;
-  for (int32_t r : w.secondaries) {
-    const uint64_t id = ++next_id_;
-    if (t_->PeerGone(r) || !SendRequest(t_, r, sw, id, cfg_.request_timeout_ms).ok()) continue;
-    fanout_of_[id] = FanoutReq{key, r, w.handle};
-    ++f.waiting;
-  }
-  if (f.waiting != static_cast<int>(w.secondaries.size())) {
-    f.status = Status::Unavailable("a secondary could not be asked for a short-circuit grant");
-  }
-  if (f.waiting == 0) FinishFanout(key);
-}
-
-void ChunkServer::OnFanoutReply(Message& m) {
-  auto it = fanout_of_.find(m.h.id);
-  if (it == fanout_of_.end()) return;
-  const FanoutReq req = it->second;
-  const uint64_t key = req.key;
-  const int32_t rank = req.rank;
-  fanout_of_.erase(it);
-  auto fi = fanouts_.find(key);
-  if (fi == fanouts_.end()) {
-    // Too late (the client was answered without it): a grant it gave is
-    // undone at once instead of holding that replica until it expires.
-    WriteLocalReply r;
-    if (m.status().ok() && m.Decode(&r).ok()) {
-      WriteLocalDoneReq d;
-      d.handle = req.handle;
-      d.grant = r.grant;
-      SendRequest(t_, rank, d, ++next_id_, cfg_.request_timeout_ms);
-    }
-    return;
-  }
-  LocalFanout& f = fi->second;
-  Status s = m.status();
-  if (s.ok()) {
-    WriteLocalReply r;
-    s = m.Decode(&r);
-    if (s.ok()) {
-      f.rep.window_end = std::min(f.rep.window_end, r.window_end);
-      f.rep.others.push_back(LocalReplicaFiles{rank, r.path, r.crc_path, r.grant});
-      f.granted.emplace_back(rank, r.grant);
-    }
-  }
-  if (!s.ok() && f.status.ok()) {
-    f.status = Status(s.code(), "secondary rank " + std::to_string(rank) + ": " + s.message());
-  }
-  if (--f.waiting == 0) FinishFanout(key);
-}
-
-void ChunkServer::FinishFanout(uint64_t key) {
-  auto fi = fanouts_.find(key);
-  if (fi == fanouts_.end()) return;
-  LocalFanout f = std::move(fi->second);
-  fanouts_.erase(fi);
-  // Requests still unanswered stay a while: a grant that comes late is undone.
-  for (auto& [id, req] : fanout_of_) {
-    if (req.key == key)
-      req.forget_us = Now() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000;
-  }
-  auto g = grants_.find(f.handle);
-  if (f.status.ok() && (g == grants_.end() || g->second.id != f.grant)) {
-    f.status = Status::Timeout("the short-circuit write's grant ended before its replicas granted");
-  }
-  if (f.status.ok()) {
-    stats_.counters["local_write_grants_replicated"]++;
-    SendReply(t_, f.client_req, f.rep);
-    return;
-  }
-  // Undo: the secondaries that granted give up theirs, and so does this one.
-  for (const auto& [rank, grant] : f.granted) {
-    WriteLocalDoneReq d;
-    d.handle = f.handle;
-    d.grant = grant;
-    d.written = 0;
-    SendRequest(t_, rank, d, ++next_id_, cfg_.request_timeout_ms);
-  }
-  if (g != grants_.end() && g->second.id == f.grant) {
-    store_.AbortExternalWrite(f.handle);
-    stats_.counters["local_writes_given_up"]++;
-    EndGrant(f.handle);
-  }
-  Reply(f.client_req, f.status);
-}
-
-void ChunkServer::OnWriteLocalDone(Message& m) {
-  WriteLocalDoneReq d;
-  Status s = m.Decode(&d);
-  if (!s.ok()) return Reply(m, s);
-  auto it = grants_.find(d.handle);
-  // From the client, or for a secondary's grant also from its primary
-  // (undoing a grant the other replicas could not all give).
-  if (it == grants_.end() || it->second.id != d.grant ||
-      (it->second.client != m.source && it->second.holder != m.source)) {
-    // Expired (the chunk was checksummed as the file was) or never given.
-    return Reply(m, Status::Timeout("the short-circuit write's grant had ended"));
-  }
-  uint64_t length = it->second.length;
-  if (d.written) {
-    s = store_.EndExternalWrite(d.handle, d.end, d.crcs);
-    if (d.end > it->second.offset) length = d.end - it->second.offset;
-    if (s.ok()) {
-      stats_.counters["local_writes"]++;
-      stats_.counters["bytes_written"] += length;
-      stats_.counters["bytes_written_local"] += length;
-      stats_.counters[it->second.holder >= 0 ? "mutations_secondary" : "mutations_primary"]++;
-    }
-  } else {
-    s = store_.AbortExternalWrite(d.handle);
-    stats_.counters["local_writes_given_up"]++;
-  }
-  grants_.erase(it);
-  Reply(m, s);
-  EndGrant(d.handle);
-}
-
-void ChunkServer::OnAppendLocal(Message& m) {
-  AppendLocalReq r;
-  Status s = m.Decode(&r);
-  if (s.ok()) s = CheckPrimary(r.handle, r.version);
-  if (s.ok() && (r.chunk_size == 0 || r.chunk_size > ChunkStore::kMaxLength)) {
-    s = Status::InvalidArgument("bad chunk size");
-  }
-  if (s.ok() && (r.length == 0 || r.length > r.chunk_size / 4)) {
-    s = Status(Code::kTooLarge, "a record may be at most a quarter of the chunk size (" +
-                                    std::to_string(r.chunk_size / 4) + " bytes)");
-  }
-  if (!s.ok()) return Reply(m, s);
-  lease_used_.insert(r.handle);
-  const uint64_t end = store_.AppendEnd(r.handle);
-  if (end + r.length > r.chunk_size) {
-    // Does not fit: pad the chunk (its padding lands after the open ranges)
-    // and send the client to the next one, as kAppend does.
-    s = ApplyLocal(static_cast<uint8_t>(MutationKind::kPad), r.handle, r.chunk_size, 0, nullptr);
-    stats_.counters["append_pads"]++;
-    if (!s.ok()) return Reply(m, s);
-    ReplyChunkFull(r.handle, m);
-    AfterAppendLanded(r.handle);
-    return;
-  }
-  s = RoomFor(r.handle, end + r.length);
-  uint64_t offset = 0;
-  if (s.ok()) s = store_.ReserveAppend(r.handle, r.length, &offset);
-  if (!s.ok()) return Reply(m, s);
-  const uint64_t id = ++next_grant_;
-  AppendGrant& g = append_grants_[id];
-  g.handle = r.handle;
-  g.client = m.source;
-  g.offset = offset;
-  g.length = r.length;
-  g.expires_us = MonoMicros() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000;
-  AppendLocalReply rep;
-  rep.offset = offset;
-  rep.path = store_.DataPath(r.handle);
-  rep.grant = id;
-  rep.block_size = ChunkStore::kBlockSize;
-  rep.grant_ms = cfg_.request_timeout_ms;
-  stats_.counters["local_append_grants"]++;
-  SendReply(t_, m, rep);
-}
-
-void ChunkServer::OnAppendLocalDone(Message& m) {
-  AppendLocalDoneReq d;
-  Status s = m.Decode(&d);
-  if (!s.ok()) return Reply(m, s);
-  auto it = append_grants_.find(d.grant);
-  if (it == append_grants_.end() || it->second.client != m.source ||
-      it->second.handle != d.handle) {
-    return Reply(m, Status::Timeout("the short-circuit append's grant had ended"));
-  }
-  const AppendGrant g = it->second;
-  append_grants_.erase(it);
-  if (d.written) {
-    s = store_.LandAppend(g.handle, g.offset, d.crcs);
-    if (s.ok()) {
-      stats_.counters["local_appends"]++;
-      stats_.counters["appends_primary"]++;
-      stats_.counters["bytes_written"] += g.length;
-      stats_.counters["bytes_written_local"] += g.length;
-    }
-  } else {
-    s = store_.AbortAppend(g.handle, g.offset);
-    stats_.counters["local_appends_given_up"]++;
-    if (s.ok()) s = Status::Unavailable("short-circuit append given up by its client");
-  }
-  Reply(m, s);
-  AfterAppendLanded(g.handle);
-}
-
-void ChunkServer::ReplyChunkFull(uint64_t handle, const Message& m) {
-  if (store_.AppendsOpen(handle)) {
-    full_waiting_[handle].push_back(m);
-    stats_.counters["pads_waiting_for_appends"]++;
-    return;
-  }
-  Reply(m, Status(Code::kRetryNextChunk, "chunk full"));
-}
-
-void ChunkServer::AfterAppendLanded(uint64_t handle) {
-  auto meta = store_.Meta(handle);
-  if (!store_.AppendsOpen(handle)) {
-    auto f = full_waiting_.find(handle);
-    if (f != full_waiting_.end()) {
-      std::vector<Message> ready = std::move(f->second);
-      full_waiting_.erase(f);
-      // A chunk deleted meanwhile answers as a read of it would.
-      for (const Message& req : ready) {
-        Reply(req, meta.ok() ? Status(Code::kRetryNextChunk, "chunk full") : meta.status());
-      }
-    }
-  }
-  auto w = syncs_waiting_.find(handle);
-  if (w != syncs_waiting_.end()) {
-    std::vector<std::pair<uint64_t, Message>> still, ready;
-    for (auto& [target, req] : w->second) {
-      (!meta.ok() || meta->length >= target ? ready : still).emplace_back(target, req);
-    }
-    if (still.empty()) {
-      syncs_waiting_.erase(w);
-    } else {
-      w->second = std::move(still);
-    }
-    for (auto& [target, req] : ready) StartSync(req, handle);
-  }
-  if (!store_.AppendsOpen(handle) && grants_.count(handle) == 0 && held_.count(handle) != 0) {
-    EndGrant(handle);  // handles the writes held for the ranges
-  }
-}
-
-namespace {
-// The chunk a request of type Req is about (every such request starts with it).
-template <typename Req>
-bool HandleOf(const Message& m, uint64_t* handle) {
-  Req r;
-  if (!m.Decode(&r).ok()) return false;
-  *handle = r.handle;
-  return true;
-}
-}  // namespace
-
-bool ChunkServer::HoldForGrant(Message& m) {
-  if ((grants_.empty() && append_grants_.empty()) || m.is_reply()) return false;
-  uint64_t handle = 0;
-  bool ok = false;
-  switch (m.type()) {
-    case MsgType::kRead:
-    case MsgType::kReadLocal:
-      ok = HandleOf<ReadReq>(m, &handle);
-      break;
-    case MsgType::kWrite:
-      ok = HandleOf<WriteReq>(m, &handle);
-      break;
-    case MsgType::kAppend:
-      ok = HandleOf<AppendReq>(m, &handle);
-      break;
-    case MsgType::kWriteLocal:
-      ok = HandleOf<WriteLocalReq>(m, &handle);
-      break;
-    case MsgType::kClone:
-      ok = HandleOf<CloneReq>(m, &handle);
-      break;
-    case MsgType::kAppendLocal:
-      ok = HandleOf<AppendLocalReq>(m, &handle);
-      break;
-    default:
-      break;
-  }
-  if (!ok) return false;
-  auto g = grants_.find(handle);
-  if (g == grants_.end()) {
-    // Short-circuit appends open: a write elsewhere in the chunk waits for
-    // them to land (reads, appends and clones go on). Once one waits, so do
-    // new append grants, so that the open ranges drain and the write is not
-    // starved by producers that keep appending.
-    const bool write = m.type() == MsgType::kWrite || m.type() == MsgType::kWriteLocal;
-    if (store_.AppendsOpen(handle) &&
-        (write || (m.type() == MsgType::kAppendLocal && held_.count(handle) != 0))) {
-      held_[handle].push_back(m);
-      stats_.counters["held_for_local_appends"]++;
-      return true;
-    }
-    return false;
-  }
-  held_[handle].push_back(m);
-  stats_.counters["held_for_local_write"]++;
-  const int holder = g->second.holder >= 0 ? g->second.holder : g->second.client;
-  if (g->second.held && !g->second.recalled && m.source != holder && m.source != g->second.client) {
-    // A held grant may outlast the write it was asked for: tell its client
-    // someone waits, so that it ends the grant after its current write
-    // instead of when its window or life runs out.
-    g->second.recalled = true;
-    RecallGrantMsg r{handle, g->second.recall_id};
-    SendRequest(t_, holder, r, 0, 0);
-    stats_.counters["local_write_grants_recalled"]++;
-  }
-  return true;
-}
-
-void ChunkServer::EndGrant(uint64_t handle) {
-  grants_.erase(handle);
-  auto it = held_.find(handle);
-  if (it == held_.end()) return;
-  std::vector<Message> waiting = std::move(it->second);
-  held_.erase(it);
-  // In arrival order; one may start the next grant, and the rest wait again.
-  for (Message& w : waiting) Handle(w);
-}
-
 void ChunkServer::Replicate(PendingWrite pw, ApplyReq a, const std::vector<int32_t>& secondaries) {
   a.serial = ++next_serial_[a.handle];
   uint64_t key = ++next_write_key_;
@@ -799,9 +444,8 @@ void ChunkServer::Complete(uint64_t key) {
     SendReply(t_, pw.client_req, AppendReply{pw.offset});
   } else if (pw.kind == PendingWrite::kPad) {
     // Every replica is padded (and, being in serial order, has applied every
-    // earlier append of this chunk): the client moves to the next chunk, once
-    // the short-circuit ranges before the padding have landed too.
-    ReplyChunkFull(pw.handle, pw.client_req);
+    // earlier append of this chunk): the client moves to the next chunk.
+    Reply(pw.client_req, Status(Code::kRetryNextChunk, "chunk full"));
   } else {
     Reply(pw.client_req, Status::OK());
   }
@@ -851,7 +495,7 @@ void ChunkServer::OnAppend(Message& m) {
   if (r.length > r.chunk_size / 4) {
     s = Status(Code::kTooLarge, "a record may be at most a quarter of the chunk size (" +
                                     std::to_string(r.chunk_size / 4) + " bytes)");
-  } else if (QueuedEnd(r.handle, store_.AppendEnd(r.handle)) + r.length > r.chunk_size) {
+  } else if (QueuedEnd(r.handle, meta->length) + r.length > r.chunk_size) {
     // Does not fit: pad the chunk to its full size on every replica, then
     // send the client to the next chunk (after the appends queued before).
     FlushAppends();
@@ -862,7 +506,7 @@ void ChunkServer::OnAppend(Message& m) {
     stats_.counters["append_pads"]++;
   } else {
     pw.kind = PendingWrite::kAppend;
-    pw.offset = QueuedEnd(r.handle, store_.AppendEnd(r.handle));
+    pw.offset = QueuedEnd(r.handle, meta->length);
     a.kind = static_cast<uint8_t>(MutationKind::kWrite);
     a.offset = pw.offset;
     a.length = r.length;
@@ -898,7 +542,7 @@ void ChunkServer::OnAppend(Message& m) {
       pushes_.erase(push);
     }
   }
-  if (!s.ok()) return Reply(m, s);
+  if (!s.ok()) return Reply(m, MutationError(r.handle, s));
   lease_used_.insert(r.handle);
   Replicate(std::move(pw), a, r.secondaries);
 }
@@ -920,21 +564,9 @@ void ChunkServer::FlushAppends() {
       for (const auto& sl : q.push.slices) slices.push_back({sl.second.data, sl.second.size});
       bytes += q.a.length;
     }
-    // One write for the records, which lie back to back from the chunk's end
-    // (with short-circuit appends open, from the end of their ranges).
-    Status s;
-    if (store_.AppendsOpen(handle)) {
-      uint64_t at = 0;
-      s = store_.WriteAppend(handle, slices, &at);
-      if (s.ok() && at != items.front().pw.offset) {
-        s = Status::Internal("queued appends of chunk " + std::to_string(handle) + " went to " +
-                             std::to_string(at) + ", not " +
-                             std::to_string(items.front().pw.offset));
-      }
-      AfterAppendLanded(handle);
-    } else {
-      s = store_.Write(handle, items.front().pw.offset, slices);
-    }
+    // One write for the records, which lie back to back from the chunk's end.
+    Status s = store_.Write(handle, items.front().pw.offset, slices);
+    if (!s.ok()) s = MutationError(handle, s);
     if (s.ok()) {
       stats_.counters["bytes_written"] += bytes;
       stats_.counters["append_batches"]++;
@@ -984,7 +616,7 @@ void ChunkServer::OnApply(Message& m) {
     pushes_.erase(push);
   }
   if (s.ok()) stats_.counters["mutations_secondary"]++;
-  Reply(m, s);
+  Reply(m, s.ok() ? s : MutationError(a.handle, s));
 }
 
 void ChunkServer::OnApplyReply(Message& m) {
@@ -1013,10 +645,21 @@ Status ChunkServer::CheckReadable(Message& m, ReadReq* r, ChunkMeta* meta) {
   return Status::OK();
 }
 
-void ChunkServer::ReplyReadError(Message& m, uint64_t handle, const Status& s) {
+void ChunkServer::ReplyReadError(Message& m, uint64_t handle, const Status& s, const Range& bad) {
   stats_.counters["read_errors"]++;
-  if (s.code() == Code::kCorruption) ReportCorrupt(handle);
+  if (s.code() == Code::kCorruption) {
+    ReportCorrupt(handle, bad.length > 0 ? std::vector<Range>{bad} : std::vector<Range>{});
+  }
   Reply(m, s);
+}
+
+Status ChunkServer::MutationError(uint64_t handle, const Status& s) {
+  if (s.code() != Code::kCorruption) return s;
+  // A damaged block in the way (e.g. a partial overwrite of it): the replica
+  // is reported and repaired from a good copy; the client tries again.
+  ReportCorrupt(handle, {});
+  return Status::Unavailable("replica on chunkserver " + dir_ + " is damaged (" + s.message() +
+                             "); it is being repaired");
 }
 
 void ChunkServer::OnRead(Message& m) {
@@ -1031,14 +674,15 @@ void ChunkServer::OnRead(Message& m) {
   // cost a fault each; see mpi/buffer_pool.h).
   auto out = TakeBuffer(0, kFixed + std::min<uint64_t>(r.length, 64u << 20) + 2 * 65536);
   size_t skip = 0, len = 0;
+  Range bad;
   s = store_.ReadVerified(
       r.handle, r.offset, r.length,
       [&out](size_t span) {
         out->resize(kFixed + span);
         return out->data() + kFixed;
       },
-      &skip, &len);
-  if (!s.ok()) return ReplyReadError(m, r.handle, s);
+      &skip, &len, &bad);
+  if (!s.ok()) return ReplyReadError(m, r.handle, s, bad);
   if (out->size() < kFixed) out->resize(kFixed);
   if (skip > 0) std::memmove(out->data() + kFixed, out->data() + kFixed + skip, len);
   out->resize(kFixed + len);
@@ -1061,7 +705,7 @@ void ChunkServer::OnReadLocal(Message& m) {
   if (!s.ok()) return Reply(m, s);
   ReadLocalReply rep;
   s = store_.BlockChecksums(r.handle, r.offset, r.length, &rep.base, &rep.end, &rep.crcs);
-  if (!s.ok()) return ReplyReadError(m, r.handle, s);
+  if (!s.ok()) return ReplyReadError(m, r.handle, s, Range());
   rep.path = store_.DataPath(r.handle);
   rep.chunk_length = meta.length;
   rep.block_size = static_cast<uint32_t>(ChunkStore::kBlockSize);
@@ -1073,17 +717,6 @@ void ChunkServer::OnSync(Message& m) {
   SyncReq r;
   Status s = m.Decode(&r);
   if (!s.ok()) return Reply(m, s);
-  // A short-circuit append acknowledged before this sync may lie above a
-  // range still being written: its checksums reach the checksum file only
-  // when the length passes it, so the sync waits for that (a grant's life
-  // at most: then the open ranges are checksummed from the file).
-  auto meta = store_.Meta(r.handle);
-  const uint64_t landed = store_.LandedEnd(r.handle);
-  if (meta.ok() && landed > meta->length) {
-    syncs_waiting_[r.handle].emplace_back(landed, m);
-    stats_.counters["syncs_waiting_for_appends"]++;
-    return;
-  }
   StartSync(m, r.handle);
 }
 
@@ -1172,13 +805,9 @@ void ChunkServer::OnPrepare(Message& m) {
 
 void ChunkServer::DeleteChunks(const std::vector<uint64_t>& handles) {
   for (uint64_t h : handles) {
+    if (repairs_.count(h) != 0) continue;  // never under a repair (the master waits for it)
     if (store_.Has(h) && store_.Delete(h).ok()) stats_.counters["chunks_deleted"]++;
     leases_.erase(h);
-    for (auto it = append_grants_.begin(); it != append_grants_.end();) {
-      it = it->second.handle == h ? append_grants_.erase(it) : std::next(it);
-    }
-    if (grants_.count(h)) EndGrant(h);  // its held requests find the chunk gone
-    AfterAppendLanded(h);
   }
 }
 
@@ -1234,8 +863,25 @@ bool ChunkServer::MasterEpochOk(Message& m) {
 
 void ChunkServer::OnRegisterReply(Message& m) {
   if (m.h.id != register_id_) return;
+  if (m.status().code() == Code::kWrongStore) {
+    // Not this store's: serve nothing and delete nothing.
+    std::fprintf(stderr, "gfs: chunkserver %s: refused by the master: %s\n", dir_.c_str(),
+                 m.status().message().c_str());
+    refused_ = true;
+    stats_.counters["refused_wrong_store"]++;
+    return;
+  }
   RegisterReply r;
   if (!m.status().ok() || !m.Decode(&r).ok()) return;
+  if (store_id_ == 0 && r.store_id != 0) {
+    // A new directory (or one of an older format) joins the master's store.
+    Status s = SaveStoreId(env_, dir_, r.store_id);
+    if (!s.ok()) {
+      std::fprintf(stderr, "gfs: chunkserver %s: %s\n", dir_.c_str(), s.ToString().c_str());
+      return;  // registers again later
+    }
+    store_id_ = r.store_id;
+  }
   registered_ = true;
   DeleteChunks(r.delete_handles);
 }
@@ -1252,44 +898,32 @@ void ChunkServer::OnHeartbeatReply(Message& m) {
 }
 
 void ChunkServer::OnShutdown(Message& m) {
-  // A short-circuit write still open: checksum what its writer left.
-  for (const auto& [handle, g] : grants_) store_.AbortExternalWrite(handle);
-  grants_.clear();
-  held_.clear();
-  // Short-circuit appends still open: the same, and the syncs waiting for
-  // them go to the sync thread before it stops.
-  auto open = std::move(append_grants_);
-  append_grants_.clear();
-  for (const auto& [id, g] : open) {
-    store_.AbortAppend(g.handle, g.offset);
-    AfterAppendLanded(g.handle);
-  }
   StopSyncThread();  // answers the syncs still queued first
   Status s = store_.SyncAll();
   stats_.counters["writebacks_early"] = store_.writebacks_early();
   stats_.counters["writebacks_batched"] = store_.writebacks_batched();
-  for (const char* c : {"local_append_grants", "local_appends", "local_append_grants_expired"}) {
-    stats_.counters.try_emplace(c, 0);
-  }
-  if (stats_.counters.count("local_write_grants") != 0) {
-    // A replica that granted short-circuit writes, as a secondary only too.
-    stats_.counters.try_emplace("local_write_grants_replicated", 0);
-  }
+  stats_.counters["evictions_synced"] = store_.evictions_synced();
   Reply(m, s);
   done_ = true;
 }
 
-void ChunkServer::ReportCorrupt(uint64_t handle) {
+void ChunkServer::ReportCorrupt(uint64_t handle, const std::vector<Range>& ranges) {
   stats_.counters["corrupt_found"]++;
-  SendRequest(t_, master_, CorruptReq{handle}, ++next_id_, cfg_.request_timeout_ms, master_epoch_);
+  CorruptReq r;
+  r.handle = handle;
+  r.ranges = ToWire(ranges);
+  SendRequest(t_, master_, r, ++next_id_, cfg_.request_timeout_ms, master_epoch_);
 }
 
 void ChunkServer::OnVerify(Message& m) {
   VerifyReply rep;
   for (const ChunkMeta& c : store_.List()) {
+    if (c.version == 0 || repairs_.count(c.handle) != 0) continue;  // a clone or repair under way
     ++rep.checked;
-    Status s = store_.Verify(c.handle);
-    if (s.code() == Code::kCorruption) rep.corrupt.push_back(c.handle);
+    std::vector<Range> damaged;
+    Status s = store_.Scan(c.handle, &damaged);
+    if (!s.ok() && s.code() != Code::kNotFound) damaged.push_back(Range{0, c.length});
+    if (!damaged.empty()) rep.damaged.push_back(ChunkDamage{c.handle, ToWire(damaged)});
   }
   stats_.counters["verify_runs"]++;
   SendReply(t_, m, rep);
@@ -1368,6 +1002,146 @@ void ChunkServer::OnCloneRead(Message& m) {
   SendRequest(t_, source, rr, id, cfg_.request_timeout_ms);
 }
 
+void ChunkServer::OnRepair(Message& m) {
+  RepairReq r;
+  Status s = m.Decode(&r);
+  if (!s.ok()) return Reply(m, s);
+  auto meta = store_.Meta(r.handle);
+  if (!meta.ok()) return Reply(m, meta.status());
+  if (meta->version != r.version) {
+    return Reply(m,
+                 Status(Code::kStaleVersion, "replica at version " + std::to_string(meta->version) +
+                                                 ", repair for " + std::to_string(r.version)));
+  }
+  if (repairs_.count(r.handle) != 0) return Reply(m, Status(Code::kBusy, "a repair is under way"));
+  std::vector<Range> damaged;
+  s = store_.Scan(r.handle, &damaged);
+  if (!s.ok()) return Reply(m, s);
+  Repair& rp = repairs_[r.handle];
+  rp.master_req = m;
+  rp.handle = r.handle;
+  rp.version = r.version;
+  rp.sources = r.sources;
+  // Pieces of at most read_size, block aligned (a damaged range's end is a
+  // block end or the chunk's end).
+  const uint64_t piece =
+      std::max<uint64_t>(cfg_.read_size / ChunkStore::kBlockSize, 1) * ChunkStore::kBlockSize;
+  for (const Range& d : damaged) {
+    if (d.length == 0) {
+      rp.todo.push_back(d);  // an empty chunk that needs a new checksum file only
+      continue;
+    }
+    for (uint64_t off = d.offset; off < d.offset + d.length; off += piece) {
+      rp.todo.push_back(Range{off, std::min(piece, d.offset + d.length - off)});
+    }
+  }
+  stats_.counters["repairs_started"]++;
+  NextRepairPiece(r.handle);
+}
+
+void ChunkServer::NextRepairPiece(uint64_t handle) {
+  auto it = repairs_.find(handle);
+  if (it == repairs_.end()) return;
+  Repair& rp = it->second;
+  while (!rp.todo.empty()) {
+    const Range piece = rp.todo.front();
+    if (piece.length == 0) {
+      rp.todo.pop_front();
+      Status s = store_.RepairBlocks(handle, piece.offset, nullptr, 0);
+      if (!s.ok()) return FinishRepair(handle, s);
+      continue;
+    }
+    if (rp.source >= rp.sources.size()) {
+      if (piece.length > ChunkStore::kBlockSize) {
+        // No source gave the piece whole: block by block, each from the
+        // first source whose copy of it is good.
+        rp.todo.pop_front();
+        std::vector<Range> blocks;
+        for (uint64_t off = piece.offset; off < piece.offset + piece.length;
+             off += ChunkStore::kBlockSize) {
+          blocks.push_back(Range{
+              off, std::min<uint64_t>(ChunkStore::kBlockSize, piece.offset + piece.length - off)});
+        }
+        rp.todo.insert(rp.todo.begin(), blocks.begin(), blocks.end());
+      } else {
+        rp.todo.pop_front();  // no good copy anywhere: stays damaged
+        stats_.counters["repair_blocks_unavailable"]++;
+      }
+      rp.source = 0;
+      continue;
+    }
+    const int32_t src = rp.sources[rp.source];
+    if (src == t_->rank() || t_->PeerGone(src)) {
+      rp.source++;
+      continue;
+    }
+    ReadReq rr{handle, rp.version, piece.offset, static_cast<uint32_t>(piece.length)};
+    const uint64_t id = ++next_id_;
+    if (!SendRequest(t_, src, rr, id, cfg_.request_timeout_ms).ok()) {
+      rp.source++;
+      continue;
+    }
+    rp.read_id = id;
+    rp.deadline_us = Now() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000;
+    repair_reads_[id] = handle;
+    return;  // OnRepairRead goes on
+  }
+  FinishRepair(handle, Status::OK());
+}
+
+void ChunkServer::OnRepairRead(Message& m) {
+  auto rr = repair_reads_.find(m.h.id);
+  if (rr == repair_reads_.end()) return;
+  const uint64_t handle = rr->second;
+  repair_reads_.erase(rr);
+  auto it = repairs_.find(handle);
+  if (it == repairs_.end() || it->second.read_id != m.h.id) return;
+  Repair& rp = it->second;
+  rp.read_id = 0;
+  const Range piece = rp.todo.front();
+  ReadReply rep;
+  Status s = m.status();
+  if (s.ok()) s = m.Decode(&rep);
+  if (s.ok() && rep.bytes.size != piece.length) {
+    s = Status::Corruption("source gave " + std::to_string(rep.bytes.size) + " of " +
+                           std::to_string(piece.length) + " bytes");
+  }
+  if (!s.ok()) {
+    stats_.counters["repair_reads_failed"]++;
+    rp.source++;
+    return NextRepairPiece(handle);
+  }
+  s = store_.RepairBlocks(handle, piece.offset, rep.bytes.data, rep.bytes.size);
+  if (!s.ok()) return FinishRepair(handle, s);
+  rp.repaired += piece.length;
+  stats_.counters["repair_bytes"] += piece.length;
+  rp.todo.pop_front();
+  rp.source = 0;
+  NextRepairPiece(handle);
+}
+
+void ChunkServer::FinishRepair(uint64_t handle, const Status& s) {
+  auto it = repairs_.find(handle);
+  if (it == repairs_.end()) return;
+  Repair rp = std::move(it->second);
+  repairs_.erase(it);
+  if (rp.read_id != 0) repair_reads_.erase(rp.read_id);
+  Status st = s;
+  RepairReply rep;
+  rep.repaired_bytes = rp.repaired;
+  // Durable before the master counts the blocks good; then verified anew.
+  if (st.ok()) st = store_.Sync(handle);
+  std::vector<Range> left;
+  if (st.ok()) st = store_.Scan(handle, &left);
+  if (!st.ok()) {
+    stats_.counters["repairs_failed"]++;
+    return Reply(rp.master_req, st);
+  }
+  rep.still_damaged = ToWire(left);
+  stats_.counters[left.empty() ? "repairs_done" : "repairs_partial"]++;
+  SendReply(t_, rp.master_req, rep);
+}
+
 void ChunkServer::OnStats(Message& m) {
   StatsReply r;
   for (const auto& [k, v] : stats_.counters) {
@@ -1393,9 +1167,8 @@ void ChunkServer::NoteClockGap(uint64_t now) {
   for (auto& [key, pw] : pending_writes_) back(pw.deadline_us);
   for (auto& [id, c] : clones_) back(c.deadline_us);
   for (auto& [key, p] : pushes_) back(p.expires_us);
-  for (auto& [key, f] : fanouts_) back(f.deadline_us);
-  for (auto& [id, req] : fanout_of_) back(req.forget_us);
-  stats_.counters["clock_gaps"]++;  // (grants run on the monotonic clock: see Tick)
+  for (auto& [h, r] : repairs_) back(r.deadline_us);
+  stats_.counters["clock_gaps"]++;
 }
 
 void ChunkServer::Tick(uint64_t) {
@@ -1426,45 +1199,18 @@ void ChunkServer::Tick(uint64_t) {
       ++it;
     }
   }
-  for (auto it = fanout_of_.begin(); it != fanout_of_.end();) {
-    it = it->second.forget_us != 0 && now >= it->second.forget_us ? fanout_of_.erase(it)
-                                                                  : std::next(it);
+  std::vector<uint64_t> late_repairs;
+  for (const auto& [h, r] : repairs_) {
+    if (r.read_id != 0 && now >= r.deadline_us) late_repairs.push_back(h);
   }
-  std::vector<uint64_t> late_fanouts;
-  for (const auto& [key, f] : fanouts_) {
-    if (now >= f.deadline_us) late_fanouts.push_back(key);
-  }
-  for (uint64_t key : late_fanouts) {
-    if (fanouts_[key].status.ok()) {
-      fanouts_[key].status = Status::Timeout("a secondary did not answer in time");
-    }
-    FinishFanout(key);
-  }
-  // Grants run on the host's monotonic clock, which their clients (on the
-  // same host) stop writing by, whatever this server's Env clock says.
-  const uint64_t mono = MonoMicros();
-  std::vector<uint64_t> expired;
-  for (const auto& [handle, g] : grants_) {
-    if (mono >= g.expires_us) expired.push_back(handle);
-  }
-  for (uint64_t handle : expired) {
-    // The client vanished or stalled: its bytes, if any, become the chunk's,
-    // checksummed as they are (a failed write's region is undefined).
-    store_.AbortExternalWrite(handle);
-    stats_.counters["local_write_grants_expired"]++;
-    EndGrant(handle);
-  }
-  std::vector<std::pair<uint64_t, AppendGrant>> gone;
-  for (const auto& [id, g] : append_grants_) {
-    if (mono >= g.expires_us) gone.emplace_back(id, g);
-  }
-  for (const auto& [id, g] : gone) {
-    // As for a write grant: the range is checksummed as the file holds it,
-    // and the client, whose answer comes too late, appends the record again.
-    append_grants_.erase(id);
-    store_.AbortAppend(g.handle, g.offset);
-    stats_.counters["local_append_grants_expired"]++;
-    AfterAppendLanded(g.handle);
+  for (uint64_t h : late_repairs) {
+    // The source did not answer: as a failed read (the next source).
+    Repair& r = repairs_[h];
+    repair_reads_.erase(r.read_id);
+    r.read_id = 0;
+    r.source++;
+    stats_.counters["repair_reads_failed"]++;
+    NextRepairPiece(h);
   }
   for (auto it = clones_.begin(); it != clones_.end();) {
     uint64_t id = it->first;
@@ -1513,20 +1259,21 @@ void ChunkServer::Scrub(uint64_t now) {
     scrub_offset_ = 0;
   }
   size_t skip = 0, len = 0;
+  Range bad;
   Status s = store_.ReadVerified(
       scrub_handle_, scrub_offset_, kScrubPiece,
       [this](size_t span) {
         scrub_buf_.resize(span);
         return scrub_buf_.data();
       },
-      &skip, &len);
+      &skip, &len, &bad);
   const uint64_t cost = std::max<uint64_t>(len, ChunkStore::kBlockSize);
   if (s.code() == Code::kCorruption) {
-    // Reported exactly like a failed read: the master stops handing this
-    // replica out, has it deleted and clones a good one.
+    // Reported exactly like a failed read: the master has the damaged blocks
+    // repaired from a good copy. The rest of the chunk is scrubbed on.
     stats_.counters["scrub_corrupt"]++;
-    ReportCorrupt(scrub_handle_);
-    scrub_offset_ = ~0ull;
+    ReportCorrupt(scrub_handle_, bad.length > 0 ? std::vector<Range>{bad} : std::vector<Range>{});
+    scrub_offset_ = bad.length > 0 ? bad.offset + bad.length : ~0ull;
   } else if (!s.ok() || len == 0) {
     scrub_offset_ = ~0ull;  // gone, or unreadable for another reason: next chunk
   } else {

@@ -45,6 +45,8 @@ class ChunkServer : public Server {
     FinishSyncs();
   }
   bool done() const override { return done_; }
+  // The store this server's directory belongs to (0: none recorded yet).
+  uint64_t store_id() const { return store_id_; }
 
   const RoleStats& stats() const { return stats_; }
   ChunkStore* store() { return &store_; }
@@ -99,47 +101,13 @@ class ChunkServer : public Server {
   uint64_t CommittedOf(uint64_t handle);
   void OnRead(Message& m);
   void OnReadLocal(Message& m);
-  // Short-circuit writes: the client on this host writes the chunk's data file
-  // itself under a grant (doc/architecture.md#short-circuit-writes). Every
-  // other request touching the chunk is held until the grant ends: done,
-  // given up, or expired (then the chunk is checksummed as the file is).
-  void OnWriteLocal(Message& m);
-  void OnWriteLocalDone(Message& m);
-  // Short-circuit record appends (doc/architecture.md#short-circuit-appends):
-  // the client on this host writes a record into a range reserved for it
-  // past the chunk's end; many ranges are open at once. Only writes of the
-  // chunk (kWrite, kWriteLocal) wait for them; a sync waits until every range
-  // landed when it came is under the length.
-  void OnAppendLocal(Message& m);
-  void OnAppendLocalDone(Message& m);
-  struct AppendGrant {
-    uint64_t handle = 0;
-    int client = -1;
-    uint64_t offset = 0, length = 0;  // the range in the chunk
-    uint64_t expires_us = 0;          // MonoMicros(): then checksummed as the file holds it
-  };
-  std::map<uint64_t, AppendGrant> append_grants_;  // by grant id
-  // A range of `handle` landed or was given up: answers the syncs that
-  // waited for it, and once no range is open handles the held writes.
-  void AfterAppendLanded(uint64_t handle);
-  std::map<uint64_t, std::vector<std::pair<uint64_t, Message>>> syncs_waiting_;  // handle ->
-  // (length to wait for, sync)
-  // Appends sent to the next chunk while ranges of this one were still open:
-  // answered (kRetryNextChunk) once every range has landed, so that a chunk
-  // with a successor is whole, as readers of the committed length assume.
-  std::map<uint64_t, std::vector<Message>> full_waiting_;  // handle -> appends
-  void ReplyChunkFull(uint64_t handle, const Message& m);
   void StartSync(Message& m, uint64_t handle);
-  // True when m is a request about a chunk under a grant: held for later.
-  bool HoldForGrant(Message& m);
-  // Ends the grant on `handle` and handles the requests held for it.
-  void EndGrant(uint64_t handle);
-  // kWrite / kWriteLocal checks: the replica is at `version` and we hold an
+  // kWrite / kAppend checks: the replica is at `version` and we hold an
   // unexpired lease on it.
   Status CheckPrimary(uint64_t handle, uint64_t version);
   // Decodes a read or read-local request and checks the replica's version.
   Status CheckReadable(Message& m, ReadReq* r, ChunkMeta* meta);
-  void ReplyReadError(Message& m, uint64_t handle, const Status& s);
+  void ReplyReadError(Message& m, uint64_t handle, const Status& s, const Range& bad);
   void OnSync(Message& m);
   // Syncs run in sync_thread_, one at a time in arrival order: an fdatasync
   // can take a third of a second on one disk, and the event loop (other
@@ -172,7 +140,32 @@ class ChunkServer : public Server {
   void OnClone(Message& m);
   void OnCloneRead(Message& m);
   void FinishClone(uint64_t read_id, const Status& s);
-  void ReportCorrupt(uint64_t handle);
+  // Repair (kRepair): the damaged blocks of a replica are fetched from peers
+  // at the same version, one piece at a time, and rewritten in place; a piece
+  // no source can give whole is tried block by block, each block from the
+  // first source whose copy of it is good. Nothing is deleted.
+  void OnRepair(Message& m);
+  void OnRepairRead(Message& m);
+  void NextRepairPiece(uint64_t handle);
+  void FinishRepair(uint64_t handle, const Status& s);
+  struct Repair {
+    Message master_req;
+    uint64_t handle = 0, version = 0;
+    std::vector<int32_t> sources;
+    std::deque<Range> todo;  // pieces still to fetch (block aligned)
+    size_t source = 0;       // the source asked for todo.front()
+    uint64_t read_id = 0;    // of the read in flight
+    uint64_t deadline_us = 0;
+    uint64_t repaired = 0;
+  };
+  std::map<uint64_t, Repair> repairs_;         // by handle
+  std::map<uint64_t, uint64_t> repair_reads_;  // read id -> handle
+  // Tells the master which blocks of a replica were found damaged (on a
+  // read, a write, a scrub); empty ranges: somewhere in it.
+  void ReportCorrupt(uint64_t handle, const std::vector<Range>& ranges);
+  // A store error of a mutation: damage found on the way is reported, and the
+  // client is told to retry (the master has the replica repaired first).
+  Status MutationError(uint64_t handle, const Status& s);
   void SendRegister();
   // Applies a mutation to the local replica. `push` is null for truncation.
   // A pushed record bounced to the next chunk: kept briefly for its retry.
@@ -201,6 +194,8 @@ class ChunkServer : public Server {
   uint64_t server_id_;
   std::string host_;
   ChunkStore store_;
+  uint64_t store_id_ = 0;  // <dir>/STORE
+  bool refused_ = false;   // the master is of another store: serve nothing
 
   bool done_ = false;
   bool registered_ = false;
@@ -221,44 +216,6 @@ class ChunkServer : public Server {
   std::map<uint64_t, std::multiset<uint64_t>> appends_in_flight_;  // handle -> offsets
   std::map<uint64_t, std::vector<QueuedAppend>> queued_appends_;   // handle -> in offset order
   std::map<uint64_t, uint64_t> queued_end_;  // handle -> chunk length after its queued appends
-  struct Grant {
-    uint64_t id = 0;
-    int client = -1;
-    uint64_t offset = 0, length = 0;  // the range asked for
-    uint64_t expires_us = 0;          // MonoMicros(), like the client's own stop
-    bool held = false;                // a held grant (the window goes past the range)
-    bool recalled = false;            // its client was asked to end it (kRecallGrant)
-    // A secondary's grant: `client` is the primary, `holder` the client
-    // writing the files, `recall_id` the primary's grant id.
-    int holder = -1;
-    uint64_t recall_id = 0;
-  };
-  // A client's write-local passed on to the secondaries (every replica on
-  // the client's host); answered when all have granted (or undone if any
-  // could not).
-  struct LocalFanout {
-    Message client_req;
-    uint64_t handle = 0, grant = 0;
-    WriteLocalReply rep;                                // a grant's answer, being built
-    std::vector<std::pair<int32_t, uint64_t>> granted;  // secondaries that granted
-    Status status;
-    int waiting = 0;
-    uint64_t deadline_us = 0;
-  };
-  std::map<uint64_t, LocalFanout> fanouts_;
-  struct FanoutReq {
-    uint64_t key = 0;  // the fanout
-    int32_t rank = -1;
-    uint64_t handle = 0;
-    uint64_t forget_us = 0;  // its fanout is over: kept this long for a late answer
-  };
-  std::map<uint64_t, FanoutReq> fanout_of_;  // by request id
-  uint64_t next_fanout_ = 0;
-  void OnFanoutReply(Message& m);
-  void FinishFanout(uint64_t key);
-  std::map<uint64_t, Grant> grants_;               // handle -> its short-circuit write
-  std::map<uint64_t, std::vector<Message>> held_;  // handle -> requests waiting for its grant
-  uint64_t next_grant_ = 0;
   // Re-replication: a clone copies a chunk from a peer, one read at a time.
   struct Clone {
     Message master_req;
@@ -286,5 +243,10 @@ Status ClaimChunkserverDir(Env* env, const std::string& data_dir, int preferred,
 
 // Reads or creates DIR/IDENTITY (a random 64-bit id in hex).
 Status LoadOrCreateIdentity(Env* env, const std::string& dir, uint64_t* id);
+
+// DIR/STORE: the identity of the store a chunkserver directory belongs to
+// (16 hex digits); 0 when the file does not exist.
+Status LoadStoreId(Env* env, const std::string& dir, uint64_t* id);
+Status SaveStoreId(Env* env, const std::string& dir, uint64_t id);
 
 }  // namespace gfs

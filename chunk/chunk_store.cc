@@ -20,10 +20,18 @@ constexpr uint32_t kMetaMagic = 0x4D534647;  // "GFSM" on disk
 constexpr uint32_t kMetaFormat = 1;
 constexpr size_t kMetaSize = 28;
 
-// <handle>.crc header: magic, format version, block size, crc32c of the first 12 bytes.
+// <handle>.crc header, format 2 (doc/disk-format-chunk.md): magic, format,
+// block size, flags, recorded length, intent (first block, last block, length),
+// reserved, crc32c of the first 44 bytes. Entries follow.
 constexpr uint32_t kCrcMagic = 0x43534647;  // "GFSC" on disk
-constexpr uint32_t kCrcFormat = 1;
-constexpr size_t kCrcHeaderSize = 16;
+constexpr uint32_t kCrcFormat = 2;
+constexpr size_t kCrcHeaderSize = 48;
+constexpr uint32_t kFlagIntent = 1;
+// Format 1's header (upgraded at Open): magic, format, block size, crc32c.
+constexpr size_t kCrcHeaderSizeV1 = 16;
+
+constexpr char kFormatFile[] = "FORMAT";
+constexpr char kFormatText[] = "gfs chunk store format ";
 
 // Coalesce a gather list into one buffer (one pwrite) unless its slices
 // average at least this much (then one pwrite per slice, no copy).
@@ -73,6 +81,30 @@ bool EndsWith(const std::string& s, const std::string& suffix) {
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+// Adds [lo, hi) to a sorted list of disjoint ranges, merging neighbours.
+void AddRange(std::vector<Range>* v, uint64_t lo, uint64_t hi) {
+  if (hi <= lo) return;
+  std::vector<Range> out;
+  bool placed = false;
+  for (const Range& r : *v) {
+    const uint64_t rl = r.offset, rh = r.offset + r.length;
+    if (rh < lo) {
+      out.push_back(r);
+    } else if (hi < rl) {
+      if (!placed) out.push_back({lo, hi - lo});
+      placed = true;
+      out.push_back(r);
+    } else {
+      lo = std::min(lo, rl);
+      hi = std::max(hi, rh);
+    }
+  }
+  if (!placed) out.push_back({lo, hi - lo});
+  std::sort(out.begin(), out.end(),
+            [](const Range& a, const Range& b) { return a.offset < b.offset; });
+  *v = std::move(out);
+}
+
 // Walks a gather list front to back.
 class Gather {
  public:
@@ -120,31 +152,80 @@ class Gather {
   size_t pos_ = 0;
 };
 
-}  // namespace
+// The checksum file's header, decoded.
+struct CrcHeader {
+  uint32_t format = 0;
+  uint64_t length = 0;
+  bool intent = false;
+  uint32_t first = 0, last = 0;
+  uint64_t intent_length = 0;
+};
 
-ChunkStore::ChunkStore(Env* env, std::string dir, size_t max_open_chunks)
-    : env_(env), dir_(std::move(dir)), max_open_(max_open_chunks == 0 ? 1 : max_open_chunks) {}
-
-ChunkStore::~ChunkStore() = default;
-
-std::string ChunkStore::HandleName(uint64_t handle) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016" PRIx64, handle);
-  return buf;
+std::vector<uint8_t> EncodeCrcHeader(uint64_t length, bool intent, uint32_t first, uint32_t last,
+                                     uint64_t intent_length) {
+  std::vector<uint8_t> hdr;
+  Writer w(&hdr);
+  w.U32(kCrcMagic);
+  w.U32(kCrcFormat);
+  w.U32(kBS);
+  w.U32(intent ? kFlagIntent : 0);
+  w.U64(length);
+  w.U32(intent ? first : 0);
+  w.U32(intent ? last : 0);
+  w.U64(intent ? intent_length : 0);
+  w.U32(0);
+  w.U32(crc32c::Value(hdr.data(), hdr.size()));
+  return hdr;
 }
-std::string ChunkStore::MetaPath(uint64_t h) const {
-  return ChunksDir() + "/" + HandleName(h) + ".meta";
-}
-std::string ChunkStore::DataPath(uint64_t h) const {
-  return ChunksDir() + "/" + HandleName(h) + ".chunk";
-}
-std::string ChunkStore::CrcPath(uint64_t h) const {
-  return ChunksDir() + "/" + HandleName(h) + ".crc";
-}
 
-// ---------------------------------------------------------------- Open / meta
-
-namespace {
+// Decodes a header of either format (format 1 has no length: 0). Every
+// failure is a Corruption naming `path`.
+Status DecodeCrcHeader(const std::string& path, const uint8_t* p, size_t n, CrcHeader* h) {
+  Reader r(p, n);
+  uint32_t magic = 0, bs = 0;
+  if (!r.U32(&magic) || !r.U32(&h->format)) {
+    return Status::Corruption(path + ": checksum file header truncated (" + std::to_string(n) +
+                              " bytes)");
+  }
+  if (magic != kCrcMagic) {
+    return Status::Corruption(path + ": bad checksum file magic " + Hex(magic));
+  }
+  if (h->format != 1 && h->format != kCrcFormat) {
+    return Status::Corruption(path + ": unknown checksum file format version " +
+                              std::to_string(h->format) + " (this build reads version " +
+                              std::to_string(kCrcFormat) + ")");
+  }
+  const size_t size = h->format == 1 ? kCrcHeaderSizeV1 : kCrcHeaderSize;
+  if (n < size || !r.U32(&bs)) {
+    return Status::Corruption(path + ": checksum file header truncated (" + std::to_string(n) +
+                              " bytes)");
+  }
+  uint32_t flags = 0, reserved = 0, crc = 0;
+  if (h->format == kCrcFormat) {
+    r.U32(&flags);
+    r.U64(&h->length);
+    r.U32(&h->first);
+    r.U32(&h->last);
+    r.U64(&h->intent_length);
+    r.U32(&reserved);
+  }
+  r.U32(&crc);
+  const uint32_t actual = crc32c::Value(p, size - 4);
+  if (crc != actual) {
+    return Status::Corruption(path + ": checksum file header checksum mismatch (stored " +
+                              Hex(crc) + ", computed " + Hex(actual) + ")");
+  }
+  if (bs != kBS) {
+    return Status::Corruption(path + ": checksum block size " + std::to_string(bs) +
+                              ", this build uses " + std::to_string(kBS));
+  }
+  h->intent = (flags & kFlagIntent) != 0;
+  if (h->length > ChunkStore::kMaxLength || h->intent_length > ChunkStore::kMaxLength ||
+      h->first > h->last) {
+    return Status::Corruption(path + ": checksum file header out of range");
+  }
+  return Status::OK();
+}
 
 // Decodes a meta file. Every failure is a Corruption naming `path`.
 Status DecodeMeta(const std::string& path, const std::string& s, uint64_t* handle,
@@ -175,6 +256,28 @@ Status DecodeMeta(const std::string& path, const std::string& s, uint64_t* handl
 
 }  // namespace
 
+ChunkStore::ChunkStore(Env* env, std::string dir, size_t max_open_chunks)
+    : env_(env), dir_(std::move(dir)), max_open_(max_open_chunks == 0 ? 1 : max_open_chunks) {}
+
+ChunkStore::~ChunkStore() = default;
+
+std::string ChunkStore::HandleName(uint64_t handle) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016" PRIx64, handle);
+  return buf;
+}
+std::string ChunkStore::MetaPath(uint64_t h) const {
+  return ChunksDir() + "/" + HandleName(h) + ".meta";
+}
+std::string ChunkStore::DataPath(uint64_t h) const {
+  return ChunksDir() + "/" + HandleName(h) + ".chunk";
+}
+std::string ChunkStore::CrcPath(uint64_t h) const {
+  return ChunksDir() + "/" + HandleName(h) + ".crc";
+}
+
+// ---------------------------------------------------------------- Open / meta
+
 Status ChunkStore::WriteMeta(uint64_t handle, uint64_t version) {
   std::vector<uint8_t> buf;
   Writer w(&buf);
@@ -186,6 +289,57 @@ Status ChunkStore::WriteMeta(uint64_t handle, uint64_t version) {
   return env_->WriteFileAtomic(MetaPath(handle), std::string(buf.begin(), buf.end()));
 }
 
+Status ChunkStore::CheckFormat(const std::vector<std::string>& names) {
+  const std::string path = ChunksDir() + "/" + kFormatFile;
+  if (env_->FileExists(path)) {
+    std::string text;
+    GFS_RETURN_IF_ERROR(env_->ReadFile(path, &text));
+    unsigned format = 0;
+    if (text.rfind(kFormatText, 0) != 0 ||
+        std::sscanf(text.c_str() + std::strlen(kFormatText), "%u", &format) != 1) {
+      return Status::Corruption(path + ": not a chunk store format file");
+    }
+    if (format != kFormat) {
+      return Status::InvalidArgument(ChunksDir() + " is chunk store format " +
+                                     std::to_string(format) + "; this build reads format " +
+                                     std::to_string(kFormat) + " (and upgrades format 1)");
+    }
+    return Status::OK();
+  }
+  // No FORMAT file: a new directory, or format 1 (which had none).
+  bool any = false;
+  for (const std::string& name : names) {
+    uint64_t h = 0;
+    std::string ext;
+    if (!ParseName(name, &h, &ext) || ext != "meta") continue;
+    any = true;
+    GFS_RETURN_IF_ERROR(UpgradeCrcFile(h));
+  }
+  if (any) upgraded_from_ = 1;
+  return env_->WriteFileAtomic(path, std::string(kFormatText) + std::to_string(kFormat) + "\n");
+}
+
+Status ChunkStore::UpgradeCrcFile(uint64_t h) {
+  // Format 1 kept no length: it was the data file's size. The entries stay;
+  // blocks they do not cover read as damaged instead of being cut off.
+  std::string old;
+  Status s = env_->ReadFile(CrcPath(h), &old);
+  if (s.code() == Code::kNotFound) return Status::OK();  // never written
+  GFS_RETURN_IF_ERROR(s);
+  CrcHeader hdr;
+  if (!DecodeCrcHeader(CrcPath(h), reinterpret_cast<const uint8_t*>(old.data()), old.size(), &hdr)
+           .ok() ||
+      hdr.format != 1) {
+    return Status::OK();  // already format 2 (an interrupted upgrade), or unreadable: Open says
+  }
+  uint64_t length = 0;
+  Result<uint64_t> size = env_->FileSize(DataPath(h));
+  if (size.ok()) length = *size;
+  std::vector<uint8_t> out = EncodeCrcHeader(length, false, 0, 0, 0);
+  out.insert(out.end(), old.begin() + kCrcHeaderSizeV1, old.end());
+  return env_->WriteFileAtomic(CrcPath(h), std::string(out.begin(), out.end()));
+}
+
 Status ChunkStore::Open() {
   const std::string cdir = ChunksDir();
   GFS_RETURN_IF_ERROR(env_->CreateDirs(cdir));
@@ -193,18 +347,23 @@ Status ChunkStore::Open() {
   std::vector<std::string> names;
   GFS_RETURN_IF_ERROR(env_->GetChildren(cdir, &names));
   std::sort(names.begin(), names.end());
-
-  std::vector<uint64_t> metas;
-  std::vector<std::pair<uint64_t, std::string>> others;  // data/crc files
+  std::vector<std::string> kept;
   for (const std::string& name : names) {
     if (EndsWith(name, ".tmp")) {
       Status s = env_->RemoveFile(cdir + "/" + name);
       if (!s.ok() && s.code() != Code::kNotFound) return s;
       continue;
     }
+    kept.push_back(name);
+  }
+  GFS_RETURN_IF_ERROR(CheckFormat(kept));
+
+  std::vector<uint64_t> metas;
+  std::vector<std::pair<uint64_t, std::string>> others;  // data/crc files
+  for (const std::string& name : kept) {
     uint64_t h = 0;
     std::string ext;
-    if (!ParseName(name, &h, &ext)) continue;  // LOCK, foreign files: left alone
+    if (!ParseName(name, &h, &ext)) continue;  // LOCK, FORMAT, foreign files: left alone
     if (ext == "meta") {
       metas.push_back(h);
     } else if (ext == "chunk" || ext == "crc") {
@@ -221,31 +380,15 @@ Status ChunkStore::Open() {
     if (s.ok() && handle != h) {
       s = Status::Corruption(path + ": meta file names chunk " + HandleName(handle));
     }
-    uint64_t length = 0;
-    if (s.ok()) {
-      Result<uint64_t> size = env_->FileSize(DataPath(h));
-      if (size.ok()) {
-        length = *size;
-      } else if (size.status().code() != Code::kNotFound) {
-        s = size.status();
-      }
-    }
+    State st;
+    st.version = version;
+    if (s.ok()) s = LoadChunk(h, &st);
     if (!s.ok()) {
       bad_.push_back(BadChunk{h, s});
       continue;
     }
-    if (length > 0) {
-      s = CutUncheckedTail(h, &length, &version);
-      if (!s.ok()) {
-        bad_.push_back(BadChunk{h, s});
-        continue;
-      }
-    }
-    State st;
-    st.version = version;
-    st.length = length;
+    used_bytes_ += st.length;
     chunks_[h] = std::move(st);
-    used_bytes_ += length;
   }
 
   // Data/checksum files without a meta file: leftovers of an interrupted
@@ -260,61 +403,94 @@ Status ChunkStore::Open() {
   return Status::OK();
 }
 
-Status ChunkStore::CutUncheckedTail(uint64_t h, uint64_t* length, uint64_t* version) {
-  // A data file longer than its checksums cover was being written when the
-  // server stopped: bytes a writer (a short-circuit writer above all, whose
-  // ranges stay open while it writes) put there before their checksums were
-  // stored. None was acknowledged durable (a sync stores the checksums
-  // first), and none can be verified: the chunk is cut back to the longest
-  // prefix its checksums cover, instead of its last blocks reading as
-  // corrupt (which would cost the whole replica). It costs one read of the
-  // last checksummed block per chunk.
-  // A cut replica may now be shorter than its peers at the same version, so
-  // its version goes one back: the master deletes it if a current replica
-  // exists and brings it forward if none does (the most advanced replicas
-  // hold every acknowledged byte).
-  Result<uint64_t> crc_size = env_->FileSize(CrcPath(h));
-  if (!crc_size.ok()) return Status::OK();  // missing: reported on first use
-  const uint64_t entries = *crc_size < kCrcHeaderSize ? 0 : (*crc_size - kCrcHeaderSize) / 4;
-  const uint64_t covered = std::min(*length, entries * kBS);
-  uint64_t keep = covered;
-  if (covered > 0) {
-    std::unique_ptr<RandomRWFile> data, crc;
-    GFS_RETURN_IF_ERROR(env_->OpenReadOnly(DataPath(h), &data));
-    GFS_RETURN_IF_ERROR(env_->OpenReadOnly(CrcPath(h), &crc));
-    const uint64_t b = (covered - 1) / kBS, bs = b * kBS;
-    uint8_t raw[4];
-    size_t got = 0;
-    GFS_RETURN_IF_ERROR(crc->Read(kCrcHeaderSize + b * 4, 4, raw, &got));
-    std::vector<uint8_t> block(static_cast<size_t>(covered - bs));
-    size_t n = 0;
-    GFS_RETURN_IF_ERROR(data->Read(bs, block.size(), block.data(), &n));
-    if (got != 4 || n != block.size()) return Status::OK();
-    uint32_t want = 0;
-    std::memcpy(&want, raw, 4);  // little-endian host, as written
-    if (crc32c::Value(block.data(), block.size()) != want) {
-      // The last block's checksum covers a prefix of it: find that prefix.
-      // None matching: the block is corrupt, and reads say so.
-      keep = *length;
-      uint32_t run = 0;
-      for (size_t k = 0; k + 1 < block.size(); ++k) {
-        run = crc32c::Extend(run, block.data() + k, 1);
-        if (run == want) keep = bs + k + 1;
-      }
-      if (keep == *length) return Status::OK();
+Status ChunkStore::LoadChunk(uint64_t h, State* st) {
+  uint64_t data_size = 0;
+  Result<uint64_t> dsize = env_->FileSize(DataPath(h));
+  if (dsize.ok()) {
+    data_size = *dsize;
+  } else if (dsize.status().code() != Code::kNotFound) {
+    return dsize.status();
+  }
+  std::unique_ptr<RandomRWFile> crc;
+  Status s = env_->OpenRandomRW(CrcPath(h), /*create=*/false, &crc);
+  if (s.code() == Code::kNotFound) {
+    // Never written (no files yet), or the checksums are gone: then every
+    // byte the data file holds is unverifiable.
+    st->length = data_size;
+    if (data_size > 0) {
+      st->broken = Status::Corruption(CrcPath(h) + ": checksum file missing for " +
+                                      std::to_string(data_size) + " bytes of data");
     }
+    return Status::OK();
   }
-  if (keep == *length) return Status::OK();
-  std::unique_ptr<RandomRWFile> data;
-  GFS_RETURN_IF_ERROR(env_->OpenRandomRW(DataPath(h), /*create=*/false, &data));
-  GFS_RETURN_IF_ERROR(data->Truncate(keep));
-  GFS_RETURN_IF_ERROR(data->Sync());
-  if (*version > 0) {
-    GFS_RETURN_IF_ERROR(WriteMeta(h, *version - 1));
-    --*version;
+  GFS_RETURN_IF_ERROR(s);
+  uint8_t raw[kCrcHeaderSize];
+  size_t got = 0;
+  GFS_RETURN_IF_ERROR(crc->Read(0, sizeof raw, raw, &got));
+  CrcHeader hdr;
+  s = DecodeCrcHeader(CrcPath(h), raw, got, &hdr);
+  if (s.ok() && hdr.format != kCrcFormat) s = Status::Corruption(CrcPath(h) + ": format 1 header");
+  if (!s.ok()) {
+    // The recorded length is lost with the header: take the data file's size
+    // (nothing is cut), and the whole replica is damaged until repaired.
+    st->length = data_size;
+    st->broken = s;
+    return Status::OK();
   }
-  tail_bytes_cut_ += *length - keep;
-  *length = keep;
+  Result<uint64_t> csize = crc->Size();
+  if (!csize.ok()) return csize.status();
+  uint64_t entries = *csize > kCrcHeaderSize ? (*csize - kCrcHeaderSize) / 4 : 0;
+  uint64_t length = hdr.length;
+  bool changed = false;
+  if (hdr.intent) {
+    // A mutation was under way when the process stopped: its range holds old
+    // bytes, new bytes or a mix. The length becomes what the data file holds
+    // between the old and the new one, and the blocks it meant to change are
+    // checksummed as the file holds them.
+    const uint64_t lo = std::min(hdr.length, hdr.intent_length);
+    const uint64_t hi = std::max(hdr.length, hdr.intent_length);
+    length = std::min(std::max(data_size, lo), hi);
+    std::unique_ptr<RandomRWFile> data;
+    if (data_size > 0) GFS_RETURN_IF_ERROR(env_->OpenReadOnly(DataPath(h), &data));
+    std::vector<uint8_t> block;
+    for (uint64_t i = hdr.first; i <= hdr.last && i < NumBlocks(length); ++i) {
+      const uint64_t bs = i * kBS, be = std::min(bs + kBS, length);
+      if (be > data_size) break;  // bytes missing: damaged, reported below
+      block.resize(static_cast<size_t>(be - bs));
+      size_t n = 0;
+      GFS_RETURN_IF_ERROR(data->Read(bs, block.size(), block.data(), &n));
+      if (n != block.size()) break;
+      const uint32_t c = crc32c::Value(block.data(), block.size());
+      GFS_RETURN_IF_ERROR(crc->Write(kCrcHeaderSize + i * 4, &c, 4));
+      entries = std::max(entries, i + 1);
+    }
+    ++intents_finished_;
+    changed = true;
+  }
+  if (data_size > length) {
+    // Bytes past the recorded length belong to no acknowledged mutation (a
+    // mutation is acknowledged after its length is recorded): not the chunk's.
+    std::unique_ptr<RandomRWFile> data;
+    GFS_RETURN_IF_ERROR(env_->OpenRandomRW(DataPath(h), /*create=*/false, &data));
+    GFS_RETURN_IF_ERROR(data->Truncate(length));
+    GFS_RETURN_IF_ERROR(data->Sync());
+    unrecorded_tail_bytes_ += data_size - length;
+    data_size = length;
+  }
+  if (changed) {
+    const std::vector<uint8_t> fresh = EncodeCrcHeader(length, false, 0, 0, 0);
+    GFS_RETURN_IF_ERROR(crc->Write(0, fresh.data(), fresh.size()));
+    if (entries > NumBlocks(length)) {
+      GFS_RETURN_IF_ERROR(crc->Truncate(kCrcHeaderSize + NumBlocks(length) * 4));
+      entries = NumBlocks(length);
+    }
+    GFS_RETURN_IF_ERROR(crc->Sync());
+  }
+  st->length = length;
+  // Damage visible without reading the data: blocks with no checksum, and
+  // bytes the data file does not hold.
+  if (entries < NumBlocks(length)) AddRange(&st->startup_damage, entries * kBS, length);
+  if (data_size < length) AddRange(&st->startup_damage, data_size / kBS * kBS, length);
   return Status::OK();
 }
 
@@ -331,6 +507,14 @@ Result<ChunkMeta> ChunkStore::Meta(uint64_t handle) const {
   auto it = chunks_.find(handle);
   if (it == chunks_.end()) return Status::NotFound("chunk " + HandleName(handle));
   return ChunkMeta{handle, it->second.version, it->second.length};
+}
+
+std::vector<Range> ChunkStore::StartupDamage(uint64_t handle) const {
+  auto it = chunks_.find(handle);
+  if (it == chunks_.end()) return {};
+  const State& st = it->second;
+  if (!st.poisoned.ok() || !st.broken.ok()) return {Range{0, st.length}};
+  return st.startup_damage;
 }
 
 uint64_t ChunkStore::UsedBytes() const { return used_bytes_; }
@@ -359,6 +543,12 @@ Status ChunkStore::Create(uint64_t handle, uint64_t version) {
 Status ChunkStore::SetVersion(uint64_t handle, uint64_t version) {
   auto it = chunks_.find(handle);
   if (it == chunks_.end()) return Status::NotFound("chunk " + HandleName(handle));
+  if (version < it->second.version) {
+    return Status::InvalidArgument("chunk " + HandleName(handle) + ": version " +
+                                   std::to_string(version) + " is below its version " +
+                                   std::to_string(it->second.version));
+  }
+  if (version == it->second.version) return Status::OK();
   GFS_RETURN_IF_ERROR(WriteMeta(handle, version));
   it->second.version = version;
   return Status::OK();
@@ -372,8 +562,6 @@ Status ChunkStore::Delete(uint64_t handle) {
     return Status::NotFound("chunk " + HandleName(handle));
   }
   Evict(handle);
-  external_.erase(handle);
-  appends_.erase(handle);
   Status s = env_->RemoveFile(MetaPath(handle));  // the commit point
   if (!s.ok() && s.code() != Code::kNotFound) return s;
   if (it != chunks_.end()) {
@@ -397,16 +585,45 @@ void ChunkStore::Evict(uint64_t handle) {
   open_.erase(it);
 }
 
+Status ChunkStore::MakeRoom() {
+  while (open_.size() >= max_open_) {
+    // The least recently used chunk with nothing unsynced goes first.
+    auto victim = lru_.end();
+    for (auto it = lru_.end(); it != lru_.begin();) {
+      --it;
+      auto st = chunks_.find(it->handle);
+      if (st == chunks_.end() || !st->second.dirty) {
+        victim = it;
+        break;
+      }
+    }
+    if (victim == lru_.end()) {
+      // Every open chunk is dirty: sync the oldest through the descriptors
+      // that wrote it before closing them, so no writeback error is lost.
+      const uint64_t h = lru_.back().handle;
+      ++evictions_synced_;
+      Status s = Sync(h);
+      if (!s.ok() && open_.count(h) == 0) continue;  // poisoned (and closed) by the failure
+      victim = std::prev(lru_.end());
+      if (!s.ok()) return s;
+    }
+    open_.erase(victim->handle);
+    lru_.erase(victim);
+  }
+  return Status::OK();
+}
+
 Result<ChunkStore::OpenChunk*> ChunkStore::Acquire(uint64_t handle, State* st, bool create) {
   auto it = open_.find(handle);
   if (it != open_.end()) {
     lru_.splice(lru_.begin(), lru_, it->second);
     return &lru_.front();
   }
-  while (open_.size() >= max_open_) {
-    open_.erase(lru_.back().handle);
-    lru_.pop_back();
+  if (!st->broken.ok()) {
+    return Status::Corruption("chunk " + HandleName(handle) + " has no usable checksums (" +
+                              st->broken.message() + "); the replica awaits repair");
   }
+  GFS_RETURN_IF_ERROR(MakeRoom());
   OpenChunk oc;
   oc.handle = handle;
   const std::string dpath = DataPath(handle), cpath = CrcPath(handle);
@@ -422,69 +639,45 @@ Result<ChunkStore::OpenChunk*> ChunkStore::Acquire(uint64_t handle, State* st, b
     *file = std::move(opened);
   }
   if (!existed) st->need_dir_sync = true;
-  GFS_RETURN_IF_ERROR(LoadCrcs(&oc, st->length, create));
+  GFS_RETURN_IF_ERROR(LoadCrcs(&oc, *st, create));
   lru_.push_front(std::move(oc));
   open_[handle] = lru_.begin();
   return &lru_.front();
 }
 
-Status ChunkStore::LoadCrcs(OpenChunk* oc, uint64_t length, bool create) {
+Status ChunkStore::LoadCrcs(OpenChunk* oc, const State& st, bool create) {
   const std::string path = CrcPath(oc->handle);
   Result<uint64_t> size = oc->crc->Size();
   if (!size.ok()) return size.status();
-  oc->crcs.assign(NumBlocks(length), 0);
-  oc->crcs_valid = 0;
+  oc->crcs.assign(NumBlocks(st.length), 0);
+  oc->valid.assign(NumBlocks(st.length), 0);
   if (*size == 0) {
-    if (length > 0) {
+    if (st.length > 0) {
       return Status::Corruption(path + ": checksum file is empty but chunk " +
-                                HandleName(oc->handle) + " has " + std::to_string(length) +
+                                HandleName(oc->handle) + " has " + std::to_string(st.length) +
                                 " bytes");
     }
     if (!create) return Status::OK();
-    std::vector<uint8_t> hdr;
-    Writer w(&hdr);
-    w.U32(kCrcMagic);
-    w.U32(kCrcFormat);
-    w.U32(kBS);
-    w.U32(crc32c::Value(hdr.data(), hdr.size()));
-    return oc->crc->Write(0, hdr.data(), hdr.size());
+    return WriteHeader(oc, 0, Intent());
   }
   uint8_t hdr[kCrcHeaderSize];
   size_t got = 0;
   GFS_RETURN_IF_ERROR(oc->crc->Read(0, sizeof hdr, hdr, &got));
-  Reader r(hdr, got);
-  uint32_t magic = 0, format = 0, bs = 0, crc = 0;
-  if (!r.U32(&magic) || !r.U32(&format)) {
-    return Status::Corruption(path + ": checksum file header truncated (" + std::to_string(got) +
-                              " bytes)");
-  }
-  if (magic != kCrcMagic)
-    return Status::Corruption(path + ": bad checksum file magic " + Hex(magic));
-  if (format != kCrcFormat) {
-    return Status::Corruption(path + ": unknown checksum file format version " +
-                              std::to_string(format) + " (this build reads version " +
-                              std::to_string(kCrcFormat) + ")");
-  }
-  if (!r.U32(&bs) || !r.U32(&crc)) {
-    return Status::Corruption(path + ": checksum file header truncated (" + std::to_string(got) +
-                              " bytes)");
-  }
-  const uint32_t actual = crc32c::Value(hdr, kCrcHeaderSize - 4);
-  if (crc != actual) {
-    return Status::Corruption(path + ": checksum file header checksum mismatch (stored " +
-                              Hex(crc) + ", computed " + Hex(actual) + ")");
-  }
-  if (bs != kBS) {
-    return Status::Corruption(path + ": checksum block size " + std::to_string(bs) +
-                              ", this build uses " + std::to_string(kBS));
-  }
+  CrcHeader h;
+  GFS_RETURN_IF_ERROR(DecodeCrcHeader(path, hdr, got, &h));
   const size_t want = oc->crcs.size() * 4;
   if (want == 0) return Status::OK();
   std::vector<uint8_t> raw(want);
   GFS_RETURN_IF_ERROR(oc->crc->Read(kCrcHeaderSize, want, raw.data(), &got));
-  oc->crcs_valid = got / 4;  // entries past the end (torn by a crash) fail verification
-  std::memcpy(oc->crcs.data(), raw.data(), oc->crcs_valid * 4);
+  const size_t have = got / 4;  // entries past the end (torn by a crash) fail verification
+  std::memcpy(oc->crcs.data(), raw.data(), have * 4);
+  std::fill(oc->valid.begin(), oc->valid.begin() + static_cast<ptrdiff_t>(have), 1);
   return Status::OK();
+}
+
+Status ChunkStore::WriteHeader(OpenChunk* oc, uint64_t length, const Intent& in) {
+  const std::vector<uint8_t> hdr = EncodeCrcHeader(length, in.set, in.first, in.last, in.length);
+  return oc->crc->Write(0, hdr.data(), hdr.size());
 }
 
 Status ChunkStore::WriteCrcEntries(OpenChunk* oc, size_t first, const std::vector<uint32_t>& v) {
@@ -492,19 +685,23 @@ Status ChunkStore::WriteCrcEntries(OpenChunk* oc, size_t first, const std::vecto
   return oc->crc->Write(kCrcHeaderSize + first * 4, v.data(), v.size() * 4);  // little-endian host
 }
 
-Status ChunkStore::CheckBlock(const OpenChunk& oc, size_t i, const uint8_t* p, size_t n) const {
+Status ChunkStore::CheckBlock(const OpenChunk& oc, size_t i, const uint8_t* p, size_t n,
+                              Range* bad) const {
   const std::string where = "chunk " + HandleName(oc.handle) + " block " + std::to_string(i) +
                             " (bytes " + std::to_string(uint64_t{i} * kBS) + ".." +
                             std::to_string(uint64_t{i} * kBS + n) + ")";
-  if (i >= oc.crcs_valid || i >= oc.crcs.size()) {
-    return Status::Corruption(where + ": checksum missing (checksum file too short)");
+  Status s;
+  if (i >= oc.crcs.size() || !oc.valid[i]) {
+    s = Status::Corruption(where + ": checksum missing");
+  } else {
+    const uint32_t c = crc32c::Value(p, n);
+    if (c != oc.crcs[i]) {
+      s = Status::Corruption(where + ": checksum mismatch (stored " + Hex(oc.crcs[i]) +
+                             ", computed " + Hex(c) + ")");
+    }
   }
-  const uint32_t c = crc32c::Value(p, n);
-  if (c != oc.crcs[i]) {
-    return Status::Corruption(where + ": checksum mismatch (stored " + Hex(oc.crcs[i]) +
-                              ", computed " + Hex(c) + ")");
-  }
-  return Status::OK();
+  if (!s.ok() && bad != nullptr) *bad = Range{uint64_t{i} * kBS, kBS};
+  return s;
 }
 
 Status ChunkStore::ReadVerifiedBlock(OpenChunk* oc, uint64_t length, size_t i,
@@ -515,10 +712,26 @@ Status ChunkStore::ReadVerifiedBlock(OpenChunk* oc, uint64_t length, size_t i,
   size_t got = 0;
   GFS_RETURN_IF_ERROR(oc->data->Read(bs, n, buf->data(), &got));
   if (got != n) {
-    return Status::Corruption(DataPath(oc->handle) + ": data file shorter than chunk length " +
+    return Status::Corruption("chunk " + HandleName(oc->handle) + " block " + std::to_string(i) +
+                              ": data file ends before the chunk's length " +
                               std::to_string(length));
   }
-  return CheckBlock(*oc, i, buf->data(), n);
+  return CheckBlock(*oc, i, buf->data(), n, nullptr);
+}
+
+void ChunkStore::ClearDamage(State* st, uint64_t lo, uint64_t hi) {
+  if (st->startup_damage.empty()) return;
+  std::vector<Range> out;
+  for (const Range& r : st->startup_damage) {
+    const uint64_t rl = r.offset, rh = r.offset + r.length;
+    if (rh <= lo || rl >= hi) {
+      out.push_back(r);
+      continue;
+    }
+    if (rl < lo) out.push_back({rl, lo - rl});
+    if (rh > hi) out.push_back({hi, rh - hi});
+  }
+  st->startup_damage = std::move(out);
 }
 
 // --------------------------------------------------------------------- write
@@ -536,8 +749,6 @@ Status ChunkStore::Write(uint64_t handle, uint64_t offset, const std::vector<Con
   if (offset > kMaxLength || n > kMaxLength - offset) {
     return Status::InvalidArgument("chunk " + HandleName(handle) + ": write past max length");
   }
-  GFS_RETURN_IF_ERROR(NotExternal(handle));
-  GFS_RETURN_IF_ERROR(NoAppends(handle));
   return WriteImpl(handle, offset, data, n, std::max((*st)->length, offset + n));
 }
 
@@ -581,7 +792,7 @@ Status ChunkStore::WriteImpl(uint64_t handle, uint64_t off, const std::vector<Co
       } else {
         crc = ExtendZeros(0, be - bs);
       }
-    } else if (old_end == L && (!has_new || ws >= L) && i < oc->crcs_valid) {
+    } else if (old_end == L && (!has_new || ws >= L) && i < oc->valid.size() && oc->valid[i]) {
       // Append to the old partial last block: its stored CRC covers exactly
       // [bs, L), so extend it with the gap zeros and the new bytes.
       crc = oc->crcs[i];
@@ -604,9 +815,14 @@ Status ChunkStore::WriteImpl(uint64_t handle, uint64_t off, const std::vector<Co
     ncrc[i - first] = crc;
   }
 
-  // 2. The data, then the changed CRC entries.
-  Status s;
-  if (n > 0) {
+  // 2. The intent, the data, the changed CRC entries, the new length.
+  Intent in;
+  in.set = true;
+  in.first = static_cast<uint32_t>(first);
+  in.last = static_cast<uint32_t>(last);
+  in.length = new_len;
+  Status s = WriteHeader(oc, L, in);
+  if (s.ok() && n > 0) {
     size_t nonempty = 0;
     for (const ConstSlice& sl : data) nonempty += sl.size > 0;
     if (nonempty == 1 || n / nonempty >= kDirectSliceBytes) {
@@ -623,10 +839,11 @@ Status ChunkStore::WriteImpl(uint64_t handle, uint64_t off, const std::vector<Co
       s = oc->data->Write(off, scratch_.data(), n);
       if (scratch_.capacity() > (8u << 20)) std::vector<uint8_t>().swap(scratch_);
     }
-  } else if (new_len > L) {
+  } else if (s.ok() && new_len > L) {
     s = oc->data->Truncate(new_len);
   }
   if (s.ok()) s = WriteCrcEntries(oc, first, ncrc);
+  if (s.ok()) s = WriteHeader(oc, new_len, Intent());
   if (!s.ok()) {
     Restore(st, oc, off, end, data, s);
     return s;
@@ -634,8 +851,13 @@ Status ChunkStore::WriteImpl(uint64_t handle, uint64_t off, const std::vector<Co
 
   // 3. Commit in memory.
   oc->crcs.resize(NumBlocks(new_len), 0);
+  oc->valid.resize(NumBlocks(new_len), 0);
   std::copy(ncrc.begin(), ncrc.end(), oc->crcs.begin() + static_cast<ptrdiff_t>(first));
-  if (first <= oc->crcs_valid) oc->crcs_valid = std::max(oc->crcs_valid, last + 1);
+  std::fill(oc->valid.begin() + static_cast<ptrdiff_t>(first),
+            oc->valid.begin() + static_cast<ptrdiff_t>(last + 1), 1);
+  // Blocks rewritten whole are no longer damaged.
+  ClearDamage(st, (std::min(off, L) + kBS - 1) / kBS * kBS,
+              change_end == new_len ? new_len : end / kBS * kBS);
   used_bytes_ += new_len - L;
   st->length = new_len;
   st->dirty = true;
@@ -648,369 +870,64 @@ Status ChunkStore::WriteImpl(uint64_t handle, uint64_t off, const std::vector<Co
   return Status::OK();
 }
 
-// ----------------------------------------------------- short-circuit writes
-
-Status ChunkStore::NotExternal(uint64_t handle) const {
-  if (external_.count(handle) == 0) return Status::OK();
-  return Status(Code::kBusy, "chunk " + HandleName(handle) + ": a short-circuit write is open");
-}
-
-Status ChunkStore::BeginExternalWrite(uint64_t handle, uint64_t offset, uint64_t n,
-                                      uint64_t window_end, uint64_t* granted_end) {
-  Result<State*> str = Lookup(handle);
-  if (!str.ok()) return str.status();
-  GFS_RETURN_IF_ERROR(NotExternal(handle));
-  GFS_RETURN_IF_ERROR(NoAppends(handle));
-  if (n == 0 || offset > kMaxLength || n > kMaxLength - offset) {
-    return Status::InvalidArgument("chunk " + HandleName(handle) + ": short-circuit write of " +
-                                   std::to_string(n) + " bytes at " + std::to_string(offset));
+Status ChunkStore::RepairBlocks(uint64_t handle, uint64_t offset, const uint8_t* data, size_t n) {
+  auto it = chunks_.find(handle);
+  if (it == chunks_.end()) return Status::NotFound("chunk " + HandleName(handle));
+  State* st = &it->second;
+  const uint64_t L = st->length;
+  if (offset % kBS != 0 || offset + n > L || (n == 0 && L != 0) ||
+      (n > 0 && (offset + n) % kBS != 0 && offset + n != L)) {
+    return Status::InvalidArgument("chunk " + HandleName(handle) + ": repair of " +
+                                   std::to_string(n) + " bytes at " + std::to_string(offset) +
+                                   " is not whole blocks inside length " + std::to_string(L));
   }
-  State* st = *str;
+  if (!st->broken.ok() || !st->poisoned.ok()) {
+    // The checksum file was unreadable, or a failed sync left the page cache
+    // unknown: a new checksum file with the recorded length and no checksum,
+    // so every block reads as damaged until a repair rewrites it.
+    Evict(handle);
+    std::unique_ptr<RandomRWFile> crc;
+    GFS_RETURN_IF_ERROR(env_->OpenRandomRW(CrcPath(handle), /*create=*/true, &crc));
+    GFS_RETURN_IF_ERROR(crc->Truncate(0));
+    const std::vector<uint8_t> hdr = EncodeCrcHeader(L, false, 0, 0, 0);
+    GFS_RETURN_IF_ERROR(crc->Write(0, hdr.data(), hdr.size()));
+    GFS_RETURN_IF_ERROR(crc->Sync());
+    st->broken = Status::OK();
+    st->poisoned = Status::OK();
+    st->need_dir_sync = true;
+    st->startup_damage.clear();
+    AddRange(&st->startup_damage, 0, L);
+  }
+  if (n == 0) return Status::OK();  // an empty chunk: nothing more to rewrite
   Result<OpenChunk*> ocr = Acquire(handle, st, /*create=*/true);
   if (!ocr.ok()) return ocr.status();
   OpenChunk* oc = *ocr;
-  const uint64_t L = st->length, end = offset + n;
-  // Old blocks that keep old bytes beside the new ones are checksummed anew
-  // at the end from what the file holds: verify their old bytes now.
-  std::vector<size_t> edges = {static_cast<size_t>(offset / kBS),
-                               static_cast<size_t>((end - 1) / kBS)};
-  if (L > 0 && L < offset) edges.push_back(static_cast<size_t>((L - 1) / kBS));
-  std::sort(edges.begin(), edges.end());
-  edges.erase(std::unique(edges.begin(), edges.end()), edges.end());
-  for (size_t i : edges) {
-    const uint64_t bs = uint64_t{i} * kBS;
-    if (i >= NumBlocks(L) || (offset <= bs && std::min(bs + kBS, L) <= end)) continue;
-    Status s = ReadVerifiedBlock(oc, L, i, &scratch_);
-    if (!s.ok()) return Status(s.code(), s.message() + "; refusing to overwrite part of the block");
-  }
-  // A held grant: past `end` (>= L) the file holds no old byte, so the
-  // writer may go on there without any block to verify first.
-  const uint64_t limit = window_end > end && end >= L ? std::min(window_end, kMaxLength) : end;
-  external_[handle] = External{offset, end, limit};
-  if (granted_end != nullptr) *granted_end = limit;
-  return Status::OK();
-}
-
-Status ChunkStore::EndExternalWrite(uint64_t handle, const std::vector<uint32_t>& crcs) {
-  auto it = external_.find(handle);
-  return EndExternalWrite(handle, it == external_.end() ? 0 : it->second.end, crcs);
-}
-
-Status ChunkStore::EndExternalWrite(uint64_t handle, uint64_t end,
-                                    const std::vector<uint32_t>& crcs) {
-  auto it = external_.find(handle);
-  if (it == external_.end()) {
-    return Status::NotFound("chunk " + HandleName(handle) + ": no short-circuit write is open");
-  }
-  External e = it->second;
-  if (end < e.end || end > e.limit) {
-    Status s = FinishExternal(handle, e, nullptr);
-    if (!s.ok()) return s;
-    return Status::InvalidArgument("short-circuit write of chunk " + HandleName(handle) +
-                                   ": written to " + std::to_string(end) + ", outside its grant [" +
-                                   std::to_string(e.end) + ", " + std::to_string(e.limit) +
-                                   "]; aborted");
-  }
-  e.end = e.limit = end;
-  const uint64_t boundary = (e.off + kBS - 1) / kBS * kBS;
-  const size_t want = boundary >= e.end ? 0 : static_cast<size_t>(NumBlocks(e.end - boundary));
-  if (crcs.size() != want) {
-    Status s = FinishExternal(handle, e, nullptr);
-    if (!s.ok()) return s;
-    return Status::InvalidArgument("short-circuit write of chunk " + HandleName(handle) + ": " +
-                                   std::to_string(crcs.size()) + " checksums for " +
-                                   std::to_string(want) + " blocks; aborted");
-  }
-  return FinishExternal(handle, e, &crcs);
-}
-
-Status ChunkStore::AbortExternalWrite(uint64_t handle) {
-  auto it = external_.find(handle);
-  if (it == external_.end()) {
-    return Status::NotFound("chunk " + HandleName(handle) + ": no short-circuit write is open");
-  }
-  return FinishExternal(handle, it->second, nullptr);
-}
-
-Status ChunkStore::FinishExternal(uint64_t handle, External e, const std::vector<uint32_t>* crcs) {
-  external_.erase(handle);
-  if (crcs == nullptr) e.end = e.limit;  // aborted: anything up to the granted end may be there
-  Result<State*> str = Lookup(handle);
-  if (!str.ok()) return str.status();
-  State* st = *str;
-  Result<OpenChunk*> ocr = Acquire(handle, st, /*create=*/false);
-  if (!ocr.ok()) return ocr.status();
-  OpenChunk* oc = *ocr;
-  const uint64_t L = st->length;
-  Result<uint64_t> size = oc->data->Size();
-  if (!size.ok()) return size.status();
-  Status short_file;
-  if (crcs != nullptr && *size < e.end) {
-    short_file = Status::IOError(DataPath(handle) + ": " + std::to_string(*size) +
-                                 " bytes after a short-circuit write to " + std::to_string(e.end) +
-                                 "; aborted");
-    crcs = nullptr;
-  }
-  // Aborted: keep what landed past the old length (never more than the range).
-  const uint64_t new_len = std::max(L, std::min(*size, e.end));
-  auto fail = [&](const Status& s) { return Poison(handle, st, "a short-circuit write", s); };
-  if (*size > new_len) {
-    Status s = oc->data->Truncate(new_len);
-    if (!s.ok()) return fail(s);
-  }
-  // Blocks whose bytes may have changed: from the first the range or the
-  // gap before it touches, to the last below the range's end or new length.
-  const uint64_t lo = std::min(e.off, L);
-  const uint64_t hi = std::max(std::min(e.end, new_len), new_len > L ? new_len : 0);
+  const size_t first = static_cast<size_t>(offset / kBS);
+  const size_t last = static_cast<size_t>((offset + n - 1) / kBS);
   std::vector<uint32_t> ncrc;
-  size_t first = 0;
-  if (hi > lo) {
-    first = static_cast<size_t>(lo / kBS);
-    const size_t last = static_cast<size_t>((hi - 1) / kBS);
-    const uint64_t boundary = (e.off + kBS - 1) / kBS * kBS;
-    ncrc.resize(last - first + 1);
-    for (size_t i = first; i <= last; ++i) {
-      const uint64_t bs = uint64_t{i} * kBS;
-      const uint64_t be = std::min(bs + kBS, new_len);
-      if (crcs != nullptr && bs >= e.off && be <= e.end) {
-        ncrc[i - first] = (*crcs)[static_cast<size_t>((bs - boundary) / kBS)];
-        continue;
-      }
-      scratch_.resize(static_cast<size_t>(be - bs));
-      size_t got = 0;
-      Status s = oc->data->Read(bs, scratch_.size(), scratch_.data(), &got);
-      if (s.ok() && got != scratch_.size()) s = Status::IOError(DataPath(handle) + ": short read");
-      if (!s.ok()) return fail(s);
-      ncrc[i - first] = crc32c::Value(scratch_.data(), scratch_.size());
-    }
+  for (size_t i = first; i <= last; ++i) {
+    const uint64_t bs = uint64_t{i} * kBS;
+    const uint64_t be = std::min<uint64_t>(bs + kBS, offset + n);
+    ncrc.push_back(crc32c::Value(data + (bs - offset), static_cast<size_t>(be - bs)));
   }
-  GFS_RETURN_IF_ERROR(SetBlocks(handle, st, oc, first, ncrc, lo, hi, new_len));
-  return short_file;
-}
-
-Status ChunkStore::Poison(uint64_t handle, State* st, const char* after, const Status& s) {
-  st->poisoned = Status(
-      s.code(), "chunk " + HandleName(handle) + " unusable after " + after + ": " + s.ToString());
-  Evict(handle);
-  return st->poisoned;
-}
-
-Status ChunkStore::SetBlocks(uint64_t handle, State* st, OpenChunk* oc, size_t first,
-                             const std::vector<uint32_t>& ncrc, uint64_t lo, uint64_t hi,
-                             uint64_t new_len) {
-  if (!ncrc.empty()) {
-    Status s = WriteCrcEntries(oc, first, ncrc);
-    if (!s.ok()) return Poison(handle, st, "a short-circuit write", s);
-    oc->crcs.resize(NumBlocks(new_len), 0);
-    std::copy(ncrc.begin(), ncrc.end(), oc->crcs.begin() + static_cast<ptrdiff_t>(first));
-    if (first <= oc->crcs_valid) oc->crcs_valid = std::max(oc->crcs_valid, first + ncrc.size());
-    oc->wb_lo = std::min(oc->wb_lo, lo);
-    oc->wb_hi = std::max(oc->wb_hi, hi);
-  }
-  used_bytes_ += new_len - st->length;
-  st->length = new_len;
+  Intent in;
+  in.set = true;
+  in.first = static_cast<uint32_t>(first);
+  in.last = static_cast<uint32_t>(last);
+  in.length = L;
+  Status s = WriteHeader(oc, L, in);
+  if (s.ok()) s = oc->data->Write(offset, data, n);
+  if (s.ok()) s = WriteCrcEntries(oc, first, ncrc);
+  if (s.ok()) s = WriteHeader(oc, L, Intent());
+  if (!s.ok()) return Poison(handle, st, "a repair", s);
+  std::copy(ncrc.begin(), ncrc.end(), oc->crcs.begin() + static_cast<ptrdiff_t>(first));
+  std::fill(oc->valid.begin() + static_cast<ptrdiff_t>(first),
+            oc->valid.begin() + static_cast<ptrdiff_t>(last + 1), 1);
+  ClearDamage(st, offset, offset + n);
   st->dirty = true;
   ++st->gen;
-  if (writeback_bytes_ > 0 && oc->wb_hi > oc->wb_lo && oc->wb_hi - oc->wb_lo >= writeback_bytes_ &&
-      StartWriteback(oc)) {
-    ++writebacks_early_;
-  }
-  return Status::OK();
-}
-
-// ------------------------------------------------------ short-circuit appends
-
-Status ChunkStore::NoAppends(uint64_t handle) const {
-  if (appends_.count(handle) == 0) return Status::OK();
-  return Status(Code::kBusy, "chunk " + HandleName(handle) + ": short-circuit appends are open");
-}
-
-uint64_t ChunkStore::AppendEnd(uint64_t handle) const {
-  auto a = appends_.find(handle);
-  if (a != appends_.end()) return a->second.reserved;
-  auto c = chunks_.find(handle);
-  return c == chunks_.end() ? 0 : c->second.length;
-}
-
-uint64_t ChunkStore::LandedEnd(uint64_t handle) const {
-  uint64_t end = AppendEnd(handle);
-  auto a = appends_.find(handle);
-  if (a == appends_.end()) return end;
-  end = 0;
-  for (auto r = a->second.ranges.rbegin(); r != a->second.ranges.rend(); ++r) {
-    if (r->second.landed) {  // the highest landed range
-      end = r->second.end;
-      break;
-    }
-  }
-  auto c = chunks_.find(handle);
-  return std::max(end, c == chunks_.end() ? 0 : c->second.length);
-}
-
-Status ChunkStore::ReserveAppend(uint64_t handle, uint64_t n, uint64_t* offset) {
-  Result<State*> str = Lookup(handle);
-  if (!str.ok()) return str.status();
-  GFS_RETURN_IF_ERROR(NotExternal(handle));
-  const uint64_t at = AppendEnd(handle);
-  if (n == 0 || n > kMaxLength - at) {
-    return Status::InvalidArgument("chunk " + HandleName(handle) + ": append of " +
-                                   std::to_string(n) + " bytes at " + std::to_string(at));
-  }
-  Result<OpenChunk*> ocr = Acquire(handle, *str, /*create=*/true);
-  if (!ocr.ok()) return ocr.status();
-  Appends& a = appends_[handle];
-  a.reserved = at + n;
-  a.ranges[at].end = at + n;
-  *offset = at;
-  return Status::OK();
-}
-
-Status ChunkStore::FindRange(uint64_t handle, uint64_t offset, AppendRange** r) {
-  auto a = appends_.find(handle);
-  if (a != appends_.end()) {
-    auto it = a->second.ranges.find(offset);
-    if (it != a->second.ranges.end() && !it->second.landed) {
-      *r = &it->second;
-      return Status::OK();
-    }
-  }
-  return Status::NotFound("chunk " + HandleName(handle) + ": no open append range at " +
-                          std::to_string(offset));
-}
-
-namespace {
-// The pieces of [off, end) between block boundaries.
-size_t PieceCount(uint64_t off, uint64_t end) {
-  return static_cast<size_t>((end - 1) / kBS - off / kBS + 1);
-}
-}  // namespace
-
-Status ChunkStore::LandAppend(uint64_t handle, uint64_t offset, const std::vector<uint32_t>& crcs) {
-  AppendRange* r = nullptr;
-  GFS_RETURN_IF_ERROR(FindRange(handle, offset, &r));
-  const size_t want = PieceCount(offset, r->end);
-  if (crcs.size() != want) {
-    GFS_RETURN_IF_ERROR(AbortAppend(handle, offset));
-    return Status::InvalidArgument("append to chunk " + HandleName(handle) + " at " +
-                                   std::to_string(offset) + ": " + std::to_string(crcs.size()) +
-                                   " checksums for " + std::to_string(want) +
-                                   " pieces; checksummed from the file instead");
-  }
-  r->crcs = crcs;
-  r->landed = true;
-  return Fold(handle);
-}
-
-Status ChunkStore::AbortAppend(uint64_t handle, uint64_t offset) {
-  AppendRange* r = nullptr;
-  GFS_RETURN_IF_ERROR(FindRange(handle, offset, &r));
-  Result<State*> str = Lookup(handle);
-  if (!str.ok()) return str.status();
-  Result<OpenChunk*> ocr = Acquire(handle, *str, /*create=*/false);
-  if (!ocr.ok()) return ocr.status();
-  OpenChunk* oc = *ocr;
-  // Only this range's writer writes inside it, and it started nothing it
-  // could not finish before now: read what it left, and fill with zeros
-  // where the file ends first (never truncate: later ranges may be written).
-  std::vector<uint32_t> crcs;
-  for (uint64_t p = offset; p < r->end;) {
-    const uint64_t q = std::min((p / kBS + 1) * kBS, r->end);
-    scratch_.resize(static_cast<size_t>(q - p));
-    size_t got = 0;
-    Status s = oc->data->Read(p, scratch_.size(), scratch_.data(), &got);
-    if (s.ok() && got < scratch_.size()) {
-      std::memset(scratch_.data() + got, 0, scratch_.size() - got);
-      s = oc->data->Write(p + got, scratch_.data() + got, scratch_.size() - got);
-    }
-    if (!s.ok()) return Poison(handle, *str, "an abandoned append", s);
-    crcs.push_back(crc32c::Value(scratch_.data(), scratch_.size()));
-    p = q;
-  }
-  r->crcs = std::move(crcs);
-  r->landed = true;
-  return Fold(handle);
-}
-
-Status ChunkStore::WriteAppend(uint64_t handle, const std::vector<ConstSlice>& data,
-                               uint64_t* offset) {
-  uint64_t n = 0;
-  for (const ConstSlice& s : data) n += s.size;
-  GFS_RETURN_IF_ERROR(ReserveAppend(handle, n, offset));
-  Result<State*> str = Lookup(handle);
-  Result<OpenChunk*> ocr = Acquire(handle, *str, /*create=*/false);
-  Status s = ocr.status();
-  uint64_t at = *offset;
-  for (size_t i = 0; s.ok() && i < data.size(); at += data[i].size, ++i) {
-    s = (*ocr)->data->Write(at, data[i].data, data[i].size);
-  }
-  if (!s.ok()) {
-    AbortAppend(handle, *offset);  // what landed is checksummed as it is, like a failed Write
-    return s;
-  }
-  std::vector<uint32_t> crcs;
-  Gather g(data);
-  for (uint64_t p = *offset, end = *offset + n; p < end;) {
-    const uint64_t q = std::min((p / kBS + 1) * kBS, end);
-    crcs.push_back(g.Crc(0, q - p));
-    p = q;
-  }
-  return LandAppend(handle, *offset, crcs);
-}
-
-Status ChunkStore::PadAppend(uint64_t handle, uint64_t end) {
-  const uint64_t at = AppendEnd(handle);
-  if (end <= at) return Status::OK();
-  uint64_t offset = 0;
-  GFS_RETURN_IF_ERROR(ReserveAppend(handle, end - at, &offset));
-  Result<State*> str = Lookup(handle);
-  Result<OpenChunk*> ocr = Acquire(handle, *str, /*create=*/false);
-  Status s = ocr.status();
-  Result<uint64_t> size = s.ok() ? (*ocr)->data->Size() : Result<uint64_t>(s);
-  if (!size.ok()) s = size.status();
-  if (s.ok() && *size > offset) {  // old bytes past every range: make them zeros
-    std::vector<uint8_t> zeros(static_cast<size_t>(std::min(*size, end) - offset), 0);
-    s = (*ocr)->data->Write(offset, zeros.data(), zeros.size());
-  }
-  // Writers of earlier ranges end below `offset`: growing the file to `end`
-  // cuts none of their bytes.
-  if (s.ok() && *size < end) s = (*ocr)->data->Truncate(end);
-  if (!s.ok()) {
-    AbortAppend(handle, offset);
-    return s;
-  }
-  std::vector<uint32_t> crcs;
-  for (uint64_t p = offset; p < end;) {
-    const uint64_t q = std::min((p / kBS + 1) * kBS, end);
-    crcs.push_back(ExtendZeros(0, q - p));
-    p = q;
-  }
-  return LandAppend(handle, offset, crcs);
-}
-
-Status ChunkStore::Fold(uint64_t handle) {
-  auto a = appends_.find(handle);
-  if (a == appends_.end()) return Status::OK();
-  Result<State*> str = Lookup(handle);
-  if (!str.ok()) return str.status();
-  State* st = *str;
-  auto& ranges = a->second.ranges;
-  while (!ranges.empty() && ranges.begin()->first == st->length && ranges.begin()->second.landed) {
-    const uint64_t off = ranges.begin()->first;
-    AppendRange r = std::move(ranges.begin()->second);
-    ranges.erase(ranges.begin());
-    Result<OpenChunk*> ocr = Acquire(handle, st, /*create=*/false);
-    if (!ocr.ok()) return ocr.status();
-    OpenChunk* oc = *ocr;
-    const size_t first = static_cast<size_t>(off / kBS);
-    std::vector<uint32_t> ncrc = std::move(r.crcs);
-    if (off % kBS != 0) {
-      // The block the range starts in began with the bytes before it.
-      const uint64_t piece = std::min((off / kBS + 1) * kBS, r.end) - off;
-      ncrc[0] = crc32c::Combine(first < oc->crcs.size() ? oc->crcs[first] : 0, ncrc[0], piece);
-    }
-    GFS_RETURN_IF_ERROR(SetBlocks(handle, st, oc, first, ncrc, off, r.end, r.end));
-  }
-  if (ranges.empty()) appends_.erase(a);
+  oc->wb_lo = std::min(oc->wb_lo, offset);
+  oc->wb_hi = std::max(oc->wb_hi, offset + n);
   return Status::OK();
 }
 
@@ -1038,15 +955,13 @@ void ChunkStore::StartWritebackAll() {
   for (const Writeback& w : TakeWritebacks()) w.file->StartWriteback(w.offset, w.n);
 }
 
-// After a failed write: cut the data and checksum files back to the old length
-// and re-checksum the old blocks the write overlapped, so the chunk stays
-// readable. A block is re-checksummed only if its bytes can be vouched for:
-// they still match the stored CRC (the write did not reach them), or every
-// byte inside the write range equals the new data (old bytes outside the range
-// were verified before the write, see WriteImpl). Anything else (a write torn
-// inside the block, or old bytes that were already corrupt and never read)
-// keeps the old CRC, so the block reads as Corruption instead of laundering
-// bad bytes under a fresh checksum. If restoring fails, poison the chunk.
+Status ChunkStore::Poison(uint64_t handle, State* st, const char* after, const Status& s) {
+  st->poisoned = Status(
+      s.code(), "chunk " + HandleName(handle) + " unusable after " + after + ": " + s.ToString());
+  Evict(handle);
+  return st->poisoned;
+}
+
 void ChunkStore::Restore(State* st, OpenChunk* oc, uint64_t off, uint64_t end,
                          const std::vector<ConstSlice>& data, const Status& cause) {
   const uint64_t L = st->length;
@@ -1062,7 +977,7 @@ void ChunkStore::Restore(State* st, OpenChunk* oc, uint64_t off, uint64_t end,
     if (L > 0 && std::min(off, L) / kBS < NumBlocks(L)) {
       const size_t a = static_cast<size_t>(std::min(off, L) / kBS);
       const size_t b = static_cast<size_t>((std::min(end, L) - 1) / kBS);
-      const size_t valid_end = std::min(b + 1, oc->crcs_valid);  // don't launder missing ones
+      const size_t valid_end = std::min(b + 1, oc->valid.size());
       if (a < valid_end) {
         std::vector<uint32_t> v;
         Gather g(data);
@@ -1075,6 +990,10 @@ void ChunkStore::Restore(State* st, OpenChunk* oc, uint64_t off, uint64_t end,
           GFS_RETURN_IF_ERROR(oc->data->Read(bs, len, scratch_.data(), &got));
           if (got != len) return Status::Corruption(DataPath(oc->handle) + ": short read");
           const uint32_t cur = crc32c::Value(scratch_.data(), len);
+          if (!oc->valid[i]) {
+            v.push_back(oc->crcs[i]);  // never launder a block that had no checksum
+            continue;
+          }
           if (cur == oc->crcs[i]) {
             v.push_back(cur);
             continue;
@@ -1096,7 +1015,7 @@ void ChunkStore::Restore(State* st, OpenChunk* oc, uint64_t off, uint64_t end,
     Result<uint64_t> csize = oc->crc->Size();
     if (!csize.ok()) return csize.status();
     if (*csize > want) GFS_RETURN_IF_ERROR(oc->crc->Truncate(want));
-    return Status::OK();
+    return WriteHeader(oc, L, Intent());  // the old length, no mutation under way
   };
   Status r = fix();
   if (!r.ok()) {
@@ -1112,7 +1031,6 @@ Status ChunkStore::Locate(uint64_t handle, uint64_t offset, size_t n, Span* sp) 
   *sp = Span();
   Result<State*> str = Lookup(handle);
   if (!str.ok()) return str.status();
-  GFS_RETURN_IF_ERROR(NotExternal(handle));
   State* st = *str;
   const uint64_t L = st->length;
   if (offset >= L || n == 0) return Status::OK();
@@ -1130,11 +1048,15 @@ Status ChunkStore::Locate(uint64_t handle, uint64_t offset, size_t n, Span* sp) 
 
 Status ChunkStore::ReadVerified(uint64_t handle, uint64_t offset, size_t n,
                                 const std::function<uint8_t*(size_t)>& reserve, size_t* skip,
-                                size_t* len) {
+                                size_t* len, Range* bad) {
   *skip = 0;
   *len = 0;
   Span sp;
-  GFS_RETURN_IF_ERROR(Locate(handle, offset, n, &sp));
+  Status s = Locate(handle, offset, n, &sp);
+  if (!s.ok()) {
+    if (bad != nullptr && s.code() == Code::kCorruption) *bad = Range{offset / kBS * kBS, n};
+    return s;
+  }
   if (sp.oc == nullptr) return Status::OK();
   OpenChunk* oc = sp.oc;
   const size_t first = sp.first, last = sp.last;
@@ -1142,16 +1064,22 @@ Status ChunkStore::ReadVerified(uint64_t handle, uint64_t offset, size_t n,
   // Read the whole blocks straight into the caller's memory and verify them.
   uint8_t* buf = reserve(static_cast<size_t>(re - rs));
   size_t got = 0;
-  Status s = oc->data->Read(rs, re - rs, buf, &got);
-  if (s.ok() && got != re - rs) {
-    s = Status::Corruption(DataPath(handle) + ": data file shorter than chunk length " +
-                           std::to_string(sp.length));
-  }
-  for (size_t i = first; s.ok() && i <= last; ++i) {
-    const uint64_t bs = uint64_t{i} * kBS;
-    s = CheckBlock(*oc, i, buf + (bs - rs), std::min<uint64_t>(kBS, re - bs));
-  }
+  s = oc->data->Read(rs, re - rs, buf, &got);
   if (!s.ok()) return s;
+  for (size_t i = first; i <= last; ++i) {
+    const uint64_t bs = uint64_t{i} * kBS;
+    const uint64_t be = std::min<uint64_t>(bs + kBS, re);
+    if (rs + got < be) {
+      // The data file ends before the recorded length: these bytes are
+      // missing (damaged), never zeros.
+      if (bad != nullptr) *bad = Range{bs, sp.length - bs};
+      return Status::Corruption("chunk " + HandleName(handle) + " block " + std::to_string(i) +
+                                " (bytes " + std::to_string(bs) + ".." + std::to_string(be) +
+                                "): data file ends at " + std::to_string(rs + got) +
+                                ", before the chunk's length " + std::to_string(sp.length));
+    }
+    GFS_RETURN_IF_ERROR(CheckBlock(*oc, i, buf + (bs - rs), static_cast<size_t>(be - bs), bad));
+  }
   *skip = static_cast<size_t>(offset - rs);
   *len = static_cast<size_t>(want);
   return Status::OK();
@@ -1166,9 +1094,11 @@ Status ChunkStore::BlockChecksums(uint64_t handle, uint64_t offset, size_t n, ui
   if (sp.oc == nullptr) return Status::OK();
   const OpenChunk* oc = sp.oc;
   const size_t first = sp.first, last = sp.last;
-  if (last >= oc->crcs_valid || last >= oc->crcs.size()) {
-    return Status::Corruption("chunk " + HandleName(handle) + " block " + std::to_string(last) +
-                              ": checksum missing (checksum file too short)");
+  for (size_t i = first; i <= last; ++i) {
+    if (i >= oc->valid.size() || !oc->valid[i]) {
+      return Status::Corruption("chunk " + HandleName(handle) + " block " + std::to_string(i) +
+                                ": checksum missing");
+    }
   }
   crcs->assign(oc->crcs.begin() + static_cast<ptrdiff_t>(first),
                oc->crcs.begin() + static_cast<ptrdiff_t>(last + 1));
@@ -1177,7 +1107,8 @@ Status ChunkStore::BlockChecksums(uint64_t handle, uint64_t offset, size_t n, ui
   return Status::OK();
 }
 
-Status ChunkStore::Read(uint64_t handle, uint64_t offset, size_t n, std::vector<uint8_t>* out) {
+Status ChunkStore::Read(uint64_t handle, uint64_t offset, size_t n, std::vector<uint8_t>* out,
+                        Range* bad) {
   out->clear();
   size_t skip = 0, len = 0;
   Status s = ReadVerified(
@@ -1186,7 +1117,7 @@ Status ChunkStore::Read(uint64_t handle, uint64_t offset, size_t n, std::vector<
         out->resize(span);
         return out->data();
       },
-      &skip, &len);
+      &skip, &len, bad);
   if (!s.ok()) {
     out->clear();
     return s;
@@ -1196,15 +1127,23 @@ Status ChunkStore::Read(uint64_t handle, uint64_t offset, size_t n, std::vector<
   return Status::OK();
 }
 
-Status ChunkStore::Verify(uint64_t handle) {
-  Result<State*> str = Lookup(handle);
-  if (!str.ok()) return str.status();
-  GFS_RETURN_IF_ERROR(NotExternal(handle));
-  State* st = *str;
+Status ChunkStore::Scan(uint64_t handle, std::vector<Range>* damaged) {
+  damaged->clear();
+  auto it = chunks_.find(handle);
+  if (it == chunks_.end()) return Status::NotFound("chunk " + HandleName(handle));
+  State* st = &it->second;
   const uint64_t L = st->length;
+  if (!st->poisoned.ok() || !st->broken.ok()) {
+    damaged->push_back(Range{0, L});  // all of it (an empty range for an empty chunk)
+    return Status::OK();
+  }
   if (L == 0) return Status::OK();
   Result<OpenChunk*> ocr = Acquire(handle, st, /*create=*/false);
-  if (!ocr.ok()) return ocr.status();
+  if (!ocr.ok()) {
+    if (ocr.status().code() != Code::kCorruption) return ocr.status();
+    AddRange(damaged, 0, L);  // the checksum file cannot be loaded
+    return Status::OK();
+  }
   OpenChunk* oc = *ocr;
   constexpr uint64_t kPiece = 16 * kBS;
   for (uint64_t pos = 0; pos < L; pos += kPiece) {
@@ -1212,16 +1151,28 @@ Status ChunkStore::Verify(uint64_t handle) {
     scratch_.resize(len);
     size_t got = 0;
     GFS_RETURN_IF_ERROR(oc->data->Read(pos, len, scratch_.data(), &got));
-    if (got != len) {
-      return Status::Corruption(DataPath(handle) + ": data file shorter than chunk length " +
-                                std::to_string(L));
-    }
     for (uint64_t b = 0; b < len; b += kBS) {
-      GFS_RETURN_IF_ERROR(CheckBlock(*oc, static_cast<size_t>((pos + b) / kBS), scratch_.data() + b,
-                                     std::min<uint64_t>(kBS, len - b)));
+      const size_t blen = static_cast<size_t>(std::min<uint64_t>(kBS, len - b));
+      const size_t i = static_cast<size_t>((pos + b) / kBS);
+      if (b + blen > got || !CheckBlock(*oc, i, scratch_.data() + b, blen, nullptr).ok()) {
+        AddRange(damaged, pos + b, pos + b + blen);
+      }
     }
   }
   return Status::OK();
+}
+
+Status ChunkStore::Verify(uint64_t handle) {
+  auto it = chunks_.find(handle);
+  if (it != chunks_.end() && !it->second.broken.ok()) return it->second.broken;
+  if (it != chunks_.end() && !it->second.poisoned.ok()) return it->second.poisoned;
+  std::vector<Range> damaged;
+  GFS_RETURN_IF_ERROR(Scan(handle, &damaged));
+  if (damaged.empty()) return Status::OK();
+  return Status::Corruption("chunk " + HandleName(handle) + ": " + std::to_string(damaged.size()) +
+                            " damaged range(s), the first bytes " +
+                            std::to_string(damaged[0].offset) + ".." +
+                            std::to_string(damaged[0].offset + damaged[0].length));
 }
 
 // ------------------------------------------------------------ truncate / sync
@@ -1229,8 +1180,6 @@ Status ChunkStore::Verify(uint64_t handle) {
 Status ChunkStore::Truncate(uint64_t handle, uint64_t length) {
   Result<State*> str = Lookup(handle);
   if (!str.ok()) return str.status();
-  GFS_RETURN_IF_ERROR(NotExternal(handle));
-  GFS_RETURN_IF_ERROR(NoAppends(handle));
   State* st = *str;
   const uint64_t L = st->length;
   if (length == L) return Status::OK();
@@ -1250,23 +1199,25 @@ Status ChunkStore::Truncate(uint64_t handle, uint64_t length) {
     if (!s.ok()) return Status(s.code(), s.message() + "; refusing to truncate inside the block");
     last_crc = crc32c::Value(scratch_.data(), tail);
   }
-  GFS_RETURN_IF_ERROR(oc->data->Truncate(length));
-  Status s;
-  if (tail != 0) s = WriteCrcEntries(oc, nb - 1, {last_crc});
+  Intent in;
+  in.set = true;
+  in.first = static_cast<uint32_t>(nb == 0 ? 0 : nb - 1);
+  in.last = in.first;
+  in.length = length;
+  Status s = WriteHeader(oc, L, in);
+  if (s.ok()) s = oc->data->Truncate(length);
+  if (s.ok() && tail != 0) s = WriteCrcEntries(oc, nb - 1, {last_crc});
   if (s.ok()) s = oc->crc->Truncate(kCrcHeaderSize + uint64_t{nb} * 4);
+  if (s.ok()) s = WriteHeader(oc, length, Intent());
   used_bytes_ -= L - length;
   st->length = length;
   st->dirty = true;
   ++st->gen;
-  if (!s.ok()) {
-    st->poisoned = Status(s.code(), "chunk " + HandleName(handle) +
-                                        " unusable after failed truncate: " + s.ToString());
-    Evict(handle);
-    return s;
-  }
+  ClearDamage(st, length, UINT64_MAX);
+  if (!s.ok()) return Poison(handle, st, "a failed truncate", s);
   oc->crcs.resize(nb);
+  oc->valid.resize(nb);
   if (tail != 0) oc->crcs[nb - 1] = last_crc;
-  oc->crcs_valid = std::min(oc->crcs_valid, nb);
   return Status::OK();
 }
 
@@ -1275,19 +1226,22 @@ Status ChunkStore::Sync(uint64_t handle) {
   if (!str.ok()) return str.status();
   State* st = *str;
   if (!st->dirty) return Status::OK();
-  Result<OpenChunk*> ocr = Acquire(handle, st, /*create=*/false);
-  if (!ocr.ok()) return ocr.status();
-  OpenChunk* oc = *ocr;
+  // Every dirty chunk is open (the cache syncs one before closing it): the
+  // sync goes through the descriptors that wrote.
+  auto it = open_.find(handle);
+  if (it == open_.end()) {
+    return Poison(handle, st, "losing its files",
+                  Status::Internal("dirty chunk without open files"));
+  }
+  OpenChunk* oc = &*it->second;
   Status s = oc->data->Sync();
   if (s.ok()) s = oc->crc->Sync();
   if (s.ok() && st->need_dir_sync) s = env_->SyncDir(ChunksDir());
   if (!s.ok()) {
     // After a failed fsync the kernel may have dropped the dirty pages: a retry
-    // could "succeed" without the data, so the chunk is not trusted again.
-    st->poisoned = Status(
-        s.code(), "chunk " + HandleName(handle) + " unusable after failed sync: " + s.ToString());
-    Evict(handle);
-    return st->poisoned;
+    // could "succeed" without the data, so the chunk is not trusted again
+    // until a repair has rewritten all of it.
+    return Poison(handle, st, "a failed sync", s);
   }
   st->dirty = false;
   st->need_dir_sync = false;
@@ -1301,12 +1255,23 @@ Result<std::unique_ptr<ChunkStore::SyncJob>> ChunkStore::PrepareSync(uint64_t ha
   if (!str.ok()) return str.status();
   State* st = *str;
   if (!st->dirty) return std::unique_ptr<SyncJob>();
-  if (!st->poisoned.ok()) return st->poisoned;
+  auto it = open_.find(handle);
+  if (it == open_.end()) {
+    return Poison(handle, st, "losing its files",
+                  Status::Internal("dirty chunk without open files"));
+  }
+  if (jobs_out_ >= 4 * max_open_) {
+    // Queued jobs hold descriptors: past this many, sync here instead.
+    ++syncs_inline_;
+    GFS_RETURN_IF_ERROR(Sync(handle));
+    return std::unique_ptr<SyncJob>();
+  }
+  ++jobs_out_;
   auto job = std::make_unique<SyncJob>();
   job->handle = handle;
   job->gen = st->gen;
-  job->data_path = DataPath(handle);
-  job->crc_path = CrcPath(handle);
+  job->data = it->second->data;
+  job->crc = it->second->crc;
   if (st->need_dir_sync) job->dir = ChunksDir();
   job->env = env_;
   return job;
@@ -1314,34 +1279,19 @@ Result<std::unique_ptr<ChunkStore::SyncJob>> ChunkStore::PrepareSync(uint64_t ha
 
 Status ChunkStore::SyncJob::Run() {
   for (const Writeback& w : writebacks) w.file->StartWriteback(w.offset, w.n);
-  std::unique_ptr<RandomRWFile> data, crc;
-  Status s = env->OpenRandomRW(data_path, /*create=*/false, &data);
-  if (s.ok()) s = env->OpenRandomRW(crc_path, /*create=*/false, &crc);
-  if (!s.ok()) {
-    open_failed = true;
-    return s;
-  }
-  s = data->Sync();
+  Status s = data->Sync();
   if (s.ok()) s = crc->Sync();
   if (s.ok() && !dir.empty()) s = env->SyncDir(dir);
   return s;
 }
 
 Status ChunkStore::FinishSync(const SyncJob& job, const Status& result) {
+  if (jobs_out_ > 0) --jobs_out_;
   auto it = chunks_.find(job.handle);
-  if (it == chunks_.end()) {  // deleted meanwhile: nothing left to sync
-    return job.open_failed ? Status::OK() : result;
-  }
+  if (it == chunks_.end()) return result;  // deleted meanwhile: nothing left to sync
   State* st = &it->second;
   if (!st->poisoned.ok()) return st->poisoned;
-  if (!result.ok() && job.open_failed) return result;  // still dirty, still usable
-  if (!result.ok()) {
-    // As in Sync: the kernel may have dropped the dirty pages.
-    st->poisoned = Status(result.code(), "chunk " + HandleName(job.handle) +
-                                             " unusable after failed sync: " + result.ToString());
-    Evict(job.handle);
-    return st->poisoned;
-  }
+  if (!result.ok()) return Poison(job.handle, st, "a failed sync", result);
   if (st->gen != job.gen) return Status::OK();  // changed meanwhile: still dirty
   st->dirty = false;
   if (!job.dir.empty()) st->need_dir_sync = false;

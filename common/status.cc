@@ -48,6 +48,8 @@ const char* CodeName(Code c) {
       return "not the master";
     case Code::kStaleEpoch:
       return "stale master epoch";
+    case Code::kWrongStore:
+      return "wrong store";
   }
   return "unknown error";
 }

@@ -34,6 +34,7 @@ enum class Code : uint16_t {
   kTooLarge = 19,
   kNotMaster = 20,   // this master-group rank is not (or no longer) the master
   kStaleEpoch = 21,  // the sender's master epoch is older than the receiver's
+  kWrongStore = 22,  // a data directory of another store (another store identity)
 };
 
 const char* CodeName(Code c);

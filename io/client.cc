@@ -57,21 +57,19 @@ FileStat ToStat(const std::string& path, const FileAttr& a) {
 
 }  // namespace
 
-Client::Client(Transport* t, const JobConfig& cfg, int master_rank, std::vector<std::string> hosts)
+Client::Client(Transport* t, const JobConfig& cfg, int master_rank, std::vector<HostId> hosts)
     : rpc_(t), cfg_(cfg), master_(master_rank), hosts_(std::move(hosts)) {
   rpc_.set_unsolicited([this](Message& m) { OnUnsolicited(m); });
+  std::error_code ec;
+  std::filesystem::path abs = std::filesystem::absolute(cfg_.data_dir, ec);
+  data_dir_abs_ = ec ? cfg_.data_dir : abs.lexically_normal().string();
+  while (data_dir_abs_.size() > 1 && data_dir_abs_.back() == '/') data_dir_abs_.pop_back();
 }
 
 void Client::OnUnsolicited(Message& m) {
   if (m.type() == MsgType::kPushAck) {
     PushAckMsg a;
     if (m.Decode(&a).ok()) push_acks_[a.data_id] = a.status;
-  } else if (m.type() == MsgType::kRecallGrant) {
-    RecallGrantMsg r;
-    if (!m.Decode(&r).ok()) return;
-    auto it = held_.find(r.handle);
-    // Named by the primary's grant (replicas[0]), whichever replica recalls it.
-    if (it != held_.end() && it->second.replicas[0].grant == r.grant) it->second.recalled = true;
   } else if (m.type() == MsgType::kNewMaster) {
     NewMasterReq r;
     if (m.Decode(&r).ok() && r.epoch > master_epoch_ && r.master >= 0) {
@@ -233,13 +231,11 @@ Result<std::vector<FileStat>> Client::List(const std::string& path) {
 }
 
 Status Client::Remove(const std::string& path, bool recursive) {
-  EndAllHeld();
   Empty rep;
   return MasterCall(DeleteReq{path, recursive}, &rep);
 }
 
 Status Client::Rename(const std::string& src, const std::string& dst) {
-  EndAllHeld();
   // Lengths are reported under the path they were written at.
   GFS_RETURN_IF_ERROR(ReportLengthsUnder(src));
   Empty rep;
@@ -285,11 +281,7 @@ std::vector<int32_t> Client::OrderByDistance(std::vector<int32_t> ranks, int fro
   std::vector<int32_t> out;
   int cur = from;
   while (!ranks.empty()) {
-    auto same = [&](int32_t r) {
-      return cur >= 0 && static_cast<size_t>(cur) < hosts_.size() &&
-             static_cast<size_t>(r) < hosts_.size() &&
-             hosts_[static_cast<size_t>(r)] == hosts_[static_cast<size_t>(cur)];
-    };
+    auto same = [&](int32_t r) { return SameHostName(r, cur); };
     auto it = std::find_if(ranks.begin(), ranks.end(), same);
     if (it == ranks.end()) it = ranks.begin();
     out.push_back(*it);
@@ -404,9 +396,9 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
     uint64_t chunk_off = 0;
     const uint8_t* data = nullptr;
     size_t len = 0;
-    // kGranting: a short-circuit write asked for its grant (then it is
-    // written and ended at once); kWriting: the write request is out.
-    enum State { kNew, kPushing, kGranting, kWriting, kDone } state = kNew;
+    // kPushing: the data is on its way down the chain; kWriting: the write
+    // request is out to the primary.
+    enum State { kNew, kPushing, kWriting, kDone } state = kNew;
     int attempts = 0;
     uint64_t not_before_us = 0, first_failure_us = 0;
     uint64_t data_id = 0;
@@ -414,7 +406,6 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
     uint64_t req_id = 0;
     CachedLease lease;
     Status last;
-    std::vector<std::pair<std::string, std::string>> local_files;  // short-circuit: data, crc
   };
   const auto* p = static_cast<const uint8_t*>(data);
   std::vector<Op> ops;
@@ -434,11 +425,10 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
   uint64_t bytes_done = 0;
   // A failed attempt: retry later if the error allows, else give up.
   auto fail = [&](Op& op, Status s) -> Status {
-    if (op.state == Op::kWriting || op.state == Op::kGranting) rpc_.Forget(op.req_id);
+    if (op.state == Op::kWriting) rpc_.Forget(op.req_id);
     push_acks_.erase(op.data_id);
     --inflight;
     leases_.erase({f->id, op.index});
-    op.local_files = {};
     op.last = s;
     op.attempts++;
     op.state = Op::kNew;
@@ -455,7 +445,6 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
     --inflight;
     ++completed;
     f->dirty[op.lease.handle] = op.lease.replicas;
-    if (!op.local_files.empty()) f->dirty_local[op.lease.handle] = op.local_files;
     bytes_done += op.len;
     if (progress) progress(bytes_done);
   };
@@ -489,63 +478,6 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
       op.lease = *lease;
       op.deadline_us = MonoMicros() + timeout_us;
       ++inflight;
-      const bool local = WriteLocally(op.lease);
-      // Not (or no longer) short-circuit, e.g. a replica's chunkserver is
-      // gone: a grant this client holds on the chunk ends first (with no
-      // replica answering, the next fsync fails), and nothing more goes into
-      // its files.
-      if (!local && held_.count(op.lease.handle) != 0) EndHeld(op.lease.handle);
-      if (local) {
-        const uint64_t handle = op.lease.handle;
-        auto h = held_.find(handle);
-        if (h != held_.end()) rpc_.PumpOnce();  // a recall may have come
-        if (h != held_.end()) {
-          LocalGrant& g = h->second;
-          if (!g.recalled && g.version == op.lease.version &&
-              g.replicas[0].rank == op.lease.primary && op.chunk_off == g.end &&
-              op.chunk_off + op.len <= g.window_end && MonoMicros() < g.stop_us) {
-            Status s = WriteGranted(&g, op.data, op.len);
-            if (s.ok()) {
-              stats_.counters["bytes_written_local"] += op.len;
-              stats_.counters["local_writes_held"]++;
-              op.local_files.clear();
-              for (const auto& r : g.replicas) op.local_files.emplace_back(r.path, r.crc_path);
-              complete(op);
-              continue;
-            }
-            EndHeld(handle);  // with what it had written before this piece
-            GFS_RETURN_IF_ERROR(fail(op, s));
-            continue;
-          }
-          EndHeld(handle);
-        }
-        // One grant request per chunk at a time: the next piece waits for
-        // it (and goes on under it if it is held).
-        if (std::any_of(ops.begin(), ops.end(), [&](const Op& o) {
-              return o.state == Op::kGranting && o.lease.handle == handle;
-            })) {
-          --inflight;
-          continue;
-        }
-        EndHeldOf(f->id, handle);  // the file's writes have moved on to this chunk
-        WriteLocalReq w;
-        w.handle = handle;
-        w.version = op.lease.version;
-        w.offset = op.chunk_off;
-        w.length = op.len;
-        // Ask to hold the grant for what follows in the chunk (not on a
-        // retry: then just this range, under the grant's full life).
-        if (cfg_.write_hold_ms > 0 && op.attempts == 0) w.window_end = f->chunk_size;
-        w.secondaries = Secondaries(op.lease);  // every replica is on this host
-        auto id = rpc_.Start(op.lease.primary, w, cfg_.request_timeout_ms);
-        if (!id.ok()) {
-          GFS_RETURN_IF_ERROR(fail(op, id.status()));
-          continue;
-        }
-        op.req_id = *id;
-        op.state = Op::kGranting;
-        continue;
-      }
       op.data_id = ++next_data_id_;
       op.state = Op::kPushing;
       Status s = PushSend(OrderByDistance(op.lease.replicas, rpc_.transport()->rank()), op.data_id,
@@ -561,7 +493,6 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
         GFS_RETURN_IF_ERROR(start_write(op));
       }
     }
-    if (completed == ops.size()) break;  // all written under a held grant: nothing to wait for
     PumpOrIdle();
     now = MonoMicros();
     for (Op& op : ops) {
@@ -576,59 +507,6 @@ Status Client::Write(File* f, uint64_t offset, const void* data, size_t n,
         } else if (now > op.deadline_us) {
           GFS_RETURN_IF_ERROR(fail(op, Status::Timeout("data push was not acknowledged")));
         }
-      } else if (op.state == Op::kGranting) {
-        Result<Message> r = Status::Internal("unset");
-        if (!rpc_.TryTake(op.req_id, &r)) continue;
-        Status s = r.ok() ? r->status() : r.status();
-        WriteLocalReply rep;
-        if (s.ok()) s = r->Decode(&rep);
-        if (!s.ok()) {
-          GFS_RETURN_IF_ERROR(fail(op, s));
-          continue;
-        }
-        LocalGrant g;
-        g.file_id = f->id;
-        g.handle = op.lease.handle;
-        g.version = op.lease.version;
-        g.block_size = rep.block_size;
-        g.start = g.end = op.chunk_off;
-        g.window_end = std::max<uint64_t>(rep.window_end, op.chunk_off + op.len);
-        // The chunkserver gives up on the grant grant_ms after it gave it;
-        // stop writing at half that, counted from before it was asked.
-        g.stop_us = op.deadline_us - timeout_us + static_cast<uint64_t>(rep.grant_ms) * 500;
-        g.replicas.resize(1 + rep.others.size());
-        g.replicas[0].rank = op.lease.primary;
-        g.replicas[0].path = rep.path;
-        g.replicas[0].crc_path = rep.crc_path;
-        g.replicas[0].grant = rep.grant;
-        for (size_t i = 0; i < rep.others.size(); ++i) {
-          g.replicas[i + 1].rank = rep.others[i].rank;
-          g.replicas[i + 1].path = rep.others[i].path;
-          g.replicas[i + 1].crc_path = rep.others[i].crc_path;
-          g.replicas[i + 1].grant = rep.others[i].grant;
-        }
-        s = OpenGrant(&g);
-        if (s.ok()) s = WriteGranted(&g, op.data, op.len);
-        op.local_files.clear();
-        for (const auto& r : g.replicas) op.local_files.emplace_back(r.path, r.crc_path);
-        if (s.ok() && g.window_end > g.end) {
-          // Held: no kWriteLocalDone yet; the writes that follow go on under it.
-          stats_.counters["bytes_written_local"] += op.len;
-          complete(op);
-          held_[g.handle] = std::move(g);
-          continue;
-        }
-        // Ended now, on every replica: the write returns once those that
-        // answer hold its checksums (see FinishGrant). A file that was the
-        // trouble sends the retry through the chunkservers.
-        Status ended = FinishGrant(&g, s.ok());
-        if (s.ok()) s = ended;
-        if (!s.ok()) {
-          GFS_RETURN_IF_ERROR(fail(op, s));
-          continue;
-        }
-        stats_.counters["bytes_written_local"] += op.len;
-        complete(op);
       } else if (op.state == Op::kWriting) {
         Result<Message> r = Status::Internal("unset");
         if (!rpc_.TryTake(op.req_id, &r)) continue;
@@ -697,7 +575,6 @@ Status Client::FetchLocations(File* f, uint32_t first, uint32_t count) {
 
 Result<size_t> Client::Read(File* f, uint64_t offset, void* buf, size_t n,
                             const ProgressFn& progress) {
-  EndAllHeld();
   auto* out = static_cast<uint8_t*>(buf);
   if (offset + n > f->length) {
     // Maybe the file grew: ask the master (this also fetches locations).
@@ -859,198 +736,43 @@ void Client::TopUpAhead(File* f, ReadStream* rs, uint64_t from) {
   }
 }
 
+bool Client::SameHostName(int32_t a, int32_t b) const {
+  return a >= 0 && b >= 0 && static_cast<size_t>(a) < hosts_.size() &&
+         static_cast<size_t>(b) < hosts_.size() &&
+         hosts_[static_cast<size_t>(a)].name == hosts_[static_cast<size_t>(b)].name;
+}
+
 bool Client::LocalPeer(int32_t target) const {
   const int self = rpc_.transport()->rank();
-  return target >= 0 && target != self && no_local_.count(target) == 0 &&
-         static_cast<size_t>(target) < hosts_.size() && static_cast<size_t>(self) < hosts_.size() &&
-         hosts_[static_cast<size_t>(target)] == hosts_[static_cast<size_t>(self)];
+  if (target < 0 || target == self || no_local_.count(target) != 0 || !SameHostName(target, self)) {
+    return false;
+  }
+  // The same name on another machine (two nodes configured alike) is not
+  // this host: the boot ids tell them apart.
+  const std::string& mine = hosts_[static_cast<size_t>(self)].boot_id;
+  return !mine.empty() && mine == hosts_[static_cast<size_t>(target)].boot_id;
 }
 
 bool Client::ShortCircuit(int32_t target) const {
   return cfg_.short_circuit_reads && LocalPeer(target);
 }
 
-bool Client::WriteLocally(const CachedLease& lease) const {
-  return cfg_.short_circuit_writes && !lease.replicas.empty() &&
-         std::find(lease.replicas.begin(), lease.replicas.end(), lease.primary) !=
-             lease.replicas.end() &&
-         std::all_of(lease.replicas.begin(), lease.replicas.end(), [this](int32_t r) {
-           // A replica that is gone: through the chunkservers, which wait for
-           // the master to drop it.
-           return LocalPeer(r) && !rpc_.transport()->PeerGone(r);
-         });
-}
-
-bool Client::AppendLocally(const CachedLease& lease) const {
-  return cfg_.short_circuit_appends && cfg_.short_circuit_writes && lease.replicas.size() == 1 &&
-         lease.replicas[0] == lease.primary && LocalPeer(lease.primary) &&
-         !rpc_.transport()->PeerGone(lease.primary);
-}
-
-Status Client::WriteAppendRange(int32_t primary, const AppendLocalReply& rep, const Span& record,
-                                uint64_t stop_us, std::vector<uint32_t>* crcs) {
-  if (rep.block_size == 0 || rep.path.empty()) {
-    return Status::Protocol("append_local: answer without a file or block size");
+bool Client::ChunkFilePath(const std::string& path, uint64_t handle) const {
+  // <data dir>/<one directory>/chunks/<16 hex digits>.chunk, absolute, with no
+  // "." or ".." anywhere: the chunk's own data file, never another file.
+  char name[40];
+  std::snprintf(name, sizeof name, "/chunks/%016llx.chunk",
+                static_cast<unsigned long long>(handle));
+  const std::string prefix = data_dir_abs_ == "/" ? "/" : data_dir_abs_ + "/";
+  if (path.size() <= prefix.size() + std::strlen(name) ||
+      path.compare(0, prefix.size(), prefix) != 0 ||
+      path.compare(path.size() - std::strlen(name), std::strlen(name), name) != 0) {
+    return false;
   }
-  if (MonoMicros() >= stop_us) return Status::Timeout("short-circuit append ran past its grant");
-  // Opened per record, as a write grant's files are: the chunk's file is
-  // never written through a descriptor older than the grant.
-  std::unique_ptr<RandomRWFile> file;
-  Status s = env_->OpenRandomRW(rep.path, /*create=*/false, &file);
-  if (!s.ok()) return Unreachable(primary, s);
-  const uint64_t bs = rep.block_size;
-  const auto* data = static_cast<const uint8_t*>(record.data);
-  crcs->clear();
-  constexpr size_t kPiece = 1u << 20;
-  uint32_t part = 0;
-  for (size_t done = 0; done < record.size;) {
-    if (MonoMicros() >= stop_us) return Status::Timeout("short-circuit append ran past its grant");
-    const size_t len = std::min(kPiece, record.size - done);
-    // Each piece between block boundaries is checksummed while its bytes
-    // are in the cache, then the bytes go into the file.
-    for (uint64_t x = rep.offset + done, b = x + len; x < b;) {
-      const uint64_t next = (x / bs + 1) * bs, y = std::min(next, b);
-      const bool fresh = x == rep.offset || x % bs == 0;
-      part = crc32c::Extend(fresh ? 0 : part, data + (x - rep.offset), static_cast<size_t>(y - x));
-      if (y == next || y == rep.offset + record.size) crcs->push_back(part);
-      x = y;
-    }
-    s = file->Write(rep.offset + done, data + done, len);
-    if (!s.ok()) return Unreachable(primary, s);
-    done += len;
-  }
-  return Status::OK();
-}
-
-Status Client::Unreachable(int32_t target, const Status& s) {
-  no_local_.insert(target);
-  stats_.counters["local_write_unreachable"]++;
-  return Status(Code::kUnavailable, "short-circuit write: " + s.ToString());
-}
-
-Status Client::OpenGrant(LocalGrant* g) {
-  if (g->block_size == 0 || g->replicas.empty() ||
-      std::any_of(g->replicas.begin(), g->replicas.end(),
-                  [](const LocalGrant::Replica& r) { return r.path.empty(); })) {
-    return Status::Protocol("write_local: answer without a file or block size");
-  }
-  // Opened per grant, never kept past it: a chunk file deleted and made
-  // again (a clone, which the grant holds off) must not be written through
-  // an old descriptor.
-  for (LocalGrant::Replica& r : g->replicas) {
-    Status s = env_->OpenRandomRW(r.path, /*create=*/false, &r.file);
-    if (!s.ok()) return Unreachable(r.rank, s);
-  }
-  return Status::OK();
-}
-
-Status Client::WriteGranted(LocalGrant* g, const uint8_t* data, size_t n) {
-  const uint64_t bs = g->block_size;
-  const uint64_t first = (g->start + bs - 1) / bs * bs;  // the first checksum to take
-  constexpr size_t kPiece = 1u << 20;
-  for (size_t done = 0; done < n;) {
-    if (MonoMicros() >= g->stop_us)
-      return Status::Timeout("short-circuit write ran past its grant");
-    const size_t len = std::min(kPiece, n - done);
-    const uint64_t a = g->end, b = a + len;
-    // The checksums of this piece's blocks while its bytes are in the
-    // cache, then the bytes.
-    const size_t had = g->crcs.size();
-    const uint32_t part = g->part_crc;
-    for (uint64_t x = std::max(a, first); x < b;) {
-      const uint64_t next = (x / bs + 1) * bs, y = std::min(next, b);
-      g->part_crc = crc32c::Extend(x % bs == 0 ? 0 : g->part_crc, data + done + (x - a),
-                                   static_cast<size_t>(y - x));
-      if (y == next) g->crcs.push_back(g->part_crc);
-      x = y;
-    }
-    for (LocalGrant::Replica& r : g->replicas) {
-      Status s = r.file->Write(a, data + done, len);
-      if (!s.ok()) {
-        g->crcs.resize(had);
-        g->part_crc = part;
-        return Unreachable(r.rank, s);
-      }
-    }
-    g->end = b;
-    done += len;
-  }
-  return Status::OK();
-}
-
-WriteLocalDoneReq Client::DoneOf(LocalGrant* g) {
-  WriteLocalDoneReq d;
-  d.handle = g->handle;
-  d.written = 1;
-  d.end = g->end;
-  d.crcs = std::move(g->crcs);
-  const uint64_t bs = g->block_size;
-  const uint64_t first = (g->start + bs - 1) / bs * bs;
-  if (g->end > first && g->end % bs != 0) d.crcs.push_back(g->part_crc);  // the last, partial block
-  return d;
-}
-
-Status Client::FinishGrant(LocalGrant* g, bool written) {
-  WriteLocalDoneReq d;
-  if (written) {
-    d = DoneOf(g);
-  } else {
-    d.handle = g->handle;
-  }
-  std::vector<std::pair<int32_t, uint64_t>> sent;  // rank, request id
-  for (LocalGrant::Replica& r : g->replicas) {
-    r.file.reset();
-    if (rpc_.transport()->PeerGone(r.rank)) continue;
-    d.grant = r.grant;
-    auto id = rpc_.Start(r.rank, d, cfg_.request_timeout_ms);
-    if (id.ok()) sent.emplace_back(r.rank, *id);
-  }
-  // Every replica that answers has the checksums of what was written (kTimeout
-  // answered: its grant had run out and it took them from the file as it found
-  // it, every byte written here being in it by then, as no write starts past
-  // half the grant's life). One that does not answer is gone or stuck, as for
-  // a write through the chunkservers; but with none answering, the checksums
-  // may be stored nowhere.
-  Status s;
-  size_t answered = 0;
-  for (const auto& [rank, id] : sent) {
-    auto m = rpc_.Wait(id);
-    if (!m.ok()) continue;
-    ++answered;
-    if (!m->status().ok() && m->status().code() != Code::kTimeout && s.ok()) {
-      s = Status(m->status().code(),
-                 "replica rank " + std::to_string(rank) + ": " + m->status().message());
-    }
-  }
-  if (s.ok() && answered == 0 && written) {
-    s = Status::Unavailable("the end of a short-circuit write to chunk " +
-                            std::to_string(g->handle) + " was not answered by any replica");
-  }
-  g->replicas.clear();
-  return s;
-}
-
-void Client::EndHeld(uint64_t handle) {
-  auto it = held_.find(handle);
-  if (it == held_.end()) return;
-  LocalGrant g = std::move(it->second);
-  held_.erase(it);
-  stats_.counters["local_write_holds_ended"]++;
-  // A failure is the file's next fsync's: the writes it covers had returned.
-  Status s = FinishGrant(&g, true);
-  if (!s.ok()) deferred_.emplace(g.file_id, s);
-}
-
-void Client::EndHeldOf(uint64_t file_id, uint64_t keep) {
-  std::vector<uint64_t> handles;
-  for (const auto& [handle, g] : held_) {
-    if (g.file_id == file_id && handle != keep) handles.push_back(handle);
-  }
-  for (uint64_t h : handles) EndHeld(h);
-}
-
-void Client::EndAllHeld() {
-  while (!held_.empty()) EndHeld(held_.begin()->first);
+  const std::string dir =
+      path.substr(prefix.size(), path.size() - prefix.size() - std::strlen(name));
+  return !dir.empty() && dir.find('/') == std::string::npos && dir != "." && dir != ".." &&
+         path.find("/./") == std::string::npos && path.find("/../") == std::string::npos;
 }
 
 Status Client::ReadBlocksChecked(LocalView* v, uint64_t from, uint64_t to, uint8_t* dst) {
@@ -1112,8 +834,9 @@ size_t Client::TakeLocal(File* f, uint64_t offset, uint8_t* out, size_t n) {
   return take;
 }
 
-Status Client::ReadLocalPiece(File* f, uint32_t index, int32_t target, ReadLocalReply& rep,
-                              uint64_t chunk_off, uint8_t* out, size_t n, size_t* got) {
+Status Client::ReadLocalPiece(File* f, uint32_t index, uint64_t rep_handle, int32_t target,
+                              ReadLocalReply& rep, uint64_t chunk_off, uint8_t* out, size_t n,
+                              size_t* got) {
   *got = rep.chunk_length > chunk_off
              ? static_cast<size_t>(std::min<uint64_t>(n, rep.chunk_length - chunk_off))
              : 0;
@@ -1129,6 +852,14 @@ Status Client::ReadLocalPiece(File* f, uint32_t index, int32_t target, ReadLocal
       chunk_off + *got > v.end ||
       v.crcs.size() != (v.end - v.base + v.block_size - 1) / v.block_size) {
     return Status::Protocol("read_local: checksums do not cover the range");
+  }
+  if (!ChunkFilePath(rep.path, rep_handle)) {
+    // Not the chunk's own data file under the job's data directory: never
+    // opened (a chunkserver of another configuration, or a bad answer).
+    no_local_.insert(target);
+    stats_.counters["local_read_refused_paths"]++;
+    return Status::Protocol("read_local: " + rep.path + " is not the data file of chunk " +
+                            std::to_string(rep_handle) + " under " + data_dir_abs_);
   }
   Status opened = env_->OpenReadOnly(rep.path, &v.file);
   if (!opened.ok()) {
@@ -1153,11 +884,12 @@ void Client::ForgetReplica(uint64_t file_id, uint32_t index, int32_t rank) {
 }
 
 int32_t Client::PickReplica(const ChunkLocation& loc, uint64_t turn, size_t attempt) {
-  std::vector<int32_t> order = OrderByDistance(loc.replicas, rpc_.transport()->rank());
-  // Spread reads over replicas at the same distance.
+  const int self = rpc_.transport()->rank();
+  std::vector<int32_t> order = OrderByDistance(loc.replicas, self);
+  // Spread reads over the replicas nearest to this client (those on its host,
+  // else all of them: every other host is as far).
   size_t same = 1;
-  while (same < order.size() && hosts_.size() > static_cast<size_t>(order[same]) &&
-         hosts_[static_cast<size_t>(order[same])] == hosts_[static_cast<size_t>(order[0])]) {
+  while (same < order.size() && SameHostName(order[same], self) == SameHostName(order[0], self)) {
     ++same;
   }
   return order[(turn % same + attempt) % order.size()];
@@ -1177,6 +909,13 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
     bool no_local = false;  // short-circuit failed: read through the chunkserver
     int32_t same = -1;      // ... that one: it verifies, and reports a corrupt block
     uint64_t turn = 0;      // spreads pieces over equally near replicas
+    // Replicas that answered with fewer bytes than asked (their chunk ends
+    // first), and the most bytes one of them had (already in `out`). Only
+    // when every replica ends there is the rest a hole that reads as zeros.
+    std::set<int32_t> short_from;
+    size_t best = 0;
+    bool corrupt = false;  // a replica failed its checksum here
+    uint64_t handle = 0;   // of the request in flight
   };
   std::vector<Piece> pieces;
   for (size_t done = 0; done < n;) {
@@ -1208,6 +947,28 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
   std::map<uint64_t, size_t> inflight;  // request id -> piece
   size_t next = 0, completed = 0;
   uint64_t bytes_done = 0;
+  // A reply of `got` bytes (already in out) for piece i: done, or short.
+  // Returns true when the piece is complete.
+  auto took = [&](size_t i, size_t got) -> bool {
+    Piece& pc = pieces[i];
+    if (got >= pc.len) return true;
+    pc.best = std::max(pc.best, got);
+    pc.short_from.insert(pc.target);
+    auto it = locs_.find({f->id, pc.index});
+    std::set<int32_t> all;
+    if (it != locs_.end())
+      all.insert(it->second.loc.replicas.begin(), it->second.loc.replicas.end());
+    bool others = false;
+    for (int32_t r : all) others = others || pc.short_from.count(r) == 0;
+    if (others) {
+      stats_.counters["read_short_replies"]++;
+      return false;
+    }
+    // Every replica's chunk ends here: a hole inside the file (a sparse
+    // write, a truncation that grew it), which reads as zeros.
+    std::memset(out + pc.pos + pc.best, 0, pc.len - pc.best);
+    return true;
+  };
   auto issue = [&](size_t i) -> Status {
     Piece& pc = pieces[i];
     auto it = locs_.find({f->id, pc.index});
@@ -1224,12 +985,18 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
       return Status::Unavailable("every replica of chunk " + std::to_string(pc.index) + " of " +
                                  f->path + " failed");
     }
-    const int32_t target = pc.same >= 0 ? pc.same : PickReplica(loc, pc.turn, pc.attempt);
+    int32_t target = pc.same >= 0 ? pc.same : PickReplica(loc, pc.turn, pc.attempt);
+    // After a short answer, the replicas that have not answered short first.
+    for (size_t k = 0; pc.same < 0 && pc.short_from.count(target) != 0 && k < loc.replicas.size();
+         ++k) {
+      target = PickReplica(loc, pc.turn, ++pc.attempt);
+    }
     pc.same = -1;
     pc.target = target;
     pc.local = ShortCircuit(target) && !pc.no_local;
     ReadLocalReq r;  // a ReadReq under its own type
     r.handle = loc.handle;
+    pc.handle = loc.handle;
     r.version = loc.version;
     r.offset = pc.chunk_off;
     r.length = pc.len;
@@ -1273,13 +1040,20 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
       size_t got = 0;
       Status ls = m->Decode(&lrep);
       if (ls.ok())
-        ls = ReadLocalPiece(f, pc.index, pc.target, lrep, pc.chunk_off, out + pc.pos, pc.len, &got);
+        ls = ReadLocalPiece(f, pc.index, pc.handle, pc.target, lrep, pc.chunk_off, out + pc.pos,
+                            pc.len, &got);
       if (ls.ok()) {
-        if (got < pc.len) std::memset(out + pc.pos + got, 0, pc.len - got);
+        stats_.counters["bytes_read_local"] += got;
+        if (!took(i, got)) {
+          pc.attempt++;
+          Status again = issue(i);
+          if (!again.ok()) return again;
+          if (again.message() == "hole") ++completed;
+          continue;
+        }
         ++completed;
         bytes_done += pc.len;
         stats_.counters["bytes_read"] += pc.len;
-        stats_.counters["bytes_read_local"] += got;
         if (progress) progress(bytes_done);
         continue;
       }
@@ -1295,10 +1069,14 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
     ReadReply rep;
     if (s.ok()) s = m->Decode(&rep);
     if (s.ok()) {
-      std::memcpy(out + pc.pos, rep.bytes.data, rep.bytes.size);
-      if (rep.bytes.size < pc.len) {
-        // Beyond what the chunk holds but inside the file: zeros.
-        std::memset(out + pc.pos + rep.bytes.size, 0, pc.len - rep.bytes.size);
+      const size_t got = std::min<size_t>(rep.bytes.size, pc.len);
+      if (got >= pc.best) std::memcpy(out + pc.pos, rep.bytes.data, got);
+      if (!took(i, got)) {
+        pc.attempt++;
+        Status again = issue(i);
+        if (!again.ok()) return again;
+        if (again.message() == "hole") ++completed;
+        continue;
       }
       ++completed;
       bytes_done += pc.len;
@@ -1308,6 +1086,7 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
     }
     // Try another replica; after a full round, refresh locations once.
     stats_.counters["read_retries"]++;
+    if (s.code() == Code::kCorruption) pc.corrupt = true;
     if (s.code() == Code::kTimeout || s.code() == Code::kUnavailable) {
       ForgetReplica(f->id, pc.index, pc.target);
     }
@@ -1321,12 +1100,45 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
     }
     Status again = issue(i);
     if (!again.ok()) {
+      for (auto& [id, k] : inflight) rpc_.Forget(id);
+      if (pc.corrupt) return Unreadable(f, offset + pc.pos, pc.len, s);
       return Status(s.code() == Code::kOk ? again.code() : s.code(),
                     again.message() + " (last error: " + s.ToString() + ")");
     }
     if (again.message() == "hole") ++completed;
   }
   return Status::OK();
+}
+
+Status Client::Unreadable(File* f, uint64_t offset, size_t n, const Status& last) {
+  // Which blocks of [offset, offset + n) no replica holds a good copy of:
+  // each checksum block read on its own (every other byte stays readable).
+  constexpr uint64_t kBlock = 64 * 1024;
+  uint64_t lo = 0, hi = 0;
+  if (!narrowing_) {
+    narrowing_ = true;
+    std::vector<uint8_t> scratch(kBlock);
+    for (uint64_t pos = offset; pos < offset + n;) {
+      const uint64_t chunk_start = pos / f->chunk_size * f->chunk_size;
+      const uint64_t bend = std::min({chunk_start + ((pos - chunk_start) / kBlock + 1) * kBlock,
+                                      chunk_start + f->chunk_size, offset + n});
+      Status s = ReadPieces(f, pos, scratch.data(), static_cast<size_t>(bend - pos), {});
+      if (s.code() == Code::kCorruption) {
+        if (hi == 0) lo = pos;
+        if (hi == 0 || hi == pos) hi = bend;
+      }
+      pos = bend;
+    }
+    narrowing_ = false;
+  }
+  if (hi == 0) {
+    lo = offset;
+    hi = offset + n;
+  }
+  return Status::Corruption(
+      f->path + ": bytes " + std::to_string(lo) + ".." + std::to_string(hi) + " (" +
+      std::to_string(hi - lo) + " bytes at offset " + std::to_string(lo) +
+      ") are unreadable: no replica holds a good copy (last error: " + last.ToString() + ")");
 }
 
 bool Client::TakePushAck(uint64_t data_id, Status* s) {
@@ -1346,13 +1158,10 @@ Result<uint64_t> Client::RecordAppend(File* f, const void* data, size_t n) {
 
 Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
                                 std::vector<uint64_t>* offsets) {
-  EndAllHeld();
   TailGuard tails{this};  // the records are sent in place
   ForgetStream(f->id);
   struct Op {
-    // kGranting, kLanding: a short-circuit append (kAppendLocal, then
-    // kAppendLocalDone once the record is in the file).
-    enum State { kNew, kPushing, kAppending, kGranting, kLanding, kDone } state = kNew;
+    enum State { kNew, kPushing, kAppending, kDone } state = kNew;
     uint32_t index = 0;
     CachedLease lease;
     uint64_t data_id = 0, req_id = 0, deadline_us = 0, not_before_us = 0;
@@ -1361,9 +1170,7 @@ Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
     // After a bounce to the next chunk: the replicas (sorted) that still hold
     // the pushed data under data_id. Empty: push again.
     std::vector<int32_t> pushed_to;
-    uint64_t bytes = 0;         // counted in inflight_bytes while in flight
-    uint64_t local_offset = 0;  // kLanding: where the record went in the chunk
-    uint64_t asked_us = 0;      // kGranting: when append-local was sent
+    uint64_t bytes = 0;  // counted in inflight_bytes while in flight
   };
   const uint64_t limit = f->chunk_size / 4;
   for (const Span& r : records) {
@@ -1390,9 +1197,7 @@ Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
     op.bytes = 0;
   };
   auto fail = [&](Op& op, Status s) -> Status {
-    if (op.state == Op::kAppending || op.state == Op::kGranting || op.state == Op::kLanding) {
-      rpc_.Forget(op.req_id);
-    }
+    if (op.state == Op::kAppending) rpc_.Forget(op.req_id);
     landed(op);
     leases_.erase({f->id, op.index});
     f->append_index = File::kUnknownIndex;
@@ -1443,23 +1248,6 @@ Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
       }
       op.lease = *lease;
       op.deadline_us = MonoMicros() + timeout_us;
-      if (AppendLocally(op.lease)) {
-        AppendLocalReq req;
-        req.handle = op.lease.handle;
-        req.version = op.lease.version;
-        req.chunk_size = f->chunk_size;
-        req.length = records[i].size;
-        op.pushed_to.clear();
-        op.asked_us = MonoMicros();
-        auto id = rpc_.Start(op.lease.primary, req, cfg_.request_timeout_ms);
-        op.state = Op::kGranting;
-        if (!id.ok()) {
-          GFS_RETURN_IF_ERROR(fail(op, id.status()));
-          continue;
-        }
-        op.req_id = *id;
-        continue;
-      }
       op.state = Op::kPushing;
       if (!op.pushed_to.empty()) {
         std::vector<int32_t> now_on = op.lease.replicas;
@@ -1509,55 +1297,18 @@ Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
         }
         op.req_id = *id;
         op.state = Op::kAppending;
-      } else if (op.state == Op::kAppending || op.state == Op::kGranting ||
-                 op.state == Op::kLanding) {
+      } else if (op.state == Op::kAppending) {
         Result<Message> r = Status::Internal("unset");
         if (!rpc_.TryTake(op.req_id, &r)) continue;
         Status s = r.ok() ? r->status() : r.status();
-        uint64_t at = op.local_offset;  // kLanding: granted before
-        if (op.state == Op::kAppending) {
-          AppendReply rep;
-          if (s.ok()) s = r->Decode(&rep);
-          at = rep.offset;
-        } else if (op.state == Op::kGranting && s.ok()) {
-          AppendLocalReply rep;
-          s = r->Decode(&rep);
-          if (s.ok()) {
-            // The record goes into the file now; no write starts past half
-            // the grant's life (after it the primary may checksum the range),
-            // counted from before the grant was given.
-            AppendLocalDoneReq d;
-            d.handle = op.lease.handle;
-            d.grant = rep.grant;
-            const uint64_t stop = op.asked_us + uint64_t{rep.grant_ms} * 500;
-            Status w = WriteAppendRange(op.lease.primary, rep, records[i], stop, &d.crcs);
-            d.written = w.ok() ? 1 : 0;
-            if (!w.ok()) d.crcs.clear();
-            auto id = rpc_.Start(op.lease.primary, d, cfg_.request_timeout_ms);
-            if (!w.ok()) {
-              if (id.ok()) rpc_.Forget(*id);  // the primary checksums the range as it is
-              GFS_RETURN_IF_ERROR(fail(op, w));
-              continue;
-            }
-            if (!id.ok()) {
-              GFS_RETURN_IF_ERROR(fail(op, id.status()));
-              continue;
-            }
-            stats_.counters["local_appends"]++;
-            stats_.counters["local_append_bytes"] += records[i].size;
-            op.req_id = *id;
-            op.local_offset = rep.offset;
-            op.state = Op::kLanding;
-            continue;
-          }
-        }
-        if (s.code() == Code::kRetryNextChunk && op.state != Op::kLanding) {
+        AppendReply rep;
+        if (s.ok()) s = r->Decode(&rep);
+        const uint64_t at = rep.offset;
+        if (s.code() == Code::kRetryNextChunk) {
           // The chunk is full: this record goes to the next one.
           landed(op);
-          if (op.state == Op::kAppending) {
-            op.pushed_to = op.lease.replicas;
-            std::sort(op.pushed_to.begin(), op.pushed_to.end());
-          }
+          op.pushed_to = op.lease.replicas;
+          std::sort(op.pushed_to.begin(), op.pushed_to.end());
           op.state = Op::kNew;
           if (++op.hops > 64) return Status::Internal("record append kept finding full chunks");
           if (f->append_index == File::kUnknownIndex || f->append_index <= op.index) {
@@ -1567,9 +1318,6 @@ Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
           continue;
         }
         if (!s.ok()) {
-          // kLanding with kTimeout: the grant ran out first and the range was
-          // checksummed as the file held it; the record is appended again
-          // (at least once).
           GFS_RETURN_IF_ERROR(fail(op, s));
           continue;
         }
@@ -1588,7 +1336,6 @@ Status Client::RecordAppendMany(File* f, const std::vector<Span>& records,
 }
 
 Result<uint64_t> Client::CommittedLength(File* f) {
-  EndAllHeld();
   LookupReq req;
   req.path = f->path;
   req.first = File::kUnknownIndex;  // the last chunk
@@ -1646,20 +1393,7 @@ Status Client::Fsync(File* f) {
   // chunkserver died) is asked again until the master stops listing it for
   // the chunk: then the data is durable on the replicas that are left, which
   // acknowledged it, and re-replication copies it from them.
-  EndAllHeld();
-  if (auto d = deferred_.find(f->id); d != deferred_.end()) {
-    Status s = d->second;  // a held grant's end failed: the writes it covered may not be whole
-    deferred_.erase(d);
-    return s;
-  }
   std::map<uint64_t, std::vector<int32_t>> todo = f->dirty;
-  if (!f->dirty_local.empty()) {
-    std::set<uint64_t> failed;
-    GFS_RETURN_IF_ERROR(SyncLocal(f->dirty_local, &failed));
-    for (const auto& [handle, files] : f->dirty_local) {
-      if (failed.count(handle) == 0) todo.erase(handle);
-    }
-  }
   for (int attempt = 1;; ++attempt) {
     std::vector<std::pair<uint64_t, int32_t>> sent;
     std::vector<uint64_t> ids;
@@ -1705,58 +1439,8 @@ Status Client::Fsync(File* f) {
     if (todo.empty()) break;
   }
   f->dirty.clear();
-  f->dirty_local.clear();
   // The bytes are durable; now the length that covers them.
   return ReportLength(f->id);
-}
-
-Status Client::SyncLocal(
-    const std::map<uint64_t, std::vector<std::pair<std::string, std::string>>>& files,
-    std::set<uint64_t>* failed) {
-  struct Opened {
-    uint64_t handle;
-    std::unique_ptr<RandomRWFile> data, crc;
-  };
-  std::vector<Opened> opened;
-  std::map<std::string, std::vector<uint64_t>> dirs;  // directory -> its chunks
-  for (const auto& [handle, replicas] : files) {
-    // All of a chunk's replicas here, or none (its chunkservers sync them).
-    std::vector<Opened> mine;
-    for (const auto& paths : replicas) {
-      Opened o{handle, nullptr, nullptr};
-      if (!env_->OpenRandomRW(paths.first, /*create=*/false, &o.data).ok() ||
-          !env_->OpenRandomRW(paths.second, /*create=*/false, &o.crc).ok()) {
-        failed->insert(handle);
-        break;
-      }
-      mine.push_back(std::move(o));
-    }
-    if (failed->count(handle) != 0) continue;
-    for (const auto& paths : replicas) {
-      auto& v = dirs[std::filesystem::path(paths.first).parent_path().string()];
-      if (v.empty() || v.back() != handle) v.push_back(handle);
-    }
-    for (Opened& o : mine) opened.push_back(std::move(o));
-  }
-  // Every file's device writes first, so the disk has the whole batch while
-  // the first sync waits (as the chunkserver's own sync does).
-  for (Opened& o : opened) o.data->StartWriteback(0, 0);
-  // A failed sync is the fsync's error, not a reason to ask the chunkserver:
-  // the kernel may have dropped the pages, and a sync through a descriptor
-  // opened after the failure would not see it.
-  Status first;
-  for (Opened& o : opened) {
-    Status s = o.data->Sync();
-    if (s.ok()) s = o.crc->Sync();
-    if (!s.ok() && first.ok()) first = s;
-  }
-  for (const auto& [dir, handles] : dirs) {
-    Status s = env_->SyncDir(dir);
-    if (!s.ok() && first.ok()) first = s;
-  }
-  stats_.counters["local_syncs"] += opened.size();
-  stats_.counters["local_sync_unreachable"] += failed->size();
-  return first;
 }
 
 Status Client::Close(File* f) {
@@ -1765,7 +1449,6 @@ Status Client::Close(File* f) {
 }
 
 Status Client::Truncate(File* f, uint64_t length) {
-  EndAllHeld();
   ForgetStream(f->id);
   unreported_.erase(f->id);  // the truncation sets the length
   SetLengthReq req;
@@ -1805,7 +1488,6 @@ Result<ReportReply> Client::Report() {
 }
 
 Result<FsckReply> Client::Fsck(const std::string& path, bool verify) {
-  EndAllHeld();
   FsckReply rep;
   FsckReq req;
   req.path = path;
@@ -1817,7 +1499,6 @@ Result<FsckReply> Client::Fsck(const std::string& path, bool verify) {
 }
 
 Status Client::Finish(int status) {
-  EndAllHeld();
   // Lengths not yet told (files written and never closed). A file removed or
   // replaced since then has no length to keep.
   while (!unreported_.empty()) {

@@ -50,9 +50,6 @@ struct File {
   uint64_t length = 0;  // as last seen by this client
   // Chunks written since the last fsync: handle -> replicas.
   std::map<uint64_t, std::vector<int32_t>> dirty;
-  // Those written short-circuit: handle -> each replica's data and checksum
-  // file (synced by the client itself at fsync).
-  std::map<uint64_t, std::vector<std::pair<std::string, std::string>>> dirty_local;
   // Record append: the chunk index appends go to (kUnknownIndex: ask the
   // master for the last chunk).
   static constexpr uint32_t kUnknownIndex = 0xFFFFFFFFu;
@@ -62,10 +59,19 @@ struct File {
 // Progress callback for long transfers: bytes done so far.
 using ProgressFn = std::function<void(uint64_t done)>;
 
+// Where a rank runs: its host name (for distance) and the machine's boot id
+// (/proc/sys/kernel/random/boot_id), so that two hosts given the same name
+// are not taken for one (a short-circuit read needs both to match).
+struct HostId {
+  std::string name;
+  std::string boot_id;
+};
+
 class Client {
  public:
-  // hosts: host name of every rank (index = rank), for nearest-replica choice.
-  Client(Transport* t, const JobConfig& cfg, int master_rank, std::vector<std::string> hosts);
+  // hosts: where every rank runs (index = rank), for nearest-replica choice
+  // and short-circuit reads.
+  Client(Transport* t, const JobConfig& cfg, int master_rank, std::vector<HostId> hosts);
 
   Status Mkdir(const std::string& path, bool parents);
   Result<FileStat> Stat(const std::string& path);
@@ -212,6 +218,11 @@ class Client {
   size_t TakeAhead(File* f, ReadStream* rs, uint64_t offset, uint8_t* out, size_t n);
   void TopUpAhead(File* f, ReadStream* rs, uint64_t from);
   Status ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n, const ProgressFn& progress);
+  // The error of a read whose bytes no replica holds good: names the file and
+  // the first damaged range inside [offset, offset + n) (narrowed to checksum
+  // blocks by reading them one by one).
+  Status Unreadable(File* f, uint64_t offset, size_t n, const Status& last);
+  bool narrowing_ = false;  // inside Unreadable: report, do not narrow again
   // A replica that did not answer a read leaves the cached locations of the
   // chunk (unless it is the last), so later reads and read-ahead do not wait
   // for it again; a location refresh from the master brings back the truth.
@@ -247,76 +258,14 @@ class Client {
     uint64_t fetched_us = 0;
   };
   bool ShortCircuit(int32_t target) const;
-  // A chunkserver on this host (not this rank) whose files this client can open.
+  // A chunkserver on this host (same name and boot id; not this rank) whose
+  // files this client can open.
   bool LocalPeer(int32_t target) const;
+  bool SameHostName(int32_t a, int32_t b) const;
   std::set<int32_t> no_local_;  // chunkservers whose files this client cannot open
-  // Short-circuit writes (JobConfig::short_circuit_writes): a chunk whose only
-  // replica is on this host is written into that replica's data file by this
-  // client, under a grant from the chunkserver (kWriteLocal); the kWriteLocalDone
-  // that follows carries this client's checksums of the bytes.
-  bool WriteLocally(const CachedLease& lease) const;
-  // A record append into this chunk goes short-circuit: its only replica is
-  // the primary, on this host (doc/architecture.md#short-circuit-appends).
-  bool AppendLocally(const CachedLease& lease) const;
-  // Writes a record into the range granted by kAppendLocal (at rep.offset of
-  // the chunk's data file) and takes its pieces' checksums (see
-  // AppendLocalDoneReq). kTimeout once `stop_us` passed (the grant may be
-  // over); kUnavailable if the file cannot be written.
-  Status WriteAppendRange(int32_t primary, const AppendLocalReply& rep, const Client::Span& record,
-                          uint64_t stop_us, std::vector<uint32_t>* crcs);
-  // Fsync of chunks this client wrote short-circuit: starts the device writes
-  // of every data file, then syncs each data and checksum file and their
-  // directories, here instead of in the chunkserver. Chunks whose files
-  // cannot be opened are left in *failed, to be synced through their
-  // chunkserver; a failed sync is returned (the fsync fails).
-  Status SyncLocal(
-      const std::map<uint64_t, std::vector<std::pair<std::string, std::string>>>& files,
-      std::set<uint64_t>* failed);
-  // A short-circuit grant this client has (kWriteLocal answered): the
-  // chunk's file, what has been written into it, and the checksums so far.
-  // A held grant (window_end past the range asked for) outlives the write
-  // that asked for it: the writes that follow it sequentially in the chunk
-  // go into the file with no message at all, until one cannot (another
-  // chunk of the file, a jump, the window's end, half the grant's life),
-  // any other call of this client, or the grant's expiry ends it.
-  struct LocalGrant {
-    uint64_t file_id = 0, handle = 0, version = 0;
-    uint32_t block_size = 0;
-    uint64_t start = 0, end = 0;  // written so far: [start, end) of the chunk
-    uint64_t window_end = 0;      // may be written up to here
-    uint64_t stop_us = 0;         // no write starts after this (half the grant's life)
-    struct Replica {
-      int32_t rank = -1;
-      std::string path, crc_path;
-      uint64_t grant = 0;  // this replica's grant
-      std::unique_ptr<RandomRWFile> file;
-    };
-    std::vector<Replica> replicas;  // the primary's first; every one gets the same bytes
-    std::vector<uint32_t> crcs;     // each whole block from the first boundary at or after start
-    uint32_t part_crc = 0;          // this client's bytes of the block `end` is in
-    bool recalled = false;          // another request waits for it (kRecallGrant)
-  };
-  // Opens every replica's file. Writes data[0, n) at g->end into each, taking each block's CRC32C
-  // as it goes (see WriteLocalDoneReq). Stops (kTimeout) once g->stop_us
-  // passes: after that the grant may be over. A file that cannot be opened
-  // or written: kUnavailable, and that chunkserver's chunks go through it
-  // from then on.
-  Status OpenGrant(LocalGrant* g);
-  Status WriteGranted(LocalGrant* g, const uint8_t* data, size_t n);
-  Status Unreachable(int32_t target, const Status& s);
-  // kWriteLocalDone for everything g has written.
-  static WriteLocalDoneReq DoneOf(LocalGrant* g);
-  // Ends g on every replica (written: with what g wrote; else given up) and
-  // waits for the answers; closes the files.
-  Status FinishGrant(LocalGrant* g, bool written);
-  // Ends held grants (kWriteLocalDone, waiting for the answer): of one
-  // chunk; of file `file_id` except chunk `keep`; all. A failed end is kept
-  // for the file's next Fsync (the writes it covers had returned).
-  void EndHeld(uint64_t handle);
-  void EndHeldOf(uint64_t file_id, uint64_t keep);
-  void EndAllHeld();
-  std::map<uint64_t, LocalGrant> held_;  // handle -> a held grant
-  std::map<uint64_t, Status> deferred_;  // file id -> a held grant's failed end
+  // A read-local answer's path is opened only if it is the data file of that
+  // very chunk under the job's data directory (no other file on the host).
+  bool ChunkFilePath(const std::string& path, uint64_t handle) const;
   // Reads [chunk_off, chunk_off + n) (inside [v->base, v->end)) into out and
   // verifies every block it touches.
   Status ReadFromView(LocalView* v, uint64_t chunk_off, uint8_t* out, size_t n);
@@ -330,15 +279,17 @@ class Client {
   // out (*got bytes: fewer past the chunk's length) and keeps the answer.
   // A chunkserver whose file cannot be opened is not asked again (its
   // replicas are read through it from then on).
-  Status ReadLocalPiece(File* f, uint32_t index, int32_t target, ReadLocalReply& rep,
-                        uint64_t chunk_off, uint8_t* out, size_t n, size_t* got);
+  Status ReadLocalPiece(File* f, uint32_t index, uint64_t handle, int32_t target,
+                        ReadLocalReply& rep, uint64_t chunk_off, uint8_t* out, size_t n,
+                        size_t* got);
 
   RpcClient rpc_;
   JobConfig cfg_;
   int master_;
   uint64_t master_epoch_ = 0;
   int next_shadow_ = 0;  // round-robin over shadows for read-only requests
-  std::vector<std::string> hosts_;
+  std::vector<HostId> hosts_;
+  std::string data_dir_abs_;  // cfg_.data_dir, absolute and normalised
   uint64_t next_data_id_ = 0;
   std::map<uint64_t, uint16_t> push_acks_;                       // data id -> status
   std::map<std::pair<uint64_t, uint32_t>, CachedLease> leases_;  // (file id, index)

@@ -85,19 +85,34 @@ std::string HostName() {
   return std::string(name, static_cast<size_t>(len));
 }
 
-// All ranks' host names (index = rank).
-std::vector<std::string> GatherHosts(MPI_Comm comm) {
+// This machine's boot id: two hosts with one name are told apart by it.
+std::string BootId() {
+  std::FILE* f = std::fopen("/proc/sys/kernel/random/boot_id", "r");
+  if (f == nullptr) return "";
+  char buf[64] = {0};
+  const bool ok = std::fgets(buf, sizeof buf, f) != nullptr;
+  std::fclose(f);
+  if (!ok) return "";
+  std::string id(buf);
+  while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
+  return id;
+}
+
+// Where every rank runs (index = rank): host name and boot id.
+std::vector<HostId> GatherHosts(MPI_Comm comm) {
   int size = 0;
   MPI_Comm_size(comm, &size);
-  char mine[MPI_MAX_PROCESSOR_NAME] = {0};
-  std::string h = HostName();
-  std::strncpy(mine, h.c_str(), MPI_MAX_PROCESSOR_NAME - 1);
-  std::vector<char> all(static_cast<size_t>(size) * MPI_MAX_PROCESSOR_NAME);
-  MPI_Allgather(mine, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, all.data(), MPI_MAX_PROCESSOR_NAME,
-                MPI_CHAR, comm);
-  std::vector<std::string> out;
-  for (int i = 0; i < size; ++i)
-    out.emplace_back(&all[static_cast<size_t>(i) * MPI_MAX_PROCESSOR_NAME]);
+  constexpr size_t kName = MPI_MAX_PROCESSOR_NAME, kBoot = 64, kSlot = kName + kBoot;
+  char mine[kSlot] = {0};
+  std::strncpy(mine, HostName().c_str(), kName - 1);
+  std::strncpy(mine + kName, BootId().c_str(), kBoot - 1);
+  std::vector<char> all(static_cast<size_t>(size) * kSlot);
+  MPI_Allgather(mine, kSlot, MPI_CHAR, all.data(), kSlot, MPI_CHAR, comm);
+  std::vector<HostId> out;
+  for (int i = 0; i < size; ++i) {
+    const char* slot = &all[static_cast<size_t>(i) * kSlot];
+    out.push_back(HostId{std::string(slot), std::string(slot + kName)});
+  }
   return out;
 }
 
@@ -262,7 +277,7 @@ Status Init(MPI_Comm world, const JobConfig& cfg_in, Session* s) {
   GFS_RETURN_IF_ERROR(
       CheckMpi(MPI_Comm_split(world, s->is_client() ? 0 : MPI_UNDEFINED, rank, &s->app_comm_),
                "MPI_Comm_split"));
-  std::vector<std::string> hosts = GatherHosts(world);
+  std::vector<HostId> hosts = GatherHosts(world);
   s->transport_ =
       std::make_unique<MpiTransport>(world, static_cast<uint64_t>(cfg.request_timeout_ms) * 2000);
   GFS_RETURN_IF_ERROR(s->transport_->init_status());
@@ -320,7 +335,8 @@ Status Init(MPI_Comm world, const JobConfig& cfg_in, Session* s) {
       std::fprintf(stderr, "gfs: chunkserver rank %d: %s\n", rank, st.ToString().c_str());
       return st;
     }
-    ChunkServer cs(s->transport_.get(), env, cfg, 0, dir, id, hosts[static_cast<size_t>(rank)]);
+    ChunkServer cs(s->transport_.get(), env, cfg, 0, dir, id,
+                   hosts[static_cast<size_t>(rank)].name);
     st = cs.Start();
     if (!st.ok()) {
       std::fprintf(stderr, "gfs: chunkserver rank %d: %s\n", rank, st.ToString().c_str());

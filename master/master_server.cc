@@ -223,6 +223,7 @@ void MasterServer::Handle(Message& m) {
   if (m.is_reply()) {
     if (mode_ != Mode::kMaster) return;
     if (m.type() == MsgType::kPrepareChunk) return OnPrepareReply(m);
+    if (m.type() == MsgType::kRepair) return OnRepairReply(m);
     if (m.type() == MsgType::kShutdown) return OnShutdownReply(m);
     if (m.type() == MsgType::kVerify) return OnVerifyReply(m);
     if (m.type() == MsgType::kClone) return OnCloneReply(m);
@@ -345,7 +346,7 @@ ChunkLocation MasterServer::LocationOf(uint32_t index, uint64_t handle) const {
   if (handle != 0) {
     const ChunkInfo* c = meta_->FindChunk(handle);
     loc.version = c ? c->version : 0;
-    loc.replicas = LiveReplicas(handle);
+    loc.replicas = ReadableReplicas(handle);
   }
   return loc;
 }
@@ -398,6 +399,9 @@ void MasterServer::ForgetChunks(const std::vector<uint64_t>& handles) {
       TouchLocation(h);
     }
     leases_.erase(h);
+    damaged_.erase(h);
+    repair_backoff_.erase(h);
+    reported_len_.erase(h);
   }
 }
 
@@ -527,6 +531,17 @@ void MasterServer::OnLease(Message& m) {
     cloning->second.waiters.push_back(m);  // answered when the clone ends
     return;
   }
+  // A damaged replica is repaired before the chunk is mutated again (a
+  // partial overwrite of a damaged block could not be applied there).
+  auto repairing = repairs_.find(handle);
+  if (repairing == repairs_.end() && damaged_.count(handle) != 0 && Repairable(handle) &&
+      StartRepair(handle, now)) {
+    repairing = repairs_.find(handle);
+  }
+  if (repairing != repairs_.end()) {
+    repairing->second.waiters.push_back(m);  // answered when the repair ends
+    return;
+  }
   std::vector<int32_t> replicas = LiveReplicas(handle);
   const ChunkInfo* c = meta_->FindChunk(handle);
   auto lease = leases_.find(handle);
@@ -624,6 +639,26 @@ void MasterServer::OnPrepareReply(Message& m) {
       TouchLocation(handle);
     }
     DispatchHeld();
+    return;
+  }
+  auto rq = repair_req_.find(m.h.id);
+  if (rq != repair_req_.end()) {
+    const uint64_t handle = rq->second;
+    repair_req_.erase(rq);
+    auto op = repairs_.find(handle);
+    if (op == repairs_.end()) return;
+    if (!m.status().ok()) {
+      // This replica did not take the version: stale from now on.
+      auto& loc = locations_[handle];
+      auto pos = std::find(loc.begin(), loc.end(), m.source);
+      if (pos != loc.end()) loc.erase(pos);
+      TouchLocation(handle);
+      auto& t = op->second.targets;
+      t.erase(std::remove(t.begin(), t.end(), m.source), t.end());
+      ClearDamaged(handle, m.source);
+    }
+    --op->second.waiting;
+    OnRepairPrepared(handle);
     return;
   }
   auto it = prepare_req_.find(m.h.id);
@@ -788,6 +823,12 @@ void MasterServer::OnRegister(Message& m) {
     TouchLocation(c.handle);
     auto& loc = locations_[c.handle];
     if (std::find(loc.begin(), loc.end(), m.source) == loc.end()) loc.push_back(m.source);
+    if (!c.damaged.empty()) {
+      MarkDamaged(c.handle, m.source, c.damaged);
+    } else {
+      ClearDamaged(c.handle, m.source);  // a re-registration after a repair elsewhere
+    }
+    if (!took_over_ && !lengths_resolved_) reported_len_[c.handle][m.source] = c.length;
   }
   DeferReply(m, rep);
   if (serving_) ResolveBehind();
@@ -885,8 +926,8 @@ std::vector<ServerLoad> MasterServer::Loads(uint64_t room, const std::set<int32_
 
 std::vector<int32_t> MasterServer::GoodReplicas(uint64_t handle) const {
   std::vector<int32_t> live = LiveReplicas(handle);
-  auto bad = corrupt_.find(handle);
-  if (bad == corrupt_.end()) return live;
+  auto bad = damaged_.find(handle);
+  if (bad == damaged_.end()) return live;
   std::vector<int32_t> out;
   for (int32_t r : live) {
     if (!bad->second.count(r)) out.push_back(r);
@@ -894,23 +935,268 @@ std::vector<int32_t> MasterServer::GoodReplicas(uint64_t handle) const {
   return out;
 }
 
-void MasterServer::MarkCorrupt(uint64_t handle, int32_t rank) {
-  if (meta_->FindChunk(handle) == nullptr) return;
-  corrupt_[handle].insert(rank);
-  // Never hand the bad replica to a client again; the chunkserver deletes it.
-  // (Re-replication from a good replica comes with the durability work.)
-  auto loc = locations_.find(handle);
-  if (loc != locations_.end()) {
-    auto pos = std::find(loc->second.begin(), loc->second.end(), rank);
-    if (pos != loc->second.end()) {
-      loc->second.erase(pos);
-      servers_[rank].to_delete.push_back(handle);
-      TouchLocation(handle);
+std::vector<int32_t> MasterServer::ReadableReplicas(uint64_t handle) const {
+  std::vector<int32_t> good = GoodReplicas(handle);
+  return good.empty() ? LiveReplicas(handle) : good;
+}
+
+namespace {
+// Adds [lo, hi) to a sorted list of disjoint ranges, merging neighbours.
+void MergeRange(std::vector<ByteRange>* v, uint64_t lo, uint64_t hi) {
+  if (hi <= lo) return;
+  std::vector<ByteRange> out;
+  for (const ByteRange& r : *v) {
+    if (r.offset + r.length < lo || hi < r.offset) {
+      out.push_back(r);
+    } else {
+      lo = std::min(lo, r.offset);
+      hi = std::max(hi, r.offset + r.length);
     }
   }
-  auto lease = leases_.find(handle);
-  if (lease != leases_.end() && lease->second.primary == rank) leases_.erase(lease);
-  stats_.counters["corrupt_replicas"]++;
+  out.push_back(ByteRange{lo, hi - lo});
+  std::sort(out.begin(), out.end(),
+            [](const ByteRange& a, const ByteRange& b) { return a.offset < b.offset; });
+  *v = std::move(out);
+}
+
+// Ranges in both a and b (each sorted and disjoint).
+std::vector<ByteRange> Intersect(const std::vector<ByteRange>& a, const std::vector<ByteRange>& b) {
+  std::vector<ByteRange> out;
+  size_t i = 0, j = 0;
+  while (i < a.size() && j < b.size()) {
+    const uint64_t lo = std::max(a[i].offset, b[j].offset);
+    const uint64_t hi = std::min(a[i].offset + a[i].length, b[j].offset + b[j].length);
+    if (lo < hi) out.push_back(ByteRange{lo, hi - lo});
+    if (a[i].offset + a[i].length < b[j].offset + b[j].length) {
+      ++i;
+    } else {
+      ++j;
+    }
+  }
+  return out;
+}
+}  // namespace
+
+void MasterServer::MarkDamaged(uint64_t handle, int32_t rank,
+                               const std::vector<ByteRange>& ranges) {
+  if (meta_->FindChunk(handle) == nullptr) return;
+  auto& mine = damaged_[handle][rank];
+  if (ranges.empty()) {
+    // Somewhere: the whole chunk until a scan (verify, repair) says where.
+    const ChunkInfo* ci = meta_->FindChunk(handle);
+    (void)ci;
+    MergeRange(&mine, 0, UINT64_MAX / 2);
+  }
+  for (const ByteRange& r : ranges)
+    MergeRange(&mine, r.offset, r.offset + std::max<uint64_t>(r.length, 1));
+  // The replica stays (it serves its good blocks and may hold the only good
+  // copy of others). The chunk's lease ends here: the next one waits for the
+  // repair, at a new version, so no mutation races it.
+  leases_.erase(handle);
+  stats_.counters["damaged_replicas_reported"]++;
+}
+
+void MasterServer::ClearDamaged(uint64_t handle, int32_t rank) {
+  auto it = damaged_.find(handle);
+  if (it == damaged_.end()) return;
+  it->second.erase(rank);
+  if (it->second.empty()) damaged_.erase(it);
+}
+
+std::vector<ByteRange> MasterServer::Unreadable(uint64_t handle) const {
+  std::vector<int32_t> live = LiveReplicas(handle);
+  auto bad = damaged_.find(handle);
+  if (live.empty() || bad == damaged_.end()) return {};
+  std::vector<ByteRange> common;
+  bool first = true;
+  for (int32_t r : live) {
+    auto d = bad->second.find(r);
+    if (d == bad->second.end()) return {};  // a good replica: everything readable
+    common = first ? d->second : Intersect(common, d->second);
+    first = false;
+  }
+  return common;
+}
+
+bool MasterServer::Repairable(uint64_t handle) const {
+  // A source is any other live replica at the logged version: even one with
+  // damage of its own may hold good copies of the blocks this one lacks.
+  auto bad = damaged_.find(handle);
+  if (bad == damaged_.end()) return false;
+  std::vector<int32_t> live = LiveReplicas(handle);
+  if (live.size() < 2) return false;
+  for (int32_t r : live) {
+    if (bad->second.count(r) != 0) return true;
+  }
+  return false;
+}
+
+bool MasterServer::StartRepair(uint64_t handle, uint64_t now) {
+  const ChunkInfo* ci = meta_->FindChunk(handle);
+  if (ci == nullptr || repairs_.count(handle) || clones_.count(handle) ||
+      prepare_by_handle_.count(handle)) {
+    return false;
+  }
+  auto back = repair_backoff_.find(handle);
+  if (back != repair_backoff_.end() && now < back->second) return false;
+  std::vector<int32_t> live = LiveReplicas(handle);
+  // A new version on every live replica, with no primary: a mutation of the
+  // old lease that is still on its way is refused everywhere, so nothing
+  // lands while damaged blocks are rewritten from their peers.
+  const uint64_t version = ci->version + 1;
+  if (!Mutate(MetaOp::SetVersion(handle, version)).ok()) return false;
+  RepairOp& op = repairs_[handle];
+  op.version = version;
+  op.replicas = live;
+  op.deadline_us = now + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000 * 4;
+  for (const auto& [rank, ranges] : damaged_[handle]) {
+    if (std::find(live.begin(), live.end(), rank) != live.end()) op.targets.push_back(rank);
+  }
+  leases_.erase(handle);
+  for (int32_t r : live) {
+    PrepareChunkReq req;
+    req.handle = handle;
+    req.version = version;
+    Header h = OrderHeader(MsgType::kPrepareChunk, cfg_.request_timeout_ms / 2);
+    repair_req_[h.id] = handle;
+    ++op.waiting;
+    Defer(r, EncodeMessage(h, req));  // after the log sync that made the version durable
+  }
+  stats_.counters["repairs_started"]++;
+  return true;
+}
+
+void MasterServer::OnRepairPrepared(uint64_t handle) {
+  auto it = repairs_.find(handle);
+  if (it == repairs_.end() || it->second.waiting > 0) return;
+  if (!it->second.ok) return EndRepair(handle, false);
+  SendNextRepair(handle);
+}
+
+void MasterServer::SendNextRepair(uint64_t handle) {
+  auto it = repairs_.find(handle);
+  if (it == repairs_.end()) return;
+  RepairOp& op = it->second;
+  if (op.targets.empty()) return EndRepair(handle, true);
+  const int32_t target = op.targets.front();
+  RepairReq req;
+  req.handle = handle;
+  req.version = op.version;
+  // Sources: the replicas that are not damaged first, then the others.
+  std::vector<int32_t> good = GoodReplicas(handle);
+  for (int32_t r : good) {
+    if (r != target) req.sources.push_back(r);
+  }
+  for (int32_t r : op.replicas) {
+    if (r != target && std::find(req.sources.begin(), req.sources.end(), r) == req.sources.end()) {
+      req.sources.push_back(r);
+    }
+  }
+  Header h = OrderHeader(MsgType::kRepair, cfg_.request_timeout_ms * 4);
+  op.req_id = h.id;
+  repair_req_[h.id] = handle;
+  t_->Send(target, EncodeMessage(h, req));
+}
+
+void MasterServer::OnRepairReply(Message& m) {
+  auto rq = repair_req_.find(m.h.id);
+  if (rq == repair_req_.end()) return;
+  const uint64_t handle = rq->second;
+  repair_req_.erase(rq);
+  auto it = repairs_.find(handle);
+  if (it == repairs_.end() || it->second.req_id != m.h.id) return;
+  RepairOp& op = it->second;
+  op.req_id = 0;
+  const int32_t target = op.targets.front();
+  op.targets.erase(op.targets.begin());
+  RepairReply rep;
+  if (m.status().ok() && m.Decode(&rep).ok()) {
+    stats_.counters["repair_bytes"] += rep.repaired_bytes;
+    if (rep.still_damaged.empty()) {
+      ClearDamaged(handle, target);
+      stats_.counters["replicas_repaired"]++;
+      std::fprintf(stderr,
+                   "gfs: master: chunk %016llx: the replica on rank %d is repaired (%llu bytes)\n",
+                   static_cast<unsigned long long>(handle), target,
+                   static_cast<unsigned long long>(rep.repaired_bytes));
+    } else {
+      damaged_[handle][target] = rep.still_damaged;
+      stats_.counters["replicas_partly_repaired"]++;
+    }
+  } else {
+    op.ok = false;
+    stats_.counters["repairs_failed"]++;
+  }
+  SendNextRepair(handle);
+}
+
+void MasterServer::EndRepair(uint64_t handle, bool ok) {
+  auto it = repairs_.find(handle);
+  if (it == repairs_.end()) return;
+  RepairOp op = std::move(it->second);
+  repairs_.erase(it);
+  for (auto q = repair_req_.begin(); q != repair_req_.end();) {
+    q = q->second == handle ? repair_req_.erase(q) : std::next(q);
+  }
+  if (!ok || damaged_.count(handle) != 0) {
+    // Not (fully) repaired: not tried again for a while; meanwhile the lease
+    // requests go ahead with the replicas as they are.
+    repair_backoff_[handle] = Now() + std::max<uint64_t>(5ull * cfg_.heartbeat_ms * 1000, 2000000);
+  } else {
+    repair_backoff_.erase(handle);
+  }
+  for (Message& w : op.waiters) Dispatch(w);
+}
+
+void MasterServer::ScheduleRepairs(uint64_t now) {
+  size_t running = repairs_.size();
+  std::vector<uint64_t> handles;
+  for (const auto& [h, reps] : damaged_) handles.push_back(h);
+  for (uint64_t h : handles) {
+    if (running >= 4) break;
+    auto lease = leases_.find(h);
+    if (lease != leases_.end() && lease->second.expiry_us > now) continue;
+    if (Repairable(h) && StartRepair(h, now)) ++running;
+  }
+}
+
+void MasterServer::ResolveLengths() {
+  lengths_resolved_ = true;
+  for (const auto& [handle, lens] : reported_len_) {
+    const ChunkInfo* ci = meta_->FindChunk(handle);
+    if (ci == nullptr || lens.size() < 2) continue;
+    uint64_t longest = 0;
+    for (const auto& [rank, len] : lens) longest = std::max(longest, len);
+    // Only beside a longest replica that is whole: never the last good copy.
+    auto bad = damaged_.find(handle);
+    bool whole = false;
+    for (const auto& [rank, len] : lens) {
+      whole = whole || (len == longest && (bad == damaged_.end() || !bad->second.count(rank)));
+    }
+    if (!whole) continue;
+    std::vector<int32_t> shorter;
+    for (const auto& [rank, len] : lens) {
+      if (len < longest) shorter.push_back(rank);
+    }
+    if (shorter.empty()) continue;
+    auto& loc = locations_[handle];
+    for (int32_t r : shorter) {
+      auto pos = std::find(loc.begin(), loc.end(), r);
+      if (pos == loc.end()) continue;
+      loc.erase(pos);
+      servers_[r].to_delete.push_back(handle);
+      ClearDamaged(handle, r);
+      stats_.counters["short_replicas_dropped"]++;
+    }
+    TouchLocation(handle);
+    std::fprintf(stderr,
+                 "gfs: master: chunk %016llx: %zu replica(s) at version %llu shorter than %llu "
+                 "bytes (a mutation cut short by a crash); the longest are kept\n",
+                 static_cast<unsigned long long>(handle), shorter.size(),
+                 static_cast<unsigned long long>(ci->version),
+                 static_cast<unsigned long long>(longest));
+  }
+  reported_len_.clear();
 }
 
 void MasterServer::ScheduleClones(uint64_t now) {
@@ -922,7 +1208,9 @@ void MasterServer::ScheduleClones(uint64_t now) {
   std::vector<Need> needs;
   meta_->ForEachFile([&](const std::string&, const FileInfo& f) {
     for (uint64_t h : f.chunks) {
-      if (h == 0 || clones_.count(h) || prepare_by_handle_.count(h)) continue;
+      if (h == 0 || clones_.count(h) || prepare_by_handle_.count(h) || repairs_.count(h)) continue;
+      // A damaged replica is repaired in place, not replaced.
+      if (damaged_.count(h) != 0 && Repairable(h)) continue;
       std::vector<int32_t> good = GoodReplicas(h);
       if (good.empty() || good.size() >= f.replication) continue;
       auto lease = leases_.find(h);
@@ -978,8 +1266,7 @@ void MasterServer::OnCloneReply(Message& m) {
     if (std::find(loc.begin(), loc.end(), op.target) == loc.end()) loc.push_back(op.target);
     TouchLocation(handle);
     servers_[op.target].chunks++;
-    auto bad = corrupt_.find(handle);
-    if (bad != corrupt_.end()) bad->second.erase(op.target);
+    ClearDamaged(handle, op.target);
     stats_.counters["clones_done"]++;
   } else {
     if (ci == nullptr || m.status().ok()) servers_[op.target].to_delete.push_back(handle);
@@ -995,7 +1282,7 @@ void MasterServer::OnCorrupt(Message& m) {
   if (!m.Decode(&r).ok()) return;
   std::fprintf(stderr, "gfs: master: chunk %016llx on rank %d failed its checksum\n",
                static_cast<unsigned long long>(r.handle), m.source);
-  MarkCorrupt(r.handle, m.source);
+  MarkDamaged(r.handle, m.source, r.ranges);
   DeferReply(m, Empty{});
 }
 
@@ -1018,7 +1305,7 @@ void MasterServer::OnReport(Message& m) {
       if (h == 0) continue;
       ++rep.chunks;
       size_t good = GoodReplicas(h).size();
-      if (good == 0) {
+      if (LiveReplicas(h).empty() || !Unreadable(h).empty()) {
         ++rep.lost;
       } else if (good < f.replication) {
         ++rep.under_replicated;
@@ -1047,8 +1334,26 @@ Status MasterServer::FsckAnswer(const std::string& path, FsckReply* rep) const {
       const ChunkInfo* ci = meta_->FindChunk(c.handle);
       c.version = ci ? ci->version : 0;
       c.replicas = GoodReplicas(c.handle);
-      auto bad = corrupt_.find(c.handle);
-      if (bad != corrupt_.end()) c.corrupt.assign(bad->second.begin(), bad->second.end());
+      auto bad = damaged_.find(c.handle);
+      if (bad != damaged_.end()) {
+        std::vector<int32_t> live = LiveReplicas(c.handle);
+        for (const auto& [rank, ranges] : bad->second) {
+          if (std::find(live.begin(), live.end(), rank) == live.end()) continue;
+          c.corrupt.push_back(rank);
+          ReplicaDamage d;
+          d.rank = rank;
+          for (const ByteRange& r : ranges) {
+            // Clipped to the chunk ("somewhere" is the whole chunk).
+            const uint64_t end = std::min<uint64_t>(r.offset + r.length, f.chunk_size);
+            if (r.offset < end) d.ranges.push_back(ByteRange{r.offset, end - r.offset});
+          }
+          c.damaged.push_back(std::move(d));
+        }
+        for (const ByteRange& r : Unreadable(c.handle)) {
+          const uint64_t end = std::min<uint64_t>(r.offset + r.length, f.chunk_size);
+          if (r.offset < end) c.unreadable.push_back(ByteRange{r.offset, end - r.offset});
+        }
+      }
       auto st = stale_seen_.find(c.handle);
       c.stale = st == stale_seen_.end() ? 0 : st->second;
       ff.chunks.push_back(std::move(c));
@@ -1099,7 +1404,19 @@ void MasterServer::OnVerifyReply(Message& m) {
   verify_req_.erase(it);
   VerifyReply v;
   if (m.status().ok() && m.Decode(&v).ok()) {
-    for (uint64_t h : v.corrupt) MarkCorrupt(h, m.source);
+    // Every replica this server holds was checked: the listed ones have
+    // exactly that damage, the others none.
+    std::set<uint64_t> listed;
+    for (const ChunkDamage& d : v.damaged) {
+      listed.insert(d.handle);
+      ClearDamaged(d.handle, m.source);
+      MarkDamaged(d.handle, m.source, d.ranges);
+    }
+    std::vector<uint64_t> clean;
+    for (const auto& [h, reps] : damaged_) {
+      if (reps.count(m.source) != 0 && listed.count(h) == 0) clean.push_back(h);
+    }
+    for (uint64_t h : clean) ClearDamaged(h, m.source);
     stats_.counters["replicas_verified"] += v.checked;
   }
   auto op = fscks_.find(key);
@@ -1220,8 +1537,24 @@ void MasterServer::Tick(uint64_t) {
       ++it;
     }
   }
+  std::vector<uint64_t> late_repairs;
+  for (const auto& [h, op] : repairs_) {
+    if (now >= op.deadline_us) late_repairs.push_back(h);
+  }
+  for (uint64_t h : late_repairs) {
+    stats_.counters["repairs_timed_out"]++;
+    EndRepair(h, false);
+  }
+  if (serving_ && !lengths_resolved_ && !took_over_ &&
+      std::all_of(cs_ranks_.begin(), cs_ranks_.end(), [&](int r) {
+        auto it = servers_.find(r);
+        return it != servers_.end() && it->second.registered;
+      })) {
+    ResolveLengths();
+  }
   if (serving_ && now >= next_clone_scan_us_) {
     next_clone_scan_us_ = now + std::min<uint64_t>(500000, cfg_.heartbeat_ms * 1000ull);
+    ScheduleRepairs(now);
     ScheduleClones(now);
   }
   for (auto it = fscks_.begin(); it != fscks_.end();) {

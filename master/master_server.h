@@ -171,12 +171,40 @@ class MasterServer : public Server {
   void OnCorrupt(Message& m);
   // Builds the fsck answer for the files at or under `path`.
   Status FsckAnswer(const std::string& path, FsckReply* rep) const;
-  // Live replicas that are not known to be corrupt.
+  // Live replicas that are not known to be damaged.
   std::vector<int32_t> GoodReplicas(uint64_t handle) const;
+  // What clients are given to read: the good replicas, or, when none is
+  // good, the damaged ones too (they serve every block that is not damaged).
+  std::vector<int32_t> ReadableReplicas(uint64_t handle) const;
   // Placement input: every chunkserver, eligible when alive, registered, not
   // in `busy` and with `room` bytes free.
   std::vector<ServerLoad> Loads(uint64_t room, const std::set<int32_t>& busy) const;
-  void MarkCorrupt(uint64_t handle, int32_t rank);
+  // Damage of a replica (blocks that failed their checksums, bytes or
+  // checksums missing). The replica is kept and still serves its good
+  // blocks; a repair rewrites the damaged ones from good copies (never a
+  // deletion). Empty ranges: somewhere in it (a full scan finds where).
+  void MarkDamaged(uint64_t handle, int32_t rank, const std::vector<ByteRange>& ranges);
+  // The replica verified clean (or was repaired): no longer damaged.
+  void ClearDamaged(uint64_t handle, int32_t rank);
+  // Chunk ranges no live replica holds a good copy of.
+  std::vector<ByteRange> Unreadable(uint64_t handle) const;
+  // Repairs: a damaged replica's chunk goes to a new version on every live
+  // replica (no primary: no mutation can land meanwhile), then each damaged
+  // replica is told to fetch its damaged blocks from the others (kRepair).
+  // Lease requests for the chunk wait. Scheduled for chunks with damage and
+  // a possible source, without a live lease.
+  bool Repairable(uint64_t handle) const;
+  bool StartRepair(uint64_t handle, uint64_t now);
+  void OnRepairPrepared(uint64_t handle);
+  void SendNextRepair(uint64_t handle);
+  void OnRepairReply(Message& m);
+  void EndRepair(uint64_t handle, bool ok);
+  void ScheduleRepairs(uint64_t now);
+  // At a new job's start, once every chunkserver registered: replicas at the
+  // logged version whose recorded lengths differ (a job killed during an
+  // append) keep the longest; the shorter ones are dropped (the longest
+  // hold every acknowledged byte) and re-replication restores R.
+  void ResolveLengths();
   // Replicas reported behind the logged version: deleted once a current
   // replica exists; brought forward when every chunkserver has reported and
   // none is current (the master died between logging and preparing).
@@ -251,8 +279,26 @@ class MasterServer : public Server {
   bool done_ = false;
   uint64_t next_decay_us_ = 0;
   uint64_t seed_ = 1;
-  std::unordered_map<uint64_t, std::set<int32_t>> corrupt_;  // handle -> ranks
-  std::unordered_map<uint64_t, uint32_t> stale_seen_;        // handle -> count
+  // handle -> damaged replica rank -> its damaged ranges (empty: unknown where)
+  std::unordered_map<uint64_t, std::map<int32_t, std::vector<ByteRange>>> damaged_;
+  std::unordered_map<uint64_t, uint32_t> stale_seen_;  // handle -> count
+  struct RepairOp {
+    uint64_t version = 0;
+    int waiting = 0;                // prepares not answered yet
+    std::vector<int32_t> replicas;  // live replicas at the start
+    std::vector<int32_t> targets;   // damaged replicas still to repair
+    uint64_t deadline_us = 0;
+    uint64_t req_id = 0;           // the kRepair in flight
+    std::vector<Message> waiters;  // lease requests held while it runs
+    bool ok = true;
+  };
+  std::unordered_map<uint64_t, RepairOp> repairs_;         // by handle
+  std::unordered_map<uint64_t, uint64_t> repair_req_;      // request id -> handle
+  std::unordered_map<uint64_t, uint64_t> repair_backoff_;  // handle -> not before (us)
+  uint64_t next_repair_scan_us_ = 0;
+  // handle -> (rank -> recorded length) as registered at this job's start
+  std::unordered_map<uint64_t, std::map<int32_t, uint64_t>> reported_len_;
+  bool lengths_resolved_ = false;
   std::map<uint64_t, std::vector<std::pair<int32_t, uint64_t>>>
       behind_;  // handle -> (rank, version)
   std::unordered_map<uint64_t, std::pair<uint64_t, int32_t>> revive_req_;  // id -> (handle, rank)

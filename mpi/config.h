@@ -24,12 +24,9 @@ struct JobConfig {
   uint32_t read_size = 4u << 20;        // bytes per read request
   uint32_t read_window = 4;             // read requests in flight
   uint64_t read_ahead = 16ull << 20;    // sequential read-ahead per file; 0: off
-  bool short_circuit_reads = true;      // read a replica on the client's host from its file
-  bool short_circuit_writes = true;     // write a lone replica on the client's host into its file
-  // Record appends into ranges of a lone replica's file on the client's host
-  // (doc/architecture.md#short-circuit-appends). Needs short_circuit_writes.
-  bool short_circuit_appends = true;
-  uint32_t write_hold_ms = 1000;  // a held short-circuit grant's life (<= request timeout); 0: none
+  // Read a replica on the client's host from its data file (read-only,
+  // every block verified). Only chunkservers ever write chunk files.
+  bool short_circuit_reads = true;
   uint64_t push_buffer_limit = 1ull << 30;  // pushed bytes a chunkserver holds
   uint64_t capacity = 0;                    // 0: the file system's free space
   uint64_t writeback_bytes = 0;             // chunkserver: start disk writes per this much; 0 off

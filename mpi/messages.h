@@ -38,6 +38,17 @@ struct ListEntry {
   }
 };
 
+// Bytes [offset, offset + length) of a chunk. Damage is found and repaired
+// in whole 64 KiB checksum blocks (the chunk's last block may be partial).
+struct ByteRange {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  template <class V>
+  bool Visit(V& v) {
+    return v(offset) && v(length);
+  }
+};
+
 struct ChunkLocation {
   uint32_t index = 0;
   uint64_t handle = 0;  // 0: a hole (never written)
@@ -258,16 +269,30 @@ struct FsckReq {
   }
 };
 
+// Where a replica failed its checksums (or lacks bytes or checksums).
+struct ReplicaDamage {
+  int32_t rank = -1;
+  std::vector<ByteRange> ranges;  // chunk offsets, whole blocks
+  template <class V>
+  bool Visit(V& v) {
+    return v(rank) && v(ranges);
+  }
+};
+
 struct FsckChunk {
   uint32_t index = 0;
   uint64_t handle = 0;
   uint64_t version = 0;
-  std::vector<int32_t> replicas;  // live, current, not known corrupt
-  std::vector<int32_t> corrupt;   // replicas that failed a checksum
+  std::vector<int32_t> replicas;  // live, current, not known damaged
+  std::vector<int32_t> corrupt;   // live, current replicas with damaged blocks (kept, repaired)
   uint32_t stale = 0;             // replicas found at an older version (removed)
+  std::vector<ReplicaDamage> damaged;  // the damaged blocks of each `corrupt` replica
+  // Chunk ranges no live replica holds a good copy of: reads of them fail.
+  std::vector<ByteRange> unreadable;
   template <class V>
   bool Visit(V& v) {
-    return v(index) && v(handle) && v(version) && v(replicas, 64) && v(corrupt, 64) && v(stale);
+    return v(index) && v(handle) && v(version) && v(replicas, 64) && v(corrupt, 64) && v(stale) &&
+           v(damaged, 64) && v(unreadable);
   }
 };
 
@@ -299,23 +324,59 @@ struct VerifyReq {
   }
 };
 
-struct VerifyReply {
-  uint32_t checked = 0;
-  std::vector<uint64_t> corrupt;
+// A replica and its damaged ranges (none: it verified clean).
+struct ChunkDamage {
+  uint64_t handle = 0;
+  std::vector<ByteRange> ranges;
   template <class V>
   bool Visit(V& v) {
-    return v(checked) && v(corrupt);
+    return v(handle) && v(ranges);
   }
 };
 
-// Chunkserver -> master: a replica failed its checksum (on a read or a
-// verification); it is no longer handed to clients.
+struct VerifyReply {
+  uint32_t checked = 0;
+  std::vector<ChunkDamage> damaged;  // only replicas with damage; the rest verified clean
+  template <class V>
+  bool Visit(V& v) {
+    return v(checked) && v(damaged);
+  }
+};
+
+// Chunkserver -> master: blocks of a replica failed their checksums (on a
+// read, a scrub or a verification). The replica is kept and serves its good
+// blocks; the master has the damaged ones repaired from a good copy.
 struct CorruptReq {
   GFS_MSG(kCorrupt);
   uint64_t handle = 0;
+  std::vector<ByteRange> ranges;  // the damage found (empty: somewhere, unknown)
   template <class V>
   bool Visit(V& v) {
-    return v(handle);
+    return v(handle) && v(ranges);
+  }
+};
+
+// Master -> the chunkserver of a damaged replica at `version`: verify it,
+// fetch every damaged block from the first of `sources` (replicas at the
+// same version) whose copy of that block is good, write it in place, sync.
+// Nothing is deleted; blocks no source holds good stay damaged.
+struct RepairReq {
+  GFS_MSG(kRepair);
+  uint64_t handle = 0;
+  uint64_t version = 0;
+  std::vector<int32_t> sources;
+  template <class V>
+  bool Visit(V& v) {
+    return v(handle) && v(version) && v(sources, 64);
+  }
+};
+
+struct RepairReply {
+  uint64_t repaired_bytes = 0;
+  std::vector<ByteRange> still_damaged;  // empty: the replica verifies clean
+  template <class V>
+  bool Visit(V& v) {
+    return v(repaired_bytes) && v(still_damaged);
   }
 };
 
@@ -337,10 +398,11 @@ struct CloneReq {
 struct ChunkReport {
   uint64_t handle = 0;
   uint64_t version = 0;
-  uint64_t length = 0;
+  uint64_t length = 0;             // the replica's recorded length
+  std::vector<ByteRange> damaged;  // found at start-up: bytes or checksums missing
   template <class V>
   bool Visit(V& v) {
-    return v(handle) && v(version) && v(length);
+    return v(handle) && v(version) && v(length) && v(damaged);
   }
 };
 
@@ -351,18 +413,24 @@ struct RegisterReq {
   std::string host;
   uint64_t capacity = 0;
   uint64_t used = 0;
+  // The store this chunkserver's directory belongs to (0: none yet: a new
+  // directory, or one of an older format that takes the master's).
+  uint64_t store_id = 0;
   std::vector<ChunkReport> chunks;
   template <class V>
   bool Visit(V& v) {
-    return v(server_id) && v(dir_name) && v(host) && v(capacity) && v(used) && v(chunks);
+    return v(server_id) && v(dir_name) && v(host) && v(capacity) && v(used) && v(store_id) &&
+           v(chunks);
   }
 };
 
+// A chunkserver of another store is refused (kWrongStore) and deletes nothing.
 struct RegisterReply {
+  uint64_t store_id = 0;                 // the master's store: recorded by a new directory
   std::vector<uint64_t> delete_handles;  // orphans and stale replicas
   template <class V>
   bool Visit(V& v) {
-    return v(delete_handles);
+    return v(store_id) && v(delete_handles);
   }
 };
 
@@ -523,91 +591,6 @@ struct ReadLocalReply {
   }
 };
 
-// Client -> primary, both on one host, the primary the chunk's only replica:
-// a short-circuit write. The primary checks version and lease as for kWrite,
-// holds every other request touching the chunk, and answers with the chunk's
-// data file; the client writes [offset, offset + length) of it itself and
-// then sends kWriteLocalDone (doc/architecture.md#short-circuit-writes).
-struct WriteLocalReq {
-  GFS_MSG(kWriteLocal);
-  uint64_t handle = 0;
-  uint64_t version = 0;
-  uint64_t offset = 0;
-  uint64_t length = 0;
-  // > offset + length: the client would go on writing sequentially up to
-  // here under the same grant (a held grant); 0 or less: just the range.
-  uint64_t window_end = 0;
-  // Client -> primary: the other replicas, all on the client's host too; the
-  // primary asks each for a grant (holder = the client) before answering.
-  std::vector<int32_t> secondaries;
-  // Primary -> secondary: the client the grant is for (-1: this is the
-  // client's own request) and the primary's grant id (for kRecallGrant).
-  int32_t holder = -1;
-  uint64_t primary_grant = 0;
-  template <class V>
-  bool Visit(V& v) {
-    return v(handle) && v(version) && v(offset) && v(length) && v(window_end) &&
-           v(secondaries, 64) && v(holder) && v(primary_grant);
-  }
-};
-
-// Another replica's files, granted to the same short-circuit write.
-struct LocalReplicaFiles {
-  int32_t rank = -1;
-  std::string path;
-  std::string crc_path;
-  uint64_t grant = 0;  // its grant, ended by the client's kWriteLocalDone to it
-  template <class V>
-  bool Visit(V& v) {
-    return v(rank) && v(path) && v(crc_path) && v(grant);
-  }
-};
-
-struct WriteLocalReply {
-  std::string path;         // the chunk's data file, absolute
-  std::string crc_path;     // its checksum file, absolute (in the same directory)
-  uint64_t grant = 0;       // names this write in kWriteLocalDone
-  uint32_t block_size = 0;  // bytes per checksummed block
-  uint32_t grant_ms = 0;    // the primary gives up on the write this long after granting it
-  uint64_t window_end = 0;  // the client may write [offset, window_end) (>= offset + length)
-  std::vector<LocalReplicaFiles> others;  // the secondaries' files (the same bytes go there)
-  template <class V>
-  bool Visit(V& v) {
-    return v(path) && v(crc_path) && v(grant) && v(block_size) && v(grant_ms) && v(window_end) &&
-           v(others, 64);
-  }
-};
-
-// Client -> primary: the short-circuit write `grant` is over. written = 1: all
-// its bytes are in the file, and crcs holds the CRC32C of them from each block
-// boundary at or after the offset to the next boundary or the range's end.
-// written = 0: the client gave up (the primary checksums what the file holds).
-struct WriteLocalDoneReq {
-  GFS_MSG(kWriteLocalDone);
-  uint64_t handle = 0;
-  uint64_t grant = 0;
-  uint8_t written = 0;
-  uint64_t end = 0;  // written = 1: the range written is [offset, end)
-  std::vector<uint32_t> crcs;
-  template <class V>
-  bool Visit(V& v) {
-    return v(handle) && v(grant) && v(written) && v(end) && v(crcs);
-  }
-};
-
-// Primary -> the client holding a held grant on the chunk, once another
-// request for the chunk is waiting for it: end the grant after the write in
-// progress (one-way; doc/architecture.md#short-circuit-writes).
-struct RecallGrantMsg {
-  GFS_MSG(kRecallGrant);
-  uint64_t handle = 0;
-  uint64_t grant = 0;
-  template <class V>
-  bool Visit(V& v) {
-    return v(handle) && v(grant);
-  }
-};
-
 // Client -> primary: append pushed data `data_id` (length bytes) at an offset
 // the primary picks. kRetryNextChunk when it does not fit (the chunk was padded
 // to chunk_size on every replica first); kTooLarge over chunk_size / 4.
@@ -631,55 +614,6 @@ struct AppendReply {
   template <class V>
   bool Visit(V& v) {
     return v(offset);
-  }
-};
-
-// Client -> primary, the chunk's only replica, on the client's host: a
-// short-circuit record append (doc/architecture.md#short-circuit-appends).
-// The primary checks version, lease and size as for kAppend, reserves
-// `length` bytes at the end of the ranges reserved so far and answers with
-// the offset and the data file; the client writes the record there itself
-// and sends kAppendLocalDone. Many such ranges are open at once.
-// kRetryNextChunk when it does not fit (the chunk was padded first).
-struct AppendLocalReq {
-  GFS_MSG(kAppendLocal);
-  uint64_t handle = 0;
-  uint64_t version = 0;
-  uint64_t chunk_size = 0;
-  uint64_t length = 0;
-  template <class V>
-  bool Visit(V& v) {
-    return v(handle) && v(version) && v(chunk_size) && v(length);
-  }
-};
-
-struct AppendLocalReply {
-  uint64_t offset = 0;      // within the chunk
-  std::string path;         // the chunk's data file, absolute
-  uint64_t grant = 0;       // names this append in kAppendLocalDone
-  uint32_t block_size = 0;  // bytes per checksummed block
-  uint32_t grant_ms = 0;    // the primary checksums the range from the file this long after
-  template <class V>
-  bool Visit(V& v) {
-    return v(offset) && v(path) && v(grant) && v(block_size) && v(grant_ms);
-  }
-};
-
-// Client -> primary: the short-circuit append `grant` is over. written = 1:
-// the record is in the file, and crcs holds the CRC32C of each piece of its
-// range between block boundaries, in order (the first from the offset to the
-// next boundary or the range's end). written = 0: the client gave up (the
-// primary checksums what the file holds). kTimeout: the grant had run out
-// (the range was checksummed from the file; the client appends again).
-struct AppendLocalDoneReq {
-  GFS_MSG(kAppendLocalDone);
-  uint64_t handle = 0;
-  uint64_t grant = 0;
-  uint8_t written = 0;
-  std::vector<uint32_t> crcs;
-  template <class V>
-  bool Visit(V& v) {
-    return v(handle) && v(grant) && v(written) && v(crcs);
   }
 };
 

@@ -61,16 +61,8 @@ const char* MsgTypeName(uint16_t type) {
       return "read";
     case MsgType::kReadLocal:
       return "read_local";
-    case MsgType::kWriteLocal:
-      return "write_local";
-    case MsgType::kWriteLocalDone:
-      return "write_local_done";
-    case MsgType::kRecallGrant:
-      return "recall_grant";
-    case MsgType::kAppendLocal:
-      return "append_local";
-    case MsgType::kAppendLocalDone:
-      return "append_local_done";
+    case MsgType::kRepair:
+      return "repair";
     case MsgType::kSync:
       return "sync";
     case MsgType::kAppend:

@@ -19,7 +19,7 @@ namespace gfs {
 using Buffer = std::shared_ptr<const Bytes>;
 
 inline constexpr uint32_t kWireMagic = 0x57534647;  // "GFSW" little-endian
-inline constexpr uint8_t kWireVersion = 3;
+inline constexpr uint8_t kWireVersion = 4;
 inline constexpr size_t kHeaderSize = 36;
 inline constexpr size_t kMaxPath = 4096;
 inline constexpr size_t kMaxBlob = 256u << 20;
@@ -63,11 +63,12 @@ enum class MsgType : uint16_t {
   kAppend = 46,
   kCommitted = 47,
   kReadLocal = 48,
-  kWriteLocal = 49,
-  kWriteLocalDone = 54,  // numbered after the master group's: 49 was the last free one here
-  kRecallGrant = 55,     // primary -> the client holding a held grant (one-way)
-  kAppendLocal = 56,
-  kAppendLocalDone = 57,
+  // Retired with wire version 4, never to be reused: 49 (write-local), 54
+  // (write-local-done), 55 (recall-grant), 56 (append-local), 57
+  // (append-local-done). Clients wrote chunk files themselves through them;
+  // only chunkservers write chunk files now.
+  // master -> chunkserver: mend a damaged replica from its peers
+  kRepair = 58,
   // master group (master <-> shadow masters)
   kLogBatch = 50,
   kVote = 51,

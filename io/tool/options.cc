@@ -77,14 +77,9 @@ po::options_description GlobalDescription(std::string* chunk_size, std::string* 
       "chunkservers start writing a chunk's new bytes to disk once this much is written, "
       "so an fsync finds little left to do; K/M/G suffixes, 0 off (default 0)")(
       "no-short-circuit", po::bool_switch(&g->no_short_circuit),
-      "clients read and write replicas on their own host through the chunkserver, not in "
-      "its files")("no-short-circuit-appends", po::bool_switch(&g->no_short_circuit_appends),
-                   "record appends go through the chunkserver even where the chunk's only "
-                   "replica is on the producer's host (by default the producer writes its "
-                   "records into the range the chunkserver reserves in the chunk's file)")(
-      "short-circuit-appends", po::bool_switch(&g->short_circuit_appends),
-      "the default, kept for scripts that name it")("progress", po::bool_switch(&j.progress),
-                                                    "show progress of long transfers on stderr")(
+      "clients read replicas on their own host through the chunkserver, not from its files "
+      "(writes and appends always go through the chunkservers)")(
+      "progress", po::bool_switch(&j.progress), "show progress of long transfers on stderr")(
       "hostfile", po::value(&g->hostfile), "launcher: Open MPI hostfile for a multi-node job")(
       "mpirun-args", po::value(&g->mpirun_args),
       "launcher: extra arguments for mpirun (one string)")(
@@ -92,7 +87,9 @@ po::options_description GlobalDescription(std::string* chunk_size, std::string* 
   po::options_description hidden;
   hidden.add_options()("stats-dir", po::value(&j.stats_dir))(
       "status-file", po::value(&g->status_file))("slice-size", po::value(slice_size))(
-      "rank-mode", po::bool_switch(&g->rank_mode));
+      "rank-mode", po::bool_switch(&g->rank_mode))("short-circuit-appends",
+                                                   po::bool_switch(&g->short_circuit_appends))(
+      "no-short-circuit-appends", po::bool_switch(&g->no_short_circuit_appends));
   po::options_description all;
   all.add(d).add(hidden);
   return all;
@@ -184,14 +181,13 @@ Result<CommandLine> ParseCommandLine(int argc, char** argv, bool launcher) {
     return Status::InvalidArgument(e.what());
   }
   JobConfig& j = cl.global.job;
-  if (cl.global.short_circuit_appends &&
-      (cl.global.no_short_circuit_appends || cl.global.no_short_circuit)) {
+  if (cl.global.short_circuit_appends || cl.global.no_short_circuit_appends) {
     return Status::InvalidArgument(
-        "--short-circuit-appends contradicts --no-short-circuit-appends / --no-short-circuit");
+        std::string(cl.global.short_circuit_appends ? "--short-circuit-appends"
+                                                    : "--no-short-circuit-appends") +
+        " is no longer an option: record appends always go through the chunkservers");
   }
   j.short_circuit_reads = !cl.global.no_short_circuit;
-  j.short_circuit_writes = !cl.global.no_short_circuit;
-  j.short_circuit_appends = !cl.global.no_short_circuit_appends && !cl.global.no_short_circuit;
   if (!chunk_size.empty()) {
     auto v = ParseSize("chunk-size", chunk_size);
     if (!v.ok()) return v.status();

@@ -19,11 +19,12 @@ struct GlobalOptions {
   std::string mpirun_args;
   std::string status_file;  // hidden: where the first client writes the exit status
   bool help = false;
-  bool rank_mode = false;                 // hidden: force rank mode
-  bool dry_run = false;                   // print the mpirun line instead of running it
-  bool no_short_circuit = false;          // JobConfig::short_circuit_reads and _writes off
-  bool no_short_circuit_appends = false;  // JobConfig::short_circuit_appends off
-  bool short_circuit_appends = false;     // accepted: the default
+  bool rank_mode = false;         // hidden: force rank mode
+  bool dry_run = false;           // print the mpirun line instead of running it
+  bool no_short_circuit = false;  // JobConfig::short_circuit_reads off
+  // Retired options, refused with a line saying why.
+  bool no_short_circuit_appends = false;
+  bool short_circuit_appends = false;
 };
 
 struct CommandLine {

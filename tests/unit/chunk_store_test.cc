@@ -30,6 +30,7 @@ namespace {
   } while (0)
 
 constexpr uint64_t kBS = ChunkStore::kBlockSize;
+constexpr size_t kCrcHeader = 48;  // format 2 (doc/disk-format-chunk.md)
 
 std::vector<uint8_t> RandomBytes(size_t n, uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -202,12 +203,12 @@ TEST_F(ChunkStoreTest, SmallChunkStaysSmall) {
   const std::vector<uint8_t> d = RandomBytes(100, 3);
   ASSERT_OK(store_->Write(0xabc, 0, d.data(), d.size()));
   EXPECT_EQ(std::filesystem::file_size(store_->DataPath(0xabc)), 100u);
-  EXPECT_EQ(std::filesystem::file_size(store_->CrcPath(0xabc)), 16u + 4u);
+  EXPECT_EQ(std::filesystem::file_size(store_->CrcPath(0xabc)), kCrcHeader + 4u);
   // The single CRC entry is the CRC32C of the 100 bytes.
   std::string crc;
   ASSERT_OK(Env::Posix()->ReadFile(store_->CrcPath(0xabc), &crc));
   uint32_t stored = 0;
-  std::memcpy(&stored, crc.data() + 16, 4);
+  std::memcpy(&stored, crc.data() + kCrcHeader, 4);
   EXPECT_EQ(stored, crc32c::Value(d.data(), d.size()));
 }
 
@@ -228,7 +229,7 @@ TEST_F(ChunkStoreTest, FlippedDataByteDetected) {
   EXPECT_TRUE(out.empty());
   s = store_->Verify(5);
   EXPECT_EQ(s.code(), Code::kCorruption);
-  EXPECT_NE(s.message().find("block 1"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("bytes 65536..131072"), std::string::npos) << s.message();
 
   // A partial overwrite of the corrupt block is refused and writes nothing.
   const std::vector<uint8_t> p = RandomBytes(50, 5);
@@ -289,8 +290,8 @@ TEST_F(ChunkStoreTest, FlippedChecksumEntryDetected) {
   const std::vector<uint8_t> d = RandomBytes(2 * kBS, 4);
   ASSERT_OK(store_->Write(5, 0, d.data(), d.size()));
   ASSERT_OK(store_->Sync(5));
-  ASSERT_OK(env_.FlipByte(store_->CrcPath(5), 16 + 4 + 2));  // entry of block 1
-  OpenStore();                                               // drop cached checksums
+  ASSERT_OK(env_.FlipByte(store_->CrcPath(5), kCrcHeader + 4 + 2));  // entry of block 1
+  OpenStore();                                                       // drop cached checksums
   std::vector<uint8_t> out;
   ASSERT_OK(store_->Read(5, 0, kBS, &out));
   EXPECT_EQ(store_->Read(5, kBS, 1, &out).code(), Code::kCorruption);
@@ -362,7 +363,7 @@ TEST_F(ChunkStoreTest, Truncate) {
   // Block-aligned and to zero.
   ASSERT_OK(store_->Truncate(1, kBS));
   EXPECT_EQ(ReadAll(1), Sub(d, 0, kBS));
-  EXPECT_EQ(std::filesystem::file_size(store_->CrcPath(1)), 16u + 4u);
+  EXPECT_EQ(std::filesystem::file_size(store_->CrcPath(1)), kCrcHeader + 4u);
   ASSERT_OK(store_->Truncate(1, 0));
   EXPECT_TRUE(ReadAll(1).empty());
   EXPECT_EQ(store_->UsedBytes(), 0u);
@@ -478,79 +479,6 @@ TEST_F(ChunkStoreTest, CorruptChecksumHeaderDetectedOnFirstUse) {
       << s.message();
 }
 
-// An append writer outside the store (a short-circuit producer): writes
-// `data` at `off` and returns the checksums of its pieces between block
-// boundaries, the first from `off` (WriteOutside's, plus the piece before the
-// first boundary).
-std::vector<uint32_t> WriteOutside(const std::string& path, uint64_t off,
-                                   const std::vector<uint8_t>& data);
-std::vector<uint32_t> AppendOutside(const std::string& path, uint64_t off,
-                                    const std::vector<uint8_t>& data) {
-  std::vector<uint32_t> crcs = WriteOutside(path, off, data);
-  if (off % kBS != 0 && !data.empty()) {
-    const uint64_t head = std::min<uint64_t>((off / kBS + 1) * kBS - off, data.size());
-    crcs.insert(crcs.begin(), crc32c::Value(data.data(), head));
-  }
-  return crcs;
-}
-
-// Blocks past the checksum file's end were written and never checksummed
-// (a crash between the two): Open cuts them off rather than letting them
-// read as corrupt.
-TEST_F(ChunkStoreTest, DataPastItsChecksumsIsCutAtOpen) {
-  ASSERT_OK(store_->Create(1, 1));
-  const std::vector<uint8_t> d = RandomBytes(3 * kBS, 12);
-  ASSERT_OK(store_->Write(1, 0, d.data(), d.size()));
-  ASSERT_OK(store_->Sync(1));
-  store_.reset();
-  std::filesystem::resize_file(dir_ + "/chunks/0000000000000001.crc", 16 + 4);  // one entry left
-  OpenStore();
-  EXPECT_EQ(store_->tail_bytes_cut(), 2 * kBS);
-  EXPECT_EQ(store_->Meta(1)->length, kBS);
-  EXPECT_EQ(store_->Meta(1)->version, 0u);  // one back: behind any replica not cut
-  EXPECT_EQ(ReadAll(1), Sub(d, 0, kBS));
-  EXPECT_OK(store_->Verify(1));
-  // A flipped byte in the last block is corruption, not a shorter chunk.
-  ASSERT_OK(store_->Write(1, kBS, d.data(), 5000));
-  ASSERT_OK(store_->Sync(1));
-  store_.reset();
-  {
-    std::unique_ptr<RandomRWFile> f;
-    ASSERT_OK(Env::Posix()->OpenRandomRW(dir_ + "/chunks/0000000000000001.chunk", false, &f));
-    const uint8_t x = static_cast<uint8_t>(d[100] ^ 0x40);
-    ASSERT_OK(f->Write(kBS + 100, &x, 1));
-  }
-  OpenStore();
-  EXPECT_EQ(store_->tail_bytes_cut(), 0u);
-  EXPECT_EQ(store_->Meta(1)->length, kBS + 5000);
-  EXPECT_EQ(store_->Meta(1)->version, 0u);
-  EXPECT_EQ(store_->Verify(1).code(), Code::kCorruption);
-}
-
-// A server stopped while short-circuit appends were open: the writers'
-// bytes past the length, in the last checksummed block and beyond, are cut
-// at the next Open; what was under the length reads and verifies.
-TEST_F(ChunkStoreTest, OpenAppendRangesOfAStoppedServerAreCut) {
-  ASSERT_OK(store_->Create(2, 7));
-  const auto head = RandomBytes(kBS + 3000, 20);
-  uint64_t a = 0, b = 0;
-  ASSERT_OK(store_->ReserveAppend(2, head.size(), &a));
-  ASSERT_OK(store_->LandAppend(2, a, AppendOutside(store_->DataPath(2), a, head)));
-  ASSERT_OK(store_->ReserveAppend(2, 200000, &b));
-  AppendOutside(store_->DataPath(2), b, RandomBytes(200000, 21));  // never landed
-  ASSERT_OK(store_->SyncAll());
-  store_.reset();
-  OpenStore();
-  EXPECT_EQ(store_->tail_bytes_cut(), 200000u);
-  EXPECT_EQ(store_->Meta(2)->version, 6u);
-  EXPECT_EQ(ReadAll(2), head);
-  EXPECT_OK(store_->Verify(2));
-  EXPECT_OK(store_->Write(2, head.size(), head.data(), 10));  // and it takes writes again
-}
-
-// The checksums a short-circuit reader verifies against: those of the
-// blocks covering the range, clipped to the length, each the CRC32C of the
-// block's bytes; a missing one is Corruption, as for Read.
 TEST_F(ChunkStoreTest, BlockChecksumsCoverTheRangeAndMatchTheBytes) {
   ASSERT_OK(store_->Create(1, 1));
   const std::vector<uint8_t> d = RandomBytes(3 * kBS + 1000, 13);
@@ -577,12 +505,15 @@ TEST_F(ChunkStoreTest, BlockChecksumsCoverTheRangeAndMatchTheBytes) {
 
   ASSERT_OK(store_->Sync(1));
   store_.reset();
-  std::filesystem::resize_file(dir_ + "/chunks/0000000000000001.crc", 16 + 4);  // one entry left
-  OpenStore();  // the blocks past the one checksum left are cut (DataPastItsChecksumsIsCutAtOpen)
-  ASSERT_OK(store_->BlockChecksums(1, 0, kBS + 1, &base, &end, &crcs));
+  std::filesystem::resize_file(dir_ + "/chunks/0000000000000001.crc", kCrcHeader + 4);
+  OpenStore();  // one entry left: blocks 1..3 have no checksum (damaged, not cut)
+  EXPECT_EQ(store_->Meta(1)->length, d.size());
+  EXPECT_EQ(store_->StartupDamage(1), (std::vector<Range>{{kBS, d.size() - kBS}}));
+  ASSERT_OK(store_->BlockChecksums(1, 0, kBS, &base, &end, &crcs));
   EXPECT_EQ(end, kBS);
   ASSERT_EQ(crcs.size(), 1u);
   EXPECT_EQ(crcs[0], crc32c::Value(d.data(), kBS));
+  EXPECT_EQ(store_->BlockChecksums(1, 0, kBS + 1, &base, &end, &crcs).code(), Code::kCorruption);
 }
 
 TEST_F(ChunkStoreTest, NoSpacePropagatesAndChunkStaysUsable) {
@@ -750,9 +681,11 @@ TEST_F(ChunkStoreTest, IoPatternOfStreamingWrites) {
   for (size_t off = 1 << 20; off < d.size(); off += 1 << 20) {
     ASSERT_OK(store_->Write(1, off, d.data() + off, 1 << 20));
   }
-  EXPECT_EQ(env_.opens(), 0u);       // cached handles
-  EXPECT_EQ(env_.reads(), 0u);       // aligned: no read-modify-write
-  EXPECT_EQ(env_.writes(), 7u * 2);  // one data pwrite + one CRC pwrite each
+  EXPECT_EQ(env_.opens(), 0u);  // cached handles
+  EXPECT_EQ(env_.reads(), 0u);  // aligned: no read-modify-write
+  // One data pwrite and one CRC pwrite each, and the checksum header twice
+  // (the mutation's intent, then the new length).
+  EXPECT_EQ(env_.writes(), 7u * 4);
 
   // Appends into a partial last block extend its CRC without reading.
   ASSERT_OK(store_->Create(2, 1));
@@ -772,291 +705,7 @@ TEST_F(ChunkStoreTest, IoPatternOfStreamingWrites) {
   env_.ResetCounters();
   ASSERT_OK(store_->Write(1, 100, d.data(), 3 * kBS));
   EXPECT_EQ(env_.reads(), 2u);
-  EXPECT_EQ(env_.writes(), 2u);
-}
-
-// A writer outside the store (a short-circuit client): writes `data` at
-// `off` of the chunk's data file and returns its checksums, one per block
-// boundary at or after `off` (to the next boundary or the end).
-std::vector<uint32_t> WriteOutside(const std::string& path, uint64_t off,
-                                   const std::vector<uint8_t>& data) {
-  std::unique_ptr<RandomRWFile> f;
-  EXPECT_TRUE(Env::Posix()->OpenRandomRW(path, false, &f).ok());
-  if (f == nullptr) return {};
-  EXPECT_TRUE(f->Write(off, data.data(), data.size()).ok());
-  std::vector<uint32_t> crcs;
-  const uint64_t end = off + data.size();
-  for (uint64_t b = (off + kBS - 1) / kBS * kBS; b < end; b += kBS) {
-    crcs.push_back(crc32c::Value(data.data() + (b - off), std::min(b + kBS, end) - b));
-  }
-  return crcs;
-}
-
-TEST_F(ChunkStoreTest, ExternalWritesKeepEveryBlockChecksummed) {
-  ASSERT_OK(store_->Create(9, 1));
-  std::vector<uint8_t> model;
-  auto apply = [&](uint64_t off, const std::vector<uint8_t>& d) {
-    if (model.size() < off + d.size()) model.resize(off + d.size(), 0);
-    std::copy(d.begin(), d.end(), model.begin() + static_cast<ptrdiff_t>(off));
-  };
-  struct Case {
-    uint64_t off;
-    size_t n;
-  };
-  // Fresh chunk at 0; aligned; unaligned inside old data (both edges
-  // partial); past the end leaving a gap; ending exactly at the end; a
-  // short one inside one block.
-  const std::vector<Case> cases = {{0, 3 * kBS + 100},       {kBS, 2 * kBS},
-                                   {kBS / 2 + 7, kBS + 300}, {5 * kBS + 11, 1000},
-                                   {4 * kBS, kBS + 11},      {200, 50}};
-  uint64_t seed = 70;
-  for (const Case& c : cases) {
-    const std::vector<uint8_t> d = RandomBytes(c.n, seed++);
-    ASSERT_OK(store_->BeginExternalWrite(9, c.off, c.n));
-    EXPECT_TRUE(store_->ExternalWriteOpen(9));
-    std::vector<uint8_t> out;
-    // Everything but Sync waits for the writer.
-    EXPECT_EQ(store_->Read(9, 0, 10, &out).code(), Code::kBusy);
-    EXPECT_EQ(store_->Write(9, 0, d.data(), 1).code(), Code::kBusy);
-    EXPECT_EQ(store_->Truncate(9, 1).code(), Code::kBusy);
-    EXPECT_EQ(store_->Verify(9).code(), Code::kBusy);
-    EXPECT_EQ(store_->BeginExternalWrite(9, 0, 1).code(), Code::kBusy);
-    ASSERT_OK(store_->EndExternalWrite(9, WriteOutside(store_->DataPath(9), c.off, d)));
-    apply(c.off, d);
-    ASSERT_OK(store_->Verify(9));
-    EXPECT_EQ(store_->Meta(9)->length, model.size());
-    EXPECT_EQ(ReadAll(9), model);
-  }
-  // The checksums survive a sync and a reopen.
-  ASSERT_OK(store_->Sync(9));
-  OpenStore();
-  ASSERT_OK(store_->Verify(9));
-  EXPECT_EQ(ReadAll(9), model);
-}
-
-TEST_F(ChunkStoreTest, ExternalWriteRefusesCorruptEdgesAndWrongChecksums) {
-  ASSERT_OK(store_->Create(3, 1));
-  const std::vector<uint8_t> d = RandomBytes(3 * kBS + 500, 80);
-  ASSERT_OK(store_->Write(3, 0, d.data(), d.size()));
-  ASSERT_OK(env_.FlipByte(store_->DataPath(3), 3 * kBS + 2));  // the partial last block
-  // Old bytes of a block the write covers in part are verified first, also
-  // those of a last block a write past the end would leave beside a gap.
-  Status s = store_->BeginExternalWrite(3, 3 * kBS + 400, 10);
-  EXPECT_EQ(s.code(), Code::kCorruption) << s.ToString();
-  s = store_->BeginExternalWrite(3, 5 * kBS, 10);
-  EXPECT_EQ(s.code(), Code::kCorruption) << s.ToString();
-  EXPECT_FALSE(store_->ExternalWriteOpen(3));
-  // A whole-block overwrite needs no old bytes: allowed.
-  ASSERT_OK(store_->BeginExternalWrite(3, kBS, kBS));
-  const std::vector<uint8_t> w = RandomBytes(kBS, 81);
-  std::vector<uint32_t> crcs = WriteOutside(store_->DataPath(3), kBS, w);
-  crcs.push_back(0);  // one too many: the write is aborted, checksummed as the file is
-  s = store_->EndExternalWrite(3, crcs);
-  EXPECT_EQ(s.code(), Code::kInvalidArgument) << s.ToString();
-  EXPECT_FALSE(store_->ExternalWriteOpen(3));
-  std::vector<uint8_t> out;
-  ASSERT_OK(store_->Read(3, kBS, kBS, &out));
-  EXPECT_EQ(out, w);
-  EXPECT_EQ(store_->EndExternalWrite(3, {}).code(), Code::kNotFound);
-}
-
-TEST_F(ChunkStoreTest, AbortedExternalWriteKeepsWhatLandedReadable) {
-  ASSERT_OK(store_->Create(4, 1));
-  const std::vector<uint8_t> d = RandomBytes(2 * kBS, 90);
-  ASSERT_OK(store_->Write(4, 0, d.data(), d.size()));
-  // The writer got through part of its range (over old data and past the
-  // end) and vanished.
-  ASSERT_OK(store_->BeginExternalWrite(4, kBS + 100, 3 * kBS));
-  const std::vector<uint8_t> part = RandomBytes(kBS + 500, 91);
-  WriteOutside(store_->DataPath(4), kBS + 100, part);
-  ASSERT_OK(store_->AbortExternalWrite(4));
-  EXPECT_FALSE(store_->ExternalWriteOpen(4));
-  std::vector<uint8_t> model = d;
-  model.resize(kBS + 100 + part.size());
-  std::copy(part.begin(), part.end(), model.begin() + kBS + 100);
-  EXPECT_EQ(store_->Meta(4)->length, model.size());
-  ASSERT_OK(store_->Verify(4));
-  EXPECT_EQ(ReadAll(4), model);
-  // One that wrote nothing past the end leaves the length alone.
-  ASSERT_OK(store_->BeginExternalWrite(4, model.size() + 10, 100));
-  ASSERT_OK(store_->AbortExternalWrite(4));
-  EXPECT_EQ(store_->Meta(4)->length, model.size());
-  // End on a file shorter than the range claims: aborted, an error.
-  ASSERT_OK(store_->BeginExternalWrite(4, model.size(), 2 * kBS));
-  Status s = store_->EndExternalWrite(4, std::vector<uint32_t>(2, 0));
-  EXPECT_EQ(s.code(), Code::kIOError) << s.ToString();
-  ASSERT_OK(store_->Verify(4));
-  EXPECT_EQ(ReadAll(4), model);
-  // Deleting the chunk ends its write.
-  ASSERT_OK(store_->BeginExternalWrite(4, 0, 10));
-  ASSERT_OK(store_->Delete(4));
-  EXPECT_FALSE(store_->ExternalWriteOpen(4));
-}
-
-// A held grant: a range that reaches the chunk's length may be granted up to
-// a window's end, and the writer ends it wherever it stopped in between; a
-// range inside the old bytes gets just itself. An end outside the grant is
-// refused (aborted), and an aborted held grant keeps what landed up to the
-// window.
-TEST_F(ChunkStoreTest, HeldExternalWriteEndsWhereTheWriterStopped) {
-  ASSERT_OK(store_->Create(5, 1));
-  std::vector<uint8_t> model = RandomBytes(2 * kBS + 100, 90);
-  ASSERT_OK(store_->Write(5, 0, model.data(), model.size()));
-  uint64_t granted = 0;
-  // Inside the old bytes: no window, whatever is asked.
-  ASSERT_OK(store_->BeginExternalWrite(5, 10, 100, 8 * kBS, &granted));
-  EXPECT_EQ(granted, 110u);
-  ASSERT_OK(store_->AbortExternalWrite(5));
-  ASSERT_OK(store_->Verify(5));
-  // From inside the partial last block past the length: the window.
-  const uint64_t off = 2 * kBS + 50;
-  ASSERT_OK(store_->BeginExternalWrite(5, off, 100, 8 * kBS, &granted));
-  EXPECT_EQ(granted, 8 * kBS);
-  // Written to 5 blocks + 7.
-  const std::vector<uint8_t> d = RandomBytes(3 * kBS - 43, 91);
-  std::vector<uint32_t> crcs = WriteOutside(store_->DataPath(5), off, d);
-  model.resize(off);
-  model.insert(model.end(), d.begin(), d.end());
-  ASSERT_OK(store_->EndExternalWrite(5, off + d.size(), crcs));
-  ASSERT_OK(store_->Verify(5));
-  EXPECT_EQ(store_->Meta(5)->length, model.size());
-  EXPECT_EQ(ReadAll(5), model);
-  // An end past the granted window: refused, and checksummed as the file is.
-  ASSERT_OK(store_->BeginExternalWrite(5, model.size(), 10, model.size() + kBS, &granted));
-  EXPECT_EQ(granted, model.size() + kBS);
-  Status s = store_->EndExternalWrite(5, model.size() + 2 * kBS, {});
-  EXPECT_EQ(s.code(), Code::kInvalidArgument) << s.ToString();
-  EXPECT_FALSE(store_->ExternalWriteOpen(5));
-  ASSERT_OK(store_->Verify(5));
-  EXPECT_EQ(ReadAll(5), model);
-  // An end short of the range asked for: refused the same way.
-  ASSERT_OK(store_->BeginExternalWrite(5, model.size(), 1000, model.size() + kBS, &granted));
-  s = store_->EndExternalWrite(5, model.size() + 999, {});
-  EXPECT_EQ(s.code(), Code::kInvalidArgument) << s.ToString();
-  ASSERT_OK(store_->Verify(5));
-  // Aborted after the writer went past its first range: what landed stays,
-  // readable, up to the window.
-  const uint64_t at = model.size();
-  ASSERT_OK(store_->BeginExternalWrite(5, at, 10, at + 4 * kBS, &granted));
-  const std::vector<uint8_t> more = RandomBytes(2 * kBS + 5, 92);
-  WriteOutside(store_->DataPath(5), at, more);
-  ASSERT_OK(store_->AbortExternalWrite(5));
-  model.insert(model.end(), more.begin(), more.end());
-  EXPECT_EQ(store_->Meta(5)->length, model.size());
-  ASSERT_OK(store_->Verify(5));
-  EXPECT_EQ(ReadAll(5), model);
-}
-
-// Syncs run by another thread (SyncJob): the chunk is clean afterwards only
-// if nothing changed it meanwhile; a failed one makes it unusable; one whose
-// chunk was deleted meanwhile changes nothing; the job starts the batched
-// writebacks first.
-TEST_F(ChunkStoreTest, AppendRangesLandOutOfOrderAndTheLengthFollowsTheGaplessPrefix) {
-  ASSERT_OK(store_->Create(5, 1));
-  ASSERT_OK(store_->Write(5, 0, RandomBytes(1000, 1).data(), 1000));  // a partial first block
-  std::vector<uint8_t> model = RandomBytes(1000, 1);
-  // Four ranges reserved back to back, each sharing blocks with its
-  // neighbours; they land in the order 2, 0, 3, 1.
-  const std::vector<size_t> sizes = {kBS + 333, 70000, 5, 2 * kBS + 1};
-  std::vector<uint64_t> offs;
-  std::vector<std::vector<uint8_t>> data;
-  for (size_t i = 0; i < sizes.size(); ++i) {
-    uint64_t off = 0;
-    ASSERT_OK(store_->ReserveAppend(5, sizes[i], &off));
-    EXPECT_EQ(off,
-              model.size() + std::accumulate(sizes.begin(),
-                                             sizes.begin() + static_cast<ptrdiff_t>(i), size_t{0}));
-    offs.push_back(off);
-    data.push_back(RandomBytes(sizes[i], 10 + i));
-  }
-  EXPECT_TRUE(store_->AppendsOpen(5));
-  EXPECT_EQ(store_->AppendEnd(5), 1000 + std::accumulate(sizes.begin(), sizes.end(), size_t{0}));
-  // Other mutations wait for the ranges; reads go on below the length.
-  EXPECT_EQ(store_->Write(5, 0, data[0].data(), 10).code(), Code::kBusy);
-  EXPECT_EQ(store_->Truncate(5, 10).code(), Code::kBusy);
-  EXPECT_EQ(store_->BeginExternalWrite(5, 0, 10).code(), Code::kBusy);
-  const std::string path = store_->DataPath(5);
-  for (size_t i : {2, 0, 3, 1}) {
-    auto crcs = AppendOutside(path, offs[i], data[i]);
-    ASSERT_OK(store_->LandAppend(5, offs[i], crcs));
-    auto meta = store_->Meta(5);
-    ASSERT_TRUE(meta.ok());
-    if (i == 2) {
-      EXPECT_EQ(meta->length, 1000u);  // range 0 is still open
-      EXPECT_EQ(store_->LandedEnd(5), offs[2] + sizes[2]);
-    }
-    if (i == 0) {
-      EXPECT_EQ(meta->length, offs[1]);  // range 1 is still open
-    }
-    if (i == 3) {
-      EXPECT_EQ(meta->length, offs[1]);
-      EXPECT_EQ(ReadAll(5).size(), offs[1]);  // readable up to the gap, verified
-    }
-  }
-  EXPECT_FALSE(store_->AppendsOpen(5));
-  for (const auto& d : data) model.insert(model.end(), d.begin(), d.end());
-  EXPECT_EQ(ReadAll(5), model);
-  EXPECT_OK(store_->Verify(5));
-  // The checksums were combined, not read back: a fresh store agrees.
-  ASSERT_OK(store_->SyncAll());
-  OpenStore();
-  EXPECT_EQ(ReadAll(5), model);
-  EXPECT_OK(store_->Verify(5));
-  // With nothing open, ordinary writes are back.
-  EXPECT_OK(store_->Write(5, 3, data[0].data(), 10));
-}
-
-TEST_F(ChunkStoreTest, AbandonedAppendRangeIsChecksummedAsTheFileHoldsIt) {
-  ASSERT_OK(store_->Create(6, 1));
-  uint64_t a = 0, b = 0, c = 0;
-  ASSERT_OK(store_->ReserveAppend(6, 100000, &a));
-  ASSERT_OK(store_->ReserveAppend(6, 50000, &b));
-  ASSERT_OK(store_->ReserveAppend(6, 3000, &c));
-  const std::string path = store_->DataPath(6);
-  auto db = RandomBytes(50000, 2), dc = RandomBytes(3000, 3);
-  // c lands; a's writer wrote half and vanished; b's wrote nothing.
-  ASSERT_OK(store_->LandAppend(6, c, AppendOutside(path, c, dc)));
-  AppendOutside(path, a, RandomBytes(50000, 4));
-  ASSERT_OK(store_->AbortAppend(6, a));
-  EXPECT_EQ(store_->Meta(6)->length, b);
-  ASSERT_OK(store_->AbortAppend(6, b));
-  EXPECT_EQ(store_->Meta(6)->length, c + 3000);
-  auto all = ReadAll(6);
-  ASSERT_EQ(all.size(), c + 3000);
-  EXPECT_EQ(Sub(all, 0, 50000), RandomBytes(50000, 4));
-  EXPECT_TRUE(std::all_of(all.begin() + 50000, all.begin() + static_cast<ptrdiff_t>(c),
-                          [](uint8_t x) { return x == 0; }));
-  EXPECT_EQ(Sub(all, c, 3000), dc);
-  EXPECT_OK(store_->Verify(6));
-  // A range landed with the wrong number of checksums is taken from the file.
-  uint64_t d = 0;
-  ASSERT_OK(store_->ReserveAppend(6, 2 * kBS, &d));
-  auto dd = RandomBytes(2 * kBS, 5);
-  AppendOutside(path, d, dd);
-  EXPECT_EQ(store_->LandAppend(6, d, {1, 2}).code(), Code::kInvalidArgument);
-  EXPECT_EQ(Sub(ReadAll(6), d, 2 * kBS), dd);
-  EXPECT_OK(store_->Verify(6));
-  EXPECT_EQ(store_->LandAppend(6, d, {}).code(), Code::kNotFound);  // no longer open
-}
-
-TEST_F(ChunkStoreTest, WriteAppendAndPadJoinOpenRanges) {
-  ASSERT_OK(store_->Create(7, 1));
-  uint64_t a = 0, b = 0;
-  ASSERT_OK(store_->ReserveAppend(7, 4000, &a));
-  auto rec = RandomBytes(90000, 6);
-  ASSERT_OK(store_->WriteAppend(7, {{rec.data(), 1000}, {rec.data() + 1000, 89000}}, &b));
-  EXPECT_EQ(b, 4000u);
-  ASSERT_OK(store_->PadAppend(7, 4 * kBS));
-  EXPECT_EQ(store_->AppendEnd(7), 4 * kBS);
-  EXPECT_EQ(store_->Meta(7)->length, 0u);
-  auto da = RandomBytes(4000, 7);
-  ASSERT_OK(store_->LandAppend(7, a, AppendOutside(store_->DataPath(7), a, da)));
-  auto all = ReadAll(7);
-  ASSERT_EQ(all.size(), 4 * kBS);
-  EXPECT_EQ(Sub(all, 0, 4000), da);
-  EXPECT_EQ(Sub(all, 4000, 90000), rec);
-  EXPECT_TRUE(std::all_of(all.begin() + 94000, all.end(), [](uint8_t x) { return x == 0; }));
-  EXPECT_OK(store_->Verify(7));
+  EXPECT_EQ(env_.writes(), 4u);
 }
 
 TEST_F(ChunkStoreTest, SyncJobsRecordTheirOutcome) {
@@ -1095,24 +744,27 @@ TEST_F(ChunkStoreTest, SyncJobsRecordTheirOutcome) {
   std::vector<uint8_t> out;
   EXPECT_FALSE(store_->Read(2, 0, 10, &out).ok());
 
-  // Deleted before its sync ran: nothing to sync, nothing recorded.
+  // Deleted before its sync ran: the job still syncs the descriptors it
+  // holds, and nothing is recorded.
   ASSERT_OK(store_->Write(1, 0, d.data(), 10));
   auto j3 = store_->PrepareSync(1);
   ASSERT_OK(j3.status());
   ASSERT_NE(*j3, nullptr);
   ASSERT_OK(store_->Delete(1));
   Status gone = (*j3)->Run();
-  EXPECT_EQ(gone.code(), Code::kNotFound);
+  EXPECT_OK(gone);
   ASSERT_OK(store_->FinishSync(**j3, gone));
   EXPECT_FALSE(store_->Has(1));
 }
 
-// Sync jobs name their files and open them only while they run: a thousand
-// queued jobs (many clients fsyncing many-chunk files at once) hold no
-// descriptors, where holding them ran a chunkserver out of descriptors and
-// the failed syncs made acknowledged chunks unusable. A job that cannot open
-// its files fails without making the chunk unusable: it stays dirty.
-TEST_F(ChunkStoreTest, QueuedSyncJobsHoldNoFilesAndAFailedOpenLosesNothing) {
+// A sync goes through the very descriptors that wrote the chunk (an error
+// the kernel reports to them is not missed by a descriptor opened later), and
+// a dirty chunk is synced before the open-file cache closes its files. Queued
+// jobs hold descriptors, so their number is bounded: past four times the
+// cache, a chunk is synced at once instead. A thousand chunks written and
+// queued for sync (many clients fsyncing many-chunk files at once) keep the
+// open files bounded, and every one ends synced.
+TEST_F(ChunkStoreTest, SyncsGoThroughTheWritingDescriptorsAndStayBounded) {
   OpenStore(4);
   const std::vector<uint8_t> d = RandomBytes(1000, 7);
   std::vector<std::unique_ptr<ChunkStore::SyncJob>> queued;
@@ -1121,31 +773,41 @@ TEST_F(ChunkStoreTest, QueuedSyncJobsHoldNoFilesAndAFailedOpenLosesNothing) {
     ASSERT_OK(store_->Write(h, 0, d.data(), d.size()));
     auto job = store_->PrepareSync(h);
     ASSERT_OK(job.status());
-    ASSERT_NE(*job, nullptr);
-    queued.push_back(std::move(*job));
+    if (*job != nullptr) queued.push_back(std::move(*job));
   }
-  EXPECT_LE(env_.live_files(), 2u * 4);  // the store's own open chunks only
-  env_.SetOpenError(true);
-  Status failed = queued[0]->Run();
-  env_.SetOpenError(false);
-  EXPECT_FALSE(failed.ok());
-  EXPECT_FALSE(store_->FinishSync(*queued[0], failed).ok());
-  std::vector<uint8_t> out;
-  ASSERT_OK(store_->Read(1, 0, d.size(), &out));  // still usable
-  EXPECT_EQ(out, d);
-  auto again = store_->PrepareSync(1);  // still dirty
-  ASSERT_OK(again.status());
-  ASSERT_NE(*again, nullptr);
-  const uint64_t syncs = env_.syncs();
+  EXPECT_EQ(queued.size(), 16u);
+  EXPECT_LE(env_.live_files(), 2u * (4 + 16));
+  EXPECT_GE(store_->evictions_synced(), 1u);  // written chunks left the cache synced
+  env_.ResetCounters();
   for (auto& job : queued) ASSERT_OK(store_->FinishSync(*job, job->Run()));
-  ASSERT_OK(store_->FinishSync(**again, (*again)->Run()));
-  EXPECT_GE(env_.syncs() - syncs, 2u * 1000);
+  EXPECT_EQ(env_.opens(), 0u);       // no file opened anew to sync it
+  EXPECT_EQ(env_.syncs(), 3u * 16);  // data, checksums, and the directory of the new files
+  queued.clear();
   EXPECT_LE(env_.live_files(), 2u * 4);
-  for (uint64_t h = 1; h <= 1000; h += 111) {
+  for (uint64_t h = 1; h <= 1000; ++h) {
     auto clean = store_->PrepareSync(h);
     ASSERT_OK(clean.status());
     EXPECT_EQ(*clean, nullptr) << h;
   }
+  // A failed sync (through those descriptors) makes the chunk unusable until
+  // a repair rewrites it: a retry through another descriptor could pass
+  // without the lost pages.
+  ASSERT_OK(store_->Write(7, 0, d.data(), 10));
+  auto job = store_->PrepareSync(7);
+  ASSERT_OK(job.status());
+  ASSERT_NE(*job, nullptr);
+  env_.SetSyncError(true);
+  Status failed = (*job)->Run();
+  env_.SetSyncError(false);
+  EXPECT_FALSE(failed.ok());
+  EXPECT_FALSE(store_->FinishSync(**job, failed).ok());
+  std::vector<uint8_t> out;
+  EXPECT_FALSE(store_->Read(7, 0, 10, &out).ok());
+  EXPECT_EQ(store_->StartupDamage(7), (std::vector<Range>{{0, 1000}}));
+  ASSERT_OK(store_->RepairBlocks(7, 0, d.data(), d.size()));
+  ASSERT_OK(store_->Sync(7));
+  ASSERT_OK(store_->Read(7, 0, d.size(), &out));
+  EXPECT_EQ(out, d);
 }
 
 TEST_F(ChunkStoreTest, FaultEnvClockOffset) {

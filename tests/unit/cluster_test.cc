@@ -24,11 +24,14 @@ class InProcCluster {
  public:
   // envs[rank]: the Env (disk and clock) of the master (rank 0) and of each
   // chunkserver (ranks 1..k); missing or null: the real one. `tweak` may
-  // change the job's settings. Every rank is on one host, so clients read
-  // short-circuit unless the tweak turns it off.
+  // change the job's settings. As on a cluster, every rank is on a host of
+  // its own (so writes take the chain push and reads go through the
+  // chunkservers); `one_host` puts them all on one host, where clients read
+  // replicas short-circuit unless the tweak turns it off.
   explicit InProcCluster(int chunkservers, uint64_t chunk_size = 1 << 20, int clients = 1,
                          std::vector<Env*> envs = {},
-                         const std::function<void(JobConfig*)>& tweak = nullptr)
+                         const std::function<void(JobConfig*)>& tweak = nullptr,
+                         bool one_host = false)
       : k_(chunkservers), fabric_(chunkservers + 1 + clients), envs_(std::move(envs)) {
     char tmpl[] = "/tmp/gfs-cluster-XXXXXX";
     dir_ = mkdtemp(tmpl);
@@ -54,8 +57,8 @@ class InProcCluster {
       uint64_t id = 0;
       locks_.emplace_back();
       EXPECT_TRUE(ClaimChunkserverDir(Env::Posix(), dir_, i - 1, &d, &id, &locks_.back()).ok());
-      servers_.push_back(
-          std::make_unique<ChunkServer>(fabric_.endpoint(i), env(i), cfg_, 0, d, id, "host"));
+      servers_.push_back(std::make_unique<ChunkServer>(fabric_.endpoint(i), env(i), cfg_, 0, d, id,
+                                                       HostOf(i, one_host).name));
       EXPECT_TRUE(servers_.back()->Start().ok());
     }
     for (int i = 1; i <= k_; ++i) {
@@ -82,10 +85,10 @@ class InProcCluster {
         }
       });
     }
+    std::vector<HostId> hosts;
+    for (int r = 0; r < k_ + 1 + clients; ++r) hosts.push_back(HostOf(r, one_host));
     for (int i = 0; i < clients; ++i) {
-      clients_.push_back(std::make_unique<Client>(
-          fabric_.endpoint(k_ + 1 + i), cfg_, 0,
-          std::vector<std::string>(static_cast<size_t>(k_ + 1 + clients), "host")));
+      clients_.push_back(std::make_unique<Client>(fabric_.endpoint(k_ + 1 + i), cfg_, 0, hosts));
     }
   }
   ~InProcCluster() {
@@ -106,6 +109,9 @@ class InProcCluster {
   int client_rank() const { return k_ + 1; }
 
  private:
+  static HostId HostOf(int rank, bool one_host) {
+    return HostId{one_host ? "host" : "host-" + std::to_string(rank), "boot-1"};
+  }
   Env* env(int rank) const {
     const auto r = static_cast<size_t>(rank);
     return r < envs_.size() && envs_[r] != nullptr ? envs_[r] : Env::Posix();
@@ -137,8 +143,6 @@ void ReadInPieces(Client* reader, File* f, std::vector<uint8_t>* back) {
 
 // For tests of reads through the chunkservers (read-ahead, replica choice).
 void NoShortCircuit(JobConfig* j) { j->short_circuit_reads = false; }
-void NoShortCircuitWrites(JobConfig* j) { j->short_circuit_writes = false; }
-void ShortCircuitAppends(JobConfig* j) { j->short_circuit_appends = true; }
 
 std::vector<uint8_t> RandomBytes(size_t n, uint64_t seed) {
   std::vector<uint8_t> v(n);
@@ -174,7 +178,7 @@ TEST(InProcCluster, WriteAcrossChunksAndReadBack) {
 }
 
 TEST(InProcCluster, ClientSendsEachByteOnceIntoTheChain) {
-  InProcCluster c(3, 1 << 20, 1, {}, NoShortCircuitWrites);
+  InProcCluster c(3);
   auto f = c.client()->Create("/f");
   ASSERT_TRUE(f.ok());
   auto data = RandomBytes(700000, 2);
@@ -447,7 +451,7 @@ TEST(InProcCluster, ConcurrentAppendsLeaveIdenticalReplicas) {
 // waiting for the push's acknowledgement; the bytes land all the same, and
 // an overwrite in place is applied in order.
 TEST(InProcCluster, SingleReplicaWritesSkipThePushAckRoundTrip) {
-  InProcCluster c(1, 1 << 20, 1, {}, NoShortCircuitWrites);
+  InProcCluster c(1);
   auto f = c.client()->Create("/one");
   ASSERT_TRUE(f.ok());
   auto data = RandomBytes((2 << 20) + 777, 21);
@@ -522,7 +526,7 @@ TEST(InProcCluster, QueuedAppendsAreWrittenTogether) {
 TEST(InProcCluster, FailedAppendBatchAcknowledgesNone) {
   FaultEnv cs_env(Env::Posix());
   // Through the chunkserver's disk: the batch path, not short-circuit appends.
-  InProcCluster c(1, 1 << 20, 1, {nullptr, &cs_env}, NoShortCircuitWrites);
+  InProcCluster c(1, 1 << 20, 1, {nullptr, &cs_env});
   auto f = c.client()->Create("/failing");
   ASSERT_TRUE(f.ok());
   std::vector<std::vector<uint8_t>> recs;
@@ -666,8 +670,7 @@ TEST(InProcCluster, LeasesAcrossClockJumps) {
     cs_env.push_back(std::make_unique<FaultEnv>(Env::Posix()));
     envs.push_back(cs_env.back().get());
   }
-  InProcCluster c(3, 1 << 20, 2, envs,
-                  NoShortCircuitWrites);  // leases of writes through the primary
+  InProcCluster c(3, 1 << 20, 2, envs);
   constexpr size_t kPiece = 64 * 1024;
   std::vector<uint8_t> want;
   auto f0 = c.client(0)->Create("/f");
@@ -738,7 +741,9 @@ TEST(InProcCluster, LeasesAcrossClockJumps) {
 // the read goes through that chunkserver, which verifies and reports it, and
 // the bytes come from the good replica.
 TEST(InProcCluster, ShortCircuitReadsVerifyEveryBlock) {
-  InProcCluster c(2, 1 << 20, 2, {}, [](JobConfig* j) { j->scrub_mb_per_s = 0; });
+  // Every rank on one host: the client reads the replicas' files itself.
+  InProcCluster c(
+      2, 1 << 20, 2, {}, [](JobConfig* j) { j->scrub_mb_per_s = 0; }, true);
   auto data = RandomBytes((3 << 20) + 54321, 21);
   auto w = c.client(0)->Create("/sc");
   ASSERT_TRUE(w.ok());
@@ -798,7 +803,7 @@ TEST(InProcCluster, ShortCircuitReadsVerifyEveryBlock) {
 // under the same host name, no permission) reads everything through the
 // chunkservers, and tries each chunkserver's files once, not once per read.
 TEST(InProcCluster, UnreachableChunkFilesAreTriedOncePerServer) {
-  InProcCluster c(2, 1 << 20, 2);
+  InProcCluster c(2, 1 << 20, 2, {}, nullptr, /*one_host=*/true);
   auto data = RandomBytes((2 << 20) + 4321, 23);
   auto w = c.client(0)->Create("/u");
   ASSERT_TRUE(w.ok());
@@ -826,17 +831,10 @@ TEST(InProcCluster, UnreachableChunkFilesAreTriedOncePerServer) {
 // first one (one batch for the disk, not one chunk after another).
 void FsyncStartsEveryDirtyChunk(InProcCluster* cp, FaultEnv* fep);
 
-// Through the chunkserver, and by the client itself for chunks it wrote
-// short-circuit.
 TEST(InProcCluster, FsyncStartsEveryDirtyChunkBeforeTheFirstSync) {
-  for (bool local : {false, true}) {
-    SCOPED_TRACE(local ? "short-circuit writes" : "writes through the chunkserver");
-    FaultEnv fe(Env::Posix());
-    InProcCluster c(1, 1 << 20, 1, {nullptr, &fe}, local ? nullptr : NoShortCircuitWrites);
-    if (local) c.client()->set_env(&fe);
-    FsyncStartsEveryDirtyChunk(&c, &fe);
-    EXPECT_EQ(c.client()->stats().counters["local_syncs"], local ? 4u : 0u);
-  }
+  FaultEnv fe(Env::Posix());
+  InProcCluster c(1, 1 << 20, 1, {nullptr, &fe});
+  FsyncStartsEveryDirtyChunk(&c, &fe);
 }
 
 void FsyncStartsEveryDirtyChunk(InProcCluster* cp, FaultEnv* fep) {
@@ -879,693 +877,12 @@ uint64_t Counter(const RoleStats& st, const char* name) {
   return it == st.counters.end() ? 0 : it->second;
 }
 
-// For a test that plays a client by hand on `raw`: the next reply (to request
-// `id`, when given), or an empty message after about five seconds.
-Message AwaitReply(Transport* raw, uint64_t id = 0) {
-  for (int i = 0; i < 5000; ++i) {
-    Incoming in;
-    if (raw->Poll(&in)) {
-      Message m;
-      if (ParseMessage(std::move(in), &m).ok() && m.is_reply() && (id == 0 || m.h.id == id)) {
-        return m;
-      }
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return Message();
-}
-
-// A lone replica on the client's host is written by the client into its file;
-// the chunkserver keeps every block checksummed (the writer's checksums for
-// whole new blocks, its own for edges), and the data reads back both ways.
-TEST(InProcCluster, ShortCircuitWritesKeepChunksChecksummed) {
-  InProcCluster c(1, 1 << 20, 1);
-  auto f = c.client()->Create("/sc");
-  ASSERT_TRUE(f.ok());
-  std::vector<uint8_t> model;
-  auto write = [&](uint64_t off, size_t n, uint64_t seed) {
-    auto d = RandomBytes(n, seed);
-    ASSERT_TRUE(c.client()->Write(&*f, off, d.data(), d.size()).ok());
-    if (model.size() < off + n) model.resize(off + n, 0);
-    std::copy(d.begin(), d.end(), model.begin() + static_cast<ptrdiff_t>(off));
-  };
-  write(0, (2 << 20) + 12345, 1);     // across chunks, several ops each
-  write(100000, 70000, 2);            // inside old data, both edges partial
-  write((3 << 20) + 5000, 30000, 3);  // past the end: a gap in a new chunk
-  write((1 << 20) - 100, 200, 4);     // across a chunk boundary
-  ASSERT_TRUE(c.client()->Fsync(&*f).ok());
-  const RoleStats& cs = c.server(0)->stats();
-  EXPECT_GE(Counter(cs, "local_writes"), 6u);
-  EXPECT_EQ(Counter(cs, "local_writes_given_up"), 0u);
-  EXPECT_EQ(Counter(cs, "push_slices_recv"), 0u);
-  EXPECT_EQ(c.client()->stats().counters["bytes_written_local"],
-            (2u << 20) + 12345 + 70000 + 30000 + 200);
-  for (const ChunkMeta& m : c.server(0)->store()->List()) {
-    EXPECT_TRUE(c.server(0)->store()->Verify(m.handle).ok()) << m.handle;
-  }
-  for (bool short_circuit_reads : {true, false}) {
-    auto g = c.client()->Open("/sc");
-    ASSERT_TRUE(g.ok());
-    EXPECT_EQ(g->length, model.size());
-    std::vector<uint8_t> back(model.size());
-    if (short_circuit_reads) {
-      ReadInPieces(c.client(), &*g, &back);
-    } else {
-      auto n = c.client()->Read(&*g, 0, back.data(), back.size());
-      ASSERT_TRUE(n.ok());
-    }
-    EXPECT_EQ(back, model);
-  }
-  EXPECT_EQ(Counter(cs, "corrupt_found"), 0u);
-}
-
-// Sequential writes into a chunk whose only replica is on the host go on
-// under the grant the first of them got (a held grant): one grant per chunk,
-// every block checksummed, also with pieces that do not follow the blocks.
-// Another client's read of a chunk under a held grant waits until the grant
-// ends (here: it expires, the writer being idle) and sees every byte.
-TEST(InProcCluster, HeldGrantCarriesSequentialWritesAndEndsForOthers) {
-  InProcCluster c(1, 1 << 20, 2);
-  auto f = c.client(0)->Create("/held");
-  ASSERT_TRUE(f.ok());
-  const RoleStats& cs = c.server(0)->stats();
-  std::vector<uint8_t> model;
-  const size_t piece = 100000;    // not a multiple of the 64 KiB block
-  for (int i = 0; i < 15; ++i) {  // 1.5 MB: all of chunk 0, part of chunk 1
-    auto d = RandomBytes(piece, 200 + static_cast<uint64_t>(i));
-    ASSERT_TRUE(c.client(0)->Write(&*f, model.size(), d.data(), d.size()).ok());
-    model.insert(model.end(), d.begin(), d.end());
-  }
-  // 16 pieces (the 11th crosses into chunk 1): two of them asked for grants.
-  EXPECT_EQ(Counter(cs, "local_write_grants"), 2u);
-  EXPECT_EQ(Counter(cs, "local_write_grants_held"), 2u);
-  EXPECT_EQ(c.client(0)->stats().counters["local_writes_held"], 14u);
-  EXPECT_EQ(Counter(cs, "local_writes"), 1u);  // chunk 0's, ended on moving on
-  ASSERT_TRUE(c.client(0)->Fsync(&*f).ok());
-  EXPECT_EQ(Counter(cs, "local_writes"), 2u);
-  EXPECT_EQ(Counter(cs, "push_slices_recv"), 0u);
-  // The writer appends a little and then does nothing, holding the grant;
-  // the second client's read of that chunk waits for the grant's expiry
-  // (write_hold_ms) and sees every byte.
-  ASSERT_TRUE(c.client(0)->Write(&*f, model.size(), model.data(), 10).ok());
-  EXPECT_EQ(Counter(cs, "local_write_grants_held"), 3u);
-  auto g = c.client(1)->Open("/held");
-  ASSERT_TRUE(g.ok());
-  std::vector<uint8_t> back(model.size());
-  const uint64_t t0 = MonoMicros();
-  auto n = c.client(1)->Read(&*g, 0, back.data(), back.size());
-  ASSERT_TRUE(n.ok()) << n.status().ToString();
-  EXPECT_EQ(*n, model.size());
-  EXPECT_EQ(back, model);
-  EXPECT_GE(MonoMicros() - t0, 500000u);
-  EXPECT_EQ(Counter(cs, "local_write_grants_expired"), 1u);
-  EXPECT_GE(Counter(cs, "held_for_local_write"), 1u);
-  model.insert(model.end(), model.begin(), model.begin() + 10);
-  // The writer's late end is no error: the chunk was checksummed with all
-  // its bytes. A write inside old bytes gets no window.
-  ASSERT_TRUE(c.client(0)->Fsync(&*f).ok());
-  ASSERT_TRUE(c.client(0)->Write(&*f, 5, model.data(), 10).ok());
-  std::copy(model.begin(), model.begin() + 10, model.begin() + 5);
-  EXPECT_EQ(Counter(cs, "local_write_grants"), 4u);
-  EXPECT_EQ(Counter(cs, "local_write_grants_held"), 3u);
-  EXPECT_EQ(Counter(cs, "local_writes"), 3u);
-  ASSERT_TRUE(c.client(0)->Fsync(&*f).ok());
-  for (const ChunkMeta& m : c.server(0)->store()->List()) {
-    EXPECT_TRUE(c.server(0)->store()->Verify(m.handle).ok()) << m.handle;
-  }
-  auto h = c.client(1)->Open("/held");
-  ASSERT_TRUE(h.ok());
-  back.assign(model.size(), 0);
-  ReadInPieces(c.client(1), &*h, &back);
-  EXPECT_EQ(back, model);
-  EXPECT_EQ(Counter(cs, "corrupt_found"), 0u);
-}
-
-// Another client's request for a chunk under a held grant makes the primary
-// recall it: the holder ends the grant before its next write there (and asks
-// again, after the waiting request), instead of keeping the other waiting
-// for the grant's whole life.
-TEST(InProcCluster, HeldGrantIsRecalledWhenAnotherClientWaits) {
-  InProcCluster c(1, 1 << 20, 2, {}, [](JobConfig* j) {
-    j->request_timeout_ms = 20000;  // no grant expires during the test
-    j->write_hold_ms = 20000;
-  });
-  const RoleStats& cs = c.server(0)->stats();
-  auto f = c.client(0)->Create("/recall");
-  ASSERT_TRUE(f.ok());
-  auto d = RandomBytes(300000, 11);
-  ASSERT_TRUE(c.client(0)->Write(&*f, 0, d.data(), 100000).ok());
-  ASSERT_TRUE(c.client(0)->Fsync(&*f).ok());  // the reader can see 100000 bytes
-  ASSERT_TRUE(c.client(0)->Write(&*f, 100000, d.data() + 100000, 100000).ok());
-  EXPECT_EQ(Counter(cs, "local_write_grants_held"), 2u);
-  auto g = c.client(1)->Open("/recall");
-  ASSERT_TRUE(g.ok());
-  std::vector<uint8_t> back(100000);
-  std::thread reader([&] {
-    auto n = c.client(1)->Read(&*g, 0, back.data(), back.size());
-    EXPECT_TRUE(n.ok() && *n == back.size());
-  });
-  for (int i = 0; i < 10000 && Counter(cs, "local_write_grants_recalled") == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  EXPECT_EQ(Counter(cs, "local_write_grants_recalled"), 1u);
-  ASSERT_TRUE(c.client(0)->Write(&*f, 200000, d.data() + 200000, 100000).ok());
-  reader.join();
-  EXPECT_TRUE(std::equal(back.begin(), back.end(), d.begin()));
-  EXPECT_EQ(Counter(cs, "local_write_grants_expired"), 0u);
-  EXPECT_EQ(Counter(cs, "local_write_grants"), 3u);
-  EXPECT_EQ(Counter(cs, "local_writes"), 2u);  // ended by the fsync, then by the recall
-  EXPECT_EQ(c.client(0)->stats().counters["local_writes_held"], 0u);
-  ASSERT_TRUE(c.client(0)->Fsync(&*f).ok());
-  auto h = c.client(1)->Open("/recall");
-  ASSERT_TRUE(h.ok());
-  std::vector<uint8_t> all(d.size());
-  ReadInPieces(c.client(1), &*h, &all);
-  EXPECT_EQ(all, d);
-  EXPECT_TRUE(c.server(0)->store()->Verify(c.server(0)->store()->List()[0].handle).ok());
-}
-
-// Every replica on the client's host (one node, R = 3): the primary gets a
-// grant from each secondary, and the client writes the same bytes into every
-// replica's file, checksummed once; each replica stores the checksums when
-// the client ends its grant. Nothing is pushed, every replica verifies and
-// holds the same bytes, and a reader's request at any replica recalls the
-// held grant.
-TEST(InProcCluster, ReplicatedShortCircuitWritesFillEveryReplica) {
-  InProcCluster c(3, 1 << 20, 2);
-  auto f = c.client(0)->Create("/r3");
-  ASSERT_TRUE(f.ok());
-  std::vector<uint8_t> model;
-  for (int i = 0; i < 15; ++i) {  // 1.5 MB in pieces off the block boundaries
-    auto d = RandomBytes(100000, 300 + static_cast<uint64_t>(i));
-    ASSERT_TRUE(c.client(0)->Write(&*f, model.size(), d.data(), d.size()).ok());
-    model.insert(model.end(), d.begin(), d.end());
-  }
-  ASSERT_TRUE(c.client(0)->Fsync(&*f).ok());
-  uint64_t grants = 0, replicated = 0, ended = 0, pushed = 0;
-  for (int i = 0; i < 3; ++i) {
-    const RoleStats& cs = c.server(i)->stats();
-    grants += Counter(cs, "local_write_grants");
-    replicated += Counter(cs, "local_write_grants_replicated");
-    ended += Counter(cs, "local_writes");
-    pushed += Counter(cs, "push_slices_recv");
-  }
-  EXPECT_EQ(replicated, 2u);  // one per chunk, by its primary
-  EXPECT_EQ(grants, 6u);      // and one per replica
-  EXPECT_EQ(ended, 6u);
-  EXPECT_EQ(pushed, 0u);
-  EXPECT_EQ(c.client(0)->stats().counters["local_writes_held"], 14u);
-  EXPECT_EQ(c.client(0)->stats().counters["local_syncs"], 6u);  // every replica's files
-  std::map<uint64_t, std::vector<uint8_t>> first;  // handle -> bytes of the first replica
-  for (int i = 0; i < 3; ++i) {
-    for (const ChunkMeta& m : c.server(i)->store()->List()) {
-      EXPECT_TRUE(c.server(i)->store()->Verify(m.handle).ok()) << i << " " << m.handle;
-      std::vector<uint8_t> bytes;
-      ASSERT_TRUE(c.server(i)->store()->Read(m.handle, 0, m.length, &bytes).ok());
-      if (first.count(m.handle) == 0) {
-        first[m.handle] = bytes;
-      } else {
-        EXPECT_EQ(bytes, first[m.handle]) << "replica " << i << " of " << m.handle;
-      }
-    }
-  }
-  ASSERT_EQ(first.size(), 2u);
-  // A held grant again; the second client's read waits at whichever replica
-  // it asks, which recalls the grant; the writer's next write ends it.
-  ASSERT_TRUE(c.client(0)->Write(&*f, model.size(), model.data(), 1000).ok());
-  auto g = c.client(1)->Open("/r3");
-  ASSERT_TRUE(g.ok());
-  std::vector<uint8_t> back(model.size());
-  std::thread reader([&] { ReadInPieces(c.client(1), &*g, &back); });
-  uint64_t recalled = 0;
-  for (int t = 0; t < 10000 && recalled == 0; ++t) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    for (int i = 0; i < 3; ++i)
-      recalled += Counter(c.server(i)->stats(), "local_write_grants_recalled");
-  }
-  EXPECT_EQ(recalled, 1u);
-  ASSERT_TRUE(c.client(0)->Write(&*f, model.size() + 1000, model.data(), 1000).ok());
-  reader.join();
-  EXPECT_EQ(back, model);
-}
-
-// A secondary that cannot grant (an old byte of a block the write covers in
-// part fails its checksum there): the write fails as through the push path,
-// and the primary undoes its own grant and the other secondary's at once
-// instead of leaving them to expire.
-TEST(InProcCluster, ASecondaryThatRefusesUndoesTheWholeGrant) {
-  InProcCluster c(3, 1 << 20, 1, {}, [](JobConfig* j) {
-    j->request_timeout_ms = 20000;  // an undone grant would otherwise stay this long
-    j->write_hold_ms = 20000;
-  });
-  auto f = c.client()->Create("/refuse");
-  ASSERT_TRUE(f.ok());
-  auto d = RandomBytes(100000, 12);
-  ASSERT_TRUE(c.client()->Write(&*f, 0, d.data(), d.size()).ok());
-  ASSERT_TRUE(c.client()->Fsync(&*f).ok());
-  int primary = -1;
-  for (int i = 0; i < 3; ++i) {
-    if (Counter(c.server(i)->stats(), "local_write_grants_replicated") == 1) primary = i;
-  }
-  ASSERT_GE(primary, 0);
-  const int bad = (primary + 1) % 3, other = (primary + 2) % 3;
-  const uint64_t handle = c.server(bad)->store()->List().at(0).handle;
-  FaultEnv flip(Env::Posix());
-  ASSERT_TRUE(flip.FlipByte(c.server(bad)->store()->DataPath(handle), 70000).ok());
-  // Starts inside block 1 (65536..100000), whose old bytes each replica checks.
-  Status s = c.client()->Write(&*f, 100000, d.data(), 10);
-  EXPECT_EQ(s.code(), Code::kCorruption) << s.ToString();
-  for (int t = 0; t < 5000 && Counter(c.server(other)->stats(), "local_writes_given_up") == 0;
-       ++t) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  EXPECT_EQ(Counter(c.server(other)->stats(), "local_writes_given_up"), 1u);
-  EXPECT_EQ(Counter(c.server(primary)->stats(), "local_writes_given_up"), 1u);
-  for (int i = 0; i < 3; ++i) {
-    EXPECT_EQ(Counter(c.server(i)->stats(), "local_write_grants_expired"), 0u) << i;
-  }
-  // Nothing holds the chunk: the good replicas still read back at once.
-  auto g = c.client()->Open("/refuse");
-  ASSERT_TRUE(g.ok());
-  std::vector<uint8_t> back(d.size());
-  auto n = c.client()->Read(&*g, 0, back.data(), back.size());
-  ASSERT_TRUE(n.ok()) << n.status().ToString();
-  EXPECT_EQ(back, d);
-}
-
-// A held grant whose chunkserver dies before it ends: the checksums of what
-// was written under it were never stored, so the fsync fails instead of
-// calling those bytes durable.
-TEST(InProcCluster, HeldGrantOfADeadChunkserverFailsTheFsync) {
-  InProcCluster c(1, 1 << 20, 1);
-  auto f = c.client()->Create("/dead");
-  ASSERT_TRUE(f.ok());
-  auto data = RandomBytes(200000, 9);
-  ASSERT_TRUE(c.client()->Write(&*f, 0, data.data(), data.size()).ok());
-  ASSERT_TRUE(c.client()->Write(&*f, data.size(), data.data(), data.size()).ok());
-  EXPECT_EQ(c.client()->stats().counters["local_writes_held"], 1u);
-  c.fabric().Kill(1);
-  // Nothing more goes into the dead chunkserver's file.
-  EXPECT_FALSE(c.client()->Write(&*f, 2 * data.size(), data.data(), data.size()).ok());
-  EXPECT_EQ(c.client()->stats().counters["local_writes_held"], 1u);
-  Status s = c.client()->Fsync(&*f);
-  EXPECT_EQ(s.code(), Code::kUnavailable) << s.ToString();
-  EXPECT_NE(s.message().find("was not answered"), std::string::npos) << s.ToString();
-}
-
-// A client that cannot write the chunkserver's files writes through it.
-TEST(InProcCluster, ShortCircuitWriteFallsBackWhenTheFileIsNotWritable) {
-  InProcCluster c(1, 1 << 20, 1);
-  FaultEnv fe(Env::Posix());
-  fe.SetWriteError(true);
-  c.client()->set_env(&fe);
-  auto f = c.client()->Create("/fb");
-  ASSERT_TRUE(f.ok());
-  auto data = RandomBytes(700000, 5);
-  ASSERT_TRUE(c.client()->Write(&*f, 0, data.data(), data.size()).ok());
-  // Each of the call's ops already asking failed once (3 of 256 KiB).
-  const uint64_t failed = c.client()->stats().counters["local_write_unreachable"];
-  EXPECT_GE(failed, 1u);
-  EXPECT_LE(failed, 3u);
-  ASSERT_TRUE(c.client()->Write(&*f, 0, data.data(), 1000).ok());
-  ASSERT_TRUE(c.client()->Fsync(&*f).ok());
-  EXPECT_EQ(c.client()->stats().counters["local_write_unreachable"], failed);  // not tried again
-  const RoleStats& cs = c.server(0)->stats();
-  EXPECT_EQ(Counter(cs, "local_writes_given_up"), failed);
-  EXPECT_EQ(Counter(cs, "local_writes"), 0u);
-  EXPECT_GE(Counter(cs, "push_slices_recv"), 1u);
-  fe.SetWriteError(false);
-  std::vector<uint8_t> back(data.size());
-  auto n = c.client()->Read(&*f, 0, back.data(), back.size());
-  ASSERT_TRUE(n.ok());
-  EXPECT_EQ(back, data);
-  for (const ChunkMeta& m : c.server(0)->store()->List()) {
-    EXPECT_TRUE(c.server(0)->store()->Verify(m.handle).ok());
-  }
-}
-
-// A producer that cannot write the chunk's file gives its ranges back (the
-// primary checksums them as the file holds them) and appends through the
-// chunkserver from then on: every record lands, where the call said.
-TEST(InProcCluster, ShortCircuitAppendFallsBackWhenTheFileIsNotWritable) {
-  InProcCluster c(1, 1 << 20, 1, {}, ShortCircuitAppends);
-  FaultEnv fe(Env::Posix());
-  fe.SetWriteError(true);
-  c.client()->set_env(&fe);
-  auto f = c.client()->Create("/afb");
-  ASSERT_TRUE(f.ok());
-  std::vector<std::vector<uint8_t>> recs;
-  std::vector<Client::Span> spans;
-  for (uint64_t i = 0; i < 24; ++i) recs.push_back(RandomBytes(40000 + 1000 * i, 100 + i));
-  for (const auto& r : recs) spans.push_back({r.data(), r.size()});
-  std::vector<uint64_t> offsets;
-  Status s = c.client()->RecordAppendMany(&*f, spans, &offsets);
-  ASSERT_TRUE(s.ok()) << s.ToString();
-  ASSERT_EQ(offsets.size(), recs.size());
-  const uint64_t failed = c.client()->stats().counters["local_write_unreachable"];
-  EXPECT_GE(failed, 1u);
-  const RoleStats& cs = c.server(0)->stats();
-  EXPECT_EQ(Counter(cs, "local_appends_given_up"), failed);
-  EXPECT_EQ(Counter(cs, "local_appends"), 0u);
-  EXPECT_GE(Counter(cs, "appends_primary"), recs.size());
-  ASSERT_TRUE(c.client()->Fsync(&*f).ok());
-  fe.SetWriteError(false);
-  for (size_t i = 0; i < recs.size(); ++i) {
-    std::vector<uint8_t> back(recs[i].size());
-    auto n = c.client()->Read(&*f, offsets[i], back.data(), back.size());
-    ASSERT_TRUE(n.ok()) << n.status().ToString();
-    EXPECT_EQ(back, recs[i]) << "record " << i << " at " << offsets[i];
-  }
-  for (const ChunkMeta& m : c.server(0)->store()->List()) {
-    EXPECT_TRUE(c.server(0)->store()->Verify(m.handle).ok());
-  }
-}
-
-// Producers on the host of a chunk's only replica write their records into
-// ranges the primary reserves for them, many at once: each record lands
-// once, whole, at its own offset, nothing goes through the chunkserver, the
-// chunks are padded at their ends, and every block verifies.
-TEST(InProcCluster, ShortCircuitAppendsOfManyClientsLandOnceEachAcrossChunkEnds) {
-  const uint64_t cs = 256 * 1024;
-  const int kClients = 4, kBatches = 12;
-  InProcCluster c(1, cs, kClients, {}, ShortCircuitAppends);
-  ASSERT_TRUE(c.client(0)->Create("/log").ok());
-  std::vector<std::vector<std::pair<uint64_t, std::vector<uint8_t>>>> got(kClients);
-  std::vector<std::thread> producers;
-  for (int p = 0; p < kClients; ++p) {
-    producers.emplace_back([&, p] {
-      auto f = c.client(p)->Open("/log");
-      ASSERT_TRUE(f.ok());
-      std::mt19937_64 rng(static_cast<uint64_t>(p) + 40);
-      for (int b = 0; b < kBatches; ++b) {
-        std::vector<std::vector<uint8_t>> recs;
-        std::vector<Client::Span> spans;
-        for (int i = 0; i < 8; ++i) recs.push_back(RandomBytes(1 + rng() % 30000, rng()));
-        for (const auto& r : recs) spans.push_back({r.data(), r.size()});
-        std::vector<uint64_t> offsets;
-        Status s = c.client(p)->RecordAppendMany(&*f, spans, &offsets);
-        ASSERT_TRUE(s.ok()) << s.ToString();
-        for (size_t i = 0; i < recs.size(); ++i) {
-          got[static_cast<size_t>(p)].emplace_back(offsets[i], std::move(recs[i]));
-        }
-      }
-      Status s = c.client(p)->Fsync(&*f);
-      EXPECT_TRUE(s.ok()) << s.ToString();
-    });
-  }
-  for (auto& t : producers) t.join();
-  std::map<uint64_t, const std::vector<uint8_t>*> at;
-  for (const auto& g : got) {
-    for (const auto& [off, data] : g) {
-      EXPECT_TRUE(at.emplace(off, &data).second) << "two records at " << off;
-      EXPECT_EQ(off / cs, (off + data.size() - 1) / cs) << "a record across a chunk end";
-    }
-  }
-  uint64_t end = 0;
-  for (const auto& [off, data] : at) {
-    EXPECT_GE(off, end) << "records overlap";
-    end = off + data->size();
-  }
-  auto f = c.client(0)->Open("/log");
-  ASSERT_TRUE(f.ok());
-  auto committed = c.client(0)->CommittedLength(&*f);
-  ASSERT_TRUE(committed.ok()) << committed.status().ToString();
-  EXPECT_GE(*committed, end);
-  EXPECT_GE(end, 2 * cs);  // the test crosses chunk ends
-  // Every byte read back verified; records where they were acknowledged,
-  // zeros (padding) everywhere else.
-  std::vector<uint8_t> all(*committed);
-  auto n = c.client(0)->Read(&*f, 0, all.data(), all.size());
-  ASSERT_TRUE(n.ok()) << n.status().ToString();
-  ASSERT_EQ(*n, all.size());
-  std::vector<bool> covered(all.size());
-  for (const auto& [off, data] : at) {
-    ASSERT_TRUE(std::equal(data->begin(), data->end(), all.begin() + static_cast<long>(off)))
-        << "record at " << off;
-    for (size_t i = 0; i < data->size(); ++i) covered[off + i] = true;
-  }
-  for (size_t i = 0; i < all.size(); ++i) {
-    if (!covered[i]) {
-      ASSERT_EQ(all[i], 0) << "at " << i;
-    }
-  }
-  const RoleStats& st = c.server(0)->stats();
-  EXPECT_EQ(Counter(st, "local_append_grants"), Counter(st, "local_appends"));
-  EXPECT_GE(Counter(st, "local_appends"), uint64_t{kClients * kBatches});
-  EXPECT_EQ(Counter(st, "local_append_grants_expired"), 0u);
-  EXPECT_GE(Counter(st, "append_pads"), 1u);
-  uint64_t local = 0, pushed = 0;
-  for (int p = 0; p < kClients; ++p) {
-    local += Counter(c.client(p)->stats(), "local_append_bytes");
-    pushed += Counter(c.client(p)->stats(), "push_bytes_sent");
-  }
-  uint64_t appended = 0;
-  for (const auto& [off, data] : at) appended += data->size();
-  EXPECT_GE(local, appended);
-  EXPECT_EQ(pushed, 0u);
-}
-
-// A write to a chunk that producers keep appending to short-circuit waits
-// only for the ranges open when it came: new append grants wait behind it,
-// so it goes through while the producers are still appending, and the
-// appends go on after it.
-TEST(InProcCluster, WriteIsNotStarvedByShortCircuitAppends) {
-  InProcCluster c(1, 4 << 20, 3, {}, ShortCircuitAppends);
-  auto f0 = c.client(0)->Create("/mixed");
-  ASSERT_TRUE(f0.ok());
-  auto first = RandomBytes(10000, 3);
-  ASSERT_TRUE(c.client(0)->RecordAppend(&*f0, first.data(), first.size()).ok());
-  std::atomic<bool> stop{false};
-  std::atomic<int> appended{0};
-  std::vector<std::thread> producers;
-  for (int p = 1; p <= 2; ++p) {
-    producers.emplace_back([&, p] {
-      auto f = c.client(p)->Open("/mixed");
-      ASSERT_TRUE(f.ok());
-      auto rec = RandomBytes(3000, static_cast<uint64_t>(p));
-      std::vector<Client::Span> spans(16, Client::Span{rec.data(), rec.size()});
-      std::vector<uint64_t> offsets;
-      while (!stop) {
-        Status s = c.client(p)->RecordAppendMany(&*f, spans, &offsets);
-        ASSERT_TRUE(s.ok()) << s.ToString();
-        appended += 16;
-      }
-    });
-  }
-  while (appended < 64) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  std::vector<uint8_t> patch(500, 0xEE);
-  Status w = c.client(0)->Write(&*f0, 100, patch.data(), patch.size());
-  const int at_write = appended;
-  EXPECT_TRUE(w.ok()) << w.ToString();
-  while (appended < at_write + 64) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  stop = true;
-  for (auto& t : producers) t.join();
-  ASSERT_TRUE(c.client(0)->Fsync(&*f0).ok());
-  std::vector<uint8_t> back(first.size());
-  auto n = c.client(0)->Read(&*f0, 0, back.data(), back.size());
-  ASSERT_TRUE(n.ok()) << n.status().ToString();
-  std::copy(patch.begin(), patch.end(), first.begin() + 100);
-  EXPECT_EQ(back, first);
-  EXPECT_GE(Counter(c.server(0)->stats(), "local_appends"), 128u);
-}
-
-// A file whose first chunk holds one record of 5000 bytes, and an append
-// grant for `length` bytes after it that a test takes by hand on the second
-// client's rank (which then vanishes, or answers by hand).
-struct HandGrant {
-  File file;
-  std::vector<uint8_t> first;
-  Transport* raw = nullptr;
-  AppendLocalReq req;
-  AppendLocalReply rep;
-};
-
-void TakeGrantByHand(InProcCluster* c, const std::string& path, uint64_t chunk_size,
-                     uint64_t length, HandGrant* g) {
-  auto f = c->client()->Create(path);
-  ASSERT_TRUE(f.ok());
-  g->file = *f;
-  g->first = RandomBytes(5000, length);
-  ASSERT_TRUE(c->client()->RecordAppend(&g->file, g->first.data(), g->first.size()).ok());
-  auto chunks = c->server(0)->store()->List();
-  ASSERT_EQ(chunks.size(), 1u);
-  g->raw = c->fabric().endpoint(c->client_rank() + 1);
-  g->req.handle = chunks[0].handle;
-  g->req.version = chunks[0].version;
-  g->req.chunk_size = chunk_size;
-  g->req.length = length;
-  ASSERT_TRUE(SendRequest(g->raw, 1, g->req, 1, 5000).ok());
-  Message granted = AwaitReply(g->raw);
-  ASSERT_TRUE(granted.is_reply());
-  ASSERT_TRUE(granted.status().ok()) << granted.status().ToString();
-  ASSERT_TRUE(granted.Decode(&g->rep).ok());
-  ASSERT_EQ(g->rep.offset, g->first.size());
-}
-
-// A producer that takes an append grant and vanishes: the records after its
-// range are acknowledged but not yet under the chunk's length, so an fsync
-// waits until the grant runs out; then the range is checksummed as the file
-// holds it (the vanished writer's bytes, zeros after) and everything reads.
-TEST(InProcCluster, VanishedShortCircuitAppenderHoldsSyncsUntilItsGrantRunsOut) {
-  InProcCluster c(1, 1 << 20, 2, {}, ShortCircuitAppends);
-  HandGrant g;
-  ASSERT_NO_FATAL_FAILURE(TakeGrantByHand(&c, "/v", 1 << 20, 70000, &g));
-  File* f = &g.file;
-  const std::vector<uint8_t>& first = g.first;
-  const AppendLocalReq& req = g.req;
-  const AppendLocalReply& rep = g.rep;
-  std::vector<uint8_t> junk(30000, 0xAB);  // part of its range, then gone
-  {
-    std::unique_ptr<RandomRWFile> file;
-    ASSERT_TRUE(Env::Posix()->OpenRandomRW(rep.path, false, &file).ok());
-    ASSERT_TRUE(file->Write(rep.offset, junk.data(), junk.size()).ok());
-  }
-  auto later = RandomBytes(9000, 2);
-  auto off = c.client()->RecordAppend(f, later.data(), later.size());
-  ASSERT_TRUE(off.ok()) << off.status().ToString();
-  EXPECT_EQ(*off, rep.offset + req.length);
-  auto committed = c.client()->CommittedLength(f);
-  ASSERT_TRUE(committed.ok());
-  EXPECT_EQ(*committed, rep.offset);  // not past the open range
-  const uint64_t t0 = MonoMicros();
-  Status s = c.client()->Fsync(f);
-  ASSERT_TRUE(s.ok()) << s.ToString();
-  EXPECT_GE(MonoMicros() - t0, 700000u);  // the grant's 1.5 s, less what had passed
-  const RoleStats& cs = c.server(0)->stats();
-  EXPECT_EQ(Counter(cs, "local_append_grants_expired"), 1u);
-  EXPECT_GE(Counter(cs, "syncs_waiting_for_appends"), 1u);
-  committed = c.client()->CommittedLength(f);
-  ASSERT_TRUE(committed.ok());
-  EXPECT_EQ(*committed, *off + later.size());
-  std::vector<uint8_t> back(*committed);
-  auto n = c.client()->Read(f, 0, back.data(), back.size());
-  ASSERT_TRUE(n.ok()) << n.status().ToString();
-  ASSERT_EQ(*n, back.size());
-  std::vector<uint8_t> want = first;
-  want.insert(want.end(), junk.begin(), junk.end());
-  want.resize(rep.offset + req.length, 0);
-  want.insert(want.end(), later.begin(), later.end());
-  EXPECT_EQ(back, want);
-  // The late answer of the vanished writer is refused.
-  AppendLocalDoneReq d;
-  d.handle = req.handle;
-  d.grant = rep.grant;
-  d.written = 1;
-  ASSERT_TRUE(SendRequest(g.raw, 1, d, 2, 5000).ok());
-  Message late = AwaitReply(g.raw);
-  ASSERT_TRUE(late.is_reply());
-  EXPECT_EQ(late.status().code(), Code::kTimeout);
-}
-
-// Readers take a chunk with a successor as whole (CommittedLength counts only
-// the last chunk's committed prefix). So an append sent on to the next chunk
-// while a short-circuit range before the padding is still open must not be
-// answered before that range lands: here it waits for a vanished appender's
-// grant to run out, and then the first chunk reads whole.
-TEST(InProcCluster, NoAppendMovesToTheNextChunkBeforeOpenRangesLand) {
-  constexpr uint64_t kChunk = 1 << 20;
-  InProcCluster c(1, kChunk, 2, {}, ShortCircuitAppends);
-  HandGrant g;
-  ASSERT_NO_FATAL_FAILURE(TakeGrantByHand(&c, "/n", kChunk, 200000, &g));
-  File* f = &g.file;
-  const std::vector<uint8_t>& first = g.first;
-  const AppendLocalReq& req = g.req;
-  const AppendLocalReply& rep = g.rep;
-  // Four records fit after the open range; the fifth pads the chunk.
-  auto rec = RandomBytes(200000, 5);
-  for (uint64_t i = 0; i < 4; ++i) {
-    auto off = c.client()->RecordAppend(f, rec.data(), rec.size());
-    ASSERT_TRUE(off.ok()) << off.status().ToString();
-    EXPECT_EQ(*off, first.size() + req.length + i * rec.size());
-  }
-  auto next = c.client()->RecordAppend(f, rec.data(), rec.size());
-  ASSERT_TRUE(next.ok()) << next.status().ToString();
-  EXPECT_EQ(*next, kChunk);
-  const RoleStats& cs = c.server(0)->stats();
-  EXPECT_EQ(Counter(cs, "local_append_grants_expired"), 1u);  // before the answer came
-  EXPECT_GE(Counter(cs, "pads_waiting_for_appends"), 1u);
-  std::vector<uint8_t> back(kChunk);
-  auto n = c.client()->Read(f, 0, back.data(), back.size());
-  ASSERT_TRUE(n.ok()) << n.status().ToString();
-  ASSERT_EQ(*n, kChunk);  // whole: the vanished range reads as zeros
-  EXPECT_TRUE(std::equal(first.begin(), first.end(), back.begin()));
-  EXPECT_TRUE(std::all_of(back.begin() + static_cast<ptrdiff_t>(rep.offset),
-                          back.begin() + static_cast<ptrdiff_t>(rep.offset + req.length),
-                          [](uint8_t b) { return b == 0; }));
-  for (uint64_t i = 0; i < 4; ++i) {
-    const uint64_t at = first.size() + req.length + i * rec.size();
-    EXPECT_TRUE(std::equal(rec.begin(), rec.end(), back.begin() + static_cast<ptrdiff_t>(at)));
-  }
-  auto committed = c.client()->CommittedLength(f);
-  ASSERT_TRUE(committed.ok());
-  EXPECT_EQ(*committed, kChunk + rec.size());
-}
-
-// A writer that takes its grant and vanishes: requests for the chunk wait,
-// the grant expires, the chunk is checksummed as the file is (the vanished
-// writer's bytes, like any failed write's, are undefined but readable), and
-// the held requests go on. No replica is called corrupt.
-TEST(InProcCluster, VanishedShortCircuitWriterIsGivenUpOnAndHoldsNothing) {
-  InProcCluster c(1, 1 << 20, 2);  // the second client's rank sends by hand
-  auto f = c.client()->Create("/v");
-  ASSERT_TRUE(f.ok());
-  auto data = RandomBytes(300000, 6);
-  ASSERT_TRUE(c.client()->Write(&*f, 0, data.data(), data.size()).ok());
-  ASSERT_TRUE(c.client()->Fsync(&*f).ok());  // ends the grant it held for what follows
-  auto chunks = c.server(0)->store()->List();
-  ASSERT_EQ(chunks.size(), 1u);
-  Transport* raw = c.fabric().endpoint(c.client_rank() + 1);
-  auto call = [&](const auto& req, uint64_t id) -> Message {
-    EXPECT_TRUE(SendRequest(raw, 1, req, id, 5000).ok());
-    Message m = AwaitReply(raw, id);
-    if (!m.is_reply()) ADD_FAILURE() << "no reply";
-    return m;
-  };
-  WriteLocalReq w;
-  w.handle = chunks[0].handle;
-  w.version = chunks[0].version;
-  w.offset = 1000;
-  w.length = 5000;
-  Message granted = call(w, 1);
-  ASSERT_TRUE(granted.status().ok()) << granted.status().ToString();
-  WriteLocalReply rep;
-  ASSERT_TRUE(granted.Decode(&rep).ok());
-  std::vector<uint8_t> junk(3000, 0xAB);  // part of its range, then gone
-  {
-    std::unique_ptr<RandomRWFile> file;
-    ASSERT_TRUE(Env::Posix()->OpenRandomRW(rep.path, false, &file).ok());
-    ASSERT_TRUE(file->Write(1000, junk.data(), junk.size()).ok());
-  }
-  // A read of the chunk is held until the grant expires (1.5 s here).
-  const uint64_t t0 = MonoMicros();
-  std::vector<uint8_t> back(data.size());
-  auto n = c.client()->Read(&*f, 0, back.data(), back.size());
-  ASSERT_TRUE(n.ok()) << n.status().ToString();
-  EXPECT_GE(MonoMicros() - t0, 1000000u);
-  std::copy(junk.begin(), junk.end(), data.begin() + 1000);
-  EXPECT_EQ(back, data);
-  const RoleStats& cs = c.server(0)->stats();
-  EXPECT_EQ(Counter(cs, "local_write_grants_expired"), 1u);
-  EXPECT_GE(Counter(cs, "held_for_local_write"), 1u);
-  EXPECT_EQ(Counter(cs, "corrupt_found"), 0u);
-  EXPECT_TRUE(c.server(0)->store()->Verify(chunks[0].handle).ok());
-  // Its late word is refused, and writes go on.
-  WriteLocalDoneReq d;
-  d.handle = chunks[0].handle;
-  d.grant = rep.grant;
-  d.written = 1;
-  Message late = call(d, 2);
-  EXPECT_EQ(late.status().code(), Code::kTimeout);
-  ASSERT_TRUE(c.client()->Write(&*f, 0, data.data(), 100).ok());
-  ASSERT_TRUE(c.client()->Fsync(&*f).ok());
-}
-
-// A sync waits on the disk in the chunkserver's sync thread: meanwhile the
-// chunkserver serves another client's writes and reads, and the sync is
-// answered only once it is done.
+// One client's fsync waits for a slow disk in the chunkserver's sync thread;
+// meanwhile another client's writes and reads through the same chunkserver
+// go on.
 TEST(InProcCluster, SlowSyncHoldsNoOtherRequest) {
   FaultEnv fe(Env::Posix());
-  InProcCluster c(1, 1 << 20, 2, {nullptr, &fe}, NoShortCircuitWrites);
+  InProcCluster c(1, 1 << 20, 2, {nullptr, &fe});
   auto a = c.client(0)->Create("/a");
   auto b = c.client(1)->Create("/b");
   ASSERT_TRUE(a.ok() && b.ok());
@@ -1597,28 +914,6 @@ TEST(InProcCluster, SlowSyncHoldsNoOtherRequest) {
   fe.ResetCounters();
   ASSERT_TRUE(c.client(1)->Fsync(&*b).ok());
   EXPECT_GE(fe.syncs(), 1u);
-}
-
-// A chunk written short-circuit is synced by the client: a failed sync fails
-// the fsync (not retried through the chunkserver, whose descriptor may not see
-// the error), and the chunk stays to be synced by the next one.
-TEST(InProcCluster, FailedClientSyncOfAShortCircuitWriteFailsTheFsync) {
-  InProcCluster c(1, 1 << 20, 1);
-  FaultEnv fe(Env::Posix());
-  c.client()->set_env(&fe);
-  auto f = c.client()->Create("/fs");
-  ASSERT_TRUE(f.ok());
-  auto data = RandomBytes(200000, 8);
-  ASSERT_TRUE(c.client()->Write(&*f, 0, data.data(), data.size()).ok());
-  fe.SetSyncError(true);
-  Status s = c.client()->Fsync(&*f);
-  EXPECT_EQ(s.code(), Code::kIOError) << s.ToString();
-  EXPECT_EQ(Counter(c.server(0)->stats(), "local_writes"), 1u);  // the held grant ended first
-  EXPECT_EQ(Counter(c.server(0)->stats(), "syncs_in_thread"), 0u);
-  fe.SetSyncError(false);
-  fe.ResetCounters();
-  ASSERT_TRUE(c.client()->Fsync(&*f).ok());
-  EXPECT_GE(fe.syncs(), 3u);  // data, checksums, directory
 }
 
 }  // namespace

@@ -75,7 +75,7 @@ class GroupCluster {
     for (int r = 0; r < group_; ++r) Run(r, masters_[static_cast<size_t>(r)].get());
     for (int i = 0; i < kServers; ++i) Run(group_ + i, servers_[static_cast<size_t>(i)].get());
     client_ = std::make_unique<Client>(fabric_.endpoint(client), cfg_, 0,
-                                       std::vector<std::string>(fabric_.size(), "host"));
+                                       std::vector<HostId>(fabric_.size(), HostId{"host", "boot"}));
   }
   ~GroupCluster() {
     if (!finished_) Finish();

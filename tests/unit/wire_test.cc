@@ -97,7 +97,7 @@ TEST(Wire, EveryTruncationIsRejected) {
   RegisterReq r;
   r.server_id = 3;
   r.host = "node1";
-  r.chunks = {{1, 2, 3}, {4, 5, 6}};
+  r.chunks = {{1, 2, 3, {}}, {4, 5, 6, {{0, 65536}}}};
   Buffer b = Encode(r);
   for (size_t n = 0; n < b->size(); ++n) {
     Header h;
