@@ -112,6 +112,19 @@ ChunkServer::ChunkServer(Transport* t, Env* env, const JobConfig& cfg, int maste
 }
 
 Status ChunkServer::Start() {
+  if (cfg_.format) {
+    // gfs format: every chunk of this directory is discarded, and its store.
+    const std::string chunks = dir_ + "/chunks";
+    std::vector<std::string> names;
+    if (env_->FileExists(chunks)) GFS_RETURN_IF_ERROR(env_->GetChildren(chunks, &names));
+    for (const std::string& n : names) {
+      if (n == "LOCK") continue;
+      GFS_RETURN_IF_ERROR(env_->RemoveFile(chunks + "/" + n));
+    }
+    if (env_->FileExists(dir_ + "/STORE")) GFS_RETURN_IF_ERROR(env_->RemoveFile(dir_ + "/STORE"));
+    if (!names.empty()) GFS_RETURN_IF_ERROR(env_->SyncDir(chunks));
+    GFS_RETURN_IF_ERROR(env_->SyncDir(dir_));
+  }
   GFS_RETURN_IF_ERROR(LoadStoreId(env_, dir_, &store_id_));
   GFS_RETURN_IF_ERROR(store_.Open());
   if (store_.upgraded_from() != 0) {
@@ -864,17 +877,16 @@ bool ChunkServer::MasterEpochOk(Message& m) {
 void ChunkServer::OnRegisterReply(Message& m) {
   if (m.h.id != register_id_) return;
   if (m.status().code() == Code::kWrongStore) {
-    // Not this store's: serve nothing and delete nothing.
-    std::fprintf(stderr, "gfs: chunkserver %s: refused by the master: %s\n", dir_.c_str(),
-                 m.status().message().c_str());
+    // Not this store's: serve nothing and delete nothing (the master says why).
     refused_ = true;
     stats_.counters["refused_wrong_store"]++;
     return;
   }
   RegisterReply r;
   if (!m.status().ok() || !m.Decode(&r).ok()) return;
-  if (store_id_ == 0 && r.store_id != 0) {
-    // A new directory (or one of an older format) joins the master's store.
+  if (r.store_id != 0 && r.store_id != store_id_ && (store_id_ == 0 || store_.NumChunks() == 0)) {
+    // A new or empty directory (or one of an older format) joins the
+    // master's store; one holding chunks of another store is refused instead.
     Status s = SaveStoreId(env_, dir_, r.store_id);
     if (!s.ok()) {
       std::fprintf(stderr, "gfs: chunkserver %s: %s\n", dir_.c_str(), s.ToString().c_str());
@@ -889,6 +901,10 @@ void ChunkServer::OnRegisterReply(Message& m) {
 void ChunkServer::OnHeartbeatReply(Message& m) {
   HeartbeatReply r;
   if (!m.status().ok() || !m.Decode(&r).ok()) return;
+  if (r.store_id != 0 && r.store_id != store_id_ && (store_id_ == 0 || store_.NumChunks() == 0) &&
+      SaveStoreId(env_, dir_, r.store_id).ok()) {
+    store_id_ = r.store_id;  // a new store got its identity
+  }
   uint64_t lease_us = static_cast<uint64_t>(r.lease_ms) * 1000;
   for (uint64_t h : r.extended) {
     auto it = leases_.find(h);
@@ -1173,6 +1189,7 @@ void ChunkServer::NoteClockGap(uint64_t now) {
 
 void ChunkServer::Tick(uint64_t) {
   FinishSyncs();
+  if (refused_) return;
   const uint64_t now = Now();
   NoteClockGap(now);
   if (!registered_ &&

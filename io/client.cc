@@ -1099,9 +1099,22 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
       GFS_RETURN_IF_ERROR(FetchLocations(f, pc.index, 1));
     }
     Status again = issue(i);
+    if (!again.ok() && pc.corrupt && !narrowing_) {
+      // Every replica failed a checksum somewhere in the piece: each block
+      // may still be good on some replica. Read it block by block.
+      Status around = ReadAround(f, offset + pc.pos, out + pc.pos, pc.len, s);
+      if (around.ok()) {
+        ++completed;
+        bytes_done += pc.len;
+        stats_.counters["bytes_read"] += pc.len;
+        if (progress) progress(bytes_done);
+        continue;
+      }
+      for (auto& [id, k] : inflight) rpc_.Forget(id);
+      return around;
+    }
     if (!again.ok()) {
       for (auto& [id, k] : inflight) rpc_.Forget(id);
-      if (pc.corrupt) return Unreadable(f, offset + pc.pos, pc.len, s);
       return Status(s.code() == Code::kOk ? again.code() : s.code(),
                     again.message() + " (last error: " + s.ToString() + ")");
     }
@@ -1110,30 +1123,32 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
   return Status::OK();
 }
 
-Status Client::Unreadable(File* f, uint64_t offset, size_t n, const Status& last) {
-  // Which blocks of [offset, offset + n) no replica holds a good copy of:
-  // each checksum block read on its own (every other byte stays readable).
+Status Client::ReadAround(File* f, uint64_t offset, uint8_t* out, size_t n, const Status& last) {
+  // Each checksum block on its own, from whichever replica holds it good;
+  // the bytes no replica holds good make the read fail, naming them (every
+  // other byte stays readable by reads that do not cover them).
   constexpr uint64_t kBlock = 64 * 1024;
   uint64_t lo = 0, hi = 0;
-  if (!narrowing_) {
-    narrowing_ = true;
-    std::vector<uint8_t> scratch(kBlock);
-    for (uint64_t pos = offset; pos < offset + n;) {
-      const uint64_t chunk_start = pos / f->chunk_size * f->chunk_size;
-      const uint64_t bend = std::min({chunk_start + ((pos - chunk_start) / kBlock + 1) * kBlock,
-                                      chunk_start + f->chunk_size, offset + n});
-      Status s = ReadPieces(f, pos, scratch.data(), static_cast<size_t>(bend - pos), {});
-      if (s.code() == Code::kCorruption) {
-        if (hi == 0) lo = pos;
-        if (hi == 0 || hi == pos) hi = bend;
-      }
-      pos = bend;
+  narrowing_ = true;
+  for (uint64_t pos = offset; pos < offset + n;) {
+    const uint64_t chunk_start = pos / f->chunk_size * f->chunk_size;
+    const uint64_t bend = std::min({chunk_start + ((pos - chunk_start) / kBlock + 1) * kBlock,
+                                    chunk_start + f->chunk_size, offset + n});
+    Status s = ReadPieces(f, pos, out + (pos - offset), static_cast<size_t>(bend - pos), {});
+    if (!s.ok() && s.code() != Code::kCorruption) {
+      narrowing_ = false;
+      return s;
     }
-    narrowing_ = false;
+    if (!s.ok() && (hi == 0 || hi == pos)) {
+      if (hi == 0) lo = pos;
+      hi = bend;
+    }
+    pos = bend;
   }
+  narrowing_ = false;
   if (hi == 0) {
-    lo = offset;
-    hi = offset + n;
+    stats_.counters["reads_assembled_from_blocks"]++;
+    return Status::OK();
   }
   return Status::Corruption(
       f->path + ": bytes " + std::to_string(lo) + ".." + std::to_string(hi) + " (" +

@@ -218,11 +218,12 @@ class Client {
   size_t TakeAhead(File* f, ReadStream* rs, uint64_t offset, uint8_t* out, size_t n);
   void TopUpAhead(File* f, ReadStream* rs, uint64_t from);
   Status ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n, const ProgressFn& progress);
-  // The error of a read whose bytes no replica holds good: names the file and
-  // the first damaged range inside [offset, offset + n) (narrowed to checksum
-  // blocks by reading them one by one).
-  Status Unreadable(File* f, uint64_t offset, size_t n, const Status& last);
-  bool narrowing_ = false;  // inside Unreadable: report, do not narrow again
+  // A piece every replica failed a checksum in: read it again one checksum
+  // block at a time, each from a replica whose copy of it is good. Fails
+  // (Corruption naming the file and the first range no replica holds good)
+  // only when some block is good nowhere.
+  Status ReadAround(File* f, uint64_t offset, uint8_t* out, size_t n, const Status& last);
+  bool narrowing_ = false;  // inside ReadAround: report, do not split again
   // A replica that did not answer a read leaves the cached locations of the
   // chunk (unless it is the last), so later reads and read-ahead do not wait
   // for it again; a location refresh from the master brings back the truth.

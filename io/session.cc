@@ -200,32 +200,44 @@ Status StartMasterGroupMember(Env* env, const JobConfig& cfg, const RoleLayout& 
   if (l.shadows == 0) return st;
 
   // Every member takes part in the exchange, failed or not.
-  uint64_t mine[3] = {st.ok() ? 1u : 0u, 0, 0};
+  constexpr int kN = 4;  // ok, epoch, last sequence, store id
+  uint64_t mine[kN] = {st.ok() ? 1u : 0u, 0, 0, 0};
   if (st.ok()) {
     mine[1] = (*out)->journal()->epoch();
     mine[2] = (*out)->journal()->last_seq();
+    mine[3] = (*out)->store_id();
   }
   int gsize = 0, grank = 0;
   MPI_Comm_size(group_comm, &gsize);
   MPI_Comm_rank(group_comm, &grank);
-  std::vector<uint64_t> all(static_cast<size_t>(gsize) * 3);
-  MPI_Allgather(mine, 3, MPI_UINT64_T, all.data(), 3, MPI_UINT64_T, group_comm);
+  std::vector<uint64_t> all(static_cast<size_t>(gsize) * kN);
+  MPI_Allgather(mine, kN, MPI_UINT64_T, all.data(), kN, MPI_UINT64_T, group_comm);
   int best = -1;
   bool all_ok = true, equal = true;
+  uint64_t store = 0;
+  bool stores_differ = false;
   for (int i = 0; i < gsize; ++i) {
-    const uint64_t* v = &all[static_cast<size_t>(i) * 3];
+    const uint64_t* v = &all[static_cast<size_t>(i) * kN];
     if (v[0] == 0) all_ok = false;
+    if (v[3] != 0 && store != 0 && v[3] != store) stores_differ = true;
+    if (v[3] != 0 && store == 0) store = v[3];
     if (best < 0) {
       best = i;
       continue;
     }
-    const uint64_t* b = &all[static_cast<size_t>(best) * 3];
+    const uint64_t* b = &all[static_cast<size_t>(best) * kN];
     if (v[1] != b[1] || v[2] != b[2]) equal = false;
     if (v[1] > b[1] || (v[1] == b[1] && v[2] > b[2])) best = i;
   }
   if (!all_ok)
     return st.ok() ? Status::Unavailable("another master-group rank failed to start") : st;
-  const uint64_t* b = &all[static_cast<size_t>(best) * 3];
+  if (stores_differ) {
+    return Status(Code::kWrongStore, "the master and shadow directories under " + cfg.data_dir +
+                                         " belong to different stores; refusing to start");
+  }
+  // A member without a store id (a new shadow directory) takes the group's.
+  if (store != 0) GFS_RETURN_IF_ERROR((*out)->AdoptStore(store));
+  const uint64_t* b = &all[static_cast<size_t>(best) * kN];
   if (!equal) {
     // The most advanced copy goes to everyone that differs.
     std::string snap;

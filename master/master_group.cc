@@ -86,6 +86,7 @@ void MasterServer::ShipLog(uint64_t now, bool keepalive) {
       continue;
     }
     LogBatchReq b;
+    b.store_id = store_id();
     b.first_seq = keepalive ? last + 1 : unshipped_first_;
     if (p.need_snapshot) {
       // A whole checkpoint replaces the shadow's state; the records of this
@@ -168,6 +169,12 @@ void MasterServer::OnLogBatch(Message& m) {
   }
   election_ = Election{};
   last_heard_us_ = Now();
+  if (store_id() == 0 && r.store_id != 0) {
+    Status a = AdoptStore(r.store_id);  // a new store: the shadow records its identity too
+    if (!a.ok()) {
+      std::fprintf(stderr, "gfs: shadow rank %d: %s\n", group_.self, a.ToString().c_str());
+    }
+  }
   LogBatchReply rep;
   if (!r.snapshot.empty()) {
     auto fresh = std::make_unique<MetaState>();

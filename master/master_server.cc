@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <random>
 
 #include "mpi/clock.h"
 
@@ -43,14 +44,105 @@ int64_t MasterServer::NowMs() const {
       .count();
 }
 
+namespace {
+
+constexpr char kVersionFile[] = "/VERSION";
+
+// <dir>/VERSION: "gfs master layout N\nstore HEX\n". *exists false when absent.
+Status LoadMasterVersion(Env* env, const std::string& dir, bool* exists, uint32_t* layout,
+                         uint64_t* store) {
+  *exists = false;
+  *layout = 0;
+  *store = 0;
+  const std::string path = dir + kVersionFile;
+  if (!env->FileExists(path)) return Status::OK();
+  std::string text;
+  GFS_RETURN_IF_ERROR(env->ReadFile(path, &text));
+  unsigned l = 0;
+  unsigned long long id = 0;
+  if (std::sscanf(text.c_str(), "gfs master layout %u\nstore %llx", &l, &id) != 2) {
+    return Status::Corruption(path + ": not a master VERSION file");
+  }
+  *exists = true;
+  *layout = l;
+  *store = id;
+  return Status::OK();
+}
+
+Status SaveMasterVersion(Env* env, const std::string& dir, uint64_t store) {
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "gfs master layout %u\nstore %016llx\n", MasterServer::kLayout,
+                static_cast<unsigned long long>(store));
+  return env->WriteFileAtomic(dir + kVersionFile, buf);
+}
+
+uint64_t NewStoreId() {
+  std::random_device rd;
+  uint64_t v = 0;
+  while (v == 0) v = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  return v;
+}
+
+}  // namespace
+
+Status MasterServer::AdoptStore(uint64_t id) {
+  if (id == 0 || (id == store_id_ && !fresh_)) return Status::OK();
+  GFS_RETURN_IF_ERROR(SaveMasterVersion(env_, dir_, id));
+  store_id_ = id;
+  fresh_ = false;
+  return Status::OK();
+}
+
+void MasterServer::CreateStore() {
+  Status s = SaveMasterVersion(env_, dir_, store_id_);
+  if (!s.ok()) {
+    refusal_ = Status(s.code(), "making a new store: " + s.ToString());
+    return;
+  }
+  fresh_ = false;
+  stats_.counters["stores_created"]++;
+}
+
 Status MasterServer::Start(std::string* warning) {
   GFS_RETURN_IF_ERROR(env_->CreateDirs(dir_));
+  if (cfg_.format) {
+    // gfs format: the metadata this directory holds is discarded.
+    std::vector<std::string> names;
+    GFS_RETURN_IF_ERROR(env_->GetChildren(dir_, &names));
+    for (const std::string& n : names) {
+      if (n == "LOCK" || n == "IDENTITY") continue;
+      GFS_RETURN_IF_ERROR(env_->RemoveFile(dir_ + "/" + n));
+    }
+    GFS_RETURN_IF_ERROR(env_->SyncDir(dir_));
+  }
+  bool has_version = false;
+  uint32_t layout = 0;
+  GFS_RETURN_IF_ERROR(LoadMasterVersion(env_, dir_, &has_version, &layout, &store_id_));
+  if (has_version && layout != kLayout) {
+    return Status::InvalidArgument(dir_ + " holds master metadata of layout " +
+                                   std::to_string(layout) + "; this build reads layout " +
+                                   std::to_string(kLayout) + " (and upgrades layout 1)");
+  }
   uint64_t last_seq = 0;
   JournalOptions jo;
   jo.roll_bytes = cfg_.log_roll_bytes;
   jo.keep_checkpoints = static_cast<int>(cfg_.keep_checkpoints);
   log_ = std::make_unique<MetaJournal>(env_, dir_, jo);
   GFS_RETURN_IF_ERROR(log_->Open(meta_.get(), &last_seq, warning));
+  if (!has_version && last_seq > 0 && group_.self == group_.members.front()) {
+    // Layout 1 had no VERSION file and no store identity: the metadata is
+    // kept as it is, and the store gets its identity now.
+    const uint64_t id = NewStoreId();
+    GFS_RETURN_IF_ERROR(SaveMasterVersion(env_, dir_, id));
+    store_id_ = id;
+    std::fprintf(stderr,
+                 "gfs: master: %s: metadata upgraded from layout 1 to layout %u (store %016llx)\n",
+                 dir_.c_str(), kLayout, static_cast<unsigned long long>(id));
+  }
+  if (!has_version && store_id_ == 0 && last_seq == 0) {
+    fresh_ = true;  // no metadata at all: a new store, once the chunkservers agree
+    store_id_ = NewStoreId();
+  }
   epoch_ = log_->epoch();
   start_us_ = Now();
   last_heard_us_ = start_us_;
@@ -76,7 +168,8 @@ Status MasterServer::InstallSnapshot(const std::string& bytes) {
   for (auto& [r, p] : peers_) p.acked = p.sent = seq;
   unshipped_first_ = seq + 1;
   stats_.counters["replayed_seq"] = seq;
-  return Status::OK();
+  if (fresh_ && seq > 0) CreateStore();  // metadata of a store that had no identity yet
+  return refusal_;
 }
 
 Status MasterServer::Mutate(const MetaOp& op, std::vector<uint64_t>* freed) {
@@ -285,6 +378,9 @@ void MasterServer::DispatchHeld() {
 }
 
 void MasterServer::Dispatch(Message& m) {
+  if (!refusal_.ok() && m.type() != MsgType::kClientDone && m.type() != MsgType::kGetStats) {
+    return DeferError(m, refusal_);
+  }
   switch (m.type()) {
     case MsgType::kMkdir:
       return OnMkdir(m);
@@ -779,6 +875,46 @@ void MasterServer::OnRegister(Message& m) {
   RegisterReq r;
   Status s = m.Decode(&r);
   if (!s.ok()) return DeferError(m, s);
+  if (fresh_ && !r.chunks.empty()) {
+    // No metadata here, but the chunkserver holds chunks (or belongs to a
+    // store): the master's directory was lost or is not this store's. Start
+    // nothing and delete nothing.
+    if (refusal_.ok()) {
+      char sid[40] = "";
+      if (r.store_id != 0) {
+        std::snprintf(sid, sizeof sid, " of store %016llx",
+                      static_cast<unsigned long long>(r.store_id));
+      }
+      refusal_ = Status(Code::kWrongStore,
+                        "refusing to start: " + dir_ + " holds no master metadata, but " +
+                            r.dir_name + " holds " + std::to_string(r.chunks.size()) + " chunks" +
+                            sid + "; 'gfs format -f' discards them and makes a new store");
+    }
+    stats_.counters["chunkservers_refused"]++;
+    ServerState& st = servers_[m.source];
+    st.rank = m.source;
+    st.dir_name = r.dir_name;
+    st.registered = true;
+    st.alive = false;  // serves nothing
+    return DeferError(m, refusal_);
+  }
+  if (!fresh_ && r.store_id != 0 && r.store_id != store_id_ && !r.chunks.empty()) {
+    // A chunkserver directory of another store: refused, its chunks left alone.
+    char msg[256];
+    std::snprintf(msg, sizeof msg,
+                  "%s belongs to store %016llx; this master's store is %016llx: refused, its "
+                  "chunks are left alone",
+                  r.dir_name.c_str(), static_cast<unsigned long long>(r.store_id),
+                  static_cast<unsigned long long>(store_id_));
+    std::fprintf(stderr, "gfs: master: %s\n", msg);
+    stats_.counters["chunkservers_refused"]++;
+    ServerState& st = servers_[m.source];
+    st.rank = m.source;
+    st.dir_name = r.dir_name;
+    st.registered = true;
+    st.alive = false;
+    return DeferError(m, Status(Code::kWrongStore, msg));
+  }
   ServerState& st = servers_[m.source];
   st.rank = m.source;
   st.id = r.server_id;
@@ -791,6 +927,7 @@ void MasterServer::OnRegister(Message& m) {
   st.alive = true;
   st.last_seen_us = Now();
   RegisterReply rep;
+  rep.store_id = store_id_;
   for (const ChunkReport& c : r.chunks) {
     const ChunkInfo* info = meta_->FindChunk(c.handle);
     if (info == nullptr) {
@@ -904,6 +1041,7 @@ void MasterServer::OnHeartbeat(Message& m) {
     }
   }
   rep.delete_handles.swap(st.to_delete);
+  rep.store_id = store_id_;
   DeferReply(m, rep);
 }
 
@@ -1280,14 +1418,21 @@ void MasterServer::OnCloneReply(Message& m) {
 void MasterServer::OnCorrupt(Message& m) {
   CorruptReq r;
   if (!m.Decode(&r).ok()) return;
-  std::fprintf(stderr, "gfs: master: chunk %016llx on rank %d failed its checksum\n",
-               static_cast<unsigned long long>(r.handle), m.source);
+  auto known = damaged_.find(r.handle);
+  if (meta_->FindChunk(r.handle) != nullptr &&
+      (known == damaged_.end() || known->second.count(m.source) == 0)) {
+    std::fprintf(stderr,
+                 "gfs: master: chunk %016llx on rank %d failed its checksum; the replica is kept "
+                 "and repaired from a good copy\n",
+                 static_cast<unsigned long long>(r.handle), m.source);
+  }
   MarkDamaged(r.handle, m.source, r.ranges);
   DeferReply(m, Empty{});
 }
 
 void MasterServer::OnReport(Message& m) {
   ReportReply rep;
+  rep.store_id = store_id();
   for (const auto& [rank, st] : servers_) {
     ServerReport s;
     s.rank = rank;
@@ -1326,6 +1471,7 @@ Status MasterServer::FsckAnswer(const std::string& path, FsckReply* rep) const {
     ff.path = p;
     ff.replication = f.replication;
     ff.length = f.length;
+    ff.chunk_size = f.chunk_size;
     for (size_t i = 0; i < f.chunks.size(); ++i) {
       if (f.chunks[i] == 0) continue;
       FsckChunk c;
@@ -1477,6 +1623,7 @@ void MasterServer::Tick(uint64_t) {
     const uint64_t grace = adopt_until_us_ ? adopt_until_us_ : start_us_ + kRegisterGraceUs;
     if (all || now > grace) {
       serving_ = true;
+      if (fresh_ && refusal_.ok()) CreateStore();
       if (!took_over_) DropChunksPastEnd();  // clients of this job wrote nothing yet
       ResolveBehind();
       DispatchHeld();

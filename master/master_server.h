@@ -75,6 +75,15 @@ class MasterServer : public Server {
   int leader() const { return leader_; }
   // The journal (for the job start-up that makes every copy of the log equal).
   MetaJournal* journal() { return log_.get(); }
+  // The store this master group keeps (0: none yet, a new store whose id is
+  // made once every chunkserver has registered holding nothing). Recorded in
+  // <dir>/VERSION with the metadata layout (doc/disk-format-master.md).
+  uint64_t store_id() const { return fresh_ ? 0 : store_id_; }
+  // A group member without a store id takes the group's (job start-up).
+  Status AdoptStore(uint64_t id);
+  // The master layout this build writes; layout 1 (no VERSION file) is
+  // upgraded at Start.
+  static constexpr uint32_t kLayout = 2;
 
  private:
   enum class Mode { kMaster, kShadow };
@@ -257,6 +266,16 @@ class MasterServer : public Server {
   std::unique_ptr<MetaJournal> log_;
   DefaultPlacement placement_;
   Status broken_;  // sticky log failure: mutations refused
+  // The store's identity. A master that starts with no metadata (fresh_)
+  // proposes a new one, told to chunkservers as they register, and records
+  // it (VERSION) once every chunkserver has registered holding no chunk.
+  uint64_t store_id_ = 0;
+  bool fresh_ = false;
+  // Set when this master has no metadata but a chunkserver holds chunks (or
+  // belongs to a store): every client request is refused with it, nothing is
+  // deleted, and no store is made (doc/architecture.md#store-identity).
+  Status refusal_;
+  void CreateStore();
 
   std::map<int, ServerState> servers_;
   std::unordered_map<uint64_t, std::vector<int32_t>> locations_;

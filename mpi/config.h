@@ -35,6 +35,9 @@ struct JobConfig {
   uint32_t keep_checkpoints = 2;            // master: checkpoints kept (and the logs they need)
   std::string stats_dir;                    // when set, each rank writes counters there
   bool progress = false;
+  // `gfs format`: every role discards what its directory holds (metadata,
+  // chunks) at start, and the master makes a new store.
+  bool format = false;
 };
 
 // Which rank does what. Rank 0 is the master, then the shadows, then the

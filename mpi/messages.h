@@ -251,9 +251,10 @@ struct ReportReply {
   uint64_t chunks = 0;
   uint64_t under_replicated = 0;
   uint64_t lost = 0;
+  uint64_t store_id = 0;  // the store's identity
   template <class V>
   bool Visit(V& v) {
-    return v(servers, 65536) && v(chunks) && v(under_replicated) && v(lost);
+    return v(servers, 65536) && v(chunks) && v(under_replicated) && v(lost) && v(store_id);
   }
 };
 
@@ -300,10 +301,11 @@ struct FsckFile {
   std::string path;
   uint32_t replication = 0;
   uint64_t length = 0;
+  uint64_t chunk_size = 0;  // so chunk ranges can be told as file offsets
   std::vector<FsckChunk> chunks;
   template <class V>
   bool Visit(V& v) {
-    return v(path) && v(replication) && v(length) && v(chunks);
+    return v(path) && v(replication) && v(length) && v(chunk_size) && v(chunks);
   }
 };
 
@@ -450,9 +452,10 @@ struct HeartbeatReply {
   std::vector<uint64_t> extended;  // leases extended by lease_ms
   uint32_t lease_ms = 0;
   std::vector<uint64_t> delete_handles;
+  uint64_t store_id = 0;  // the master's store (a new store gets its id once all registered)
   template <class V>
   bool Visit(V& v) {
-    return v(extended) && v(lease_ms) && v(delete_handles);
+    return v(extended) && v(lease_ms) && v(delete_handles) && v(store_id);
   }
 };
 
@@ -692,10 +695,11 @@ struct LogBatchReq {
   bool in_sync = false;  // the shadow is in the synchronous set
   std::vector<LocationUpdate> locations;
   std::vector<int32_t> live_servers;  // chunkserver ranks the master sees alive
+  uint64_t store_id = 0;              // recorded by a shadow that has none yet
   template <class V>
   bool Visit(V& v) {
     return v(first_seq) && v(records, 1u << 20) && v(snapshot, kMaxBlob) && v(in_sync) &&
-           v(locations) && v(live_servers, 65536);
+           v(locations) && v(live_servers, 65536) && v(store_id);
   }
 };
 

@@ -333,6 +333,7 @@ constexpr int kFsckLost = 5;
 
 struct FsckTotals {
   uint64_t files = 0, chunks = 0, healthy = 0, under = 0, lost = 0, corrupt = 0, stale = 0;
+  uint64_t unreadable_bytes = 0;  // bytes no replica holds a good copy of
 };
 
 FsckTotals CountFsck(const FsckReply& rep) {
@@ -343,7 +344,8 @@ FsckTotals CountFsck(const FsckReply& rep) {
       ++t.chunks;
       t.corrupt += ch.corrupt.size();
       t.stale += ch.stale;
-      if (ch.replicas.empty()) {
+      for (const ByteRange& r : ch.unreadable) t.unreadable_bytes += r.length;
+      if (ch.replicas.empty() && (ch.corrupt.empty() || !ch.unreadable.empty())) {
         ++t.lost;
       } else if (ch.replicas.size() < f.replication) {
         ++t.under;
@@ -364,6 +366,30 @@ std::string RankList(const std::vector<int32_t>& v) {
   return s + "]";
 }
 
+// [[offset,length],...] of ranges at file offset `base`.
+std::string RangeList(const std::vector<ByteRange>& v, uint64_t base) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) s += ",";
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "[%" PRIu64 ",%" PRIu64 "]", base + v[i].offset, v[i].length);
+    s += buf;
+  }
+  s += "]";
+  return s;
+}
+
+// "bytes A..B, C..D" of ranges at file offset `base`.
+std::string RangeText(const std::vector<ByteRange>& v, uint64_t base) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(base + v[i].offset) + ".." +
+         std::to_string(base + v[i].offset + v[i].length);
+  }
+  return s;
+}
+
 int PrintFsck(const FsckReply& rep, bool json) {
   FsckTotals all = CountFsck(rep);
   const char* status = all.lost ? "lost" : all.under ? "under-replicated" : "healthy";
@@ -377,15 +403,28 @@ int PrintFsck(const FsckReply& rep, bool json) {
       std::printf("%s{\"path\":\"%s\",\"size\":%" PRIu64 ",\"replication\":%u,\"chunks\":%" PRIu64
                   ",\"healthy\":%" PRIu64 ",\"under_replicated\":%" PRIu64 ",\"missing\":%" PRIu64
                   ",\"corrupt_replicas\":%" PRIu64 ",\"stale_replicas\":%" PRIu64
-                  ",\"chunk_list\":[",
+                  ",\"unreadable_bytes\":%" PRIu64 ",\"chunk_list\":[",
                   i ? "," : "", JsonEscape(f.path).c_str(), f.length, f.replication, t.chunks,
-                  t.healthy, t.under, t.lost, t.corrupt, t.stale);
+                  t.healthy, t.under, t.lost, t.corrupt, t.stale, t.unreadable_bytes);
       for (size_t k = 0; k < f.chunks.size(); ++k) {
         const FsckChunk& ch = f.chunks[k];
+        const uint64_t base = uint64_t{ch.index} * f.chunk_size;
+        std::string damaged = "[";
+        for (size_t d = 0; d < ch.damaged.size(); ++d) {
+          if (d > 0) damaged += ",";
+          damaged += "{\"rank\":";
+          damaged += std::to_string(ch.damaged[d].rank);
+          damaged += ",\"ranges\":";
+          damaged += RangeList(ch.damaged[d].ranges, base);
+          damaged += "}";
+        }
+        damaged += "]";
         std::printf("%s{\"index\":%u,\"handle\":\"%016" PRIx64 "\",\"version\":%" PRIu64
-                    ",\"replicas\":%s,\"corrupt\":%s,\"stale\":%u}",
+                    ",\"replicas\":%s,\"corrupt\":%s,\"stale\":%u,\"damaged\":%s,"
+                    "\"unreadable\":%s}",
                     k ? "," : "", ch.index, ch.handle, ch.version, RankList(ch.replicas).c_str(),
-                    RankList(ch.corrupt).c_str(), ch.stale);
+                    RankList(ch.corrupt).c_str(), ch.stale, damaged.c_str(),
+                    RangeList(ch.unreadable, base).c_str());
       }
       std::printf("]}");
     }
@@ -406,6 +445,16 @@ int PrintFsck(const FsckReply& rep, bool json) {
                     "): %zu of %u replicas %s, corrupt %s, stale %u\n",
                     ch.index, ch.handle, ch.version, ch.replicas.size(), f.replication,
                     RankList(ch.replicas).c_str(), RankList(ch.corrupt).c_str(), ch.stale);
+        const uint64_t base = uint64_t{ch.index} * f.chunk_size;
+        for (const ReplicaDamage& d : ch.damaged) {
+          std::printf(
+              "    replica on rank %d damaged at bytes %s (kept; repaired from a good copy)\n",
+              d.rank, RangeText(d.ranges, base).c_str());
+        }
+        if (!ch.unreadable.empty()) {
+          std::printf("    unreadable: bytes %s (no replica holds a good copy)\n",
+                      RangeText(ch.unreadable, base).c_str());
+        }
       }
     }
     std::printf("%" PRIu64 " files, %" PRIu64 " chunks: %" PRIu64 " healthy, %" PRIu64
@@ -532,6 +581,26 @@ int RunCommand(Client* c, const JobConfig& job, const CommandSpec& spec, const C
           },
           true);
       s = end.status();
+    }
+  } else if (cmd == "format") {
+    // The job started with every role's directory discarded (-f) or as it
+    // was: either way the store must be empty now.
+    auto r = c->Report();
+    s = r.status();
+    std::vector<FileStat> top;
+    if (s.ok()) {
+      auto l = c->List("/");
+      s = l.status();
+      if (s.ok()) top = *l;
+    }
+    if (s.ok() && (r->chunks > 0 || !top.empty())) {
+      s = Status(Code::kAlreadyExists, "the store holds " + std::to_string(top.size()) +
+                                           " entries under / and " + std::to_string(r->chunks) +
+                                           " chunks; 'gfs format -f' discards them");
+    }
+    if (s.ok()) {
+      std::printf("store %016" PRIx64 " in %s is empty and ready\n", r->store_id,
+                  job.data_dir.c_str());
     }
   } else if (cmd == "report") {
     auto r = c->Report();

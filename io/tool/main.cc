@@ -4,6 +4,7 @@
 #include <mpi.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 #include "io/gfs.h"
@@ -80,6 +81,8 @@ int RankMain(int argc, char** argv) {
     return pre;
   }
   const bool launched = !cl->global.status_file.empty();
+  // gfs format -f: every role discards what its directory holds at start.
+  if (std::string(spec->name) == "format" && args.force) cl->global.job.format = true;
   Session s;
   Status st = Init(MPI_COMM_WORLD, cl->global.job, &s);
   int code = 0;
@@ -115,6 +118,36 @@ int RankMain(int argc, char** argv) {
   return launched ? 0 : code;
 }
 
+struct DataDirContents {
+  uint64_t metadata_files = 0;  // op logs, checkpoints, VERSION of the master group
+  uint64_t chunks = 0;          // chunk meta files
+  uint64_t chunk_dirs = 0;      // chunkserver directories holding any
+};
+
+DataDirContents ScanDataDir(const std::string& data_dir) {
+  namespace fs = std::filesystem;
+  DataDirContents d;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(data_dir, ec)) {
+    const std::string name = e.path().filename().string();
+    std::error_code ec2;
+    if (name == "master" || name.rfind("shadow-", 0) == 0) {
+      for (const auto& f : fs::directory_iterator(e.path(), ec2)) {
+        const std::string n = f.path().filename().string();
+        if (n != "LOCK" && n != "IDENTITY") ++d.metadata_files;
+      }
+    } else if (name.rfind("chunkserver-", 0) == 0) {
+      uint64_t here = 0;
+      for (const auto& f : fs::directory_iterator(e.path() / "chunks", ec2)) {
+        if (f.path().extension() == ".meta") ++here;
+      }
+      d.chunks += here;
+      if (here > 0) ++d.chunk_dirs;
+    }
+  }
+  return d;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -135,6 +168,30 @@ int main(int argc, char** argv) {
   if (!layout.ok()) {
     std::fprintf(stderr, "gfs: %s\n", layout.status().message().c_str());
     return 2;
+  }
+  if (std::string(spec->name) == "format") {
+    // What a format would discard here (the embedded one-machine layout: every
+    // role's directory under --data-dir); on a cluster the ranks see their own.
+    DataDirContents d = ScanDataDir(cl->global.job.data_dir);
+    if (d.metadata_files + d.chunks > 0) {
+      if (!args.force) {
+        std::fprintf(stderr,
+                     "gfs: format: %s holds master metadata (%llu files) and %llu chunks in %llu "
+                     "chunkserver directories; 'gfs format -f' discards them\n",
+                     cl->global.job.data_dir.c_str(),
+                     static_cast<unsigned long long>(d.metadata_files),
+                     static_cast<unsigned long long>(d.chunks),
+                     static_cast<unsigned long long>(d.chunk_dirs));
+        return 1;
+      }
+      std::printf(
+          "format: discarding master metadata (%llu files) and %llu chunks in %llu "
+          "chunkserver directories under %s\n",
+          static_cast<unsigned long long>(d.metadata_files),
+          static_cast<unsigned long long>(d.chunks), static_cast<unsigned long long>(d.chunk_dirs),
+          cl->global.job.data_dir.c_str());
+      std::fflush(stdout);
+    }
   }
   return Launch(*cl, argc, argv);
 }

@@ -265,6 +265,10 @@ const std::vector<CommandSpec>& Commands() {
       {"h5export", "h5export REMOTE LOCAL.h5 [--dataset NAME]",
        "write a packet table into a real HDF5 file as one dataset", 2, 2, "",
        "dataset=dataset name in the HDF5 file (default packets)"},
+      {"format", "format [-f]",
+       "make a new, empty store in the data directory; -f first discards what it holds (the "
+       "master's metadata and every chunkserver's chunks)",
+       0, 0, "f"},
       {"report", "report [--json]",
        "chunkservers with state, capacity, used, chunk count; under-replicated chunks", 0, 0, "j"},
       {"fsck", "fsck [PATH] [--verify] [--wait SECONDS] [--json]",

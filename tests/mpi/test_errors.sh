@@ -31,11 +31,11 @@ assert_one_error_line "gfs:"
 assert_contains "$ERR" "replication" "R > K error names the option"
 assert_lt "$ELAPSED" 60 "R > K error must not hang"
 
-# contradicting switches
-run_gfs --short-circuit-appends --no-short-circuit-appends ls /
-assert_fails "--short-circuit-appends with --no-short-circuit-appends"
+# retired switches: appends always go through the chunkservers
+run_gfs --short-circuit-appends ls /
+assert_fails "--short-circuit-appends"
 assert_one_error_line "gfs:"
-assert_contains "$ERR" "contradicts" "the error says the switches contradict"
+assert_contains "$ERR" "always go through the chunkservers" "the error says why"
 
 # bad values
 run_gfs --chunk-size 12Q ls /

@@ -2,9 +2,10 @@
 # A (scaled) 200 MiB random file, K=4 chunkservers, R=3, 8 MiB chunks:
 # put in one job, get in a second job, identical bytes; every chunk on exactly
 # 3 chunkserver directories with identical bytes; the push is a pipelined
-# chain (client sends each byte once; --no-short-circuit, as every replica is
-# on this one node); the master carries no file data and a read costs a
-# handful of lookups. By default the client writes every replica's file itself.
+# chain (client sends each byte once, also with every replica on this one
+# node: only chunkservers write chunk files); the master carries no file data
+# and a read costs a handful of lookups. While a put runs, no client rank has
+# a chunk or checksum file open for writing (from /proc/PID/fd and fdinfo).
 set -euo pipefail
 source "$GFS_TEST_LIB"
 mk_tmp
@@ -15,7 +16,7 @@ SIZE=$((MB * 1048576))
 log "file size $MB MiB ($SIZE bytes), scale $SCALE"
 rand_file "$TMP/in.bin" "$SIZE"
 
-run_gfs --no-short-circuit --stats-dir "$TMP/s1" put "$TMP/in.bin" /big.bin
+run_gfs --stats-dir "$TMP/s1" put "$TMP/in.bin" /big.bin
 assert_ok "put"
 assert_no_leftovers
 
@@ -46,7 +47,7 @@ assert_eq $((CHUNKS * 3)) "$(python3 "$STATS_PY" sum "$TMP/s1" chunkserver write
 
 # Early writeback (--writeback 1M): the chunkserver starts them as each
 # write lands (a write is 8 MiB here), so the fsync finds nothing left to start.
-run_gfs --no-short-circuit --writeback 1M --stats-dir "$TMP/s4" put "$TMP/in.bin" /wb.bin
+run_gfs --writeback 1M --stats-dir "$TMP/s4" put "$TMP/in.bin" /wb.bin
 assert_ok "put with --writeback 1M"
 assert_eq 0 "$(python3 "$STATS_PY" sum "$TMP/s4" chunkserver writebacks_batched)" "nothing left at fsync"
 assert_eq $((CHUNKS * 3)) "$(python3 "$STATS_PY" sum "$TMP/s4" chunkserver writebacks_early)" \
@@ -56,27 +57,56 @@ assert_ok "get after put with --writeback"
 assert_same_file "$TMP/in.bin" "$TMP/out.bin" "get after put with --writeback"
 rm -f "$TMP/out.bin"
 
-# Every replica on this node: the client writes all three replicas' files
-# itself (no byte pushed), each chunkserver stores the checksums, and the
-# client syncs every replica's files at close.
-rm -rf "$TMP/d3"
-DATA="$TMP/d3" run_gfs --stats-dir "$TMP/s7" put "$TMP/in.bin" /r3.bin
-assert_ok "put at R=3, short-circuit"
-assert_eq $((SIZE * 3)) "$(python3 "$STATS_PY" sum "$TMP/s7" chunkserver bytes_written_local)" \
-  "every byte written short-circuit into every replica"
-assert_eq $((SIZE * 3)) "$(python3 "$STATS_PY" sum "$TMP/s7" chunkserver bytes_written)" \
-  "no byte written any other way"
-assert_eq "$CHUNKS" "$(python3 "$STATS_PY" sum "$TMP/s7" chunkserver local_write_grants_replicated)" \
-  "one grant per chunk from its primary, for all three replicas"
-assert_eq $((CHUNKS * 3)) "$(python3 "$STATS_PY" sum "$TMP/s7" client local_syncs)" \
-  "the client syncs every replica it wrote"
-python3 "$STATS_PY" chunks "$TMP/d3" "$TMP/in.bin" 8388608 3 || fail "on-disk replica check (short-circuit)"
-DATA="$TMP/d3" run_gfs fsck --verify /r3.bin
-assert_ok "fsck --verify after short-circuit writes of every replica"
-DATA="$TMP/d3" run_gfs get /r3.bin "$TMP/out.bin"
-assert_ok "get after a short-circuit put at R=3"
-assert_same_file "$TMP/in.bin" "$TMP/out.bin" "get after a short-circuit put at R=3"
-rm -f "$TMP/out.bin"
+# write_fds PID: the chunk and checksum files PID has open for writing
+# (O_WRONLY or O_RDWR in /proc/PID/fdinfo), one per line.
+write_fds() {
+  local fd target flags
+  for fd in /proc/"$1"/fd/*; do
+    target="$(readlink "$fd" 2>/dev/null)" || continue
+    [[ "$target" == *.chunk || "$target" == *.crc ]] || continue
+    flags="$(awk '/^flags:/ { print $2 }' /proc/"$1"/fdinfo/"${fd##*/}" 2>/dev/null)" || continue
+    [[ -n "$flags" ]] || continue
+    if (((8#$flags & 3) != 0)); then echo "$target"; fi
+  done
+}
+
+# watch_put R NAME: a put at R = R in the background; samples the client rank's
+# and the chunkservers' open files until it ends. Only chunkservers write.
+watch_put() {
+  local r="$1" name="$2" client cs_seen=0 client_seen=0 pid n
+  GLOBALS=(--chunkservers 4 --replication "$r" --chunk-size 8M)
+  bg_start "$GFS" --data-dir "$DATA" "${GLOBALS[@]}" --stats-dir "$TMP/s-$name" put "$TMP/in.bin" "/$name"
+  client="$(wait_rank_pid 5)"  # 1 master + 4 chunkservers, then the client
+  while bg_running; do
+    n="$(write_fds "$client" | grep -c . || true)"
+    client_seen=$((client_seen + n))
+    for rank in 1 2 3 4; do
+      pid="$(job_rank_pid "$rank")"
+      [[ -n "$pid" ]] || continue
+      n="$(write_fds "$pid" | grep -c . || true)"
+      cs_seen=$((cs_seen + n))
+    done
+    sleep 0.02
+  done
+  bg_wait
+  assert_ok "put at R=$r (watched)"
+  assert_eq 0 "$client_seen" "chunk or checksum files the client rank had open for writing (R=$r)"
+  [[ "$cs_seen" -gt 0 ]] || fail "the sampling never saw a chunkserver with a chunk file open (R=$r)"
+  # Every byte went down the chain and was written by the chunkservers.
+  assert_eq "$((MB * r))" "$(python3 "$STATS_PY" sum "$TMP/s-$name" chunkserver push_slices_recv)" \
+    "every byte pushed to every replica in 1 MiB slices (R=$r)"
+  assert_eq "$((SIZE * r))" "$(python3 "$STATS_PY" sum "$TMP/s-$name" chunkserver bytes_written)" \
+    "every byte written by the chunkservers (R=$r)"
+  run_gfs fsck --verify "/$name"
+  assert_ok "fsck --verify after the watched put at R=$r"
+  rm -f "$TMP/out.bin"
+  run_gfs get "/$name" "$TMP/out.bin"
+  assert_ok "get after the watched put at R=$r"
+  assert_same_file "$TMP/in.bin" "$TMP/out.bin" "get after the watched put at R=$r"
+}
+watch_put 3 r3.bin
+watch_put 1 r1.bin
+GLOBALS=(--chunkservers 4 --replication 3 --chunk-size 8M)
 
 # Batched lookups (stats of a get job).
 rm -f "$TMP/out.bin"
@@ -91,31 +121,5 @@ run_gfs --no-short-circuit --stats-dir "$TMP/s3" get /big.bin "$TMP/out.bin"
 assert_ok "get with --no-short-circuit"
 assert_same_file "$TMP/in.bin" "$TMP/out.bin" "get through the chunkservers"
 python3 "$STATS_PY" read "$TMP/s3" "$SIZE" 5 wire || fail "read path check (--no-short-circuit)"
-
-# Short-circuit writes: at R = 1 the lone replica of each chunk is on the
-# client's host, so the client writes its file itself (no byte is pushed)
-# and syncs it at close; the chunkservers keep every block checksummed.
-GLOBALS=(--chunkservers 4 --replication 1 --chunk-size 8M)
-run_gfs --stats-dir "$TMP/s5" put "$TMP/in.bin" /r1.bin
-assert_ok "put at R=1"
-assert_eq "$SIZE" "$(python3 "$STATS_PY" sum "$TMP/s5" chunkserver bytes_written_local)" \
-  "every byte written short-circuit"
-assert_eq "$SIZE" "$(python3 "$STATS_PY" sum "$TMP/s5" chunkserver bytes_written)" \
-  "no byte written any other way"
-assert_eq "$CHUNKS" "$(python3 "$STATS_PY" sum "$TMP/s5" client local_syncs)" \
-  "the client syncs each chunk it wrote"
-run_gfs fsck --verify /r1.bin
-assert_ok "fsck --verify after short-circuit writes"
-rm -f "$TMP/out.bin"
-run_gfs get /r1.bin "$TMP/out.bin"
-assert_ok "get at R=1"
-assert_same_file "$TMP/in.bin" "$TMP/out.bin" "get after a short-circuit put"
-# --no-short-circuit: pushed through the chunkservers instead.
-run_gfs --no-short-circuit --stats-dir "$TMP/s6" put "$TMP/in.bin" /r1p.bin
-assert_ok "put at R=1 with --no-short-circuit"
-assert_eq "$MB" "$(python3 "$STATS_PY" sum "$TMP/s6" chunkserver push_slices_recv)" \
-  "every byte pushed (1 MiB slices) with --no-short-circuit"
-assert_eq "$SIZE" "$(python3 "$STATS_PY" sum "$TMP/s6" chunkserver bytes_written)" \
-  "every byte written by the chunkservers"
 
 pass

@@ -41,6 +41,11 @@
 //        (the script stops and resumes the master meanwhile), putting the
 //        number of answered calls in WORK_DIR/progress after each; every
 //        answer must be right.
+// blocks path=P local=L: reads P one 64 KiB block at a time (whole-file
+//        offsets) and writes WORK_DIR/blocks, one line per block:
+//        "OFFSET ok" (the bytes equal L's), "OFFSET err MESSAGE" (the read
+//        failed), or "OFFSET wrong" (the read returned other bytes: never
+//        allowed); OK when no block is wrong, "unreadable=N" in the result.
 // Writes "OK ..." or "FAIL reason" to WORK_DIR/result (mpirun's exit status
 // says nothing under --enable-recovery).
 #include <mpi.h>
@@ -506,6 +511,41 @@ std::string RunScrub(gfs::Client* c, const Args& a, std::string* info) {
   return "";
 }
 
+// ---- blocks ----
+
+std::string RunBlocks(gfs::Client* c, const Args& a, const std::string& work, std::string* info) {
+  const std::string path = a.count("path") ? a.at("path") : "/f";
+  std::ifstream in(a.at("local"), std::ios::binary);
+  std::vector<uint8_t> want((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto f = c->Open(path);
+  if (!f.ok()) return "open: " + f.status().ToString();
+  if (f->length != want.size()) {
+    return "length " + std::to_string(f->length) + ", expected " + std::to_string(want.size());
+  }
+  constexpr size_t kBlock = 64 * 1024;
+  std::string lines;
+  size_t errors = 0, wrong = 0;
+  std::vector<uint8_t> buf(kBlock);
+  for (uint64_t off = 0; off < want.size(); off += kBlock) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(kBlock, want.size() - off));
+    auto got = c->Read(&*f, off, buf.data(), n);
+    lines += std::to_string(off);
+    if (!got.ok()) {
+      ++errors;
+      lines += " err " + got.status().ToString() + "\n";
+    } else if (*got != n || std::memcmp(buf.data(), want.data() + off, n) != 0) {
+      ++wrong;
+      lines += " wrong\n";
+    } else {
+      lines += " ok\n";
+    }
+  }
+  std::ofstream(work + "/blocks", std::ios::trunc) << lines;
+  *info = "unreadable=" + std::to_string(errors);
+  if (wrong > 0) return std::to_string(wrong) + " blocks read back wrong";
+  return "";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -549,6 +589,8 @@ int main(int argc, char** argv) {
       bad = RunCheck(c, a, work, &info);
     } else if (mode == "scrub") {
       bad = RunScrub(c, a, &info);
+    } else if (mode == "blocks") {
+      bad = RunBlocks(c, a, work, &info);
     } else {
       bad = "unknown mode " + mode;
     }

@@ -810,6 +810,202 @@ TEST_F(ChunkStoreTest, SyncsGoThroughTheWritingDescriptorsAndStayBounded) {
   EXPECT_EQ(out, d);
 }
 
+// A process killed in the middle of a mutation (its page cache, with what it
+// wrote, surviving) costs at most that mutation's range: at the next Open
+// the length is the old or the new one (or, for a growth, what landed in
+// between), every block verifies, every byte outside the range is as it
+// was, and every byte inside is old or new; the version does not move. The
+// kill comes after each of the mutation's writes in turn (the checksum
+// header's intent, the data, its slices, the checksums, the new length).
+TEST_F(ChunkStoreTest, AKillDuringAMutationCostsAtMostItsRange) {
+  const std::vector<uint8_t> base = RandomBytes(4 * kBS + 1000, 60);
+  const std::vector<uint8_t> fresh = RandomBytes(3 * kBS, 61);
+  struct Case {
+    const char* name;
+    uint64_t off;   // where new bytes go (or the new length, for a truncate)
+    size_t n;       // new bytes (0: a truncate)
+    size_t slices;  // the new bytes in this many slices (pwrites)
+  };
+  const Case cases[] = {
+      {"unaligned overwrite", kBS - 100, 2 * kBS, 1},
+      {"overwrite in 3 slices", kBS / 2, 3 * kBS, 3},
+      {"append", base.size(), 2 * kBS + 17, 1},
+      {"write past the end", base.size() + kBS + 5, 5000, 1},
+      {"shrinking truncate", 2 * kBS + 300, 0, 0},
+      {"growing truncate", base.size() + 3 * kBS, 0, 0},
+  };
+  uint64_t finished = 0;
+  for (const Case& c : cases) {
+    for (int kill = 0; kill <= 7; ++kill) {
+      SCOPED_TRACE(std::string(c.name) + ", killed after write " + std::to_string(kill));
+      store_.reset();
+      std::filesystem::remove_all(dir_ + "/chunks");
+      OpenStore();
+      ASSERT_OK(store_->Create(1, 3));
+      ASSERT_OK(store_->Write(1, 0, base.data(), base.size()));
+      ASSERT_OK(store_->Sync(1));
+      env_.StopWritesAfter(kill);
+      uint64_t new_len = base.size();
+      if (c.n > 0) {
+        std::vector<ConstSlice> sl;
+        const size_t per = c.n / c.slices;
+        for (size_t i = 0; i < c.slices; ++i) {
+          sl.push_back({fresh.data() + i * per, i + 1 == c.slices ? c.n - i * per : per});
+        }
+        (void)store_->Write(1, c.off, sl);  // may fail: the process "died"
+        new_len = std::max<uint64_t>(base.size(), c.off + c.n);
+      } else {
+        (void)store_->Truncate(1, c.off);
+        new_len = c.off;
+      }
+      env_.StopWritesAfter(-1);
+      store_.reset();  // no sync, no clean-up: killed
+      OpenStore();
+      finished += store_->intents_finished();
+      auto meta = store_->Meta(1);
+      ASSERT_OK(meta.status());
+      EXPECT_EQ(meta->version, 3u);
+      const uint64_t lo = std::min<uint64_t>(base.size(), new_len);
+      const uint64_t hi = std::max<uint64_t>(base.size(), new_len);
+      EXPECT_GE(meta->length, lo);
+      EXPECT_LE(meta->length, hi);
+      EXPECT_TRUE(store_->StartupDamage(1).empty());
+      EXPECT_OK(store_->Verify(1));
+      std::vector<uint8_t> got;
+      ASSERT_OK(store_->Read(1, 0, 1 << 30, &got));
+      ASSERT_EQ(got.size(), meta->length);
+      // The mutation's range: the bytes it writes, and for a growth the gap
+      // before them (zeros in the new version).
+      const uint64_t ms = c.n > 0 ? std::min<uint64_t>(c.off, base.size()) : c.off;
+      const uint64_t me = c.n > 0 ? c.off + c.n : hi;
+      for (uint64_t i = 0; i < got.size(); ++i) {
+        const uint8_t oldb = i < base.size() ? base[i] : 0;
+        uint8_t newb = 0;
+        if (c.n > 0 && i >= c.off && i < c.off + c.n) newb = fresh[i - c.off];
+        if (c.n == 0 && i < base.size()) newb = base[i];
+        const bool inside = i >= ms && i < me;
+        if (!inside) {
+          ASSERT_EQ(got[i], oldb) << "byte " << i << " outside the mutation changed";
+        } else {
+          ASSERT_TRUE(got[i] == oldb || got[i] == newb)
+              << "byte " << i << " is neither old nor new";
+        }
+      }
+      if (kill == 7) {
+        EXPECT_EQ(meta->length, new_len);  // the mutation was complete
+      }
+    }
+  }
+  EXPECT_GE(finished, 15u);  // many kills left a mutation to finish
+}
+
+// Damage found at Open is reported, never cut and never read as zeros: a
+// data file cut on a block boundary, a checksum file cut to 4 bytes or gone.
+// The length stays the recorded one, the data file keeps its size, reads of
+// the damaged blocks fail (Corruption), the others succeed, and rewriting the
+// damaged blocks from a good copy (RepairBlocks) makes the replica whole.
+TEST_F(ChunkStoreTest, DamageFoundAtOpenIsReportedNeverCutOrZeroed) {
+  const std::vector<uint8_t> d = RandomBytes(5 * kBS + 333, 62);
+  for (int kind = 0; kind < 3; ++kind) {
+    SCOPED_TRACE(kind == 0 ? "data file cut" : kind == 1 ? "checksum file cut" : "no checksums");
+    store_.reset();
+    std::filesystem::remove_all(dir_ + "/chunks");
+    OpenStore();
+    ASSERT_OK(store_->Create(1, 2));
+    ASSERT_OK(store_->Write(1, 0, d.data(), d.size()));
+    ASSERT_OK(store_->Sync(1));
+    const std::string data = store_->DataPath(1), crc = store_->CrcPath(1);
+    store_.reset();
+    uint64_t first_bad = 0;
+    if (kind == 0) {
+      std::filesystem::resize_file(data, 3 * kBS);
+      first_bad = 3 * kBS;
+    } else if (kind == 1) {
+      std::filesystem::resize_file(crc, 4);
+    } else {
+      std::filesystem::remove(crc);
+    }
+    const uint64_t data_size = std::filesystem::file_size(data);
+    OpenStore();
+    auto meta = store_->Meta(1);
+    ASSERT_OK(meta.status());
+    EXPECT_EQ(meta->length, kind == 0 ? d.size() : data_size);
+    EXPECT_EQ(meta->version, 2u);
+    EXPECT_EQ(store_->StartupDamage(1),
+              (std::vector<Range>{{first_bad, meta->length - first_bad}}));
+    EXPECT_EQ(std::filesystem::file_size(data), data_size);  // not shortened
+    std::vector<uint8_t> out;
+    Status s = store_->Read(1, d.size() - 10, 10, &out);
+    EXPECT_EQ(s.code(), Code::kCorruption) << s.ToString();
+    EXPECT_TRUE(out.empty());
+    if (kind == 0) {
+      ASSERT_OK(store_->Read(1, 0, 3 * kBS, &out));
+      EXPECT_EQ(out, Sub(d, 0, 3 * kBS));
+    }
+    std::vector<Range> damaged;
+    ASSERT_OK(store_->Scan(1, &damaged));
+    EXPECT_EQ(damaged, (std::vector<Range>{{first_bad, d.size() - first_bad}}));
+    EXPECT_EQ(store_->Verify(1).code(), Code::kCorruption);
+    // Repair, block run by block run, from a good copy.
+    for (const Range& r : damaged) {
+      ASSERT_OK(store_->RepairBlocks(1, r.offset, d.data() + r.offset, r.length));
+    }
+    ASSERT_OK(store_->Sync(1));
+    EXPECT_TRUE(store_->StartupDamage(1).empty());
+    EXPECT_OK(store_->Verify(1));
+    OpenStore();
+    EXPECT_EQ(ReadAll(1), d);
+  }
+}
+
+// Versions only go up: a lower one is refused, an equal one is a no-op.
+TEST_F(ChunkStoreTest, VersionsNeverGoBack) {
+  ASSERT_OK(store_->Create(1, 5));
+  EXPECT_EQ(store_->SetVersion(1, 4).code(), Code::kInvalidArgument);
+  ASSERT_OK(store_->SetVersion(1, 5));
+  ASSERT_OK(store_->SetVersion(1, 6));
+  OpenStore();
+  EXPECT_EQ(store_->Meta(1)->version, 6u);
+}
+
+// A directory of chunk store format 1 (no FORMAT file, checksum headers
+// without a length) is upgraded at Open; one of an unknown format is refused
+// with a message naming both formats, and nothing in it is touched.
+TEST_F(ChunkStoreTest, Format1IsUpgradedAndAnUnknownFormatRefused) {
+  const std::vector<uint8_t> d = RandomBytes(2 * kBS + 10, 63);
+  ASSERT_OK(store_->Create(1, 4));
+  ASSERT_OK(store_->Write(1, 0, d.data(), d.size()));
+  ASSERT_OK(store_->Sync(1));
+  store_.reset();
+  // Rewrite it as format 1 wrote it.
+  std::string crc;
+  ASSERT_OK(Env::Posix()->ReadFile(dir_ + "/chunks/0000000000000001.crc", &crc));
+  std::vector<uint8_t> v1;
+  Writer w(&v1);
+  w.U32(0x43534647);
+  w.U32(1);
+  w.U32(kBS);
+  w.U32(crc32c::Value(v1.data(), v1.size()));
+  std::string out(v1.begin(), v1.end());
+  out += crc.substr(kCrcHeader);
+  RewriteFile(dir_ + "/chunks/0000000000000001.crc", out);
+  std::filesystem::remove(dir_ + "/chunks/FORMAT");
+  OpenStore();
+  EXPECT_EQ(store_->upgraded_from(), 1u);
+  EXPECT_EQ(store_->Meta(1)->length, d.size());
+  EXPECT_EQ(ReadAll(1), d);
+  EXPECT_OK(store_->Verify(1));
+  OpenStore();
+  EXPECT_EQ(store_->upgraded_from(), 0u);  // upgraded once
+  store_.reset();
+  RewriteFile(dir_ + "/chunks/FORMAT", "gfs chunk store format 9\n");
+  ChunkStore other(&env_, dir_);
+  Status s = other.Open();
+  EXPECT_EQ(s.code(), Code::kInvalidArgument);
+  EXPECT_NE(s.message().find("format 9"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("format 2"), std::string::npos) << s.message();
+}
+
 TEST_F(ChunkStoreTest, FaultEnvClockOffset) {
   const uint64_t before = env_.NowMicros();
   env_.SetClockOffset(3600LL * 1000 * 1000);

@@ -15,6 +15,9 @@
 //     AppendFile::Append or WriteFileAtomic) from now, counting from 0, fails
 //     once with IOError and writes nothing; the writes around it work (a
 //     transient EIO). -1 cancels.
+//   - StopWritesAfter(n): n more writes succeed, then every write fails with
+//     IOError and writes nothing, until StopWritesAfter(-1): the process
+//     "died" there, its page cache (what it wrote) surviving. -1 cancels.
 //   - SetSyncErrorAfter(n): n more Syncs succeed, then every one fails (as
 //     SetSyncError(true)), e.g. the data file's fsync works and the
 //     checksum file's does not. -1 cancels.
@@ -84,6 +87,10 @@ class FaultEnv : public EnvWrapper {
   void FailWriteAt(int64_t n) {
     std::lock_guard<std::mutex> l(knob_mu_);
     write_fail_at_ = n;
+  }
+  void StopWritesAfter(int64_t n) {
+    std::lock_guard<std::mutex> l(knob_mu_);
+    writes_left_ = n;
   }
   void SetSyncErrorAfter(int64_t n) {
     std::lock_guard<std::mutex> l(knob_mu_);
@@ -224,6 +231,8 @@ class FaultEnv : public EnvWrapper {
   bool WriteFails() {
     if (write_error_) return true;
     std::lock_guard<std::mutex> l(knob_mu_);
+    if (writes_left_ == 0) return true;
+    if (writes_left_ > 0) --writes_left_;
     if (write_fail_at_ < 0) return false;
     return write_fail_at_-- == 0;
   }
@@ -373,6 +382,7 @@ class FaultEnv : public EnvWrapper {
   std::atomic<bool> sync_error_{false};
   std::mutex knob_mu_;
   int64_t write_fail_at_ = -1;  // guarded by knob_mu_
+  int64_t writes_left_ = -1;    // guarded by knob_mu_
   int64_t sync_ok_left_ = -1;   // guarded by knob_mu_
   std::atomic<int64_t> clock_offset_{0};
   std::atomic<int64_t> sync_delay_ms_{0};
