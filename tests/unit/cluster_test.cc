@@ -2,6 +2,7 @@
 // transport: the roles' logic without MPI.
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <filesystem>
@@ -27,12 +28,20 @@ class InProcCluster {
   // change the job's settings. As on a cluster, every rank is on a host of
   // its own (so writes take the chain push and reads go through the
   // chunkservers); `one_host` puts them all on one host, where clients read
-  // replicas short-circuit unless the tweak turns it off.
+  // replicas short-circuit unless the tweak turns it off. `client_tweak`
+  // changes the clients' settings only; `hosts`, when given, says where every
+  // rank runs (names and boot ids) instead.
   explicit InProcCluster(int chunkservers, uint64_t chunk_size = 1 << 20, int clients = 1,
                          std::vector<Env*> envs = {},
                          const std::function<void(JobConfig*)>& tweak = nullptr,
-                         bool one_host = false)
-      : k_(chunkservers), fabric_(chunkservers + 1 + clients), envs_(std::move(envs)) {
+                         bool one_host = false,
+                         const std::function<void(JobConfig*)>& client_tweak = nullptr,
+                         std::vector<HostId> hosts = {})
+      : k_(chunkservers),
+        fabric_(chunkservers + 1 + clients),
+        envs_(std::move(envs)),
+        paused_(static_cast<size_t>(chunkservers + 1)),
+        parked_(static_cast<size_t>(chunkservers + 1)) {
     char tmpl[] = "/tmp/gfs-cluster-XXXXXX";
     dir_ = mkdtemp(tmpl);
     cfg_.data_dir = dir_;
@@ -44,6 +53,10 @@ class InProcCluster {
     cfg_.write_op_size = 256 * 1024;
     cfg_.read_size = 128 * 1024;
     if (tweak) tweak(&cfg_);
+    if (cfg_.data_dir != dir_) {  // the tweak names an existing data directory
+      std::filesystem::remove_all(dir_);
+      dir_ = cfg_.data_dir;
+    }
     std::vector<int> cs, client_ranks;
     for (int i = 1; i <= k_; ++i) cs.push_back(i);
     for (int i = 0; i < clients; ++i) client_ranks.push_back(k_ + 1 + i);
@@ -57,8 +70,9 @@ class InProcCluster {
       uint64_t id = 0;
       locks_.emplace_back();
       EXPECT_TRUE(ClaimChunkserverDir(Env::Posix(), dir_, i - 1, &d, &id, &locks_.back()).ok());
-      servers_.push_back(std::make_unique<ChunkServer>(fabric_.endpoint(i), env(i), cfg_, 0, d, id,
-                                                       HostOf(i, one_host).name));
+      servers_.push_back(std::make_unique<ChunkServer>(
+          fabric_.endpoint(i), env(i), cfg_, 0, d, id,
+          hosts.empty() ? HostOf(i, one_host).name : hosts[static_cast<size_t>(i)].name));
       EXPECT_TRUE(servers_.back()->Start().ok());
     }
     for (int i = 1; i <= k_; ++i) {
@@ -68,7 +82,9 @@ class InProcCluster {
         // A "killed" server stops serving but its thread exits at shutdown.
         Idler idler;
         while (!s->done() && !stop_) {
-          if (fabric_.dead(i)) {
+          const bool paused = paused_[static_cast<size_t>(i)].load();
+          parked_[static_cast<size_t>(i)] = paused;
+          if (fabric_.dead(i) || paused) {
             std::this_thread::sleep_for(std::chrono::milliseconds(1));
             continue;
           }
@@ -85,10 +101,13 @@ class InProcCluster {
         }
       });
     }
-    std::vector<HostId> hosts;
-    for (int r = 0; r < k_ + 1 + clients; ++r) hosts.push_back(HostOf(r, one_host));
+    if (hosts.empty()) {
+      for (int r = 0; r < k_ + 1 + clients; ++r) hosts.push_back(HostOf(r, one_host));
+    }
+    JobConfig ccfg = cfg_;
+    if (client_tweak) client_tweak(&ccfg);
     for (int i = 0; i < clients; ++i) {
-      clients_.push_back(std::make_unique<Client>(fabric_.endpoint(k_ + 1 + i), cfg_, 0, hosts));
+      clients_.push_back(std::make_unique<Client>(fabric_.endpoint(k_ + 1 + i), ccfg, 0, hosts));
     }
   }
   ~InProcCluster() {
@@ -103,6 +122,19 @@ class InProcCluster {
     std::filesystem::remove_all(dir_);
   }
   Client* client(int i = 0) { return clients_[static_cast<size_t>(i)].get(); }
+  // Chunkserver i (0-based) stops handling messages (they queue) until
+  // Resume, so a test can use its store from this thread.
+  void Pause(int i) {
+    const size_t r = static_cast<size_t>(i + 1);
+    paused_[r] = true;
+    while (!parked_[r].load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  void Resume(int i) {
+    const size_t r = static_cast<size_t>(i + 1);
+    paused_[r] = false;
+    while (parked_[r].load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  std::string dir() const { return dir_; }
   InProcFabric& fabric() { return fabric_; }
   ChunkServer* server(int i) { return servers_[static_cast<size_t>(i)].get(); }
   const MasterServer& master() { return *master_; }
@@ -128,6 +160,7 @@ class InProcCluster {
   std::vector<std::unique_ptr<Client>> clients_;
   std::vector<std::thread> threads_;
   std::atomic<bool> stop_{false};
+  std::vector<std::atomic<bool>> paused_, parked_;  // by rank
 };
 
 // Reads all of `f` (size bytes) front to back in 48 KiB calls: not a divisor
@@ -826,6 +859,282 @@ TEST(InProcCluster, UnreachableChunkFilesAreTriedOncePerServer) {
   reader->set_env(Env::Posix());
 }
 
+uint64_t Counter(const RoleStats& st, const char* name) {
+  auto it = st.counters.find(name);
+  return it == st.counters.end() ? 0 : it->second;
+}
+
+// Flips one bit of `path` at `offset` (media damage under a running server).
+void FlipBit(const std::string& path, uint64_t offset) {
+  std::unique_ptr<RandomRWFile> file;
+  ASSERT_TRUE(Env::Posix()->OpenRandomRW(path, false, &file).ok());
+  uint8_t b = 0;
+  size_t got = 0;
+  ASSERT_TRUE(file->Read(offset, 1, &b, &got).ok());
+  b ^= 0x08;
+  ASSERT_TRUE(file->Write(offset, &b, 1).ok());
+}
+
+// Polls fsck until `done` holds for it (at most ~10 s).
+bool WaitFsck(Client* c, const std::string& path,
+              const std::function<bool(const FsckReply&)>& done) {
+  for (int i = 0; i < 200; ++i) {
+    auto r = c->Fsck(path, false);
+    if (r.ok() && done(*r)) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+// A damaged replica is kept and repaired in place: a bad block in two of the
+// three replicas (different blocks) is found by verification, reads return
+// the right bytes meanwhile, and the master has each damaged replica fetch
+// its bad blocks from the others (at a new version, so nothing mutates the
+// chunk meanwhile); the replicas' files are the same files afterwards, and
+// each verifies. A write into a damaged block waits for the repair instead
+// of failing.
+TEST(InProcCluster, DamagedReplicasAreRepairedInPlaceFromTheirPeers) {
+  InProcCluster c(3, 1 << 20, 1, {}, [](JobConfig* j) {
+    j->scrub_mb_per_s = 0;
+    j->lease_seconds = 2;
+  });
+  auto data = RandomBytes((2 << 20) + 777, 41);
+  auto f = c.client()->Create("/d");
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE(c.client()->Write(&*f, 0, data.data(), data.size()).ok());
+  ASSERT_TRUE(c.client()->Close(&*f).ok());
+  auto look = c.client()->Fsck("/d", false);
+  ASSERT_TRUE(look.ok());
+  const uint64_t h = look->files[0].chunks[0].handle;
+  std::vector<std::string> paths;
+  std::vector<ino_t> inodes;
+  for (int i = 0; i < 3; ++i) {
+    paths.push_back(c.server(i)->store()->DataPath(h));
+    struct stat st {};
+    ASSERT_EQ(::stat(paths.back().c_str(), &st), 0);
+    inodes.push_back(st.st_ino);
+  }
+  ASSERT_NO_FATAL_FAILURE(FlipBit(paths[0], 2 * 65536 + 5));
+  ASSERT_NO_FATAL_FAILURE(FlipBit(paths[1], 7 * 65536 + 9));
+  auto v = c.client()->Fsck("/d", true);
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  EXPECT_EQ(v->files[0].chunks[0].corrupt.size(), 2u);
+  EXPECT_TRUE(v->files[0].chunks[0].unreadable.empty());
+  auto r = c.client()->Open("/d");
+  ASSERT_TRUE(r.ok());
+  std::vector<uint8_t> back(data.size());
+  auto n = c.client()->Read(&*r, 0, back.data(), back.size());
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(back, data);
+  EXPECT_TRUE(WaitFsck(c.client(), "/d", [](const FsckReply& rep) {
+    return rep.files[0].chunks[0].corrupt.empty() && rep.files[0].chunks[0].replicas.size() == 3;
+  }));
+  v = c.client()->Fsck("/d", true);
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->files[0].chunks[0].corrupt.empty());
+  EXPECT_EQ(v->files[0].chunks[0].replicas.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    struct stat st {};
+    ASSERT_EQ(::stat(paths[i].c_str(), &st), 0) << "replica " << i << " is gone";
+    EXPECT_EQ(st.st_ino, inodes[i]) << "replica " << i << " was replaced, not repaired in place";
+  }
+  EXPECT_GE(Counter(c.master().stats(), "replicas_repaired"), 2u);
+  EXPECT_EQ(Counter(c.server(0)->stats(), "chunks_deleted"), 0u);
+  EXPECT_EQ(Counter(c.server(1)->stats(), "chunks_deleted"), 0u);
+
+  // A partial overwrite of a block damaged on one replica: the write waits
+  // for that replica's repair, then lands on all three.
+  ASSERT_NO_FATAL_FAILURE(FlipBit(paths[2], 3 * 65536 + 100));
+  v = c.client()->Fsck("/d", true);
+  ASSERT_TRUE(v.ok());
+  ASSERT_EQ(v->files[0].chunks[0].corrupt.size(), 1u);
+  auto w = c.client()->Open("/d");
+  ASSERT_TRUE(w.ok());
+  auto patch = RandomBytes(1000, 42);
+  Status ws = c.client()->Write(&*w, 3 * 65536 + 50, patch.data(), patch.size());
+  ASSERT_TRUE(ws.ok()) << ws.ToString();
+  ASSERT_TRUE(c.client()->Close(&*w).ok());
+  std::copy(patch.begin(), patch.end(), data.begin() + 3 * 65536 + 50);
+  v = c.client()->Fsck("/d", true);
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->files[0].chunks[0].corrupt.empty());
+  r = c.client()->Open("/d");
+  ASSERT_TRUE(r.ok());
+  n = c.client()->Read(&*r, 0, back.data(), back.size());
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(back, data);
+}
+
+// The only replica of a block damaged: the replica is kept (never deleted),
+// every other byte stays readable, a read of the damaged range fails naming
+// the file and the range, and fsck lists it as unreadable.
+TEST(InProcCluster, TheOnlyCopyOfADamagedBlockIsKeptAndReadAround) {
+  InProcCluster c(1, 1 << 20, 1, {}, [](JobConfig* j) { j->scrub_mb_per_s = 0; });
+  auto data = RandomBytes(1 << 20, 43);
+  auto f = c.client()->Create("/one");
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE(c.client()->Write(&*f, 0, data.data(), data.size()).ok());
+  ASSERT_TRUE(c.client()->Close(&*f).ok());
+  auto look = c.client()->Fsck("/one", false);
+  ASSERT_TRUE(look.ok());
+  const std::string path = c.server(0)->store()->DataPath(look->files[0].chunks[0].handle);
+  ASSERT_NO_FATAL_FAILURE(FlipBit(path, 8 * 65536 + 1234));
+  auto v = c.client()->Fsck("/one", true);
+  ASSERT_TRUE(v.ok());
+  const FsckChunk& ch = v->files[0].chunks[0];
+  ASSERT_EQ(ch.unreadable.size(), 1u);
+  EXPECT_EQ(ch.unreadable[0].offset, 8u * 65536);
+  EXPECT_EQ(ch.unreadable[0].length, 65536u);
+  auto r = c.client()->Open("/one");
+  ASSERT_TRUE(r.ok());
+  std::vector<uint8_t> back(data.size());
+  auto n = c.client()->Read(&*r, 0, back.data(), back.size());
+  ASSERT_FALSE(n.ok());
+  EXPECT_EQ(n.status().code(), Code::kCorruption);
+  EXPECT_NE(n.status().message().find("/one: bytes 524288..589824"), std::string::npos)
+      << n.status().message();
+  n = c.client()->Read(&*r, 0, back.data(), 8 * 65536);  // before it
+  ASSERT_TRUE(n.ok());
+  EXPECT_TRUE(std::equal(back.begin(), back.begin() + 8 * 65536, data.begin()));
+  n = c.client()->Read(&*r, 9 * 65536, back.data(), data.size() - 9 * 65536);  // after it
+  ASSERT_TRUE(n.ok());
+  EXPECT_TRUE(
+      std::equal(back.begin(), back.begin() + static_cast<long>(*n), data.begin() + 9 * 65536));
+  EXPECT_TRUE(std::filesystem::exists(path));
+  EXPECT_EQ(Counter(c.server(0)->stats(), "chunks_deleted"), 0u);
+  FlipBit(path, 8 * 65536 + 1234);  // the bit back: readable again, and verified clean
+  n = c.client()->Read(&*r, 0, back.data(), back.size());
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(back, data);
+  v = c.client()->Fsck("/one", true);
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->files[0].chunks[0].corrupt.empty());
+  EXPECT_TRUE(v->files[0].chunks[0].unreadable.empty());
+}
+
+// A replica that ends before the others at the same version is read only up
+// to its end: the rest comes from a replica that holds it, never as zeros.
+// Only when every replica ends there is the rest a hole, read as zeros.
+TEST(InProcCluster, AShortReplicaIsNeverReadAsZeros) {
+  InProcCluster c(3, 1 << 20, 1, {}, [](JobConfig* j) {
+    j->short_circuit_reads = false;
+    j->read_ahead = 0;
+  });
+  auto data = RandomBytes(300000, 44);
+  auto f = c.client()->Create("/s");
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE(c.client()->Write(&*f, 0, data.data(), data.size()).ok());
+  ASSERT_TRUE(c.client()->Close(&*f).ok());
+  auto look = c.client()->Fsck("/s", false);
+  ASSERT_TRUE(look.ok());
+  const uint64_t h = look->files[0].chunks[0].handle;
+  c.Pause(0);
+  ASSERT_TRUE(c.server(0)->store()->Truncate(h, 100000).ok());
+  c.Resume(0);
+  for (int round = 0; round < 6; ++round) {  // reads spread over the replicas
+    auto r = c.client()->Open("/s");
+    ASSERT_TRUE(r.ok());
+    std::vector<uint8_t> back(data.size());
+    auto n = c.client()->Read(&*r, 0, back.data(), back.size());
+    ASSERT_TRUE(n.ok()) << n.status().ToString();
+    ASSERT_EQ(back, data) << "round " << round;
+  }
+  EXPECT_GT(c.client()->stats().counters["read_short_replies"], 0u);
+  for (int i = 1; i < 3; ++i) {
+    c.Pause(i);
+    ASSERT_TRUE(c.server(i)->store()->Truncate(h, 100000).ok());
+    c.Resume(i);
+  }
+  auto r = c.client()->Open("/s");
+  ASSERT_TRUE(r.ok());
+  std::vector<uint8_t> back(data.size());
+  auto n = c.client()->Read(&*r, 0, back.data(), back.size());
+  ASSERT_TRUE(n.ok());
+  EXPECT_TRUE(std::equal(back.begin(), back.begin() + 100000, data.begin()));
+  EXPECT_TRUE(std::all_of(back.begin() + 100000, back.end(), [](uint8_t b) { return b == 0; }));
+}
+
+// Short-circuit reads open only the chunk's own data file under the job's
+// data directory, on the same machine (host name and boot id): a client
+// configured with another data directory, or on a host of the same name
+// with another boot id, reads every byte through the chunkservers.
+TEST(InProcCluster, ShortCircuitReadsOpenOnlyTheChunksOwnFileOnTheSameMachine) {
+  auto data = RandomBytes(700000, 45);
+  {
+    InProcCluster c(1, 1 << 20, 1, {}, nullptr, /*one_host=*/true,
+                    [](JobConfig* j) { j->data_dir = "/tmp/gfs-not-this-store"; });
+    auto f = c.client()->Create("/p");
+    ASSERT_TRUE(f.ok());
+    ASSERT_TRUE(c.client()->Write(&*f, 0, data.data(), data.size()).ok());
+    ASSERT_TRUE(c.client()->Close(&*f).ok());
+    auto r = c.client()->Open("/p");
+    ASSERT_TRUE(r.ok());
+    std::vector<uint8_t> back(data.size());
+    ASSERT_TRUE(c.client()->Read(&*r, 0, back.data(), back.size()).ok());
+    EXPECT_EQ(back, data);
+    auto& k = c.client()->stats().counters;
+    EXPECT_EQ(k["bytes_read_local"], 0u);
+    // Refused once per request in flight when the first answer came (the
+    // read window), never after.
+    EXPECT_GE(k["local_read_refused_paths"], 1u);
+    EXPECT_LE(k["local_read_refused_paths"], 4u);
+  }
+  {
+    // Ranks 0, 1 on one machine; the client (rank 2) on another of the same name.
+    std::vector<HostId> hosts = {{"node", "boot-a"}, {"node", "boot-a"}, {"node", "boot-b"}};
+    InProcCluster c(1, 1 << 20, 1, {}, nullptr, false, nullptr, hosts);
+    auto f = c.client()->Create("/q");
+    ASSERT_TRUE(f.ok());
+    ASSERT_TRUE(c.client()->Write(&*f, 0, data.data(), data.size()).ok());
+    ASSERT_TRUE(c.client()->Close(&*f).ok());
+    auto r = c.client()->Open("/q");
+    ASSERT_TRUE(r.ok());
+    std::vector<uint8_t> back(data.size());
+    ASSERT_TRUE(c.client()->Read(&*r, 0, back.data(), back.size()).ok());
+    EXPECT_EQ(back, data);
+    EXPECT_EQ(c.client()->stats().counters["bytes_read_local"], 0u);
+    EXPECT_EQ(Counter(c.server(0)->stats(), "local_reads"), 0u);
+  }
+}
+
+// A master with no metadata beside a chunkserver holding chunks refuses
+// every request with one error naming what it found, makes no store and
+// deletes nothing.
+TEST(InProcCluster, AMasterWithoutMetadataBesideChunksRefusesAndDeletesNothing) {
+  std::string dir;
+  {
+    InProcCluster c(1);
+    dir = c.dir() + "-kept";
+    auto data = RandomBytes(3000, 46);
+    auto f = c.client()->Create("/x");
+    ASSERT_TRUE(f.ok());
+    ASSERT_TRUE(c.client()->Write(&*f, 0, data.data(), data.size()).ok());
+    ASSERT_TRUE(c.client()->Close(&*f).ok());
+    EXPECT_NE(c.master().store_id(), 0u);
+    std::filesystem::copy(c.dir(), dir, std::filesystem::copy_options::recursive);
+  }
+  std::filesystem::remove_all(dir + "/master");
+  size_t chunk_files = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    chunk_files += e.path().extension() == ".chunk";
+  }
+  ASSERT_EQ(chunk_files, 1u);
+  // A new cluster on that data directory: the chunkserver's chunks, no master.
+  InProcCluster c(1, 1 << 20, 1, {}, [&](JobConfig* j) { j->data_dir = dir; });
+  auto st = c.client()->Stat("/x");
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.status().code(), Code::kWrongStore);
+  EXPECT_NE(st.status().message().find("refusing to start"), std::string::npos)
+      << st.status().message();
+  EXPECT_NE(st.status().message().find("holds 1 chunks of store"), std::string::npos)
+      << st.status().message();
+  EXPECT_EQ(c.master().store_id(), 0u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // heartbeats come and go
+  EXPECT_EQ(Counter(c.server(0)->stats(), "chunks_deleted"), 0u);
+  EXPECT_TRUE(std::filesystem::exists(c.server(0)->store()->DataPath(1)));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/master/VERSION"));
+}
+
 // An fsync of a file of several chunks: the chunkserver starts the device
 // writes of every chunk written since its last sync before it waits on the
 // first one (one batch for the disk, not one chunk after another).
@@ -870,11 +1179,6 @@ void FsyncStartsEveryDirtyChunk(InProcCluster* cp, FaultEnv* fep) {
   auto n = c.client()->Read(&*r, 0, back.data(), back.size());
   ASSERT_TRUE(n.ok());
   EXPECT_EQ(back, data);
-}
-
-uint64_t Counter(const RoleStats& st, const char* name) {
-  auto it = st.counters.find(name);
-  return it == st.counters.end() ? 0 : it->second;
 }
 
 // One client's fsync waits for a slow disk in the chunkserver's sync thread;

@@ -651,8 +651,8 @@ TEST(FuzzWire, HostileCountIsRejectedBeforeReserving) {
     EXPECT_LT(alloc, 4096u) << count;
   }
   // As many as the bytes can hold decode, within the allocation bound.
-  Bytes msg = FsckReplyWithCount(65532 / 20);
-  msg.resize(kHeaderSize + 4 + 65532 / 20 * 20);
+  Bytes msg = FsckReplyWithCount(65532 / 28);
+  msg.resize(kHeaderSize + 4 + 65532 / 28 * 28);
   FsckReply out;
   size_t alloc = 0;
   Status s;
@@ -661,10 +661,10 @@ TEST(FuzzWire, HostileCountIsRejectedBeforeReserving) {
     s = DecodeBody(msg.data(), msg.size(), &out);
   }
   ASSERT_TRUE(s.ok()) << s.ToString();
-  EXPECT_EQ(out.files.size(), 65532u / 20);
+  EXPECT_EQ(out.files.size(), 65532u / 28);
   EXPECT_LE(alloc, AllocBound(msg.size()));
   // The smallest encoding of each element is what a count is checked against.
-  EXPECT_EQ(MinWireSize<FsckFile>(), 4u + 4 + 8 + 4);
+  EXPECT_EQ(MinWireSize<FsckFile>(), 4u + 4 + 8 + 8 + 4);
   EXPECT_EQ(MinWireSize<ServerReport>(), 4u + 8 + 4 + 4 + 1 + 8 + 8 + 4);
   EXPECT_EQ(MinWireSize<std::string>(), 4u);
   EXPECT_EQ(MinWireSize<uint64_t>(), 8u);
