@@ -90,7 +90,7 @@ std::vector<ByteRange> ToWire(const std::vector<Range>& v) {
 
 namespace {
 // `dir` made absolute (as it is if the working directory cannot be read): the
-// store's file names go to clients for short-circuit reads and writes.
+// store's file names go to clients for short-circuit reads.
 std::string Absolute(const std::string& dir) {
   std::error_code ec;
   std::string abs = std::filesystem::absolute(dir, ec).string();
@@ -776,7 +776,13 @@ void ChunkServer::FinishSyncs() {
     if (sync_done_.empty()) return;
     done.swap(sync_done_);
   }
-  for (SyncTask& t : done) Reply(t.req, store_.FinishSync(*t.job, t.result));
+  for (SyncTask& t : done) {
+    Status s = store_.FinishSync(*t.job, t.result);
+    // A failed sync leaves the replica unusable until it is rewritten from
+    // a good copy: the master hears of it now, not at the next verification.
+    if (!s.ok() && !store_.StartupDamage(t.job->handle).empty()) ReportCorrupt(t.job->handle, {});
+    Reply(t.req, s);
+  }
 }
 
 void ChunkServer::StopSyncThread() {
@@ -837,6 +843,7 @@ bool ChunkServer::MasterEpochOk(Message& m) {
       case MsgType::kShutdown:
       case MsgType::kVerify:
       case MsgType::kClone:
+      case MsgType::kRepair:
       case MsgType::kNewMaster:
         from_master = true;
         break;

@@ -184,9 +184,9 @@ class ChunkStore {
   // Rewrites whole blocks [offset, offset + n) inside the chunk's length with
   // good bytes from another replica (offset a block boundary; n whole blocks,
   // or up to the length), without reading the old ones, and stores their
-  // checksums. A chunk whose checksum file was unreadable gets a new one
-  // (every block without a checksum until rewritten). Clears a poisoned
-  // chunk's error once every block has been rewritten. Not synced.
+  // checksums. A chunk whose checksum file was unreadable, or that a failed
+  // sync made unusable, first gets a new checksum file with no checksum in it:
+  // every block then reads as damaged until rewritten. Not synced.
   Status RepairBlocks(uint64_t handle, uint64_t offset, const uint8_t* data, size_t n);
 
   // Sets the chunk length. Shrinking recomputes the CRC of the new last block

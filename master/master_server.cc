@@ -119,7 +119,7 @@ Status MasterServer::Start(std::string* warning) {
   uint32_t layout = 0;
   GFS_RETURN_IF_ERROR(LoadMasterVersion(env_, dir_, &has_version, &layout, &store_id_));
   if (has_version && layout != kLayout) {
-    return Status::InvalidArgument(dir_ + " holds master metadata of layout " +
+    return Status::Unavailable(dir_ + " holds master metadata of layout " +
                                    std::to_string(layout) + "; this build reads layout " +
                                    std::to_string(kLayout) + " (and upgrades layout 1)");
   }
@@ -135,6 +135,7 @@ Status MasterServer::Start(std::string* warning) {
     const uint64_t id = NewStoreId();
     GFS_RETURN_IF_ERROR(SaveMasterVersion(env_, dir_, id));
     store_id_ = id;
+    upgraded_ = true;
     std::fprintf(stderr,
                  "gfs: master: %s: metadata upgraded from layout 1 to layout %u (store %016llx)\n",
                  dir_.c_str(), kLayout, static_cast<unsigned long long>(id));
@@ -875,10 +876,25 @@ void MasterServer::OnRegister(Message& m) {
   RegisterReq r;
   Status s = m.Decode(&r);
   if (!s.ok()) return DeferError(m, s);
-  if (fresh_ && !r.chunks.empty()) {
-    // No metadata here, but the chunkserver holds chunks (or belongs to a
-    // store): the master's directory was lost or is not this store's. Start
-    // nothing and delete nothing.
+  if ((fresh_ || (r.store_id == 0 && !upgraded_)) && !r.chunks.empty()) {
+    // No metadata here, but the chunkserver holds chunks: the master's
+    // directory was lost or is not this store's. Or chunks of no known store
+    // beside a store made in an earlier job (a directory of the previous
+    // format joins only the master upgraded with it). Start nothing (a new
+    // store) and delete nothing.
+    if (!fresh_) {
+      std::fprintf(stderr,
+                   "gfs: master: %s holds %zu chunks of no store (no STORE file): refused, its "
+                   "chunks are left alone\n",
+                   r.dir_name.c_str(), r.chunks.size());
+      stats_.counters["chunkservers_refused"]++;
+      ServerState& st = servers_[m.source];
+      st.rank = m.source;
+      st.dir_name = r.dir_name;
+      st.registered = true;
+      st.alive = false;
+      return DeferError(m, Status(Code::kWrongStore, r.dir_name + " holds chunks of no store"));
+    }
     if (refusal_.ok()) {
       char sid[40] = "";
       if (r.store_id != 0) {
@@ -1560,7 +1576,10 @@ void MasterServer::OnVerifyReply(Message& m) {
     }
     std::vector<uint64_t> clean;
     for (const auto& [h, reps] : damaged_) {
-      if (reps.count(m.source) != 0 && listed.count(h) == 0) clean.push_back(h);
+      // A replica under repair was not verified: its repair says.
+      if (reps.count(m.source) != 0 && listed.count(h) == 0 && repairs_.count(h) == 0) {
+        clean.push_back(h);
+      }
     }
     for (uint64_t h : clean) ClearDamaged(h, m.source);
     stats_.counters["replicas_verified"] += v.checked;

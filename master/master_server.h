@@ -271,6 +271,7 @@ class MasterServer : public Server {
   // it (VERSION) once every chunkserver has registered holding no chunk.
   uint64_t store_id_ = 0;
   bool fresh_ = false;
+  bool upgraded_ = false;  // this job upgraded layout-1 metadata (its chunkservers have no STORE)
   // Set when this master has no metadata but a chunkserver holds chunks (or
   // belongs to a store): every client request is refused with it, nothing is
   // deleted, and no store is made (doc/architecture.md#store-identity).

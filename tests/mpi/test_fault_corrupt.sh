@@ -91,8 +91,8 @@ for seed in "${SEEDS[@]}"; do
 done
 
 # Scrubbing: one flipped byte in a replica nobody reads; the job only asks
-# the master (fsck without --verify) until the corrupt replica shows up and
-# is replaced. The replica is one the master counts as live: a file an
+# the master (fsck without --verify) until the damaged replica shows up or is
+# repaired. The replica is one the master counts as live: a file an
 # earlier repair left behind for garbage collection is not reported by fsck.
 run_gfs fsck --json /f
 assert_ok "fsck before scrubbing"
@@ -110,8 +110,13 @@ PY
 flip 99 1 "$TMP/live" >"$TMP/flips" || fail "scrub: no live replica to flip"
 log "scrub: flipped $(cat "$TMP/flips")"
 mkdir -p "$TMP/w"
+read -r flipped _ <"$TMP/flips"
+fh="$(basename "$flipped" .chunk)"
+# The scrubber finds it and the master has it repaired in place: the job
+# sees the replica listed as damaged, or (the repair being quick) the file
+# holding the right bytes again.
 run_cmd "${MPIRUN_RECOVERY[@]}" -np 5 "$PROG" scrub "$DATA" "$TMP/w" cs=3 r=3 hb=200 lease=5 \
-  scrub=64 path=/f local="$TMP/in.bin" wait=60
+  scrub=64 path=/f local="$TMP/in.bin" wait=60 replica="$flipped" chunk=$CHUNK index=$((16#$fh - 1))
 [[ -s "$TMP/w/result" ]] || fail "no result written: $ERR"
 log "scrub result: $(cat "$TMP/w/result")"
 [[ "$(cat "$TMP/w/result")" == OK* ]] || fail "scrub: $(cat "$TMP/w/result")"

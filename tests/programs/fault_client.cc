@@ -22,8 +22,10 @@
 //        ops.log is there (every fsynced byte, every rename and removal),
 //        allowing either outcome only for the one operation in flight at the
 //        kill; then every chunk must have R good replicas.
-// scrub  path=P local=L: waits until a replica of P is reported corrupt
-//        (nobody reads P: the chunkservers' scrubbers must find it) and then
+// scrub  path=P local=L [replica=FILE index=K]: waits until a replica of P is
+//        reported corrupt, or FILE (the damaged replica of chunk K) holds the
+//        right bytes again (nobody reads P: the chunkservers' scrubbers must
+//        find it), and then
 //        until every chunk of P has R good replicas again; then P must read
 //        back as the local file L.
 // failover bytes=N seed=S [local=L]: the put above while the script SIGKILLs
@@ -487,6 +489,18 @@ std::string RunScrub(gfs::Client* c, const Args& a, std::string* info) {
   std::ifstream in(a.at("local"), std::ios::binary);
   std::vector<uint8_t> want((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const double t0 = Now(), until = t0 + static_cast<double>(Num(a, "wait", 60));
+  // The flipped replica's file (replica=PATH, chunk=K of the file): repaired
+  // in place once it holds the file's bytes again. The repair can be over
+  // before a poll of fsck sees the replica listed as damaged.
+  auto healed = [&]() {
+    if (!a.count("replica")) return false;
+    std::ifstream r(a.at("replica"), std::ios::binary);
+    std::vector<uint8_t> got((std::istreambuf_iterator<char>(r)), std::istreambuf_iterator<char>());
+    const uint64_t cs = Num(a, "chunk", 8u << 20), k = Num(a, "index", 0);
+    const uint64_t start = std::min<uint64_t>(k * cs, want.size());
+    const uint64_t end = std::min<uint64_t>(start + cs, want.size());
+    return got.size() == end - start && std::equal(got.begin(), got.end(), want.begin() + start);
+  };
   double found = 0;
   while (found == 0) {
     auto r = c->Fsck(path, false);
@@ -496,6 +510,7 @@ std::string RunScrub(gfs::Client* c, const Args& a, std::string* info) {
         if (!ch.corrupt.empty()) found = Now();
       }
     }
+    if (found == 0 && healed()) found = Now();
     if (found == 0 && Now() > until) return "no scrubber reported the corrupt replica";
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }

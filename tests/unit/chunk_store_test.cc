@@ -970,7 +970,7 @@ TEST_F(ChunkStoreTest, VersionsNeverGoBack) {
 
 // A directory of chunk store format 1 (no FORMAT file, checksum headers
 // without a length) is upgraded at Open; one of an unknown format is refused
-// with a message naming both formats, and nothing in it is touched.
+// with a message naming both formats, and no chunk file in it is touched.
 TEST_F(ChunkStoreTest, Format1IsUpgradedAndAnUnknownFormatRefused) {
   const std::vector<uint8_t> d = RandomBytes(2 * kBS + 10, 63);
   ASSERT_OK(store_->Create(1, 4));
