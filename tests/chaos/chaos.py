@@ -699,6 +699,8 @@ class Iteration:
         self.acked = {"records": rec["acked"], "record_bytes": rec["acked_bytes"], "writes": wr["acked"],
                       "write_bytes": wr["acked_bytes"], "fsynced_bytes": wr["durable_bytes"]}
         probs = v["problems"]
+        self.log(f"verify: {v['seconds']:.1f} s (API checks {v['api_seconds']:.1f} s, repair {rep['seconds']:.1f} s); "
+                 f"records {json.dumps(rec)}; writes {json.dumps(wr)}; replicas {json.dumps(repl)}")
 
         def add(key, n, what):
             if n:
@@ -888,7 +890,7 @@ def main():
     ap.add_argument("--time-budget", type=float, default=0,
                     help="start no iteration that would likely end after this many seconds (0: no limit)")
     ap.add_argument("--grace", type=float, default=60, help="seconds a workload job may take to end after its stop file")
-    ap.add_argument("--repair-wait", type=int, default=60, help="seconds the verifier waits for re-replication")
+    ap.add_argument("--repair-wait", type=int, default=30, help="seconds the verifier waits for re-replication")
     ap.add_argument("--verify-timeout", type=float, default=180, help="seconds before a verify or fsck job is a hang")
     ap.add_argument("--tmp", default=os.environ.get("GFS_TEST_TMPDIR", "/tmp"), help="where iteration dirs go")
     ap.add_argument("--keep", action="store_true", help="keep the directory of a failing iteration")

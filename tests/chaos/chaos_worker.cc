@@ -1008,16 +1008,66 @@ void CountFsck(const gfs::FsckReply& rep, RepairCheck* rc) {
   }
 }
 
-gfs::Result<gfs::FsckReply> Repair(gfs::Client* c, uint64_t wait_s, RepairCheck* rc,
-                                   Problems* probs) {
+bool ReadMetaVersion(const std::string& path, uint64_t* version) {
+  std::string meta;
+  if (!ReadWhole(path, &meta) || meta.size() != 28) return false;
+  uint32_t magic;
+  std::memcpy(&magic, meta.data(), 4);
+  if (magic != 0x4D534647u) return false;
+  std::memcpy(version, meta.data() + 16, 8);
+  return true;
+}
+
+// Rank -> chunkserver directory name, from the master's report.
+std::map<int32_t, std::string> ChunkserverDirs(gfs::Client* c, Problems* probs) {
+  std::map<int32_t, std::string> dir_of;
+  auto rep = c->Report();
+  if (!rep.ok()) {
+    probs->Add("report: " + rep.status().ToString());
+  } else {
+    for (const gfs::ServerReport& s : rep->servers) dir_of[s.rank] = s.dir_name;
+  }
+  return dir_of;
+}
+
+std::string HexHandle(uint64_t h) {
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016" PRIx64, h);
+  return hex;
+}
+
+// Runs fsck --verify once, then waits until every chunk has its replicas
+// and no replica the master calls corrupt is still on disk at the master's
+// version (the master keeps listing a corrupt replica after it is deleted,
+// so the list alone says nothing).
+gfs::Result<gfs::FsckReply> Repair(gfs::Client* c, const std::string& data_dir, uint64_t wait_s,
+                                   RepairCheck* rc, Problems* probs) {
   const double t0 = Now(), until = t0 + static_cast<double>(wait_s);
   gfs::Result<gfs::FsckReply> r = gfs::Status::Internal("unset");
+  std::map<int32_t, std::string> dir_of;
+  uint64_t corrupt_on_disk = 0;
   for (;;) {
     r = c->Fsck("/", !rc->verified);
     if (r.ok()) {
       rc->verified = true;
       CountFsck(*r, rc);
-      if (rc->under == 0 && rc->lost == 0 && rc->corrupt == 0) {
+      corrupt_on_disk = 0;
+      if (rc->corrupt > 0 && dir_of.empty()) dir_of = ChunkserverDirs(c, probs);
+      for (const gfs::FsckFile& f : r->files) {
+        for (const gfs::FsckChunk& ch : f.chunks) {
+          for (int32_t rank : ch.corrupt) {
+            uint64_t v = 0;
+            auto d = dir_of.find(rank);
+            if (d == dir_of.end() || (ReadMetaVersion(data_dir + "/" + d->second + "/chunks/" +
+                                                          HexHandle(ch.handle) + ".meta",
+                                                      &v) &&
+                                      v == ch.version)) {
+              ++corrupt_on_disk;
+            }
+          }
+        }
+      }
+      if (rc->under == 0 && rc->lost == 0 && corrupt_on_disk == 0) {
         rc->healthy = true;
         break;
       }
@@ -1031,19 +1081,9 @@ gfs::Result<gfs::FsckReply> Repair(gfs::Client* c, uint64_t wait_s, RepairCheck*
   } else if (!rc->healthy) {
     probs->Add("not repaired after " + std::to_string(wait_s) + " s: " + std::to_string(rc->under) +
                " chunks under-replicated, " + std::to_string(rc->lost) + " without a replica, " +
-               std::to_string(rc->corrupt) + " corrupt replicas listed");
+               std::to_string(corrupt_on_disk) + " replicas called corrupt still on disk");
   }
   return r;
-}
-
-bool ReadMetaVersion(const std::string& path, uint64_t* version) {
-  std::string meta;
-  if (!ReadWhole(path, &meta) || meta.size() != 28) return false;
-  uint32_t magic;
-  std::memcpy(&magic, meta.data(), 4);
-  if (magic != 0x4D534647u) return false;
-  std::memcpy(version, meta.data() + 16, 8);
-  return true;
 }
 
 // Every replica file at the master's version of every chunk of the records
@@ -1051,13 +1091,7 @@ bool ReadMetaVersion(const std::string& path, uint64_t* version) {
 void CheckReplicas(gfs::Client* c, const std::string& data_dir, const gfs::FsckReply& fsck,
                    const Model& m, const std::map<uint64_t, FileShape>& shapes, ReplicaCheck* rc,
                    Problems* probs) {
-  std::map<int32_t, std::string> dir_of;
-  auto rep = c->Report();
-  if (!rep.ok()) {
-    probs->Add("report: " + rep.status().ToString());
-  } else {
-    for (const gfs::ServerReport& s : rep->servers) dir_of[s.rank] = s.dir_name;
-  }
+  std::map<int32_t, std::string> dir_of = ChunkserverDirs(c, probs);
   std::vector<std::string> dirs;
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(data_dir, ec)) {
@@ -1089,8 +1123,7 @@ void CheckReplicas(gfs::Client* c, const std::string& data_dir, const gfs::FsckR
     for (const gfs::FsckChunk& ch : ff.chunks) {
       if (ch.handle == 0) continue;
       ++rc->chunks;
-      char hex[17];
-      std::snprintf(hex, sizeof hex, "%016" PRIx64, ch.handle);
+      const std::string hex = HexHandle(ch.handle);
       std::set<std::string> current;
       for (const std::string& d : dirs) {
         uint64_t v = 0;
@@ -1219,7 +1252,7 @@ std::string RunVerify(gfs::Client* c, const Args& a, const std::string& data_dir
   contents.clear();
   const double t1 = Now();
   RepairCheck rep;
-  auto fsck = Repair(c, Arg(a, "wait", 60), &rep, &probs);
+  auto fsck = Repair(c, data_dir, Arg(a, "wait", 60), &rep, &probs);
   ReplicaCheck rpc;
   if (fsck.ok()) CheckReplicas(c, data_dir, *fsck, m, shapes, &rpc, &probs);
   const double t2 = Now();
