@@ -432,7 +432,9 @@ class Iteration:
         self.dur = max(3.0, 10.0 * sc)
         self.load = {"records": max(300, int(5000 * sc)), "min_rec": 1, "max_rec": 4096, "big": 5,
                      "batch": 8, "psync": 40, "files": 2, "fsize": (3 if sc >= 0.5 else 2) * MiB,
-                     "wmax": 512 << 10, "wsync": 30}
+                     "wmax": 512 << 10, "wsync": 30, "wrate": 60}
+        # Producers spread their budget over 80% of the job.
+        self.load["rate"] = max(1, int(self.load["records"] / (0.8 * self.dur)))
         self.job_plans = []
         for j in (1, 2):
             kill_job = rng.random() < 0.4
@@ -485,8 +487,10 @@ class Iteration:
         """After a job: ranks that died by themselves, crash reports on
         stderr, leftovers."""
         ef = self.exit_file(jn)
+        # One crash per rank that died by itself; the stderr lines (signal
+        # reports, sanitizers) count only when no rank vanished.
         for line in stderr_crashes(job):
-            self.problem("crashes", f"{job.name}: {line}")
+            self.problem("crashes", f"{job.name}: {line}", 0 if job.vanished else 1)
         for r, t in sorted(job.vanished.items()):
             self.problem("crashes", f"{job.name}: rank {r} died by itself {t} s after the start")
         if expect_all:

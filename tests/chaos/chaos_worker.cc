@@ -23,7 +23,9 @@
 //   (payload bytes), big (per mille of records near the largest payload),
 //   batch (largest RecordAppendMany), psync (a producer fsyncs after this many
 //   records), files (per writer), fsize (largest file), wmax (largest write),
-//   wsync (per cent of writes followed by an fsync), seed.
+//   wsync (per cent of writes followed by an fsync), rate (records per second
+//   per producer, 0: as fast as it goes), wrate (writes per second per
+//   writer), seed.
 // verify: a later job on the same data. Client 0 reads every log, checks the
 //   records file and every writer file through the client API, runs fsck
 //   with --verify, waits until every chunk has its replicas back (key wait,
@@ -275,7 +277,14 @@ struct Workload {
       since_sync = 0;
     };
     std::vector<std::vector<uint8_t>> frames;
+    const double rate = static_cast<double>(Arg(a, "rate", 0)), t_start = Now();
     while (seq < budget && !Stopped()) {
+      // Paced: the budget is spread over the job, so a kill finds appends in
+      // flight rather than a finished producer.
+      while (rate > 0 && Now() < t_start + static_cast<double>(seq) / rate && !Stopped()) {
+        SleepMs(static_cast<int>(
+            std::min(50.0, (t_start + static_cast<double>(seq) / rate - Now()) * 1000) + 1));
+      }
       uint64_t n = Rand(100) < 40 ? 2 + Rand(batch_max > 1 ? batch_max - 1 : 1) : 1;
       n = std::min(n, budget - seq);
       frames.assign(n, {});
@@ -362,7 +371,13 @@ struct Workload {
     };
     std::vector<uint8_t> buf;
     uint64_t counter = 0;
+    const double wrate = static_cast<double>(Arg(a, "wrate", 0)), t_start = Now();
     while (!Stopped()) {
+      while (wrate > 0 && Now() < t_start + static_cast<double>(counter) / wrate && !Stopped()) {
+        SleepMs(static_cast<int>(
+            std::min(50.0, (t_start + static_cast<double>(counter) / wrate - Now()) * 1000) + 1));
+      }
+      if (Stopped()) break;
       const uint64_t k = Rand(nfiles);
       gfs::File& f = files[k];
       const uint64_t no = FileNo(client, k);
