@@ -293,6 +293,9 @@ def damage(it, rng, n):
         kind = rng.choices([k for k, _ in kinds], weights=[w for _, w in kinds])[0]
         pick = rng.random()
         pick2 = rng.random()
+        if kind in it.r.skip:
+            it.log(f"damage {kind} skipped (--skip)")
+            continue
         if kind == "oplog":
             members = ["master"] + [f"shadow-{i}" for i in range(1, 3)]
             member = members[int(pick * len(members))]
@@ -536,7 +539,8 @@ class Iteration:
         for t, kind, rank, d in plan["events"]:
             if kind.startswith("stop"):
                 timeline.append((t + d, "cont", (t, kind, rank, d)))
-        end = plan["kill_job"] if plan["kill_job"] is not None else self.dur
+        killing = plan["kill_job"] is not None and "kill_job" not in self.r.skip
+        end = plan["kill_job"] if killing else self.dur
         timeline.append((end, "end", None))
         timeline.sort(key=lambda x: x[0])
         stopped_pids = set()
@@ -554,7 +558,9 @@ class Iteration:
             job.watch(ef)
             if what == "event":
                 _, kind, rank, d = ev
-                if kind in ("kill_cs", "kill_master"):
+                if kind in self.r.skip:
+                    self.log(f"{job.name}: {kind} of rank {rank} skipped (--skip)")
+                elif kind in ("kill_cs", "kill_master"):
                     if job.kill_rank(rank):
                         job.killed.add(rank)
                         self.fault(kind, f"{job.name}: SIGKILL rank {rank} at {t:.2f} s")
@@ -577,7 +583,9 @@ class Iteration:
             else:
                 break
         signal_all(stopped_pids, signal.SIGCONT)
-        if plan["kill_job"] is not None and job.running() and now() >= t0 + plan["kill_job"]:
+        if "kill_job" in self.r.skip and plan["kill_job"] is not None:
+            self.log(f"{job.name}: kill_job skipped (--skip); the job ends at {self.dur:.2f} s instead")
+        elif plan["kill_job"] is not None and job.running() and now() >= t0 + plan["kill_job"]:
             pids = job.kill_all()
             self.fault("kill_job", f"{job.name}: SIGKILL all {len(pids)} processes at {plan['kill_job']:.2f} s")
             job.wait(30)
@@ -736,7 +744,7 @@ class Iteration:
     def repro(self):
         a = self.r.args
         return (f"python3 {os.path.abspath(__file__)} --build {a.build} --seed {self.seed} --start {self.index} "
-                f"--iterations 1 --scale {self.r.scale:g} --keep")
+                f"--iterations 1 --scale {self.r.scale:g} --keep" + (f" --skip {a.skip}" if a.skip else ""))
 
     def summary(self):
         c = self.cfg
@@ -779,6 +787,10 @@ class Runner:
         self.grace = args.grace
         self.repair_wait = args.repair_wait
         self.verify_timeout = args.verify_timeout
+        self.skip = set(x for x in (args.skip or "").split(",") if x)
+        unknown = self.skip - set(FAULT_KINDS)
+        if unknown:
+            sys.exit(f"chaos: --skip: unknown fault kinds {sorted(unknown)} (known: {', '.join(FAULT_KINDS)})")
 
     def row(self, it):
         s, c, r, a = it.summary(), it.cfg, it.res, it.acked
@@ -896,6 +908,8 @@ def main():
     ap.add_argument("--grace", type=float, default=60, help="seconds a workload job may take to end after its stop file")
     ap.add_argument("--repair-wait", type=int, default=30, help="seconds the verifier waits for re-replication")
     ap.add_argument("--verify-timeout", type=float, default=180, help="seconds before a verify or fsck job is a hang")
+    ap.add_argument("--skip", help="fault kinds to leave out, comma-separated (" + ",".join(FAULT_KINDS) +
+                    "); the plan is drawn as without it, so iteration I still makes its other choices")
     ap.add_argument("--tmp", default=os.environ.get("GFS_TEST_TMPDIR", "/tmp"), help="where iteration dirs go")
     ap.add_argument("--keep", action="store_true", help="keep the directory of a failing iteration")
     ap.add_argument("--keep-all", action="store_true", help="keep every iteration's directory")
