@@ -211,7 +211,7 @@ CRASH_PATTERNS = [
     re.compile(p) for p in [
         r"AddressSanitizer", r"LeakSanitizer", r"UndefinedBehaviorSanitizer", r"runtime error:",
         r"terminate called", r"Assertion .* failed", r"Segmentation fault", r"core dumped",
-        r"stack smashing"]]
+        r"stack smashing", r"\] Signal: ", r"Process received signal"]]
 SIGNAL_RE = re.compile(r"rank (\d+) with PID (\d+) .*exited on signal (\d+)")
 
 
@@ -730,8 +730,11 @@ class Iteration:
         add("across_end", rec["across_chunk_end"], "records across a chunk end")
         add("replica", repl["bad_records"] + repl["bad_bytes"] + repl["listed_missing"],
             "replica problems (records, bytes, listed replicas missing)")
-        unread = rec["unreadable_bytes"] + wr["unreadable_bytes"]
-        add("lost_bytes", unread, "unreadable bytes")
+        # Unreadable bytes of the records file show up as lost records;
+        # those of writer files count whole (fsynced or not, a read must not
+        # fail), their fsynced part named in the log.
+        add("lost_bytes", wr["unreadable_bytes"],
+            f"unreadable bytes in writer files ({wr['unreadable_durable_bytes']} of them fsynced)")
         if not rep["healthy"]:
             self.res["fsck"] += 1
         self.problems.extend(probs)

@@ -628,7 +628,7 @@ struct RecordCheck {
   uint64_t lost = 0, lost_synced = 0, lost_unsynced = 0, not_at_acked_offset = 0;
   uint64_t duplicates = 0, unexplained_duplicates = 0, phantom = 0, wrong_payload = 0;
   uint64_t across_chunk_end = 0, skipped_bytes = 0, zero_bytes = 0, garbage_explained = 0;
-  uint64_t never_written_bytes = 0, unreadable_bytes = 0;
+  uint64_t never_written_bytes = 0, unreadable_bytes = 0, lost_unreadable = 0;
   uint64_t chunk_size = 0;
   bool have_file = false;
 };
@@ -830,6 +830,7 @@ void CheckRecords(gfs::Client* c, Model* m, RecordCheck* rc, Problems* probs) {
            b < bad.size() && b <= (r.off + gfs::FrameSize(r.size)) / (64 << 10); ++b) {
         unreadable = unreadable || bad[b];
       }
+      if (unreadable) ++rc->lost_unreadable;
       probs->Add("acknowledged record (" + std::to_string(r.pid) + "," + std::to_string(r.seq) +
                  ") of job " + std::to_string(r.job) + " at " + std::to_string(r.off) + " (" +
                  std::to_string(gfs::FrameSize(r.size)) + " bytes, " +
@@ -850,7 +851,7 @@ void CheckRecords(gfs::Client* c, Model* m, RecordCheck* rc, Problems* probs) {
 struct WriteCheck {
   uint64_t files = 0, attempted = 0, acked = 0, acked_bytes = 0, durable_writes = 0;
   uint64_t durable_bytes = 0, checked_bytes = 0, wrong_bytes = 0, lost_bytes = 0;
-  uint64_t unreadable_bytes = 0, never_written_bytes = 0;
+  uint64_t unreadable_bytes = 0, unreadable_durable_bytes = 0, never_written_bytes = 0;
 };
 
 // Per writer file: which write covers each byte last, and last durably.
@@ -971,6 +972,7 @@ void CheckWrites(gfs::Client* c, Model* m, WriteCheck* wc, Problems* probs,
     for (uint64_t p = 0; p < length; ++p) {
       if (bad[p / (64 << 10)]) {
         ++wc->unreadable_bytes;
+        if (s.dur[p] >= 0) ++wc->unreadable_durable_bytes;
         continue;
       }
       ++wc->checked_bytes;
@@ -1308,6 +1310,7 @@ std::string RunVerify(gfs::Client* c, const Args& a, const std::string& data_dir
                          .N("garbage_explained", rc.garbage_explained)
                          .N("never_written_bytes", rc.never_written_bytes)
                          .N("unreadable_bytes", rc.unreadable_bytes)
+                         .N("lost_unreadable", rc.lost_unreadable)
                          .End());
   out.Raw("writes", JsonObj()
                         .N("files", wc.files)
@@ -1321,6 +1324,7 @@ std::string RunVerify(gfs::Client* c, const Args& a, const std::string& data_dir
                         .N("never_written_bytes", wc.never_written_bytes)
                         .N("lost_bytes", wc.lost_bytes)
                         .N("unreadable_bytes", wc.unreadable_bytes)
+                        .N("unreadable_durable_bytes", wc.unreadable_durable_bytes)
                         .End());
   out.Raw("repair", JsonObj()
                         .B("healthy", rep.healthy)
