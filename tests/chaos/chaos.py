@@ -128,6 +128,7 @@ class Job:
         self.stopped = set()
         self.whole_killed = False
         self.vanished = {}   # rank -> seconds after start, for ranks that died by themselves
+        self.t_end = None
 
     def running(self):
         return self.p.poll() is None
@@ -176,6 +177,7 @@ class Job:
         """Waits for mpirun; True if it exited in time."""
         try:
             self.p.wait(timeout=max(0.0, timeout))
+            self.seconds()
             return True
         except subprocess.TimeoutExpired:
             return False
@@ -197,7 +199,9 @@ class Job:
         return left
 
     def seconds(self):
-        return now() - self.t0
+        if self.t_end is None and not self.running():
+            self.t_end = now()
+        return (self.t_end if self.t_end is not None else now()) - self.t0
 
     def stderr_text(self):
         try:
@@ -265,19 +269,29 @@ def fsize(path):
 
 
 def oplog_records(path):
-    """(offset, size) of each well-framed record of an op-log file
+    """(offset, size, seq) of each well-framed record of an op-log file
     (doc/disk-format-master.md: a 40-byte header, then records of a 16-byte
     header crc, len, seq and len payload bytes)."""
     with open(path, "rb") as f:
         b = f.read()
     out, p = [], 40
     while p + 16 <= len(b):
-        _, ln, _ = struct.unpack_from("<IIQ", b, p)
+        _, ln, seq = struct.unpack_from("<IIQ", b, p)
         if p + 16 + ln > len(b):
             break
-        out.append((p, 16 + ln))
+        out.append((p, 16 + ln, seq))
         p += 16 + ln
     return out
+
+
+def newest_log(data, member):
+    """(path, records) of a master-group member's newest op log, or None."""
+    mdir = os.path.join(data, member)
+    logs = sorted(x for x in os.listdir(mdir) if x.startswith("log-")) if os.path.isdir(mdir) else []
+    if not logs:
+        return None
+    path = os.path.join(mdir, logs[-1])
+    return path, oplog_records(path)
 
 
 def damage(it, rng, n):
@@ -297,22 +311,23 @@ def damage(it, rng, n):
             it.log(f"damage {kind} skipped (--skip)")
             continue
         if kind == "oplog":
+            # One member's newest log cut inside its last record, only where
+            # another member's log reaches at least as far (its copy of that
+            # record is the good one).
             members = ["master"] + [f"shadow-{i}" for i in range(1, 3)]
+            logs = {m: newest_log(data, m) for m in members}
+            last = {m: (l[1][-1][2] if l and l[1] else -1) for m, l in logs.items()}
             member = members[int(pick * len(members))]
-            mdir = os.path.join(data, member)
-            logs = sorted(x for x in os.listdir(mdir) if x.startswith("log-")) if os.path.isdir(mdir) else []
-            if not logs:
+            if last[member] < 0 or not any(last[o] >= last[member] for o in members if o != member):
+                it.log(f"damage oplog: {member}'s log is the most advanced copy (or empty), left alone")
                 continue
-            path = os.path.join(mdir, logs[-1])
-            recs = oplog_records(path)
-            if not recs:
-                continue
-            off, size = recs[-1]
+            path, recs = logs[member]
+            off, size, seq = recs[-1]
             cut = off + 1 + int(pick2 * (size - 1))
             os.truncate(path, cut)
             it.oplog_damaged = True
-            done.append(("oplog", f"{member}/{logs[-1]}: cut at {cut} inside its last record "
-                                  f"({off}+{size})"))
+            done.append(("oplog", f"{member}/{os.path.basename(path)}: cut at {cut} inside its last record "
+                                  f"(seq {seq}, bytes {off}+{size}; last seqs {last})"))
             continue
         inv = chunk_inventory(data)
         candidates = []
@@ -402,6 +417,7 @@ class Iteration:
         self.acked = {"records": 0, "record_bytes": 0, "writes": 0, "write_bytes": 0,
                       "fsynced_bytes": 0}
         self.jobs = []
+        self.clients = []  # what each client of a workload job that ended said
 
     def log(self, msg):
         line = f"[{now() - self.t0:7.2f}] {msg}"
@@ -620,6 +636,7 @@ class Iteration:
                 with open(path) as f:
                     txt = f.read().strip()
                 self.log(f"{job.name}: client {c}: {txt}")
+                self.clients.append({"job": jn, "client": c, "result": txt})
                 if not txt.startswith("OK"):
                     self.problems.append(f"[note] {job.name}: client {c}: {txt}")
 
@@ -755,8 +772,91 @@ class Iteration:
             "iteration": self.index, "seed": self.seed, "seconds": round(self.seconds, 1),
             "config": c, "jobs": len(self.job_plans), "faults": dict(self.faults),
             "fault_log": self.fault_log, "acked": self.acked, "result": dict(self.res),
-            "problems": self.problems[:80], "dir": self.dir, "repro": self.repro(),
+            "problems": self.problems[:80], "clients": self.clients,
+            "job_seconds": {j.name: round(j.seconds(), 1) for j in self.jobs},
+            "dir": self.dir, "repro": self.repro(),
         }
+
+
+# ---------------------------------------------------------------- self-test
+
+def _crc32c_table():
+    t = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        t.append(c)
+    return t
+
+
+CRC32C_TABLE = _crc32c_table()
+
+
+def crc32c(data):
+    c = 0xFFFFFFFF
+    for b in data:
+        c = CRC32C_TABLE[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+def tamper_replica(it, d, h):
+    """Changes 16 bytes of block 0 of one replica and stores the block's new
+    CRC32C, so no checksum catches it: only comparing replicas with what was
+    acknowledged does."""
+    base = os.path.join(it.data, d, "chunks", h)
+    with open(base + ".chunk", "r+b") as f:
+        block = bytearray(f.read(65536))
+        block[100:116] = b"\xab" * 16
+        f.seek(0)
+        f.write(block)
+    with open(base + ".crc", "r+b") as f:
+        f.seek(16)
+        f.write(struct.pack("<I", crc32c(block)))
+    it.log(f"selftest: {d}/{h}: bytes 100..116 set to 0xab with a matching checksum")
+
+
+def selftest(runner):
+    """One clean iteration with what every detector must find injected; 0 if
+    every detector fired."""
+    assert crc32c(b"123456789") == 0xE3069283
+    it = Iteration(runner, 0)
+    it.plan()
+    it.cfg.update({"cs": 3, "r": 3, "shadows": 0, "chunk": MiB, "producers": 2, "writers": 1, "scrub": 0})
+    it.job_plans = [{"kill_job": None, "events": [], "damage": 0}]
+    it.load["inject"] = 1
+    print(f"chaos selftest in {it.dir}", flush=True)
+    it.run_work(1, it.job_plans[0])
+    inv = chunk_inventory(it.data)
+    hs = [h for h in sorted(inv) if fsize(os.path.join(it.data, "chunkserver-0", "chunks", h + ".chunk")) >= 65536]
+    for h in hs[:3]:
+        tamper_replica(it, "chunkserver-0", h)
+    v = it.run_verify()
+    it.logf.close()
+    if v is None:
+        print("FAIL: no verify result; see", it.dir)
+        return 1
+    rec, wr, repl = v["records"], v["writes"], v["replicas"]
+    checks = [
+        ("unexplained duplicate found", rec["unexplained_duplicates"] >= 1),
+        ("never-appended record found", rec["phantom"] >= 1),
+        ("bytes no append wrote found", rec["never_written_bytes"] >= 60),
+        ("record across a chunk end found", rec["across_chunk_end"] >= 1),
+        ("unlogged bytes in a writer file found", wr["wrong_bytes"] >= 100),
+        ("tampered replica found", repl["bad_records"] + repl["bad_bytes"] >= 1),
+        ("workload acknowledged records and writes", rec["acked"] > 0 and wr["acked"] > 0),
+    ]
+    bad = 0
+    for what, ok in checks:
+        print(f"  {'ok  ' if ok else 'FAIL'} {what}")
+        bad += 0 if ok else 1
+    for p in v["problems"][:8]:
+        print(f"       {p[:200]}")
+    if bad == 0:
+        shutil.rmtree(it.dir, ignore_errors=True)
+    else:
+        print("kept", it.dir)
+    return 1 if bad else 0
 
 
 # ---------------------------------------------------------------- runner
@@ -917,10 +1017,15 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the directory of a failing iteration")
     ap.add_argument("--keep-all", action="store_true", help="keep every iteration's directory")
     ap.add_argument("--json", help="write the per-iteration results to this file")
+    ap.add_argument("--selftest", action="store_true",
+                    help="check the checker: one clean job with a duplicate, a never-appended record, garbage, "
+                         "a record across a chunk end, unlogged bytes and a replica changed under a matching "
+                         "checksum injected; every detector must fire")
     ap.add_argument("--verbose", "-v", action="store_true", help="print the driver's log as it goes")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    sys.exit(Runner(args).run())
+    runner = Runner(args)
+    sys.exit(selftest(runner) if args.selftest else runner.run())
 
 
 if __name__ == "__main__":
