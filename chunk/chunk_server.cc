@@ -956,9 +956,13 @@ void ChunkServer::OnClone(Message& m) {
   CloneReq r;
   Status s = m.Decode(&r);
   if (!s.ok()) return Reply(m, s);
-  if (store_.Has(r.handle)) {
-    // A leftover (stale or half-cloned) replica: start over.
-    store_.Delete(r.handle);
+  const bool bad_meta = std::any_of(store_.BadChunks().begin(), store_.BadChunks().end(),
+                                    [&](const BadChunk& b) { return b.handle == r.handle; });
+  if (store_.Has(r.handle) || bad_meta) {
+    // A leftover replica the master does not count (stale, half-cloned, or
+    // with an unreadable meta file): the source holds a good copy; start over.
+    Status d = store_.Delete(r.handle);
+    if (!d.ok()) return Reply(m, d);
   }
   // Version 0 until the copy is complete and synced: a half-made copy left by
   // a crash is stale, never taken for a replica.

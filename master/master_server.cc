@@ -119,9 +119,9 @@ Status MasterServer::Start(std::string* warning) {
   uint32_t layout = 0;
   GFS_RETURN_IF_ERROR(LoadMasterVersion(env_, dir_, &has_version, &layout, &store_id_));
   if (has_version && layout != kLayout) {
-    return Status::Unavailable(dir_ + " holds master metadata of layout " +
-                                   std::to_string(layout) + "; this build reads layout " +
-                                   std::to_string(kLayout) + " (and upgrades layout 1)");
+    return Status::Unavailable(dir_ + " holds master metadata of layout " + std::to_string(layout) +
+                               "; this build reads layout " + std::to_string(kLayout) +
+                               " (and upgrades layout 1)");
   }
   uint64_t last_seq = 0;
   JournalOptions jo;
@@ -198,6 +198,35 @@ Status MasterServer::Mutate(const MetaOp& op, std::vector<uint64_t>* freed) {
   }
   stats_.counters["mutations"]++;
   return Status::OK();
+}
+
+void MasterServer::RecoverLengths() {
+  // Lengths are logged lazily (at fsync, close, rename, a client's end), so a
+  // job killed before that leaves acknowledged bytes past a file's logged
+  // length. The replicas say how far each chunk reaches: the file grows to
+  // cover the last chunk holding bytes on a replica at the logged version.
+  struct Grow {
+    uint64_t id, length;
+    int64_t mtime_ms;
+  };
+  std::vector<Grow> grows;
+  meta_->ForEachFile([&](const std::string&, const FileInfo& f) {
+    if (f.chunk_size == 0) return;
+    for (size_t i = f.chunks.size(); i-- > 0;) {
+      auto rl = reported_len_.find(f.chunks[i]);
+      if (f.chunks[i] == 0 || rl == reported_len_.end()) continue;
+      uint64_t longest = 0;
+      for (const auto& [rank, len] : rl->second) longest = std::max(longest, len);
+      if (longest == 0) continue;
+      const uint64_t end = uint64_t{i} * f.chunk_size + longest;
+      if (end > f.length) grows.push_back({f.id, end, f.mtime_ms});
+      break;
+    }
+  });
+  for (const Grow& g : grows) {
+    if (!Mutate(MetaOp::SetLength(g.id, g.length, g.mtime_ms)).ok()) return;
+    stats_.counters["lengths_recovered"]++;
+  }
 }
 
 void MasterServer::DropChunksPastEnd() {
@@ -498,6 +527,7 @@ void MasterServer::ForgetChunks(const std::vector<uint64_t>& handles) {
     leases_.erase(h);
     damaged_.erase(h);
     repair_backoff_.erase(h);
+    clone_backoff_.erase(h);
     reported_len_.erase(h);
   }
 }
@@ -1363,6 +1393,8 @@ void MasterServer::ScheduleClones(uint64_t now) {
   meta_->ForEachFile([&](const std::string&, const FileInfo& f) {
     for (uint64_t h : f.chunks) {
       if (h == 0 || clones_.count(h) || prepare_by_handle_.count(h) || repairs_.count(h)) continue;
+      auto back = clone_backoff_.find(h);
+      if (back != clone_backoff_.end() && now < back->second) continue;  // it just failed
       // A damaged replica is repaired in place, not replaced.
       if (damaged_.count(h) != 0 && Repairable(h)) continue;
       std::vector<int32_t> good = GoodReplicas(h);
@@ -1422,9 +1454,13 @@ void MasterServer::OnCloneReply(Message& m) {
     servers_[op.target].chunks++;
     ClearDamaged(handle, op.target);
     stats_.counters["clones_done"]++;
+    clone_backoff_.erase(handle);
   } else {
     if (ci == nullptr || m.status().ok()) servers_[op.target].to_delete.push_back(handle);
     stats_.counters["clones_failed"]++;
+    // Not ordered again at once (a target that keeps refusing would get
+    // the order in a loop): after a heartbeat or so.
+    clone_backoff_[handle] = Now() + std::max<uint64_t>(2ull * cfg_.heartbeat_ms * 1000, 500000);
   }
   for (Message& w : op.waiters) Dispatch(w);
   // The target is free again: order its next clone now, not at the next scan.
@@ -1643,7 +1679,13 @@ void MasterServer::Tick(uint64_t) {
     if (all || now > grace) {
       serving_ = true;
       if (fresh_ && refusal_.ok()) CreateStore();
-      if (!took_over_) DropChunksPastEnd();  // clients of this job wrote nothing yet
+      if (!took_over_) {
+        // Clients of this job wrote nothing yet: what the replicas hold past
+        // a file's logged length was acknowledged (or was being written) by
+        // an earlier job; the chunks with no byte anywhere are freed.
+        RecoverLengths();
+        DropChunksPastEnd();
+      }
       ResolveBehind();
       DispatchHeld();
       AfterBatch();

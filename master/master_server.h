@@ -218,9 +218,12 @@ class MasterServer : public Server {
   // replica exists; brought forward when every chunkserver has reported and
   // none is current (the master died between logging and preparing).
   void ResolveBehind();
-  // At a new job's start: frees the chunks wholly past each file's logged
-  // length (bytes a killed job wrote and never reported; no one was
-  // promised them, and a later write past the end must find zeros).
+  // At a new job's start: grows each file's length over the bytes its
+  // replicas hold past the logged length (a killed job wrote them and never
+  // reported the length: acknowledged bytes are kept), then frees the chunks
+  // still wholly past it (no replica holds a byte of them, so a later write
+  // past the end finds zeros there).
+  void RecoverLengths();
   void DropChunksPastEnd();
   // Dispatches held client requests once serving and no revival is running.
   void DispatchHeld();
@@ -338,8 +341,9 @@ class MasterServer : public Server {
   std::unordered_map<uint64_t, CloneOp> clones_;      // by handle
   std::unordered_map<uint64_t, uint64_t> clone_req_;  // request id -> handle
   uint64_t next_clone_scan_us_ = 0;
-  std::map<uint64_t, FsckOp> fscks_;                   // by key
-  std::unordered_map<uint64_t, uint64_t> verify_req_;  // request id -> fsck key
+  std::unordered_map<uint64_t, uint64_t> clone_backoff_;  // handle -> not before (us)
+  std::map<uint64_t, FsckOp> fscks_;                      // by key
+  std::unordered_map<uint64_t, uint64_t> verify_req_;     // request id -> fsck key
   RoleStats stats_;
 
   // Master group.
