@@ -1164,6 +1164,10 @@ std::vector<ByteRange> Intersect(const std::vector<ByteRange>& a, const std::vec
 void MasterServer::MarkDamaged(uint64_t handle, int32_t rank,
                                const std::vector<ByteRange>& ranges) {
   if (meta_->FindChunk(handle) == nullptr) return;
+  auto known = damaged_.find(handle);
+  if (known == damaged_.end() || known->second.count(rank) == 0) {
+    repair_backoff_.erase(handle);  // news: worth a repair again
+  }
   auto& mine = damaged_[handle][rank];
   if (ranges.empty()) {
     // Somewhere: the whole chunk until a scan (verify, repair) says where.
@@ -1306,6 +1310,7 @@ void MasterServer::OnRepairReply(Message& m) {
     } else {
       damaged_[handle][target] = rep.still_damaged;
       stats_.counters["replicas_partly_repaired"]++;
+      op.partial = true;
     }
   } else {
     op.ok = false;
@@ -1324,8 +1329,13 @@ void MasterServer::EndRepair(uint64_t handle, bool ok) {
   }
   if (!ok || damaged_.count(handle) != 0) {
     // Not (fully) repaired: not tried again for a while; meanwhile the lease
-    // requests go ahead with the replicas as they are.
-    repair_backoff_[handle] = Now() + std::max<uint64_t>(5ull * cfg_.heartbeat_ms * 1000, 2000000);
+    // requests go ahead with the replicas as they are. Blocks no replica
+    // holds good will not be found on the next try either: a minute, unless
+    // new damage is reported meanwhile.
+    const uint64_t wait = op.partial && ok
+                              ? 60000000ull
+                              : std::max<uint64_t>(5ull * cfg_.heartbeat_ms * 1000, 2000000);
+    repair_backoff_[handle] = Now() + wait;
   } else {
     repair_backoff_.erase(handle);
   }

@@ -314,6 +314,7 @@ class MasterServer : public Server {
     uint64_t req_id = 0;           // the kRepair in flight
     std::vector<Message> waiters;  // lease requests held while it runs
     bool ok = true;
+    bool partial = false;  // a replica kept blocks no source held good
   };
   std::unordered_map<uint64_t, RepairOp> repairs_;         // by handle
   std::unordered_map<uint64_t, uint64_t> repair_req_;      // request id -> handle
