@@ -23,10 +23,12 @@
 #include <boost/program_options.hpp>
 #include <cerrno>
 #include <cinttypes>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -40,6 +42,7 @@
 #include "mpi/clock.h"
 
 namespace po = boost::program_options;
+using Json = nlohmann::json;
 
 namespace {
 
@@ -1100,82 +1103,68 @@ void Bench::Report() {
   for (const auto& [k, x] : results_) {
     const double med = x.Median();
     // Ratios to every other API measured for the same workload and op.
-    std::string ratios, rjson = "{";
+    std::string ratios;
+    Json rjson = Json::object(), limits = Json::object();
+    auto ratio = [&](const std::string& name, double v, Json* into) {
+      if (!std::isfinite(v)) return;
+      if (!ratios.empty()) ratios += " ";
+      ratios += name + "=" + Fmt(v);
+      (*into)[name] = v;
+    };
     for (const auto& [k2, y] : results_) {
       if (k2.workload != k.workload || k2.op != k.op || k2.api == k.api) continue;
       double base = y.Median();
-      if (base <= 0) continue;
-      if (!ratios.empty()) ratios += " ";
-      ratios += k2.api;
-      ratios += "=";
-      ratios += Fmt(med / base);
-      if (rjson.size() > 1) rjson += ",";
-      rjson += "\"";
-      rjson += k2.api;
-      rjson += "\":";
-      rjson += Fmt(med / base);
+      if (base > 0) ratio(k2.api, med / base, &rjson);
     }
     // Append: the producers against the single stream of the same API.
-    std::string limits = "{";
     if (k.workload == "append" && k.op.empty()) {
       auto it = results_.find(Key{"append", "stream", k.api});
       if (it != results_.end() && it->second.Median() > 0) {
-        double rs = med / it->second.Median();
-        if (!ratios.empty()) ratios += " ";
-        ratios += "stream=";
-        ratios += Fmt(rs);
-        if (rjson.size() > 1) rjson += ",";
-        rjson += "\"stream\":";
-        rjson += Fmt(rs);
+        ratio("stream", med / it->second.Median(), &rjson);
       }
     }
-    rjson += "}";
     // Machine limits: memory copy; for R replicas on one machine, each
     // baseline divided by R.
     if (!x.ops) {
-      limits += "\"memcpy\":";
-      limits += Fmt(memcpy_mbs_ > 0 ? med / memcpy_mbs_ : 0);
+      if (memcpy_mbs_ > 0) limits["memcpy"] = med / memcpy_mbs_;
       if (k.api == "gfs" && a_.replication > 1 && k.workload != "read") {
         for (const auto& [k2, y] : results_) {
           if (k2.workload != k.workload || k2.op != k.op || k2.api == k.api) continue;
           double lim = y.Median() / a_.replication;
-          if (lim <= 0) continue;
-          std::string name = k2.api;
-          name += "/";
-          name += std::to_string(a_.replication);
-          limits += ",\"";
-          limits += name;
-          limits += "\":";
-          limits += Fmt(med / lim);
-          ratios += " ";
-          ratios += name;
-          ratios += "=";
-          ratios += Fmt(med / lim);
+          if (lim > 0) ratio(k2.api + "/" + std::to_string(a_.replication), med / lim, &limits);
         }
       }
     }
-    limits += "}";
     std::printf("%-8s %-7s %-6s %5d %2u %12.1f %12.1f %12.1f %6" PRIu64 "  %s %s\n",
                 k.workload.c_str(), k.op.empty() ? "-" : k.op.c_str(), k.api.c_str(), x.ranks,
                 x.replication, med, x.Min(), x.Max(), x.Errors(), x.ops ? "ops/s" : "MB/s ",
                 ratios.c_str());
     if (json) {
-      const char* unit = x.ops ? "ops_per_s" : "mb_per_s";
-      std::fprintf(json,
-                   "{\"api\":\"%s\",\"workload\":\"%s\",\"op\":\"%s\",\"ranks\":%d,"
-                   "\"replication\":%u,\"bytes\":%" PRIu64
-                   ",\"%s\":%.3f,\"median\":%.3f,"
-                   "\"min\":%.3f,\"max\":%.3f,\"seconds\":%.6f,\"ratio_vs\":%s,"
-                   "\"ratio_vs_limit\":%s,\"memcpy_mb_per_s\":%.1f,\"errors\":%" PRIu64
-                   ",\"transfer\":%" PRIu64 ",\"block\":%" PRIu64 ",\"segments\":%" PRIu64
-                   ",\"file_per_process\":%s,\"reps\":%d,\"chunkservers\":%d,"
-                   "\"chunk_size\":%" PRIu64 ",\"drop_caches\":%s,\"dir\":\"%s\"}\n",
-                   k.api.c_str(), k.workload.c_str(), k.op.c_str(), x.ranks, x.replication,
-                   x.ops ? 0 : x.bytes, unit, med, med, x.Min(), x.Max(), x.MedianSeconds(),
-                   rjson.c_str(), limits.c_str(), memcpy_mbs_, x.Errors(), a_.transfer, a_.block,
-                   a_.segments, a_.fpp ? "true" : "false", static_cast<int>(x.reps.size()),
-                   a_.chunkservers, a_.chunk_size, (dropped_ && !drop_failed_) ? "true" : "false",
-                   a_.dir.c_str());
+      Json j{{"api", k.api},
+             {"workload", k.workload},
+             {"op", k.op},
+             {"ranks", x.ranks},
+             {"replication", x.replication},
+             {"bytes", x.ops ? 0 : x.bytes},
+             {x.ops ? "ops_per_s" : "mb_per_s", med},
+             {"median", med},
+             {"min", x.Min()},
+             {"max", x.Max()},
+             {"seconds", x.MedianSeconds()},
+             {"ratio_vs", rjson},
+             {"ratio_vs_limit", limits},
+             {"memcpy_mb_per_s", memcpy_mbs_},
+             {"errors", x.Errors()},
+             {"transfer", a_.transfer},
+             {"block", a_.block},
+             {"segments", a_.segments},
+             {"file_per_process", a_.fpp},
+             {"reps", static_cast<int>(x.reps.size())},
+             {"chunkservers", a_.chunkservers},
+             {"chunk_size", a_.chunk_size},
+             {"drop_caches", dropped_ && !drop_failed_},
+             {"dir", a_.dir}};
+      std::fprintf(json, "%s\n", j.dump(-1, ' ', false, Json::error_handler_t::replace).c_str());
     }
   }
   std::printf(
@@ -1228,11 +1217,7 @@ Status SplitArgs(int argc, char** argv, std::vector<std::string>* globals,
   const po::options_description bench = BenchDescription(&a, &o);
   // Asks gfs's own parser whether a global option exists and takes a value.
   auto probe = [&](const std::string& opt, bool* takes_value) -> Status {
-    std::string arg0 = argv[0], copy = opt;
-    char* pv[] = {arg0.data(), copy.data(), nullptr};
-    auto cl = gfs::tool::ParseCommandLine(2, pv, false);
-    *takes_value = !cl.ok() && cl.status().message().find("needs a value") != std::string::npos;
-    if (!cl.ok() && cl.status().message().find("unknown global option") != std::string::npos) {
+    if (!gfs::tool::IsGlobalOption(opt.substr(2), takes_value)) {
       return Status::InvalidArgument("unknown option '" + opt + "'");
     }
     return Status::OK();
@@ -1260,7 +1245,7 @@ Status SplitArgs(int argc, char** argv, std::vector<std::string>* globals,
       bool takes_value = false;
       GFS_RETURN_IF_ERROR(probe(t, &takes_value));
       if (takes_value && i + 1 < argc) globals->push_back(argv[++i]);
-    } else if (is_short && t != "-h") {
+    } else if (is_short && t != "-h" && t != "-v" && t != "-q") {
       return Status::InvalidArgument("unknown option '" + t + "'");
     }
   }
@@ -1282,7 +1267,7 @@ Result<gfs::tool::CommandLine> JobCommandLine(const char* argv0,
     std::vector<char*> pv;
     for (auto& x : *line) pv.push_back(x.data());
     pv.push_back(nullptr);
-    return gfs::tool::ParseCommandLine(static_cast<int>(line->size()), pv.data(), l);
+    return gfs::tool::ParseCommandLine(static_cast<int>(line->size()), pv.data(), l, "bench");
   };
   auto first = parse(globals, false);
   if (!first.ok()) return first.status();
@@ -1384,6 +1369,10 @@ int LauncherMain(int argc, char** argv) {
   std::string err = ParseArgs(own, &a, &help);
   if (help || cl->global.help) {
     std::printf("%s", Usage().c_str());
+    return 0;
+  }
+  if (cl->global.version) {
+    std::printf("%s", gfs::tool::VersionText("gfs-bench").c_str());
     return 0;
   }
   if (!err.empty()) {

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <thread>
 #include <vector>
 
@@ -55,6 +56,9 @@ int RunProducerConsumer(Session* s, const ProducerConsumerOptions& o) {
   int create_code = 0;
   if (me == 0) {
     CreateOptions co;
+    // Its directory is made as needed, as a parallel job's output file's would be.
+    const std::string dir = o.file.substr(0, o.file.rfind('/'));
+    if (!dir.empty()) c->Mkdir(dir, true);
     auto f = c->Create(o.file, co);
     if (!f.ok()) {
       std::fprintf(stderr, "gfs: producer-consumer: %s: %s\n", o.file.c_str(),
@@ -210,14 +214,22 @@ int RunProducerConsumer(Session* s, const ProducerConsumerOptions& o) {
       double secs = Seconds(consume_us);
       double mbs = secs > 0 ? static_cast<double>(bytes) / 1e6 / secs : 0;
       if (o.json) {
-        std::printf("{\"file\":\"%s\",\"producers\":%d,\"consumers\":%d,\"records\":%" PRIu64
-                    ",\"expected\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"duplicates\":%" PRIu64
-                    ",\"padding_bytes\":%" PRIu64 ",\"skipped_bytes\":%" PRIu64
-                    ",\"missing\":%" PRIu64 ",\"corrupt\":%" PRIu64
-                    ",\"seconds\":%.3f,\"mb_per_s\":%.1f,\"ok\":%s}\n",
-                    o.file.c_str(), o.producers, clients - o.producers, records,
-                    static_cast<uint64_t>(o.producers) * o.records, bytes, duplicates, padding,
-                    skipped, missing, corrupt + unknown, secs, mbs, failed ? "false" : "true");
+        nlohmann::json j{{"file", o.file},
+                         {"producers", o.producers},
+                         {"consumers", clients - o.producers},
+                         {"records", records},
+                         {"expected", static_cast<uint64_t>(o.producers) * o.records},
+                         {"bytes", bytes},
+                         {"duplicates", duplicates},
+                         {"padding_bytes", padding},
+                         {"skipped_bytes", skipped},
+                         {"missing", missing},
+                         {"corrupt", corrupt + unknown},
+                         {"seconds", secs},
+                         {"mb_per_s", mbs},
+                         {"ok", failed == 0}};
+        std::printf("%s\n",
+                    j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
       } else {
         std::printf("producer-consumer: %s: %d producers x %" PRIu64
                     " records, %d consumer(s)\n"

@@ -414,8 +414,11 @@ void MasterServer::OnDelete(Message& m) {
 void MasterServer::OnRename(Message& m) {
   RenameReq r;
   Status s = m.Decode(&r);
-  if (s.ok()) s = Mutate(MetaOp::Rename(r.src, r.dst));
+  std::vector<uint64_t> freed;
+  if (s.ok())
+    s = Mutate(r.replace ? MetaOp::Replace(r.src, r.dst) : MetaOp::Rename(r.src, r.dst), &freed);
   if (!s.ok()) return DeferError(m, s);
+  ForgetChunks(freed);
   DeferReply(m, Empty{});
 }
 

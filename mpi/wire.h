@@ -19,7 +19,7 @@ namespace gfs {
 using Buffer = std::shared_ptr<const Bytes>;
 
 inline constexpr uint32_t kWireMagic = 0x57534647;  // "GFSW" little-endian
-inline constexpr uint8_t kWireVersion = 3;
+inline constexpr uint8_t kWireVersion = 4;
 inline constexpr size_t kHeaderSize = 36;
 inline constexpr size_t kMaxPath = 4096;
 inline constexpr size_t kMaxBlob = 256u << 20;

@@ -1,6 +1,8 @@
 #include "io/tool/launcher.h"
 
+#include <dirent.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -102,6 +104,43 @@ std::string MakeTemp(const std::string& dir, const char* stem) {
   if (fd < 0) return "";
   close(fd);
   return std::string(buf.data());
+}
+
+// Children of this process other than those already reaped: the ranks
+// mpirun left (see PR_SET_CHILD_SUBREAPER in Launch).
+std::vector<pid_t> Children() {
+  std::vector<pid_t> out;
+  const pid_t self = getpid();
+  DIR* d = opendir("/proc");
+  if (d == nullptr) return out;
+  while (struct dirent* e = readdir(d)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    std::ifstream in(std::string("/proc/") + e->d_name + "/stat");
+    std::string line;
+    if (!std::getline(in, line)) continue;
+    // pid (comm) state ppid ...: comm may hold spaces; parse after the last ')'.
+    size_t close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 1));
+    std::string state;
+    long ppid = 0;
+    if (rest >> state >> ppid && ppid == self) out.push_back(std::atoi(e->d_name));
+  }
+  closedir(d);
+  return out;
+}
+
+// Waits up to 10 s for the orphaned ranks to end, then kills what is left.
+void ReapOrphans() {
+  for (int i = 0; i < 200; ++i) {
+    while (waitpid(-1, nullptr, WNOHANG) > 0) {
+    }
+    if (Children().empty()) return;
+    usleep(50000);
+  }
+  for (pid_t p : Children()) kill(p, SIGKILL);
+  while (waitpid(-1, nullptr, 0) > 0 || errno == EINTR) {
+  }
 }
 
 }  // namespace
@@ -327,6 +366,10 @@ std::vector<std::string> MpirunCommand(const CommandLine& cl, int argc, char** a
     cmd.push_back("--rankfile");
     cmd.push_back(rankfile_path);
   }
+  // Whether progress may redraw one line: the launcher's stderr is what the
+  // user sees (the ranks' stderr is a pipe to mpirun).
+  cmd.push_back("-x");
+  cmd.push_back("GFS_PROGRESS_TTY");
   // stdin goes to the client that runs the command.
   cmd.push_back("--stdin");
   cmd.push_back(std::to_string(1 + j.shadows + j.chunkservers));
@@ -355,7 +398,7 @@ std::vector<std::string> MpirunCommand(const CommandLine& cl, int argc, char** a
     cmd.push_back(status_file);
   }
   cmd.push_back(cl.command);
-  for (const auto& a : cl.args) cmd.push_back(a);
+  for (const auto& a : cl.command_tail) cmd.push_back(a);
   return cmd;
 }
 
@@ -418,6 +461,11 @@ int Launch(const CommandLine& cl, int argc, char** argv) {
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGHUP, &sa, nullptr);
 
+  // Ranks that mpirun leaves behind (it can exit before they do after a
+  // signal) become this process's children, so it can wait for them: no rank
+  // runs, or writes a file, once the prompt is back.
+  prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+  setenv("GFS_PROGRESS_TTY", isatty(2) ? "1" : "0", 1);
   pid_t pid = fork();
   if (pid < 0) {
     std::fprintf(stderr, "gfs: fork: %s\n", std::strerror(errno));
@@ -436,6 +484,7 @@ int Launch(const CommandLine& cl, int argc, char** argv) {
   while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
   }
   g_child = 0;
+  ReapOrphans();
   if (!rankfile_path.empty()) unlink(rankfile_path.c_str());
   std::ifstream in(status_file);
   int code = -1;

@@ -102,8 +102,8 @@ import json, sys
 data = sys.argv[1]
 live = []
 for ch in json.load(open(sys.argv[2]))["files"][0]["chunk_list"]:
-    for rank in ch["replicas"]:  # chunkserver ranks 1..K use chunkserver-0..K-1
-        live.append(f"{data}/chunkserver-{rank - 1}/chunks/{ch['handle']}.chunk")
+    for rep in ch["replicas"]:  # named by the directory the chunkserver serves
+        live.append(f"{data}/{rep['dir']}/chunks/{ch['handle']}.chunk")
 assert live
 print("\n".join(live))
 PY
