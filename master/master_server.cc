@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "common/log.h"
 #include "mpi/clock.h"
 
 namespace gfs {
@@ -175,7 +176,7 @@ void MasterServer::AfterBatch() {
     Status s = log_->Sync();
     if (!s.ok()) {
       broken_ = s;
-      std::fprintf(stderr, "gfs: master: op log sync failed: %s\n", s.ToString().c_str());
+      GFS_LOG_ERROR("master: op log sync failed: %s", s.ToString().c_str());
       // Nothing that depended on the lost records may leave: fail them all.
       for (auto& [dest, buf] : deferred_) {
         Message req;
@@ -191,8 +192,8 @@ void MasterServer::AfterBatch() {
   if (log_) {
     Status s = log_->Poll();
     if (!s.ok()) {
-      std::fprintf(stderr, "gfs: %s: checkpoint failed: %s\n",
-                   mode_ == Mode::kMaster ? "master" : "shadow", s.ToString().c_str());
+      GFS_LOG_ERROR("%s: checkpoint failed: %s", mode_ == Mode::kMaster ? "master" : "shadow",
+                    s.ToString().c_str());
     }
   }
   if (mode_ != Mode::kMaster || peers_.empty()) {
@@ -834,12 +835,11 @@ void MasterServer::ResolveBehind() {
       t_->Send(rank, EncodeMessage(h, req));
     }
     stats_.counters["versions_recovered"]++;
-    std::fprintf(stderr,
-                 "gfs: master: chunk %016llx: no replica holds logged version %llu; bringing "
-                 "the version-%llu replicas forward\n",
-                 static_cast<unsigned long long>(handle),
-                 static_cast<unsigned long long>(info->version),
-                 static_cast<unsigned long long>(best));
+    GFS_LOG_WARN(
+        "master: chunk %016llx: no replica holds logged version %llu; bringing "
+        "the version-%llu replicas forward",
+        static_cast<unsigned long long>(handle), static_cast<unsigned long long>(info->version),
+        static_cast<unsigned long long>(best));
     it = behind_.erase(it);
   }
 }
@@ -996,7 +996,7 @@ void MasterServer::OnCloneReply(Message& m) {
 void MasterServer::OnCorrupt(Message& m) {
   CorruptReq r;
   if (!m.Decode(&r).ok()) return;
-  std::fprintf(stderr, "gfs: master: chunk %016llx on rank %d failed its checksum\n",
+  GFS_LOG_WARN("master: chunk %016llx on rank %d failed its checksum",
                static_cast<unsigned long long>(r.handle), m.source);
   MarkCorrupt(r.handle, m.source);
   DeferReply(m, Empty{});
@@ -1179,7 +1179,7 @@ void MasterServer::Tick(uint64_t) {
   for (auto& [rank, st] : servers_) {
     if (st.alive && Elapsed(now, st.last_seen_us) > dead_after) {
       st.alive = false;
-      std::fprintf(stderr, "gfs: master: chunkserver rank %d (%s) missed its heartbeats\n", rank,
+      GFS_LOG_WARN("master: chunkserver rank %d (%s) missed its heartbeats", rank,
                    st.dir_name.c_str());
     }
   }
