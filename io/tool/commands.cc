@@ -398,6 +398,18 @@ Status GetFile(Client* c, const JobConfig& job, const std::string& remote, const
     return s;
   }
   struct stat lst;
+  if (::stat(local.c_str(), &lst) == 0 && !S_ISREG(lst.st_mode) && !S_ISDIR(lst.st_mode)) {
+    // A device or a pipe (/dev/null): written as it is, no temporary.
+    int fd = ::open(local.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+      *err_path = local;
+      return ErrnoStatus("opening", errno);
+    }
+    Status s = CopyOut(c, &*f, 0, UINT64_MAX, fd, &prog);
+    ::close(fd);
+    if (s.ok()) prog.Finish(f->length);
+    return s;
+  }
   if (::lstat(local.c_str(), &lst) == 0) {
     *err_path = local;
     if (S_ISDIR(lst.st_mode)) return Status(Code::kIsADirectory, local);
