@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <boost/program_options.hpp>
+#include <cctype>
 #include <cerrno>
 #include <cinttypes>
 #include <cmath>
@@ -64,6 +65,7 @@ struct Args {
   uint64_t chunk_size = 64ull << 20;
   uint64_t meta_files = 100;
   bool drop_caches = false, verify = true;
+  bool keep = false;  // -k: the last repetition's files stay
   uint64_t memcpy_mib = 256;
 };
 
@@ -118,12 +120,15 @@ bool Has(const std::vector<std::string>& v, const std::string& x) {
 // SplitArgs). Binds to the given storage.
 struct OptionText {
   std::string api = "gfs,mpiio,hdf5,posix", workload = "write,read", t = "1M", b = "64M";
+  std::string ior_file;                      // -o
+  bool ior_write = false, ior_read = false;  // -w, -r
 };
 
 po::options_description BenchDescription(Args* a, OptionText* o) {
   po::options_description d("gfs-bench options");
-  d.add_options()("help,h", "this help")("api", po::value(&o->api)->default_value(o->api),
-                                         "comma list from gfs, mpiio, hdf5, posix")(
+  d.add_options()("help,h", "this help")("api,a", po::value(&o->api)->default_value(o->api),
+                                         "comma list from gfs, mpiio, hdf5, posix (IOR's "
+                                         "-a POSIX|MPIIO|HDF5 too)")(
       "workload", po::value(&o->workload)->default_value(o->workload),
       "comma list from write, read, append, meta, or all")(
       "transfer,t", po::value(&o->t)->default_value(o->t), "transfer size (also the record size)")(
@@ -131,7 +136,7 @@ po::options_description BenchDescription(Args* a, OptionText* o) {
       "segments,s", po::value(&a->segments)->default_value(a->segments), "segments")(
       "file-per-process,F", po::bool_switch(&a->fpp), "one file per rank (else one shared file)")(
       "dir", po::value(&a->dir)->default_value(a->dir), "directory of the baselines' files")(
-      "reps", po::value(&a->reps)->default_value(a->reps), "repetitions")(
+      "reps,i", po::value(&a->reps)->default_value(a->reps), "repetitions")(
       "json", po::value(&a->json), "append one JSON object per result to FILE")(
       "drop-caches", po::bool_switch(&a->drop_caches),
       "root: drop the page cache before each read phase")("no-verify",
@@ -140,6 +145,16 @@ po::options_description BenchDescription(Args* a, OptionText* o) {
       "files per rank for the meta workload")(
       "memcpy-mib", po::value(&a->memcpy_mib)->default_value(a->memcpy_mib),
       "buffer size of the memory-copy measurement");
+  po::options_description ior("IOR's short flags, so that an IOR command line can be reused");
+  ior.add_options()("ior-write,w", po::bool_switch(&o->ior_write),
+                    "the write workload (with -r: both; either replaces --workload)")(
+      "ior-read,r", po::bool_switch(&o->ior_read), "the read workload")(
+      "ior-file,o", po::value(&o->ior_file),
+      "IOR's test file: its directory is --dir (the name is gfs-bench's own)")(
+      "fsync,e", "fsync after the write phase: always done")(
+      "reorder,C", "read what another rank wrote: always done (rank r reads rank r+1's)")(
+      "keep,k", po::bool_switch(&a->keep), "keep the last repetition's files");
+  d.add(ior);
   return d;
 }
 
@@ -174,6 +189,13 @@ std::string ParseArgs(const std::vector<std::string>& argv, Args* a, bool* help)
   *help = vm.count("help") > 0;
   a->verify = vm.count("no-verify") == 0;
   a->apis = SplitList(o.api);
+  for (auto& x : a->apis) {  // IOR spells them POSIX, MPIIO, HDF5
+    for (auto& ch : x) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  }
+  if (!o.ior_file.empty()) {
+    const auto slash = o.ior_file.rfind('/');
+    a->dir = slash == std::string::npos ? "." : slash == 0 ? "/" : o.ior_file.substr(0, slash);
+  }
   for (const auto& x : a->apis) {
     if (x != "gfs" && x != "mpiio" && x != "hdf5" && x != "posix") {
       std::string e = "unknown api '";
@@ -196,6 +218,11 @@ std::string ParseArgs(const std::vector<std::string>& argv, Args* a, bool* help)
       return e;
     }
     if (!Has(a->workloads, x)) a->workloads.push_back(x);
+  }
+  if (o.ior_write || o.ior_read) {
+    a->workloads.clear();
+    if (o.ior_write) a->workloads.push_back("write");
+    if (o.ior_read) a->workloads.push_back("read");
   }
   if (a->workloads.empty()) return "--workload is empty";
   if (!ParseSize(o.t, &a->transfer) || a->transfer == 0) return "bad transfer size (-t)";
@@ -821,7 +848,9 @@ void Bench::WriteRead(const std::string& api, int rep) {
 
   Barrier(comm_);
   auto b = Make(api);
-  if (a_.fpp) {
+  if (a_.keep && rep + 1 == a_.reps) {
+    // -k: the last repetition's files stay.
+  } else if (a_.fpp) {
     b->Remove(PathOf(api, tag, me_));
   } else if (me_ == 0) {
     b->Remove(PathOf(api, tag, 0));
