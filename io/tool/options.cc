@@ -311,11 +311,12 @@ Status ApplyGlobals(const GlobalText& t, po::variables_map& vm, bool launcher, G
   return Status::OK();
 }
 
-// "-vq" -> {"v", "q"}; "--name=x" -> {"name"}; "--name" -> {"name"}.
+// "-vq" -> {"-v", "-q"} (Boost finds short options by "-v"); "--name=x" ->
+// {"name"}; "--name" -> {"name"}.
 std::vector<std::string> OptionNames(const std::string& tok) {
   if (tok.rfind("--", 0) == 0) return {tok.substr(2, tok.find('=') - 2)};
   std::vector<std::string> out;
-  for (size_t i = 1; i < tok.size(); ++i) out.push_back(std::string(1, tok[i]));
+  for (size_t i = 1; i < tok.size(); ++i) out.push_back(std::string("-") + tok[i]);
   return out;
 }
 
