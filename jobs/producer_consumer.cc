@@ -56,9 +56,6 @@ int RunProducerConsumer(Session* s, const ProducerConsumerOptions& o) {
   int create_code = 0;
   if (me == 0) {
     CreateOptions co;
-    // Its directory is made as needed, as a parallel job's output file's would be.
-    const std::string dir = o.file.substr(0, o.file.rfind('/'));
-    if (!dir.empty()) c->Mkdir(dir, true);
     auto f = c->Create(o.file, co);
     if (!f.ok()) {
       std::fprintf(stderr, "gfs: producer-consumer: %s: %s\n", o.file.c_str(),

@@ -246,8 +246,9 @@ void CollectLeftovers(Client* c, const std::string& remote) {
     if (e.is_dir || !IsTemp(n)) continue;
     const size_t head = std::strlen(kTempPrefix) + 17;  // prefix, 16 hex digits, '.'
     if (n.size() <= head) continue;
+    // The name after the prefix; cut when the whole would pass 255 bytes.
     std::string target = n.substr(head);
-    if (name.compare(0, target.size(), target) == 0) {
+    if (target == name || (n.size() == 255 && name.rfind(target, 0) == 0)) {
       Status s = c->Remove(Join(DirName(remote), n), false);
       GFS_LOG_DEBUG("removed the leftover temporary %s: %s", n.c_str(), s.ToString().c_str());
     }

@@ -73,7 +73,7 @@ for seed in "${SEEDS[@]}"; do
   log "seed $seed: flipped $(tr '\n' ' ' <"$TMP/flips")"
   # Reads never return the flipped bytes (a replica failing its checksum is
   # reported and the read goes to another).
-  run_gfs get /f "$TMP/out.bin"
+  run_gfs get -f /f "$TMP/out.bin"
   assert_ok "get (seed $seed)"
   assert_same_file "$TMP/in.bin" "$TMP/out.bin" "get with corrupt replicas (seed $seed)"
   # fsck --verify finds every corrupt replica still there (those no read

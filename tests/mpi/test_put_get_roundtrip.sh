@@ -51,7 +51,7 @@ assert_ok "put with --writeback 1M"
 assert_eq 0 "$(python3 "$STATS_PY" sum "$TMP/s4" chunkserver writebacks_batched)" "nothing left at fsync"
 assert_eq $((CHUNKS * 3)) "$(python3 "$STATS_PY" sum "$TMP/s4" chunkserver writebacks_early)" \
   "one early writeback per 8 MiB write per replica"
-run_gfs get /wb.bin "$TMP/out.bin"
+run_gfs get -f /wb.bin "$TMP/out.bin"
 assert_ok "get after put with --writeback"
 assert_same_file "$TMP/in.bin" "$TMP/out.bin" "get after put with --writeback"
 rm -f "$TMP/out.bin"
@@ -73,21 +73,21 @@ assert_eq $((CHUNKS * 3)) "$(python3 "$STATS_PY" sum "$TMP/s7" client local_sync
 python3 "$STATS_PY" chunks "$TMP/d3" "$TMP/in.bin" 8388608 3 || fail "on-disk replica check (short-circuit)"
 DATA="$TMP/d3" run_gfs fsck --verify /r3.bin
 assert_ok "fsck --verify after short-circuit writes of every replica"
-DATA="$TMP/d3" run_gfs get /r3.bin "$TMP/out.bin"
+DATA="$TMP/d3" run_gfs get -f /r3.bin "$TMP/out.bin"
 assert_ok "get after a short-circuit put at R=3"
 assert_same_file "$TMP/in.bin" "$TMP/out.bin" "get after a short-circuit put at R=3"
 rm -f "$TMP/out.bin"
 
 # Batched lookups (stats of a get job).
 rm -f "$TMP/out.bin"
-run_gfs --stats-dir "$TMP/s2" get /big.bin "$TMP/out.bin"
+run_gfs --stats-dir "$TMP/s2" get -f /big.bin "$TMP/out.bin"
 assert_ok "get with --stats-dir"
 assert_same_file "$TMP/in.bin" "$TMP/out.bin" "second get"
 python3 "$STATS_PY" read "$TMP/s2" "$SIZE" 5 local || fail "read path check (lookups, master off the data path)"
 
 # The same through the chunkservers only.
 rm -f "$TMP/out.bin"
-run_gfs --no-short-circuit --stats-dir "$TMP/s3" get /big.bin "$TMP/out.bin"
+run_gfs --no-short-circuit --stats-dir "$TMP/s3" get -f /big.bin "$TMP/out.bin"
 assert_ok "get with --no-short-circuit"
 assert_same_file "$TMP/in.bin" "$TMP/out.bin" "get through the chunkservers"
 python3 "$STATS_PY" read "$TMP/s3" "$SIZE" 5 wire || fail "read path check (--no-short-circuit)"
@@ -107,7 +107,7 @@ assert_eq "$CHUNKS" "$(python3 "$STATS_PY" sum "$TMP/s5" client local_syncs)" \
 run_gfs fsck --verify /r1.bin
 assert_ok "fsck --verify after short-circuit writes"
 rm -f "$TMP/out.bin"
-run_gfs get /r1.bin "$TMP/out.bin"
+run_gfs get -f /r1.bin "$TMP/out.bin"
 assert_ok "get at R=1"
 assert_same_file "$TMP/in.bin" "$TMP/out.bin" "get after a short-circuit put"
 # --no-short-circuit: pushed through the chunkservers instead.
