@@ -1157,13 +1157,24 @@ int RunCommand(Client* c, const JobConfig& job, const CommandSpec& spec, const C
     if (s.ok()) {
       RecordReader reader(MaxRecordPayload(f->chunk_size));
       uint64_t n = 0;
+      const bool json = a.Flag("json");
+      // JSON: one array, written as the records come (a log may hold millions).
+      if (json) std::printf("[");
       auto end = ReadRecordsOnce(
           c, &*f, &reader,
-          [&n](const RecordView& r) {
+          [&n, json](const RecordView& r) {
+            if (json) {
+              std::printf("%s%s", n ? "," : "",
+                          Json{{"producer", r.producer}, {"sequence", r.seq}, {"length", r.size}}
+                              .dump()
+                              .c_str());
+            } else {
+              std::printf("%" PRIu64 " %" PRIu64 " %" PRIu32 "\n", r.producer, r.seq, r.size);
+            }
             ++n;
-            std::printf("%" PRIu64 " %" PRIu64 " %" PRIu32 "\n", r.producer, r.seq, r.size);
           },
           true);
+      if (json) std::printf("]\n");
       s = end.status();
       if (s.ok() && n == 0) {
         s = Status::InvalidArgument("not a record log: no valid record in its " +

@@ -524,7 +524,7 @@ const std::vector<CommandSpec>& Commands() {
        1,
        1,
        "R",
-       {},
+       {{"json", nullptr, "print one JSON array of {producer, sequence, length}"}},
        false,
        true},
       {"h5export",

@@ -132,8 +132,40 @@ assert_one_error_line "not a record log"
 run_gfs records /d/log
 assert_ok
 assert_eq 2 "$(grep -c . <<<"$OUT")" "two records"
+run_gfs records --json /d/log
+assert_ok
+printf '%s' "$OUT" >"$TMP/records.json"
+
+# put -f applies this job's settings to the new file (never keeps the old ones).
+GLOBALS=(--chunkservers 2 --replication 1 --chunk-size 2M)
+run_gfs put -f "$TMP/lines" /d/sub/lines
+assert_ok "put -f with other settings"
+GLOBALS=(--chunk-size 1M --chunkservers 2 --replication 2)
+run_gfs stat --json /d/sub/lines
+assert_eq 1 "$(json_get replication <<<"$OUT")" "put -f applied --replication"
+assert_eq $((2 * MiB)) "$(json_get chunk_size <<<"$OUT")" "put -f applied --chunk-size"
+
+# --progress: on a terminal one line redrawn in place (carriage returns), with
+# percent and rate; to a file, plain lines.
+run_cmd script -qec "$(printf '%q ' "$GFS" --data-dir "$DATA" --progress put -f "$TMP/big" /d/big)" /dev/null
+assert_ok "put --progress on a terminal"
+assert_contains "$OUT" $'\r' "progress redraws its line on a terminal"
+assert_contains "$OUT" "(100%)" "progress shows the percent"
+assert_contains "$OUT" "/s" "progress shows the rate"
+run_gfs --progress put -f "$TMP/big" /d/big
+assert_ok "put --progress to a file"
+assert_not_contains "$ERR" $'\r' "no carriage returns when stderr is not a terminal"
+assert_contains "$ERR" "(100%)" "plain progress lines"
 
 # Every --json output parses, with the awkward name intact.
+PCFILE=$'/d/pc"q\\x\ty'
+run_gfs --clients 2 producer-consumer --file "$PCFILE" --producers 1 --records 20 --max-size 256 --json
+assert_ok "producer-consumer with an awkward file name"
+printf '%s' "$OUT" >"$TMP/pc.json"
+mkdir -p "$TMP/base\"q"
+run_cmd "$(dirname "$GFS")/gfs-bench" --data-dir "$TMP/bench-data" --api posix,gfs --workload write \
+  -t 64K -b 64K --reps 1 --memcpy-mib 1 --dir "$TMP/base\"q" --json "$TMP/bench.json"
+assert_ok "gfs-bench with a quote in --dir"
 run_gfs ls -R --json /
 assert_ok
 printf '%s' "$OUT" >"$TMP/ls.json"
@@ -155,9 +187,9 @@ printf '%s' "$OUT" >"$TMP/report.json"
 run_gfs fsck --json /
 assert_ok
 printf '%s' "$OUT" >"$TMP/fsck.json"
-python3 - "$TMP" "$WEIRD" <<'PY' || fail "JSON outputs"
-import json, os, sys
-d, weird = sys.argv[1], sys.argv[2]
+python3 - "$TMP" "$WEIRD" "$PCFILE" <<'PY' || fail "JSON outputs"
+import json, math, os, sys
+d, weird, pcfile = sys.argv[1], sys.argv[2], sys.argv[3]
 def load(name):
     with open(os.path.join(d, name + ".json"), encoding="utf-8") as f:
         return json.load(f)
@@ -190,6 +222,25 @@ for ch in files["/d/big"]["chunk_list"]:
     assert len(ch["replicas"]) == 2, ch
     for r in ch["replicas"]:
         assert set(r) == {"id", "dir", "host", "rank"} and r["dir"].startswith("chunkserver-"), r
+recs = load("records")
+assert len(recs) == 2 and all(set(r) == {"producer", "sequence", "length"} for r in recs), recs
+assert sorted(r["length"] for r in recs) == [11, 19], recs
+pc = load("pc")
+assert pc["file"] == pcfile and pc["ok"] is True and pc["records"] == 20, pc
+assert set(pc) == {"file", "producers", "consumers", "records", "expected", "bytes", "duplicates",
+                   "padding_bytes", "skipped_bytes", "missing", "corrupt", "seconds", "mb_per_s",
+                   "ok"}, pc
+with open(os.path.join(d, "bench.json")) as f:
+    bench = [json.loads(l) for l in f if l.strip()]
+assert bench and all(b["dir"] == os.path.join(d, 'base"q') for b in bench), bench
+def finite(x):
+    if isinstance(x, float):
+        assert math.isfinite(x), x
+    elif isinstance(x, dict):
+        for v in x.values(): finite(v)
+    elif isinstance(x, list):
+        for v in x: finite(v)
+for b in bench: finite(b)
 print("JSON ok")
 PY
 pass
