@@ -237,19 +237,29 @@ std::string StoreTempFor(const std::string& remote) {
 
 // Temporaries of `remote` left by a put or cp that was killed (the data
 // directory is locked by one job at a time, and this job writes none yet).
+// Each directory is listed once per command (a put -r of many files into one
+// directory would list it again for every file).
 void CollectLeftovers(Client* c, const std::string& remote) {
-  auto entries = c->List(DirName(remote));
-  if (!entries.ok()) return;
+  static std::map<std::string, std::vector<std::string>> temps_by_dir;
+  const std::string dir = DirName(remote);
+  auto it = temps_by_dir.find(dir);
+  if (it == temps_by_dir.end()) {
+    auto entries = c->List(dir);
+    if (!entries.ok()) return;
+    std::vector<std::string> temps;
+    for (const FileStat& e : *entries) {
+      if (!e.is_dir && IsTemp(e.path)) temps.push_back(e.path);
+    }
+    it = temps_by_dir.emplace(dir, std::move(temps)).first;
+  }
   const std::string name = BaseName(remote);
-  for (const FileStat& e : *entries) {
-    const std::string& n = e.path;
-    if (e.is_dir || !IsTemp(n)) continue;
+  for (const std::string& n : it->second) {
     const size_t head = std::strlen(kTempPrefix) + 17;  // prefix, 16 hex digits, '.'
     if (n.size() <= head) continue;
     // The name after the prefix; cut when the whole would pass 255 bytes.
     std::string target = n.substr(head);
     if (target == name || (n.size() == 255 && name.rfind(target, 0) == 0)) {
-      Status s = c->Remove(Join(DirName(remote), n), false);
+      Status s = c->Remove(Join(dir, n), false);
       GFS_LOG_DEBUG("removed the leftover temporary %s: %s", n.c_str(), s.ToString().c_str());
     }
   }
