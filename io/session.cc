@@ -305,7 +305,13 @@ Status Init(MPI_Comm world, const JobConfig& cfg_in, Session* s) {
   if (err[0] != 0) return Status(static_cast<Code>(err[0]), std::string(err + 1));
 
   if (in_group) {
+    GFS_LOG_INFO("%s rank %d: serving %s: %zu files, %zu directories, %zu chunks, op log at %llu",
+                 l.is_master(rank) ? "master" : "shadow", rank, master->journal()->dir().c_str(),
+                 master->meta().NumFiles(), master->meta().NumDirs(), master->meta().NumChunks(),
+                 static_cast<unsigned long long>(master->journal()->last_seq()));
     Status st = RunServer(s->transport_.get(), master.get());
+    GFS_LOG_DEBUG("%s rank %d: done: %s", l.is_master(rank) ? "master" : "shadow", rank,
+                  st.ToString().c_str());
     WriteStats(cfg, rank, s->role_, master->stats(), *s->transport_);
     return st;
   }
@@ -325,7 +331,10 @@ Status Init(MPI_Comm world, const JobConfig& cfg_in, Session* s) {
       GFS_LOG_ERROR("chunkserver rank %d: %s", rank, st.ToString().c_str());
       return st;
     }
+    GFS_LOG_INFO("chunkserver rank %d: serving %s (id %016llx)", rank, dir.c_str(),
+                 static_cast<unsigned long long>(id));
     st = RunServer(s->transport_.get(), &cs);
+    GFS_LOG_DEBUG("chunkserver rank %d: done: %s", rank, st.ToString().c_str());
     WriteStats(cfg, rank, s->role_, cs.stats(), *s->transport_);
     return st;
   }

@@ -25,6 +25,18 @@ run_gfs put "$TMP/lines" "$WEIRD"
 assert_ok "put to a name with a quote, a backslash, a tab, a control character"
 run_gfs touchz /d/empty /d/empty2
 assert_ok "touchz"
+assert_eq "" "$ERR" "a command that succeeds prints nothing on stderr"
+
+# The storage ranks' log: -v adds info and debug lines with the time and the
+# level; -q keeps errors only.
+run_gfs -v ls /d
+assert_ok "ls -v"
+grep -Eq '^gfs: [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3} I master rank 0: serving ' "$ERR_FILE" ||
+  fail "no timestamped info line from the master with -v: $ERR"
+grep -Eq ' I chunkserver rank [0-9]+: serving .*chunkserver-' "$ERR_FILE" || fail "-v: $ERR"
+run_gfs -q ls /d
+assert_ok "ls -q"
+assert_eq "" "$ERR" "-q: nothing on stderr"
 run_gfs touchz /d/empty
 assert_ok "touchz of an existing empty file"
 run_gfs touchz /d/big
