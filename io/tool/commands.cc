@@ -289,7 +289,10 @@ Status WriteAtomically(Client* c, const JobConfig& job, const std::string& remot
   if (s.ok()) s = c->Close(&*f);
   if (s.ok() && g_interrupted) s = InterruptedStatus();
   if (s.ok()) {
-    s = c->Rename(temp, remote, force);
+    // A replace only when there is a file to replace: a plain rename is an
+    // op-log record every build reads.
+    s = c->Rename(temp, remote, force && existing.ok());
+    if (s.code() == Code::kAlreadyExists && force) s = c->Rename(temp, remote, true);
     if (s.code() == Code::kAlreadyExists) s = Status(Code::kAlreadyExists, "use -f to replace it");
   }
   if (!s.ok()) {
