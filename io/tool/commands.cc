@@ -379,8 +379,9 @@ Status PutTree(Client* c, const JobConfig& job, const std::string& local, const 
 
 // ---- get ----
 
-// Copies [from, to) of f to fd.
-Status CopyOut(Client* c, File* f, uint64_t from, uint64_t to, int fd, Progress* prog) {
+// Copies [from, to) of f to fd. A failed local write sets *local_error.
+Status CopyOut(Client* c, File* f, uint64_t from, uint64_t to, int fd, Progress* prog,
+               bool* local_error = nullptr) {
   const size_t cap =
       static_cast<size_t>(std::min<uint64_t>(kIoBuffer, std::max<uint64_t>(to - from, 1)));
   std::unique_ptr<uint8_t[]> buf(new uint8_t[cap]);
@@ -394,7 +395,11 @@ Status CopyOut(Client* c, File* f, uint64_t from, uint64_t to, int fd, Progress*
     if (!n.ok()) return n.status();
     if (*n == 0) break;
     if (g_interrupted) return InterruptedStatus();
-    GFS_RETURN_IF_ERROR(WriteAll(fd, buf.get(), *n));
+    Status w = WriteAll(fd, buf.get(), *n);
+    if (!w.ok()) {
+      if (local_error) *local_error = true;
+      return w;
+    }
     off += *n;
   }
   return Status::OK();
@@ -444,9 +449,9 @@ Status GetFile(Client* c, const JobConfig& job, const std::string& remote, const
   mode_t mask = ::umask(0);
   ::umask(mask);
   ::fchmod(fd, 0666 & ~mask);
-  Status s = CopyOut(c, &*f, 0, UINT64_MAX, fd, &prog);
-  if (!s.ok() && s.code() != Code::kUnavailable)
-    *err_path = s.code() == Code::kIOError ? local : remote;
+  bool local_error = false;
+  Status s = CopyOut(c, &*f, 0, UINT64_MAX, fd, &prog, &local_error);
+  if (local_error) *err_path = local;
   if (s.ok() && ::fdatasync(fd) != 0) {
     *err_path = local;
     s = ErrnoStatus("syncing", errno);
