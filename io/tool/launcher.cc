@@ -434,7 +434,7 @@ std::vector<std::string> MpirunCommand(const CommandLine& cl, int argc, char** a
   // Whether progress may redraw one line: the launcher's stderr is what the
   // user sees (the ranks' stderr is a pipe to mpirun).
   cmd.push_back("-x");
-  cmd.push_back("GFS_PROGRESS_TTY");
+  cmd.push_back(std::string("GFS_PROGRESS_TTY=") + (isatty(2) ? "1" : "0"));
   // stdin goes to the client that runs the command.
   cmd.push_back("--stdin");
   cmd.push_back(std::to_string(1 + j.shadows + j.chunkservers));
@@ -530,7 +530,6 @@ int Launch(const CommandLine& cl, int argc, char** argv) {
   // signal) become this process's children, so it can wait for them: no rank
   // runs, or writes a file, once the prompt is back.
   prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-  setenv("GFS_PROGRESS_TTY", isatty(2) ? "1" : "0", 1);
   pid_t pid = fork();
   if (pid < 0) {
     std::fprintf(stderr, "gfs: fork: %s\n", std::strerror(errno));
