@@ -164,7 +164,7 @@ assert_ok "put --progress on a terminal"
 assert_contains "$OUT" $'\r' "progress redraws its line on a terminal"
 assert_contains "$OUT" "(100%)" "progress shows the percent"
 assert_contains "$OUT" "/s" "progress shows the rate"
-run_gfs --progress put -f "$TMP/big" /d/big
+run_gfs put -f "$TMP/big" /d/big --progress  # a global option after the arguments
 assert_ok "put --progress to a file"
 assert_not_contains "$ERR" $'\r' "no carriage returns when stderr is not a terminal"
 assert_contains "$ERR" "(100%)" "plain progress lines"
