@@ -21,9 +21,13 @@
 #include <mpi.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <boost/program_options.hpp>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <iostream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -34,14 +38,31 @@
 
 namespace {
 
-std::vector<uint64_t> ParseList(const std::string& s) {
-  std::vector<uint64_t> out;
+namespace po = boost::program_options;
+using Json = nlohmann::json;
+
+#ifndef GFS_VERSION
+#define GFS_VERSION "unknown"
+#endif
+
+// "4096,65536" -> {4096, 65536}; false on anything but positive whole numbers.
+bool ParseList(const std::string& s, std::vector<uint64_t>* out) {
+  out->clear();
   std::stringstream in(s);
   std::string item;
   while (std::getline(in, item, ',')) {
-    if (!item.empty()) out.push_back(std::stoull(item));
+    if (item.empty() || item.size() > 15 ||
+        item.find_first_not_of("0123456789") != std::string::npos)
+      return false;
+    uint64_t v = std::stoull(item);
+    if (v == 0) return false;
+    out->push_back(v);
   }
-  return out;
+  return !out->empty();
+}
+
+void WriteJson(FILE* f, const Json& j) {
+  std::fprintf(f, "%s\n", j.dump(-1, ' ', false, Json::error_handler_t::replace).c_str());
 }
 
 struct Args {
@@ -62,24 +83,44 @@ double Timed(MPI_Comm comm, uint64_t start_us) {
 int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
   Args a;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string k = argv[i], v = argv[i + 1];
-    if (k == "--data-dir")
-      a.data_dir = v;
-    else if (k == "--chunkservers")
-      a.chunkservers = std::stoi(v);
-    else if (k == "--mib")
-      a.mib = std::stoull(v);
-    else if (k == "--record-size")
-      a.sizes = ParseList(v);
-    else if (k == "--producers")
-      a.producers = ParseList(v);
-    else if (k == "--replication")
-      a.repl = ParseList(v);
-    else if (k == "--h5-dir")
-      a.h5_dir = v;
-    else if (k == "--json")
-      a.json = v;
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  {
+    std::string sizes = "4096,65536", producers = "1,2,4,8", repl = "1,3";
+    po::options_description d("gfs-append-bench options");
+    d.add_options()("help", "this help")("version", "print the version")(
+        "data-dir", po::value(&a.data_dir), "the store's data directory")(
+        "chunkservers", po::value(&a.chunkservers), "chunkserver ranks K (default 3)")(
+        "mib", po::value(&a.mib), "MiB per measurement (default 256)")(
+        "record-size", po::value(&sizes), "record sizes B,B... (default 4096,65536)")(
+        "producers", po::value(&producers), "producer counts P,P... (default 1,2,4,8)")(
+        "replication", po::value(&repl), "replications R,R... (default 1,3)")(
+        "h5-dir", po::value(&a.h5_dir), "directory of the HDF5 packet table (default /tmp)")(
+        "json", po::value(&a.json), "write one JSON object per result to FILE");
+    std::string err;
+    po::variables_map vm;
+    try {
+      po::store(po::parse_command_line(argc, argv, d), vm);
+      po::notify(vm);
+    } catch (const std::exception& e) {
+      err = e.what();
+    }
+    if (err.empty() && (a.chunkservers < 1 || a.mib == 0))
+      err = "--chunkservers and --mib must be positive";
+    if (err.empty() && (!ParseList(sizes, &a.sizes) || !ParseList(producers, &a.producers) ||
+                        !ParseList(repl, &a.repl))) {
+      err = "--record-size, --producers and --replication take positive numbers, comma-separated";
+    }
+    const bool help = err.empty() && vm.count("help"), version = err.empty() && vm.count("version");
+    if (rank == 0) {
+      if (!err.empty()) std::fprintf(stderr, "gfs-append-bench: %s (see --help)\n", err.c_str());
+      if (help) std::cout << "usage: mpirun -np 1+K+C gfs-append-bench [options]\n\n" << d;
+      if (version) std::printf("gfs-append-bench %s\n", GFS_VERSION);
+    }
+    if (!err.empty() || help || version) {
+      MPI_Finalize();
+      return err.empty() ? 0 : 2;
+    }
   }
   gfs::JobConfig cfg;
   cfg.data_dir = a.data_dir;
@@ -102,18 +143,24 @@ int main(int argc, char** argv) {
     auto report = [&](const char* api, uint64_t r, uint64_t size, int producers, double secs,
                       double base) {
       if (me != 0) return;
-      double mbs = static_cast<double>(total) / 1e6 / secs;
+      double mbs = static_cast<double>(total) / 1e6 / std::max(secs, 1e-9);
       std::printf("%-7s R=%" PRIu64 " record=%7" PRIu64 " producers=%d  %8.1f MB/s  %6.2f s", api,
                   r, size, producers, mbs, secs);
       if (base > 0) std::printf("  ratio vs stream %.2f", mbs / base);
       std::printf("\n");
       std::fflush(stdout);
       if (json) {
-        std::fprintf(json,
-                     "{\"api\":\"%s\",\"workload\":\"append\",\"ranks\":%d,\"replication\":%" PRIu64
-                     ",\"record_size\":%" PRIu64 ",\"bytes\":%" PRIu64
-                     ",\"seconds\":%.4f,\"mb_per_s\":%.2f,\"ratio_vs\":{\"stream\":%.3f}}\n",
-                     api, producers, r, size, total, secs, mbs, base > 0 ? mbs / base : 1.0);
+        Json ratio = Json::object();
+        if (base > 0) ratio["stream"] = mbs / base;
+        WriteJson(json, Json{{"api", api},
+                             {"workload", "append"},
+                             {"ranks", producers},
+                             {"replication", r},
+                             {"record_size", size},
+                             {"bytes", total},
+                             {"seconds", secs},
+                             {"mb_per_s", mbs},
+                             {"ratio_vs", ratio}});
       }
     };
     for (uint64_t r : a.repl) {
@@ -137,7 +184,7 @@ int main(int argc, char** argv) {
             }
             if (f.ok()) c->Close(&*f);
             double secs = Timed(comm, t0);
-            stream_mbs = static_cast<double>(total) / 1e6 / secs;
+            stream_mbs = static_cast<double>(total) / 1e6 / std::max(secs, 1e-9);
             report("stream", r, size, 1, secs, 0);
           } else {
             MPI_Barrier(comm);
@@ -217,17 +264,21 @@ int main(int argc, char** argv) {
           double secs = Timed(comm, t0);
           if (me == 0) {
             unlink(h5.c_str());
-            double mbs = static_cast<double>(total) / 1e6 / secs;
+            double mbs = static_cast<double>(total) / 1e6 / std::max(secs, 1e-9);
             std::printf("h5pt    R=local record=%7" PRIu64
                         " producers=%d  %8.1f MB/s  %6.2f s  "
                         "(single writer, gathered)\n",
                         size, p, mbs, secs);
             if (json) {
-              std::fprintf(json,
-                           "{\"api\":\"hdf5-pt\",\"workload\":\"append\",\"ranks\":%d,"
-                           "\"replication\":1,\"record_size\":%" PRIu64 ",\"bytes\":%" PRIu64
-                           ",\"seconds\":%.4f,\"mb_per_s\":%.2f,\"ratio_vs\":{}}\n",
-                           p, size, total, secs, mbs);
+              WriteJson(json, Json{{"api", "hdf5-pt"},
+                                   {"workload", "append"},
+                                   {"ranks", p},
+                                   {"replication", 1},
+                                   {"record_size", size},
+                                   {"bytes", total},
+                                   {"seconds", secs},
+                                   {"mb_per_s", mbs},
+                                   {"ratio_vs", Json::object()}});
             }
           }
         }

@@ -21,12 +21,15 @@
 
 #include <algorithm>
 #include <boost/program_options.hpp>
+#include <cctype>
 #include <cerrno>
 #include <cinttypes>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -40,6 +43,7 @@
 #include "mpi/clock.h"
 
 namespace po = boost::program_options;
+using Json = nlohmann::json;
 
 namespace {
 
@@ -61,6 +65,7 @@ struct Args {
   uint64_t chunk_size = 64ull << 20;
   uint64_t meta_files = 100;
   bool drop_caches = false, verify = true;
+  bool keep = false;  // -k: the last repetition's files stay
   uint64_t memcpy_mib = 256;
 };
 
@@ -115,12 +120,15 @@ bool Has(const std::vector<std::string>& v, const std::string& x) {
 // SplitArgs). Binds to the given storage.
 struct OptionText {
   std::string api = "gfs,mpiio,hdf5,posix", workload = "write,read", t = "1M", b = "64M";
+  std::string ior_file;                      // -o
+  bool ior_write = false, ior_read = false;  // -w, -r
 };
 
 po::options_description BenchDescription(Args* a, OptionText* o) {
   po::options_description d("gfs-bench options");
-  d.add_options()("help,h", "this help")("api", po::value(&o->api)->default_value(o->api),
-                                         "comma list from gfs, mpiio, hdf5, posix")(
+  d.add_options()("help,h", "this help")("api,a", po::value(&o->api)->default_value(o->api),
+                                         "comma list from gfs, mpiio, hdf5, posix (IOR's "
+                                         "-a POSIX|MPIIO|HDF5 too)")(
       "workload", po::value(&o->workload)->default_value(o->workload),
       "comma list from write, read, append, meta, or all")(
       "transfer,t", po::value(&o->t)->default_value(o->t), "transfer size (also the record size)")(
@@ -128,7 +136,7 @@ po::options_description BenchDescription(Args* a, OptionText* o) {
       "segments,s", po::value(&a->segments)->default_value(a->segments), "segments")(
       "file-per-process,F", po::bool_switch(&a->fpp), "one file per rank (else one shared file)")(
       "dir", po::value(&a->dir)->default_value(a->dir), "directory of the baselines' files")(
-      "reps", po::value(&a->reps)->default_value(a->reps), "repetitions")(
+      "reps,i", po::value(&a->reps)->default_value(a->reps), "repetitions")(
       "json", po::value(&a->json), "append one JSON object per result to FILE")(
       "drop-caches", po::bool_switch(&a->drop_caches),
       "root: drop the page cache before each read phase")("no-verify",
@@ -137,6 +145,16 @@ po::options_description BenchDescription(Args* a, OptionText* o) {
       "files per rank for the meta workload")(
       "memcpy-mib", po::value(&a->memcpy_mib)->default_value(a->memcpy_mib),
       "buffer size of the memory-copy measurement");
+  po::options_description ior("IOR's short flags, so that an IOR command line can be reused");
+  ior.add_options()("ior-write,w", po::bool_switch(&o->ior_write),
+                    "the write workload (with -r: both; either replaces --workload)")(
+      "ior-read,r", po::bool_switch(&o->ior_read), "the read workload")(
+      "ior-file,o", po::value(&o->ior_file),
+      "IOR's test file: its directory is --dir (the name is gfs-bench's own)")(
+      "fsync,e", "fsync after the write phase: always done")(
+      "reorder,C", "read what another rank wrote: always done (rank r reads rank r+1's)")(
+      "keep,k", po::bool_switch(&a->keep), "keep the last repetition's files");
+  d.add(ior);
   return d;
 }
 
@@ -171,6 +189,13 @@ std::string ParseArgs(const std::vector<std::string>& argv, Args* a, bool* help)
   *help = vm.count("help") > 0;
   a->verify = vm.count("no-verify") == 0;
   a->apis = SplitList(o.api);
+  for (auto& x : a->apis) {  // IOR spells them POSIX, MPIIO, HDF5
+    for (auto& ch : x) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  }
+  if (!o.ior_file.empty()) {
+    const auto slash = o.ior_file.rfind('/');
+    a->dir = slash == std::string::npos ? "." : slash == 0 ? "/" : o.ior_file.substr(0, slash);
+  }
   for (const auto& x : a->apis) {
     if (x != "gfs" && x != "mpiio" && x != "hdf5" && x != "posix") {
       std::string e = "unknown api '";
@@ -193,6 +218,11 @@ std::string ParseArgs(const std::vector<std::string>& argv, Args* a, bool* help)
       return e;
     }
     if (!Has(a->workloads, x)) a->workloads.push_back(x);
+  }
+  if (o.ior_write || o.ior_read) {
+    a->workloads.clear();
+    if (o.ior_write) a->workloads.push_back("write");
+    if (o.ior_read) a->workloads.push_back("read");
   }
   if (a->workloads.empty()) return "--workload is empty";
   if (!ParseSize(o.t, &a->transfer) || a->transfer == 0) return "bad transfer size (-t)";
@@ -818,7 +848,9 @@ void Bench::WriteRead(const std::string& api, int rep) {
 
   Barrier(comm_);
   auto b = Make(api);
-  if (a_.fpp) {
+  if (a_.keep && rep + 1 == a_.reps) {
+    // -k: the last repetition's files stay.
+  } else if (a_.fpp) {
     b->Remove(PathOf(api, tag, me_));
   } else if (me_ == 0) {
     b->Remove(PathOf(api, tag, 0));
@@ -1100,82 +1132,68 @@ void Bench::Report() {
   for (const auto& [k, x] : results_) {
     const double med = x.Median();
     // Ratios to every other API measured for the same workload and op.
-    std::string ratios, rjson = "{";
+    std::string ratios;
+    Json rjson = Json::object(), limits = Json::object();
+    auto ratio = [&](const std::string& name, double v, Json* into) {
+      if (!std::isfinite(v)) return;
+      if (!ratios.empty()) ratios += " ";
+      ratios += name + "=" + Fmt(v);
+      (*into)[name] = v;
+    };
     for (const auto& [k2, y] : results_) {
       if (k2.workload != k.workload || k2.op != k.op || k2.api == k.api) continue;
       double base = y.Median();
-      if (base <= 0) continue;
-      if (!ratios.empty()) ratios += " ";
-      ratios += k2.api;
-      ratios += "=";
-      ratios += Fmt(med / base);
-      if (rjson.size() > 1) rjson += ",";
-      rjson += "\"";
-      rjson += k2.api;
-      rjson += "\":";
-      rjson += Fmt(med / base);
+      if (base > 0) ratio(k2.api, med / base, &rjson);
     }
     // Append: the producers against the single stream of the same API.
-    std::string limits = "{";
     if (k.workload == "append" && k.op.empty()) {
       auto it = results_.find(Key{"append", "stream", k.api});
       if (it != results_.end() && it->second.Median() > 0) {
-        double rs = med / it->second.Median();
-        if (!ratios.empty()) ratios += " ";
-        ratios += "stream=";
-        ratios += Fmt(rs);
-        if (rjson.size() > 1) rjson += ",";
-        rjson += "\"stream\":";
-        rjson += Fmt(rs);
+        ratio("stream", med / it->second.Median(), &rjson);
       }
     }
-    rjson += "}";
     // Machine limits: memory copy; for R replicas on one machine, each
     // baseline divided by R.
     if (!x.ops) {
-      limits += "\"memcpy\":";
-      limits += Fmt(memcpy_mbs_ > 0 ? med / memcpy_mbs_ : 0);
+      if (memcpy_mbs_ > 0) limits["memcpy"] = med / memcpy_mbs_;
       if (k.api == "gfs" && a_.replication > 1 && k.workload != "read") {
         for (const auto& [k2, y] : results_) {
           if (k2.workload != k.workload || k2.op != k.op || k2.api == k.api) continue;
           double lim = y.Median() / a_.replication;
-          if (lim <= 0) continue;
-          std::string name = k2.api;
-          name += "/";
-          name += std::to_string(a_.replication);
-          limits += ",\"";
-          limits += name;
-          limits += "\":";
-          limits += Fmt(med / lim);
-          ratios += " ";
-          ratios += name;
-          ratios += "=";
-          ratios += Fmt(med / lim);
+          if (lim > 0) ratio(k2.api + "/" + std::to_string(a_.replication), med / lim, &limits);
         }
       }
     }
-    limits += "}";
     std::printf("%-8s %-7s %-6s %5d %2u %12.1f %12.1f %12.1f %6" PRIu64 "  %s %s\n",
                 k.workload.c_str(), k.op.empty() ? "-" : k.op.c_str(), k.api.c_str(), x.ranks,
                 x.replication, med, x.Min(), x.Max(), x.Errors(), x.ops ? "ops/s" : "MB/s ",
                 ratios.c_str());
     if (json) {
-      const char* unit = x.ops ? "ops_per_s" : "mb_per_s";
-      std::fprintf(json,
-                   "{\"api\":\"%s\",\"workload\":\"%s\",\"op\":\"%s\",\"ranks\":%d,"
-                   "\"replication\":%u,\"bytes\":%" PRIu64
-                   ",\"%s\":%.3f,\"median\":%.3f,"
-                   "\"min\":%.3f,\"max\":%.3f,\"seconds\":%.6f,\"ratio_vs\":%s,"
-                   "\"ratio_vs_limit\":%s,\"memcpy_mb_per_s\":%.1f,\"errors\":%" PRIu64
-                   ",\"transfer\":%" PRIu64 ",\"block\":%" PRIu64 ",\"segments\":%" PRIu64
-                   ",\"file_per_process\":%s,\"reps\":%d,\"chunkservers\":%d,"
-                   "\"chunk_size\":%" PRIu64 ",\"drop_caches\":%s,\"dir\":\"%s\"}\n",
-                   k.api.c_str(), k.workload.c_str(), k.op.c_str(), x.ranks, x.replication,
-                   x.ops ? 0 : x.bytes, unit, med, med, x.Min(), x.Max(), x.MedianSeconds(),
-                   rjson.c_str(), limits.c_str(), memcpy_mbs_, x.Errors(), a_.transfer, a_.block,
-                   a_.segments, a_.fpp ? "true" : "false", static_cast<int>(x.reps.size()),
-                   a_.chunkservers, a_.chunk_size, (dropped_ && !drop_failed_) ? "true" : "false",
-                   a_.dir.c_str());
+      Json j{{"api", k.api},
+             {"workload", k.workload},
+             {"op", k.op},
+             {"ranks", x.ranks},
+             {"replication", x.replication},
+             {"bytes", x.ops ? 0 : x.bytes},
+             {x.ops ? "ops_per_s" : "mb_per_s", med},
+             {"median", med},
+             {"min", x.Min()},
+             {"max", x.Max()},
+             {"seconds", x.MedianSeconds()},
+             {"ratio_vs", rjson},
+             {"ratio_vs_limit", limits},
+             {"memcpy_mb_per_s", memcpy_mbs_},
+             {"errors", x.Errors()},
+             {"transfer", a_.transfer},
+             {"block", a_.block},
+             {"segments", a_.segments},
+             {"file_per_process", a_.fpp},
+             {"reps", static_cast<int>(x.reps.size())},
+             {"chunkservers", a_.chunkservers},
+             {"chunk_size", a_.chunk_size},
+             {"drop_caches", dropped_ && !drop_failed_},
+             {"dir", a_.dir}};
+      std::fprintf(json, "%s\n", j.dump(-1, ' ', false, Json::error_handler_t::replace).c_str());
     }
   }
   std::printf(
@@ -1228,11 +1246,7 @@ Status SplitArgs(int argc, char** argv, std::vector<std::string>* globals,
   const po::options_description bench = BenchDescription(&a, &o);
   // Asks gfs's own parser whether a global option exists and takes a value.
   auto probe = [&](const std::string& opt, bool* takes_value) -> Status {
-    std::string arg0 = argv[0], copy = opt;
-    char* pv[] = {arg0.data(), copy.data(), nullptr};
-    auto cl = gfs::tool::ParseCommandLine(2, pv, false);
-    *takes_value = !cl.ok() && cl.status().message().find("needs a value") != std::string::npos;
-    if (!cl.ok() && cl.status().message().find("unknown global option") != std::string::npos) {
+    if (!gfs::tool::IsGlobalOption(opt.substr(2), takes_value)) {
       return Status::InvalidArgument("unknown option '" + opt + "'");
     }
     return Status::OK();
@@ -1260,7 +1274,7 @@ Status SplitArgs(int argc, char** argv, std::vector<std::string>* globals,
       bool takes_value = false;
       GFS_RETURN_IF_ERROR(probe(t, &takes_value));
       if (takes_value && i + 1 < argc) globals->push_back(argv[++i]);
-    } else if (is_short && t != "-h") {
+    } else if (is_short && t != "-h" && t != "-v" && t != "-q") {
       return Status::InvalidArgument("unknown option '" + t + "'");
     }
   }
@@ -1282,7 +1296,7 @@ Result<gfs::tool::CommandLine> JobCommandLine(const char* argv0,
     std::vector<char*> pv;
     for (auto& x : *line) pv.push_back(x.data());
     pv.push_back(nullptr);
-    return gfs::tool::ParseCommandLine(static_cast<int>(line->size()), pv.data(), l);
+    return gfs::tool::ParseCommandLine(static_cast<int>(line->size()), pv.data(), l, "bench");
   };
   auto first = parse(globals, false);
   if (!first.ok()) return first.status();
@@ -1384,6 +1398,10 @@ int LauncherMain(int argc, char** argv) {
   std::string err = ParseArgs(own, &a, &help);
   if (help || cl->global.help) {
     std::printf("%s", Usage().c_str());
+    return 0;
+  }
+  if (cl->global.version) {
+    std::printf("%s", gfs::tool::VersionText("gfs-bench").c_str());
     return 0;
   }
   if (!err.empty()) {

@@ -22,12 +22,15 @@
 #include <malloc.h>
 #include <unistd.h>
 
+#include <boost/program_options.hpp>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <iostream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "common/env.h"
@@ -62,17 +65,25 @@ double Now() {
   std::exit(1);
 }
 
-void Usage() {
-  std::printf(
-      "usage: gfs-meta-bench [--files N] [--per-dir K] [--log-records M] [--dir DIR] "
-      "[--json FILE]\n"
-      "  --files N        files in the namespace, one chunk each (default 1000000)\n"
-      "  --per-dir K      files per directory (default 1000)\n"
-      "  --log-records M  op-log records appended and replayed after the checkpoint "
-      "(default 100000)\n"
-      "  --dir DIR        where the checkpoint and logs go (default: a temporary directory\n"
-      "                   under /tmp, removed afterwards; a given DIR is left in place)\n"
-      "  --json FILE      also write one JSON object per result line\n");
+namespace po = boost::program_options;
+using Json = nlohmann::json;
+
+#ifndef GFS_VERSION
+#define GFS_VERSION "unknown"
+#endif
+
+po::options_description Options(Args* a) {
+  po::options_description d("gfs-meta-bench options");
+  d.add_options()("help", "this help")("version", "print the version")(
+      "files", po::value(&a->files), "files in the namespace, one chunk each (default 1000000)")(
+      "per-dir", po::value(&a->per_dir), "files per directory (default 1000)")(
+      "log-records", po::value(&a->log_records),
+      "op-log records appended and replayed after the checkpoint (default 100000)")(
+      "dir", po::value(&a->dir),
+      "where the checkpoint and logs go (default: a temporary directory under /tmp, removed "
+      "afterwards; a given DIR is left in place)")(
+      "json", po::value(&a->json), "also write one JSON object per result line to FILE");
+  return d;
 }
 
 class Report {
@@ -99,12 +110,13 @@ class Report {
     }
     std::fflush(stdout);
     if (json_) {
-      std::fprintf(json_,
-                   "{\"bench\":\"meta\",\"metric\":\"%s\",\"value\":%.6f,\"unit\":\"%s\","
-                   "\"files\":%" PRIu64 ",\"log_records\":%" PRIu64,
-                   metric, value, unit, a_.files, a_.log_records);
-      if (rate > 0) std::fprintf(json_, ",\"rate\":%.1f,\"rate_unit\":\"%s\"", rate, rate_unit);
-      std::fprintf(json_, "}\n");
+      Json j{{"bench", "meta"}, {"metric", metric},  {"value", value},
+             {"unit", unit},    {"files", a_.files}, {"log_records", a_.log_records}};
+      if (rate > 0) {
+        j["rate"] = rate;
+        j["rate_unit"] = rate_unit;
+      }
+      std::fprintf(json_, "%s\n", j.dump(-1, ' ', false, Json::error_handler_t::replace).c_str());
       std::fflush(json_);
     }
   }
@@ -129,34 +141,25 @@ std::string FileName(uint64_t f) {
 
 int main(int argc, char** argv) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string k = argv[i];
-    if (k == "--help" || k == "-h") {
-      Usage();
-      return 0;
-    }
-    if (i + 1 >= argc) {
-      Usage();
-      return 2;
-    }
-    const std::string v = argv[++i];
-    if (k == "--files") {
-      a.files = std::stoull(v);
-    } else if (k == "--per-dir") {
-      a.per_dir = std::stoull(v);
-    } else if (k == "--log-records") {
-      a.log_records = std::stoull(v);
-    } else if (k == "--dir") {
-      a.dir = v;
-    } else if (k == "--json") {
-      a.json = v;
-    } else {
-      Usage();
-      return 2;
-    }
+  po::options_description d = Options(&a);
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, d), vm);
+    po::notify(vm);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "gfs-meta-bench: %s (see --help)\n", e.what());
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << "usage: gfs-meta-bench [options]\n\n" << d;
+    return 0;
+  }
+  if (vm.count("version")) {
+    std::printf("gfs-meta-bench %s\n", GFS_VERSION);
+    return 0;
   }
   if (a.files == 0 || a.per_dir == 0) {
-    Usage();
+    std::fprintf(stderr, "gfs-meta-bench: --files and --per-dir must be positive\n");
     return 2;
   }
   const bool temp_dir = a.dir.empty();

@@ -195,7 +195,15 @@ std::string Run(gfs::Client* c, const Args& a, const std::string& work, std::str
 
 }  // namespace
 
+#ifndef GFS_VERSION
+#define GFS_VERSION "unknown"
+#endif
+
 int main(int argc, char** argv) {
+  if (argc == 2 && std::string(argv[1]) == "--version") {
+    std::printf("gfs-rerep-bench %s\n", GFS_VERSION);
+    return 0;
+  }
   MPI_Init(&argc, &argv);
   if (argc < 3) {
     std::fprintf(stderr, "usage: gfs-rerep-bench DATA_DIR WORK_DIR [key=value...]\n");

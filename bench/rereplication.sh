@@ -305,11 +305,32 @@ cat <<EOF
 EOF
 
 if [[ -n "$JSON" ]]; then
-  printf '{"bench":"rereplication","size":%s,"chunk_size":%s,"chunkservers":%s,"replication":%s,"heartbeat_ms":%s,"timeout_ms":%s,"lease_seconds":%s,"poll_ms":%s,"victim_rank":%s,"put_s":%s,"bytes_rereplicated":%s,"chunks_rereplicated":%s,"max_short_chunks":%s,"servers_declared_dead":%s,"clones_done":%s,"clones_failed":%s,"clone_bytes":%s,"kill_to_full_s":%s,"detect_s":%s,"expected_detect_s":[%s,%s],"copy_s":%s,"first_chunk_s":%s,"rerep_copy_mb_s":%s,"rerep_total_mb_s":%s,"plain_copy_bytes":%s,"plain_copy_s":%s,"plain_copy_mb_s":%s,"plain_streams":%s,"plain_par_s":%s,"plain_par_mb_s":%s,"ratio_copy":%s,"ratio_total":%s,"ratio_copy_par":%s}\n' \
-    "$BYTES" "$CHUNK_BYTES" "$K" "$R" "$HB" "$TIMEOUT_MS" "$LEASE" "$POLL_MS" "$VICTIM" \
-    "${res[put_s]}" "${res[victim_bytes]}" "${res[victim_chunks]}" "${res[short_chunks]}" \
-    "$declared_dead" "$clones_done" \
-    "$clones_failed" "$clone_bytes" "$total_s" "$detect_s" "$expect_lo" "$expect_hi" "$copy_s" \
-    "$first_s" "$copy_mbs" "$total_mbs" "$copy_bytes" "$plain_s" "$plain_mbs" "$STREAMS" \
-    "$par_s" "$par_mbs" "$ratio_copy" "$ratio_total" "$ratio_par" >>"$JSON"
+  # Through Python's json: numbers that did not come out (a zero time) are
+  # null, never nan or inf.
+  python3 - "$JSON" \
+    size="$BYTES" chunk_size="$CHUNK_BYTES" chunkservers="$K" replication="$R" \
+    heartbeat_ms="$HB" timeout_ms="$TIMEOUT_MS" lease_seconds="$LEASE" poll_ms="$POLL_MS" \
+    victim_rank="$VICTIM" put_s="${res[put_s]}" bytes_rereplicated="${res[victim_bytes]}" \
+    chunks_rereplicated="${res[victim_chunks]}" max_short_chunks="${res[short_chunks]}" \
+    servers_declared_dead="$declared_dead" clones_done="$clones_done" \
+    clones_failed="$clones_failed" clone_bytes="$clone_bytes" kill_to_full_s="$total_s" \
+    detect_s="$detect_s" expected_detect_lo_s="$expect_lo" expected_detect_hi_s="$expect_hi" \
+    copy_s="$copy_s" first_chunk_s="$first_s" rerep_copy_mb_s="$copy_mbs" \
+    rerep_total_mb_s="$total_mbs" plain_copy_bytes="$copy_bytes" plain_copy_s="$plain_s" \
+    plain_copy_mb_s="$plain_mbs" plain_streams="$STREAMS" plain_par_s="$par_s" \
+    plain_par_mb_s="$par_mbs" ratio_copy="$ratio_copy" ratio_total="$ratio_total" \
+    ratio_copy_par="$ratio_par" <<'PY'
+import json, math, sys
+out = {"bench": "rereplication"}
+for kv in sys.argv[2:]:
+    k, v = kv.split("=", 1)
+    try:
+        x = float(v)
+        out[k] = (int(x) if x.is_integer() and "." not in v else x) if math.isfinite(x) else None
+    except ValueError:
+        out[k] = None
+out["expected_detect_s"] = [out.pop("expected_detect_lo_s"), out.pop("expected_detect_hi_s")]
+with open(sys.argv[1], "a") as f:
+    f.write(json.dumps(out) + "\n")
+PY
 fi

@@ -235,11 +235,11 @@ Status Client::Remove(const std::string& path, bool recursive) {
   return MasterCall(DeleteReq{path, recursive}, &rep);
 }
 
-Status Client::Rename(const std::string& src, const std::string& dst) {
+Status Client::Rename(const std::string& src, const std::string& dst, bool replace) {
   // Lengths are reported under the path they were written at.
   GFS_RETURN_IF_ERROR(ReportLengthsUnder(src));
   Empty rep;
-  return MasterCall(RenameReq{src, dst}, &rep);
+  return MasterCall(RenameReq{src, dst, replace}, &rep);
 }
 
 Result<File> Client::Create(const std::string& path, const CreateOptions& opts) {

@@ -77,7 +77,9 @@ class Client {
   Result<FileStat> Stat(const std::string& path);
   Result<std::vector<FileStat>> List(const std::string& path);
   Status Remove(const std::string& path, bool recursive);
-  Status Rename(const std::string& src, const std::string& dst);
+  // With `replace`, an existing file at dst is replaced in the same logged
+  // step (its chunks freed); without, an existing dst is kAlreadyExists.
+  Status Rename(const std::string& src, const std::string& dst, bool replace = false);
 
   Result<File> Create(const std::string& path, const CreateOptions& opts = {});
   Result<File> Open(const std::string& path);

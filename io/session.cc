@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "chunk/chunk_server.h"
+#include "common/log.h"
 #include "io/gfs.h"
 #include "master/master_server.h"
 #include "mpi/mpi_transport.h"
@@ -120,8 +121,7 @@ void WriteStats(const JobConfig& cfg, int rank, Role role, const RoleStats& st,
                 const Transport& t) {
   if (cfg.stats_dir.empty()) return;
   Status s = WriteStatsJson(cfg.stats_dir, rank, RoleName(role), st, t);
-  if (!s.ok())
-    std::fprintf(stderr, "gfs: rank %d: writing stats: %s\n", rank, s.ToString().c_str());
+  if (!s.ok()) GFS_LOG_WARN("rank %d: writing stats: %s", rank, s.ToString().c_str());
 }
 
 // Shadow directories beyond this job's shadows (an earlier job had more):
@@ -151,8 +151,7 @@ Status AdoptOutsideCopies(Env* env, const JobConfig& cfg, const RoleLayout& l, M
     const uint64_t mine = m->journal()->epoch();
     if (j.epoch() > mine || (j.epoch() == mine && seq > m->journal()->last_seq())) {
       GFS_RETURN_IF_ERROR(m->InstallSnapshot(MetaJournal::EncodeSnapshot(state, seq, j.epoch())));
-      std::fprintf(stderr,
-                   "gfs: master rank 0: copied the metadata from %s (epoch %llu, record %llu)\n",
+      GFS_LOG_WARN("master rank 0: copied the metadata from %s (epoch %llu, record %llu)",
                    dir.c_str(), static_cast<unsigned long long>(j.epoch()),
                    static_cast<unsigned long long>(seq));
     }
@@ -192,8 +191,8 @@ Status StartMasterGroupMember(Env* env, const JobConfig& cfg, const RoleLayout& 
     std::string warning;
     st = (*out)->Start(&warning);
     if (!warning.empty()) {
-      std::fprintf(stderr, "gfs: %s rank %d: warning: %s\n",
-                   l.is_master(rank) ? "master" : "shadow", rank, warning.c_str());
+      GFS_LOG_WARN("%s rank %d: warning: %s", l.is_master(rank) ? "master" : "shadow", rank,
+                   warning.c_str());
     }
   }
   if (st.ok() && l.is_master(rank)) st = AdoptOutsideCopies(env, cfg, l, out->get());
@@ -333,7 +332,13 @@ Status Init(MPI_Comm world, const JobConfig& cfg_in, Session* s) {
   if (err[0] != 0) return Status(static_cast<Code>(err[0]), std::string(err + 1));
 
   if (in_group) {
+    GFS_LOG_INFO("%s rank %d: serving %s: %zu files, %zu directories, %zu chunks, op log at %llu",
+                 l.is_master(rank) ? "master" : "shadow", rank, master->journal()->dir().c_str(),
+                 master->meta().NumFiles(), master->meta().NumDirs(), master->meta().NumChunks(),
+                 static_cast<unsigned long long>(master->journal()->last_seq()));
     Status st = RunServer(s->transport_.get(), master.get());
+    GFS_LOG_DEBUG("%s rank %d: done: %s", l.is_master(rank) ? "master" : "shadow", rank,
+                  st.ToString().c_str());
     WriteStats(cfg, rank, s->role_, master->stats(), *s->transport_);
     return st;
   }
@@ -344,17 +349,20 @@ Status Init(MPI_Comm world, const JobConfig& cfg_in, Session* s) {
     Status st =
         ClaimChunkserverDir(env, cfg.data_dir, rank - l.first_chunkserver(), &dir, &id, &lock);
     if (!st.ok()) {
-      std::fprintf(stderr, "gfs: chunkserver rank %d: %s\n", rank, st.ToString().c_str());
+      GFS_LOG_ERROR("chunkserver rank %d: %s", rank, st.ToString().c_str());
       return st;
     }
     ChunkServer cs(s->transport_.get(), env, cfg, 0, dir, id,
                    hosts[static_cast<size_t>(rank)].name);
     st = cs.Start();
     if (!st.ok()) {
-      std::fprintf(stderr, "gfs: chunkserver rank %d: %s\n", rank, st.ToString().c_str());
+      GFS_LOG_ERROR("chunkserver rank %d: %s", rank, st.ToString().c_str());
       return st;
     }
+    GFS_LOG_INFO("chunkserver rank %d: serving %s (id %016llx)", rank, dir.c_str(),
+                 static_cast<unsigned long long>(id));
     st = RunServer(s->transport_.get(), &cs);
+    GFS_LOG_DEBUG("chunkserver rank %d: done: %s", rank, st.ToString().c_str());
     WriteStats(cfg, rank, s->role_, cs.stats(), *s->transport_);
     return st;
   }

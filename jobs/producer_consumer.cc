@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <thread>
 #include <vector>
 
@@ -210,14 +211,22 @@ int RunProducerConsumer(Session* s, const ProducerConsumerOptions& o) {
       double secs = Seconds(consume_us);
       double mbs = secs > 0 ? static_cast<double>(bytes) / 1e6 / secs : 0;
       if (o.json) {
-        std::printf("{\"file\":\"%s\",\"producers\":%d,\"consumers\":%d,\"records\":%" PRIu64
-                    ",\"expected\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"duplicates\":%" PRIu64
-                    ",\"padding_bytes\":%" PRIu64 ",\"skipped_bytes\":%" PRIu64
-                    ",\"missing\":%" PRIu64 ",\"corrupt\":%" PRIu64
-                    ",\"seconds\":%.3f,\"mb_per_s\":%.1f,\"ok\":%s}\n",
-                    o.file.c_str(), o.producers, clients - o.producers, records,
-                    static_cast<uint64_t>(o.producers) * o.records, bytes, duplicates, padding,
-                    skipped, missing, corrupt + unknown, secs, mbs, failed ? "false" : "true");
+        nlohmann::json j{{"file", o.file},
+                         {"producers", o.producers},
+                         {"consumers", clients - o.producers},
+                         {"records", records},
+                         {"expected", static_cast<uint64_t>(o.producers) * o.records},
+                         {"bytes", bytes},
+                         {"duplicates", duplicates},
+                         {"padding_bytes", padding},
+                         {"skipped_bytes", skipped},
+                         {"missing", missing},
+                         {"corrupt", corrupt + unknown},
+                         {"seconds", secs},
+                         {"mb_per_s", mbs},
+                         {"ok", failed == 0}};
+        std::printf("%s\n",
+                    j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
       } else {
         std::printf("producer-consumer: %s: %d producers x %" PRIu64
                     " records, %d consumer(s)\n"

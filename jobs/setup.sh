@@ -13,7 +13,7 @@ GFS="$BUILD/gfs"
 
 GFS_PACKAGES=(
   openmpi-bin libopenmpi-dev
-  libboost-program-options-dev
+  libboost-program-options-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev
   libisal-dev
   libhdf5-openmpi-dev hdf5-tools

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "common/log.h"
 #include "master/master_server.h"
 #include "mpi/clock.h"
 
@@ -57,10 +58,10 @@ void MasterServer::ShipLog(uint64_t now, bool keepalive) {
       if (p.in_sync && p.waiting_since != 0 && Elapsed(now, p.waiting_since) > AckTimeoutUs(cfg_)) {
         p.in_sync = false;
         stats_.counters["shadows_dropped"]++;
-        std::fprintf(stderr,
-                     "gfs: master: shadow rank %d did not acknowledge the log in time; it leaves "
-                     "the synchronous set\n",
-                     r);
+        GFS_LOG_WARN(
+            "master: shadow rank %d did not acknowledge the log in time; it leaves "
+            "the synchronous set",
+            r);
       }
     }
     ReleaseCommitted();
@@ -107,8 +108,7 @@ void MasterServer::ShipLog(uint64_t now, bool keepalive) {
     Status s = t_->Send(r, EncodeMessage(h, b));
     if (!s.ok() && p.in_sync) {
       p.in_sync = false;
-      std::fprintf(stderr, "gfs: master: shadow rank %d unreachable: %s\n", r,
-                   s.ToString().c_str());
+      GFS_LOG_WARN("master: shadow rank %d unreachable: %s", r, s.ToString().c_str());
     }
     p.sent = last;
     if (p.waiting_since == 0 && p.acked < p.sent) p.waiting_since = now;
@@ -185,8 +185,8 @@ void MasterServer::OnLogBatch(Message& m) {
       locations_.clear();
       stats_.counters["snapshots_installed"]++;
     } else {
-      std::fprintf(stderr, "gfs: shadow rank %d: installing the master's snapshot: %s\n",
-                   group_.self, s.ToString().c_str());
+      GFS_LOG_WARN("shadow rank %d: installing the master's snapshot: %s", group_.self,
+                   s.ToString().c_str());
       rep.need_snapshot = true;
     }
   } else if (r.first_seq != log_->last_seq() + 1) {
@@ -198,7 +198,7 @@ void MasterServer::OnLogBatch(Message& m) {
       s = op.ok() ? log_->AppendAt(seq, *op) : op.status();
       if (s.ok()) s = meta_->Apply(*op);
       if (!s.ok()) {
-        std::fprintf(stderr, "gfs: shadow rank %d: record %llu: %s\n", group_.self,
+        GFS_LOG_WARN("shadow rank %d: record %llu: %s", group_.self,
                      static_cast<unsigned long long>(seq), s.ToString().c_str());
         rep.need_snapshot = true;
         break;
@@ -253,8 +253,8 @@ void MasterServer::StartElection(uint64_t now) {
   election_.votes = 1;  // its own
   election_.deadline_us = now + std::max<uint64_t>(2ull * cfg_.heartbeat_ms * 1000, 500000);
   stats_.counters["elections_started"]++;
-  std::fprintf(stderr, "gfs: shadow rank %d: master rank %d silent; standing for epoch %llu\n",
-               group_.self, leader_, static_cast<unsigned long long>(election_.epoch));
+  GFS_LOG_WARN("shadow rank %d: master rank %d silent; standing for epoch %llu", group_.self,
+               leader_, static_cast<unsigned long long>(election_.epoch));
   VoteReq v;
   v.epoch = election_.epoch;
   v.log_epoch = log_->epoch();
@@ -308,7 +308,7 @@ void MasterServer::TakeOver() {
   election_ = Election{};
   Status s = BeginEpoch(epoch);
   if (!s.ok()) {
-    std::fprintf(stderr, "gfs: shadow rank %d: cannot record epoch %llu: %s\n", group_.self,
+    GFS_LOG_WARN("shadow rank %d: cannot record epoch %llu: %s", group_.self,
                  static_cast<unsigned long long>(epoch), s.ToString().c_str());
     return;
   }
@@ -352,8 +352,8 @@ void MasterServer::TakeOver() {
   start_us_ = now;
   adopt_until_us_ = now + std::max<uint64_t>(3ull * cfg_.heartbeat_ms * 1000, 2000000);
   stats_.counters["takeovers"]++;
-  std::fprintf(stderr, "gfs: shadow rank %d: took over from rank %d as master (epoch %llu)\n",
-               group_.self, old, static_cast<unsigned long long>(epoch));
+  GFS_LOG_WARN("shadow rank %d: took over from rank %d as master (epoch %llu)", group_.self, old,
+               static_cast<unsigned long long>(epoch));
   NewMasterReq nm{epoch, group_.self};
   auto announce = [&](int r) {
     Header h = OrderHeader(MsgType::kNewMaster, 0);
@@ -379,8 +379,7 @@ void MasterServer::OnNewMaster(Message& m) {
 
 void MasterServer::StepDown(uint64_t epoch, int leader) {
   if (mode_ == Mode::kMaster) {
-    std::fprintf(stderr,
-                 "gfs: master rank %d: deposed (epoch %llu is newer than %llu); stepping down\n",
+    GFS_LOG_WARN("master rank %d: deposed (epoch %llu is newer than %llu); stepping down",
                  group_.self, static_cast<unsigned long long>(epoch),
                  static_cast<unsigned long long>(epoch_));
     stats_.counters["deposed"]++;

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <random>
 
+#include "common/log.h"
 #include "mpi/clock.h"
 
 namespace gfs {
@@ -298,7 +299,7 @@ void MasterServer::AfterBatch() {
     Status s = log_->Sync();
     if (!s.ok()) {
       broken_ = s;
-      std::fprintf(stderr, "gfs: master: op log sync failed: %s\n", s.ToString().c_str());
+      GFS_LOG_ERROR("master: op log sync failed: %s", s.ToString().c_str());
       // Nothing that depended on the lost records may leave: fail them all.
       for (auto& [dest, buf] : deferred_) {
         Message req;
@@ -314,8 +315,8 @@ void MasterServer::AfterBatch() {
   if (log_) {
     Status s = log_->Poll();
     if (!s.ok()) {
-      std::fprintf(stderr, "gfs: %s: checkpoint failed: %s\n",
-                   mode_ == Mode::kMaster ? "master" : "shadow", s.ToString().c_str());
+      GFS_LOG_ERROR("%s: checkpoint failed: %s", mode_ == Mode::kMaster ? "master" : "shadow",
+                    s.ToString().c_str());
     }
   }
   if (mode_ != Mode::kMaster || peers_.empty()) {
@@ -545,8 +546,11 @@ void MasterServer::OnDelete(Message& m) {
 void MasterServer::OnRename(Message& m) {
   RenameReq r;
   Status s = m.Decode(&r);
-  if (s.ok()) s = Mutate(MetaOp::Rename(r.src, r.dst));
+  std::vector<uint64_t> freed;
+  if (s.ok())
+    s = Mutate(r.replace ? MetaOp::Replace(r.src, r.dst) : MetaOp::Rename(r.src, r.dst), &freed);
   if (!s.ok()) return DeferError(m, s);
+  ForgetChunks(freed);
   DeferReply(m, Empty{});
 }
 
@@ -1055,12 +1059,11 @@ void MasterServer::ResolveBehind() {
       t_->Send(rank, EncodeMessage(h, req));
     }
     stats_.counters["versions_recovered"]++;
-    std::fprintf(stderr,
-                 "gfs: master: chunk %016llx: no replica holds logged version %llu; bringing "
-                 "the version-%llu replicas forward\n",
-                 static_cast<unsigned long long>(handle),
-                 static_cast<unsigned long long>(info->version),
-                 static_cast<unsigned long long>(best));
+    GFS_LOG_WARN(
+        "master: chunk %016llx: no replica holds logged version %llu; bringing "
+        "the version-%llu replicas forward",
+        static_cast<unsigned long long>(handle), static_cast<unsigned long long>(info->version),
+        static_cast<unsigned long long>(best));
     it = behind_.erase(it);
   }
 }
@@ -1483,10 +1486,10 @@ void MasterServer::OnCorrupt(Message& m) {
   auto known = damaged_.find(r.handle);
   if (meta_->FindChunk(r.handle) != nullptr &&
       (known == damaged_.end() || known->second.count(m.source) == 0)) {
-    std::fprintf(stderr,
-                 "gfs: master: chunk %016llx on rank %d failed its checksum; the replica is kept "
-                 "and repaired from a good copy\n",
-                 static_cast<unsigned long long>(r.handle), m.source);
+    GFS_LOG_WARN(
+        "master: chunk %016llx on rank %d failed its checksum; the replica is kept and repaired "
+        "from a good copy",
+        static_cast<unsigned long long>(r.handle), m.source);
   }
   MarkDamaged(r.handle, m.source, r.ranges);
   DeferReply(m, Empty{});
@@ -1711,7 +1714,7 @@ void MasterServer::Tick(uint64_t) {
   for (auto& [rank, st] : servers_) {
     if (st.alive && Elapsed(now, st.last_seen_us) > dead_after) {
       st.alive = false;
-      std::fprintf(stderr, "gfs: master: chunkserver rank %d (%s) missed its heartbeats\n", rank,
+      GFS_LOG_WARN("master: chunkserver rank %d (%s) missed its heartbeats", rank,
                    st.dir_name.c_str());
     }
   }

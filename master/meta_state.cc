@@ -10,7 +10,11 @@ namespace gfs {
 
 namespace {
 
+// Version 1: op types 1..7. Version 2: kReplace, the only type written with
+// it, so that logs without a replace stay readable by older builds and a
+// build that does not know kReplace refuses it by its version.
 constexpr uint8_t kMetaOpEncodingVersion = 1;
+constexpr uint8_t kMetaOpEncodingVersionReplace = 2;
 
 Status Stale(std::string m) { return Status(Code::kStaleVersion, std::move(m)); }
 Status NotADir(std::string m) { return Status(Code::kNotADirectory, std::move(m)); }
@@ -39,6 +43,8 @@ const char* OpTypeName(OpType t) {
       return "delete";
     case OpType::kRename:
       return "rename";
+    case OpType::kReplace:
+      return "replace";
     case OpType::kAddChunk:
       return "add_chunk";
     case OpType::kSetVersion:
@@ -53,7 +59,7 @@ const char* OpTypeName(OpType t) {
 
 void MetaOp::EncodeTo(std::vector<uint8_t>* out) const {
   Writer w(out);
-  w.U8(kMetaOpEncodingVersion);
+  w.U8(type == OpType::kReplace ? kMetaOpEncodingVersionReplace : kMetaOpEncodingVersion);
   w.U8(static_cast<uint8_t>(type));
   switch (type) {
     case OpType::kMkdir:
@@ -72,6 +78,7 @@ void MetaOp::EncodeTo(std::vector<uint8_t>* out) const {
       w.Bool(flag);
       break;
     case OpType::kRename:
+    case OpType::kReplace:
       w.Str(path);
       w.Str(path2);
       break;
@@ -98,12 +105,17 @@ Result<MetaOp> MetaOp::Decode(const uint8_t* data, size_t n) {
   Reader r(data, n);
   uint8_t ver = 0, type = 0;
   if (!r.U8(&ver) || !r.U8(&type)) return Status::Corruption("meta op: truncated header");
-  if (ver != kMetaOpEncodingVersion) {
+  if (ver != kMetaOpEncodingVersion && ver != kMetaOpEncodingVersionReplace) {
     return Status::Corruption("meta op: unsupported encoding version " + std::to_string(ver) +
-                              " (this build reads " + std::to_string(kMetaOpEncodingVersion) + ")");
+                              " (this build reads " + std::to_string(kMetaOpEncodingVersion) +
+                              " and " + std::to_string(kMetaOpEncodingVersionReplace) + ")");
   }
   MetaOp op;
   op.type = static_cast<OpType>(type);
+  if ((op.type == OpType::kReplace) != (ver == kMetaOpEncodingVersionReplace)) {
+    return Status::Corruption("meta op: type " + std::to_string(type) + " with encoding version " +
+                              std::to_string(ver));
+  }
   switch (op.type) {
     case OpType::kMkdir:
     case OpType::kDelete:
@@ -118,6 +130,7 @@ Result<MetaOp> MetaOp::Decode(const uint8_t* data, size_t n) {
       r.I64(&op.time_ms);
       break;
     case OpType::kRename:
+    case OpType::kReplace:
       r.Str(&op.path, kMaxPathLen);
       r.Str(&op.path2, kMaxPathLen);
       break;
@@ -179,6 +192,11 @@ MetaOp MetaOp::Rename(std::string from, std::string to) {
   op.path2 = std::move(to);
   return op;
 }
+MetaOp MetaOp::Replace(std::string from, std::string to) {
+  MetaOp op = Rename(std::move(from), std::move(to));
+  op.type = OpType::kReplace;
+  return op;
+}
 MetaOp MetaOp::AddChunk(uint64_t file_id, uint32_t index, uint64_t handle, uint64_t version,
                         int64_t time_ms) {
   MetaOp op;
@@ -219,6 +237,8 @@ std::string MetaOp::ToString() const {
       return "delete " + path + (flag ? " -r" : "");
     case OpType::kRename:
       return "rename " + path + " -> " + path2;
+    case OpType::kReplace:
+      return "replace " + path + " -> " + path2;
     case OpType::kAddChunk:
       std::snprintf(buf, sizeof buf,
                     "add_chunk file=%" PRIu64 " index=%u handle=%" PRIu64 " version=%" PRIu64, id,
@@ -660,6 +680,21 @@ Status MetaState::Validate(const MetaOp& op, Lookup* a, Lookup* b) const {
       if (b->leaf != kNone) return Status::AlreadyExists(b->norm);
       return Status::OK();
     }
+    case OpType::kReplace: {
+      GFS_RETURN_IF_ERROR(Resolve(op.path, a));
+      GFS_RETURN_IF_ERROR(Resolve(op.path2, b));
+      if (a->is_root()) return IsADir("/");
+      GFS_RETURN_IF_ERROR(a->parent_status);
+      if (a->leaf == kNone) return Status::NotFound(a->norm);
+      if (a->leaf_is_dir()) return IsADir(a->norm);
+      if (b->is_root()) return IsADir("/");
+      GFS_RETURN_IF_ERROR(b->parent_status);
+      if (a->norm == b->norm) {
+        return Status::InvalidArgument("cannot replace " + a->norm + " by itself");
+      }
+      if (b->leaf != kNone && b->leaf_is_dir()) return IsADir(b->norm);
+      return Status::OK();
+    }
     case OpType::kAddChunk: {
       const uint32_t f = FindFileSlot(op.id);
       if (f == kNone) return Status::NotFound("add chunk: file id " + std::to_string(op.id));
@@ -747,6 +782,12 @@ Status MetaState::Apply(const MetaOp& op, std::vector<uint64_t>* freed) {
       MaybeCompactNames();
       return Status::OK();
     }
+    case OpType::kReplace:
+      if (b.leaf != kNone) {
+        EraseChild(b.parent, b.comps.back());
+        RemoveSubtree(b.leaf, freed);
+      }
+      [[fallthrough]];
     case OpType::kRename: {
       EraseChild(a.parent, a.comps.back());
       uint64_t* name = (a.leaf & kDirTag) ? &dirs_[a.leaf & ~kDirTag].name : &files_[a.leaf].name;

@@ -68,6 +68,9 @@ enum class OpType : uint8_t {
   kAddChunk = 5,    // id, index, handle, version, time_ms
   kSetVersion = 6,  // handle, version
   kSetLength = 7,   // id, length, time_ms
+  // path -> path2 where path2 may be an existing file, removed in the same
+  // step (put -f). Encoded with MetaOp encoding version 2.
+  kReplace = 8,
 };
 
 const char* OpTypeName(OpType t);
@@ -99,6 +102,7 @@ struct MetaOp {
                        int64_t time_ms);
   static MetaOp Delete(std::string path, bool recursive);
   static MetaOp Rename(std::string from, std::string to);
+  static MetaOp Replace(std::string from, std::string to);
   static MetaOp AddChunk(uint64_t file_id, uint32_t index, uint64_t handle, uint64_t version,
                          int64_t time_ms);
   static MetaOp SetVersion(uint64_t handle, uint64_t version);
@@ -140,6 +144,9 @@ class MetaState {
   //            inside the source), kNotFound (source or dst parent),
   //            kAlreadyExists (destination exists, also dst == src),
   //            kNotADirectory.
+  //   kReplace: as kRename, but an existing destination is fine when it and
+  //            the source are files (kIsADirectory when either is a
+  //            directory, kInvalidArgument when dst == src).
   //   kAddChunk: kNotFound (file id), kInvalidArgument (handle 0, index >=
   //            kMaxChunksPerFile), kAlreadyExists (handle known, or the index
   //            already has a chunk).
@@ -150,8 +157,8 @@ class MetaState {
   // Applies op. Validates first (the same rules as Check) and changes
   // nothing on error, so replay can call Apply directly and treat a failure
   // as log corruption.
-  //   kDelete: the handles of every chunk of every file removed are appended
-  //            to *freed (may be null).
+  //   kDelete, kReplace: the handles of every chunk of every file removed
+  //            are appended to *freed (may be null).
   //   kSetLength: shrinking drops the chunks lying wholly at or beyond the new
   //            length (index * chunk_size >= length) and appends their
   //            handles to *freed. Growing only changes the length (holes read

@@ -98,9 +98,10 @@ struct DeleteReq {
 struct RenameReq {
   GFS_MSG(kRename);
   std::string src, dst;
+  bool replace = false;  // an existing file at dst is replaced (wire version 4)
   template <class V>
   bool Visit(V& v) {
-    return v(src) && v(dst);
+    return v(src) && v(dst) && v(replace);
   }
 };
 

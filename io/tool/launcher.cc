@@ -1,6 +1,8 @@
 #include "io/tool/launcher.h"
 
+#include <dirent.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -9,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string_view>
 
@@ -19,10 +22,14 @@ namespace {
 
 volatile sig_atomic_t g_child = 0;
 volatile sig_atomic_t g_signal = 0;
+volatile sig_atomic_t g_signals = 0;
 
+// The first SIGINT/SIGTERM goes to the client ranks (see StopJob); a second
+// one straight to mpirun.
 void Forward(int sig) {
   g_signal = sig;
-  if (g_child > 0) kill(static_cast<pid_t>(g_child), sig);
+  g_signals = g_signals + 1;
+  if (g_signals > 1 && g_child > 0) kill(static_cast<pid_t>(g_child), sig);
 }
 
 std::string SelfPath(const char* argv0) {
@@ -102,6 +109,103 @@ std::string MakeTemp(const std::string& dir, const char* stem) {
   if (fd < 0) return "";
   close(fd);
   return std::string(buf.data());
+}
+
+// Children of this process other than those already reaped: the ranks
+// mpirun left (see PR_SET_CHILD_SUBREAPER in Launch).
+std::vector<pid_t> Children() {
+  std::vector<pid_t> out;
+  const pid_t self = getpid();
+  DIR* d = opendir("/proc");
+  if (d == nullptr) return out;
+  while (struct dirent* e = readdir(d)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    std::ifstream in(std::string("/proc/") + e->d_name + "/stat");
+    std::string line;
+    if (!std::getline(in, line)) continue;
+    // pid (comm) state ppid ...: comm may hold spaces; parse after the last ')'.
+    size_t close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 1));
+    std::string state;
+    long ppid = 0;
+    if (rest >> state >> ppid && ppid == self) out.push_back(std::atoi(e->d_name));
+  }
+  closedir(d);
+  return out;
+}
+
+// The descendants of this process that are client ranks of the job (their
+// environment has OMPI_COMM_WORLD_RANK >= first_client).
+std::vector<pid_t> LocalClientRanks(int first_client) {
+  std::map<pid_t, pid_t> parent;
+  DIR* d = opendir("/proc");
+  if (d == nullptr) return {};
+  while (struct dirent* e = readdir(d)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    std::ifstream in(std::string("/proc/") + e->d_name + "/stat");
+    std::string line;
+    if (!std::getline(in, line)) continue;
+    size_t close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 1));
+    std::string state;
+    long ppid = 0;
+    if (rest >> state >> ppid) parent[std::atoi(e->d_name)] = static_cast<pid_t>(ppid);
+  }
+  closedir(d);
+  std::vector<pid_t> out;
+  const pid_t self = getpid();
+  for (const auto& [pid, pp] : parent) {
+    pid_t up = pp;
+    for (int depth = 0; depth < 8 && up > 1 && up != self; ++depth) {
+      auto it = parent.find(up);
+      up = it == parent.end() ? 0 : it->second;
+    }
+    if (up != self) continue;
+    std::ifstream env("/proc/" + std::to_string(pid) + "/environ");
+    std::string var;
+    while (std::getline(env, var, '\0')) {
+      if (var.rfind("OMPI_COMM_WORLD_RANK=", 0) == 0 &&
+          std::atoi(var.c_str() + std::strlen("OMPI_COMM_WORLD_RANK=")) >= first_client) {
+        out.push_back(pid);
+      }
+    }
+  }
+  return out;
+}
+
+// Ctrl-C / SIGTERM: the client ranks on this host get the signal first, so
+// that the command stops at its next step, removes its temporaries and ends
+// the job the usual way (the storage ranks shut down cleanly); mpirun gets it
+// only when that does not happen within a few seconds, or there is no client
+// rank here to tell.
+void StopJob(pid_t mpirun, int sig, int first_client, int* wstatus, bool* done) {
+  std::vector<pid_t> clients = LocalClientRanks(first_client);
+  for (pid_t p : clients) kill(p, sig);
+  if (!clients.empty()) {
+    for (int i = 0; i < 100; ++i) {
+      if (waitpid(mpirun, wstatus, WNOHANG) == mpirun) {
+        *done = true;
+        return;
+      }
+      usleep(50000);
+    }
+  }
+  kill(mpirun, sig);
+}
+
+// Waits up to 10 s for the orphaned ranks to end, then kills what is left.
+void ReapOrphans() {
+  for (int i = 0; i < 200; ++i) {
+    while (waitpid(-1, nullptr, WNOHANG) > 0) {
+    }
+    if (Children().empty()) return;
+    usleep(50000);
+  }
+  for (pid_t p : Children()) kill(p, SIGKILL);
+  while (waitpid(-1, nullptr, 0) > 0 || errno == EINTR) {
+  }
 }
 
 }  // namespace
@@ -327,6 +431,10 @@ std::vector<std::string> MpirunCommand(const CommandLine& cl, int argc, char** a
     cmd.push_back("--rankfile");
     cmd.push_back(rankfile_path);
   }
+  // Whether progress may redraw one line: the launcher's stderr is what the
+  // user sees (the ranks' stderr is a pipe to mpirun).
+  cmd.push_back("-x");
+  cmd.push_back(std::string("GFS_PROGRESS_TTY=") + (isatty(2) ? "1" : "0"));
   // stdin goes to the client that runs the command.
   cmd.push_back("--stdin");
   cmd.push_back(std::to_string(1 + j.shadows + j.chunkservers));
@@ -355,7 +463,7 @@ std::vector<std::string> MpirunCommand(const CommandLine& cl, int argc, char** a
     cmd.push_back(status_file);
   }
   cmd.push_back(cl.command);
-  for (const auto& a : cl.args) cmd.push_back(a);
+  for (const auto& a : cl.command_tail) cmd.push_back(a);
   return cmd;
 }
 
@@ -418,6 +526,10 @@ int Launch(const CommandLine& cl, int argc, char** argv) {
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGHUP, &sa, nullptr);
 
+  // Ranks that mpirun leaves behind (it can exit before they do after a
+  // signal) become this process's children, so it can wait for them: no rank
+  // runs, or writes a file, once the prompt is back.
+  prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
   pid_t pid = fork();
   if (pid < 0) {
     std::fprintf(stderr, "gfs: fork: %s\n", std::strerror(errno));
@@ -433,9 +545,18 @@ int Launch(const CommandLine& cl, int argc, char** argv) {
   }
   g_child = pid;
   int wstatus = 0;
-  while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+  const int first_client = 1 + cl.global.job.shadows + cl.global.job.chunkservers;
+  bool stopping = false, done = false;
+  while (!done) {
+    if (waitpid(pid, &wstatus, 0) == pid) break;
+    if (errno != EINTR) break;
+    if (g_signal != 0 && !stopping) {
+      stopping = true;
+      StopJob(pid, g_signal, first_client, &wstatus, &done);
+    }
   }
   g_child = 0;
+  ReapOrphans();
   if (!rankfile_path.empty()) unlink(rankfile_path.c_str());
   std::ifstream in(status_file);
   int code = -1;

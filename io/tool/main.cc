@@ -2,6 +2,7 @@
 // job under mpirun (io/tool/launcher.cc); run under mpirun/srun it is one rank
 // of the job (rank mode). See README.md and doc/options.md.
 #include <mpi.h>
+#include <sys/stat.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -19,42 +20,31 @@ namespace {
 
 // Validates what can be validated without MPI. Returns -1 when the command
 // should run, else the exit status (help printed / usage error reported).
-int Precheck(const Result<CommandLine>& cl, bool print, const CommandSpec** spec,
-             CommandArgs* args) {
+int Precheck(const Result<CommandLine>& cl, bool print, const CommandSpec** spec) {
   if (!cl.ok()) {
-    if (print) std::fprintf(stderr, "gfs: %s\n", cl.status().message().c_str());
+    if (print) std::fprintf(stderr, "gfs: %s\n", OneLine(cl.status().message()).c_str());
     return 2;
   }
-  if (cl->global.help || cl->command == "help") {
-    if (print) std::printf("%s", GlobalUsage().c_str());
+  if (cl->global.version) {
+    if (print) std::printf("%s", VersionText("gfs").c_str());
     return 0;
   }
-  if (cl->command.empty()) {
+  const CommandSpec* found = cl->command.empty() ? nullptr : FindCommand(cl->command);
+  if (cl->global.help || cl->args.help) {
+    if (print) std::printf("%s", found ? CommandUsage(*found).c_str() : GlobalUsage().c_str());
+    return 0;
+  }
+  if (found == nullptr) {
     if (print) std::fprintf(stderr, "gfs: no command given (see gfs --help)\n");
     return 2;
   }
-  *spec = FindCommand(cl->command);
-  if (*spec == nullptr) {
-    if (print)
-      std::fprintf(stderr, "gfs: unknown command '%s' (see gfs --help)\n", cl->command.c_str());
-    return 2;
-  }
-  auto a = ParseCommandArgs(**spec, cl->args);
-  if (!a.ok()) {
-    if (print) std::fprintf(stderr, "gfs: %s\n", a.status().message().c_str());
-    return 2;
-  }
-  if (a->help) {
-    if (print) std::printf("%s", CommandUsage(**spec).c_str());
-    return 0;
-  }
-  Status v = ValidateCommand(**spec, *a, cl->global.job,
+  *spec = found;
+  Status v = ValidateCommand(*found, cl->args, cl->global.job,
                              cl->global.job.clients > 0 ? cl->global.job.clients : 0);
   if (!v.ok()) {
-    if (print) std::fprintf(stderr, "gfs: %s\n", v.message().c_str());
+    if (print) std::fprintf(stderr, "gfs: %s\n", OneLine(v.message()).c_str());
     return 2;
   }
-  *args = *a;
   return -1;
 }
 
@@ -62,6 +52,21 @@ void WriteStatus(const std::string& file, int code) {
   if (file.empty()) return;
   std::ofstream out(file, std::ios::trunc);
   out << code << "\n";
+}
+
+// A command that only reads needs a store: DATA/master is where the master
+// keeps the namespace; a master or shadow directory, or chunkservers' (whose
+// master directory may have been lost: the master then says what it found),
+// mean one is there. Checked on rank 0 (the master's host) and shared.
+bool HasStore(const std::string& data_dir) {
+  struct stat st;
+  if (::stat((data_dir + "/master").c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return true;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(data_dir, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind("chunkserver-", 0) == 0 || n.rfind("shadow-", 0) == 0) return true;
+  }
+  return false;
 }
 
 int RankMain(int argc, char** argv) {
@@ -73,8 +78,7 @@ int RankMain(int argc, char** argv) {
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   auto cl = ParseCommandLine(argc, argv, false);
   const CommandSpec* spec = nullptr;
-  CommandArgs args;
-  int pre = Precheck(cl, rank == 0, &spec, &args);
+  int pre = Precheck(cl, rank == 0, &spec);
   if (pre >= 0) {
     if (rank == 0 && cl.ok()) WriteStatus(cl->global.status_file, pre);
     MPI_Finalize();
@@ -82,27 +86,46 @@ int RankMain(int argc, char** argv) {
   }
   const bool launched = !cl->global.status_file.empty();
   // gfs format -f: every role discards what its directory holds at start.
-  if (std::string(spec->name) == "format" && args.force) cl->global.job.format = true;
+  if (std::string(spec->name) == "format" && cl->args.Flag("force")) cl->global.job.format = true;
+  const JobConfig& job = cl->global.job;
+  // The first client reports (it runs where the launcher reads the status).
+  auto layout = ComputeLayout(size, job);
+  const int reporter = layout.ok() ? layout->first_client() : 0;
+  if (spec->read_only && layout.ok()) {
+    int store = rank == 0 ? (HasStore(job.data_dir) ? 1 : 0) : 0;
+    MPI_Bcast(&store, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (store == 0) {
+      if (rank == reporter) {
+        std::fprintf(stderr, "gfs: %s: no store at %s (a mistyped --data-dir?)\n", spec->name,
+                     OneLine(job.data_dir).c_str());
+        WriteStatus(cl->global.status_file, 1);
+      }
+      MPI_Finalize();
+      return launched ? 0 : 1;
+    }
+  }
+  SetLogLevel(cl->global.verbosity);
+  if (layout.ok() && rank >= layout->first_client()) InstallInterruptHandlers();
   Session s;
-  Status st = Init(MPI_COMM_WORLD, cl->global.job, &s);
+  Status st = Init(MPI_COMM_WORLD, job, &s);
   int code = 0;
   if (!st.ok()) {
     // Every rank got the same error; one prints it.
     code = st.code() == Code::kInvalidArgument ? 2 : 1;
-    if (rank == 0) {
-      std::fprintf(stderr, "gfs: %s\n", st.message().c_str());
+    if (rank == reporter) {
+      std::fprintf(stderr, "gfs: %s\n", OneLine(st.message()).c_str());
       WriteStatus(cl->global.status_file, code);
     }
   } else if (s.is_client()) {
     if (spec->job) {
-      code = RunJob(&s, cl->global.job, *spec, args);
+      code = RunJob(&s, job, *spec, cl->args);
     } else if (s.client_index() == 0) {
-      code = RunCommand(s.client(), cl->global.job, *spec, args);
+      code = RunCommand(s.client(), job, *spec, cl->args);
     }
     Status fin = Finalize(&s, code);
     if (s.client_index() == 0) {
       if (!fin.ok() && code == 0) {
-        std::fprintf(stderr, "gfs: shutting down: %s\n", fin.ToString().c_str());
+        std::fprintf(stderr, "gfs: shutting down: %s\n", OneLine(fin.ToString()).c_str());
         code = 1;
       }
       WriteStatus(cl->global.status_file, code);
@@ -154,13 +177,12 @@ int main(int argc, char** argv) {
   bool rank_mode = UnderMpiLauncher();
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--rank-mode") rank_mode = true;
-    if (argv[i][0] != '-') break;
+    if (std::string(argv[i]) == "--") break;
   }
   if (rank_mode) return RankMain(argc, argv);
   auto cl = ParseCommandLine(argc, argv, true);
   const CommandSpec* spec = nullptr;
-  CommandArgs args;
-  int pre = Precheck(cl, true, &spec, &args);
+  int pre = Precheck(cl, true, &spec);
   if (pre >= 0) return pre;
   auto layout = ComputeLayout(
       1 + cl->global.job.shadows + cl->global.job.chunkservers + cl->global.job.clients,
@@ -174,7 +196,7 @@ int main(int argc, char** argv) {
     // role's directory under --data-dir); on a cluster the ranks see their own.
     DataDirContents d = ScanDataDir(cl->global.job.data_dir);
     if (d.metadata_files + d.chunks > 0) {
-      if (!args.force) {
+      if (!cl->args.Flag("force")) {
         std::fprintf(stderr,
                      "gfs: format: %s holds master metadata (%llu files) and %llu chunks in %llu "
                      "chunkserver directories; 'gfs format -f' discards them\n",

@@ -1,6 +1,12 @@
-// Command-line parsing for the `gfs` tool: global options (before COMMAND)
-// and each command's own options. Shared by the launcher, which validates the
-// whole line before starting mpirun, and by the ranks. See doc/options.md.
+// Command-line parsing for the `gfs` tool with Boost.Program_options: global
+// options and each command's own options, accepted anywhere on the line
+// (`gfs put --progress a /a` and `gfs --progress put a /a` are the same), `--`
+// ends the options. Shared by the launcher, which validates the whole line
+// before starting mpirun, by the ranks, and by gfs-bench. See doc/options.md.
+//
+// Each command is one entry of the table in Commands() (options.cc): its
+// arguments, its options, and whether it only reads. Adding an option to a
+// command is one line there.
 #pragma once
 
 #include <cstdint>
@@ -19,64 +25,94 @@ struct GlobalOptions {
   std::string mpirun_args;
   std::string status_file;  // hidden: where the first client writes the exit status
   bool help = false;
+  bool version = false;
   bool rank_mode = false;         // hidden: force rank mode
   bool dry_run = false;           // print the mpirun line instead of running it
   bool no_short_circuit = false;  // JobConfig::short_circuit_reads off
   // Retired options, refused with a line saying why.
   bool no_short_circuit_appends = false;
   bool short_circuit_appends = false;
+  int verbosity = 0;  // -q: -1, default 0, -v: 1
 };
-
-struct CommandLine {
-  GlobalOptions global;
-  std::string command;            // empty: none given
-  std::vector<std::string> args;  // after COMMAND, unparsed
-  // The global options as given: one group per option (name, then its value
-  // when separate), for the launcher to pass on.
-  std::vector<std::vector<std::string>> global_groups;
-};
-
-// Parses "64M", "8k", "1G", "4096" (binary multiples). kInvalidArgument names
-// the option and the bad value.
-Result<uint64_t> ParseSize(const std::string& option, const std::string& text);
-
-// Splits argv into global options, COMMAND and its arguments, and parses the
-// global options. `launcher` selects the launcher defaults (3 chunkservers,
-// 1 client) for counts not given.
-Result<CommandLine> ParseCommandLine(int argc, char** argv, bool launcher);
-
-std::string GlobalUsage();
 
 // A command's parsed arguments.
 struct CommandArgs {
-  bool recursive = false;  // -r / -R
-  bool parents = false;    // -p
-  bool force = false;      // -f
-  bool json = false;       // --json
-  bool verify = false;     // --verify
   bool help = false;
   std::vector<std::string> positional;
-  std::map<std::string, std::string> values;  // --name VALUE options
+  // Every option given, by its long name: its value, "" for a switch.
+  std::map<std::string, std::string> given;
+
+  bool Flag(const std::string& name) const { return given.count(name) > 0; }
+  // The value of an option, or null when it was not given.
+  const std::string* Value(const std::string& name) const {
+    auto it = given.find(name);
+    return it == given.end() ? nullptr : &it->second;
+  }
+};
+
+// One option of a command.
+struct OptionSpec {
+  const char* names;  // Boost style: "recursive,R" (long name, then the letter)
+  const char* value;  // null: a switch; else the value's placeholder ("N", "NAME")
+  const char* help;
 };
 
 struct CommandSpec {
   const char* name;
-  const char* usage;
+  const char* args;  // the positional arguments, for the usage line ("LOCAL REMOTE")
   const char* summary;
   int min_args;
-  int max_args;       // -1: any
-  const char* flags;  // letters among "rRpfjV" this command accepts (j: --json, V: --verify)
-  // --name VALUE options this command takes: "name=help;name=help"; "" none.
-  const char* values = "";
-  // A job command runs on every client rank; the others on the first only.
-  bool job = false;
+  int max_args;  // -1: any
+  // One letter per positional argument: 'R' a path in the store (absolute),
+  // 'L' a local path, 'x' anything else; the last letter covers the rest.
+  const char* kinds;
+  std::vector<OptionSpec> options;
+  bool job = false;        // runs on every client rank; the others on the first only
+  bool read_only = false;  // only reads: refused on a data directory that holds no store
 };
+
+struct CommandLine {
+  GlobalOptions global;
+  std::string command;  // empty: none given
+  CommandArgs args;
+  // The global options as given, one group per option (the tokens it took),
+  // for the launcher to pass on.
+  std::vector<std::vector<std::string>> global_groups;
+  // What follows COMMAND on the ranks' command line: the command's options as
+  // given, then `--` and the positional arguments.
+  std::vector<std::string> command_tail;
+};
+
+// Parses "64M", "8k", "1G", "4096" (binary multiples; B, KB, KiB ... also
+// accepted). kInvalidArgument names the option and the bad value.
+Result<uint64_t> ParseSize(const std::string& option, const std::string& text);
+// A whole number in [min, max]; kInvalidArgument names the option.
+Result<int64_t> ParseInt(const std::string& option, const std::string& text, int64_t min,
+                         int64_t max);
+
+// Parses a whole `gfs` command line. `launcher` selects the launcher defaults
+// (3 chunkservers, 1 client) for counts not given. With `raw_command`, that
+// command word is accepted and everything after it that is not a global
+// option is kept unparsed in args.positional (gfs-bench's "bench").
+// Errors (kInvalidArgument, one line): unknown command or option, a bad
+// value, missing or extra arguments, a relative path in the store.
+Result<CommandLine> ParseCommandLine(int argc, char** argv, bool launcher,
+                                     const char* raw_command = nullptr);
+
+// Whether `name` (without dashes) is a global option; *takes_value says
+// whether it takes a value.
+bool IsGlobalOption(const std::string& name, bool* takes_value);
+
+std::string GlobalUsage();
+std::string CommandUsage(const CommandSpec& spec);
+// "PROGRAM VERSION (wire format W, op-log format L)".
+std::string VersionText(const char* program);
 
 const std::vector<CommandSpec>& Commands();
 const CommandSpec* FindCommand(const std::string& name);
-// The --name VALUE options of a command: name -> help.
-std::map<std::string, std::string> ValueOptions(const CommandSpec& spec);
-Result<CommandArgs> ParseCommandArgs(const CommandSpec& spec, const std::vector<std::string>& args);
-std::string CommandUsage(const CommandSpec& spec);
+
+// Text safe for one line of a terminal: control characters and bytes that
+// are not UTF-8 as \n, \t, \xNN; longer than `max` bytes: cut, with "...".
+std::string OneLine(const std::string& s, size_t max = 512);
 
 }  // namespace gfs::tool

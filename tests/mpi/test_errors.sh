@@ -8,6 +8,15 @@ mk_tmp
 
 rand_file "$TMP/f" 123457
 
+# A command that only reads refuses a data directory that holds no store
+# (a mistyped --data-dir), and creates nothing there.
+run_gfs ls /
+assert_exit 1 "ls on an empty data directory"
+assert_one_error_line "no store at $DATA"
+[[ ! -e "$DATA/master" ]] || fail "ls created a store in $DATA"
+run_gfs mkdir -p /
+assert_ok "mkdir -p / creates the store"
+
 # get of a missing path: fast, exit 1, exactly one line naming command, path, reason.
 run_gfs get /missing "$TMP/x"
 assert_exit 1 "get of a missing path"

@@ -43,10 +43,12 @@ run_gfs put "$TMP/in6" /f6
 assert_fails "a sixth chunk has no three servers with room"
 assert_one_error_line "/f6"
 used_ok "after the refused put"
-run_gfs stat --json /f6
-if [[ "$RC" == 0 ]]; then
-  assert_eq 0 "$(json_get size <<<"$OUT")" "a refused write claims no bytes"
-fi
+# put is all or nothing: nothing under the final name, no temporary left.
+run_gfs stat /f6
+assert_exit 1 "a failed put leaves nothing under its name"
+run_gfs ls /
+assert_ok
+assert_not_contains "$OUT" ".gfs-tmp." "the failed put's temporary is removed"
 for i in 1 2 3 4 5; do
   run_gfs get /f$i "$TMP/out$i"
   assert_ok "get $i"
@@ -73,15 +75,17 @@ run_gfs put "$TMP/b" /b
 assert_fails "3 MiB more do not fit"
 assert_one_error_line "/b"
 used_ok "after the partial put"
-run_gfs stat --json /b
-if [[ "$RC" == 0 ]]; then
-  len="$(json_get size <<<"$OUT")"
-  [[ "$len" -le 1048576 ]] || fail "/b claims $len bytes; at most one chunk had room"
-  run_gfs get /b "$TMP/outb"
-  assert_ok "get /b"
-  assert_eq "$len" "$(stat -c %s "$TMP/outb")" "bytes read of /b"
-  cmp -s -n "$len" "$TMP/b" "$TMP/outb" || fail "/b's $len bytes are not what was written"
-fi
+run_gfs stat /b
+assert_exit 1 "a put that ran out of room leaves nothing under its name"
+run_gfs ls /
+assert_not_contains "$OUT" ".gfs-tmp." "the failed put's temporary is removed"
 run_gfs get /a "$TMP/outa"
 assert_same_file "$TMP/a" "$TMP/outa" "/a after the refused write"
+# With room again the same put succeeds (no "already exists").
+run_gfs rm /a
+assert_ok
+run_gfs put "$TMP/b" /b
+assert_ok "the retried put"
+run_gfs get /b "$TMP/outb"
+assert_same_file "$TMP/b" "$TMP/outb" "/b after the retry"
 pass

@@ -73,7 +73,7 @@ for seed in "${SEEDS[@]}"; do
   log "seed $seed: flipped $(tr '\n' ' ' <"$TMP/flips")"
   # Reads never return the flipped bytes (a replica failing its checksum is
   # reported and the read goes to another).
-  run_gfs get /f "$TMP/out.bin"
+  run_gfs get -f /f "$TMP/out.bin"
   assert_ok "get (seed $seed)"
   assert_same_file "$TMP/in.bin" "$TMP/out.bin" "get with corrupt replicas (seed $seed)"
   # fsck --verify finds every corrupt replica still there (those no read
@@ -102,8 +102,8 @@ import json, sys
 data = sys.argv[1]
 live = []
 for ch in json.load(open(sys.argv[2]))["files"][0]["chunk_list"]:
-    for rank in ch["replicas"]:  # chunkserver ranks 1..K use chunkserver-0..K-1
-        live.append(f"{data}/chunkserver-{rank - 1}/chunks/{ch['handle']}.chunk")
+    for rep in ch["replicas"]:  # named by the directory the chunkserver serves
+        live.append(f"{data}/{rep['dir']}/chunks/{ch['handle']}.chunk")
 assert live
 print("\n".join(live))
 PY

@@ -91,7 +91,7 @@ cp -a "$DATA" "$TMP/mid/"
 head -c 1000 /dev/zero >>"$DATA/master/$LOG"
 run_gfs ls /
 assert_ok "ls after zeros were appended to the log"
-assert_contains "$ERR" "gfs: master rank 0: warning: $DATA/master/$LOG: dropped torn tail of 1000 bytes at offset $SIZE (checksum/length mismatch) after seq $LAST_SEQ"
+assert_contains "$ERR" "master rank 0: warning: $DATA/master/$LOG: dropped torn tail of 1000 bytes at offset $SIZE (checksum/length mismatch) after seq $LAST_SEQ"
 assert_eq 1 "$(stderr_lines)" "stderr lines of the recovering job"
 assert_contains "$OUT" "/last" "the last acknowledged op survives garbage after it"
 assert_eq "$SIZE" "$(stat -c %s "$DATA/master/$LOG")" "log size after the torn tail was cut away"
@@ -107,7 +107,7 @@ rm -f "$EXPECT/after.bin"
 truncate -s $((SIZE - 5)) "$DATA/master/$LOG"
 run_gfs ls /
 assert_ok "ls after the last record was cut"
-assert_contains "$ERR" "gfs: master rank 0: warning: $DATA/master/$LOG: dropped torn tail of 23 bytes at offset $BEFORE (truncated record) after seq $((LAST_SEQ - 1))"
+assert_contains "$ERR" "master rank 0: warning: $DATA/master/$LOG: dropped torn tail of 23 bytes at offset $BEFORE (truncated record) after seq $((LAST_SEQ - 1))"
 assert_eq 1 "$(stderr_lines)" "stderr lines of the recovering job"
 assert_contains "$OUT" "/t"
 assert_not_contains "$OUT" "/last" "the cut record (mkdir /last) must be gone"
@@ -189,7 +189,7 @@ cp "$DATA/master/$NEWER" "$TMP/newer.orig"
 # 2a. A bit flip in the middle.
 flip_byte "$DATA/master/$NEWER" $(($(stat -c %s "$DATA/master/$NEWER") / 2))
 assert_tree "$EXPECT" /ck
-assert_contains "$ERR" "gfs: master rank 0: warning: skipped checkpoint $NEWER ("
+assert_contains "$ERR" "master rank 0: warning: skipped checkpoint $NEWER ("
 assert_not_contains "$ERR" "$OLDER" "the older checkpoint is the one used"
 assert_eq 1 "$(stderr_lines)" "stderr lines"
 
@@ -197,7 +197,7 @@ assert_eq 1 "$(stderr_lines)" "stderr lines"
 cp "$TMP/newer.orig" "$DATA/master/$NEWER"
 truncate -s $(($(stat -c %s "$DATA/master/$NEWER") / 2)) "$DATA/master/$NEWER"
 assert_tree "$EXPECT" /ck
-assert_contains "$ERR" "gfs: master rank 0: warning: skipped checkpoint $NEWER ("
+assert_contains "$ERR" "master rank 0: warning: skipped checkpoint $NEWER ("
 assert_eq 1 "$(stderr_lines)" "stderr lines"
 # The corrupt checkpoint was moved aside (not counted by retention).
 [[ -f "$DATA/master/$NEWER.corrupt" ]] || fail "$NEWER was not moved aside as $NEWER.corrupt"

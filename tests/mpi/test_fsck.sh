@@ -20,13 +20,22 @@ assert_eq 4 "$(python3 -c 'import json,sys; print(json.load(sys.stdin)["files"][
 
 run_gfs report --json
 assert_ok "report"
-python3 - "$OUT" <<'PY' || fail "report: $OUT"
-import json, sys
+python3 - "$OUT" "$DATA" <<'PY' || fail "report: $OUT"
+import json, os, sys
 r = json.loads(sys.argv[1])
 assert len(r["chunkservers"]) == 3, r
 assert all(s["state"] == "alive" for s in r["chunkservers"]), r
 assert sum(s["chunks"] for s in r["chunkservers"]) == 12, r
-assert r["chunks"] == 4 and r["under_replicated"] == 0 and r["lost"] == 0, r
+assert r["chunks"] == 4 and r["under_replicated"] == 0 and r["missing"] == 0, r
+t = r["total"]
+assert t["chunkservers"] == 3 and t["alive"] == 3, t
+assert t["used"] == sum(s["used"] for s in r["chunkservers"]), t
+assert t["capacity"] == sum(s["capacity"] for s in r["chunkservers"]), t
+# The three chunkservers share one file system: its free space counts once.
+st = os.statvfs(sys.argv[2])
+fs_free = st.f_bavail * st.f_frsize
+assert abs(t["free"] - fs_free) < fs_free * 0.05 + (64 << 20), (t, fs_free)
+assert all(len(s["id"]) == 16 and s["dir"].startswith("chunkserver-") for s in r["chunkservers"]), r
 PY
 
 run_gfs fsck /missing

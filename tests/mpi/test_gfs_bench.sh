@@ -156,9 +156,25 @@ if [[ "$RC" == 2 && "$ERR" == *"neither"* ]]; then
   log "skipping the PNG check: $ERR"
 else
   assert_ok "bench/plot"
-  for f in write-vs-ranks write-vs-transfer read-vs-ranks append-vs-ranks meta-create-vs-ranks; do
+  # Two configurations, each with one rank count and transfer size: no line
+  # has two points, so the charts are the summary's bar groups.
+  for f in summary; do
     [[ -s "$TMP/png/$f.png" ]] || fail "bench/plot did not make $f.png: $(ls "$TMP/png")"
     [[ "$(head -c 4 "$TMP/png/$f.png" | tail -c 3)" == PNG ]] || fail "$f.png is not a PNG"
   done
+  # Three transfer sizes: a line chart over sizes labelled 1M, 4M, 16M.
+  python3 - "$TMP/sizes.json" <<'PY'
+import json, sys
+with open(sys.argv[1], "w") as f:
+    for t in (1 << 20, 4 << 20, 16 << 20):
+        for api, v in (("gfs", 1000.0), ("mpiio", 900.0)):
+            f.write(json.dumps({"api": api, "workload": "write", "op": "", "ranks": 2,
+                                "replication": 1, "transfer": t, "block": 1 << 28,
+                                "mb_per_s": v, "median": v, "min": v, "max": v}) + "\n")
+PY
+  run_cmd "$PLOT" --out "$TMP/png2" "$TMP/sizes.json"
+  assert_ok "bench/plot over transfer sizes"
+  assert_contains "$OUT" "write-vs-transfer.png"
+  assert_not_contains "$OUT" "write-vs-ranks.png" "one rank count draws no line over ranks"
 fi
 pass

@@ -34,7 +34,7 @@ fi
 assert_contains " $line " " -np 7 " "1 master + 4 chunkservers + 2 clients"
 assert_contains " $line " " --stdin 5 " "stdin goes to the first client (rank 1+S+K)"
 assert_contains " $line " " --mca btl self,vader --tag-output " "--mpirun-args passed through"
-assert_contains " $line " " ls / " "the command after the options"
+assert_contains " $line " " ls -- / " "the command after the options, its arguments after --"
 assert_not_contains "$line" "--rankfile" "no rankfile without a hostfile"
 assert_not_contains "$line" "--dry-run" "--dry-run is not passed to the ranks"
 assert_eq 1 "$(printf '%s\n' "$OUT" | grep -c .)" "one line without a hostfile"

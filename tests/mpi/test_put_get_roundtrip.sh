@@ -52,7 +52,7 @@ assert_ok "put with --writeback 1M"
 assert_eq 0 "$(python3 "$STATS_PY" sum "$TMP/s4" chunkserver writebacks_batched)" "nothing left at fsync"
 assert_eq $((CHUNKS * 3)) "$(python3 "$STATS_PY" sum "$TMP/s4" chunkserver writebacks_early)" \
   "one early writeback per 8 MiB write per replica"
-run_gfs get /wb.bin "$TMP/out.bin"
+run_gfs get -f /wb.bin "$TMP/out.bin"
 assert_ok "get after put with --writeback"
 assert_same_file "$TMP/in.bin" "$TMP/out.bin" "get after put with --writeback"
 rm -f "$TMP/out.bin"
@@ -110,14 +110,14 @@ GLOBALS=(--chunkservers 4 --replication 3 --chunk-size 8M)
 
 # Batched lookups (stats of a get job).
 rm -f "$TMP/out.bin"
-run_gfs --stats-dir "$TMP/s2" get /big.bin "$TMP/out.bin"
+run_gfs --stats-dir "$TMP/s2" get -f /big.bin "$TMP/out.bin"
 assert_ok "get with --stats-dir"
 assert_same_file "$TMP/in.bin" "$TMP/out.bin" "second get"
 python3 "$STATS_PY" read "$TMP/s2" "$SIZE" 5 local || fail "read path check (lookups, master off the data path)"
 
 # The same through the chunkservers only.
 rm -f "$TMP/out.bin"
-run_gfs --no-short-circuit --stats-dir "$TMP/s3" get /big.bin "$TMP/out.bin"
+run_gfs --no-short-circuit --stats-dir "$TMP/s3" get -f /big.bin "$TMP/out.bin"
 assert_ok "get with --no-short-circuit"
 assert_same_file "$TMP/in.bin" "$TMP/out.bin" "get through the chunkservers"
 python3 "$STATS_PY" read "$TMP/s3" "$SIZE" 5 wire || fail "read path check (--no-short-circuit)"

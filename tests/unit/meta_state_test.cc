@@ -227,6 +227,74 @@ TEST_F(MetaStateTest, RenameErrors) {
   EXPECT_TRUE(st_.IsDir("/ab/b"));
 }
 
+// put -f: the new file (written under a temporary name) takes the old one's
+// place in one op, and the old file's chunks are freed.
+TEST_F(MetaStateTest, ReplaceSwapsAFileInOneOpAndFreesTheOldChunks) {
+  ASSERT_TRUE(Do(MetaOp::Mkdir("/d", false)).ok());
+  uint64_t old_id = NewFile("/d/f");
+  uint64_t h_old0 = AddChunk(old_id, 0);
+  uint64_t h_old1 = AddChunk(old_id, 1);
+  uint64_t new_id = NewFile("/d/.gfs-tmp.0123456789abcdef.f", 2, 200);
+  uint64_t h_new = AddChunk(new_id, 0);
+  std::vector<uint64_t> freed;
+  ASSERT_TRUE(Do(MetaOp::Replace("/d/.gfs-tmp.0123456789abcdef.f", "/d/f"), &freed).ok());
+  std::sort(freed.begin(), freed.end());
+  EXPECT_EQ(freed, (std::vector<uint64_t>{h_old0, h_old1}));
+  auto fi = st_.StatFile("/d/f");
+  ASSERT_TRUE(fi.ok());
+  EXPECT_EQ(fi->id, new_id);
+  EXPECT_EQ(fi->replication, 2u);
+  EXPECT_EQ(fi->chunk_size, 200u);
+  EXPECT_EQ(fi->chunks, std::vector<uint64_t>{h_new});
+  EXPECT_FALSE(st_.Exists("/d/.gfs-tmp.0123456789abcdef.f"));
+  EXPECT_EQ(st_.FindFile(old_id), nullptr);
+  EXPECT_EQ(st_.FindChunk(h_old0), nullptr);
+  EXPECT_EQ(st_.NumFiles(), 1u);
+  EXPECT_EQ(st_.NumChunks(), 1u);
+  // Onto a free name it is a rename.
+  freed.clear();
+  ASSERT_TRUE(Do(MetaOp::Replace("/d/f", "/g"), &freed).ok());
+  EXPECT_TRUE(freed.empty());
+  EXPECT_EQ(st_.StatFile("/g")->id, new_id);
+}
+
+TEST_F(MetaStateTest, ReplaceErrors) {
+  ASSERT_TRUE(Do(MetaOp::Mkdir("/a/b", true)).ok());
+  NewFile("/f");
+  NewFile("/a/g");
+  EXPECT_EQ(Do(MetaOp::Replace("/none", "/f")).code(), Code::kNotFound);
+  EXPECT_EQ(Do(MetaOp::Replace("/f", "/none/x")).code(), Code::kNotFound);
+  EXPECT_EQ(Do(MetaOp::Replace("/f", "/a")).code(), Code::kIsADirectory);
+  EXPECT_EQ(Do(MetaOp::Replace("/a", "/f")).code(), Code::kIsADirectory);
+  EXPECT_EQ(Do(MetaOp::Replace("/f", "/f")).code(), Code::kInvalidArgument);
+  EXPECT_EQ(Do(MetaOp::Replace("/f", "/")).code(), Code::kIsADirectory);
+  EXPECT_EQ(Do(MetaOp::Replace("/f", "/a/g/x")).code(), Code::kNotADirectory);
+  EXPECT_TRUE(st_.Exists("/f"));
+  EXPECT_TRUE(st_.Exists("/a/g"));
+}
+
+// A replayed state equals the live one when the log holds replaces (the ops
+// go through their encoding, as replay reads them).
+TEST_F(MetaStateTest, ReplayOfEncodedOpsWithReplaceGivesTheLiveState) {
+  std::vector<MetaOp> ops = {MetaOp::Mkdir("/d", false),
+                             MetaOp::Create("/d/f", 1, 3, 100, 10),
+                             MetaOp::AddChunk(1, 0, 1, 1, 11),
+                             MetaOp::Create("/d/.gfs-tmp.1.f", 2, 3, 100, 12),
+                             MetaOp::AddChunk(2, 0, 2, 1, 13),
+                             MetaOp::SetLength(2, 50, 14),
+                             MetaOp::Replace("/d/.gfs-tmp.1.f", "/d/f")};
+  MetaState replayed;
+  for (const MetaOp& op : ops) {
+    ASSERT_TRUE(Do(op).ok()) << op.ToString();
+    std::vector<uint8_t> b;
+    op.EncodeTo(&b);
+    auto d = MetaOp::Decode(b.data(), b.size());
+    ASSERT_TRUE(d.ok()) << d.status().ToString();
+    ASSERT_TRUE(replayed.Apply(*d).ok()) << op.ToString();
+  }
+  EXPECT_EQ(replayed.DebugString(), st_.DebugString());
+}
+
 TEST_F(MetaStateTest, AddChunkAndHoles) {
   uint64_t f = NewFile("/f");
   uint64_t h0 = AddChunk(f, 0);
@@ -336,6 +404,7 @@ TEST(MetaOpTest, EncodeDecodeRoundTripEveryType) {
       MetaOp::AddChunk(7, 2, 99, 4, 123456789),
       MetaOp::SetVersion(99, 5),
       MetaOp::SetLength(7, 1ull << 40, 42),
+      MetaOp::Replace("/a/.gfs-tmp.x", "/a/x"),
   };
   for (const MetaOp& op : ops) {
     std::vector<uint8_t> b;
@@ -351,6 +420,24 @@ TEST(MetaOpTest, EncodeDecodeRoundTripEveryType) {
     b.push_back(0);
     EXPECT_EQ(MetaOp::Decode(b.data(), b.size()).status().code(), Code::kCorruption);
   }
+}
+
+// Only a replace is written with encoding version 2, so logs without one are
+// what older builds wrote and read; a replace under version 1, or another
+// type under version 2, is corrupt.
+TEST(MetaOpTest, ReplaceIsEncodingVersion2AndTheOthersStay1) {
+  std::vector<uint8_t> r, n;
+  MetaOp::Replace("/a", "/b").EncodeTo(&r);
+  MetaOp::Rename("/a", "/b").EncodeTo(&n);
+  EXPECT_EQ(r[0], 2);
+  EXPECT_EQ(n[0], 1);
+  EXPECT_EQ(r.size(), n.size());
+  r[0] = 1;
+  EXPECT_EQ(MetaOp::Decode(r.data(), r.size()).status().code(), Code::kCorruption);
+  n[0] = 2;
+  EXPECT_EQ(MetaOp::Decode(n.data(), n.size()).status().code(), Code::kCorruption);
+  n[0] = 3;
+  EXPECT_EQ(MetaOp::Decode(n.data(), n.size()).status().code(), Code::kCorruption);
 }
 
 TEST(MetaOpTest, DecodeRejectsBadVersionAndType) {
