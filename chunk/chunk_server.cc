@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <random>
 
+#include "common/log.h"
 #include "mpi/buffer_pool.h"
 #include "mpi/clock.h"
 
@@ -128,8 +129,7 @@ Status ChunkServer::Start() {
   GFS_RETURN_IF_ERROR(LoadStoreId(env_, dir_, &store_id_));
   GFS_RETURN_IF_ERROR(store_.Open());
   if (store_.upgraded_from() != 0) {
-    std::fprintf(stderr,
-                 "gfs: chunkserver %s: upgraded %zu chunks from chunk store format %u to %u\n",
+    GFS_LOG_WARN("chunkserver %s: upgraded %zu chunks from chunk store format %u to %u",
                  dir_.c_str(), store_.NumChunks(), store_.upgraded_from(), ChunkStore::kFormat);
   }
   stats_.counters["intents_finished_at_open"] = store_.intents_finished();
@@ -896,7 +896,7 @@ void ChunkServer::OnRegisterReply(Message& m) {
     // master's store; one holding chunks of another store is refused instead.
     Status s = SaveStoreId(env_, dir_, r.store_id);
     if (!s.ok()) {
-      std::fprintf(stderr, "gfs: chunkserver %s: %s\n", dir_.c_str(), s.ToString().c_str());
+      GFS_LOG_ERROR("chunkserver %s: %s", dir_.c_str(), s.ToString().c_str());
       return;  // registers again later
     }
     store_id_ = r.store_id;

@@ -172,7 +172,7 @@ void MasterServer::OnLogBatch(Message& m) {
   if (store_id() == 0 && r.store_id != 0) {
     Status a = AdoptStore(r.store_id);  // a new store: the shadow records its identity too
     if (!a.ok()) {
-      std::fprintf(stderr, "gfs: shadow rank %d: %s\n", group_.self, a.ToString().c_str());
+      GFS_LOG_ERROR("shadow rank %d: %s", group_.self, a.ToString().c_str());
     }
   }
   LogBatchReply rep;

@@ -137,8 +137,7 @@ Status MasterServer::Start(std::string* warning) {
     GFS_RETURN_IF_ERROR(SaveMasterVersion(env_, dir_, id));
     store_id_ = id;
     upgraded_ = true;
-    std::fprintf(stderr,
-                 "gfs: master: %s: metadata upgraded from layout 1 to layout %u (store %016llx)\n",
+    GFS_LOG_WARN("master: %s: metadata upgraded from layout 1 to layout %u (store %016llx)",
                  dir_.c_str(), kLayout, static_cast<unsigned long long>(id));
   }
   if (!has_version && store_id_ == 0 && last_seq == 0) {
@@ -917,10 +916,10 @@ void MasterServer::OnRegister(Message& m) {
     // format joins only the master upgraded with it). Start nothing (a new
     // store) and delete nothing.
     if (!fresh_) {
-      std::fprintf(stderr,
-                   "gfs: master: %s holds %zu chunks of no store (no STORE file): refused, its "
-                   "chunks are left alone\n",
-                   r.dir_name.c_str(), r.chunks.size());
+      GFS_LOG_WARN(
+          "master: %s holds %zu chunks of no store (no STORE file): refused, its chunks are left "
+          "alone",
+          r.dir_name.c_str(), r.chunks.size());
       stats_.counters["chunkservers_refused"]++;
       ServerState& st = servers_[m.source];
       st.rank = m.source;
@@ -956,7 +955,7 @@ void MasterServer::OnRegister(Message& m) {
                   "chunks are left alone",
                   r.dir_name.c_str(), static_cast<unsigned long long>(r.store_id),
                   static_cast<unsigned long long>(store_id_));
-    std::fprintf(stderr, "gfs: master: %s\n", msg);
+    GFS_LOG_WARN("master: %s", msg);
     stats_.counters["chunkservers_refused"]++;
     ServerState& st = servers_[m.source];
     st.rank = m.source;
@@ -1306,8 +1305,7 @@ void MasterServer::OnRepairReply(Message& m) {
     if (rep.still_damaged.empty()) {
       ClearDamaged(handle, target);
       stats_.counters["replicas_repaired"]++;
-      std::fprintf(stderr,
-                   "gfs: master: chunk %016llx: the replica on rank %d is repaired (%llu bytes)\n",
+      GFS_LOG_INFO("master: chunk %016llx: the replica on rank %d is repaired (%llu bytes)",
                    static_cast<unsigned long long>(handle), target,
                    static_cast<unsigned long long>(rep.repaired_bytes));
     } else {
@@ -1386,12 +1384,11 @@ void MasterServer::ResolveLengths() {
       stats_.counters["short_replicas_dropped"]++;
     }
     TouchLocation(handle);
-    std::fprintf(stderr,
-                 "gfs: master: chunk %016llx: %zu replica(s) at version %llu shorter than %llu "
-                 "bytes (a mutation cut short by a crash); the longest are kept\n",
-                 static_cast<unsigned long long>(handle), shorter.size(),
-                 static_cast<unsigned long long>(ci->version),
-                 static_cast<unsigned long long>(longest));
+    GFS_LOG_WARN(
+        "master: chunk %016llx: %zu replica(s) at version %llu shorter than %llu "
+        "bytes (a mutation cut short by a crash); the longest are kept",
+        static_cast<unsigned long long>(handle), shorter.size(),
+        static_cast<unsigned long long>(ci->version), static_cast<unsigned long long>(longest));
   }
   reported_len_.clear();
 }

@@ -166,8 +166,8 @@ cut="$DATA/chunkserver-1/chunks/0000000000000001.chunk"
 truncate -s $((6 * BS)) "$cut"
 # The chunkserver reports the short data file when it registers, so the
 # master may have repaired it before the verification ran: either fsck lists
-# it, or the master said it repaired it.
-run_gfs fsck --verify --json /k
+# it, or the master said it repaired it (an info line: -v).
+run_gfs -v fsck --verify --json /k
 if [[ "$RC" == 0 ]]; then
   assert_contains "$ERR" "is repaired" "a short replica repaired before fsck looked"
 else

@@ -93,8 +93,8 @@ import json, sys
 f = json.load(open(sys.argv[1]))["files"][0]
 cs = 8 * 1048576
 for ch in f["chunk_list"]:
-    for rank in ch["replicas"]:
-        print(f'{sys.argv[2]}/chunkserver-{rank - 1}/chunks/{ch["handle"]}.chunk {ch["index"] * cs}')
+    for rep in ch["replicas"]:  # named by the directory the chunkserver serves
+        print(f'{sys.argv[2]}/{rep["dir"]}/chunks/{ch["handle"]}.chunk {ch["index"] * cs}')
 PY
   [[ -s "$TMP/replicas" ]] || fail "$1: no replica listed"
   local path base
