@@ -5,9 +5,9 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <random>
 
 #include "common/log.h"
+#include "common/random.h"
 #include "mpi/buffer_pool.h"
 #include "mpi/clock.h"
 
@@ -22,13 +22,6 @@ constexpr uint64_t kScrubIdleUs = 500 * 1000;
 constexpr size_t kScrubPiece = 1u << 20;
 constexpr uint64_t kScrubPassUs = 60ull * 1000 * 1000;
 
-uint64_t RandomId() {
-  std::random_device rd;
-  uint64_t v = 0;
-  while (v == 0) v = (static_cast<uint64_t>(rd()) << 32) ^ rd();
-  return v;
-}
-
 }  // namespace
 
 Status LoadOrCreateIdentity(Env* env, const std::string& dir, uint64_t* id) {
@@ -41,7 +34,7 @@ Status LoadOrCreateIdentity(Env* env, const std::string& dir, uint64_t* id) {
     }
     return Status::OK();
   }
-  *id = RandomId();
+  *id = RandomIdentity();
   char buf[32];
   std::snprintf(buf, sizeof buf, "%016" PRIx64 "\n", *id);
   return env->WriteFileAtomic(path, buf);

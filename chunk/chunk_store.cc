@@ -816,12 +816,7 @@ Status ChunkStore::WriteImpl(uint64_t handle, uint64_t off, const std::vector<Co
   }
 
   // 2. The intent, the data, the changed CRC entries, the new length.
-  Intent in;
-  in.set = true;
-  in.first = static_cast<uint32_t>(first);
-  in.last = static_cast<uint32_t>(last);
-  in.length = new_len;
-  Status s = WriteHeader(oc, L, in);
+  Status s = WriteHeader(oc, L, Intent::Of(first, last, new_len));
   if (s.ok() && n > 0) {
     size_t nonempty = 0;
     for (const ConstSlice& sl : data) nonempty += sl.size > 0;
@@ -910,12 +905,7 @@ Status ChunkStore::RepairBlocks(uint64_t handle, uint64_t offset, const uint8_t*
     const uint64_t be = std::min<uint64_t>(bs + kBS, offset + n);
     ncrc.push_back(crc32c::Value(data + (bs - offset), static_cast<size_t>(be - bs)));
   }
-  Intent in;
-  in.set = true;
-  in.first = static_cast<uint32_t>(first);
-  in.last = static_cast<uint32_t>(last);
-  in.length = L;
-  Status s = WriteHeader(oc, L, in);
+  Status s = WriteHeader(oc, L, Intent::Of(first, last, L));
   if (s.ok()) s = oc->data->Write(offset, data, n);
   if (s.ok()) s = WriteCrcEntries(oc, first, ncrc);
   if (s.ok()) s = WriteHeader(oc, L, Intent());
@@ -1199,12 +1189,8 @@ Status ChunkStore::Truncate(uint64_t handle, uint64_t length) {
     if (!s.ok()) return Status(s.code(), s.message() + "; refusing to truncate inside the block");
     last_crc = crc32c::Value(scratch_.data(), tail);
   }
-  Intent in;
-  in.set = true;
-  in.first = static_cast<uint32_t>(nb == 0 ? 0 : nb - 1);
-  in.last = in.first;
-  in.length = length;
-  Status s = WriteHeader(oc, L, in);
+  const size_t edge = nb == 0 ? 0 : nb - 1;
+  Status s = WriteHeader(oc, L, Intent::Of(edge, edge, length));
   if (s.ok()) s = oc->data->Truncate(length);
   if (s.ok() && tail != 0) s = WriteCrcEntries(oc, nb - 1, {last_crc});
   if (s.ok()) s = oc->crc->Truncate(kCrcHeaderSize + uint64_t{nb} * 4);

@@ -299,6 +299,9 @@ class ChunkStore {
     bool set = false;
     uint32_t first = 0, last = 0;
     uint64_t length = 0;
+    static Intent Of(size_t first, size_t last, uint64_t length) {
+      return Intent{true, static_cast<uint32_t>(first), static_cast<uint32_t>(last), length};
+    }
   };
   Status WriteHeader(OpenChunk* oc, uint64_t length, const Intent& intent);
   // Reads block `i` (its bytes below `length`) into buf and verifies it.

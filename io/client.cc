@@ -1016,6 +1016,19 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
     return Status::OK();
   };
 
+  // The piece is asked for again (another replica, or the same chunkserver
+  // without short-circuit); a hole needs no answer.
+  auto ask_again = [&](size_t i) -> Status {
+    Status st = issue(i);
+    if (st.ok() && st.message() == "hole") ++completed;
+    return st;
+  };
+  auto finish = [&](const Piece& pc) {
+    ++completed;
+    bytes_done += pc.len;
+    stats_.counters["bytes_read"] += pc.len;
+    if (progress) progress(bytes_done);
+  };
   while (completed < pieces.size()) {
     while (next < pieces.size() && inflight.size() < std::max<uint32_t>(cfg_.read_window, 1)) {
       Status s = issue(next);
@@ -1046,24 +1059,17 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
         stats_.counters["bytes_read_local"] += got;
         if (!took(i, got)) {
           pc.attempt++;
-          Status again = issue(i);
-          if (!again.ok()) return again;
-          if (again.message() == "hole") ++completed;
+          GFS_RETURN_IF_ERROR(ask_again(i));
           continue;
         }
-        ++completed;
-        bytes_done += pc.len;
-        stats_.counters["bytes_read"] += pc.len;
-        if (progress) progress(bytes_done);
+        finish(pc);
         continue;
       }
       // Read it through the same chunkserver instead (not a failed attempt).
       stats_.counters["local_read_fallbacks"]++;
       pc.no_local = true;
       pc.same = pc.target;
-      Status again = issue(i);
-      if (!again.ok()) return again;
-      if (again.message() == "hole") ++completed;
+      GFS_RETURN_IF_ERROR(ask_again(i));
       continue;
     }
     ReadReply rep;
@@ -1073,15 +1079,10 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
       if (got >= pc.best) std::memcpy(out + pc.pos, rep.bytes.data, got);
       if (!took(i, got)) {
         pc.attempt++;
-        Status again = issue(i);
-        if (!again.ok()) return again;
-        if (again.message() == "hole") ++completed;
+        GFS_RETURN_IF_ERROR(ask_again(i));
         continue;
       }
-      ++completed;
-      bytes_done += pc.len;
-      stats_.counters["bytes_read"] += pc.len;
-      if (progress) progress(bytes_done);
+      finish(pc);
       continue;
     }
     // Try another replica; after a full round, refresh locations once.
@@ -1104,10 +1105,7 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
       // may still be good on some replica. Read it block by block.
       Status around = ReadAround(f, offset + pc.pos, out + pc.pos, pc.len, s);
       if (around.ok()) {
-        ++completed;
-        bytes_done += pc.len;
-        stats_.counters["bytes_read"] += pc.len;
-        if (progress) progress(bytes_done);
+        finish(pc);
         continue;
       }
       for (auto& [id, k] : inflight) rpc_.Forget(id);

@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <random>
 
 #include "common/log.h"
+#include "common/random.h"
 #include "mpi/clock.h"
 
 namespace gfs {
@@ -77,13 +77,6 @@ Status SaveMasterVersion(Env* env, const std::string& dir, uint64_t store) {
   return env->WriteFileAtomic(dir + kVersionFile, buf);
 }
 
-uint64_t NewStoreId() {
-  std::random_device rd;
-  uint64_t v = 0;
-  while (v == 0) v = (static_cast<uint64_t>(rd()) << 32) ^ rd();
-  return v;
-}
-
 }  // namespace
 
 Status MasterServer::AdoptStore(uint64_t id) {
@@ -133,7 +126,7 @@ Status MasterServer::Start(std::string* warning) {
   if (!has_version && last_seq > 0 && group_.self == group_.members.front()) {
     // Layout 1 had no VERSION file and no store identity: the metadata is
     // kept as it is, and the store gets its identity now.
-    const uint64_t id = NewStoreId();
+    const uint64_t id = RandomIdentity();
     GFS_RETURN_IF_ERROR(SaveMasterVersion(env_, dir_, id));
     store_id_ = id;
     upgraded_ = true;
@@ -142,7 +135,7 @@ Status MasterServer::Start(std::string* warning) {
   }
   if (!has_version && store_id_ == 0 && last_seq == 0) {
     fresh_ = true;  // no metadata at all: a new store, once the chunkservers agree
-    store_id_ = NewStoreId();
+    store_id_ = RandomIdentity();
   }
   epoch_ = log_->epoch();
   start_us_ = Now();
@@ -905,6 +898,18 @@ void MasterServer::OnShutdownReply(Message& m) {
   if (shutting_down_ && --shutdown_waiting_ == 0) shutdown_deadline_us_ = 0;
 }
 
+void MasterServer::RefuseServer(const Message& m, const std::string& dir_name, const Status& why) {
+  // Registered (the job does not wait for it) but never alive: it serves
+  // nothing and is told nothing to delete.
+  stats_.counters["chunkservers_refused"]++;
+  ServerState& st = servers_[m.source];
+  st.rank = m.source;
+  st.dir_name = dir_name;
+  st.registered = true;
+  st.alive = false;
+  DeferError(m, why);
+}
+
 void MasterServer::OnRegister(Message& m) {
   RegisterReq r;
   Status s = m.Decode(&r);
@@ -920,13 +925,8 @@ void MasterServer::OnRegister(Message& m) {
           "master: %s holds %zu chunks of no store (no STORE file): refused, its chunks are left "
           "alone",
           r.dir_name.c_str(), r.chunks.size());
-      stats_.counters["chunkservers_refused"]++;
-      ServerState& st = servers_[m.source];
-      st.rank = m.source;
-      st.dir_name = r.dir_name;
-      st.registered = true;
-      st.alive = false;
-      return DeferError(m, Status(Code::kWrongStore, r.dir_name + " holds chunks of no store"));
+      return RefuseServer(m, r.dir_name,
+                          Status(Code::kWrongStore, r.dir_name + " holds chunks of no store"));
     }
     if (refusal_.ok()) {
       char sid[40] = "";
@@ -939,13 +939,7 @@ void MasterServer::OnRegister(Message& m) {
                             r.dir_name + " holds " + std::to_string(r.chunks.size()) + " chunks" +
                             sid + "; 'gfs format -f' discards them and makes a new store");
     }
-    stats_.counters["chunkservers_refused"]++;
-    ServerState& st = servers_[m.source];
-    st.rank = m.source;
-    st.dir_name = r.dir_name;
-    st.registered = true;
-    st.alive = false;  // serves nothing
-    return DeferError(m, refusal_);
+    return RefuseServer(m, r.dir_name, refusal_);
   }
   if (!fresh_ && r.store_id != 0 && r.store_id != store_id_ && !r.chunks.empty()) {
     // A chunkserver directory of another store: refused, its chunks left alone.
@@ -956,13 +950,7 @@ void MasterServer::OnRegister(Message& m) {
                   r.dir_name.c_str(), static_cast<unsigned long long>(r.store_id),
                   static_cast<unsigned long long>(store_id_));
     GFS_LOG_WARN("master: %s", msg);
-    stats_.counters["chunkservers_refused"]++;
-    ServerState& st = servers_[m.source];
-    st.rank = m.source;
-    st.dir_name = r.dir_name;
-    st.registered = true;
-    st.alive = false;
-    return DeferError(m, Status(Code::kWrongStore, msg));
+    return RefuseServer(m, r.dir_name, Status(Code::kWrongStore, msg));
   }
   ServerState& st = servers_[m.source];
   st.rank = m.source;

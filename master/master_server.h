@@ -170,6 +170,8 @@ class MasterServer : public Server {
   void OnSetLength(Message& m);
   void OnClientDone(Message& m);
   void OnRegister(Message& m);
+  // A chunkserver of another store, or holding chunks of none: refused.
+  void RefuseServer(const Message& m, const std::string& dir_name, const Status& why);
   void OnHeartbeat(Message& m);
   void OnPrepareReply(Message& m);
   void OnShutdownReply(Message& m);
