@@ -32,9 +32,9 @@
 #include <string>
 #include <vector>
 
+#include "common/clock.h"
 #include "io/gfs.h"
 #include "io/record_io.h"
-#include "mpi/clock.h"
 
 namespace {
 

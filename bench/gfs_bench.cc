@@ -36,11 +36,11 @@
 #include <tuple>
 #include <vector>
 
+#include "common/clock.h"
 #include "io/gfs.h"
 #include "io/record_io.h"
 #include "io/tool/launcher.h"
 #include "io/tool/options.h"
-#include "mpi/clock.h"
 
 namespace po = boost::program_options;
 using Json = nlohmann::json;

@@ -32,7 +32,7 @@
 
 #include "common/status.h"
 #include "io/client.h"
-#include "mpi/config.h"
+#include "mpi/protocol/config.h"
 
 namespace gfs {
 

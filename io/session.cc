@@ -11,7 +11,7 @@
 #include "common/log.h"
 #include "io/gfs.h"
 #include "master/master_server.h"
-#include "mpi/mpi_transport.h"
+#include "mpi/transport/mpi_transport.h"
 
 namespace gfs {
 

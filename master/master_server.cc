@@ -5,8 +5,8 @@
 #include <cstdio>
 #include <random>
 
+#include "common/clock.h"
 #include "common/log.h"
-#include "mpi/clock.h"
 
 namespace gfs {
 namespace {

@@ -20,11 +20,11 @@
 #include <thread>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "io/h5/export.h"
 #include "io/record_io.h"
 #include "jobs/producer_consumer.h"
-#include "mpi/clock.h"
 
 namespace gfs::tool {
 
@@ -926,9 +926,9 @@ int PrintFsck(const FsckReply& rep, const std::map<int32_t, ServerReport>& names
       }
       j["files"].push_back(jf);
     }
-    j["total"] = Json{{"files", all.files},         {"chunks", all.chunks},
-                      {"healthy", all.healthy},     {"under_replicated", all.under},
-                      {"missing", all.missing},     {"corrupt_replicas", all.corrupt},
+    j["total"] = Json{{"files", all.files},          {"chunks", all.chunks},
+                      {"healthy", all.healthy},      {"under_replicated", all.under},
+                      {"missing", all.missing},      {"corrupt_replicas", all.corrupt},
                       {"stale_replicas", all.stale}, {"unreadable_bytes", all.unreadable_bytes}};
     PrintJson(j);
   } else {

@@ -7,7 +7,7 @@
 #include <sstream>
 
 #include "master/oplog.h"
-#include "mpi/wire.h"
+#include "mpi/protocol/wire.h"
 
 namespace po = boost::program_options;
 
@@ -158,8 +158,8 @@ po::options_description VisibleGlobals(GlobalText* t, GlobalOptions* g) {
       "(default 0: off)")("no-short-circuit", po::bool_switch(&g->no_short_circuit),
                           "clients read replicas on their own host through the chunkserver, "
                           "not from its files (writes and appends always go through the "
-                          "chunkservers)")(
-      "progress", po::bool_switch(&j.progress), "show the progress of long transfers on stderr")(
+                          "chunkservers)")("progress", po::bool_switch(&j.progress),
+                                           "show the progress of long transfers on stderr")(
       "hostfile", po::value(&g->hostfile)->value_name("FILE"),
       "launcher: Open MPI hostfile for a multi-node job")(
       "mpirun-args", po::value(&g->mpirun_args)->value_name("\"...\""),
@@ -172,8 +172,8 @@ po::options_description HiddenGlobals(GlobalText* t, GlobalOptions* g) {
   po::options_description hidden;
   hidden.add_options()("stats-dir", po::value(&g->job.stats_dir))(
       "status-file", po::value(&g->status_file))("slice-size", po::value(&t->slice_size))(
-      "rank-mode", po::bool_switch(&g->rank_mode))(
-      "short-circuit-appends", po::bool_switch(&g->short_circuit_appends))(
+      "rank-mode", po::bool_switch(&g->rank_mode))("short-circuit-appends",
+                                                   po::bool_switch(&g->short_circuit_appends))(
       "no-short-circuit-appends", po::bool_switch(&g->no_short_circuit_appends));
   return hidden;
 }

@@ -1,4 +1,4 @@
-#include "mpi/inproc_transport.h"
+#include "mpi/transport/inproc_transport.h"
 
 namespace gfs {
 

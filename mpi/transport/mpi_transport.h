@@ -20,7 +20,7 @@
 #include <map>
 #include <vector>
 
-#include "mpi/transport.h"
+#include "mpi/transport/transport.h"
 
 namespace gfs {
 

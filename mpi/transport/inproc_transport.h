@@ -11,7 +11,7 @@
 #include <mutex>
 #include <vector>
 
-#include "mpi/transport.h"
+#include "mpi/transport/transport.h"
 
 namespace gfs {
 
