@@ -33,7 +33,7 @@
 #include <vector>
 
 #include "common/clock.h"
-#include "io/gfs.h"
+#include "jobs/gfs.h"
 #include "io/record_io.h"
 
 namespace {

@@ -37,7 +37,7 @@
 #include <vector>
 
 #include "common/clock.h"
-#include "io/gfs.h"
+#include "jobs/gfs.h"
 #include "io/record_io.h"
 #include "io/tool/launcher.h"
 #include "io/tool/options.h"

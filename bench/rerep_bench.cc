@@ -36,7 +36,7 @@
 #include <thread>
 #include <vector>
 
-#include "io/gfs.h"
+#include "jobs/gfs.h"
 #include "tests/programs/fault_common.h"
 
 namespace {

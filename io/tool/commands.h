@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "io/gfs.h"
+#include "jobs/gfs.h"
 #include "io/tool/options.h"
 
 namespace gfs::tool {

@@ -15,7 +15,7 @@
 #include <sstream>
 #include <string_view>
 
-#include "io/gfs.h"
+#include "jobs/gfs.h"
 
 namespace gfs::tool {
 namespace {

@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "io/gfs.h"
+#include "jobs/gfs.h"
 #include "io/tool/commands.h"
 #include "io/tool/launcher.h"
 #include "io/tool/options.h"

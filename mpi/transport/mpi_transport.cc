@@ -8,6 +8,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <climits>
@@ -82,6 +83,37 @@ Status CheckMpi(int rc, const char* what) {
   MPI_Error_string(rc, text, &len);
   return Status::Unavailable(std::string(what) + ": " +
                              std::string(text, static_cast<size_t>(len)));
+}
+
+MpiCollective::MpiCollective(MPI_Comm comm) : comm_(comm) {
+  MPI_Comm_rank(comm_, &rank_);
+  MPI_Comm_size(comm_, &size_);
+}
+
+Status MpiCollective::AllGather(const void* mine, size_t n, void* all) {
+  if (n > static_cast<size_t>(INT_MAX)) return Status::InvalidArgument("MPI_Allgather too large");
+  const int count = static_cast<int>(n);
+  return CheckMpi(MPI_Allgather(mine, count, MPI_BYTE, all, count, MPI_BYTE, comm_),
+                  "MPI_Allgather");
+}
+
+Status MpiCollective::Gather(int root, const void* mine, size_t n, void* all) {
+  if (n > static_cast<size_t>(INT_MAX)) return Status::InvalidArgument("MPI_Gather too large");
+  const int count = static_cast<int>(n);
+  return CheckMpi(MPI_Gather(mine, count, MPI_BYTE, all, count, MPI_BYTE, root, comm_),
+                  "MPI_Gather");
+}
+
+Status MpiCollective::Broadcast(int root, void* data, size_t n) {
+  // MPI counts are int: pieces of at most INT_MAX bytes (every member knows n).
+  auto* p = static_cast<uint8_t*>(data);
+  do {
+    const int count = static_cast<int>(std::min(n, static_cast<size_t>(INT_MAX)));
+    GFS_RETURN_IF_ERROR(CheckMpi(MPI_Bcast(p, count, MPI_BYTE, root, comm_), "MPI_Bcast"));
+    p += count;
+    n -= static_cast<size_t>(count);
+  } while (n > 0);
+  return Status::OK();
 }
 
 MpiTransport::MpiTransport(MPI_Comm comm, uint64_t send_timeout_us)

@@ -70,7 +70,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "io/gfs.h"
+#include "jobs/gfs.h"
 #include "io/record.h"
 
 namespace {

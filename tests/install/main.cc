@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "io/gfs.h"
+#include "jobs/gfs.h"
 #ifdef GFS_INSTALL_WITH_H5
 #include <hdf5.h>
 

@@ -13,8 +13,8 @@ PREFIX="$TMP/prefix"
 
 run_cmd cmake --install "$BUILD" --prefix "$PREFIX"
 assert_ok "cmake --install"
-for f in bin/gfs lib/libgfs_client.a lib/libgfs_common.a lib/libgfs_transport.a lib/libgfs_protocol.a lib/libgfs_master.a \
-  lib/libgfs_chunk.a lib/libgfs_h5.a include/gfs/io/gfs.h include/gfs/io/client.h \
+for f in bin/gfs lib/libgfs_io.a lib/libgfs_embed.a lib/libgfs_common.a lib/libgfs_transport.a lib/libgfs_protocol.a lib/libgfs_master.a \
+  lib/libgfs_chunk.a lib/libgfs_h5.a include/gfs/jobs/gfs.h include/gfs/io/client.h \
   include/gfs/common/status.h include/gfs/mpi/protocol/config.h include/gfs/io/h5/packet_table.h \
   lib/cmake/gfs/gfsConfig.cmake lib/cmake/gfs/gfsConfigVersion.cmake \
   lib/cmake/gfs/gfsTargets.cmake; do

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "io/gfs.h"
+#include "jobs/gfs.h"
 
 namespace gfs::faulttest {
 

@@ -28,7 +28,7 @@
 #include <string>
 #include <vector>
 
-#include "io/gfs.h"
+#include "jobs/gfs.h"
 #include "io/h5/export.h"
 #include "io/h5/packet_table.h"
 

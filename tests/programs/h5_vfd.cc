@@ -24,7 +24,7 @@
 #include <string>
 #include <vector>
 
-#include "io/gfs.h"
+#include "jobs/gfs.h"
 #include "io/h5/vfd.h"
 
 namespace {
