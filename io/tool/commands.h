@@ -5,7 +5,7 @@
 #include <string>
 
 #include "jobs/gfs.h"
-#include "io/tool/options.h"
+#include "jobs/options.h"
 
 namespace gfs::tool {
 

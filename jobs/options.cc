@@ -1,4 +1,4 @@
-#include "io/tool/options.h"
+#include "jobs/options.h"
 
 #include <boost/program_options.hpp>
 #include <cctype>
