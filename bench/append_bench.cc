@@ -33,8 +33,8 @@
 #include <vector>
 
 #include "common/clock.h"
-#include "jobs/gfs.h"
 #include "io/record_io.h"
+#include "jobs/gfs.h"
 
 namespace {
 
