@@ -67,6 +67,13 @@ Status AdoptOutsideCopies(Env* env, const JobConfig& cfg, const RoleLayout& l, M
 
 }  // namespace
 
+Role RoleOf(const RoleLayout& l, int rank) {
+  if (l.is_master(rank)) return Role::kMaster;
+  if (l.is_shadow(rank)) return Role::kShadow;
+  if (l.is_chunkserver(rank)) return Role::kChunkserver;
+  return Role::kClient;
+}
+
 Result<std::vector<HostId>> GatherHosts(Collective* world, const std::string& host_name) {
   // Slots as wide as Open MPI's MPI_MAX_PROCESSOR_NAME (256).
   constexpr size_t kName = 256, kBoot = 64, kSlot = kName + kBoot;
@@ -187,14 +194,7 @@ Status StartMasterGroupMember(Env* env, const JobConfig& cfg, const RoleLayout& 
 Status StartRank(const RankContext& ctx, const JobConfig& cfg, const RoleLayout& l,
                  StartedRank* out) {
   const int rank = ctx.rank;
-  if (l.is_master(rank))
-    out->role = Role::kMaster;
-  else if (l.is_shadow(rank))
-    out->role = Role::kShadow;
-  else if (l.is_chunkserver(rank))
-    out->role = Role::kChunkserver;
-  else
-    out->role = Role::kClient;
+  out->role = RoleOf(l, rank);
   auto hosts = GatherHosts(ctx.world, ctx.host_name);
   if (!hosts.ok()) return hosts.status();
   out->hosts = std::move(*hosts);

@@ -23,6 +23,9 @@ namespace gfs {
 
 class MasterServer;
 
+// The role of `rank` in a job laid out as `l`.
+Role RoleOf(const RoleLayout& l, int rank);
+
 // What one rank of a job works with, whatever carries its messages.
 struct RankContext {
   int rank = -1;                   // in the job (the transport's rank)

@@ -96,14 +96,7 @@ Status Init(MPI_Comm world, const JobConfig& cfg_in, Session* s) {
   const RoleLayout& l = s->layout_;
   if (cfg.replication == 0) cfg.replication = static_cast<uint32_t>(std::min(3, l.chunkservers));
   s->cfg_ = cfg;
-  if (l.is_master(rank))
-    s->role_ = Role::kMaster;
-  else if (l.is_shadow(rank))
-    s->role_ = Role::kShadow;
-  else if (l.is_chunkserver(rank))
-    s->role_ = Role::kChunkserver;
-  else
-    s->role_ = Role::kClient;
+  s->role_ = RoleOf(l, rank);
 
   // Collective set-up, in the same order on every rank.
   GFS_RETURN_IF_ERROR(
