@@ -32,9 +32,9 @@
 #include <string>
 #include <vector>
 
-#include "io/gfs.h"
+#include "common/clock.h"
 #include "io/record_io.h"
-#include "mpi/clock.h"
+#include "jobs/gfs.h"
 
 namespace {
 

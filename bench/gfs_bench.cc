@@ -36,11 +36,11 @@
 #include <tuple>
 #include <vector>
 
-#include "io/gfs.h"
+#include "common/clock.h"
 #include "io/record_io.h"
-#include "io/tool/launcher.h"
-#include "io/tool/options.h"
-#include "mpi/clock.h"
+#include "jobs/gfs.h"
+#include "jobs/launcher.h"
+#include "jobs/options.h"
 
 namespace po = boost::program_options;
 using Json = nlohmann::json;
@@ -1382,7 +1382,7 @@ int RankMain(int argc, char** argv) {
 }
 
 // Run directly: check the whole command line, then start the job through
-// gfs's launcher (io/tool/launcher.h), which re-executes this binary under
+// gfs's launcher (jobs/launcher.h), which re-executes this binary under
 // mpirun and returns the status the first client reports.
 int LauncherMain(int argc, char** argv) {
   std::vector<std::string> globals, own, line;

@@ -36,15 +36,15 @@
 #include <thread>
 #include <vector>
 
-#include "io/gfs.h"
-#include "tests/programs/fault_common.h"
+#include "bench/stream.h"
+#include "jobs/gfs.h"
 
 namespace {
 
-using gfs::faulttest::Args;
-using gfs::faulttest::Fill;
-using gfs::faulttest::Num;
-using gfs::faulttest::WriteText;
+using gfs::stream::Args;
+using gfs::stream::Fill;
+using gfs::stream::Num;
+using gfs::stream::WriteText;
 
 uint64_t WallNs() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -93,7 +93,7 @@ std::string Run(gfs::Client* c, const Args& a, const std::string& work, std::str
   const uint64_t bytes = Num(a, "bytes", 64u << 20), seed = Num(a, "seed", 1);
   const uint64_t poll_ms = Num(a, "poll_ms", 50), wait_s = Num(a, "wait", 600);
   const auto t0 = std::chrono::steady_clock::now();
-  std::string bad = gfs::faulttest::PutStream(c, "/big", bytes, seed);
+  std::string bad = gfs::stream::PutStream(c, "/big", bytes, seed);
   if (!bad.empty()) return "put: " + bad;
   const double put_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
@@ -211,7 +211,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string work = argv[2];
-  const Args a = gfs::faulttest::ParseArgs(argc, argv, 3);
+  const Args a = gfs::stream::ParseArgs(argc, argv, 3);
   gfs::JobConfig cfg;
   cfg.data_dir = argv[1];
   cfg.chunkservers = static_cast<int>(Num(a, "cs", 4));

@@ -6,10 +6,10 @@
 #include <cstring>
 #include <filesystem>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/random.h"
-#include "mpi/buffer_pool.h"
-#include "mpi/clock.h"
+#include "mpi/transport/buffer_pool.h"
 
 namespace gfs {
 namespace {
@@ -677,7 +677,7 @@ void ChunkServer::OnRead(Message& m) {
   // into the outgoing buffer, after the envelope and the reply's fixed fields.
   constexpr size_t kFixed = kHeaderSize + 8 + 4;  // chunk_length, blob length
   // A pooled buffer with room for the blocks around the range (fresh pages
-  // cost a fault each; see mpi/buffer_pool.h).
+  // cost a fault each; see mpi/transport/buffer_pool.h).
   auto out = TakeBuffer(0, kFixed + std::min<uint64_t>(r.length, 64u << 20) + 2 * 65536);
   size_t skip = 0, len = 0;
   Range bad;

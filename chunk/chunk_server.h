@@ -16,9 +16,9 @@
 #include <vector>
 
 #include "chunk/chunk_store.h"
-#include "mpi/config.h"
-#include "mpi/rpc.h"
-#include "mpi/stats.h"
+#include "mpi/protocol/config.h"
+#include "mpi/protocol/rpc.h"
+#include "mpi/protocol/stats.h"
 
 namespace gfs {
 

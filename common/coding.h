@@ -41,7 +41,7 @@ struct DefaultInitAllocator : std::allocator<T> {
 using Bytes = std::vector<uint8_t, DefaultInitAllocator<uint8_t>>;
 
 // Fixed-width little-endian loads and stores at a raw pointer (the host is
-// little-endian; see mpi/wire.cc).
+// little-endian; see mpi/protocol/wire.cc).
 inline uint32_t LoadU32(const uint8_t* p) {
   uint32_t v;
   std::memcpy(&v, p, 4);

@@ -6,7 +6,7 @@
 #include <thread>
 
 #include "common/crc32c.h"
-#include "mpi/buffer_pool.h"
+#include "mpi/transport/buffer_pool.h"
 
 namespace gfs {
 namespace {

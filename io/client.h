@@ -15,9 +15,9 @@
 
 #include "common/env.h"
 #include "common/status.h"
-#include "mpi/config.h"
-#include "mpi/rpc.h"
-#include "mpi/stats.h"
+#include "mpi/protocol/config.h"
+#include "mpi/protocol/rpc.h"
+#include "mpi/protocol/stats.h"
 
 namespace gfs {
 

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <memory>
 
-#include "mpi/buffer_pool.h"
+#include "mpi/transport/buffer_pool.h"
 
 namespace gfs {
 
@@ -35,7 +35,7 @@ Status RecordWriter::AppendMany(const std::vector<Client::Span>& payloads,
   const uint64_t pack_limit = std::min<uint64_t>(f_->chunk_size / 16, kPackLimit);
   // The units come from the buffer pool and go back to it on return, so
   // their pages stay warm for the next call or writer (fresh memory faults
-  // on every page; see mpi/buffer_pool.h).
+  // on every page; see mpi/transport/buffer_pool.h).
   std::vector<std::shared_ptr<Bytes>> frames;
   std::vector<std::pair<size_t, size_t>> where;  // record -> (unit, offset in unit)
   where.reserve(payloads.size());

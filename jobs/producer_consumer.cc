@@ -10,8 +10,8 @@
 #include <thread>
 #include <vector>
 
+#include "common/clock.h"
 #include "io/record_io.h"
-#include "mpi/clock.h"
 
 namespace gfs::jobs {
 namespace {

@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <string>
 
-#include "io/gfs.h"
+#include "jobs/gfs.h"
 
 namespace gfs::jobs {
 

@@ -39,7 +39,7 @@ fi
 status=0
 echo "== clang-format check"
 t0="$(date +%s)"
-mapfile -t SOURCES < <(cd "$ROOT" && find common mpi master chunk io bench tests -name '*.cc' -o -name '*.h' 2>/dev/null | sort)
+mapfile -t SOURCES < <(cd "$ROOT" && find common mpi master chunk io jobs bench tests -name '*.cc' -o -name '*.h' 2>/dev/null | sort)
 if (cd "$ROOT" && clang-format --dry-run --Werror "${SOURCES[@]}"); then
   echo "formatted: ${#SOURCES[@]} files"
 else

@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "master/master_server.h"
-#include "mpi/clock.h"
 
 namespace gfs {
 namespace {

@@ -4,9 +4,9 @@
 #include <chrono>
 #include <cstdio>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/random.h"
-#include "mpi/clock.h"
 
 namespace gfs {
 namespace {

@@ -31,9 +31,9 @@
 #include "master/journal.h"
 #include "master/meta_state.h"
 #include "master/placement.h"
-#include "mpi/config.h"
-#include "mpi/rpc.h"
-#include "mpi/stats.h"
+#include "mpi/protocol/config.h"
+#include "mpi/protocol/rpc.h"
+#include "mpi/protocol/stats.h"
 
 namespace gfs {
 

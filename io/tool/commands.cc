@@ -20,11 +20,11 @@
 #include <thread>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "io/h5/export.h"
 #include "io/record_io.h"
 #include "jobs/producer_consumer.h"
-#include "mpi/clock.h"
 
 namespace gfs::tool {
 

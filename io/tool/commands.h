@@ -4,8 +4,8 @@
 
 #include <string>
 
-#include "io/gfs.h"
-#include "io/tool/options.h"
+#include "jobs/gfs.h"
+#include "jobs/options.h"
 
 namespace gfs::tool {
 

@@ -1,5 +1,5 @@
 // The `gfs` command-line tool. Run directly it is a launcher that starts the
-// job under mpirun (io/tool/launcher.cc); run under mpirun/srun it is one rank
+// job under mpirun (jobs/launcher.cc); run under mpirun/srun it is one rank
 // of the job (rank mode). See README.md and doc/options.md.
 #include <mpi.h>
 #include <sys/stat.h>
@@ -8,10 +8,10 @@
 #include <filesystem>
 #include <fstream>
 
-#include "io/gfs.h"
 #include "io/tool/commands.h"
-#include "io/tool/launcher.h"
-#include "io/tool/options.h"
+#include "jobs/gfs.h"
+#include "jobs/launcher.h"
+#include "jobs/options.h"
 
 using namespace gfs;
 using namespace gfs::tool;

@@ -70,8 +70,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "io/gfs.h"
 #include "io/record.h"
+#include "jobs/gfs.h"
 
 namespace {
 

@@ -5,8 +5,9 @@
 // 1 master + 3 chunkservers + the rest clients. Client 0 writes a 3 MiB + 5
 // byte file (1 MiB chunks, 3 replicas), reads it back, compares, and writes
 // "OK <bytes>" or "FAIL <why>" to RESULT_FILE (and prints it). Built with
-// GFS_INSTALL_WITH_H5 (gfs_install_h5, linked to gfs::gfs_h5) it also appends
-// to a packet table.
+// GFS_INSTALL_WITH_H5 (gfs_install_h5, linked to gfs::gfs_h5 as well) it also
+// appends to a packet table.
+#include <gfs/gfs.h>
 #include <mpi.h>
 
 #include <cstdint>
@@ -14,13 +15,9 @@
 #include <fstream>
 #include <string>
 #include <vector>
-
-#include "common/status.h"
-#include "io/gfs.h"
 #ifdef GFS_INSTALL_WITH_H5
+#include <gfs/io/h5/packet_table.h>
 #include <hdf5.h>
-
-#include "io/h5/packet_table.h"
 #endif
 
 namespace {

@@ -31,7 +31,9 @@ assert_contains "$OUT" "status: healthy" "fsck"
 assert_contains "$OUT" "/runs/numbers.txt" "ls -l"
 cd /
 
-# The C++ example compiles against the headers as they are.
-run_cmd mpicxx -std=c++20 -fsyntax-only -DOMPI_SKIP_MPICXX=1 -Wall -Wextra -Werror -I"$ROOT" "$TMP/example.cc"
+# The C++ example compiles against the headers as they are installed (staged
+# in the build's include/gfs).
+run_cmd mpicxx -std=c++20 -fsyntax-only -DOMPI_SKIP_MPICXX=1 -Wall -Wextra -Werror \
+  -I"$BUILD/include" "$TMP/example.cc"
 assert_ok "the README's C++ example compiles"
 pass

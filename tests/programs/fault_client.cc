@@ -66,15 +66,15 @@
 #include <thread>
 #include <vector>
 
-#include "io/gfs.h"
-#include "tests/programs/fault_common.h"
+#include "bench/stream.h"
+#include "jobs/gfs.h"
 
 namespace {
 
-using gfs::faulttest::Args;
-using gfs::faulttest::Fill;
-using gfs::faulttest::Num;
-using gfs::faulttest::WriteText;
+using gfs::stream::Args;
+using gfs::stream::Fill;
+using gfs::stream::Num;
+using gfs::stream::WriteText;
 
 double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -156,8 +156,8 @@ std::string RunPut(gfs::Client* c, const Args& a, const std::string& work, std::
     out.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(bytes));
   }
   double t0 = Now();
-  std::string bad = gfs::faulttest::PutStream(
-      c, "/big", bytes, seed, [&](uint64_t off, uint64_t n) -> std::string {
+  std::string bad =
+      gfs::stream::PutStream(c, "/big", bytes, seed, [&](uint64_t off, uint64_t n) -> std::string {
         WriteText(work + "/progress", std::to_string(off + n));
         const uint64_t pause_at = Num(a, "pause_at", 0);
         if (a.count("pause_at") && off < pause_at && off + n >= pause_at) {
@@ -571,7 +571,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string mode = argv[1], work = argv[3];
-  const Args a = gfs::faulttest::ParseArgs(argc, argv, 4);
+  const Args a = gfs::stream::ParseArgs(argc, argv, 4);
   gfs::JobConfig cfg;
   cfg.data_dir = argv[2];
   cfg.chunkservers = static_cast<int>(Num(a, "cs", 4));

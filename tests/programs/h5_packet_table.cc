@@ -28,9 +28,9 @@
 #include <string>
 #include <vector>
 
-#include "io/gfs.h"
 #include "io/h5/export.h"
 #include "io/h5/packet_table.h"
+#include "jobs/gfs.h"
 
 namespace {
 

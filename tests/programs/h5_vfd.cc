@@ -24,8 +24,8 @@
 #include <string>
 #include <vector>
 
-#include "io/gfs.h"
 #include "io/h5/vfd.h"
+#include "jobs/gfs.h"
 
 namespace {
 

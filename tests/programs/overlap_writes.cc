@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "io/gfs.h"
+#include "jobs/gfs.h"
 
 namespace {
 

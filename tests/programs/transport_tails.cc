@@ -23,10 +23,10 @@
 #include <thread>
 #include <vector>
 
-#include "mpi/buffer_pool.h"
-#include "mpi/messages.h"
-#include "mpi/mpi_transport.h"
-#include "mpi/rpc.h"
+#include "mpi/protocol/messages.h"
+#include "mpi/protocol/rpc.h"
+#include "mpi/transport/buffer_pool.h"
+#include "mpi/transport/mpi_transport.h"
 
 namespace {
 

@@ -15,7 +15,7 @@
 #include "chunk/chunk_server.h"
 #include "io/client.h"
 #include "master/master_server.h"
-#include "mpi/inproc_transport.h"
+#include "mpi/transport/inproc_transport.h"
 #include "tests/unit/fault_env.h"
 
 namespace gfs {

@@ -39,8 +39,8 @@
 #include "io/record.h"
 #include "master/meta_state.h"
 #include "master/oplog.h"
-#include "mpi/messages.h"
-#include "mpi/rpc.h"
+#include "mpi/protocol/messages.h"
+#include "mpi/protocol/rpc.h"
 
 // ---- allocation accounting ----------------------------------------------------
 //

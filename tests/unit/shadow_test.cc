@@ -1,5 +1,6 @@
 // The master group in one process: a master, two shadow masters, three
-// chunkservers and a client over the in-process transport. Log shipping,
+// chunkservers and a client over the in-process transport, the group started
+// by the job's own start-up code (jobs/roles.h). Log shipping,
 // shadows answering reads, election and takeover when the master dies, and
 // refusal of a deposed master's orders.
 #include <gtest/gtest.h>
@@ -14,8 +15,9 @@
 
 #include "chunk/chunk_server.h"
 #include "io/client.h"
+#include "jobs/roles.h"
 #include "master/master_server.h"
-#include "mpi/inproc_transport.h"
+#include "mpi/transport/inproc_transport.h"
 
 namespace gfs {
 namespace {
@@ -49,20 +51,28 @@ class GroupCluster {
     cfg_.slice_size = 64 * 1024;
     cfg_.write_op_size = 256 * 1024;
     cfg_.read_size = 128 * 1024;
-    std::vector<int> cs, clients{client};
-    for (int i = 0; i < kServers; ++i) cs.push_back(group_ + i);
-    MasterGroup g;
-    g.members.clear();
-    for (int r = 0; r < group_; ++r) g.members.push_back(r);
+    // The job's start-up code brings the group up, each member in a thread
+    // of its own (the exchange among them is collective). The outsider is
+    // no part of the job's layout.
+    RoleLayout layout;
+    layout.world = group_ + kServers + 1;
+    layout.shadows = group_ - 1;
+    layout.chunkservers = kServers;
+    layout.clients = 1;
+    InProcGroup collective(group_);
+    masters_.resize(static_cast<size_t>(group_));
+    master_locks_.resize(static_cast<size_t>(group_));
+    std::vector<Status> started(static_cast<size_t>(group_));
+    std::vector<std::thread> starting;
     for (int r = 0; r < group_; ++r) {
-      g.self = r;
-      std::string d = dir_ + (r == 0 ? "/master" : "/shadow-" + std::to_string(r));
-      masters_.push_back(std::make_unique<MasterServer>(fabric_.endpoint(r), Env::Posix(), cfg_, d,
-                                                        cs, clients, g));
-      std::string warn;
-      EXPECT_TRUE(masters_.back()->Start(&warn).ok());
-      EXPECT_TRUE(masters_.back()->BeginEpoch(masters_.back()->journal()->epoch() + 1).ok());
+      starting.emplace_back([this, r, &layout, &collective, &started] {
+        const size_t i = static_cast<size_t>(r);
+        started[i] = StartMasterGroupMember(Env::Posix(), cfg_, layout, r, fabric_.endpoint(r),
+                                            collective.member(r), &master_locks_[i], &masters_[i]);
+      });
     }
+    for (auto& t : starting) t.join();
+    for (const Status& st : started) EXPECT_TRUE(st.ok()) << st.ToString();
     for (int i = 0; i < kServers; ++i) {
       std::string d;
       uint64_t id = 0;
@@ -133,6 +143,7 @@ class GroupCluster {
   std::string dir_;
   bool owned_ = false;
   JobConfig cfg_;
+  std::vector<std::unique_ptr<FileLock>> master_locks_;  // outlive the masters
   std::vector<std::unique_ptr<MasterServer>> masters_;
   std::vector<std::unique_ptr<FileLock>> locks_;
   std::vector<std::unique_ptr<ChunkServer>> servers_;

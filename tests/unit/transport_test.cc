@@ -6,10 +6,10 @@
 #include <cstring>
 #include <vector>
 
-#include "mpi/buffer_pool.h"
-#include "mpi/inproc_transport.h"
-#include "mpi/messages.h"
-#include "mpi/rpc.h"
+#include "mpi/protocol/messages.h"
+#include "mpi/protocol/rpc.h"
+#include "mpi/transport/buffer_pool.h"
+#include "mpi/transport/inproc_transport.h"
 
 namespace gfs {
 namespace {

@@ -4,8 +4,8 @@
 
 #include <random>
 
-#include "mpi/messages.h"
-#include "mpi/rpc.h"
+#include "mpi/protocol/messages.h"
+#include "mpi/protocol/rpc.h"
 
 namespace gfs {
 namespace {

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "mpi/config.h"
+#include "mpi/protocol/config.h"
 
 namespace gfs::tool {
 

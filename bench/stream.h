@@ -1,8 +1,8 @@
-// Pieces shared by the fault-injection test program (tests/programs/
-// fault_client.cc) and the re-replication benchmark (bench/rerep_bench.cc),
-// which grew from its `put` mode: key=value arguments, the seekable
+// Pieces shared by the re-replication benchmark (bench/rerep_bench.cc) and
+// the fault-injection test program it grew from (tests/programs/
+// fault_client.cc, its `put` mode): key=value arguments, the seekable
 // pseudo-random byte stream both sides regenerate instead of storing, and
-// the put loop that writes such a stream.
+// the put loop that writes such a stream. Header-only, on the client API.
 #pragma once
 
 #include <algorithm>
@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
-#include "io/gfs.h"
+#include "io/client.h"
 
-namespace gfs::faulttest {
+namespace gfs::stream {
 
 using Args = std::map<std::string, std::string>;
 
@@ -93,4 +93,4 @@ inline std::string PutStream(
   return "";
 }
 
-}  // namespace gfs::faulttest
+}  // namespace gfs::stream

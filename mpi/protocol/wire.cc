@@ -1,4 +1,4 @@
-#include "mpi/wire.h"
+#include "mpi/protocol/wire.h"
 
 #include <cstdio>
 

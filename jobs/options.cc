@@ -1,4 +1,4 @@
-#include "io/tool/options.h"
+#include "jobs/options.h"
 
 #include <boost/program_options.hpp>
 #include <cctype>
@@ -7,7 +7,7 @@
 #include <sstream>
 
 #include "master/oplog.h"
-#include "mpi/wire.h"
+#include "mpi/protocol/wire.h"
 
 namespace po = boost::program_options;
 

@@ -1,4 +1,4 @@
-#include "mpi/mpi_transport.h"
+#include "mpi/transport/mpi_transport.h"
 
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -8,6 +8,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <climits>
@@ -16,8 +17,8 @@
 #include <ctime>
 #include <thread>
 
-#include "mpi/buffer_pool.h"
-#include "mpi/clock.h"
+#include "common/clock.h"
+#include "mpi/transport/buffer_pool.h"
 
 namespace gfs {
 namespace {
@@ -27,10 +28,6 @@ constexpr int kTag = 7;
 // the sender. (Open MPI's shared-memory eager limit is 4 KiB; smaller
 // messages complete at the sender at once.)
 constexpr int kRingSenderAbove = 2048;
-// SendWithTail: bit in the wire header's flags byte (offset 5) of a head
-// whose tail follows as the sender's next message on the same tag.
-constexpr size_t kFlagsOffset = 5;
-constexpr uint8_t kTailFollows = 0x01;
 // Tails smaller than this are copied into the head (one message).
 constexpr size_t kMinTail = 64 * 1024;
 // How long a receiver waits for a tail whose head has come.
@@ -86,6 +83,37 @@ Status CheckMpi(int rc, const char* what) {
   MPI_Error_string(rc, text, &len);
   return Status::Unavailable(std::string(what) + ": " +
                              std::string(text, static_cast<size_t>(len)));
+}
+
+MpiCollective::MpiCollective(MPI_Comm comm) : comm_(comm) {
+  MPI_Comm_rank(comm_, &rank_);
+  MPI_Comm_size(comm_, &size_);
+}
+
+Status MpiCollective::AllGather(const void* mine, size_t n, void* all) {
+  if (n > static_cast<size_t>(INT_MAX)) return Status::InvalidArgument("MPI_Allgather too large");
+  const int count = static_cast<int>(n);
+  return CheckMpi(MPI_Allgather(mine, count, MPI_BYTE, all, count, MPI_BYTE, comm_),
+                  "MPI_Allgather");
+}
+
+Status MpiCollective::Gather(int root, const void* mine, size_t n, void* all) {
+  if (n > static_cast<size_t>(INT_MAX)) return Status::InvalidArgument("MPI_Gather too large");
+  const int count = static_cast<int>(n);
+  return CheckMpi(MPI_Gather(mine, count, MPI_BYTE, all, count, MPI_BYTE, root, comm_),
+                  "MPI_Gather");
+}
+
+Status MpiCollective::Broadcast(int root, void* data, size_t n) {
+  // MPI counts are int: pieces of at most INT_MAX bytes (every member knows n).
+  auto* p = static_cast<uint8_t*>(data);
+  do {
+    const int count = static_cast<int>(std::min(n, static_cast<size_t>(INT_MAX)));
+    GFS_RETURN_IF_ERROR(CheckMpi(MPI_Bcast(p, count, MPI_BYTE, root, comm_), "MPI_Bcast"));
+    p += count;
+    n -= static_cast<size_t>(count);
+  } while (n > 0);
+  return Status::OK();
 }
 
 MpiTransport::MpiTransport(MPI_Comm comm, uint64_t send_timeout_us)
@@ -237,7 +265,7 @@ Status MpiTransport::Isend(int dest, const uint8_t* p, size_t n, Buffer keep) {
 }
 
 Status MpiTransport::SendWithTail(int dest, Buffer head, const uint8_t* tail, size_t n) {
-  if (n < kMinTail || dest == rank_ || head->size() < kHeaderSize ||
+  if (n < kMinTail || dest == rank_ || head->size() < kFrameHeadSize ||
       head->size() + n > static_cast<size_t>(INT_MAX)) {
     return Transport::SendWithTail(dest, std::move(head), tail, n);
   }
@@ -249,7 +277,7 @@ Status MpiTransport::SendWithTail(int dest, Buffer head, const uint8_t* tail, si
   c.bytes_sent += head->size() + n;
   auto marked = TakeBuffer(head->size());  // a few dozen bytes
   std::memcpy(marked->data(), head->data(), head->size());
-  (*marked)[kFlagsOffset] |= kTailFollows;
+  (*marked)[kFrameFlagsOffset] |= kFrameTailFollows;
   const uint8_t* p = marked->data();
   const size_t hn = marked->size();
   GFS_RETURN_IF_ERROR(Isend(dest, p, hn, std::move(marked)));
@@ -342,7 +370,8 @@ bool MpiTransport::Poll(Incoming* in) {
     if (--orphan->second == 0) orphan_tails_.erase(orphan);
     return false;
   }
-  if (static_cast<size_t>(count) >= kHeaderSize && ((*buf)[kFlagsOffset] & kTailFollows) != 0) {
+  if (static_cast<size_t>(count) >= kFrameHeadSize &&
+      ((*buf)[kFrameFlagsOffset] & kFrameTailFollows) != 0) {
     // A head: its tail is the sender's next message. Join them.
     flag = 0;
     MPI_Status ts;
@@ -364,7 +393,7 @@ bool MpiTransport::Poll(Incoming* in) {
     std::memcpy(whole->data(), buf->data(), static_cast<size_t>(count));
     if (!ReceiveMatched(&msg, whole->data() + count, tail, whole, src)) return false;
     if (tail > kRingSenderAbove) Ring(src);
-    (*whole)[kFlagsOffset] &= static_cast<uint8_t>(~kTailFollows);
+    (*whole)[kFrameFlagsOffset] &= static_cast<uint8_t>(~kFrameTailFollows);
     buf = std::move(whole);
     count += tail;
   }

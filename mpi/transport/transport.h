@@ -1,7 +1,7 @@
 // Transport: how ranks exchange messages. The master, chunkserver and client
-// logic talk only to this interface; MpiTransport (mpi/mpi_transport.h) runs it
-// over MPI point-to-point, InProcFabric (mpi/inproc_transport.h) inside one
-// process for unit tests.
+// logic talk only to this interface; MpiTransport (mpi_transport.h) runs it
+// over MPI point-to-point, InProcFabric (inproc_transport.h) inside one
+// process for unit tests. A message is opaque bytes to it (frame.h).
 //
 // Contract:
 //  - Send never blocks: the buffer is queued and kept alive by the transport
@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "mpi/wire.h"
+#include "mpi/transport/frame.h"
 
 namespace gfs {
 

@@ -1,4 +1,4 @@
-#include "mpi/rpc.h"
+#include "mpi/protocol/rpc.h"
 
 #include <thread>
 

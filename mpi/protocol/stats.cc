@@ -1,4 +1,4 @@
-#include "mpi/stats.h"
+#include "mpi/protocol/stats.h"
 
 #include <fstream>
 #include <sstream>

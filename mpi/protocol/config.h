@@ -1,5 +1,5 @@
 // Job-wide settings shared by every role. Filled from the command line
-// (io/tool) or by a user's program before gfs::Init; see doc/options.md.
+// (jobs/options.h) or by a user's program before gfs::Init; see doc/options.md.
 #pragma once
 
 #include <cstdint>

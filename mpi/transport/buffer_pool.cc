@@ -1,4 +1,4 @@
-#include "mpi/buffer_pool.h"
+#include "mpi/transport/buffer_pool.h"
 
 namespace gfs {
 

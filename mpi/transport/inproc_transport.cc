@@ -1,4 +1,6 @@
-#include "mpi/inproc_transport.h"
+#include "mpi/transport/inproc_transport.h"
+
+#include <cstring>
 
 namespace gfs {
 
@@ -68,6 +70,66 @@ void InProcFabric::Cut(int from, int to, bool cut) {
 
 bool InProcFabric::cut(int from, int to) const {
   return cut_[static_cast<size_t>(from * size() + to)];
+}
+
+class InProcMember : public Collective {
+ public:
+  InProcMember(InProcGroup* g, int rank) : g_(g), rank_(rank) {}
+  int rank() const override { return rank_; }
+  int size() const override { return g_->size(); }
+  Status AllGather(const void* mine, size_t n, void* all) override {
+    auto got = g_->Exchange(rank_, std::string(static_cast<const char*>(mine), n));
+    auto* out = static_cast<char*>(all);
+    for (const std::string& s : got) {
+      if (s.size() != n) return Status::InvalidArgument("members gave different sizes");
+      std::memcpy(out, s.data(), n);
+      out += n;
+    }
+    return Status::OK();
+  }
+  Status Gather(int root, const void* mine, size_t n, void* all) override {
+    if (rank_ == root) return AllGather(mine, n, all);
+    g_->Exchange(rank_, std::string(static_cast<const char*>(mine), n));
+    return Status::OK();
+  }
+  Status Broadcast(int root, void* data, size_t n) override {
+    std::string mine;
+    if (rank_ == root) mine.assign(static_cast<const char*>(data), n);
+    auto got = g_->Exchange(rank_, std::move(mine));
+    const std::string& theirs = got[static_cast<size_t>(root)];
+    if (theirs.size() != n) return Status::InvalidArgument("broadcast of a different size");
+    if (rank_ != root) std::memcpy(data, theirs.data(), n);
+    return Status::OK();
+  }
+
+ private:
+  InProcGroup* g_;
+  int rank_;
+};
+
+InProcGroup::InProcGroup(int size) : given_(static_cast<size_t>(size)) {
+  for (int i = 0; i < size; ++i) members_.push_back(std::make_unique<InProcMember>(this, i));
+}
+
+Collective* InProcGroup::member(int i) { return members_[static_cast<size_t>(i)].get(); }
+
+std::vector<std::string> InProcGroup::Exchange(int i, std::string mine) {
+  std::unique_lock<std::mutex> l(mu_);
+  // A member cannot give twice in one round: it waits in the round it gave
+  // in until every member has given, and the last one to give ends it.
+  const uint64_t round = round_;
+  given_[static_cast<size_t>(i)] = std::move(mine);
+  if (++arrived_ == size()) {
+    result_ = given_;
+    arrived_ = 0;
+    ++round_;
+    cv_.notify_all();
+  } else {
+    cv_.wait(l, [&] { return round_ != round; });
+  }
+  // result_ is still this round's: the next round cannot end before this
+  // member gives in it.
+  return result_;
 }
 
 }  // namespace gfs

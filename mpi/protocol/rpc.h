@@ -9,9 +9,9 @@
 #include <map>
 #include <string>
 
-#include "mpi/clock.h"
-#include "mpi/messages.h"
-#include "mpi/transport.h"
+#include "common/clock.h"
+#include "mpi/protocol/messages.h"
+#include "mpi/transport/transport.h"
 
 namespace gfs {
 

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "io/tool/options.h"
+#include "jobs/options.h"
 
 namespace gfs::tool {
 

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "mpi/transport.h"
+#include "mpi/transport/transport.h"
 
 namespace gfs {
 

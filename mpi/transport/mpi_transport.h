@@ -20,12 +20,29 @@
 #include <map>
 #include <vector>
 
-#include "mpi/transport.h"
+#include "mpi/transport/collective.h"
+#include "mpi/transport/transport.h"
 
 namespace gfs {
 
 // Turns an MPI return code into a Status naming the call.
 Status CheckMpi(int rc, const char* what);
+
+// Collective over an MPI communicator (not duplicated, not freed): each call
+// is one MPI collective on MPI_BYTE (a Broadcast above 2 GiB is several).
+class MpiCollective : public Collective {
+ public:
+  explicit MpiCollective(MPI_Comm comm);
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  Status AllGather(const void* mine, size_t n, void* all) override;
+  Status Gather(int root, const void* mine, size_t n, void* all) override;
+  Status Broadcast(int root, void* data, size_t n) override;
+
+ private:
+  MPI_Comm comm_;
+  int rank_ = 0, size_ = 1;
+};
 
 class MpiTransport : public Transport {
  public:

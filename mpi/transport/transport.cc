@@ -1,8 +1,8 @@
-#include "mpi/transport.h"
+#include "mpi/transport/transport.h"
 
 #include <cstring>
 
-#include "mpi/buffer_pool.h"
+#include "mpi/transport/buffer_pool.h"
 
 namespace gfs {
 

@@ -1,4 +1,4 @@
-#include "io/tool/launcher.h"
+#include "jobs/launcher.h"
 
 #include <dirent.h>
 #include <signal.h>
@@ -14,8 +14,6 @@
 #include <map>
 #include <sstream>
 #include <string_view>
-
-#include "io/gfs.h"
 
 namespace gfs::tool {
 namespace {

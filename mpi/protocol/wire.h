@@ -13,10 +13,9 @@
 
 #include "common/coding.h"
 #include "common/status.h"
+#include "mpi/transport/frame.h"
 
 namespace gfs {
-
-using Buffer = std::shared_ptr<const Bytes>;
 
 inline constexpr uint32_t kWireMagic = 0x57534647;  // "GFSW" little-endian
 inline constexpr uint8_t kWireVersion = 4;
@@ -93,6 +92,11 @@ struct Header {
 
   bool is_reply() const { return (type & kReplyBit) != 0; }
 };
+// The transport reads the envelope's flags byte (mpi/transport/frame.h); the
+// encoder below writes magic, version, then flags.
+static_assert(kHeaderSize == kFrameHeadSize, "the envelope is the transport's frame head");
+static_assert(sizeof(Header::magic) + sizeof(Header::version) == kFrameFlagsOffset,
+              "flags is the byte the transport marks");
 
 // --- visitors -------------------------------------------------------------
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "mpi/wire.h"
+#include "mpi/protocol/wire.h"
 
 namespace gfs {
 

@@ -1,4 +1,7 @@
-// gfs-mpi public API.
+// gfs-mpi public API, embedding: installed as <gfs/gfs.h> (and
+// <gfs/jobs/gfs.h>); link gfs::gfs_client. The role split itself is in
+// jobs/roles.h, over Transport and Collective; Init (jobs/session.cc) does
+// the MPI set-up around it.
 //
 // A user's MPI program hosts the whole store: after MPI_Init it calls
 // gfs::Init, which splits MPI_COMM_WORLD into storage ranks and application
@@ -32,7 +35,7 @@
 
 #include "common/status.h"
 #include "io/client.h"
-#include "mpi/config.h"
+#include "mpi/protocol/config.h"
 
 namespace gfs {
 
