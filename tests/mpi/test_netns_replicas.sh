@@ -5,6 +5,7 @@
 # is on h0 and there is one chunkserver per host. A (scaled) 200 MiB file,
 # R = 3, 8 MiB chunks: put, get in a second job, identical bytes; fsck
 # --json shows every chunk on 3 distinct chunkservers on 3 distinct hosts;
+# the get reads short-circuit only from the chunkserver on its own host;
 # each host's own directory holds only its own chunkserver's data (and h0's
 # the master's); exit statuses come back through the launcher. Creating the
 # namespaces must work here: if it does not, the test fails with the reason.
@@ -35,9 +36,26 @@ rand_file "$TMP/in.bin" "$SIZE"
 
 ncgfs put "$TMP/in.bin" /big.bin
 assert_ok "put across the hosts"
-ncgfs get /big.bin "$TMP/out.bin"
+ncgfs --stats-dir "$TMP/sg" get /big.bin "$TMP/out.bin"
 assert_ok "get across the hosts"
 assert_same_file "$TMP/in.bin" "$TMP/out.bin" "get after put (second job)"
+# Short-circuit reads only on the client's own host: the client runs on h0
+# (rank 5, the first client), and of the chunkservers (ranks 1..4 on h0..h3)
+# only h0's answers read-local requests; every other byte came over TCP.
+python3 "$STATS_PY" read "$TMP/sg" "$SIZE" 64 || fail "read path of the get"
+python3 - "$TMP/sg" <<'EOF' || fail "short-circuit reads off the client's host"
+import json, sys
+st = {r: json.load(open("%s/rank-%d.json" % (sys.argv[1], r))) for r in range(6)}
+local = lambda r: int(st[r].get("counters", {}).get("local_reads", 0))
+assert st[5]["role"] == "client", st[5]["role"]
+for r in (2, 3, 4):
+    if local(r):
+        sys.exit("chunkserver rank %d (another host) answered %d read-local requests" % (r, local(r)))
+got = int(st[5].get("counters", {}).get("bytes_read_local", 0))
+if local(1) == 0 or got == 0:
+    sys.exit("no short-circuit read from h0's chunkserver (answers %d, bytes %d)" % (local(1), got))
+print("short-circuit: %d bytes, %d answers, all from h0's chunkserver" % (got, local(1)))
+EOF
 
 # Where the ranks ran: one chunkserver per host, named by its host.
 ncgfs report --json
