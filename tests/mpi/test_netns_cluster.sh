@@ -4,8 +4,9 @@
 # and tbf on both ends of every link, and no way out of the private /24;
 # `status` lists them; `exec` runs on one; `down` leaves no namespace, veth,
 # mount or process behind, and may be run again. Then the same after an
-# `up` killed half-way. Creating namespaces must work here: if it does not,
-# the test fails with the reason.
+# `up` killed half-way (SIGKILL, then down), and an `up` stopped by SIGTERM
+# (which cleans up itself). Creating namespaces must work here: if it does
+# not, the test fails with the reason.
 set -euo pipefail
 source "$GFS_TEST_LIB"
 mk_tmp
@@ -149,6 +150,23 @@ run_cmd "$NC" status
 assert_fails "status of a half-made cluster"
 run_cmd "$NC" down
 assert_ok "down after a killed up"
+assert_all_gone "$ids"
+
+# --- up stopped by SIGTERM: it takes down what it had made itself ----------------
+log "up 8, sent SIGTERM once the second host is made"
+bash "$NC" up 8 >"$TMP/term-up.out" 2>&1 &
+up_pid=$!
+for _ in $(seq 1 200); do
+  [[ -e "$S/h1.ready" ]] && break
+  kill -0 "$up_pid" 2>/dev/null || break
+  sleep 0.02
+done
+ids="$(netns_ids)"
+kill -TERM "$up_pid" 2>/dev/null || fail "up ended before SIGTERM: $(cat "$TMP/term-up.out")"
+rc=0
+wait "$up_pid" || rc=$?
+[[ "$rc" != 0 ]] || fail "an interrupted up exited 0"
+assert_contains "$(cat "$TMP/term-up.out")" "interrupted" "the interrupted up says so"
 assert_all_gone "$ids"
 
 pass
