@@ -163,6 +163,8 @@ class ChunkServer : public Server {
   // Tells the master which blocks of a replica were found damaged (on a
   // read, a write, a scrub); empty ranges: somewhere in it.
   void ReportCorrupt(uint64_t handle, const std::vector<Range>& ranges);
+  // Ranges as the wire carries them.
+  static std::vector<ByteRange> ToWire(const std::vector<Range>& v);
   // A store error of a mutation: damage found on the way is reported, and the
   // client is told to retry (the master has the replica repaired first).
   Status MutationError(uint64_t handle, const Status& s);
