@@ -80,6 +80,7 @@ void ChunkServer::OnAppend(Message& m) {
       push_held_ -= q.push.held;
       pushes_.erase(push);
       queued_end_[r.handle] = q.pw.offset + r.length;
+      q.deadline_us = m.h.deadline_ms == 0 ? 0 : Now() + uint64_t{m.h.deadline_ms} * 1000;
       queued_appends_[r.handle].push_back(std::move(q));
       return;
     }
@@ -110,25 +111,43 @@ void ChunkServer::FlushAppends() {
   auto queued = std::move(queued_appends_);
   queued_appends_.clear();
   queued_end_.clear();
-  for (auto& [handle, items] : queued) {
+  const uint64_t now = Now();
+  for (auto& [handle, all] : queued) {
+    // An append whose client gave up meanwhile is answered kTimeout, not
+    // written late; the others close up behind it (nothing of them has been
+    // written or sent yet, and they now need less room than was checked).
+    const uint64_t start = all.front().pw.offset;
+    uint64_t next = start;
+    std::vector<QueuedAppend*> items;
+    for (QueuedAppend& q : all) {
+      if (q.deadline_us != 0 && now >= q.deadline_us) {
+        Reply(q.pw.client_req, Status::Timeout("the append's deadline passed while it waited"));
+        continue;
+      }
+      q.pw.offset = next;
+      q.a.offset = next;
+      next += q.a.length;
+      items.push_back(&q);
+    }
+    if (items.empty()) continue;
     std::vector<ConstSlice> slices;
     uint64_t bytes = 0;
-    for (const QueuedAppend& q : items) {
-      for (const auto& sl : q.push.slices) slices.push_back({sl.second.data, sl.second.size});
-      bytes += q.a.length;
+    for (const QueuedAppend* q : items) {
+      for (const auto& sl : q->push.slices) slices.push_back({sl.second.data, sl.second.size});
+      bytes += q->a.length;
     }
     // One write for the records, which lie back to back from the chunk's end.
-    Status s = store_.Write(handle, items.front().pw.offset, slices);
+    Status s = store_.Write(handle, start, slices);
     if (!s.ok()) s = MutationError(handle, s);
     if (s.ok()) {
       stats_.counters["bytes_written"] += bytes;
       stats_.counters["append_batches"]++;
     }
-    for (QueuedAppend& q : items) {
+    for (QueuedAppend* q : items) {
       if (!s.ok()) {
-        Reply(q.pw.client_req, s);
+        Reply(q->pw.client_req, s);
       } else {
-        Replicate(std::move(q.pw), q.a, q.secondaries);
+        Replicate(std::move(q->pw), q->a, q->secondaries);
       }
     }
   }

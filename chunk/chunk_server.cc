@@ -38,7 +38,8 @@ ChunkServer::ChunkServer(Transport* t, Env* env, const JobConfig& cfg, int maste
       dir_(std::move(dir)),
       server_id_(server_id),
       host_(std::move(host)),
-      store_(env, Absolute(dir_)) {
+      store_(env, Absolute(dir_)),
+      calls_(t, env) {
   store_.set_writeback_bytes(cfg_.writeback_bytes);
 }
 
@@ -140,17 +141,9 @@ void ChunkServer::Handle(Message& m) {
     return;
   }
   if (m.is_reply()) {
+    // Replies to calls_ (applies, clone and repair reads) never come here:
+    // the event loop hands them to their continuations.
     switch (m.type()) {
-      case MsgType::kApply:
-        OnApplyReply(m);
-        return;
-      case MsgType::kRead:
-        if (repair_reads_.count(m.h.id) != 0) {
-          OnRepairRead(m);
-        } else {
-          OnCloneRead(m);
-        }
-        return;
       case MsgType::kRegister:
         OnRegisterReply(m);
         return;
@@ -377,10 +370,7 @@ void ChunkServer::NoteClockGap(uint64_t now) {
   back(next_scrub_us_);
   back(last_io_us_);
   for (auto& [handle, expiry] : leases_) back(expiry);
-  for (auto& [key, pw] : pending_writes_) back(pw.deadline_us);
-  for (auto& [id, c] : clones_) back(c.deadline_us);
   for (auto& [key, p] : pushes_) back(p.expires_us);
-  for (auto& [h, r] : repairs_) back(r.deadline_us);
   stats_.counters["clock_gaps"]++;
 }
 
@@ -403,43 +393,8 @@ void ChunkServer::Tick(uint64_t) {
     lease_used_.clear();
     SendRequest(t_, master_, hb, ++next_id_, cfg_.heartbeat_ms * 2, master_epoch_);
   }
-  for (auto it = pending_writes_.begin(); it != pending_writes_.end();) {
-    if (now >= it->second.deadline_us) {
-      uint64_t key = it->first;
-      ++it;
-      pending_writes_[key].status = Status::Timeout("a secondary did not answer in time");
-      Complete(key);
-    } else {
-      ++it;
-    }
-  }
-  std::vector<uint64_t> late_repairs;
-  for (const auto& [h, r] : repairs_) {
-    if (r.read_id != 0 && now >= r.deadline_us) late_repairs.push_back(h);
-  }
-  for (uint64_t h : late_repairs) {
-    // The source did not answer: as a failed read (the next source).
-    Repair& r = repairs_[h];
-    repair_reads_.erase(r.read_id);
-    r.read_id = 0;
-    r.source++;
-    stats_.counters["repair_reads_failed"]++;
-    NextRepairPiece(h);
-  }
-  for (auto it = clones_.begin(); it != clones_.end();) {
-    uint64_t id = it->first;
-    bool late = now >= it->second.deadline_us;
-    ++it;
-    if (late) FinishClone(id, Status::Timeout("the source of a clone did not answer"));
-  }
-  for (auto it = pushes_.begin(); it != pushes_.end();) {
-    if (now >= it->second.expires_us) {
-      push_held_ -= it->second.held;
-      it = pushes_.erase(it);
-    } else {
-      ++it;
-    }
-  }
+  // The deadlines of calls to peers are in calls_ (the event loop ends them).
+  ExpirePushes(now);
   Scrub(now);
 }
 }  // namespace gfs

@@ -48,24 +48,22 @@ void ChunkServer::OnClone(Message& m) {
   s = RoomFor(r.handle, 0);
   if (s.ok()) s = store_.Create(r.handle, 0);
   if (!s.ok()) return Reply(m, s);
-  Clone c;
-  c.master_req = m;
-  c.handle = r.handle;
-  c.version = r.version;
-  c.source = r.source;
-  c.deadline_us = Now() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000;
-  uint64_t id = ++next_id_;
-  ReadReq rr{r.handle, r.version, 0, cfg_.read_size};
-  clones_[id] = std::move(c);
-  SendRequest(t_, r.source, rr, id, cfg_.request_timeout_ms);
+  auto c = std::make_shared<Clone>();
+  c->master_req = m;
+  c->handle = r.handle;
+  c->version = r.version;
+  c->source = r.source;
   stats_.counters["clones_started"]++;
+  ReadForClone(std::move(c));
 }
 
-void ChunkServer::FinishClone(uint64_t read_id, const Status& s) {
-  auto it = clones_.find(read_id);
-  if (it == clones_.end()) return;
-  Clone c = std::move(it->second);
-  clones_.erase(it);
+void ChunkServer::ReadForClone(std::shared_ptr<Clone> c) {
+  ReadReq rr{c->handle, c->version, c->offset, cfg_.read_size};
+  calls_.Call(c->source, rr, cfg_.request_timeout_ms,
+              [this, c](Result<Message> r) { OnCloneRead(c, std::move(r)); });
+}
+
+void ChunkServer::FinishClone(const Clone& c, const Status& s) {
   Status st = s;
   if (st.ok()) st = store_.Sync(c.handle);
   if (st.ok()) st = store_.SetVersion(c.handle, c.version);
@@ -79,33 +77,31 @@ void ChunkServer::FinishClone(uint64_t read_id, const Status& s) {
   Reply(c.master_req, st);
 }
 
-void ChunkServer::OnCloneRead(Message& m) {
-  auto it = clones_.find(m.h.id);
-  if (it == clones_.end()) return;
+void ChunkServer::OnCloneRead(const std::shared_ptr<Clone>& cp, Result<Message> r) {
+  OnPeerReply(r.ok());
+  Clone& c = *cp;
+  if (!r.ok()) {
+    // No answer in time (or the read could not be sent).
+    return FinishClone(c, Status::Timeout("the source of a clone did not answer"));
+  }
+  Message& m = *r;
   Status s = m.status();
   ReadReply rep;
   if (s.ok()) s = m.Decode(&rep);
-  if (!s.ok()) return FinishClone(m.h.id, s);
-  Clone& c = it->second;
+  if (!s.ok()) return FinishClone(c, s);
   if (rep.bytes.size > 0) {
     s = RoomFor(c.handle, c.offset + rep.bytes.size);
     if (s.ok()) s = store_.Write(c.handle, c.offset, rep.bytes.data, rep.bytes.size);
-    if (!s.ok()) return FinishClone(m.h.id, s);
+    if (!s.ok()) return FinishClone(c, s);
     c.offset += rep.bytes.size;
   }
   if (rep.bytes.size == 0 || c.offset >= rep.chunk_length) {
     if (c.offset < rep.chunk_length) {
-      return FinishClone(m.h.id, Status::IOError("source replica ended early"));
+      return FinishClone(c, Status::IOError("source replica ended early"));
     }
-    return FinishClone(m.h.id, Status::OK());
+    return FinishClone(c, Status::OK());
   }
-  uint64_t id = ++next_id_;
-  ReadReq rr{c.handle, c.version, c.offset, cfg_.read_size};
-  int32_t source = c.source;
-  c.deadline_us = Now() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000;
-  clones_[id] = std::move(c);
-  clones_.erase(m.h.id);
-  SendRequest(t_, source, rr, id, cfg_.request_timeout_ms);
+  ReadForClone(cp);
 }
 
 void ChunkServer::OnRepair(Message& m) {
@@ -182,28 +178,28 @@ void ChunkServer::NextRepairPiece(uint64_t handle) {
       continue;
     }
     ReadReq rr{handle, rp.version, piece.offset, static_cast<uint32_t>(piece.length)};
-    const uint64_t id = ++next_id_;
-    if (!SendRequest(t_, src, rr, id, cfg_.request_timeout_ms).ok()) {
-      rp.source++;
-      continue;
-    }
-    rp.read_id = id;
-    rp.deadline_us = Now() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000;
-    repair_reads_[id] = handle;
+    rp.read_id = calls_.Call(src, rr, cfg_.request_timeout_ms, [this, handle](Result<Message> r) {
+      OnRepairRead(handle, std::move(r));
+    });
     return;  // OnRepairRead goes on
   }
   FinishRepair(handle, Status::OK());
 }
 
-void ChunkServer::OnRepairRead(Message& m) {
-  auto rr = repair_reads_.find(m.h.id);
-  if (rr == repair_reads_.end()) return;
-  const uint64_t handle = rr->second;
-  repair_reads_.erase(rr);
+void ChunkServer::OnRepairRead(uint64_t handle, Result<Message> r) {
+  OnPeerReply(r.ok());
   auto it = repairs_.find(handle);
-  if (it == repairs_.end() || it->second.read_id != m.h.id) return;
+  if (it == repairs_.end()) return;
   Repair& rp = it->second;
   rp.read_id = 0;
+  if (!r.ok()) {
+    // No answer in time: as a failed read (the next source). A read that
+    // could not be sent at all just moves on to the next source.
+    if (r.status().code() == Code::kTimeout) stats_.counters["repair_reads_failed"]++;
+    rp.source++;
+    return NextRepairPiece(handle);
+  }
+  Message& m = *r;
   const Range piece = rp.todo.front();
   ReadReply rep;
   Status s = m.status();
@@ -231,7 +227,7 @@ void ChunkServer::FinishRepair(uint64_t handle, const Status& s) {
   if (it == repairs_.end()) return;
   Repair rp = std::move(it->second);
   repairs_.erase(it);
-  if (rp.read_id != 0) repair_reads_.erase(rp.read_id);
+  if (rp.read_id != 0) calls_.Cancel(rp.read_id);
   Status st = s;
   RepairReply rep;
   rep.repaired_bytes = rp.repaired;

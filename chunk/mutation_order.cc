@@ -2,6 +2,8 @@
 // its lease, applies a write locally, forwards it (kApply) to the
 // secondaries and answers the client once they all have; a secondary applies
 // what the primary orders.
+#include <algorithm>
+
 #include "chunk/chunk_server.h"
 
 namespace gfs {
@@ -90,23 +92,39 @@ Status ChunkServer::CheckPrimary(uint64_t handle, uint64_t version) {
 
 void ChunkServer::Replicate(PendingWrite pw, ApplyReq a, const std::vector<int32_t>& secondaries) {
   a.serial = ++next_serial_[a.handle];
-  uint64_t key = ++next_write_key_;
-  pw.waiting = static_cast<int>(secondaries.size());
-  pw.deadline_us = Now() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000;
   if (pw.kind == PendingWrite::kAppend) appends_in_flight_[pw.handle].insert(pw.offset);
-  pending_writes_[key] = std::move(pw);
-  for (int32_t sec : secondaries) {
-    uint64_t id = ++next_id_;
-    apply_to_write_[id] = key;
-    SendRequest(t_, sec, a, id, cfg_.request_timeout_ms);
-  }
-  if (secondaries.empty()) Complete(key);
+  if (secondaries.empty()) return Complete(pw, Status::OK());
+  const std::vector<int> dests(secondaries.begin(), secondaries.end());
+  calls_.FanOut(dests, a, cfg_.request_timeout_ms, FanRule::All(),
+                [this, pw = std::move(pw)](const FanResult& r) {
+                  OnPeerReply(std::any_of(r.results.begin(), r.results.end(),
+                                          [](const Result<Message>& m) { return m.ok(); }));
+                  // The first secondary that refused names the error; one
+                  // that never answered (or could not be sent to) makes it
+                  // a timeout.
+                  Status s;
+                  for (size_t i = 0; i < r.results.size(); ++i) {
+                    const Result<Message>& m = r.results[i];
+                    if (!m.ok()) {
+                      s = Status::Timeout("a secondary did not answer in time");
+                      break;
+                    }
+                    const Status peer = m->status();
+                    if (!peer.ok() && s.ok()) {
+                      s = Status(peer.code(), "secondary rank " + std::to_string(r.dests[i]) +
+                                                  ": " + peer.message());
+                    }
+                  }
+                  Complete(pw, s);
+                });
 }
 
-void ChunkServer::Complete(uint64_t key) {
-  auto it = pending_writes_.find(key);
-  if (it == pending_writes_.end()) return;
-  PendingWrite& pw = it->second;
+void ChunkServer::OnPeerReply(bool answered) {
+  if (answered) last_io_us_ = Now();
+  FlushAppends();
+}
+
+void ChunkServer::Complete(const PendingWrite& pw, const Status& s) {
   if (pw.kind == PendingWrite::kAppend) {
     auto f = appends_in_flight_.find(pw.handle);
     if (f != appends_in_flight_.end()) {
@@ -115,8 +133,8 @@ void ChunkServer::Complete(uint64_t key) {
       if (f->second.empty()) appends_in_flight_.erase(f);
     }
   }
-  if (!pw.status.ok()) {
-    Reply(pw.client_req, pw.status);
+  if (!s.ok()) {
+    Reply(pw.client_req, s);
   } else if (pw.kind == PendingWrite::kAppend) {
     SendReply(t_, pw.client_req, AppendReply{pw.offset});
   } else if (pw.kind == PendingWrite::kPad) {
@@ -126,7 +144,6 @@ void ChunkServer::Complete(uint64_t key) {
   } else {
     Reply(pw.client_req, Status::OK());
   }
-  pending_writes_.erase(it);
 }
 
 void ChunkServer::OnApply(Message& m) {
@@ -153,20 +170,6 @@ void ChunkServer::OnApply(Message& m) {
   Reply(m, s.ok() ? s : MutationError(a.handle, s));
 }
 
-void ChunkServer::OnApplyReply(Message& m) {
-  auto it = apply_to_write_.find(m.h.id);
-  if (it == apply_to_write_.end()) return;
-  uint64_t key = it->second;
-  apply_to_write_.erase(it);
-  auto pw = pending_writes_.find(key);
-  if (pw == pending_writes_.end()) return;
-  Status s = m.status();
-  if (!s.ok() && pw->second.status.ok()) {
-    pw->second.status =
-        Status(s.code(), "secondary rank " + std::to_string(m.source) + ": " + s.message());
-  }
-  if (--pw->second.waiting == 0) Complete(key);
-}
 Status ChunkServer::MutationError(uint64_t handle, const Status& s) {
   if (s.code() != Code::kCorruption) return s;
   // A damaged block in the way (e.g. a partial overwrite of it): the replica
@@ -175,4 +178,5 @@ Status ChunkServer::MutationError(uint64_t handle, const Status& s) {
   return Status::Unavailable("replica on chunkserver " + dir_ + " is damaged (" + s.message() +
                              "); it is being repaired");
 }
+
 }  // namespace gfs

@@ -70,4 +70,15 @@ void ChunkServer::KeepBounced(PushEntry* e) {
   e->expires_us = std::min(e->expires_us, Now() + 5000000);
   stats_.counters["pushes_kept_for_retry"]++;
 }
+void ChunkServer::ExpirePushes(uint64_t now) {
+  for (auto it = pushes_.begin(); it != pushes_.end();) {
+    if (now >= it->second.expires_us) {
+      push_held_ -= it->second.held;
+      it = pushes_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
 }  // namespace gfs
