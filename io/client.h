@@ -67,6 +67,9 @@ struct HostId {
   std::string boot_id;
 };
 
+struct Mutation;
+class MutationEngine;
+
 class Client {
  public:
   // hosts: where every rank runs (index = rank), for nearest-replica choice
@@ -143,6 +146,11 @@ class Client {
   Transport* transport() { return rpc_.transport(); }
 
  private:
+  // Writes, appends and truncations run in the engine (io/client/), which
+  // shares the client's leases, pushed-data acks and counters.
+  friend struct Mutation;
+  friend class MutationEngine;
+
   struct CachedLease {
     uint64_t handle = 0, version = 0;
     int32_t primary = -1;
@@ -173,12 +181,9 @@ class Client {
   // Asks every master-group rank who the master is; true when it changed.
   bool FindMaster(uint32_t timeout_ms);
   Result<CachedLease> GetLease(File* f, uint32_t index);
-  Status Mutate(File* f, uint32_t index, const CachedLease& lease, uint8_t kind, uint64_t offset,
-                const uint8_t* data, size_t n);
-  // Sends the data into the chain (slices, bounded in flight); the last
-  // chunkserver's push-ack arrives later through OnUnsolicited.
-  Status PushSend(const std::vector<int32_t>& chain, uint64_t data_id, const uint8_t* data,
-                  size_t n);
+  // Asks the master for the lease of the chunk record appends go to (its
+  // file's last); caches it and returns the chunk's index.
+  Result<uint32_t> GetAppendLease(File* f);
   void PumpOrIdle();
   // Pushed slices are sent from the caller's memory (Transport::SendWithTail):
   // a call that pushed waits, on leaving, until no such send is pending.
@@ -186,9 +191,6 @@ class Client {
     Client* c;
     ~TailGuard();
   };
-  static std::vector<int32_t> Secondaries(const CachedLease& lease);
-  // True once the push-ack of data_id has arrived (consumed; *s its status).
-  bool TakePushAck(uint64_t data_id, Status* s);
   Status FetchLocations(File* f, uint32_t first, uint32_t count);
 
   // Sequential read-ahead. After two reads in a row that each start where

@@ -29,12 +29,21 @@ Result<Client::CachedLease> Client::GetLease(File* f, uint32_t index) {
   return l;
 }
 
-std::vector<int32_t> Client::Secondaries(const CachedLease& lease) {
-  std::vector<int32_t> out;
-  for (int32_t r : lease.replicas) {
-    if (r != lease.primary) out.push_back(r);
-  }
-  return out;
+Result<uint32_t> Client::GetAppendLease(File* f) {
+  LeaseReq req;
+  req.path = f->path;
+  req.file_id = f->id;
+  req.append = true;
+  LeaseReply rep;
+  GFS_RETURN_IF_ERROR(MasterCall(req, &rep));
+  CachedLease l;
+  l.handle = rep.handle;
+  l.version = rep.version;
+  l.primary = rep.primary;
+  l.replicas = rep.replicas;
+  l.expires_us = MonoMicros() + static_cast<uint64_t>(rep.lease_ms) * 500;  // half the lease
+  leases_[{f->id, rep.index}] = l;
+  return rep.index;
 }
 
 Status Client::FetchLocations(File* f, uint32_t first, uint32_t count) {

@@ -4,7 +4,7 @@
 #include <thread>
 
 #include "io/client.h"
-#include "io/client/retry.h"
+#include "io/client/retry_policy.h"
 
 namespace gfs {
 
@@ -14,7 +14,8 @@ Status Client::Fsync(File* f) {
   // the chunk: then the data is durable on the replicas that are left, which
   // acknowledged it, and re-replication copies it from them.
   std::map<uint64_t, std::vector<int32_t>> todo = f->dirty;
-  for (int attempt = 1;; ++attempt) {
+  Retry retry(RetryPolicy::ForSync());
+  for (;;) {
     std::vector<std::pair<uint64_t, int32_t>> sent;
     std::vector<uint64_t> ids;
     for (const auto& [handle, replicas] : todo) {
@@ -36,9 +37,10 @@ Status Client::Fsync(File* f) {
       failed[sent[i].first].push_back(sent[i].second);
     }
     if (failed.empty()) break;
-    if (attempt >= kMaxAttempts) return first;
+    const uint64_t now = MonoMicros();
+    if (!retry.Failed(now)) return first;
     stats_.counters["fsync_retries"]++;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100 * attempt));
+    std::this_thread::sleep_for(std::chrono::microseconds(retry.not_before_us() - now));
     // Which of the failed replicas does the master still count?
     for (auto it = locs_.begin(); it != locs_.end();) {
       it = it->first.first == f->id ? locs_.erase(it) : std::next(it);
