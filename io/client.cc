@@ -6,10 +6,18 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "io/client/lease_cache.h"
+#include "io/client/master_channel.h"
+
 namespace gfs {
 
 Client::Client(Transport* t, const JobConfig& cfg, int master_rank, std::vector<HostId> hosts)
-    : rpc_(t), cfg_(cfg), master_(master_rank), hosts_(std::move(hosts)) {
+    : rpc_(t),
+      cfg_(cfg),
+      master_channel_(std::make_unique<MasterChannel>(&rpc_, cfg_, &stats_, master_rank,
+                                                      [this] { PumpOrIdle(); })),
+      hosts_(std::move(hosts)),
+      cache_(std::make_unique<LeaseCache>()) {
   rpc_.set_unsolicited([this](Message& m) { OnUnsolicited(m); });
   std::error_code ec;
   std::filesystem::path abs = std::filesystem::absolute(cfg_.data_dir, ec);
@@ -17,18 +25,15 @@ Client::Client(Transport* t, const JobConfig& cfg, int master_rank, std::vector<
   while (data_dir_abs_.size() > 1 && data_dir_abs_.back() == '/') data_dir_abs_.pop_back();
 }
 
+Client::~Client() = default;
+
 void Client::OnUnsolicited(Message& m) {
   if (m.type() == MsgType::kPushAck) {
     PushAckMsg a;
     if (m.Decode(&a).ok()) push_acks_[a.data_id] = a.status;
   } else if (m.type() == MsgType::kNewMaster) {
     NewMasterReq r;
-    if (m.Decode(&r).ok() && r.epoch > master_epoch_ && r.master >= 0) {
-      master_ = r.master;
-      master_epoch_ = r.epoch;
-      rpc_.set_epoch(r.epoch);
-      stats_.counters["new_masters"]++;
-    }
+    if (m.Decode(&r).ok()) master_channel_->Announced(r);
   }
 }
 

@@ -67,7 +67,9 @@ struct HostId {
   std::string boot_id;
 };
 
-struct Mutation;
+struct ChunkLease;
+class LeaseCache;
+class MasterChannel;
 class MutationEngine;
 
 class Client {
@@ -75,6 +77,9 @@ class Client {
   // hosts: where every rank runs (index = rank), for nearest-replica choice
   // and short-circuit reads.
   Client(Transport* t, const JobConfig& cfg, int master_rank, std::vector<HostId> hosts);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
 
   Status Mkdir(const std::string& path, bool parents);
   Result<FileStat> Stat(const std::string& path);
@@ -148,24 +153,11 @@ class Client {
  private:
   // Writes, appends and truncations run in the engine (io/client/), which
   // shares the client's leases, pushed-data acks and counters.
-  friend struct Mutation;
   friend class MutationEngine;
 
-  struct CachedLease {
-    uint64_t handle = 0, version = 0;
-    int32_t primary = -1;
-    std::vector<int32_t> replicas;
-    uint64_t expires_us = 0;
-  };
-  struct CachedLoc {
-    ChunkLocation loc;
-    uint64_t expires_us = 0;
-  };
-
-  // A request to the master, with fail-over: when the master is silent the
-  // client asks the master group who leads now and sends it there; read-only
-  // requests (stat, list, lookup) are also offered to a shadow master, and the
-  // first answer wins. timeout_ms 0 = the job's request timeout.
+  // A request to the master through the master channel, which fails over
+  // between the master and its shadows (io/client/master_channel.h).
+  // timeout_ms 0 = the job's request timeout.
   template <typename Req, typename Rep>
   Status MasterCall(const Req& req, Rep* rep, uint32_t timeout_ms = 0) {
     constexpr bool kReadOnly = Req::kType == MsgType::kStat || Req::kType == MsgType::kList ||
@@ -178,9 +170,7 @@ class Client {
   }
   Result<Message> MasterRequest(const std::function<Result<uint64_t>(int, uint32_t)>& start,
                                 bool read_only, uint32_t timeout_ms);
-  // Asks every master-group rank who the master is; true when it changed.
-  bool FindMaster(uint32_t timeout_ms);
-  Result<CachedLease> GetLease(File* f, uint32_t index);
+  Result<ChunkLease> GetLease(File* f, uint32_t index);
   // Asks the master for the lease of the chunk record appends go to (its
   // file's last); caches it and returns the chunk's index.
   Result<uint32_t> GetAppendLease(File* f);
@@ -290,15 +280,12 @@ class Client {
 
   RpcClient rpc_;
   JobConfig cfg_;
-  int master_;
-  uint64_t master_epoch_ = 0;
-  int next_shadow_ = 0;  // round-robin over shadows for read-only requests
+  std::unique_ptr<MasterChannel> master_channel_;  // io/client/master_channel.h
   std::vector<HostId> hosts_;
   std::string data_dir_abs_;  // cfg_.data_dir, absolute and normalised
   uint64_t next_data_id_ = 0;
-  std::map<uint64_t, uint16_t> push_acks_;                       // data id -> status
-  std::map<std::pair<uint64_t, uint32_t>, CachedLease> leases_;  // (file id, index)
-  std::map<std::pair<uint64_t, uint32_t>, CachedLoc> locs_;      // (file id, index)
+  std::map<uint64_t, uint16_t> push_acks_;  // data id -> status
+  std::unique_ptr<LeaseCache> cache_;       // leases and locations (io/client/lease_cache.h)
   struct Unreported {
     std::string path;
     uint64_t end = 0;

@@ -1,16 +1,61 @@
 // The lease and location cache: which chunkservers hold a chunk, which one
 // is primary, and for how long the client may trust that.
+#include "io/client/lease_cache.h"
+
 #include <algorithm>
 
 #include "io/client.h"
 
 namespace gfs {
 
-Result<Client::CachedLease> Client::GetLease(File* f, uint32_t index) {
-  auto key = std::make_pair(f->id, index);
-  auto it = leases_.find(key);
+const ChunkLease* LeaseCache::Lease(uint64_t file, uint32_t index, uint64_t now_us) const {
+  auto it = leases_.find({file, index});
+  return it != leases_.end() && it->second.expires_us > now_us ? &it->second : nullptr;
+}
+
+void LeaseCache::PutLease(uint64_t file, uint32_t index, const ChunkLease& lease) {
+  leases_[{file, index}] = lease;
+}
+
+void LeaseCache::DropLease(uint64_t file, uint32_t index) { leases_.erase({file, index}); }
+
+LeaseCache::Location* LeaseCache::Find(uint64_t file, uint32_t index) {
+  auto it = locs_.find({file, index});
+  return it == locs_.end() ? nullptr : &it->second;
+}
+
+void LeaseCache::PutLocation(uint64_t file, ChunkLocation loc, uint64_t now_us) {
+  const uint32_t index = loc.index;
+  locs_[{file, index}] = Location{std::move(loc), now_us + kLocationTtlUs};
+}
+
+void LeaseCache::DropLocation(uint64_t file, uint32_t index) { locs_.erase({file, index}); }
+
+void LeaseCache::DropLocations(uint64_t file) {
+  locs_.erase(locs_.lower_bound({file, 0}), locs_.upper_bound({file, 0xFFFFFFFFu}));
+}
+
+std::map<uint64_t, std::vector<int32_t>> LeaseCache::ReplicasOf(uint64_t file) const {
+  std::map<uint64_t, std::vector<int32_t>> out;
+  for (auto it = locs_.lower_bound({file, 0}); it != locs_.end() && it->first.first == file; ++it) {
+    out[it->second.loc.handle] = it->second.loc.replicas;
+  }
+  return out;
+}
+
+bool LeaseCache::DropReplica(uint64_t file, uint32_t index, int32_t rank) {
+  Location* l = Find(file, index);
+  if (l == nullptr) return false;
+  auto& reps = l->loc.replicas;
+  auto r = std::find(reps.begin(), reps.end(), rank);
+  if (r == reps.end() || reps.size() < 2) return false;
+  reps.erase(r);
+  return true;
+}
+
+Result<ChunkLease> Client::GetLease(File* f, uint32_t index) {
   const uint64_t now = MonoMicros();
-  if (it != leases_.end() && it->second.expires_us > now) return it->second;
+  if (const ChunkLease* cached = cache_->Lease(f->id, index, now)) return *cached;
   LeaseReq req;
   req.path = f->path;
   req.file_id = f->id;
@@ -18,14 +63,14 @@ Result<Client::CachedLease> Client::GetLease(File* f, uint32_t index) {
   LeaseReply rep;
   Status s = MasterCall(req, &rep);
   if (!s.ok()) return s;
-  CachedLease l;
+  ChunkLease l;
   l.handle = rep.handle;
   l.version = rep.version;
   l.primary = rep.primary;
   l.replicas = rep.replicas;
   l.expires_us = now + static_cast<uint64_t>(rep.lease_ms) * 500;  // half the lease
-  leases_[key] = l;
-  locs_.erase(key);
+  cache_->PutLease(f->id, index, l);
+  cache_->DropLocation(f->id, index);
   return l;
 }
 
@@ -36,13 +81,13 @@ Result<uint32_t> Client::GetAppendLease(File* f) {
   req.append = true;
   LeaseReply rep;
   GFS_RETURN_IF_ERROR(MasterCall(req, &rep));
-  CachedLease l;
+  ChunkLease l;
   l.handle = rep.handle;
   l.version = rep.version;
   l.primary = rep.primary;
   l.replicas = rep.replicas;
   l.expires_us = MonoMicros() + static_cast<uint64_t>(rep.lease_ms) * 500;  // half the lease
-  leases_[{f->id, rep.index}] = l;
+  cache_->PutLease(f->id, rep.index, l);
   return rep.index;
 }
 
@@ -55,21 +100,13 @@ Status Client::FetchLocations(File* f, uint32_t first, uint32_t count) {
   GFS_RETURN_IF_ERROR(MasterCall(req, &rep));
   if (rep.attr.id != f->id) return Status::NotFound(f->path + " was replaced by another file");
   f->length = std::max(f->length, rep.attr.length);
-  const uint64_t expires = MonoMicros() + 30ull * 1000 * 1000;
-  for (ChunkLocation& c : rep.chunks) {
-    locs_[{f->id, c.index}] = CachedLoc{std::move(c), expires};
-  }
+  const uint64_t now = MonoMicros();
+  for (ChunkLocation& c : rep.chunks) cache_->PutLocation(f->id, std::move(c), now);
   return Status::OK();
 }
 
 void Client::ForgetReplica(uint64_t file_id, uint32_t index, int32_t rank) {
-  auto it = locs_.find({file_id, index});
-  if (it == locs_.end()) return;
-  auto& reps = it->second.loc.replicas;
-  auto r = std::find(reps.begin(), reps.end(), rank);
-  if (r == reps.end() || reps.size() < 2) return;  // the last one stays: the master decides
-  reps.erase(r);
-  stats_.counters["replicas_avoided"]++;
+  if (cache_->DropReplica(file_id, index, rank)) stats_.counters["replicas_avoided"]++;
 }
 
 int32_t Client::PickReplica(const ChunkLocation& loc, uint64_t turn, size_t attempt) {

@@ -1,24 +1,42 @@
-// The master channel: every request to the master goes through
-// MasterRequest, which fails over between the master and its shadows.
+#include "io/client/master_channel.h"
+
 #include <algorithm>
 
 #include "io/client.h"
 
 namespace gfs {
 
-bool Client::FindMaster(uint32_t timeout_ms) {
+MasterChannel::MasterChannel(RpcClient* rpc, const JobConfig& cfg, RoleStats* stats,
+                             int master_rank, std::function<void()> idle)
+    : rpc_(rpc), cfg_(cfg), stats_(stats), master_(master_rank), idle_(std::move(idle)) {}
+
+void MasterChannel::Announced(const NewMasterReq& r) {
+  if (r.epoch > epoch_ && r.master >= 0) {
+    master_ = r.master;
+    epoch_ = r.epoch;
+    rpc_->set_epoch(r.epoch);
+    stats_->counters["new_masters"]++;
+  }
+}
+
+Result<Message> Client::MasterRequest(const std::function<Result<uint64_t>(int, uint32_t)>& start,
+                                      bool read_only, uint32_t timeout_ms) {
+  return master_channel_->Request(start, read_only, timeout_ms);
+}
+
+bool MasterChannel::FindMaster(uint32_t timeout_ms) {
   // The master in question is not asked: the others know whether it leads.
   std::vector<uint64_t> ids;
   for (int r = 0; r <= cfg_.shadows; ++r) {
     if (r == master_) continue;
-    auto id = rpc_.Start(r, WhoIsMasterReq{}, timeout_ms);
+    auto id = rpc_->Start(r, WhoIsMasterReq{}, timeout_ms);
     if (id.ok()) ids.push_back(*id);
   }
-  uint64_t best_epoch = master_epoch_;
+  uint64_t best_epoch = epoch_;
   int best = -1;
   while (!ids.empty()) {
     uint64_t which = 0;
-    auto m = rpc_.WaitAny(ids, &which);
+    auto m = rpc_->WaitAny(ids, &which);
     ids.erase(std::remove(ids.begin(), ids.end(), which), ids.end());
     if (!m.ok()) {
       if (m.status().code() == Code::kTimeout) break;  // the rest are silent too
@@ -31,22 +49,22 @@ bool Client::FindMaster(uint32_t timeout_ms) {
       best = rep.master;
     }
   }
-  for (uint64_t id : ids) rpc_.Forget(id);
-  if (best < 0 || (best == master_ && best_epoch == master_epoch_)) return false;
+  for (uint64_t id : ids) rpc_->Forget(id);
+  if (best < 0 || (best == master_ && best_epoch == epoch_)) return false;
   const bool changed = best != master_;
   master_ = best;
-  master_epoch_ = best_epoch;
-  rpc_.set_epoch(best_epoch);
-  if (changed) stats_.counters["master_failovers"]++;
+  epoch_ = best_epoch;
+  rpc_->set_epoch(best_epoch);
+  if (changed) stats_->counters["master_failovers"]++;
   return changed;
 }
 
-Result<Message> Client::MasterRequest(const std::function<Result<uint64_t>(int, uint32_t)>& start,
-                                      bool read_only, uint32_t timeout_ms) {
+Result<Message> MasterChannel::Request(const std::function<Result<uint64_t>(int, uint32_t)>& start,
+                                       bool read_only, uint32_t timeout_ms) {
   if (cfg_.shadows <= 0) {
     auto id = start(master_, timeout_ms);
     if (!id.ok()) return id.status();
-    return rpc_.Wait(*id);
+    return rpc_->Wait(*id);
   }
   // Fail-over. A silent master is not asked again (the request may still be
   // applied there); only a different master gets it, so a slow master does
@@ -66,15 +84,15 @@ Result<Message> Client::MasterRequest(const std::function<Result<uint64_t>(int, 
   for (;;) {
     for (size_t i = 0; i < live.size();) {
       Result<Message> out = Status::OK();
-      if (!rpc_.TryTake(live[i].first, &out)) {
+      if (!rpc_->TryTake(live[i].first, &out)) {
         ++i;
         continue;
       }
       const int from = live[i].second;
       live.erase(live.begin() + static_cast<long>(i));
       if (out.ok() && out->status().code() != Code::kNotMaster) {
-        for (auto& [id, r] : live) rpc_.Forget(id);
-        if (from != master_) stats_.counters["answered_by_shadow"]++;
+        for (auto& [id, r] : live) rpc_->Forget(id);
+        if (from != master_) stats_->counters["answered_by_shadow"]++;
         return out;
       }
       if (!out.ok()) {
@@ -106,7 +124,7 @@ Result<Message> Client::MasterRequest(const std::function<Result<uint64_t>(int, 
     if (master_ != target) {
       for (auto it = live.begin(); it != live.end();) {
         if (it->second == target) {
-          rpc_.Forget(it->first);
+          rpc_->Forget(it->first);
           it = live.erase(it);
         } else {
           ++it;
@@ -116,9 +134,9 @@ Result<Message> Client::MasterRequest(const std::function<Result<uint64_t>(int, 
       target = master_;
       continue;
     }
-    PumpOrIdle();
+    idle_();
   }
-  for (auto& [id, r] : live) rpc_.Forget(id);
+  for (auto& [id, r] : live) rpc_->Forget(id);
   return last;
 }
 

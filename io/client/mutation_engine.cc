@@ -160,7 +160,7 @@ Status MutationEngine::Fail(Mutation& op, const Status& s) {
   if (op.state == Mutation::State::kOrdering) c_->rpc_.Forget(op.req_id);
   c_->push_acks_.erase(op.data_id);
   Landed(op);
-  c_->leases_.erase({f_->id, op.index});
+  c_->cache_->DropLease(f_->id, op.index);
   op.state = Mutation::State::kNew;
   switch (op.kind) {
     case Mutation::Kind::kWrite:
@@ -197,7 +197,7 @@ void MutationEngine::Landed(Mutation& op) {
   op.bytes = 0;
 }
 
-std::vector<int32_t> MutationEngine::Secondaries(const Client::CachedLease& lease) {
+std::vector<int32_t> MutationEngine::Secondaries(const ChunkLease& lease) {
   std::vector<int32_t> out;
   for (int32_t r : lease.replicas) {
     if (r != lease.primary) out.push_back(r);

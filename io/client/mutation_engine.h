@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "io/client.h"
+#include "io/client/lease_cache.h"
 #include "io/client/retry_policy.h"
 
 namespace gfs {
@@ -43,7 +44,7 @@ struct Mutation {
   // After an append bounced to the next chunk: the replicas (sorted) that
   // still hold the pushed data under data_id. Empty: push again.
   std::vector<int32_t> pushed_to;
-  Client::CachedLease lease;
+  ChunkLease lease;
 };
 
 class MutationEngine {
@@ -78,7 +79,7 @@ class MutationEngine {
                   size_t n);
   // True once the push-ack of data_id has arrived (consumed; *s its status).
   bool TakePushAck(uint64_t data_id, Status* s);
-  static std::vector<int32_t> Secondaries(const Client::CachedLease& lease);
+  static std::vector<int32_t> Secondaries(const ChunkLease& lease);
 
   Client* c_;
   File* f_;

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "io/client.h"
+#include "io/client/lease_cache.h"
 #include "io/client/mutation_engine.h"
 
 namespace gfs {
@@ -82,9 +83,7 @@ Status Client::Truncate(File* f, uint64_t length) {
   SetLengthReply rep;
   GFS_RETURN_IF_ERROR(MasterCall(req, &rep));
   f->length = rep.length;
-  for (auto it = locs_.begin(); it != locs_.end();) {
-    it = it->first.first == f->id ? locs_.erase(it) : std::next(it);
-  }
+  cache_->DropLocations(f->id);
   if (length % f->chunk_size == 0 || rep.last.handle == 0) return Status::OK();
   // The master freed the chunks past the new end; the last one is cut on
   // its replicas, ordered by its primary like any mutation.

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "io/client.h"
+#include "io/client/lease_cache.h"
 
 namespace gfs {
 
@@ -85,11 +86,11 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
   // Make sure every chunk's location is cached (one batched lookup).
   const uint64_t now = MonoMicros();
   for (const Piece& pc : pieces) {
-    auto it = locs_.find({f->id, pc.index});
+    const LeaseCache::Location* at = cache_->Find(f->id, pc.index);
     // A chunk cached without replicas was being created (or re-leased) when
     // it was looked up: ask again rather than fail.
-    if (it == locs_.end() || it->second.expires_us <= now ||
-        (it->second.loc.handle != 0 && it->second.loc.replicas.empty())) {
+    if (at == nullptr || at->expires_us <= now ||
+        (at->loc.handle != 0 && at->loc.replicas.empty())) {
       uint32_t last = pieces.back().index;
       GFS_RETURN_IF_ERROR(FetchLocations(f, pc.index, last - pc.index + 1));
       break;
@@ -106,10 +107,9 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
     if (got >= pc.len) return true;
     pc.best = std::max(pc.best, got);
     pc.short_from.insert(pc.target);
-    auto it = locs_.find({f->id, pc.index});
+    const LeaseCache::Location* at = cache_->Find(f->id, pc.index);
     std::set<int32_t> all;
-    if (it != locs_.end())
-      all.insert(it->second.loc.replicas.begin(), it->second.loc.replicas.end());
+    if (at != nullptr) all.insert(at->loc.replicas.begin(), at->loc.replicas.end());
     bool others = false;
     for (int32_t r : all) others = others || pc.short_from.count(r) == 0;
     if (others) {
@@ -123,12 +123,12 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
   };
   auto issue = [&](size_t i) -> Status {
     Piece& pc = pieces[i];
-    auto it = locs_.find({f->id, pc.index});
-    if (it == locs_.end() || it->second.loc.handle == 0) {
+    const LeaseCache::Location* at = cache_->Find(f->id, pc.index);
+    if (at == nullptr || at->loc.handle == 0) {
       std::memset(out + pc.pos, 0, pc.len);  // a hole reads as zeros
       return Status(Code::kOk, "hole");
     }
-    const ChunkLocation& loc = it->second.loc;
+    const ChunkLocation& loc = at->loc;
     if (loc.replicas.empty()) {
       return Status::Unavailable("no live replica of chunk " + std::to_string(pc.index) + " of " +
                                  f->path);
@@ -244,11 +244,11 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
       ForgetReplica(f->id, pc.index, pc.target);
     }
     pc.attempt++;
-    auto it = locs_.find({f->id, pc.index});
-    if (!pc.refreshed && it != locs_.end() && pc.attempt >= it->second.loc.replicas.size()) {
+    const LeaseCache::Location* at = cache_->Find(f->id, pc.index);
+    if (!pc.refreshed && at != nullptr && pc.attempt >= at->loc.replicas.size()) {
       pc.refreshed = true;
       pc.attempt = 0;
-      locs_.erase(it);
+      cache_->DropLocation(f->id, pc.index);
       GFS_RETURN_IF_ERROR(FetchLocations(f, pc.index, 1));
     }
     Status again = issue(i);
@@ -316,7 +316,7 @@ Result<uint64_t> Client::CommittedLength(File* f) {
   if (rep.attr.id != f->id) return Status::NotFound(f->path + " was replaced by another file");
   if (rep.chunks.empty()) return std::max<uint64_t>(f->length, rep.attr.length);
   const ChunkLocation& last = rep.chunks.back();
-  locs_[{f->id, last.index}] = CachedLoc{last, MonoMicros() + 30ull * 1000 * 1000};
+  cache_->PutLocation(f->id, last, MonoMicros());
   if (last.handle == 0 || last.replicas.empty()) {
     // The last chunk is being created (its replicas are not confirmed yet):
     // nothing in it is committed, and every chunk before it is (a chunk is

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "io/client.h"
+#include "io/client/lease_cache.h"
 
 namespace gfs {
 
@@ -97,15 +98,15 @@ void Client::TopUpAhead(File* f, ReadStream* rs, uint64_t from) {
   while (end < f->length && end - from < window) {
     const auto index = static_cast<uint32_t>(end / f->chunk_size);
     const uint64_t now = MonoMicros();
-    auto it = locs_.find({f->id, index});
-    if (it == locs_.end() || it->second.expires_us <= now) {
+    const LeaseCache::Location* at = cache_->Find(f->id, index);
+    if (at == nullptr || at->expires_us <= now) {
       if (fetched) return;
       fetched = true;  // at most one master round trip per read
       const auto count = static_cast<uint32_t>(window / f->chunk_size + 2);
       if (!FetchLocations(f, index, count).ok()) return;
       continue;
     }
-    const ChunkLocation& loc = it->second.loc;
+    const ChunkLocation& loc = at->loc;
     if (loc.handle == 0 || loc.replicas.empty()) return;  // holes are not read ahead
     const uint64_t chunk_off = end % f->chunk_size;
     const auto len = static_cast<uint32_t>(

@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "io/client.h"
+#include "io/client/lease_cache.h"
 #include "io/client/retry_policy.h"
 
 namespace gfs {
@@ -42,15 +43,10 @@ Status Client::Fsync(File* f) {
     stats_.counters["fsync_retries"]++;
     std::this_thread::sleep_for(std::chrono::microseconds(retry.not_before_us() - now));
     // Which of the failed replicas does the master still count?
-    for (auto it = locs_.begin(); it != locs_.end();) {
-      it = it->first.first == f->id ? locs_.erase(it) : std::next(it);
-    }
+    cache_->DropLocations(f->id);
     uint32_t chunks = static_cast<uint32_t>(f->length / f->chunk_size + 1);
     GFS_RETURN_IF_ERROR(FetchLocations(f, 0, chunks));
-    std::map<uint64_t, std::vector<int32_t>> live;
-    for (const auto& [key, loc] : locs_) {
-      if (key.first == f->id) live[loc.loc.handle] = loc.loc.replicas;
-    }
+    std::map<uint64_t, std::vector<int32_t>> live = cache_->ReplicasOf(f->id);
     todo.clear();
     for (const auto& [handle, replicas] : failed) {
       const std::vector<int32_t>& now = live[handle];
