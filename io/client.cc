@@ -8,6 +8,7 @@
 
 #include "io/client/lease_cache.h"
 #include "io/client/master_channel.h"
+#include "io/client/read_state.h"
 
 namespace gfs {
 
@@ -17,7 +18,8 @@ Client::Client(Transport* t, const JobConfig& cfg, int master_rank, std::vector<
       master_channel_(std::make_unique<MasterChannel>(&rpc_, cfg_, &stats_, master_rank,
                                                       [this] { PumpOrIdle(); })),
       hosts_(std::move(hosts)),
-      cache_(std::make_unique<LeaseCache>()) {
+      cache_(std::make_unique<LeaseCache>()),
+      reads_(std::make_unique<ReadState>()) {
   rpc_.set_unsolicited([this](Message& m) { OnUnsolicited(m); });
   std::error_code ec;
   std::filesystem::path abs = std::filesystem::absolute(cfg_.data_dir, ec);

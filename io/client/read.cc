@@ -7,6 +7,7 @@
 
 #include "io/client.h"
 #include "io/client/lease_cache.h"
+#include "io/client/read_state.h"
 
 namespace gfs {
 
@@ -79,7 +80,7 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
     pc.chunk_off = pos % f->chunk_size;
     pc.len = static_cast<uint32_t>(
         std::min<uint64_t>({n - done, f->chunk_size - pc.chunk_off, cfg_.read_size}));
-    pc.turn = read_rr_++;
+    pc.turn = reads_->read_rr++;
     pieces.push_back(pc);
     done += pc.len;
   }
@@ -252,7 +253,7 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
       GFS_RETURN_IF_ERROR(FetchLocations(f, pc.index, 1));
     }
     Status again = issue(i);
-    if (!again.ok() && pc.corrupt && !narrowing_) {
+    if (!again.ok() && pc.corrupt && !reads_->narrowing) {
       // Every replica failed a checksum somewhere in the piece: each block
       // may still be good on some replica. Read it block by block.
       Status around = ReadAround(f, offset + pc.pos, out + pc.pos, pc.len, s);
@@ -279,14 +280,14 @@ Status Client::ReadAround(File* f, uint64_t offset, uint8_t* out, size_t n, cons
   // other byte stays readable by reads that do not cover them).
   constexpr uint64_t kBlock = 64 * 1024;
   uint64_t lo = 0, hi = 0;
-  narrowing_ = true;
+  reads_->narrowing = true;
   for (uint64_t pos = offset; pos < offset + n;) {
     const uint64_t chunk_start = pos / f->chunk_size * f->chunk_size;
     const uint64_t bend = std::min({chunk_start + ((pos - chunk_start) / kBlock + 1) * kBlock,
                                     chunk_start + f->chunk_size, offset + n});
     Status s = ReadPieces(f, pos, out + (pos - offset), static_cast<size_t>(bend - pos), {});
     if (!s.ok() && s.code() != Code::kCorruption) {
-      narrowing_ = false;
+      reads_->narrowing = false;
       return s;
     }
     if (!s.ok() && (hi == 0 || hi == pos)) {
@@ -295,7 +296,7 @@ Status Client::ReadAround(File* f, uint64_t offset, uint8_t* out, size_t n, cons
     }
     pos = bend;
   }
-  narrowing_ = false;
+  reads_->narrowing = false;
   if (hi == 0) {
     stats_.counters["reads_assembled_from_blocks"]++;
     return Status::OK();

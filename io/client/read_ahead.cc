@@ -5,25 +5,26 @@
 
 #include "io/client.h"
 #include "io/client/lease_cache.h"
+#include "io/client/read_state.h"
 
 namespace gfs {
 
-Client::ReadStream& Client::Stream(uint64_t file_id) {
-  auto it = streams_.find(file_id);
-  if (it == streams_.end()) {
+ReadStream& Client::Stream(uint64_t file_id) {
+  auto it = reads_->streams.find(file_id);
+  if (it == reads_->streams.end()) {
     // Few files are read at once: past 8 (8 x read_ahead of memory at
     // most), forget the stream read longest ago.
-    if (streams_.size() >= 8) {
-      auto oldest = streams_.begin();
-      for (auto j = streams_.begin(); j != streams_.end(); ++j) {
+    if (reads_->streams.size() >= 8) {
+      auto oldest = reads_->streams.begin();
+      for (auto j = reads_->streams.begin(); j != reads_->streams.end(); ++j) {
         if (j->second.used < oldest->second.used) oldest = j;
       }
       DropAhead(&oldest->second);
-      streams_.erase(oldest);
+      reads_->streams.erase(oldest);
     }
-    it = streams_.try_emplace(file_id).first;
+    it = reads_->streams.try_emplace(file_id).first;
   }
-  it->second.used = ++stream_clock_;
+  it->second.used = ++reads_->stream_clock;
   return it->second;
 }
 
@@ -33,11 +34,11 @@ void Client::DropAhead(ReadStream* rs) {
 }
 
 void Client::ForgetStream(uint64_t file_id) {
-  local_.erase(file_id);
-  auto it = streams_.find(file_id);
-  if (it == streams_.end()) return;
+  reads_->local.erase(file_id);
+  auto it = reads_->streams.find(file_id);
+  if (it == reads_->streams.end()) return;
   DropAhead(&it->second);
-  streams_.erase(it);
+  reads_->streams.erase(it);
 }
 
 size_t Client::TakeAhead(File* f, ReadStream* rs, uint64_t offset, uint8_t* out, size_t n) {
@@ -118,7 +119,7 @@ void Client::TopUpAhead(File* f, ReadStream* rs, uint64_t from) {
     r.length = len;
     // A chunk read short-circuit is read from its file as the reader goes.
     if (ShortCircuit(OrderByDistance(loc.replicas, rpc_.transport()->rank()).front())) return;
-    const int32_t target = PickReplica(loc, read_rr_++, 0);
+    const int32_t target = PickReplica(loc, reads_->read_rr++, 0);
     auto id = rpc_.Start(target, r, cfg_.request_timeout_ms);
     if (!id.ok()) return;
     AheadSeg s;

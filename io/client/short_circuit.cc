@@ -6,12 +6,14 @@
 
 #include "common/crc32c.h"
 #include "io/client.h"
+#include "io/client/read_state.h"
 
 namespace gfs {
 
 bool Client::LocalPeer(int32_t target) const {
   const int self = rpc_.transport()->rank();
-  if (target < 0 || target == self || no_local_.count(target) != 0 || !SameHostName(target, self)) {
+  if (target < 0 || target == self || reads_->no_local.count(target) != 0 ||
+      !SameHostName(target, self)) {
     return false;
   }
   // The same name on another machine (two nodes configured alike) is not
@@ -63,17 +65,17 @@ Status Client::ReadFromView(LocalView* v, uint64_t chunk_off, uint8_t* out, size
     const uint64_t b0 = pos / bs * bs;
     const uint64_t b1 = std::min(b0 + bs, v->end);
     // Whole blocks go straight into the caller's memory and are checked
-    // there; a block the range covers only in part goes through edge_.
+    // there; a block the range covers only in part goes through reads_->edge.
     const uint64_t whole_end = stop == v->end ? stop : b0 + (stop - b0) / bs * bs;
     if (pos == b0 && whole_end > pos) {
       GFS_RETURN_IF_ERROR(ReadBlocksChecked(v, pos, whole_end, out + (pos - chunk_off)));
       pos = whole_end;
       continue;
     }
-    edge_.resize(static_cast<size_t>(b1 - b0));
-    GFS_RETURN_IF_ERROR(ReadBlocksChecked(v, b0, b1, edge_.data()));
+    reads_->edge.resize(static_cast<size_t>(b1 - b0));
+    GFS_RETURN_IF_ERROR(ReadBlocksChecked(v, b0, b1, reads_->edge.data()));
     const uint64_t upto = std::min(b1, stop);
-    std::memcpy(out + (pos - chunk_off), edge_.data() + (pos - b0),
+    std::memcpy(out + (pos - chunk_off), reads_->edge.data() + (pos - b0),
                 static_cast<size_t>(upto - pos));
     pos = upto;
   }
@@ -81,11 +83,11 @@ Status Client::ReadFromView(LocalView* v, uint64_t chunk_off, uint8_t* out, size
 }
 
 size_t Client::TakeLocal(File* f, uint64_t offset, uint8_t* out, size_t n) {
-  auto it = local_.find(f->id);
-  if (it == local_.end()) return 0;
+  auto it = reads_->local.find(f->id);
+  if (it == reads_->local.end()) return 0;
   LocalView& v = it->second;
   if (MonoMicros() - v.fetched_us > kAheadMaxAgeUs) {
-    local_.erase(it);
+    reads_->local.erase(it);
     return 0;
   }
   const uint64_t co = offset % f->chunk_size;
@@ -93,7 +95,7 @@ size_t Client::TakeLocal(File* f, uint64_t offset, uint8_t* out, size_t n) {
   const size_t take = static_cast<size_t>(std::min<uint64_t>(n, v.end - co));
   if (!ReadFromView(&v, co, out, take).ok()) {
     stats_.counters["local_read_fallbacks"]++;
-    local_.erase(it);
+    reads_->local.erase(it);
     return 0;
   }
   stats_.counters["bytes_read"] += take;
@@ -123,20 +125,21 @@ Status Client::ReadLocalPiece(File* f, uint32_t index, uint64_t rep_handle, int3
   if (!ChunkFilePath(rep.path, rep_handle)) {
     // Not the chunk's own data file under the job's data directory: never
     // opened (a chunkserver of another configuration, or a bad answer).
-    no_local_.insert(target);
+    reads_->no_local.insert(target);
     stats_.counters["local_read_refused_paths"]++;
     return Status::Protocol("read_local: " + rep.path + " is not the data file of chunk " +
                             std::to_string(rep_handle) + " under " + data_dir_abs_);
   }
   Status opened = env_->OpenReadOnly(rep.path, &v.file);
   if (!opened.ok()) {
-    no_local_.insert(target);
+    reads_->no_local.insert(target);
     stats_.counters["local_read_unreachable"]++;
     return opened;
   }
   GFS_RETURN_IF_ERROR(ReadFromView(&v, chunk_off, out, *got));
-  if (local_.size() >= 8 && local_.count(f->id) == 0) local_.erase(local_.begin());
-  local_[f->id] = std::move(v);
+  if (reads_->local.size() >= 8 && reads_->local.count(f->id) == 0)
+    reads_->local.erase(reads_->local.begin());
+  reads_->local[f->id] = std::move(v);
   return Status::OK();
 }
 
