@@ -417,4 +417,25 @@ void MasterServer::StepDown(uint64_t epoch, int leader) {
   last_heard_us_ = Now();
 }
 
+uint64_t MasterServer::CommittedSeq() const {
+  uint64_t c = log_->synced_seq();
+  for (const auto& [r, p] : peers_) {
+    if (p.in_sync) c = std::min(c, p.acked);
+  }
+  return c;
+}
+
+void MasterServer::ReleaseCommitted() {
+  const uint64_t c = CommittedSeq();
+  uint64_t round = ship_round_;
+  for (const auto& [r, p] : peers_) {
+    if (p.in_sync) round = std::min(round, p.acked_round);
+  }
+  while (!uncommitted_.empty() && uncommitted_.front().seq <= c &&
+         uncommitted_.front().round <= round) {
+    t_->Send(uncommitted_.front().dest, std::move(uncommitted_.front().buf));
+    uncommitted_.pop_front();
+  }
+}
+
 }  // namespace gfs
