@@ -63,54 +63,6 @@ bool Idler::orphaned() {
   return getppid() != parent_;
 }
 
-Status RunServer(Transport* t, Server* server, uint64_t tick_us) {
-  Idler idler(t);
-  uint64_t next_tick = 0;
-  while (!server->done()) {
-    bool busy = false;
-    Incoming in;
-    int n = 0;
-    while (n < 256 && t->Poll(&in)) {
-      ++n;
-      Message m;
-      Status s = ParseMessage(std::move(in), &m);
-      if (!s.ok()) {
-        // A message we cannot even parse: say so to the sender, if it is
-        // a request we can answer at all, and go on.
-        continue;
-      }
-      server->Handle(m);
-      // Complete finished sends as we go, not only after the batch: a busy
-      // server (a request always waiting) would otherwise hold every reply
-      // buffer until 256 messages later, and take fresh (page-faulting)
-      // memory for each new reply meanwhile.
-      if (t->PendingSends() > 0 && t->Progress()) busy = true;
-    }
-    if (n > 0) {
-      busy = true;
-      server->AfterBatch();
-    }
-    if (t->Progress()) busy = true;
-    uint64_t now = MonoMicros();
-    if (!busy || now >= next_tick) {
-      server->Tick(now);
-      next_tick = now + tick_us;
-    }
-    if (busy) {
-      idler.Busy();
-    } else {
-      if (idler.orphaned()) return Status::Unavailable("the launching process is gone");
-      idler.Idle();
-    }
-  }
-  // Let replies and shutdown messages drain.
-  uint64_t until = MonoMicros() + 1000000;
-  while (t->PendingSends() > 0 && MonoMicros() < until) {
-    if (!t->Progress()) std::this_thread::sleep_for(std::chrono::microseconds(100));
-  }
-  return Status::OK();
-}
-
 bool RpcClient::PumpOnce() {
   bool any = false;
   Incoming in;

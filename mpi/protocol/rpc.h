@@ -88,9 +88,14 @@ class Idler {
   uint64_t next_parent_check_us_ = 0;
 };
 
-// A server role: the event loop calls Handle for every message, Tick about
-// every millisecond of idle time and at least every `tick_us` when busy, and
-// AfterBatch once per drained batch of messages (group commit point).
+class PendingCalls;
+class Timers;
+
+// A server role: the event loop (EventLoop, server_rpc.h) calls Handle for
+// every message that is not a reply to one of the server's calls(), Tick
+// about every millisecond of idle time and at least every `tick_us` when
+// busy (after ending the calls past their deadline and firing the timers),
+// and AfterBatch once per drained batch of messages (group commit point).
 class Server {
  public:
   virtual ~Server() = default;
@@ -98,10 +103,14 @@ class Server {
   virtual void Tick(uint64_t now_us) = 0;
   virtual void AfterBatch() {}
   virtual bool done() const = 0;
+  // The server's outgoing calls and timers, if it keeps them in the RPC
+  // layer's tables: the loop routes replies and fires deadlines for it.
+  virtual PendingCalls* calls() { return nullptr; }
+  virtual Timers* timers() { return nullptr; }
 };
 
-// Runs `server` on `t` until server->done(). Returns a non-ok Status when the
-// rank was orphaned.
+// Runs `server` on `t` until server->done(): EventLoop::Run. Returns a
+// non-ok Status when the rank was orphaned.
 Status RunServer(Transport* t, Server* server, uint64_t tick_us = 5000);
 
 // Client-side blocking calls with deadlines. Replies that arrive for other
