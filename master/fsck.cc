@@ -100,59 +100,56 @@ void MasterServer::OnFsck(Message& m) {
     return DeferReply(m, rep);
   }
   // Ask every live chunkserver to verify all its replicas, answer when all did.
-  uint64_t key = ++next_id_;
-  FsckOp& op = fscks_[key];
-  op.req = m;
-  op.path = r.path;
-  op.deadline_us = Now() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000 * 4;
+  std::vector<int> dests;
   for (const auto& [rank, st] : servers_) {
-    if (!st.alive) continue;
-    Header h = OrderHeader(MsgType::kVerify, cfg_.request_timeout_ms * 4);
-    verify_req_[h.id] = key;
-    ++op.waiting;
-    t_->Send(rank, EncodeMessage(h, VerifyReq{}));
+    if (st.alive) dests.push_back(rank);
   }
-  if (op.waiting == 0) {
+  if (dests.empty()) {
     FsckReply rep;
     s = FsckAnswer(r.path, &rep);
     s.ok() ? DeferReply(m, rep) : DeferError(m, s);
-    fscks_.erase(key);
+    return;
   }
+  calls_.FanOut(dests, VerifyReq{}, cfg_.request_timeout_ms * 4, FanRule::All(),
+                AsMasterFan([this, req = m, path = r.path](const FanResult& fan) {
+                  bool all = true;
+                  for (size_t i = 0; i < fan.dests.size(); ++i) {
+                    if (fan.results[i].ok()) {
+                      OnVerified(fan.dests[i], *fan.results[i]);
+                    } else {
+                      all = false;
+                    }
+                  }
+                  if (!all) {
+                    return DeferError(
+                        req, Status::Timeout("a chunkserver did not finish verifying in time"));
+                  }
+                  FsckReply rep;
+                  Status st = FsckAnswer(path, &rep);
+                  st.ok() ? DeferReply(req, rep) : DeferError(req, st);
+                }));
 }
 
-void MasterServer::OnVerifyReply(Message& m) {
-  auto it = verify_req_.find(m.h.id);
-  if (it == verify_req_.end()) return;
-  uint64_t key = it->second;
-  verify_req_.erase(it);
+void MasterServer::OnVerified(int rank, const Message& m) {
   VerifyReply v;
-  if (m.status().ok() && m.Decode(&v).ok()) {
-    // Every replica this server holds was checked: the listed ones have
-    // exactly that damage, the others none.
-    std::set<uint64_t> listed;
-    for (const ChunkDamage& d : v.damaged) {
-      listed.insert(d.handle);
-      ClearDamaged(d.handle, m.source);
-      MarkDamaged(d.handle, m.source, d.ranges);
-    }
-    std::vector<uint64_t> clean;
-    for (const auto& [h, reps] : damaged_) {
-      // A replica under repair was not verified: its repair says.
-      if (reps.count(m.source) != 0 && listed.count(h) == 0 && repairs_.count(h) == 0) {
-        clean.push_back(h);
-      }
-    }
-    for (uint64_t h : clean) ClearDamaged(h, m.source);
-    stats_.counters["replicas_verified"] += v.checked;
+  if (!m.status().ok() || !m.Decode(&v).ok()) return;
+  // Every replica this server holds was checked: the listed ones have
+  // exactly that damage, the others none.
+  std::set<uint64_t> listed;
+  for (const ChunkDamage& d : v.damaged) {
+    listed.insert(d.handle);
+    ClearDamaged(d.handle, rank);
+    MarkDamaged(d.handle, rank, d.ranges);
   }
-  auto op = fscks_.find(key);
-  if (op == fscks_.end()) return;
-  if (--op->second.waiting == 0) {
-    FsckReply rep;
-    Status s = FsckAnswer(op->second.path, &rep);
-    s.ok() ? DeferReply(op->second.req, rep) : DeferError(op->second.req, s);
-    fscks_.erase(op);
+  std::vector<uint64_t> clean;
+  for (const auto& [h, reps] : damaged_) {
+    // A replica under repair was not verified: its repair says.
+    if (reps.count(rank) != 0 && listed.count(h) == 0 && repairs_.count(h) == 0) {
+      clean.push_back(h);
+    }
   }
+  for (uint64_t h : clean) ClearDamaged(h, rank);
+  stats_.counters["replicas_verified"] += v.checked;
 }
 
 }  // namespace gfs

@@ -50,14 +50,12 @@ void MasterServer::OnLease(Message& m) {
     return StartPrepare(m, r.index, handle, 1, true,
                         std::vector<int32_t>(chosen.begin(), chosen.end()));
   }
-  auto pending = prepare_by_handle_.find(handle);
-  if (pending != prepare_by_handle_.end()) {
-    prepares_[pending->second].waiters.push_back(m);
+  if (prepares_.count(handle) != 0) {
+    chunk_waiters_.Hold(handle, m);  // answered with the lease being prepared
     return;
   }
-  auto cloning = clones_.find(handle);
-  if (cloning != clones_.end()) {
-    cloning->second.waiters.push_back(m);  // answered when the clone ends
+  if (clones_.count(handle) != 0) {
+    chunk_waiters_.Hold(handle, m);  // served again when the clone ends
     return;
   }
   // A damaged replica is repaired before the chunk is mutated again (a
@@ -68,7 +66,7 @@ void MasterServer::OnLease(Message& m) {
     repairing = repairs_.find(handle);
   }
   if (repairing != repairs_.end()) {
-    repairing->second.waiters.push_back(m);  // answered when the repair ends
+    chunk_waiters_.Hold(handle, m);  // served again when the repair ends
     return;
   }
   std::vector<int32_t> replicas = LiveReplicas(handle);
@@ -131,84 +129,65 @@ void MasterServer::OnLease(Message& m) {
 
 void MasterServer::StartPrepare(Message& lease_req, uint32_t index, uint64_t handle,
                                 uint64_t version, bool create, std::vector<int32_t> replicas) {
-  uint64_t key = ++next_id_;
-  Prepare& p = prepares_[key];
+  Prepare& p = prepares_[handle];
+  p.serial = ++next_serial_;
   p.index = index;
   p.handle = handle;
   p.version = version;
   p.primary = replicas.front();
   p.replicas = std::move(replicas);
-  p.waiting = static_cast<int>(p.replicas.size());
-  p.deadline_us = Now() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000 / 2;
-  p.waiters.push_back(lease_req);
-  prepare_by_handle_[handle] = key;
+  chunk_waiters_.Hold(handle, lease_req);
   leases_.erase(handle);
-  for (int32_t r : p.replicas) {
-    PrepareChunkReq req;
-    req.handle = handle;
-    req.version = version;
-    req.create = create;
-    req.primary = r == p.primary;
-    req.lease_ms = cfg_.lease_seconds * 1000;
-    Header h = OrderHeader(MsgType::kPrepareChunk, cfg_.request_timeout_ms / 2);
-    prepare_req_[h.id] = key;
-    // Ordered after the log sync that made the version durable.
-    Defer(r, EncodeMessage(h, req));
-  }
+  const std::vector<int> dests(p.replicas.begin(), p.replicas.end());
+  const int primary = p.primary;
+  const uint64_t serial = p.serial;
+  // Ordered after the log sync that made the version durable. A replica
+  // that does not answer in time counts as failed.
+  DeferStart(
+      [=, this] {
+        calls_.FanOutEach(
+            dests,
+            [&](int r) {
+              PrepareChunkReq req;
+              req.handle = handle;
+              req.version = version;
+              req.create = create;
+              req.primary = r == primary;
+              req.lease_ms = cfg_.lease_seconds * 1000;
+              return req;
+            },
+            cfg_.request_timeout_ms / 2, FanRule::All(),
+            AsMasterFan(
+                [this, handle, serial](const FanResult& fan) { OnPrepared(handle, serial, fan); }));
+      },
+      [this, handle, serial, dests] {
+        // The version never became durable: no replica was asked.
+        auto it = prepares_.find(handle);
+        if (it != prepares_.end() && it->second.serial == serial) {
+          FinishPrepare(handle, std::vector<int32_t>(dests.begin(), dests.end()));
+        }
+      });
 }
 
-void MasterServer::OnPrepareReply(Message& m) {
-  auto rv = revive_req_.find(m.h.id);
-  if (rv != revive_req_.end()) {
-    const auto [handle, rank] = rv->second;
-    revive_req_.erase(rv);
-    if (m.status().ok() && meta_->FindChunk(handle) != nullptr) {
-      auto& loc = locations_[handle];
-      if (std::find(loc.begin(), loc.end(), rank) == loc.end()) loc.push_back(rank);
-      TouchLocation(handle);
-    }
-    DispatchHeld();
-    return;
+void MasterServer::OnPrepared(uint64_t handle, uint64_t serial, const FanResult& fan) {
+  auto it = prepares_.find(handle);
+  if (it == prepares_.end() || it->second.serial != serial) return;
+  std::vector<int32_t> failed;
+  for (size_t i = 0; i < fan.dests.size(); ++i) {
+    const Result<Message>& r = fan.results[i];
+    if (!r.ok() || !r->status().ok()) failed.push_back(fan.dests[i]);
   }
-  auto rq = repair_req_.find(m.h.id);
-  if (rq != repair_req_.end()) {
-    const uint64_t handle = rq->second;
-    repair_req_.erase(rq);
-    auto op = repairs_.find(handle);
-    if (op == repairs_.end()) return;
-    if (!m.status().ok()) {
-      // This replica did not take the version: stale from now on.
-      auto& loc = locations_[handle];
-      auto pos = std::find(loc.begin(), loc.end(), m.source);
-      if (pos != loc.end()) loc.erase(pos);
-      TouchLocation(handle);
-      auto& t = op->second.targets;
-      t.erase(std::remove(t.begin(), t.end(), m.source), t.end());
-      ClearDamaged(handle, m.source);
-    }
-    --op->second.waiting;
-    OnRepairPrepared(handle);
-    return;
-  }
-  auto it = prepare_req_.find(m.h.id);
-  if (it == prepare_req_.end()) return;
-  uint64_t key = it->second;
-  prepare_req_.erase(it);
-  auto p = prepares_.find(key);
-  if (p == prepares_.end()) return;
-  p->second.answered.push_back(m.source);
-  if (!m.status().ok()) p->second.failed.push_back(m.source);
-  if (--p->second.waiting == 0) FinishPrepare(key);
+  FinishPrepare(handle, failed);
 }
 
-void MasterServer::FinishPrepare(uint64_t key) {
-  auto it = prepares_.find(key);
-  Prepare& p = it->second;
-  prepare_by_handle_.erase(p.handle);
+void MasterServer::FinishPrepare(uint64_t handle, const std::vector<int32_t>& failed) {
+  auto it = prepares_.find(handle);
+  const Prepare p = std::move(it->second);
+  prepares_.erase(it);
   // Replicas that did not record the version are stale from now on.
   std::vector<int32_t> good;
   for (int32_t r : p.replicas) {
-    if (std::find(p.failed.begin(), p.failed.end(), r) == p.failed.end()) good.push_back(r);
+    if (std::find(failed.begin(), failed.end(), r) == failed.end()) good.push_back(r);
   }
   auto& loc = locations_[p.handle];
   TouchLocation(p.handle);
@@ -219,10 +198,11 @@ void MasterServer::FinishPrepare(uint64_t key) {
     if (!ok && pos != loc.end()) loc.erase(pos);
   }
   const bool primary_ok = std::find(good.begin(), good.end(), p.primary) != good.end();
-  if (!p.failed.empty() || !primary_ok) {
+  std::vector<Message> waiters = chunk_waiters_.Release(p.handle);
+  if (!failed.empty() || !primary_ok) {
     // Simplest safe answer: the client retries and gets a fresh lease on the
     // replicas that are left.
-    for (Message& w : p.waiters) {
+    for (Message& w : waiters) {
       DeferError(w, Status::Unavailable("a replica did not take chunk version " +
                                         std::to_string(p.version)));
     }
@@ -236,9 +216,8 @@ void MasterServer::FinishPrepare(uint64_t key) {
     rep.primary = p.primary;
     rep.replicas = good;
     rep.lease_ms = cfg_.lease_seconds * 1000;
-    for (Message& w : p.waiters) DeferReply(w, rep);
+    for (Message& w : waiters) DeferReply(w, rep);
   }
-  prepares_.erase(it);
 }
 
 }  // namespace gfs

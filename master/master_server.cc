@@ -30,7 +30,12 @@ MasterServer::MasterServer(Transport* t, Env* env, const JobConfig& cfg, std::st
       client_ranks_(std::move(client_ranks)),
       meta_(std::make_unique<MetaState>()),
       placement_(DefaultPlacement::Options{0, 8}),
-      group_(std::move(group)) {
+      group_(std::move(group)),
+      calls_(t, env),
+      timers_(env),
+      unserved_(t, env),
+      chunk_waiters_(t, env),
+      done_msgs_(t, env) {
   for (int r : cs_ranks_) servers_[r].rank = r;
   if (group_.members.empty()) group_.members.push_back(group_.self);
   leader_ = group_.members.front();
@@ -40,6 +45,47 @@ MasterServer::MasterServer(Transport* t, Env* env, const JobConfig& cfg, std::st
       if (r != group_.self) peers_[r] = Peer{};
     }
   }
+  // Placement counts the chunks a server was given lately; the count halves
+  // every 10 s.
+  timers_.Every(10ull * 1000 * 1000, [this] {
+    for (auto& [rank, st] : servers_) st.recent_creations /= 2;
+  });
+}
+
+void MasterServer::SetEpoch(uint64_t e) {
+  epoch_ = e;
+  calls_.set_epoch(e);
+  unserved_.set_epoch(e);
+  chunk_waiters_.set_epoch(e);
+  done_msgs_.set_epoch(e);
+}
+
+void MasterServer::NoteEpochOf(const Result<Message>& r) {
+  if (r.ok() && r->h.epoch > epoch_ && mode_ == Mode::kMaster) {
+    // Someone has heard of a newer master: this one was deposed.
+    StepDown(r->h.epoch, -1);
+  }
+}
+
+CallDone MasterServer::AsMaster(std::function<void(const Result<Message>&)> fn) {
+  return [this, term = term_, fn = std::move(fn)](Result<Message> r) {
+    NoteEpochOf(r);
+    if (term == term_ && mode_ == Mode::kMaster) fn(r);
+  };
+}
+
+FanDone MasterServer::AsMasterFan(std::function<void(const FanResult&)> fn) {
+  return [this, term = term_, fn = std::move(fn)](const FanResult& fan) {
+    for (const Result<Message>& r : fan.results) NoteEpochOf(r);
+    if (term == term_ && mode_ == Mode::kMaster) fn(fan);
+  };
+}
+
+void MasterServer::DeferStart(std::function<void()> start, std::function<void()> dropped) {
+  Outgoing o;
+  o.start = std::move(start);
+  o.dropped = std::move(dropped);
+  deferred_.push_back(std::move(o));
 }
 
 int64_t MasterServer::NowMs() const {
@@ -99,13 +145,18 @@ void MasterServer::AfterBatch() {
       broken_ = s;
       GFS_LOG_ERROR("master: op log sync failed: %s", s.ToString().c_str());
       // Nothing that depended on the lost records may leave: fail them all.
-      for (auto& [dest, buf] : deferred_) {
+      std::vector<Outgoing> lost = std::move(deferred_);
+      deferred_.clear();
+      for (Outgoing& o : lost) {
+        if (o.start) {
+          if (o.dropped) o.dropped();
+          continue;
+        }
         Message req;
-        if (ParseMessage(Incoming{dest, buf}, &req).ok() && req.is_reply()) {
-          t_->Send(dest, EncodeErrorReply(req, s, epoch_));
+        if (ParseMessage(Incoming{o.dest, o.buf}, &req).ok() && req.is_reply()) {
+          t_->Send(o.dest, EncodeErrorReply(req, s, epoch_));
         }
       }
-      deferred_.clear();
       return;
     }
     stats_.counters["log_syncs"]++;
@@ -118,8 +169,15 @@ void MasterServer::AfterBatch() {
     }
   }
   if (mode_ != Mode::kMaster || peers_.empty()) {
-    for (auto& [dest, buf] : deferred_) t_->Send(dest, std::move(buf));
+    std::vector<Outgoing> out = std::move(deferred_);
     deferred_.clear();
+    for (Outgoing& o : out) {
+      if (o.start) {
+        o.start();
+      } else {
+        t_->Send(o.dest, std::move(o.buf));
+      }
+    }
     return;
   }
   // With shadows: ship the batch, then hold what depends on it until the
@@ -128,14 +186,17 @@ void MasterServer::AfterBatch() {
   const uint64_t need = log_->last_seq();
   // Replies may depend on chunk locations shipped in this round (a lease
   // reply: its replicas), not only on log records.
-  for (auto& [dest, buf] : deferred_) {
-    uncommitted_.push_back({need, loc_round_, dest, std::move(buf)});
+  for (Outgoing& o : deferred_) {
+    uncommitted_.push_back({need, loc_round_, o.dest, std::move(o.buf), std::move(o.start)});
   }
   deferred_.clear();
   ReleaseCommitted();
 }
 
 void MasterServer::Handle(Message& m) {
+  // The event loop gives replies to calls_ itself; a loop that hands every
+  // message to Handle (as some tests do) gets the same routing here.
+  if (m.is_reply() && calls_.OnReply(m)) return;
   if (m.h.epoch > epoch_ && mode_ == Mode::kMaster && m.type() != MsgType::kVote &&
       m.type() != MsgType::kNewMaster) {
     // Someone has heard of a newer master: this one was deposed.
@@ -143,12 +204,10 @@ void MasterServer::Handle(Message& m) {
   }
   if (HandleGroup(m)) return;
   if (m.is_reply()) {
+    // Replies to the calls in calls_ went to their continuations; a late
+    // one (its call ended) is dropped here.
     if (mode_ != Mode::kMaster) return;
-    if (m.type() == MsgType::kPrepareChunk) return OnPrepareReply(m);
-    if (m.type() == MsgType::kRepair) return OnRepairReply(m);
     if (m.type() == MsgType::kShutdown) return OnShutdownReply(m);
-    if (m.type() == MsgType::kVerify) return OnVerifyReply(m);
-    if (m.type() == MsgType::kClone) return OnCloneReply(m);
     return;
   }
   stats_.counters[std::string("req_") + MsgTypeName(m.h.type)]++;
@@ -189,21 +248,19 @@ void MasterServer::Handle(Message& m) {
     default:
       break;
   }
-  if (!serving_ || !revive_req_.empty()) {
+  if (!serving_ || reviving_ > 0) {
     // Not yet serving, or replicas are being brought forward (ResolveBehind):
-    // answers given now could miss them.
-    held_.push_back(m);
+    // answers given now could miss them. Held until then, or until the
+    // request's deadline passes (then answered kTimeout).
+    unserved_.Hold(0, m);
     return;
   }
   Dispatch(m);
 }
 
 void MasterServer::DispatchHeld() {
-  while (!held_.empty() && serving_ && revive_req_.empty()) {
-    Message m = std::move(held_.front());
-    held_.pop_front();
-    Dispatch(m);
-  }
+  if (!serving_ || reviving_ > 0) return;
+  for (Message& m : unserved_.Release(0)) Dispatch(m);
 }
 
 void MasterServer::Dispatch(Message& m) {
@@ -243,7 +300,7 @@ void MasterServer::Dispatch(Message& m) {
 
 void MasterServer::OnClientDone(Message& m) {
   clients_done_.insert(m.source);
-  done_msgs_.push_back(m);
+  done_msgs_.Hold(0, m);
   if (clients_done_.size() >= client_ranks_.size() && !shutting_down_) BeginShutdown();
 }
 
@@ -290,10 +347,9 @@ void MasterServer::NoteClockGap(uint64_t now) {
   for (auto& [rank, st] : servers_) st.last_seen_us = now;
   last_heard_us_ = now;
   if (now < last) {
-    // Back by d: a lease's end and a prepare's deadline move with it.
+    // Back by d: a lease's end moves with it.
     const uint64_t d = last - now;
     for (auto& [handle, l] : leases_) l.expiry_us = l.expiry_us > d ? l.expiry_us - d : 0;
-    for (auto& [key, p] : prepares_) p.deadline_us = p.deadline_us > d ? p.deadline_us - d : 0;
   }
   for (auto& [rank, p] : peers_) {
     if (p.waiting_since != 0) p.waiting_since = now;
@@ -303,6 +359,10 @@ void MasterServer::NoteClockGap(uint64_t now) {
 }
 
 void MasterServer::Tick(uint64_t) {
+  // Done by the event loop before each tick; again here (then a no-op) for
+  // a loop that only calls Tick.
+  calls_.Expire();
+  timers_.Fire();
   const uint64_t now = Now();
   NoteClockGap(now);
   if (mode_ == Mode::kShadow) {
@@ -330,10 +390,6 @@ void MasterServer::Tick(uint64_t) {
       AfterBatch();
     }
   }
-  if (!revive_req_.empty() && now >= revive_deadline_us_) {
-    revive_req_.clear();  // unanswered: those replicas stay out of service
-    DispatchHeld();
-  }
   // A chunkserver silent for several heartbeat intervals is taken as dead.
   const uint64_t dead_after = static_cast<uint64_t>(cfg_.heartbeat_ms) * 1000 * 5 +
                               static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000;
@@ -344,54 +400,10 @@ void MasterServer::Tick(uint64_t) {
                    st.dir_name.c_str());
     }
   }
-  if (now >= next_decay_us_) {
-    next_decay_us_ = now + 10ull * 1000 * 1000;
-    for (auto& [rank, st] : servers_) st.recent_creations /= 2;
-  }
-  for (auto it = prepares_.begin(); it != prepares_.end();) {
-    auto next = std::next(it);
-    if (now >= it->second.deadline_us) {
-      // Replicas that never answered count as failed.
-      Prepare& p = it->second;
-      for (auto q = prepare_req_.begin(); q != prepare_req_.end();) {
-        if (q->second == it->first) {
-          q = prepare_req_.erase(q);
-        } else {
-          ++q;
-        }
-      }
-      for (int32_t r : p.replicas) {
-        if (std::find(p.answered.begin(), p.answered.end(), r) == p.answered.end()) {
-          p.failed.push_back(r);
-        }
-      }
-      p.waiting = 0;
-      FinishPrepare(it->first);
-    }
-    it = next;
-  }
-  for (auto it = clones_.begin(); it != clones_.end();) {
-    if (now >= it->second.deadline_us) {
-      for (auto q = clone_req_.begin(); q != clone_req_.end();) {
-        q = q->second == it->first ? clone_req_.erase(q) : std::next(q);
-      }
-      std::vector<Message> waiters = std::move(it->second.waiters);
-      servers_[it->second.target].to_delete.push_back(it->first);
-      it = clones_.erase(it);
-      for (Message& w : waiters) Dispatch(w);
-      stats_.counters["clones_failed"]++;
-    } else {
-      ++it;
-    }
-  }
-  std::vector<uint64_t> late_repairs;
-  for (const auto& [h, op] : repairs_) {
-    if (now >= op.deadline_us) late_repairs.push_back(h);
-  }
-  for (uint64_t h : late_repairs) {
-    stats_.counters["repairs_timed_out"]++;
-    EndRepair(h, false);
-  }
+  // Requests held past their deadline are answered kTimeout, not served late.
+  unserved_.Expire();
+  chunk_waiters_.Expire();
+  done_msgs_.Expire();
   if (serving_ && !lengths_resolved_ && !took_over_ &&
       std::all_of(cs_ranks_.begin(), cs_ranks_.end(), [&](int r) {
         auto it = servers_.find(r);
@@ -404,17 +416,8 @@ void MasterServer::Tick(uint64_t) {
     ScheduleRepairs(now);
     ScheduleClones(now);
   }
-  for (auto it = fscks_.begin(); it != fscks_.end();) {
-    if (now >= it->second.deadline_us) {
-      DeferError(it->second.req, Status::Timeout("a chunkserver did not finish verifying in time"));
-      it = fscks_.erase(it);
-    } else {
-      ++it;
-    }
-  }
   if (shutting_down_ && !done_ && (shutdown_waiting_ == 0 || now >= shutdown_deadline_us_)) {
-    for (Message& m : done_msgs_) DeferReply(m, Empty{});
-    done_msgs_.clear();
+    for (Message& m : done_msgs_.Release(0)) DeferReply(m, Empty{});
     AfterBatch();
     done_ = true;
   }

@@ -97,10 +97,21 @@ void MasterServer::ResolveBehind() {
       PrepareChunkReq req;
       req.handle = handle;
       req.version = info->version;
-      Header h = OrderHeader(MsgType::kPrepareChunk, cfg_.request_timeout_ms / 2);
-      revive_req_[h.id] = {handle, rank};
-      revive_deadline_us_ = Now() + cfg_.request_timeout_ms * 500ull;
-      t_->Send(rank, EncodeMessage(h, req));
+      // Client requests wait until every such call has ended; a replica
+      // that does not answer in time stays out of service.
+      ++reviving_;
+      calls_.Call(rank, req, cfg_.request_timeout_ms / 2,
+                  AsMaster([this, handle, rank](const Result<Message>& r) {
+                    --reviving_;
+                    if (r.ok() && r->status().ok() && meta_->FindChunk(handle) != nullptr) {
+                      auto& loc = locations_[handle];
+                      if (std::find(loc.begin(), loc.end(), rank) == loc.end()) {
+                        loc.push_back(rank);
+                      }
+                      TouchLocation(handle);
+                    }
+                    DispatchHeld();
+                  }));
     }
     stats_.counters["versions_recovered"]++;
     GFS_LOG_WARN(

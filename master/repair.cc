@@ -104,8 +104,7 @@ bool MasterServer::Repairable(uint64_t handle) const {
 
 bool MasterServer::StartRepair(uint64_t handle, uint64_t now) {
   const ChunkInfo* ci = meta_->FindChunk(handle);
-  if (ci == nullptr || repairs_.count(handle) || clones_.count(handle) ||
-      prepare_by_handle_.count(handle)) {
+  if (ci == nullptr || repairs_.count(handle) || clones_.count(handle) || prepares_.count(handle)) {
     return false;
   }
   auto back = repair_backoff_.find(handle);
@@ -117,29 +116,69 @@ bool MasterServer::StartRepair(uint64_t handle, uint64_t now) {
   const uint64_t version = ci->version + 1;
   if (!Mutate(MetaOp::SetVersion(handle, version)).ok()) return false;
   RepairOp& op = repairs_[handle];
+  op.serial = ++next_serial_;
   op.version = version;
   op.replicas = live;
-  op.deadline_us = now + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000 * 4;
+  const uint64_t serial = op.serial;
+  // The whole repair has four request timeouts; one that takes longer ends
+  // as failed.
+  op.timer =
+      timers_.After(static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000 * 4,
+                    [this, handle, serial, term = term_] {
+                      auto it = repairs_.find(handle);
+                      if (term != term_ || it == repairs_.end() || it->second.serial != serial) {
+                        return;
+                      }
+                      it->second.timer = 0;
+                      stats_.counters["repairs_timed_out"]++;
+                      EndRepair(handle, false);
+                    });
   for (const auto& [rank, ranges] : damaged_[handle]) {
     if (std::find(live.begin(), live.end(), rank) != live.end()) op.targets.push_back(rank);
   }
   leases_.erase(handle);
-  for (int32_t r : live) {
-    PrepareChunkReq req;
-    req.handle = handle;
-    req.version = version;
-    Header h = OrderHeader(MsgType::kPrepareChunk, cfg_.request_timeout_ms / 2);
-    repair_req_[h.id] = handle;
-    ++op.waiting;
-    Defer(r, EncodeMessage(h, req));  // after the log sync that made the version durable
-  }
+  const std::vector<int> dests(live.begin(), live.end());
+  PrepareChunkReq req;
+  req.handle = handle;
+  req.version = version;
+  // After the log sync that made the version durable. If that sync fails,
+  // nothing is asked and the repair ends at its deadline.
+  DeferStart(
+      [this, dests, req, handle, serial] {
+        calls_.FanOut(dests, req, cfg_.request_timeout_ms / 2, FanRule::All(),
+                      AsMasterFan([this, handle, serial](const FanResult& fan) {
+                        OnRepairPrepared(handle, serial, fan);
+                      }));
+      },
+      nullptr);
   stats_.counters["repairs_started"]++;
   return true;
 }
 
-void MasterServer::OnRepairPrepared(uint64_t handle) {
+void MasterServer::OnRepairPrepared(uint64_t handle, uint64_t serial, const FanResult& fan) {
   auto it = repairs_.find(handle);
-  if (it == repairs_.end() || it->second.waiting > 0) return;
+  if (it == repairs_.end() || it->second.serial != serial) return;
+  bool unanswered = false;
+  for (size_t i = 0; i < fan.dests.size(); ++i) {
+    const Result<Message>& r = fan.results[i];
+    if (!r.ok()) {
+      unanswered = true;
+      continue;
+    }
+    if (r->status().ok()) continue;
+    // This replica did not take the version: stale from now on.
+    const int32_t rank = fan.dests[i];
+    auto& loc = locations_[handle];
+    auto pos = std::find(loc.begin(), loc.end(), rank);
+    if (pos != loc.end()) loc.erase(pos);
+    TouchLocation(handle);
+    auto& t = it->second.targets;
+    t.erase(std::remove(t.begin(), t.end(), rank), t.end());
+    ClearDamaged(handle, rank);
+  }
+  // A replica that never answered may or may not hold the version: the
+  // repair does not go on, and ends at its deadline.
+  if (unanswered) return;
   if (!it->second.ok) return EndRepair(handle, false);
   SendNextRepair(handle);
 }
@@ -163,24 +202,23 @@ void MasterServer::SendNextRepair(uint64_t handle) {
       req.sources.push_back(r);
     }
   }
-  Header h = OrderHeader(MsgType::kRepair, cfg_.request_timeout_ms * 4);
-  op.req_id = h.id;
-  repair_req_[h.id] = handle;
-  t_->Send(target, EncodeMessage(h, req));
+  const uint64_t serial = op.serial;
+  calls_.Call(target, req, cfg_.request_timeout_ms * 4,
+              AsMaster([this, handle, serial](const Result<Message>& r) {
+                OnRepairReply(handle, serial, r);
+              }));
 }
 
-void MasterServer::OnRepairReply(Message& m) {
-  auto rq = repair_req_.find(m.h.id);
-  if (rq == repair_req_.end()) return;
-  const uint64_t handle = rq->second;
-  repair_req_.erase(rq);
+void MasterServer::OnRepairReply(uint64_t handle, uint64_t serial, const Result<Message>& r) {
   auto it = repairs_.find(handle);
-  if (it == repairs_.end() || it->second.req_id != m.h.id) return;
+  if (it == repairs_.end() || it->second.serial != serial) return;
+  // No answer: the repair ends at its deadline (which comes first).
+  if (!r.ok()) return;
   RepairOp& op = it->second;
-  op.req_id = 0;
   const int32_t target = op.targets.front();
   op.targets.erase(op.targets.begin());
   RepairReply rep;
+  const Message& m = *r;
   if (m.status().ok() && m.Decode(&rep).ok()) {
     stats_.counters["repair_bytes"] += rep.repaired_bytes;
     if (rep.still_damaged.empty()) {
@@ -206,9 +244,7 @@ void MasterServer::EndRepair(uint64_t handle, bool ok) {
   if (it == repairs_.end()) return;
   RepairOp op = std::move(it->second);
   repairs_.erase(it);
-  for (auto q = repair_req_.begin(); q != repair_req_.end();) {
-    q = q->second == handle ? repair_req_.erase(q) : std::next(q);
-  }
+  if (op.timer != 0) timers_.Cancel(op.timer);
   if (!ok || damaged_.count(handle) != 0) {
     // Not (fully) repaired: not tried again for a while; meanwhile the lease
     // requests go ahead with the replicas as they are. Blocks no replica
@@ -221,7 +257,7 @@ void MasterServer::EndRepair(uint64_t handle, bool ok) {
   } else {
     repair_backoff_.erase(handle);
   }
-  for (Message& w : op.waiters) Dispatch(w);
+  for (Message& w : chunk_waiters_.Release(handle)) Dispatch(w);
 }
 
 void MasterServer::ScheduleRepairs(uint64_t now) {

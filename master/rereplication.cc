@@ -15,7 +15,7 @@ void MasterServer::ScheduleClones(uint64_t now) {
   std::vector<Need> needs;
   meta_->ForEachFile([&](const std::string&, const FileInfo& f) {
     for (uint64_t h : f.chunks) {
-      if (h == 0 || clones_.count(h) || prepare_by_handle_.count(h) || repairs_.count(h)) continue;
+      if (h == 0 || clones_.count(h) || prepares_.count(h) || repairs_.count(h)) continue;
       auto back = clone_backoff_.find(h);
       if (back != clone_backoff_.end() && now < back->second) continue;  // it just failed
       // A damaged replica is repaired in place, not replaced.
@@ -45,13 +45,15 @@ void MasterServer::ScheduleClones(uint64_t now) {
     if (target.empty()) continue;
     const ChunkInfo* ci = meta_->FindChunk(n.handle);
     CloneOp op;
+    op.serial = ++next_serial_;
     op.target = target[0];
     op.source = n.good[static_cast<size_t>(seed_ % n.good.size())];
     op.version = ci->version;
-    op.deadline_us = now + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000 * 4;
-    Header h = OrderHeader(MsgType::kClone, cfg_.request_timeout_ms * 4);
-    clone_req_[h.id] = n.handle;
-    t_->Send(op.target, EncodeMessage(h, CloneReq{n.handle, op.version, op.source}));
+    const uint64_t handle = n.handle, serial = op.serial;
+    calls_.Call(op.target, CloneReq{n.handle, op.version, op.source}, cfg_.request_timeout_ms * 4,
+                AsMaster([this, handle, serial](const Result<Message>& r) {
+                  OnCloneReply(handle, serial, r);
+                }));
     busy.insert(op.target);
     auto& del = servers_[op.target].to_delete;
     del.erase(std::remove(del.begin(), del.end(), n.handle), del.end());
@@ -60,15 +62,20 @@ void MasterServer::ScheduleClones(uint64_t now) {
   }
 }
 
-void MasterServer::OnCloneReply(Message& m) {
-  auto r = clone_req_.find(m.h.id);
-  if (r == clone_req_.end()) return;
-  uint64_t handle = r->second;
-  clone_req_.erase(r);
+void MasterServer::OnCloneReply(uint64_t handle, uint64_t serial, const Result<Message>& r) {
   auto it = clones_.find(handle);
-  if (it == clones_.end()) return;
+  if (it == clones_.end() || it->second.serial != serial) return;
   CloneOp op = std::move(it->second);
   clones_.erase(it);
+  if (!r.ok()) {
+    // No answer in time: the target's copy, if any, is deleted; the chunk
+    // is considered again at the next scan.
+    servers_[op.target].to_delete.push_back(handle);
+    stats_.counters["clones_failed"]++;
+    for (Message& w : chunk_waiters_.Release(handle)) Dispatch(w);
+    return;
+  }
+  const Message& m = *r;
   const ChunkInfo* ci = meta_->FindChunk(handle);
   if (m.status().ok() && ci != nullptr && ci->version == op.version) {
     auto& loc = locations_[handle];
@@ -85,7 +92,7 @@ void MasterServer::OnCloneReply(Message& m) {
     // the order in a loop): after a heartbeat or so.
     clone_backoff_[handle] = Now() + std::max<uint64_t>(2ull * cfg_.heartbeat_ms * 1000, 500000);
   }
-  for (Message& w : op.waiters) Dispatch(w);
+  for (Message& w : chunk_waiters_.Release(handle)) Dispatch(w);
   // The target is free again: order its next clone now, not at the next scan.
   ScheduleClones(Now());
 }

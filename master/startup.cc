@@ -102,7 +102,7 @@ Status MasterServer::Start(std::string* warning) {
     fresh_ = true;  // no metadata at all: a new store, once the chunkservers agree
     store_id_ = RandomIdentity();
   }
-  epoch_ = log_->epoch();
+  SetEpoch(log_->epoch());
   start_us_ = Now();
   last_heard_us_ = start_us_;
   for (auto& [r, p] : peers_) p.acked = p.sent = last_seq;
@@ -115,7 +115,7 @@ Status MasterServer::Start(std::string* warning) {
 
 Status MasterServer::BeginEpoch(uint64_t epoch) {
   GFS_RETURN_IF_ERROR(log_->StartEpoch(epoch));
-  epoch_ = epoch;
+  SetEpoch(epoch);
   return Status::OK();
 }
 
