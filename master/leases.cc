@@ -28,7 +28,7 @@ void MasterServer::OnLease(Message& m) {
     // Allocate: place R replicas, log the chunk, create it on each replica.
     std::vector<ServerLoad> loads = Loads(f->chunk_size, {});
     std::vector<int> chosen =
-        placement_.ChooseNew(loads, static_cast<int>(f->replication), {}, ++seed_);
+        placement_->ChooseNew(loads, static_cast<int>(f->replication), {}, ++seed_);
     if (chosen.size() < f->replication) {
       return DeferError(m,
                         Status::Unavailable("only " + std::to_string(chosen.size()) +
@@ -106,8 +106,8 @@ void MasterServer::OnLease(Message& m) {
     const bool never_located = took_over_ && !located_at_takeover_.count(handle);
     if (everyone && (past_end || never_located) && !behind_.count(handle) &&
         known == locations_.end()) {
-      std::vector<int> chosen = placement_.ChooseNew(Loads(f->chunk_size, {}),
-                                                     static_cast<int>(f->replication), {}, ++seed_);
+      std::vector<int> chosen = placement_->ChooseNew(
+          Loads(f->chunk_size, {}), static_cast<int>(f->replication), {}, ++seed_);
       if (chosen.size() >= f->replication) {
         const uint64_t version = c->version + 1;
         s = Mutate(MetaOp::SetVersion(handle, version));

@@ -21,7 +21,7 @@ constexpr uint64_t kRegisterGraceUs = 10ull * 1000 * 1000;
 
 MasterServer::MasterServer(Transport* t, Env* env, const JobConfig& cfg, std::string dir,
                            std::vector<int> chunkserver_ranks, std::vector<int> client_ranks,
-                           MasterGroup group)
+                           MasterGroup group, std::unique_ptr<PlacementPolicy> placement)
     : t_(t),
       env_(env),
       cfg_(cfg),
@@ -29,7 +29,8 @@ MasterServer::MasterServer(Transport* t, Env* env, const JobConfig& cfg, std::st
       cs_ranks_(std::move(chunkserver_ranks)),
       client_ranks_(std::move(client_ranks)),
       meta_(std::make_unique<MetaState>()),
-      placement_(DefaultPlacement::Options{0, 8}),
+      placement_(placement ? std::move(placement)
+                           : std::make_unique<DefaultPlacement>(DefaultPlacement::Options{0, 8})),
       group_(std::move(group)),
       calls_(t, env),
       timers_(env),

@@ -49,10 +49,11 @@ struct MasterGroup {
 class MasterServer : public Server {
  public:
   // chunkserver_ranks: the ranks expected to register; client_ranks: the
-  // ranks whose ClientDone ends the job. Pointers not owned.
+  // ranks whose ClientDone ends the job. Pointers not owned. placement:
+  // where new replicas go (DefaultPlacement when null).
   MasterServer(Transport* t, Env* env, const JobConfig& cfg, std::string dir,
                std::vector<int> chunkserver_ranks, std::vector<int> client_ranks,
-               MasterGroup group = {});
+               MasterGroup group = {}, std::unique_ptr<PlacementPolicy> placement = nullptr);
 
   // Replays the op log and opens it for appending. *warning gets a torn-tail
   // warning, if any.
@@ -295,7 +296,7 @@ class MasterServer : public Server {
   std::vector<int> cs_ranks_, client_ranks_;
   std::unique_ptr<MetaState> meta_;
   std::unique_ptr<MetaJournal> log_;
-  DefaultPlacement placement_;
+  std::unique_ptr<PlacementPolicy> placement_;
   Status broken_;  // sticky log failure: mutations refused
   // The store's identity. A master that starts with no metadata (fresh_)
   // proposes a new one, told to chunkservers as they register, and records

@@ -41,7 +41,7 @@ void MasterServer::ScheduleClones(uint64_t now) {
       exclude.insert(exclude.end(), loc->second.begin(), loc->second.end());
     // A server whose replica is corrupt may take the new copy: the clone
     // replaces the bad replica.
-    std::vector<int> target = placement_.ChooseNew(loads, 1, exclude, ++seed_);
+    std::vector<int> target = placement_->ChooseNew(loads, 1, exclude, ++seed_);
     if (target.empty()) continue;
     const ChunkInfo* ci = meta_->FindChunk(n.handle);
     CloneOp op;
