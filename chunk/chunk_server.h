@@ -1,7 +1,9 @@
-// ChunkServer: the chunkserver role's logic, driven by RunServer() over any
+// ChunkServer: the chunkserver role's logic, driven by an EventLoop over any
 // Transport (MPI in a job, in-process in unit tests). Stores chunks through
 // ChunkStore; holds pushed data in a bounded buffer until the primary's order
-// arrives; applies mutations in the primary's serial order.
+// arrives; applies mutations in the primary's serial order. Its calls to
+// other ranks (mutations forwarded to secondaries, the reads of a clone or a
+// repair) are PendingCalls, each with a continuation and a deadline.
 #pragma once
 
 #include <condition_variable>
@@ -18,6 +20,7 @@
 #include "chunk/chunk_store.h"
 #include "mpi/protocol/config.h"
 #include "mpi/protocol/rpc.h"
+#include "mpi/protocol/server_rpc.h"
 #include "mpi/protocol/stats.h"
 
 namespace gfs {
@@ -45,6 +48,8 @@ class ChunkServer : public Server {
     FinishSyncs();
   }
   bool done() const override { return done_; }
+  // Replies to the calls below reach their continuations, not Handle.
+  PendingCalls* calls() override { return &calls_; }
   // The store this server's directory belongs to (0: none recorded yet).
   uint64_t store_id() const { return store_id_; }
 
@@ -67,9 +72,6 @@ class ChunkServer : public Server {
   struct PendingWrite {
     enum Kind { kWrite, kAppend, kPad } kind = kWrite;
     Message client_req;
-    int waiting = 0;
-    Status status;
-    uint64_t deadline_us = 0;
     uint64_t handle = 0;
     uint64_t offset = 0;  // kAppend: where the record went (chunk offset)
   };
@@ -77,7 +79,6 @@ class ChunkServer : public Server {
   void OnPushData(Message& m);
   void OnWrite(Message& m);
   void OnApply(Message& m);
-  void OnApplyReply(Message& m);
   void OnAppend(Message& m);
   void OnCommitted(Message& m);
   // Record appends accepted while one batch of messages is handled are
@@ -89,14 +90,22 @@ class ChunkServer : public Server {
     ApplyReq a;
     std::vector<int32_t> secondaries;
     PushEntry push;  // the record's data, taken out of pushes_
+    // When the client's deadline passes (0: none): a queued append past it
+    // is answered kTimeout instead of being written late.
+    uint64_t deadline_us = 0;
   };
   void FlushAppends();
   // The chunk's length once its queued appends are written.
   uint64_t QueuedEnd(uint64_t handle, uint64_t length) const;
-  // Sends `a` (serial filled in here) to every secondary and remembers `pw`
-  // until they answered; answers the client at once when there are none.
+  // Sends `a` (serial filled in here) to every secondary, a fan-out that
+  // completes `pw` once all answered or the deadline passed; answers the
+  // client at once when there are none.
   void Replicate(PendingWrite pw, ApplyReq a, const std::vector<int32_t>& secondaries);
-  void Complete(uint64_t key);
+  void Complete(const PendingWrite& pw, const Status& s);
+  // A call to a peer ended (`answered`: with its reply, which is I/O the
+  // scrubber waits for): queued appends are written first, as for any
+  // message but another append.
+  void OnPeerReply(bool answered);
   // Lowest chunk offset of an append still in flight, or the chunk length.
   uint64_t CommittedOf(uint64_t handle);
   void OnRead(Message& m);
@@ -138,14 +147,21 @@ class ChunkServer : public Server {
   void OnStats(Message& m);
   void OnVerify(Message& m);
   void OnClone(Message& m);
-  void OnCloneRead(Message& m);
-  void FinishClone(uint64_t read_id, const Status& s);
+  // Re-replication: a clone copies a chunk from a peer, one read at a time.
+  struct Clone {
+    Message master_req;
+    uint64_t handle = 0, version = 0, offset = 0;
+    int32_t source = -1;
+  };
+  void ReadForClone(std::shared_ptr<Clone> c);
+  void OnCloneRead(const std::shared_ptr<Clone>& c, Result<Message> r);
+  void FinishClone(const Clone& c, const Status& s);
   // Repair (kRepair): the damaged blocks of a replica are fetched from peers
   // at the same version, one piece at a time, and rewritten in place; a piece
   // no source can give whole is tried block by block, each block from the
   // first source whose copy of it is good. Nothing is deleted.
   void OnRepair(Message& m);
-  void OnRepairRead(Message& m);
+  void OnRepairRead(uint64_t handle, Result<Message> r);
   void NextRepairPiece(uint64_t handle);
   void FinishRepair(uint64_t handle, const Status& s);
   struct Repair {
@@ -154,15 +170,15 @@ class ChunkServer : public Server {
     std::vector<int32_t> sources;
     std::deque<Range> todo;  // pieces still to fetch (block aligned)
     size_t source = 0;       // the source asked for todo.front()
-    uint64_t read_id = 0;    // of the read in flight
-    uint64_t deadline_us = 0;
+    uint64_t read_id = 0;    // the call of the read in flight (0: none)
     uint64_t repaired = 0;
   };
-  std::map<uint64_t, Repair> repairs_;         // by handle
-  std::map<uint64_t, uint64_t> repair_reads_;  // read id -> handle
+  std::map<uint64_t, Repair> repairs_;  // by handle
   // Tells the master which blocks of a replica were found damaged (on a
   // read, a write, a scrub); empty ranges: somewhere in it.
   void ReportCorrupt(uint64_t handle, const std::vector<Range>& ranges);
+  // Ranges as the wire carries them.
+  static std::vector<ByteRange> ToWire(const std::vector<Range>& v);
   // A store error of a mutation: damage found on the way is reported, and the
   // client is told to retry (the master has the replica repaired first).
   Status MutationError(uint64_t handle, const Status& s);
@@ -180,6 +196,8 @@ class ChunkServer : public Server {
   // Background scrubbing: verifies the next piece of the next chunk when the
   // server has been idle a moment, at no more than --scrub-mb-per-s.
   void Scrub(uint64_t now);
+  // Drops pushed data nobody used before it expired.
+  void ExpirePushes(uint64_t now);
   // Moves every time kept back with a clock that jumped back.
   void NoteClockGap(uint64_t now);
   void Reply(const Message& m, const Status& s);
@@ -194,6 +212,7 @@ class ChunkServer : public Server {
   uint64_t server_id_;
   std::string host_;
   ChunkStore store_;
+  PendingCalls calls_;
   uint64_t store_id_ = 0;  // <dir>/STORE
   bool refused_ = false;   // the master is of another store: serve nothing
 
@@ -210,20 +229,9 @@ class ChunkServer : public Server {
   std::map<uint64_t, uint64_t> leases_;  // handle -> expiry (us), where we are primary
   std::set<uint64_t> lease_used_;        // handles mutated since last heartbeat
   std::map<uint64_t, uint64_t> next_serial_;
-  std::map<uint64_t, PendingWrite> pending_writes_;  // by our write key
-  std::map<uint64_t, uint64_t> apply_to_write_;      // apply request id -> write key
-  uint64_t next_write_key_ = 0;
   std::map<uint64_t, std::multiset<uint64_t>> appends_in_flight_;  // handle -> offsets
   std::map<uint64_t, std::vector<QueuedAppend>> queued_appends_;   // handle -> in offset order
   std::map<uint64_t, uint64_t> queued_end_;  // handle -> chunk length after its queued appends
-  // Re-replication: a clone copies a chunk from a peer, one read at a time.
-  struct Clone {
-    Message master_req;
-    uint64_t handle = 0, version = 0, offset = 0;
-    uint64_t deadline_us = 0;  // of the read in flight
-    int32_t source = -1;
-  };
-  std::map<uint64_t, Clone> clones_;  // by the id of the read in flight
   // Scrubbing: the chunk and offset to verify next, when, and the last time a
   // client or peer asked for I/O (the scrubber only runs after a quiet spell).
   uint64_t scrub_handle_ = 0;

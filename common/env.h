@@ -79,6 +79,8 @@ class Env {
 
   // Monotonic clock, microseconds. Tests can make it jump.
   virtual uint64_t NowMicros() = 0;
+  // Wall-clock time, milliseconds since the Unix epoch (file times).
+  virtual int64_t WallMillis() = 0;
   virtual void SleepMicros(uint64_t us) = 0;
 };
 
@@ -116,6 +118,7 @@ class EnvWrapper : public Env {
   }
   Result<uint64_t> FreeSpace(const std::string& p) override { return target_->FreeSpace(p); }
   uint64_t NowMicros() override { return target_->NowMicros(); }
+  int64_t WallMillis() override { return target_->WallMillis(); }
   void SleepMicros(uint64_t us) override { target_->SleepMicros(us); }
 
  private:

@@ -273,6 +273,11 @@ class PosixEnv : public Env {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return static_cast<uint64_t>(ts.tv_sec) * 1000000u + static_cast<uint64_t>(ts.tv_nsec) / 1000u;
   }
+  int64_t WallMillis() override {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return static_cast<int64_t>(ts.tv_sec) * 1000 + static_cast<int64_t>(ts.tv_nsec) / 1000000;
+  }
   void SleepMicros(uint64_t us) override {
     std::this_thread::sleep_for(std::chrono::microseconds(us));
   }

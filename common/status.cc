@@ -1,5 +1,8 @@
 #include "common/status.h"
 
+#include <cstdio>
+#include <cstdlib>
+
 namespace gfs {
 
 const char* CodeName(Code c) {
@@ -58,6 +61,12 @@ std::string Status::ToString() const {
   if (ok()) return "ok";
   if (msg_.empty()) return CodeName(code_);
   return std::string(CodeName(code_)) + ": " + msg_;
+}
+
+void ResultHasNoValue(const Status& s) {
+  std::fprintf(stderr, "gfs: a Result's value was used, but it holds an error: %s\n",
+               s.ToString().c_str());
+  std::abort();
 }
 
 }  // namespace gfs

@@ -68,6 +68,9 @@ class Status {
 };
 
 // Result<T>: a value or a non-ok Status. Nothing in the API throws.
+// Ends the process: a Result's value was asked for but it holds an error.
+[[noreturn]] void ResultHasNoValue(const Status& s);
+
 template <typename T>
 class Result {
  public:
@@ -76,14 +79,25 @@ class Result {
 
   bool ok() const { return status_.ok(); }
   const Status& status() const { return status_; }
-  T& value() { return *value_; }
-  const T& value() const { return *value_; }
-  T& operator*() { return *value_; }
-  const T& operator*() const { return *value_; }
-  T* operator->() { return &*value_; }
-  const T* operator->() const { return &*value_; }
+  // The value; asking for it on an error ends the process with the error's
+  // text (a bug in the caller, never undefined behaviour).
+  T& value() { return Checked(); }
+  const T& value() const { return Checked(); }
+  T& operator*() { return Checked(); }
+  const T& operator*() const { return Checked(); }
+  T* operator->() { return &Checked(); }
+  const T* operator->() const { return &Checked(); }
 
  private:
+  T& Checked() {
+    if (!value_) ResultHasNoValue(status_);
+    return *value_;
+  }
+  const T& Checked() const {
+    if (!value_) ResultHasNoValue(status_);
+    return *value_;
+  }
+
   Status status_;
   std::optional<T> value_;
 };

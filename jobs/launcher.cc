@@ -328,18 +328,35 @@ Placement PlaceRanks(const std::vector<HostSlots>& hosts, const RoleLayout& layo
   return p;
 }
 
-std::string RankfileText(const std::vector<HostSlots>& hosts, const Placement& p) {
+std::string RankfileText(const std::vector<HostSlots>& hosts, const Placement& p, bool whole_host) {
   std::string out;
   for (size_t r = 0; r < p.host.size(); ++r) {
+    const HostSlots& h = hosts[static_cast<size_t>(p.host[r])];
     out += "rank ";
     out += std::to_string(r);
     out += '=';
-    out += hosts[static_cast<size_t>(p.host[r])].name;
+    out += h.name;
     out += " slot=";
-    out += std::to_string(p.slot[r]);
+    if (whole_host && h.slots > 1) {
+      out += "0-";
+      out += std::to_string(h.slots - 1);
+    } else {
+      out += std::to_string(whole_host ? 0 : p.slot[r]);
+    }
     out += '\n';
   }
   return out;
+}
+
+bool UnboundRanks(const std::string& mpirun_args) {
+  std::vector<std::string> w = SplitArgs(mpirun_args);
+  for (size_t i = 0; i < w.size(); ++i) {
+    if (w[i] == "--bind-to=none" || w[i] == "-bind-to=none") return true;
+    if ((w[i] == "--bind-to" || w[i] == "-bind-to") && i + 1 < w.size() && w[i + 1] == "none") {
+      return true;
+    }
+  }
+  return false;
 }
 
 int LocalHostIndex(const std::vector<HostSlots>& hosts) {
@@ -377,7 +394,8 @@ Result<LaunchPlan> PlanLaunch(const CommandLine& cl) {
   plan.oversubscribe = layout.world > slots;
   plan.local_host = LocalHostIndex(plan.hosts);
   if (plan.hosts.size() > 1) {
-    plan.rankfile = RankfileText(plan.hosts, PlaceRanks(plan.hosts, layout, plan.local_host));
+    plan.rankfile = RankfileText(plan.hosts, PlaceRanks(plan.hosts, layout, plan.local_host),
+                                 UnboundRanks(cl.global.mpirun_args));
   }
   return plan;
 }

@@ -42,8 +42,17 @@ struct Placement {
 Placement PlaceRanks(const std::vector<HostSlots>& hosts, const RoleLayout& layout,
                      int first_client_host = -1);
 
-// The rankfile text (`rank N=host slot=S` lines) for a placement.
-std::string RankfileText(const std::vector<HostSlots>& hosts, const Placement& p);
+// The rankfile text (`rank N=host slot=S` lines) for a placement. A rankfile
+// also binds each rank to its slot's core; with `whole_host` every rank gets
+// all of its host's slots instead (`slot=0-N`), i.e. no binding within the
+// host: what `--bind-to none` in --mpirun-args asks for (Open MPI applies a
+// rankfile's slots even then), e.g. for test hosts that share one machine's
+// cores (jobs/netns-cluster).
+std::string RankfileText(const std::vector<HostSlots>& hosts, const Placement& p,
+                         bool whole_host = false);
+
+// Whether mpirun arguments ask for no binding (`--bind-to none`).
+bool UnboundRanks(const std::string& mpirun_args);
 
 // The index of the host this process runs on in `hosts` (by name, short
 // name, localhost or 127.0.0.1), or -1.

@@ -18,6 +18,7 @@ GFS_PACKAGES=(
   libisal-dev
   libhdf5-openmpi-dev hdf5-tools
   cmake g++ make pkg-config python3 clang-format gnuplot-nox
+  iproute2 util-linux
 )
 
 gfs_log() { printf '==> %s\n' "$*" >&2; }

@@ -61,7 +61,9 @@ std::vector<int> DefaultPlacement::ChooseNew(const std::vector<ServerLoad>& serv
     double u = UseRatio(s);
     bool above = u > avg + 1e-9;
     int bucket = static_cast<int>(u * 10.0);
-    return std::make_tuple(over, rack_used, host_used, above, bucket, c.rnd);
+    // Failure domains first: a busy server on a host of its own is a better
+    // pick than an idle one next to a replica already chosen.
+    return std::make_tuple(rack_used, host_used, over, above, bucket, c.rnd);
   };
 
   while (static_cast<int>(out.size()) < replicas && !cands.empty()) {

@@ -38,9 +38,10 @@ class PlacementPolicy {
 // The paper's placement:
 //  - eligible: alive, not excluded, free space (capacity - used) >= min_free_bytes;
 //  - then, per replica picked, in this order of priority:
-//      1. not over the recent-creation limit (used only while others exist),
-//      2. a rack not used yet by this replica set,
-//      3. a host not used yet,
+//      1. a rack not used yet by this replica set,
+//      2. a host not used yet (so R replicas land on R hosts whenever R hosts
+//         have an eligible server, also with several chunkservers per host),
+//      3. not over the recent-creation limit (used only while others exist),
 //      4. disk use (used/capacity) at or below the average of live servers,
 //      5. lower disk use, in buckets of 10% (so near-equal servers tie),
 //      6. random tie-break from `seed`.

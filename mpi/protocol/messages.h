@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "mpi/protocol/wire.h"
@@ -22,19 +23,21 @@ struct FileAttr {
   uint64_t length = 0;
   uint32_t num_chunks = 0;
   int64_t mtime_ms = 0;
-  template <class V>
-  bool Visit(V& v) {
-    return v(id) && v(is_dir) && v(replication) && v(chunk_size) && v(length) && v(num_chunks) &&
-           v(mtime_ms);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.id) && v(s.is_dir) && v(s.replication) && v(s.chunk_size) && v(s.length) &&
+           v(s.num_chunks) && v(s.mtime_ms);
   }
 };
 
 struct ListEntry {
   std::string name;
   FileAttr attr;
-  template <class V>
-  bool Visit(V& v) {
-    return v(name) && attr.Visit(v);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.name) && s.attr.Visit(v);
   }
 };
 
@@ -43,9 +46,10 @@ struct ListEntry {
 struct ByteRange {
   uint64_t offset = 0;
   uint64_t length = 0;
-  template <class V>
-  bool Visit(V& v) {
-    return v(offset) && v(length);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.offset) && v(s.length);
   }
 };
 
@@ -54,9 +58,10 @@ struct ChunkLocation {
   uint64_t handle = 0;  // 0: a hole (never written)
   uint64_t version = 0;
   std::vector<int32_t> replicas;  // chunkserver ranks, nearest-first is the client's job
-  template <class V>
-  bool Visit(V& v) {
-    return v(index) && v(handle) && v(version) && v(replicas, 64);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.index) && v(s.handle) && v(s.version) && v(s.replicas, 64);
   }
 };
 
@@ -66,9 +71,10 @@ struct MkdirReq {
   GFS_MSG(kMkdir);
   std::string path;
   bool parents = false;
-  template <class V>
-  bool Visit(V& v) {
-    return v(path) && v(parents);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.path) && v(s.parents);
   }
 };
 
@@ -79,9 +85,10 @@ struct CreateReq {
   uint64_t chunk_size = 0;   // 0: the job's default
   bool exclusive = true;     // false: an existing file is opened, not an error
   bool truncate = false;     // with !exclusive: cut an existing file to 0
-  template <class V>
-  bool Visit(V& v) {
-    return v(path) && v(replication) && v(chunk_size) && v(exclusive) && v(truncate);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.path) && v(s.replication) && v(s.chunk_size) && v(s.exclusive) && v(s.truncate);
   }
 };
 
@@ -89,9 +96,10 @@ struct DeleteReq {
   GFS_MSG(kDelete);
   std::string path;
   bool recursive = false;
-  template <class V>
-  bool Visit(V& v) {
-    return v(path) && v(recursive);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.path) && v(s.recursive);
   }
 };
 
@@ -99,17 +107,19 @@ struct RenameReq {
   GFS_MSG(kRename);
   std::string src, dst;
   bool replace = false;  // an existing file at dst is replaced (wire version 4)
-  template <class V>
-  bool Visit(V& v) {
-    return v(src) && v(dst) && v(replace);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.src) && v(s.dst) && v(s.replace);
   }
 };
 
 struct PathReq {  // list, stat
   std::string path;
-  template <class V>
-  bool Visit(V& v) {
-    return v(path);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.path);
   }
 };
 struct ListReq : PathReq {
@@ -121,17 +131,19 @@ struct StatReq : PathReq {
 
 struct ListReply {
   std::vector<ListEntry> entries;
-  template <class V>
-  bool Visit(V& v) {
-    return v(entries);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.entries);
   }
 };
 
 struct StatReply {
   FileAttr attr;
-  template <class V>
-  bool Visit(V& v) {
-    return attr.Visit(v);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return s.attr.Visit(v);
   }
 };
 
@@ -142,18 +154,20 @@ struct LookupReq {
   std::string path;
   uint32_t first = 0;
   uint32_t count = 1;
-  template <class V>
-  bool Visit(V& v) {
-    return v(path) && v(first) && v(count);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.path) && v(s.first) && v(s.count);
   }
 };
 
 struct LookupReply {
   FileAttr attr;
   std::vector<ChunkLocation> chunks;
-  template <class V>
-  bool Visit(V& v) {
-    return attr.Visit(v) && v(chunks, 1u << 20);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return s.attr.Visit(v) && v(s.chunks, 1u << 20);
   }
 };
 
@@ -165,9 +179,10 @@ struct LeaseReq {
   uint64_t file_id = 0;  // must match, so a replaced file is not written by mistake
   uint32_t index = 0;
   bool append = false;  // true: the file's last chunk (index ignored)
-  template <class V>
-  bool Visit(V& v) {
-    return v(path) && v(file_id) && v(index) && v(append);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.path) && v(s.file_id) && v(s.index) && v(s.append);
   }
 };
 
@@ -178,9 +193,11 @@ struct LeaseReply {
   int32_t primary = -1;
   std::vector<int32_t> replicas;  // all replicas including the primary
   uint32_t lease_ms = 0;
-  template <class V>
-  bool Visit(V& v) {
-    return v(index) && v(handle) && v(version) && v(primary) && v(replicas, 64) && v(lease_ms);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.index) && v(s.handle) && v(s.version) && v(s.primary) && v(s.replicas, 64) &&
+           v(s.lease_ms);
   }
 };
 
@@ -190,9 +207,10 @@ struct SetLengthReq {
   uint64_t file_id = 0;
   uint64_t length = 0;
   bool grow_only = true;  // true: max(current, length) (after a write); false: truncate
-  template <class V>
-  bool Visit(V& v) {
-    return v(path) && v(file_id) && v(length) && v(grow_only);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.path) && v(s.file_id) && v(s.length) && v(s.grow_only);
   }
 };
 
@@ -200,18 +218,20 @@ struct SetLengthReply {
   uint64_t length = 0;
   // With !grow_only: the chunk that now ends the file, so the client can cut it.
   ChunkLocation last;
-  template <class V>
-  bool Visit(V& v) {
-    return v(length) && last.Visit(v);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.length) && s.last.Visit(v);
   }
 };
 
 struct ClientDoneReq {
   GFS_MSG(kClientDone);
   int32_t status = 0;
-  template <class V>
-  bool Visit(V& v) {
-    return v(status);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.status);
   }
 };
 
@@ -219,7 +239,7 @@ struct ClientDoneReq {
 struct GetStatsReq {
   GFS_MSG(kGetStats);
   template <class V>
-  bool Visit(V&) {
+  bool Visit(V&) const {
     return true;
   }
 };
@@ -228,7 +248,7 @@ struct GetStatsReq {
 struct ReportReq {
   GFS_MSG(kReport);
   template <class V>
-  bool Visit(V&) {
+  bool Visit(V&) const {
     return true;
   }
 };
@@ -240,10 +260,11 @@ struct ServerReport {
   bool alive = false;
   uint64_t capacity = 0, used = 0;
   uint32_t chunks = 0;
-  template <class V>
-  bool Visit(V& v) {
-    return v(rank) && v(id) && v(dir_name) && v(host) && v(alive) && v(capacity) && v(used) &&
-           v(chunks);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.rank) && v(s.id) && v(s.dir_name) && v(s.host) && v(s.alive) && v(s.capacity) &&
+           v(s.used) && v(s.chunks);
   }
 };
 
@@ -253,9 +274,11 @@ struct ReportReply {
   uint64_t under_replicated = 0;
   uint64_t lost = 0;
   uint64_t store_id = 0;  // the store's identity
-  template <class V>
-  bool Visit(V& v) {
-    return v(servers, 65536) && v(chunks) && v(under_replicated) && v(lost) && v(store_id);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.servers, 65536) && v(s.chunks) && v(s.under_replicated) && v(s.lost) &&
+           v(s.store_id);
   }
 };
 
@@ -265,9 +288,10 @@ struct FsckReq {
   GFS_MSG(kFsck);
   std::string path;
   bool verify = false;
-  template <class V>
-  bool Visit(V& v) {
-    return v(path) && v(verify);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.path) && v(s.verify);
   }
 };
 
@@ -275,9 +299,10 @@ struct FsckReq {
 struct ReplicaDamage {
   int32_t rank = -1;
   std::vector<ByteRange> ranges;  // chunk offsets, whole blocks
-  template <class V>
-  bool Visit(V& v) {
-    return v(rank) && v(ranges);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.rank) && v(s.ranges);
   }
 };
 
@@ -291,10 +316,11 @@ struct FsckChunk {
   std::vector<ReplicaDamage> damaged;  // the damaged blocks of each `corrupt` replica
   // Chunk ranges no live replica holds a good copy of: reads of them fail.
   std::vector<ByteRange> unreadable;
-  template <class V>
-  bool Visit(V& v) {
-    return v(index) && v(handle) && v(version) && v(replicas, 64) && v(corrupt, 64) && v(stale) &&
-           v(damaged, 64) && v(unreadable);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.index) && v(s.handle) && v(s.version) && v(s.replicas, 64) && v(s.corrupt, 64) &&
+           v(s.stale) && v(s.damaged, 64) && v(s.unreadable);
   }
 };
 
@@ -304,17 +330,19 @@ struct FsckFile {
   uint64_t length = 0;
   uint64_t chunk_size = 0;  // so chunk ranges can be told as file offsets
   std::vector<FsckChunk> chunks;
-  template <class V>
-  bool Visit(V& v) {
-    return v(path) && v(replication) && v(length) && v(chunk_size) && v(chunks);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.path) && v(s.replication) && v(s.length) && v(s.chunk_size) && v(s.chunks);
   }
 };
 
 struct FsckReply {
   std::vector<FsckFile> files;
-  template <class V>
-  bool Visit(V& v) {
-    return v(files);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.files);
   }
 };
 
@@ -322,7 +350,7 @@ struct FsckReply {
 struct VerifyReq {
   GFS_MSG(kVerify);
   template <class V>
-  bool Visit(V&) {
+  bool Visit(V&) const {
     return true;
   }
 };
@@ -331,18 +359,20 @@ struct VerifyReq {
 struct ChunkDamage {
   uint64_t handle = 0;
   std::vector<ByteRange> ranges;
-  template <class V>
-  bool Visit(V& v) {
-    return v(handle) && v(ranges);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.handle) && v(s.ranges);
   }
 };
 
 struct VerifyReply {
   uint32_t checked = 0;
   std::vector<ChunkDamage> damaged;  // only replicas with damage; the rest verified clean
-  template <class V>
-  bool Visit(V& v) {
-    return v(checked) && v(damaged);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.checked) && v(s.damaged);
   }
 };
 
@@ -353,9 +383,10 @@ struct CorruptReq {
   GFS_MSG(kCorrupt);
   uint64_t handle = 0;
   std::vector<ByteRange> ranges;  // the damage found (empty: somewhere, unknown)
-  template <class V>
-  bool Visit(V& v) {
-    return v(handle) && v(ranges);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.handle) && v(s.ranges);
   }
 };
 
@@ -368,18 +399,20 @@ struct RepairReq {
   uint64_t handle = 0;
   uint64_t version = 0;
   std::vector<int32_t> sources;
-  template <class V>
-  bool Visit(V& v) {
-    return v(handle) && v(version) && v(sources, 64);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.handle) && v(s.version) && v(s.sources, 64);
   }
 };
 
 struct RepairReply {
   uint64_t repaired_bytes = 0;
   std::vector<ByteRange> still_damaged;  // empty: the replica verifies clean
-  template <class V>
-  bool Visit(V& v) {
-    return v(repaired_bytes) && v(still_damaged);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.repaired_bytes) && v(s.still_damaged);
   }
 };
 
@@ -390,9 +423,10 @@ struct CloneReq {
   uint64_t handle = 0;
   uint64_t version = 0;
   int32_t source = -1;
-  template <class V>
-  bool Visit(V& v) {
-    return v(handle) && v(version) && v(source);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.handle) && v(s.version) && v(s.source);
   }
 };
 
@@ -403,9 +437,10 @@ struct ChunkReport {
   uint64_t version = 0;
   uint64_t length = 0;             // the replica's recorded length
   std::vector<ByteRange> damaged;  // found at start-up: bytes or checksums missing
-  template <class V>
-  bool Visit(V& v) {
-    return v(handle) && v(version) && v(length) && v(damaged);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.handle) && v(s.version) && v(s.length) && v(s.damaged);
   }
 };
 
@@ -420,10 +455,11 @@ struct RegisterReq {
   // directory, or one of an older format that takes the master's).
   uint64_t store_id = 0;
   std::vector<ChunkReport> chunks;
-  template <class V>
-  bool Visit(V& v) {
-    return v(server_id) && v(dir_name) && v(host) && v(capacity) && v(used) && v(store_id) &&
-           v(chunks);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.server_id) && v(s.dir_name) && v(s.host) && v(s.capacity) && v(s.used) &&
+           v(s.store_id) && v(s.chunks);
   }
 };
 
@@ -431,9 +467,10 @@ struct RegisterReq {
 struct RegisterReply {
   uint64_t store_id = 0;                 // the master's store: recorded by a new directory
   std::vector<uint64_t> delete_handles;  // orphans and stale replicas
-  template <class V>
-  bool Visit(V& v) {
-    return v(store_id) && v(delete_handles);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.store_id) && v(s.delete_handles);
   }
 };
 
@@ -443,9 +480,10 @@ struct HeartbeatReq {
   uint64_t capacity = 0;
   uint32_t num_chunks = 0;
   std::vector<uint64_t> extend_leases;  // handles this primary is still mutating
-  template <class V>
-  bool Visit(V& v) {
-    return v(used) && v(capacity) && v(num_chunks) && v(extend_leases);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.used) && v(s.capacity) && v(s.num_chunks) && v(s.extend_leases);
   }
 };
 
@@ -454,9 +492,10 @@ struct HeartbeatReply {
   uint32_t lease_ms = 0;
   std::vector<uint64_t> delete_handles;
   uint64_t store_id = 0;  // the master's store (a new store gets its id once all registered)
-  template <class V>
-  bool Visit(V& v) {
-    return v(extended) && v(lease_ms) && v(delete_handles) && v(store_id);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.extended) && v(s.lease_ms) && v(s.delete_handles) && v(s.store_id);
   }
 };
 
@@ -470,16 +509,17 @@ struct PrepareChunkReq {
   bool create = false;
   bool primary = false;
   uint32_t lease_ms = 0;
-  template <class V>
-  bool Visit(V& v) {
-    return v(handle) && v(version) && v(create) && v(primary) && v(lease_ms);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.handle) && v(s.version) && v(s.create) && v(s.primary) && v(s.lease_ms);
   }
 };
 
 struct ShutdownReq {
   GFS_MSG(kShutdown);
   template <class V>
-  bool Visit(V&) {
+  bool Visit(V&) const {
     return true;
   }
 };
@@ -497,9 +537,10 @@ struct PushDataMsg {
   uint64_t offset = 0;  // of this slice within the pushed data
   std::vector<int32_t> chain;
   BlobView bytes;
-  template <class V>
-  bool Visit(V& v) {
-    return v(origin) && v(data_id) && v(total) && v(offset) && v(chain, 64) && v(bytes);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.origin) && v(s.data_id) && v(s.total) && v(s.offset) && v(s.chain, 64) && v(s.bytes);
   }
 };
 
@@ -508,9 +549,10 @@ struct PushAckMsg {
   uint64_t data_id = 0;
   uint16_t status = 0;  // Code
   int32_t from = -1;
-  template <class V>
-  bool Visit(V& v) {
-    return v(data_id) && v(status) && v(from);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.data_id) && v(s.status) && v(s.from);
   }
 };
 
@@ -526,10 +568,11 @@ struct WriteReq {
   uint64_t length = 0;
   uint64_t data_id = 0;
   std::vector<int32_t> secondaries;
-  template <class V>
-  bool Visit(V& v) {
-    return v(handle) && v(version) && v(kind) && v(offset) && v(length) && v(data_id) &&
-           v(secondaries, 64);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.handle) && v(s.version) && v(s.kind) && v(s.offset) && v(s.length) && v(s.data_id) &&
+           v(s.secondaries, 64);
   }
 };
 
@@ -544,10 +587,11 @@ struct ApplyReq {
   uint64_t length = 0;
   int32_t origin = -1;  // whose pushed data
   uint64_t data_id = 0;
-  template <class V>
-  bool Visit(V& v) {
-    return v(serial) && v(handle) && v(version) && v(kind) && v(offset) && v(length) && v(origin) &&
-           v(data_id);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.serial) && v(s.handle) && v(s.version) && v(s.kind) && v(s.offset) && v(s.length) &&
+           v(s.origin) && v(s.data_id);
   }
 };
 
@@ -557,18 +601,20 @@ struct ReadReq {
   uint64_t version = 0;
   uint64_t offset = 0;
   uint32_t length = 0;
-  template <class V>
-  bool Visit(V& v) {
-    return v(handle) && v(version) && v(offset) && v(length);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.handle) && v(s.version) && v(s.offset) && v(s.length);
   }
 };
 
 struct ReadReply {
   uint64_t chunk_length = 0;
   BlobView bytes;
-  template <class V>
-  bool Visit(V& v) {
-    return v(chunk_length) && v(bytes);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.chunk_length) && v(s.bytes);
   }
 };
 
@@ -589,9 +635,10 @@ struct ReadLocalReply {
   uint64_t base = 0;           // chunk offset of the first block (a multiple of block_size)
   uint64_t end = 0;            // end of the checksummed bytes: min(last block's end, chunk_length)
   std::vector<uint32_t> crcs;  // CRC32C of each block of [base, end)
-  template <class V>
-  bool Visit(V& v) {
-    return v(chunk_length) && v(path) && v(block_size) && v(base) && v(end) && v(crcs);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.chunk_length) && v(s.path) && v(s.block_size) && v(s.base) && v(s.end) && v(s.crcs);
   }
 };
 
@@ -606,18 +653,20 @@ struct AppendReq {
   uint64_t length = 0;
   uint64_t data_id = 0;
   std::vector<int32_t> secondaries;
-  template <class V>
-  bool Visit(V& v) {
-    return v(handle) && v(version) && v(chunk_size) && v(length) && v(data_id) &&
-           v(secondaries, 64);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.handle) && v(s.version) && v(s.chunk_size) && v(s.length) && v(s.data_id) &&
+           v(s.secondaries, 64);
   }
 };
 
 struct AppendReply {
   uint64_t offset = 0;  // within the chunk
-  template <class V>
-  bool Visit(V& v) {
-    return v(offset);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.offset);
   }
 };
 
@@ -627,9 +676,10 @@ struct AppendReply {
 struct CommittedReq {
   GFS_MSG(kCommitted);
   uint64_t handle = 0;
-  template <class V>
-  bool Visit(V& v) {
-    return v(handle);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.handle);
   }
 };
 
@@ -637,18 +687,20 @@ struct CommittedReply {
   bool primary = false;
   uint64_t committed = 0;
   uint64_t length = 0;
-  template <class V>
-  bool Visit(V& v) {
-    return v(primary) && v(committed) && v(length);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.primary) && v(s.committed) && v(s.length);
   }
 };
 
 struct SyncReq {
   GFS_MSG(kSync);
   uint64_t handle = 0;
-  template <class V>
-  bool Visit(V& v) {
-    return v(handle);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.handle);
   }
 };
 
@@ -656,9 +708,10 @@ struct SyncReq {
 struct StatsReply {
   std::vector<std::string> names;
   std::vector<uint64_t> values;
-  template <class V>
-  bool Visit(V& v) {
-    return v(names, 4096) && v(values, 4096);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.names, 4096) && v(s.values, 4096);
   }
 };
 
@@ -667,9 +720,10 @@ struct StatsReply {
 // One op-log record as the master logged it (a MetaOp encoding).
 struct LogRecord {
   std::string op;
-  template <class V>
-  bool Visit(V& v) {
-    return v(op, 3 * kMaxPath);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.op, 3 * kMaxPath);
   }
 };
 
@@ -678,9 +732,10 @@ struct LogRecord {
 struct LocationUpdate {
   uint64_t handle = 0;
   std::vector<int32_t> replicas;  // empty: forget the chunk
-  template <class V>
-  bool Visit(V& v) {
-    return v(handle) && v(replicas, 64);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.handle) && v(s.replicas, 64);
   }
 };
 
@@ -697,19 +752,21 @@ struct LogBatchReq {
   std::vector<LocationUpdate> locations;
   std::vector<int32_t> live_servers;  // chunkserver ranks the master sees alive
   uint64_t store_id = 0;              // recorded by a shadow that has none yet
-  template <class V>
-  bool Visit(V& v) {
-    return v(first_seq) && v(records, 1u << 20) && v(snapshot, kMaxBlob) && v(in_sync) &&
-           v(locations) && v(live_servers, 65536) && v(store_id);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.first_seq) && v(s.records, 1u << 20) && v(s.snapshot, kMaxBlob) && v(s.in_sync) &&
+           v(s.locations) && v(s.live_servers, 65536) && v(s.store_id);
   }
 };
 
 struct LogBatchReply {
   uint64_t last_seq = 0;  // the shadow's last durable record
   bool need_snapshot = false;
-  template <class V>
-  bool Visit(V& v) {
-    return v(last_seq) && v(need_snapshot);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.last_seq) && v(s.need_snapshot);
   }
 };
 
@@ -721,17 +778,19 @@ struct VoteReq {
   uint64_t epoch = 0;
   uint64_t log_epoch = 0;
   uint64_t last_seq = 0;
-  template <class V>
-  bool Visit(V& v) {
-    return v(epoch) && v(log_epoch) && v(last_seq);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.epoch) && v(s.log_epoch) && v(s.last_seq);
   }
 };
 
 struct VoteReply {
   bool granted = false;
-  template <class V>
-  bool Visit(V& v) {
-    return v(granted);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.granted);
   }
 };
 
@@ -741,16 +800,17 @@ struct NewMasterReq {
   GFS_MSG(kNewMaster);
   uint64_t epoch = 0;
   int32_t master = -1;
-  template <class V>
-  bool Visit(V& v) {
-    return v(epoch) && v(master);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.epoch) && v(s.master);
   }
 };
 
 struct WhoIsMasterReq {
   GFS_MSG(kWhoIsMaster);
   template <class V>
-  bool Visit(V&) {
+  bool Visit(V&) const {
     return true;
   }
 };
@@ -758,12 +818,39 @@ struct WhoIsMasterReq {
 struct WhoIsMasterReply {
   uint64_t epoch = 0;
   int32_t master = -1;  // -1: an election is under way
-  template <class V>
-  bool Visit(V& v) {
-    return v(epoch) && v(master);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.epoch) && v(s.master);
   }
 };
 
 #undef GFS_MSG
+
+// ---- the protocol table, as types ----
+
+// The reply of a one-way message (push-data, push-ack): there is none.
+struct OneWay {};
+
+// ProtocolOf<Req>: what the protocol table (wire.h) says of request body Req:
+// its type, its name, and the body of its successful reply. Only bodies in
+// the table have one, so sending anything else does not compile.
+template <typename Req>
+struct ProtocolOf;
+
+#define GFS_PROTOCOL_TRAIT_ROW(name, number, text, Req, Rep) \
+  template <>                                                \
+  struct ProtocolOf<Req> {                                   \
+    static constexpr MsgType kType = MsgType::name;          \
+    static constexpr const char* kName = text;               \
+    using Reply = Rep;                                       \
+  };                                                         \
+  static_assert(Req::kType == MsgType::name, #Req " is tagged with another type");
+GFS_PROTOCOL_TABLE(GFS_PROTOCOL_TRAIT_ROW)
+#undef GFS_PROTOCOL_TRAIT_ROW
+
+// True when Rep is the reply the table gives request Req.
+template <typename Req, typename Rep>
+inline constexpr bool kRepliesWith = std::is_same_v<typename ProtocolOf<Req>::Reply, Rep>;
 
 }  // namespace gfs

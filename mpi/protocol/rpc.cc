@@ -89,7 +89,7 @@ bool RpcClient::TryTake(uint64_t id, Result<Message>* out) {
     return true;
   }
   auto w = waiting_.find(id);
-  if (w == waiting_.end() || MonoMicros() >= w->second) {
+  if (w == waiting_.end() || env_->NowMicros() >= w->second) {
     waiting_.erase(id);
     *out = Status::Timeout("no reply within the request deadline");
     return true;
@@ -114,7 +114,7 @@ Result<Message> RpcClient::WaitAny(const std::vector<uint64_t>& ids, uint64_t* w
         return m;
       }
     }
-    uint64_t now = MonoMicros();
+    uint64_t now = env_->NowMicros();
     for (uint64_t id : ids) {
       auto it = waiting_.find(id);
       if (it == waiting_.end() || now >= it->second) {

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/clock.h"
+#include "common/env.h"
 #include "mpi/protocol/messages.h"
 #include "mpi/transport/transport.h"
 
@@ -38,7 +39,7 @@ template <typename Body>
 Status SendRequest(Transport* t, int dest, const Body& body, uint64_t id, uint32_t deadline_ms,
                    uint64_t epoch = 0) {
   Header h;
-  h.type = static_cast<uint16_t>(Body::kType);
+  h.type = static_cast<uint16_t>(ProtocolOf<Body>::kType);
   h.id = id;
   h.epoch = epoch;
   h.deadline_ms = deadline_ms;
@@ -67,7 +68,9 @@ Status SendErrorReply(Transport* t, const Message& req, const Status& s, uint64_
 // Also notices when the launching process is gone (mpirun killed), so an
 // orphaned rank does not live on holding files and locks.
 // With a transport that wakes on messages (MpiTransport's doorbells), the
-// sleep ends as soon as a peer on the node sends.
+// sleep ends as soon as a peer on the node sends. It paces real sleeping, so
+// it reads the monotonic clock itself rather than an Env's (which a test may
+// move): no deadline depends on it.
 class Idler {
  public:
   explicit Idler(Transport* t = nullptr);
@@ -118,7 +121,9 @@ Status RunServer(Transport* t, Server* server, uint64_t tick_us = 5000);
 // nobody waits for them any more.
 class RpcClient {
  public:
-  explicit RpcClient(Transport* t) : t_(t), idler_(t) {}
+  // Deadlines are read from `env`'s clock (Env::Posix() when null).
+  explicit RpcClient(Transport* t, Env* env = nullptr)
+      : t_(t), env_(env != nullptr ? env : Env::Posix()), idler_(t) {}
   Transport* transport() const { return t_; }
   uint64_t NewId() { return ++next_id_; }
   // The master epoch stamped on every request sent from now on.
@@ -130,7 +135,7 @@ class RpcClient {
     uint64_t id = NewId();
     Status s = SendRequest(t_, dest, body, id, timeout_ms, epoch_);
     if (!s.ok()) return s;
-    waiting_[id] = MonoMicros() + static_cast<uint64_t>(timeout_ms) * 1000;
+    waiting_[id] = env_->NowMicros() + static_cast<uint64_t>(timeout_ms) * 1000;
     return id;
   }
   // Waits for the reply to `id` until its deadline; kTimeout after that.
@@ -149,6 +154,7 @@ class RpcClient {
 
   template <typename Req, typename Rep>
   Status Call(int dest, const Req& req, Rep* rep, uint32_t timeout_ms) {
+    static_assert(kRepliesWith<Req, Rep>, "the protocol table gives this request another reply");
     auto id = Start(dest, req, timeout_ms);
     if (!id.ok()) return id.status();
     auto m = Wait(*id);
@@ -165,6 +171,7 @@ class RpcClient {
 
  private:
   Transport* t_;
+  Env* env_;
   uint64_t next_id_ = 0;
   uint64_t epoch_ = 0;
   std::map<uint64_t, uint64_t> waiting_;  // id -> deadline (us)

@@ -15,6 +15,20 @@
 #include "common/status.h"
 #include "mpi/transport/frame.h"
 
+// A body lists its fields once, in a static Fields(self, visitor); the two
+// Visit members walk them on a mutable body (the decoder fills it) or a const
+// one (the encoder reads it). Bodies without fields define a const Visit.
+#define GFS_VISIT_FIELDS     \
+  template <class V>         \
+  bool Visit(V& v) {         \
+    return Fields(*this, v); \
+  }                          \
+  template <class V>         \
+  bool Visit(V& v) const {   \
+    return Fields(*this, v); \
+  }                          \
+  static_assert(true, "fields follow")
+
 namespace gfs {
 
 inline constexpr uint32_t kWireMagic = 0x57534647;  // "GFSW" little-endian
@@ -24,57 +38,65 @@ inline constexpr size_t kMaxPath = 4096;
 inline constexpr size_t kMaxBlob = 256u << 20;
 inline constexpr uint32_t kMaxList = 1u << 22;
 
-// Message types. Never renumber; append. A reply has the request's type with
-// kReplyBit set.
-enum class MsgType : uint16_t {
-  // client -> master
-  kMkdir = 1,
-  kCreate = 2,
-  kDelete = 3,
-  kRename = 4,
-  kList = 5,
-  kStat = 6,
-  kLookup = 7,
-  kLease = 8,
-  kSetLength = 9,
-  kClientDone = 10,
-  kGetStats = 11,
-  kReport = 12,
-  kFsck = 13,
-  // chunkserver -> master
-  kRegister = 20,
-  kHeartbeat = 21,
-  // master -> chunkserver
-  kPrepareChunk = 30,
-  kShutdown = 31,
-  kVerify = 32,
-  // chunkserver -> master
-  kCorrupt = 33,
-  // master -> chunkserver
-  kClone = 34,
-  // client -> chunkserver, chunkserver -> chunkserver
-  kPushData = 40,
-  kPushAck = 41,
-  kWrite = 42,
-  kApply = 43,
-  kRead = 44,
-  kSync = 45,
-  kAppend = 46,
-  kCommitted = 47,
-  kReadLocal = 48,
-  // Retired with wire version 4, never to be reused: 49 (write-local), 54
-  // (write-local-done), 55 (recall-grant), 56 (append-local), 57
-  // (append-local-done). Clients wrote chunk files themselves through them;
-  // only chunkservers write chunk files now.
-  // master -> chunkserver: mend a damaged replica from its peers
-  kRepair = 58,
-  // master group (master <-> shadow masters)
-  kLogBatch = 50,
-  kVote = 51,
-  // new master -> everyone; anyone -> a master-group rank
-  kNewMaster = 52,
-  kWhoIsMaster = 53,
-};
+// The protocol table: one row per message, with its number (never renumber
+// or reuse one; append), its name (in logs, errors and doc/wire-format.md),
+// the body of its request and the body of its successful reply (OneWay: no
+// reply). A reply has the request's type with kReplyBit set; a failed reply
+// carries ErrorBody. The enum below, MsgTypeName and ProtocolOf<Req> (the
+// reply type a call must expect, messages.h) are all made from this table.
+//
+// Retired with wire version 4, never to be reused: 49 (write-local), 54
+// (write-local-done), 55 (recall-grant), 56 (append-local), 57
+// (append-local-done). Clients wrote chunk files themselves through them;
+// only chunkservers write chunk files now.
+#define GFS_PROTOCOL_TABLE(X)                                            \
+  /* client -> master */                                                 \
+  X(kMkdir, 1, "mkdir", MkdirReq, Empty)                                 \
+  X(kCreate, 2, "create", CreateReq, StatReply)                          \
+  X(kDelete, 3, "delete", DeleteReq, Empty)                              \
+  X(kRename, 4, "rename", RenameReq, Empty)                              \
+  X(kList, 5, "list", ListReq, ListReply)                                \
+  X(kStat, 6, "stat", StatReq, StatReply)                                \
+  X(kLookup, 7, "lookup", LookupReq, LookupReply)                        \
+  X(kLease, 8, "lease", LeaseReq, LeaseReply)                            \
+  X(kSetLength, 9, "set-length", SetLengthReq, SetLengthReply)           \
+  X(kClientDone, 10, "client-done", ClientDoneReq, Empty)                \
+  X(kGetStats, 11, "get-stats", GetStatsReq, StatsReply)                 \
+  X(kReport, 12, "report", ReportReq, ReportReply)                       \
+  X(kFsck, 13, "fsck", FsckReq, FsckReply)                               \
+  /* chunkserver -> master */                                            \
+  X(kRegister, 20, "register", RegisterReq, RegisterReply)               \
+  X(kHeartbeat, 21, "heartbeat", HeartbeatReq, HeartbeatReply)           \
+  /* master -> chunkserver */                                            \
+  X(kPrepareChunk, 30, "prepare-chunk", PrepareChunkReq, Empty)          \
+  X(kShutdown, 31, "shutdown", ShutdownReq, Empty)                       \
+  X(kVerify, 32, "verify", VerifyReq, VerifyReply)                       \
+  /* chunkserver -> master */                                            \
+  X(kCorrupt, 33, "corrupt", CorruptReq, Empty)                          \
+  /* master -> chunkserver */                                            \
+  X(kClone, 34, "clone", CloneReq, Empty)                                \
+  /* client -> chunkserver, chunkserver -> chunkserver */                \
+  X(kPushData, 40, "push-data", PushDataMsg, OneWay)                     \
+  X(kPushAck, 41, "push-ack", PushAckMsg, OneWay)                        \
+  X(kWrite, 42, "write", WriteReq, Empty)                                \
+  X(kApply, 43, "apply", ApplyReq, Empty)                                \
+  X(kRead, 44, "read", ReadReq, ReadReply)                               \
+  X(kSync, 45, "sync", SyncReq, Empty)                                   \
+  X(kAppend, 46, "append", AppendReq, AppendReply)                       \
+  X(kCommitted, 47, "committed", CommittedReq, CommittedReply)           \
+  X(kReadLocal, 48, "read-local", ReadLocalReq, ReadLocalReply)          \
+  /* master group (master <-> shadow masters) */                         \
+  X(kLogBatch, 50, "log-batch", LogBatchReq, LogBatchReply)              \
+  X(kVote, 51, "vote", VoteReq, VoteReply)                               \
+  /* new master -> everyone; anyone -> a master-group rank */            \
+  X(kNewMaster, 52, "new-master", NewMasterReq, Empty)                   \
+  X(kWhoIsMaster, 53, "who-is-master", WhoIsMasterReq, WhoIsMasterReply) \
+  /* master -> chunkserver: mend a damaged replica from its peers */     \
+  X(kRepair, 58, "repair", RepairReq, RepairReply)
+
+#define GFS_PROTOCOL_ENUM_ROW(name, number, text, Req, Rep) name = number,
+enum class MsgType : uint16_t { GFS_PROTOCOL_TABLE(GFS_PROTOCOL_ENUM_ROW) };
+#undef GFS_PROTOCOL_ENUM_ROW
 inline constexpr uint16_t kReplyBit = 0x8000;
 const char* MsgTypeName(uint16_t type);
 
@@ -91,6 +113,13 @@ struct Header {
   uint32_t body_size = 0;
 
   bool is_reply() const { return (type & kReplyBit) != 0; }
+  // The envelope is encoded like a body, at fixed widths (kHeaderSize bytes).
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.magic) && v(s.version) && v(s.flags) && v(s.type) && v(s.id) && v(s.epoch) &&
+           v(s.deadline_ms) && v(s.status) && v(s.reserved) && v(s.body_size);
+  }
 };
 // The transport reads the envelope's flags byte (mpi/transport/frame.h); the
 // encoder below writes magic, version, then flags.
@@ -152,7 +181,7 @@ class EncodeVisitor {
     w_->U32(static_cast<uint32_t>(v.size()));
     for (const T& e : v) {
       if constexpr (std::is_class_v<T> && !std::is_same_v<T, std::string>) {
-        const_cast<T&>(e).Visit(*this);
+        e.Visit(*this);
       } else {
         (*this)(e);
       }
@@ -248,18 +277,10 @@ template <typename Body>
 Buffer EncodeMessageInto(std::shared_ptr<Bytes> out, Header h, const Body& body) {
   out->clear();
   BytesWriter w(out.get());
-  w.U32(h.magic);
-  w.U8(h.version);
-  w.U8(h.flags);
-  w.U16(h.type);
-  w.U64(h.id);
-  w.U64(h.epoch);
-  w.U32(h.deadline_ms);
-  w.U16(h.status);
-  w.U16(h.reserved);
-  w.U32(0);  // body size, patched below
   EncodeVisitor ev(&w);
-  const_cast<Body&>(body).Visit(ev);
+  h.body_size = 0;  // patched below
+  h.Visit(ev);
+  body.Visit(ev);
   w.PatchU32(kHeaderSize - 4, static_cast<uint32_t>(out->size() - kHeaderSize));
   return out;
 }
@@ -305,7 +326,7 @@ Status DecodeBody(const uint8_t* data, size_t n, Body* body) {
 // An empty body (requests and replies that carry no fields).
 struct Empty {
   template <class V>
-  bool Visit(V&) {
+  bool Visit(V&) const {
     return true;
   }
 };
@@ -313,9 +334,10 @@ struct Empty {
 // The body of a failed reply: the error message.
 struct ErrorBody {
   std::string message;
-  template <class V>
-  bool Visit(V& v) {
-    return v(message, 1024);
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.message, 1024);
   }
 };
 

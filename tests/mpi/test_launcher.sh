@@ -74,6 +74,21 @@ assert_eq "node1 node2 node3" "$(printf '%s\n' "$(host_of 4)" "$(host_of 5)" "$(
 dups="$(rankfile_lines | awk '{print $2, $3}' | sed 's/^[0-9]*=//' | sort | uniq -d)"
 assert_eq "" "$dups" "a (host, slot) pair used twice"
 
+# --bind-to none: the same placement, each rank given all its host's slots
+# (a rankfile binds to its slots even under --bind-to none); one slot: 0.
+run_cmd "$GFS" --data-dir "$DATA" --hostfile "$TMP/hosts3" --chunkservers 3 --clients 3 \
+  --mpirun-args "--bind-to none" --dry-run put /etc/hostname /h
+assert_ok
+assert_eq node1 "$(host_of 0)" "master on the first host (unbound)"
+assert_eq "node1 node2 node3" "$(host_of 1) $(host_of 2) $(host_of 3)" \
+  "one chunkserver per node (unbound)"
+assert_eq "slot=0-3" "$(rankfile_lines | awk '{print $3}' | sort -u)" "every slot of the host"
+printf 'node1\nnode2\n' >"$TMP/hosts-one-slot"
+run_cmd "$GFS" --data-dir "$DATA" --hostfile "$TMP/hosts-one-slot" --mpirun-args "--bind-to none" \
+  --dry-run ls /
+assert_ok
+assert_eq "slot=0" "$(rankfile_lines | awk '{print $3}' | sort -u)" "one-slot hosts (unbound)"
+
 # Six chunkservers on three nodes: two per node; 13 ranks > 12 slots oversubscribes.
 run_cmd "$GFS" --data-dir "$DATA" --hostfile "$TMP/hosts3" --chunkservers 6 --clients 6 \
   --dry-run ls /

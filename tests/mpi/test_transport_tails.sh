@@ -14,7 +14,10 @@ assert_ok "transport_tails"
 # A sender that dies mid-message does not hold the receiver (mode dead).
 run_cmd timeout 120 mpirun --allow-run-as-root --oversubscribe --enable-recovery -q -np 2 \
   "$PROG" "$TMP/result-dead" dead
-echo "$ERR" | grep "transport_tails dead" || true
+# The receiver says how many of the dead sender's receives it gave up: one at
+# least (the head whose tail never came).
+echo "$ERR" | grep -q "transport_tails dead: given up [1-9]" ||
+  fail "the receiver did not report giving up the dead sender's receive: $ERR"
 [[ -s "$TMP/result-dead" ]] || fail "no result written (dead sender): $ERR"
 assert_eq OK "$(cat "$TMP/result-dead")" "test program verdict (dead sender)"
 pass

@@ -425,42 +425,12 @@ struct TypeEntry {
   const char* reply;  // nullptr: one-way
 };
 const std::vector<TypeEntry>& AllTypes() {
-  static const std::vector<TypeEntry> kTypes = {
-      {MsgType::kMkdir, "MkdirReq", "Empty"},
-      {MsgType::kCreate, "CreateReq", "StatReply"},
-      {MsgType::kDelete, "DeleteReq", "Empty"},
-      {MsgType::kRename, "RenameReq", "Empty"},
-      {MsgType::kList, "ListReq", "ListReply"},
-      {MsgType::kStat, "StatReq", "StatReply"},
-      {MsgType::kLookup, "LookupReq", "LookupReply"},
-      {MsgType::kLease, "LeaseReq", "LeaseReply"},
-      {MsgType::kSetLength, "SetLengthReq", "SetLengthReply"},
-      {MsgType::kClientDone, "ClientDoneReq", "Empty"},
-      {MsgType::kGetStats, "GetStatsReq", "StatsReply"},
-      {MsgType::kReport, "ReportReq", "ReportReply"},
-      {MsgType::kFsck, "FsckReq", "FsckReply"},
-      {MsgType::kRegister, "RegisterReq", "RegisterReply"},
-      {MsgType::kHeartbeat, "HeartbeatReq", "HeartbeatReply"},
-      {MsgType::kPrepareChunk, "PrepareChunkReq", "Empty"},
-      {MsgType::kShutdown, "ShutdownReq", "Empty"},
-      {MsgType::kVerify, "VerifyReq", "VerifyReply"},
-      {MsgType::kCorrupt, "CorruptReq", "Empty"},
-      {MsgType::kClone, "CloneReq", "Empty"},
-      {MsgType::kPushData, "PushDataMsg", nullptr},
-      {MsgType::kPushAck, "PushAckMsg", nullptr},
-      {MsgType::kWrite, "WriteReq", "Empty"},
-      {MsgType::kApply, "ApplyReq", "Empty"},
-      {MsgType::kRead, "ReadReq", "ReadReply"},
-      {MsgType::kReadLocal, "ReadLocalReq", "ReadLocalReply"},
-      {MsgType::kRepair, "RepairReq", "RepairReply"},
-      {MsgType::kSync, "SyncReq", "Empty"},
-      {MsgType::kAppend, "AppendReq", "AppendReply"},
-      {MsgType::kCommitted, "CommittedReq", "CommittedReply"},
-      {MsgType::kLogBatch, "LogBatchReq", "LogBatchReply"},
-      {MsgType::kVote, "VoteReq", "VoteReply"},
-      {MsgType::kNewMaster, "NewMasterReq", "Empty"},
-      {MsgType::kWhoIsMaster, "WhoIsMasterReq", "WhoIsMasterReply"},
-  };
+  // Straight from the protocol table, so a new message is fuzzed as soon as
+  // it is listed there.
+#define GFS_FUZZ_TYPE_ROW(name, number, text, Req, Rep) \
+  {MsgType::name, #Req, std::is_same_v<Rep, OneWay> ? nullptr : #Rep},
+  static const std::vector<TypeEntry> kTypes = {GFS_PROTOCOL_TABLE(GFS_FUZZ_TYPE_ROW)};
+#undef GFS_FUZZ_TYPE_ROW
   return kTypes;
 }
 

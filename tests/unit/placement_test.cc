@@ -118,6 +118,33 @@ TEST(PlacementTest, RecentCreationLimit) {
   EXPECT_EQ(p.ChooseNew(v, 1, {}, 3), std::vector<int>{0});
 }
 
+TEST(PlacementTest, DistinctHostsBeforeTheRecentCreationLimit) {
+  DefaultPlacement::Options o;
+  o.recent_creation_limit = 5;
+  DefaultPlacement p(o);
+  // Two chunkservers on each of three hosts; both of host A are idle, those
+  // of B and C busy with recent creations. Three replicas still go to three
+  // hosts: one on A (an idle server), one on B, one on C.
+  std::vector<ServerLoad> v = {S(0, "", 10, 100, "hA"), S(1, "", 10, 100, "hA"),
+                               S(2, "", 10, 100, "hB"), S(3, "", 10, 100, "hB"),
+                               S(4, "", 10, 100, "hC"), S(5, "", 10, 100, "hC")};
+  for (size_t i = 2; i < v.size(); ++i) v[i].recent_creations = 5;
+  for (uint64_t seed = 0; seed < 30; ++seed) {
+    auto got = p.ChooseNew(v, 3, {}, seed);
+    ASSERT_EQ(got.size(), 3u);
+    std::set<std::string> hosts;
+    for (int id : got) hosts.insert(v[static_cast<size_t>(id)].host);
+    EXPECT_EQ(hosts, (std::set<std::string>{"hA", "hB", "hC"})) << "seed " << seed;
+  }
+  // Among the servers of hosts not used yet, the idle ones first.
+  v[3].recent_creations = 0;
+  v[5].recent_creations = 0;
+  for (uint64_t seed = 0; seed < 30; ++seed) {
+    auto got = p.ChooseNew(v, 3, {0}, seed);
+    EXPECT_EQ(AsSet(got), (std::set<int>{3, 5, 1})) << "seed " << seed;
+  }
+}
+
 TEST(PlacementTest, SeedRandomizesAmongEquals) {
   DefaultPlacement p;
   std::vector<ServerLoad> v;

@@ -18,6 +18,7 @@
 #include "jobs/roles.h"
 #include "master/master_server.h"
 #include "mpi/transport/inproc_transport.h"
+#include "tests/unit/inproc_cluster.h"
 
 namespace gfs {
 namespace {
@@ -89,8 +90,7 @@ class GroupCluster {
   }
   ~GroupCluster() {
     if (!finished_) Finish();
-    stop_ = true;
-    for (auto& t : threads_) t.join();
+    for (auto& l : loops_) l->Stop();
     if (owned_) std::filesystem::remove_all(dir_);
   }
   void Finish() {
@@ -101,10 +101,16 @@ class GroupCluster {
   InProcFabric& fabric() { return fabric_; }
   MasterServer& member(int r) { return *masters_[static_cast<size_t>(r)]; }
   // Freezes a rank's event loop (a busy or stopped process) until resumed.
-  void Pause(int r, bool on) { paused_[r] = on; }
+  void Pause(int r, bool on) { loops_[static_cast<size_t>(r)]->SetPaused(on); }
   // Stops every master-group loop so a test may read their state safely.
   void Quiesce(bool on) {
-    for (int r = 0; r < group_; ++r) paused_[r] = on;
+    for (int r = 0; r < group_; ++r) {
+      if (on) {
+        loops_[static_cast<size_t>(r)]->Pause();
+      } else {
+        loops_[static_cast<size_t>(r)]->Resume();
+      }
+    }
     if (on) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   int LeaderAmongShadows() {
@@ -115,27 +121,9 @@ class GroupCluster {
   }
 
  private:
+  // Rank `rank` runs in a thread of its own (loops_ is by rank).
   void Run(int rank, Server* s) {
-    Transport* t = fabric_.endpoint(rank);
-    threads_.emplace_back([this, rank, s, t] {
-      Idler idler;
-      while (!s->done() && !stop_) {
-        if (fabric_.dead(rank) || paused_[rank]) {
-          std::this_thread::sleep_for(std::chrono::milliseconds(1));
-          continue;
-        }
-        bool busy = false;
-        Incoming in;
-        while (t->Poll(&in)) {
-          Message m;
-          if (ParseMessage(std::move(in), &m).ok()) s->Handle(m);
-          busy = true;
-        }
-        s->AfterBatch();
-        s->Tick(MonoMicros());
-        busy ? idler.Busy() : idler.Idle();
-      }
-    });
+    loops_.push_back(std::make_unique<ServerThread>(&fabric_, rank, s));
   }
 
   int group_;
@@ -148,9 +136,7 @@ class GroupCluster {
   std::vector<std::unique_ptr<FileLock>> locks_;
   std::vector<std::unique_ptr<ChunkServer>> servers_;
   std::unique_ptr<Client> client_;
-  std::vector<std::thread> threads_;
-  std::atomic<bool> stop_{false};
-  std::atomic<bool> paused_[16] = {};
+  std::vector<std::unique_ptr<ServerThread>> loops_;
   bool finished_ = false;
 };
 

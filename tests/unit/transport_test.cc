@@ -4,12 +4,15 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "mpi/protocol/messages.h"
 #include "mpi/protocol/rpc.h"
 #include "mpi/transport/buffer_pool.h"
 #include "mpi/transport/inproc_transport.h"
+#include "tests/unit/transport_conformance.h"
 
 namespace gfs {
 namespace {
@@ -137,6 +140,38 @@ TEST(RunServer, CompletesSendsWithinABusyBatch) {
   EXPECT_EQ(t.progress_at_.front(), 1);
   EXPECT_GE(t.progress_at_.size(), 99u);
 }
+
+}  // namespace
+}  // namespace gfs
+
+namespace gfs {
+namespace {
+
+// The Transport contract over the in-process fabric: each check runs in two
+// threads, one per rank (the MPI transport runs the same checks in two ranks,
+// tests/mpi/test_transport_conformance.sh).
+class TransportConformance : public ::testing::TestWithParam<size_t> {};
+
+TEST_P(TransportConformance, HoldsOverTheInProcessFabric) {
+  const auto& check = conformance::AllChecks()[GetParam()];
+  InProcFabric fabric(2);
+  std::string theirs;
+  std::thread peer([&] { theirs = check.run(fabric.endpoint(1)); });
+  const std::string mine = check.run(fabric.endpoint(0));
+  peer.join();
+  EXPECT_EQ(mine, "") << check.name << " on rank 0";
+  EXPECT_EQ(theirs, "") << check.name << " on rank 1";
+}
+
+INSTANTIATE_TEST_SUITE_P(AllChecks, TransportConformance,
+                         ::testing::Range<size_t>(0, conformance::AllChecks().size()),
+                         [](const ::testing::TestParamInfo<size_t>& i) {
+                           std::string n = conformance::AllChecks()[i.param].name;
+                           for (char& c : n) {
+                             if (c == '-') c = '_';
+                           }
+                           return n;
+                         });
 
 }  // namespace
 }  // namespace gfs
