@@ -195,9 +195,6 @@ void MasterServer::AfterBatch() {
 }
 
 void MasterServer::Handle(Message& m) {
-  // The event loop gives replies to calls_ itself; a loop that hands every
-  // message to Handle (as some tests do) gets the same routing here.
-  if (m.is_reply() && calls_.OnReply(m)) return;
   if (m.h.epoch > epoch_ && mode_ == Mode::kMaster && m.type() != MsgType::kVote &&
       m.type() != MsgType::kNewMaster) {
     // Someone has heard of a newer master: this one was deposed.
@@ -360,10 +357,6 @@ void MasterServer::NoteClockGap(uint64_t now) {
 }
 
 void MasterServer::Tick(uint64_t) {
-  // Done by the event loop before each tick; again here (then a no-op) for
-  // a loop that only calls Tick.
-  calls_.Expire();
-  timers_.Fire();
   const uint64_t now = Now();
   NoteClockGap(now);
   if (mode_ == Mode::kShadow) {
