@@ -56,7 +56,7 @@ void ChunkServer::OnAppend(Message& m) {
     pw.kind = PendingWrite::kPad;
     a.kind = static_cast<uint8_t>(MutationKind::kPad);
     a.offset = r.chunk_size;
-    stats_.counters["append_pads"]++;
+    stats_.counters[Counter::kAppendPads]++;
   } else {
     pw.kind = PendingWrite::kAppend;
     pw.offset = QueuedEnd(r.handle, meta->length);
@@ -70,7 +70,7 @@ void ChunkServer::OnAppend(Message& m) {
     }
     if (s.ok()) {
       // Queued: written with the other appends of this batch (FlushAppends).
-      stats_.counters["appends_primary"]++;
+      stats_.counters[Counter::kAppendsPrimary]++;
       lease_used_.insert(r.handle);
       QueuedAppend q;
       q.pw = std::move(pw);
@@ -140,8 +140,8 @@ void ChunkServer::FlushAppends() {
     Status s = store_.Write(handle, start, slices);
     if (!s.ok()) s = MutationError(handle, s);
     if (s.ok()) {
-      stats_.counters["bytes_written"] += bytes;
-      stats_.counters["append_batches"]++;
+      stats_.counters[Counter::kBytesWritten] += bytes;
+      stats_.counters[Counter::kAppendBatches]++;
     }
     for (QueuedAppend* q : items) {
       if (!s.ok()) {

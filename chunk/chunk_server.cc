@@ -63,8 +63,8 @@ Status ChunkServer::Start() {
     GFS_LOG_WARN("chunkserver %s: upgraded %zu chunks from chunk store format %u to %u",
                  dir_.c_str(), store_.NumChunks(), store_.upgraded_from(), ChunkStore::kFormat);
   }
-  stats_.counters["intents_finished_at_open"] = store_.intents_finished();
-  stats_.counters["unrecorded_tail_bytes_at_open"] = store_.unrecorded_tail_bytes();
+  stats_.counters[Counter::kIntentsFinishedAtOpen] = store_.intents_finished();
+  stats_.counters[Counter::kUnrecordedTailBytesAtOpen] = store_.unrecorded_tail_bytes();
   SendRegister();
   return Status::OK();
 }
@@ -86,7 +86,7 @@ Status ChunkServer::RoomFor(uint64_t handle, uint64_t end) {
     uint64_t grow = end > meta->length ? end - meta->length : 0;
     if (used + grow <= cfg_.capacity) return Status::OK();
   }
-  stats_.counters["no_space"]++;
+  stats_.counters[Counter::kNoSpace]++;
   std::string msg = "chunkserver " + dir_ + " is at its capacity (";
   msg += std::to_string(used) + " of " + std::to_string(cfg_.capacity) + " bytes used)";
   return Status::NoSpace(msg);
@@ -236,7 +236,7 @@ void ChunkServer::OnPrepare(Message& m) {
 void ChunkServer::DeleteChunks(const std::vector<uint64_t>& handles) {
   for (uint64_t h : handles) {
     if (repairs_.count(h) != 0) continue;  // never under a repair (the master waits for it)
-    if (store_.Has(h) && store_.Delete(h).ok()) stats_.counters["chunks_deleted"]++;
+    if (store_.Has(h) && store_.Delete(h).ok()) stats_.counters[Counter::kChunksDeleted]++;
     leases_.erase(h);
   }
 }
@@ -264,7 +264,7 @@ bool ChunkServer::MasterEpochOk(Message& m) {
   }
   if (!from_master) return true;
   if (m.h.epoch < master_epoch_) {
-    stats_.counters["stale_epoch_refused"]++;
+    stats_.counters[Counter::kStaleEpochRefused]++;
     if (!m.is_reply()) {
       SendErrorReply(t_, m,
                      Status(Code::kStaleEpoch, "orders of master epoch " +
@@ -280,7 +280,7 @@ bool ChunkServer::MasterEpochOk(Message& m) {
       master_epoch_ = r.epoch;
       master_ = r.master;
       registered_ = false;
-      stats_.counters["new_masters"]++;
+      stats_.counters[Counter::kNewMasters]++;
       SendRegister();  // the new master rebuilds chunk locations from it
     }
     return false;
@@ -297,7 +297,7 @@ void ChunkServer::OnRegisterReply(Message& m) {
   if (m.status().code() == Code::kWrongStore) {
     // Not this store's: serve nothing and delete nothing (the master says why).
     refused_ = true;
-    stats_.counters["refused_wrong_store"]++;
+    stats_.counters[Counter::kRefusedWrongStore]++;
     return;
   }
   RegisterReply r;
@@ -334,15 +334,15 @@ void ChunkServer::OnHeartbeatReply(Message& m) {
 void ChunkServer::OnShutdown(Message& m) {
   StopSyncThread();  // answers the syncs still queued first
   Status s = store_.SyncAll();
-  stats_.counters["writebacks_early"] = store_.writebacks_early();
-  stats_.counters["writebacks_batched"] = store_.writebacks_batched();
-  stats_.counters["evictions_synced"] = store_.evictions_synced();
+  stats_.counters[Counter::kWritebacksEarly] = store_.writebacks_early();
+  stats_.counters[Counter::kWritebacksBatched] = store_.writebacks_batched();
+  stats_.counters[Counter::kEvictionsSynced] = store_.evictions_synced();
   Reply(m, s);
   done_ = true;
 }
 
 void ChunkServer::ReportCorrupt(uint64_t handle, const std::vector<Range>& ranges) {
-  stats_.counters["corrupt_found"]++;
+  stats_.counters[Counter::kCorruptFound]++;
   CorruptReq r;
   r.handle = handle;
   r.ranges = ToWire(ranges);
@@ -350,7 +350,7 @@ void ChunkServer::ReportCorrupt(uint64_t handle, const std::vector<Range>& range
 }
 void ChunkServer::OnStats(Message& m) {
   StatsReply r;
-  for (const auto& [k, v] : stats_.counters) {
+  for (const auto& [k, v] : stats_.counters.Named()) {
     r.names.push_back(k);
     r.values.push_back(v);
   }
@@ -371,7 +371,7 @@ void ChunkServer::NoteClockGap(uint64_t now) {
   back(last_io_us_);
   for (auto& [handle, expiry] : leases_) back(expiry);
   for (auto& [key, p] : pushes_) back(p.expires_us);
-  stats_.counters["clock_gaps"]++;
+  stats_.counters[Counter::kClockGaps]++;
 }
 
 void ChunkServer::Tick(uint64_t) {

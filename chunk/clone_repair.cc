@@ -27,7 +27,7 @@ void ChunkServer::OnVerify(Message& m) {
     if (!s.ok() && s.code() != Code::kNotFound) damaged.push_back(Range{0, c.length});
     if (!damaged.empty()) rep.damaged.push_back(ChunkDamage{c.handle, ToWire(damaged)});
   }
-  stats_.counters["verify_runs"]++;
+  stats_.counters[Counter::kVerifyRuns]++;
   SendReply(t_, m, rep);
 }
 
@@ -53,7 +53,7 @@ void ChunkServer::OnClone(Message& m) {
   c->handle = r.handle;
   c->version = r.version;
   c->source = r.source;
-  stats_.counters["clones_started"]++;
+  stats_.counters[Counter::kClonesStarted]++;
   ReadForClone(std::move(c));
 }
 
@@ -69,10 +69,10 @@ void ChunkServer::FinishClone(const Clone& c, const Status& s) {
   if (st.ok()) st = store_.SetVersion(c.handle, c.version);
   if (!st.ok()) {
     store_.Delete(c.handle);
-    stats_.counters["clones_failed"]++;
+    stats_.counters[Counter::kClonesFailed]++;
   } else {
-    stats_.counters["clones_done"]++;
-    stats_.counters["clone_bytes"] += c.offset;
+    stats_.counters[Counter::kClonesDone]++;
+    stats_.counters[Counter::kCloneBytes] += c.offset;
   }
   Reply(c.master_req, st);
 }
@@ -137,7 +137,7 @@ void ChunkServer::OnRepair(Message& m) {
       rp.todo.push_back(Range{off, std::min(piece, d.offset + d.length - off)});
     }
   }
-  stats_.counters["repairs_started"]++;
+  stats_.counters[Counter::kRepairsStarted]++;
   NextRepairPiece(r.handle);
 }
 
@@ -167,7 +167,7 @@ void ChunkServer::NextRepairPiece(uint64_t handle) {
         rp.todo.insert(rp.todo.begin(), blocks.begin(), blocks.end());
       } else {
         rp.todo.pop_front();  // no good copy anywhere: stays damaged
-        stats_.counters["repair_blocks_unavailable"]++;
+        stats_.counters[Counter::kRepairBlocksUnavailable]++;
       }
       rp.source = 0;
       continue;
@@ -195,7 +195,7 @@ void ChunkServer::OnRepairRead(uint64_t handle, Result<Message> r) {
   if (!r.ok()) {
     // No answer in time: as a failed read (the next source). A read that
     // could not be sent at all just moves on to the next source.
-    if (r.status().code() == Code::kTimeout) stats_.counters["repair_reads_failed"]++;
+    if (r.status().code() == Code::kTimeout) stats_.counters[Counter::kRepairReadsFailed]++;
     rp.source++;
     return NextRepairPiece(handle);
   }
@@ -209,14 +209,14 @@ void ChunkServer::OnRepairRead(uint64_t handle, Result<Message> r) {
                            std::to_string(piece.length) + " bytes");
   }
   if (!s.ok()) {
-    stats_.counters["repair_reads_failed"]++;
+    stats_.counters[Counter::kRepairReadsFailed]++;
     rp.source++;
     return NextRepairPiece(handle);
   }
   s = store_.RepairBlocks(handle, piece.offset, rep.bytes.data, rep.bytes.size);
   if (!s.ok()) return FinishRepair(handle, s);
   rp.repaired += piece.length;
-  stats_.counters["repair_bytes"] += piece.length;
+  stats_.counters[Counter::kRepairBytes] += piece.length;
   rp.todo.pop_front();
   rp.source = 0;
   NextRepairPiece(handle);
@@ -236,11 +236,11 @@ void ChunkServer::FinishRepair(uint64_t handle, const Status& s) {
   std::vector<Range> left;
   if (st.ok()) st = store_.Scan(handle, &left);
   if (!st.ok()) {
-    stats_.counters["repairs_failed"]++;
+    stats_.counters[Counter::kRepairsFailed]++;
     return Reply(rp.master_req, st);
   }
   rep.still_damaged = ToWire(left);
-  stats_.counters[left.empty() ? "repairs_done" : "repairs_partial"]++;
+  stats_.counters[left.empty() ? Counter::kRepairsDone : Counter::kRepairsPartial]++;
   SendReply(t_, rp.master_req, rep);
 }
 void ChunkServer::Scrub(uint64_t now) {
@@ -258,7 +258,7 @@ void ChunkServer::Scrub(uint64_t now) {
       // The next pass starts a while after this one began (nothing to
       // verify: look again in a second).
       if (scrub_pass_start_us_ != 0) {
-        stats_.counters["scrub_passes"]++;
+        stats_.counters[Counter::kScrubPasses]++;
         next_scrub_us_ = scrub_pass_start_us_ + kScrubPassUs;
       } else {
         next_scrub_us_ = now + 1000000;
@@ -285,14 +285,14 @@ void ChunkServer::Scrub(uint64_t now) {
   if (s.code() == Code::kCorruption) {
     // Reported exactly like a failed read: the master has the damaged blocks
     // repaired from a good copy. The rest of the chunk is scrubbed on.
-    stats_.counters["scrub_corrupt"]++;
+    stats_.counters[Counter::kScrubCorrupt]++;
     ReportCorrupt(scrub_handle_, bad.length > 0 ? std::vector<Range>{bad} : std::vector<Range>{});
     scrub_offset_ = bad.length > 0 ? bad.offset + bad.length : ~0ull;
   } else if (!s.ok() || len == 0) {
     scrub_offset_ = ~0ull;  // gone, or unreadable for another reason: next chunk
   } else {
     scrub_offset_ += len;
-    stats_.counters["scrub_bytes"] += len;
+    stats_.counters[Counter::kScrubBytes] += len;
   }
   // Pace: the bytes just verified, at the configured rate.
   next_scrub_us_ = now + cost * 1000000 / (static_cast<uint64_t>(cfg_.scrub_mb_per_s) << 20);

@@ -20,7 +20,7 @@ Status ChunkServer::ApplyLocal(uint8_t kind, uint64_t handle, uint64_t offset, u
     if (!meta.ok()) return meta.status();
     if (meta->length >= offset) return Status::OK();
     GFS_RETURN_IF_ERROR(RoomFor(handle, offset));
-    stats_.counters["pad_bytes"] += offset - meta->length;
+    stats_.counters[Counter::kPadBytes] += offset - meta->length;
     return store_.Truncate(handle, offset);
   }
   if (kind != static_cast<uint8_t>(MutationKind::kWrite)) {
@@ -34,7 +34,7 @@ Status ChunkServer::ApplyLocal(uint8_t kind, uint64_t handle, uint64_t offset, u
   slices.reserve(push->slices.size());
   for (const auto& s : push->slices) slices.push_back({s.second.data, s.second.size});
   Status s = store_.Write(handle, offset, slices);
-  if (s.ok()) stats_.counters["bytes_written"] += length;
+  if (s.ok()) stats_.counters[Counter::kBytesWritten] += length;
   return s;
 }
 
@@ -54,7 +54,7 @@ void ChunkServer::OnWrite(Message& m) {
     pushes_.erase(push);
   }
   if (!s.ok()) return Reply(m, MutationError(w.handle, s));
-  stats_.counters["mutations_primary"]++;
+  stats_.counters[Counter::kMutationsPrimary]++;
   lease_used_.insert(w.handle);
   PendingWrite pw;
   pw.kind = PendingWrite::kWrite;
@@ -166,7 +166,7 @@ void ChunkServer::OnApply(Message& m) {
     push_held_ -= push->second.held;
     pushes_.erase(push);
   }
-  if (s.ok()) stats_.counters["mutations_secondary"]++;
+  if (s.ok()) stats_.counters[Counter::kMutationsSecondary]++;
   Reply(m, s.ok() ? s : MutationError(a.handle, s));
 }
 

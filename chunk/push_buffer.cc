@@ -15,7 +15,7 @@ constexpr size_t kMaxTimeline = 256;
 void ChunkServer::OnPushData(Message& m) {
   PushDataMsg p;
   if (!m.Decode(&p).ok() || p.bytes.size > cfg_.slice_size * 4ull + 65536) return;
-  stats_.counters["push_slices_recv"]++;
+  stats_.counters[Counter::kPushSlicesRecv]++;
   stats_.push_bytes_from[m.source] += p.bytes.size;
   const uint64_t now = Now();
   PushKey key{p.origin, p.data_id};
@@ -57,7 +57,7 @@ void ChunkServer::OnPushData(Message& m) {
   while (pos < p.chain.size() && p.chain[pos] != me) ++pos;
   if (pos + 1 < p.chain.size()) {
     t_->Send(p.chain[pos + 1], m.buf);
-    stats_.counters["push_bytes_forwarded"] += p.bytes.size;
+    stats_.counters[Counter::kPushBytesForwarded] += p.bytes.size;
   } else if (e.received == e.total) {
     PushAckMsg ack{p.data_id, 0, me};
     SendRequest(t_, p.origin, ack, 0, 0);
@@ -68,7 +68,7 @@ void ChunkServer::KeepBounced(PushEntry* e) {
   // Long enough for the client to learn the next chunk's lease; a retry that
   // comes later pushes again (kDataMissing is retryable).
   e->expires_us = std::min(e->expires_us, Now() + 5000000);
-  stats_.counters["pushes_kept_for_retry"]++;
+  stats_.counters[Counter::kPushesKeptForRetry]++;
 }
 void ChunkServer::ExpirePushes(uint64_t now) {
   for (auto it = pushes_.begin(); it != pushes_.end();) {

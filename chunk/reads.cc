@@ -21,7 +21,7 @@ Status ChunkServer::CheckReadable(Message& m, ReadReq* r, ChunkMeta* meta) {
 }
 
 void ChunkServer::ReplyReadError(Message& m, uint64_t handle, const Status& s, const Range& bad) {
-  stats_.counters["read_errors"]++;
+  stats_.counters[Counter::kReadErrors]++;
   if (s.code() == Code::kCorruption) {
     ReportCorrupt(handle, bad.length > 0 ? std::vector<Range>{bad} : std::vector<Range>{});
   }
@@ -51,7 +51,7 @@ void ChunkServer::OnRead(Message& m) {
   if (out->size() < kFixed) out->resize(kFixed);
   if (skip > 0) std::memmove(out->data() + kFixed, out->data() + kFixed + skip, len);
   out->resize(kFixed + len);
-  stats_.counters["bytes_read"] += len;
+  stats_.counters[Counter::kBytesRead] += len;
   // Envelope and fixed fields, exactly as EncodeReply(ReadReply) lays them out.
   ReadReply empty;
   empty.chunk_length = meta.length;
@@ -74,7 +74,7 @@ void ChunkServer::OnReadLocal(Message& m) {
   rep.path = store_.DataPath(r.handle);
   rep.chunk_length = meta.length;
   rep.block_size = static_cast<uint32_t>(ChunkStore::kBlockSize);
-  stats_.counters["local_reads"]++;
+  stats_.counters[Counter::kLocalReads]++;
   SendReply(t_, m, rep);
 }
 }  // namespace gfs

@@ -27,7 +27,7 @@ void ChunkServer::StartSync(Message& m, uint64_t handle) {
     l.unlock();
     return Reply(m, store_.FinishSync(**job, (*job)->Run()));
   }
-  stats_.counters["syncs_in_thread"]++;
+  stats_.counters[Counter::kSyncsInThread]++;
   if (!sync_thread_.joinable()) sync_thread_ = std::thread([this] { SyncLoop(); });
   sync_queue_.push_back(SyncTask{std::move(*job), m, Status::OK()});
   sync_cv_.notify_one();

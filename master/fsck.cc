@@ -149,7 +149,7 @@ void MasterServer::OnVerified(int rank, const Message& m) {
     }
   }
   for (uint64_t h : clean) ClearDamaged(h, rank);
-  stats_.counters["replicas_verified"] += v.checked;
+  stats_.counters[Counter::kReplicasVerified] += v.checked;
 }
 
 }  // namespace gfs

@@ -46,7 +46,7 @@ void MasterServer::OnLease(Message& m) {
       // land on a server that has room for only one of them.
       servers_[c].used += f->chunk_size;
     }
-    stats_.counters["chunks_created"]++;
+    stats_.counters[Counter::kChunksCreated]++;
     return StartPrepare(m, r.index, handle, 1, true,
                         std::vector<int32_t>(chosen.begin(), chosen.end()));
   }
@@ -112,7 +112,7 @@ void MasterServer::OnLease(Message& m) {
         const uint64_t version = c->version + 1;
         s = Mutate(MetaOp::SetVersion(handle, version));
         if (!s.ok()) return DeferError(m, s);
-        stats_.counters["chunks_recreated"]++;
+        stats_.counters[Counter::kChunksRecreated]++;
         return StartPrepare(m, r.index, handle, version, true,
                             std::vector<int32_t>(chosen.begin(), chosen.end()));
       }

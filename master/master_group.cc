@@ -58,7 +58,7 @@ void MasterServer::ShipLog(uint64_t now, bool keepalive) {
     for (auto& [r, p] : peers_) {
       if (p.in_sync && p.waiting_since != 0 && Elapsed(now, p.waiting_since) > AckTimeoutUs(cfg_)) {
         p.in_sync = false;
-        stats_.counters["shadows_dropped"]++;
+        stats_.counters[Counter::kShadowsDropped]++;
         GFS_LOG_WARN(
             "master: shadow rank %d did not acknowledge the log in time; it leaves "
             "the synchronous set",
@@ -96,7 +96,7 @@ void MasterServer::ShipLog(uint64_t now, bool keepalive) {
       b.snapshot = MetaJournal::EncodeSnapshot(*meta_, last, epoch_);
       b.first_seq = last + 1;
       p.need_snapshot = false;
-      stats_.counters["snapshots_sent"]++;
+      stats_.counters[Counter::kSnapshotsSent]++;
     } else if (!keepalive) {
       b.records = unshipped_;
     }
@@ -145,7 +145,7 @@ void MasterServer::OnLogBatchReply(Message& m) {
   p.waiting_since = p.acked >= p.sent ? 0 : Now();
   if (!p.in_sync && !p.need_snapshot && p.acked >= log_->last_seq()) {
     p.in_sync = true;
-    stats_.counters["shadows_rejoined"]++;
+    stats_.counters[Counter::kShadowsRejoined]++;
   }
   ReleaseCommitted();
 }
@@ -157,7 +157,7 @@ void MasterServer::OnLogBatch(Message& m) {
     s = Status(Code::kStaleEpoch, "log batch of epoch " + std::to_string(m.h.epoch) +
                                       " refused: rank " + std::to_string(group_.self) +
                                       " is at epoch " + std::to_string(epoch_));
-    stats_.counters["stale_epoch_refused"]++;
+    stats_.counters[Counter::kStaleEpochRefused]++;
   }
   if (!s.ok()) {
     t_->Send(m.source, EncodeErrorReply(m, s, epoch_));
@@ -184,7 +184,7 @@ void MasterServer::OnLogBatch(Message& m) {
     if (s.ok()) {
       meta_ = std::move(fresh);
       locations_.clear();
-      stats_.counters["snapshots_installed"]++;
+      stats_.counters[Counter::kSnapshotsInstalled]++;
     } else {
       GFS_LOG_WARN("shadow rank %d: installing the master's snapshot: %s", group_.self,
                    s.ToString().c_str());
@@ -206,7 +206,7 @@ void MasterServer::OnLogBatch(Message& m) {
       }
       ++seq;
     }
-    stats_.counters["records_replicated"] += r.records.size();
+    stats_.counters[Counter::kRecordsReplicated] += r.records.size();
   }
   s = log_->Sync();
   if (!s.ok()) {
@@ -235,7 +235,7 @@ void MasterServer::ShadowTick(uint64_t now) {
     if (now >= election_.deadline_us) {
       election_ = Election{};
       next_election_us_ = now + ElectionTimeoutUs(cfg_);  // back off before trying again
-      stats_.counters["elections_lost"]++;
+      stats_.counters[Counter::kElectionsLost]++;
     }
     return;
   }
@@ -253,7 +253,7 @@ void MasterServer::StartElection(uint64_t now) {
   voted_epoch_ = election_.epoch;
   election_.votes = 1;  // its own
   election_.deadline_us = now + std::max<uint64_t>(2ull * cfg_.heartbeat_ms * 1000, 500000);
-  stats_.counters["elections_started"]++;
+  stats_.counters[Counter::kElectionsStarted]++;
   GFS_LOG_WARN("shadow rank %d: master rank %d silent; standing for epoch %llu", group_.self,
                leader_, static_cast<unsigned long long>(election_.epoch));
   VoteReq v;
@@ -350,7 +350,7 @@ void MasterServer::TakeOver() {
   serving_ = false;
   start_us_ = now;
   adopt_until_us_ = now + std::max<uint64_t>(3ull * cfg_.heartbeat_ms * 1000, 2000000);
-  stats_.counters["takeovers"]++;
+  stats_.counters[Counter::kTakeovers]++;
   GFS_LOG_WARN("shadow rank %d: took over from rank %d as master (epoch %llu)", group_.self, old,
                static_cast<unsigned long long>(epoch));
   NewMasterReq nm{epoch, group_.self};
@@ -381,7 +381,7 @@ void MasterServer::StepDown(uint64_t epoch, int leader) {
     GFS_LOG_WARN("master rank %d: deposed (epoch %llu is newer than %llu); stepping down",
                  group_.self, static_cast<unsigned long long>(epoch),
                  static_cast<unsigned long long>(epoch_));
-    stats_.counters["deposed"]++;
+    stats_.counters[Counter::kDeposed]++;
     // Nothing unacknowledged may be acknowledged now: answer "not the
     // master" instead, and drop orders.
     const Status nm(Code::kNotMaster, "the master was deposed; ask the new one");

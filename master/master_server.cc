@@ -118,7 +118,7 @@ Status MasterServer::Mutate(const MetaOp& op, std::vector<uint64_t>* freed) {
     rec.op.assign(bytes.begin(), bytes.end());
     unshipped_.push_back(std::move(rec));
   }
-  stats_.counters["mutations"]++;
+  stats_.counters[Counter::kMutations]++;
   return Status::OK();
 }
 
@@ -160,7 +160,7 @@ void MasterServer::AfterBatch() {
       }
       return;
     }
-    stats_.counters["log_syncs"]++;
+    stats_.counters[Counter::kLogSyncs]++;
   }
   if (log_) {
     Status s = log_->Poll();
@@ -208,7 +208,7 @@ void MasterServer::Handle(Message& m) {
     if (m.type() == MsgType::kShutdown) return OnShutdownReply(m);
     return;
   }
-  stats_.counters[std::string("req_") + MsgTypeName(m.h.type)]++;
+  stats_.counters.requests(m.h.type)++;
   if (mode_ == Mode::kShadow) {
     // Read-only service from the replayed state; everything else is the
     // master's.
@@ -240,7 +240,7 @@ void MasterServer::Handle(Message& m) {
     case MsgType::kPushData:
     case MsgType::kWrite: {
       // File data never belongs here; count it so tests can prove it.
-      stats_.counters["file_bytes_received"] += m.buf->size();
+      stats_.counters[Counter::kFileBytesReceived] += m.buf->size();
       return DeferError(m, Status::Protocol("the master does not take file data"));
     }
     default:
@@ -326,7 +326,7 @@ void MasterServer::OnShutdownReply(Message& m) {
 
 void MasterServer::OnStats(Message& m) {
   StatsReply r;
-  for (const auto& [k, v] : stats_.counters) {
+  for (const auto& [k, v] : stats_.counters.Named()) {
     r.names.push_back(k);
     r.values.push_back(v);
   }
@@ -353,7 +353,7 @@ void MasterServer::NoteClockGap(uint64_t now) {
     if (p.waiting_since != 0) p.waiting_since = now;
     p.last_send_us = std::min(p.last_send_us, now);
   }
-  stats_.counters["clock_gaps"]++;
+  stats_.counters[Counter::kClockGaps]++;
 }
 
 void MasterServer::Tick(uint64_t) {

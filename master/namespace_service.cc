@@ -140,7 +140,7 @@ void MasterServer::OnLookup(Message& m) {
   LookupReq r;
   Status s = m.Decode(&r);
   if (!s.ok()) return DeferError(m, s);
-  stats_.counters["lookups"]++;
+  stats_.counters[Counter::kLookups]++;
   auto f = meta_->StatFile(r.path);
   if (!f.ok()) return DeferError(m, f.status());
   if (r.first == 0xFFFFFFFFu) {  // the last chunk

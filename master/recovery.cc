@@ -35,7 +35,7 @@ void MasterServer::RecoverLengths() {
   });
   for (const Grow& g : grows) {
     if (!Mutate(MetaOp::SetLength(g.id, g.length, g.mtime_ms)).ok()) return;
-    stats_.counters["lengths_recovered"]++;
+    stats_.counters[Counter::kLengthsRecovered]++;
   }
 }
 
@@ -60,7 +60,7 @@ void MasterServer::DropChunksPastEnd() {
         !Mutate(MetaOp::SetLength(c.id, c.length, c.mtime_ms), &freed).ok()) {
       return;  // the log is broken: requests will say so
     }
-    stats_.counters["chunks_past_end_dropped"] += freed.size();
+    stats_.counters[Counter::kChunksPastEndDropped] += freed.size();
     ForgetChunks(freed);
   }
 }
@@ -113,7 +113,7 @@ void MasterServer::ResolveBehind() {
                     DispatchHeld();
                   }));
     }
-    stats_.counters["versions_recovered"]++;
+    stats_.counters[Counter::kVersionsRecovered]++;
     GFS_LOG_WARN(
         "master: chunk %016llx: no replica holds logged version %llu; bringing "
         "the version-%llu replicas forward",
@@ -149,7 +149,7 @@ void MasterServer::ResolveLengths() {
       loc.erase(pos);
       servers_[r].to_delete.push_back(handle);
       ClearDamaged(handle, r);
-      stats_.counters["short_replicas_dropped"]++;
+      stats_.counters[Counter::kShortReplicasDropped]++;
     }
     TouchLocation(handle);
     GFS_LOG_WARN(

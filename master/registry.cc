@@ -36,7 +36,7 @@ ChunkLocation MasterServer::LocationOf(uint32_t index, uint64_t handle) const {
 void MasterServer::RefuseServer(const Message& m, const std::string& dir_name, const Status& why) {
   // Registered (the job does not wait for it) but never alive: it serves
   // nothing and is told nothing to delete.
-  stats_.counters["chunkservers_refused"]++;
+  stats_.counters[Counter::kChunkserversRefused]++;
   ServerState& st = servers_[m.source];
   st.rank = m.source;
   st.dir_name = dir_name;
@@ -104,7 +104,7 @@ void MasterServer::OnRegister(Message& m) {
     const ChunkInfo* info = meta_->FindChunk(c.handle);
     if (info == nullptr) {
       rep.delete_handles.push_back(c.handle);  // orphan
-      stats_.counters["orphan_replicas"]++;
+      stats_.counters[Counter::kOrphanReplicas]++;
       continue;
     }
     if (c.version < info->version) {
@@ -117,7 +117,7 @@ void MasterServer::OnRegister(Message& m) {
                   [&](const std::pair<int32_t, uint64_t>& e) { return e.first == m.source; }),
               b.end());
       b.push_back({m.source, c.version});
-      stats_.counters["stale_replicas"]++;
+      stats_.counters[Counter::kStaleReplicas]++;
       stale_seen_[c.handle]++;
       continue;
     }

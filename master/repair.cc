@@ -64,7 +64,7 @@ void MasterServer::MarkDamaged(uint64_t handle, int32_t rank,
   // copy of others). The chunk's lease ends here: the next one waits for the
   // repair, at a new version, so no mutation races it.
   leases_.erase(handle);
-  stats_.counters["damaged_replicas_reported"]++;
+  stats_.counters[Counter::kDamagedReplicasReported]++;
 }
 
 void MasterServer::ClearDamaged(uint64_t handle, int32_t rank) {
@@ -130,7 +130,7 @@ bool MasterServer::StartRepair(uint64_t handle, uint64_t now) {
                         return;
                       }
                       it->second.timer = 0;
-                      stats_.counters["repairs_timed_out"]++;
+                      stats_.counters[Counter::kRepairsTimedOut]++;
                       EndRepair(handle, false);
                     });
   for (const auto& [rank, ranges] : damaged_[handle]) {
@@ -151,7 +151,7 @@ bool MasterServer::StartRepair(uint64_t handle, uint64_t now) {
                       }));
       },
       nullptr);
-  stats_.counters["repairs_started"]++;
+  stats_.counters[Counter::kRepairsStarted]++;
   return true;
 }
 
@@ -220,21 +220,21 @@ void MasterServer::OnRepairReply(uint64_t handle, uint64_t serial, const Result<
   RepairReply rep;
   const Message& m = *r;
   if (m.status().ok() && m.Decode(&rep).ok()) {
-    stats_.counters["repair_bytes"] += rep.repaired_bytes;
+    stats_.counters[Counter::kRepairBytes] += rep.repaired_bytes;
     if (rep.still_damaged.empty()) {
       ClearDamaged(handle, target);
-      stats_.counters["replicas_repaired"]++;
+      stats_.counters[Counter::kReplicasRepaired]++;
       GFS_LOG_INFO("master: chunk %016llx: the replica on rank %d is repaired (%llu bytes)",
                    static_cast<unsigned long long>(handle), target,
                    static_cast<unsigned long long>(rep.repaired_bytes));
     } else {
       damaged_[handle][target] = rep.still_damaged;
-      stats_.counters["replicas_partly_repaired"]++;
+      stats_.counters[Counter::kReplicasPartlyRepaired]++;
       op.partial = true;
     }
   } else {
     op.ok = false;
-    stats_.counters["repairs_failed"]++;
+    stats_.counters[Counter::kRepairsFailed]++;
   }
   SendNextRepair(handle);
 }

@@ -58,7 +58,7 @@ void MasterServer::ScheduleClones(uint64_t now) {
     auto& del = servers_[op.target].to_delete;
     del.erase(std::remove(del.begin(), del.end(), n.handle), del.end());
     clones_[n.handle] = std::move(op);
-    stats_.counters["clones_ordered"]++;
+    stats_.counters[Counter::kClonesOrdered]++;
   }
 }
 
@@ -71,7 +71,7 @@ void MasterServer::OnCloneReply(uint64_t handle, uint64_t serial, const Result<M
     // No answer in time: the target's copy, if any, is deleted; the chunk
     // is considered again at the next scan.
     servers_[op.target].to_delete.push_back(handle);
-    stats_.counters["clones_failed"]++;
+    stats_.counters[Counter::kClonesFailed]++;
     for (Message& w : chunk_waiters_.Release(handle)) Dispatch(w);
     return;
   }
@@ -83,11 +83,11 @@ void MasterServer::OnCloneReply(uint64_t handle, uint64_t serial, const Result<M
     TouchLocation(handle);
     servers_[op.target].chunks++;
     ClearDamaged(handle, op.target);
-    stats_.counters["clones_done"]++;
+    stats_.counters[Counter::kClonesDone]++;
     clone_backoff_.erase(handle);
   } else {
     if (ci == nullptr || m.status().ok()) servers_[op.target].to_delete.push_back(handle);
-    stats_.counters["clones_failed"]++;
+    stats_.counters[Counter::kClonesFailed]++;
     // Not ordered again at once (a target that keeps refusing would get
     // the order in a loop): after a heartbeat or so.
     clone_backoff_[handle] = Now() + std::max<uint64_t>(2ull * cfg_.heartbeat_ms * 1000, 500000);

@@ -59,7 +59,7 @@ void MasterServer::CreateStore() {
     return;
   }
   fresh_ = false;
-  stats_.counters["stores_created"]++;
+  stats_.counters[Counter::kStoresCreated]++;
 }
 
 Status MasterServer::Start(std::string* warning) {
@@ -107,9 +107,9 @@ Status MasterServer::Start(std::string* warning) {
   last_heard_us_ = start_us_;
   for (auto& [r, p] : peers_) p.acked = p.sent = last_seq;
   unshipped_first_ = last_seq + 1;
-  stats_.counters["replayed_seq"] = last_seq;
-  stats_.counters["file_bytes_received"] = 0;
-  stats_.counters["lookups"] = 0;
+  stats_.counters[Counter::kReplayedSeq] = last_seq;
+  stats_.counters[Counter::kFileBytesReceived] = 0;
+  stats_.counters[Counter::kLookups] = 0;
   return Status::OK();
 }
 
@@ -126,7 +126,7 @@ Status MasterServer::InstallSnapshot(const std::string& bytes) {
   meta_ = std::move(fresh);
   for (auto& [r, p] : peers_) p.acked = p.sent = seq;
   unshipped_first_ = seq + 1;
-  stats_.counters["replayed_seq"] = seq;
+  stats_.counters[Counter::kReplayedSeq] = seq;
   if (fresh_ && seq > 0) CreateStore();  // metadata of a store that had no identity yet
   return refusal_;
 }

@@ -106,7 +106,7 @@ Status Client::FetchLocations(File* f, uint32_t first, uint32_t count) {
 }
 
 void Client::ForgetReplica(uint64_t file_id, uint32_t index, int32_t rank) {
-  if (cache_->DropReplica(file_id, index, rank)) stats_.counters["replicas_avoided"]++;
+  if (cache_->DropReplica(file_id, index, rank)) stats_.counters[Counter::kReplicasAvoided]++;
 }
 
 int32_t Client::PickReplica(const ChunkLocation& loc, uint64_t turn, size_t attempt) {

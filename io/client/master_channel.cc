@@ -15,7 +15,7 @@ void MasterChannel::Announced(const NewMasterReq& r) {
     master_ = r.master;
     epoch_ = r.epoch;
     rpc_->set_epoch(r.epoch);
-    stats_->counters["new_masters"]++;
+    stats_->counters[Counter::kNewMasters]++;
   }
 }
 
@@ -55,7 +55,7 @@ bool MasterChannel::FindMaster(uint32_t timeout_ms) {
   master_ = best;
   epoch_ = best_epoch;
   rpc_->set_epoch(best_epoch);
-  if (changed) stats_->counters["master_failovers"]++;
+  if (changed) stats_->counters[Counter::kMasterFailovers]++;
   return changed;
 }
 
@@ -92,7 +92,7 @@ Result<Message> MasterChannel::Request(const std::function<Result<uint64_t>(int,
       live.erase(live.begin() + static_cast<long>(i));
       if (out.ok() && out->status().code() != Code::kNotMaster) {
         for (auto& [id, r] : live) rpc_->Forget(id);
-        if (from != master_) stats_->counters["answered_by_shadow"]++;
+        if (from != master_) stats_->counters[Counter::kAnsweredByShadow]++;
         return out;
       }
       if (!out.ok()) {

@@ -64,7 +64,7 @@ Status MutationEngine::Start(Mutation& op) {
       // replicas: they kept the data, so only the append is sent again.
       op.pushed_to.clear();
       c_->push_acks_[op.data_id] = 0;
-      c_->stats_.counters["append_push_reused"]++;
+      c_->stats_.counters[Counter::kAppendPushReused]++;
       return Status::OK();
     }
     op.pushed_to.clear();
@@ -79,7 +79,7 @@ Status MutationEngine::Start(Mutation& op) {
     // same ordered channel, so it needs no push-ack round trip first (a push
     // the primary refused makes the write fail with kDataMissing, which is
     // retried). The ack still comes; it is dropped when the op completes.
-    c_->stats_.counters["writes_without_push_ack"]++;
+    c_->stats_.counters[Counter::kWritesWithoutPushAck]++;
     return Order(op);
   }
   return Status::OK();
@@ -116,13 +116,13 @@ Status MutationEngine::Poll(Mutation& op, uint64_t now) {
     if (f_->append_index == File::kUnknownIndex || f_->append_index <= op.index) {
       f_->append_index = op.index + 1;
     }
-    c_->stats_.counters["append_next_chunk"]++;
+    c_->stats_.counters[Counter::kAppendNextChunk]++;
     return Status::OK();
   }
   if (!s.ok()) return Fail(op, s);
   op.file_offset = static_cast<uint64_t>(op.index) * f_->chunk_size + rep.offset;
   c_->NoteEnd(f_, op.file_offset + op.len);
-  c_->stats_.counters["records_appended"]++;
+  c_->stats_.counters[Counter::kRecordsAppended]++;
   Complete(op);
   return Status::OK();
 }
@@ -164,13 +164,13 @@ Status MutationEngine::Fail(Mutation& op, const Status& s) {
   op.state = Mutation::State::kNew;
   switch (op.kind) {
     case Mutation::Kind::kWrite:
-      c_->stats_.counters["write_retries"]++;
+      c_->stats_.counters[Counter::kWriteRetries]++;
       break;
     case Mutation::Kind::kAppend:
       // Ask the master again which chunk is the last: this one may be gone.
       f_->append_index = File::kUnknownIndex;
       op.pushed_to.clear();
-      c_->stats_.counters["append_retries"]++;
+      c_->stats_.counters[Counter::kAppendRetries]++;
       break;
     case Mutation::Kind::kTruncate:
       break;
@@ -232,7 +232,7 @@ Status MutationEngine::PushSend(const std::vector<int32_t>& chain, uint64_t data
     EncodeMessageInto(msg, h, p);
     AnnounceTail(msg.get(), static_cast<uint32_t>(len));
     GFS_RETURN_IF_ERROR(t->SendWithTail(head, std::move(msg), data + off, len));
-    c_->stats_.counters["push_bytes_sent"] += len;
+    c_->stats_.counters[Counter::kPushBytesSent] += len;
   }
   return Status::OK();
 }

@@ -33,8 +33,8 @@ Result<size_t> Client::Read(File* f, uint64_t offset, void* buf, size_t n,
   const size_t ahead =
       local + (local < n ? TakeAhead(f, &rs, offset + local, out + local, n - local) : 0);
   if (ahead > local) {
-    stats_.counters["bytes_read"] += ahead - local;
-    stats_.counters["bytes_read_ahead"] += ahead - local;
+    stats_.counters[Counter::kBytesRead] += ahead - local;
+    stats_.counters[Counter::kBytesReadAhead] += ahead - local;
   }
   if (ahead > 0 && progress) progress(ahead);
   if (ahead < n) {
@@ -114,7 +114,7 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
     bool others = false;
     for (int32_t r : all) others = others || pc.short_from.count(r) == 0;
     if (others) {
-      stats_.counters["read_short_replies"]++;
+      stats_.counters[Counter::kReadShortReplies]++;
       return false;
     }
     // Every replica's chunk ends here: a hole inside the file (a sparse
@@ -179,7 +179,7 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
   auto finish = [&](const Piece& pc) {
     ++completed;
     bytes_done += pc.len;
-    stats_.counters["bytes_read"] += pc.len;
+    stats_.counters[Counter::kBytesRead] += pc.len;
     if (progress) progress(bytes_done);
   };
   while (completed < pieces.size()) {
@@ -209,7 +209,7 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
         ls = ReadLocalPiece(f, pc.index, pc.handle, pc.target, lrep, pc.chunk_off, out + pc.pos,
                             pc.len, &got);
       if (ls.ok()) {
-        stats_.counters["bytes_read_local"] += got;
+        stats_.counters[Counter::kBytesReadLocal] += got;
         if (!took(i, got)) {
           pc.attempt++;
           GFS_RETURN_IF_ERROR(ask_again(i));
@@ -219,7 +219,7 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
         continue;
       }
       // Read it through the same chunkserver instead (not a failed attempt).
-      stats_.counters["local_read_fallbacks"]++;
+      stats_.counters[Counter::kLocalReadFallbacks]++;
       pc.no_local = true;
       pc.same = pc.target;
       GFS_RETURN_IF_ERROR(ask_again(i));
@@ -239,7 +239,7 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
       continue;
     }
     // Try another replica; after a full round, refresh locations once.
-    stats_.counters["read_retries"]++;
+    stats_.counters[Counter::kReadRetries]++;
     if (s.code() == Code::kCorruption) pc.corrupt = true;
     if (s.code() == Code::kTimeout || s.code() == Code::kUnavailable) {
       ForgetReplica(f->id, pc.index, pc.target);
@@ -298,7 +298,7 @@ Status Client::ReadAround(File* f, uint64_t offset, uint8_t* out, size_t n, cons
   }
   reads_->narrowing = false;
   if (hi == 0) {
-    stats_.counters["reads_assembled_from_blocks"]++;
+    stats_.counters[Counter::kReadsAssembledFromBlocks]++;
     return Status::OK();
   }
   return Status::Corruption(

@@ -58,7 +58,7 @@ size_t Client::TakeAhead(File* f, ReadStream* rs, uint64_t offset, uint8_t* out,
     if (now - s.started_us > kAheadMaxAgeUs) {
       Result<Message> here = Status::Timeout("read-ahead");
       if (s.have || (rpc_.PumpOnce(), rpc_.TryTake(s.id, &here))) {
-        stats_.counters["read_ahead_expired"]++;
+        stats_.counters[Counter::kReadAheadExpired]++;
         break;
       }
     }
@@ -66,7 +66,7 @@ size_t Client::TakeAhead(File* f, ReadStream* rs, uint64_t offset, uint8_t* out,
       auto m = rpc_.Wait(s.id);
       Status st = m.ok() ? m->status() : m.status();
       if (!st.ok()) {
-        stats_.counters["read_ahead_failed"]++;
+        stats_.counters[Counter::kReadAheadFailed]++;
         ForgetReplica(f->id, s.index, s.target);
         break;  // the caller reads the rest directly (with retries)
       }

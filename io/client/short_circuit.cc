@@ -94,12 +94,12 @@ size_t Client::TakeLocal(File* f, uint64_t offset, uint8_t* out, size_t n) {
   if (offset / f->chunk_size != v.index || co < v.base || co >= v.end) return 0;
   const size_t take = static_cast<size_t>(std::min<uint64_t>(n, v.end - co));
   if (!ReadFromView(&v, co, out, take).ok()) {
-    stats_.counters["local_read_fallbacks"]++;
+    stats_.counters[Counter::kLocalReadFallbacks]++;
     reads_->local.erase(it);
     return 0;
   }
-  stats_.counters["bytes_read"] += take;
-  stats_.counters["bytes_read_local"] += take;
+  stats_.counters[Counter::kBytesRead] += take;
+  stats_.counters[Counter::kBytesReadLocal] += take;
   return take;
 }
 
@@ -126,14 +126,14 @@ Status Client::ReadLocalPiece(File* f, uint32_t index, uint64_t rep_handle, int3
     // Not the chunk's own data file under the job's data directory: never
     // opened (a chunkserver of another configuration, or a bad answer).
     reads_->no_local.insert(target);
-    stats_.counters["local_read_refused_paths"]++;
+    stats_.counters[Counter::kLocalReadRefusedPaths]++;
     return Status::Protocol("read_local: " + rep.path + " is not the data file of chunk " +
                             std::to_string(rep_handle) + " under " + data_dir_abs_);
   }
   Status opened = env_->OpenReadOnly(rep.path, &v.file);
   if (!opened.ok()) {
     reads_->no_local.insert(target);
-    stats_.counters["local_read_unreachable"]++;
+    stats_.counters[Counter::kLocalReadUnreachable]++;
     return opened;
   }
   GFS_RETURN_IF_ERROR(ReadFromView(&v, chunk_off, out, *got));

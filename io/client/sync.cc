@@ -40,7 +40,7 @@ Status Client::Fsync(File* f) {
     if (failed.empty()) break;
     const uint64_t now = MonoMicros();
     if (!retry.Failed(now)) return first;
-    stats_.counters["fsync_retries"]++;
+    stats_.counters[Counter::kFsyncRetries]++;
     std::this_thread::sleep_for(std::chrono::microseconds(retry.not_before_us() - now));
     // Which of the failed replicas does the master still count?
     cache_->DropLocations(f->id);

@@ -298,7 +298,7 @@ struct Workload {
                    std::to_string(size) + "\n";
       }
       log->Put(attempt);
-      const uint64_t retries0 = c->stats().counters["append_retries"];
+      const uint64_t retries0 = c->stats().counters.get(gfs::Counter::kAppendRetries);
       std::vector<uint64_t> offsets;
       gfs::Status s;
       if (n == 1) {
@@ -310,7 +310,7 @@ struct Workload {
         for (const auto& fr : frames) spans.push_back({fr.data(), fr.size()});
         s = c->RecordAppendMany(&*f, spans, &offsets);
       }
-      const bool retried = c->stats().counters["append_retries"] != retries0;
+      const bool retried = c->stats().counters.get(gfs::Counter::kAppendRetries) != retries0;
       std::string out;
       for (uint64_t i = 0; i < n; ++i) {
         if (s.ok()) {

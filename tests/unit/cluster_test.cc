@@ -75,7 +75,7 @@ TEST(InProcCluster, ClientSendsEachByteOnceIntoTheChain) {
   ASSERT_TRUE(f.ok());
   auto data = RandomBytes(700000, 2);
   ASSERT_TRUE(c.client()->Write(&*f, 0, data.data(), data.size()).ok());
-  EXPECT_EQ(c.client()->stats().counters["push_bytes_sent"], data.size());
+  EXPECT_EQ(c.client()->stats().counters.get("push_bytes_sent"), data.size());
   uint64_t from_client = 0, from_servers = 0;
   for (int i = 0; i < 3; ++i) {
     for (auto [peer, bytes] : c.server(i)->stats().push_bytes_from) {
@@ -84,7 +84,7 @@ TEST(InProcCluster, ClientSendsEachByteOnceIntoTheChain) {
   }
   EXPECT_EQ(from_client, data.size());       // only the chain head hears from the client
   EXPECT_EQ(from_servers, 2 * data.size());  // the rest flows server to server
-  EXPECT_EQ(c.master().stats().counters.at("file_bytes_received"), 0u);
+  EXPECT_EQ(c.master().stats().counters.Named().at("file_bytes_received"), 0u);
 }
 
 TEST(InProcCluster, OverwriteStraddlingAChunkBoundary) {
@@ -169,8 +169,8 @@ TEST(InProcCluster, ReadsStopAskingASilentReplica) {
   }
   EXPECT_EQ(back, data);
   auto& k = c.client()->stats().counters;
-  EXPECT_GT(k["replicas_avoided"], 0u);
-  EXPECT_LE(k["read_ahead_failed"] + k["read_retries"], 4u);
+  EXPECT_GT(k.get("replicas_avoided"), 0u);
+  EXPECT_LE(k.get("read_ahead_failed") + k.get("read_retries"), 4u);
 }
 
 TEST(InProcCluster, WriteWhoseChainHasADeadServerIsRetriedOnTheLiveOnes) {
@@ -183,7 +183,7 @@ TEST(InProcCluster, WriteWhoseChainHasADeadServerIsRetriedOnTheLiveOnes) {
   auto second = RandomBytes(300000, 9);
   Status s = c.client()->Write(&*f, 100000, second.data(), second.size());
   ASSERT_TRUE(s.ok()) << s.ToString();
-  EXPECT_GT(c.client()->stats().counters["write_retries"], 0u);
+  EXPECT_GT(c.client()->stats().counters.get("write_retries"), 0u);
   ASSERT_TRUE(c.client()->Close(&*f).ok());
   std::vector<uint8_t> want(first);
   want.resize(100000 + second.size());
@@ -356,7 +356,7 @@ TEST(InProcCluster, SingleReplicaWritesSkipThePushAckRoundTrip) {
   ASSERT_TRUE(c.client()->Write(&*f, 123456, patch.data(), patch.size()).ok());
   std::copy(patch.begin(), patch.end(), data.begin() + 123456);
   ASSERT_TRUE(c.client()->Fsync(&*f).ok());
-  EXPECT_GE(c.client()->stats().counters["writes_without_push_ack"], data.size() / kPiece);
+  EXPECT_GE(c.client()->stats().counters.get("writes_without_push_ack"), data.size() / kPiece);
   std::vector<uint8_t> back(data.size());
   auto n = c.client()->Read(&*f, 0, back.data(), back.size());
   ASSERT_TRUE(n.ok());
@@ -403,8 +403,8 @@ TEST(InProcCluster, QueuedAppendsAreWrittenTogether) {
   uint64_t appends = 0, batches = 0;
   for (int i = 0; i < 3; ++i) {
     const auto& k = c.server(i)->stats().counters;
-    if (k.count("appends_primary")) appends += k.at("appends_primary");
-    if (k.count("append_batches")) batches += k.at("append_batches");
+    if (k.Named().count("appends_primary")) appends += k.Named().at("appends_primary");
+    if (k.Named().count("append_batches")) batches += k.Named().at("append_batches");
   }
   EXPECT_GE(appends, recs.size());
   EXPECT_GT(batches, 0u);
@@ -454,7 +454,7 @@ TEST(InProcCluster, LengthsAreReportedAtFsyncCloseAndRename) {
   InProcCluster c(3, 1 << 20, 2);
   auto f = c.client(0)->Create("/grow");
   ASSERT_TRUE(f.ok());
-  const uint64_t before = c.master().stats().counters.at("mutations");
+  const uint64_t before = c.master().stats().counters.Named().at("mutations");
   auto data = RandomBytes(64 * 1024, 7);
   for (int i = 0; i < 40; ++i) {  // 2.5 MiB in 40 writes, over 3 chunks
     ASSERT_TRUE(c.client(0)->Write(&*f, i * data.size(), data.data(), data.size()).ok());
@@ -472,7 +472,7 @@ TEST(InProcCluster, LengthsAreReportedAtFsyncCloseAndRename) {
   ASSERT_TRUE(theirs.ok());
   EXPECT_EQ(theirs->size, end);
   // Chunk creations and leases are logged too; lengths added one record.
-  const uint64_t logged = c.master().stats().counters.at("mutations") - before;
+  const uint64_t logged = c.master().stats().counters.Named().at("mutations") - before;
   EXPECT_LE(logged, 3u /* chunks */ + 3u /* lease versions */ + 1u);
   // Unreported, then renamed: the length follows the file.
   ASSERT_TRUE(c.client(0)->Write(&*f, end, data.data(), 100).ok());
@@ -507,7 +507,7 @@ TEST(InProcCluster, SequentialReadsAreReadAhead) {
   std::vector<uint8_t> back(data.size());
   ASSERT_NO_FATAL_FAILURE(ReadInPieces(reader, &*r, &back));
   EXPECT_EQ(back, data);
-  const uint64_t ahead = reader->stats().counters["bytes_read_ahead"];
+  const uint64_t ahead = reader->stats().counters.get("bytes_read_ahead");
   EXPECT_GT(ahead, data.size() * 3 / 4);
 
   // A jump back reads the right bytes (and starts over).
@@ -543,7 +543,7 @@ TEST(InProcCluster, SequentialReadsAreReadAhead) {
     EXPECT_TRUE(std::equal(piece.begin(), piece.end(), data.begin() + static_cast<long>(off)))
         << "at " << off;
   }
-  EXPECT_GT(reader->stats().counters["read_ahead_expired"], 0u);
+  EXPECT_GT(reader->stats().counters.get("read_ahead_expired"), 0u);
 }
 
 // Leases across clock jumps of the Env clock (the one every server keeps
@@ -592,9 +592,9 @@ TEST(InProcCluster, LeasesAcrossClockJumps) {
   // extension the write asked for is done and no other is pending.)
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   for (auto& e : cs_env) e->SetClockOffset(2 * kHour);
-  const uint64_t retries = c.client(0)->stats().counters["write_retries"];
+  const uint64_t retries = c.client(0)->stats().counters.get("write_retries");
   write(0, &*f0, 2);
-  EXPECT_GT(c.client(0)->stats().counters["write_retries"], retries);
+  EXPECT_GT(c.client(0)->stats().counters.get("write_retries"), retries);
   EXPECT_EQ(version(), v1);  // the master's lease was extended, not replaced
 
   // 2. The master's clock two hours ahead: its lease has ended. Another
@@ -649,9 +649,9 @@ TEST(InProcCluster, ShortCircuitReadsVerifyEveryBlock) {
   ASSERT_NO_FATAL_FAILURE(ReadInPieces(reader, &*r, &back));
   EXPECT_EQ(back, data);
   auto& k = reader->stats().counters;
-  EXPECT_EQ(k["bytes_read_local"], data.size());
-  EXPECT_EQ(k["local_read_fallbacks"], 0u);
-  EXPECT_EQ(k["bytes_read_ahead"], 0u);
+  EXPECT_EQ(k.get("bytes_read_local"), data.size());
+  EXPECT_EQ(k.get("local_read_fallbacks"), 0u);
+  EXPECT_EQ(k.get("bytes_read_ahead"), 0u);
 
   // An overwrite by another client right after the reader's answer came.
   std::vector<uint8_t> piece(kPiece);
@@ -676,7 +676,7 @@ TEST(InProcCluster, ShortCircuitReadsVerifyEveryBlock) {
     b ^= 0x40;
     ASSERT_TRUE(file->Write(100, &b, 1).ok());
   }
-  const uint64_t fallbacks = k["local_read_fallbacks"], retries = k["read_retries"];
+  const uint64_t fallbacks = k.get("local_read_fallbacks"), retries = k.get("read_retries");
   for (int round = 0; round < 2; ++round) {
     ASSERT_TRUE(reader->Close(&*r).ok());  // forgets the last answer
     r = reader->Open("/sc");
@@ -686,9 +686,9 @@ TEST(InProcCluster, ShortCircuitReadsVerifyEveryBlock) {
     ASSERT_TRUE(n.ok()) << n.status().ToString();
     EXPECT_TRUE(std::equal(head.begin(), head.end(), data.begin())) << "round " << round;
   }
-  EXPECT_GT(k["local_read_fallbacks"], fallbacks);
+  EXPECT_GT(k.get("local_read_fallbacks"), fallbacks);
   // The fallback went to the same chunkserver, which refused the block.
-  EXPECT_GT(k["read_retries"], retries);
+  EXPECT_GT(k.get("read_retries"), retries);
 }
 
 // A client that cannot open the chunkservers' files (another node's disk
@@ -711,17 +711,14 @@ TEST(InProcCluster, UnreachableChunkFilesAreTriedOncePerServer) {
   ASSERT_NO_FATAL_FAILURE(ReadInPieces(reader, &*r, &back));
   EXPECT_EQ(back, data);
   auto& k = reader->stats().counters;
-  EXPECT_EQ(k["bytes_read_local"], 0u);
+  EXPECT_EQ(k.get("bytes_read_local"), 0u);
   EXPECT_GE(blind.read_only_opens(), 1u);
   EXPECT_LE(blind.read_only_opens(), 2u);  // one per chunkserver at most
-  EXPECT_EQ(k["local_read_unreachable"], blind.read_only_opens());
+  EXPECT_EQ(k.get("local_read_unreachable"), blind.read_only_opens());
   reader->set_env(Env::Posix());
 }
 
-uint64_t Counter(const RoleStats& st, const char* name) {
-  auto it = st.counters.find(name);
-  return it == st.counters.end() ? 0 : it->second;
-}
+uint64_t CounterOf(const RoleStats& st, const char* name) { return st.counters.get(name); }
 
 // Flips one bit of `path` at `offset` (media damage under a running server).
 void FlipBit(const std::string& path, uint64_t offset) {
@@ -797,9 +794,9 @@ TEST(InProcCluster, DamagedReplicasAreRepairedInPlaceFromTheirPeers) {
     ASSERT_EQ(::stat(paths[i].c_str(), &st), 0) << "replica " << i << " is gone";
     EXPECT_EQ(st.st_ino, inodes[i]) << "replica " << i << " was replaced, not repaired in place";
   }
-  EXPECT_GE(Counter(c.master().stats(), "replicas_repaired"), 2u);
-  EXPECT_EQ(Counter(c.server(0)->stats(), "chunks_deleted"), 0u);
-  EXPECT_EQ(Counter(c.server(1)->stats(), "chunks_deleted"), 0u);
+  EXPECT_GE(CounterOf(c.master().stats(), "replicas_repaired"), 2u);
+  EXPECT_EQ(CounterOf(c.server(0)->stats(), "chunks_deleted"), 0u);
+  EXPECT_EQ(CounterOf(c.server(1)->stats(), "chunks_deleted"), 0u);
 
   // A partial overwrite of a block damaged on one replica: the write waits
   // for that replica's repair, then lands on all three.
@@ -860,7 +857,7 @@ TEST(InProcCluster, TheOnlyCopyOfADamagedBlockIsKeptAndReadAround) {
   EXPECT_TRUE(
       std::equal(back.begin(), back.begin() + static_cast<long>(*n), data.begin() + 9 * 65536));
   EXPECT_TRUE(std::filesystem::exists(path));
-  EXPECT_EQ(Counter(c.server(0)->stats(), "chunks_deleted"), 0u);
+  EXPECT_EQ(CounterOf(c.server(0)->stats(), "chunks_deleted"), 0u);
   FlipBit(path, 8 * 65536 + 1234);  // the bit back: readable again, and verified clean
   n = c.client()->Read(&*r, 0, back.data(), back.size());
   ASSERT_TRUE(n.ok()) << n.status().ToString();
@@ -898,7 +895,7 @@ TEST(InProcCluster, AShortReplicaIsNeverReadAsZeros) {
     ASSERT_TRUE(n.ok()) << n.status().ToString();
     ASSERT_EQ(back, data) << "round " << round;
   }
-  EXPECT_GT(c.client()->stats().counters["read_short_replies"], 0u);
+  EXPECT_GT(c.client()->stats().counters.get("read_short_replies"), 0u);
   for (int i = 1; i < 3; ++i) {
     c.Pause(i);
     ASSERT_TRUE(c.server(i)->store()->Truncate(h, 100000).ok());
@@ -932,11 +929,11 @@ TEST(InProcCluster, ShortCircuitReadsOpenOnlyTheChunksOwnFileOnTheSameMachine) {
     ASSERT_TRUE(c.client()->Read(&*r, 0, back.data(), back.size()).ok());
     EXPECT_EQ(back, data);
     auto& k = c.client()->stats().counters;
-    EXPECT_EQ(k["bytes_read_local"], 0u);
+    EXPECT_EQ(k.get("bytes_read_local"), 0u);
     // Refused once per request in flight when the first answer came (the
     // read window), never after.
-    EXPECT_GE(k["local_read_refused_paths"], 1u);
-    EXPECT_LE(k["local_read_refused_paths"], 4u);
+    EXPECT_GE(k.get("local_read_refused_paths"), 1u);
+    EXPECT_LE(k.get("local_read_refused_paths"), 4u);
   }
   {
     // Ranks 0, 1 on one machine; the client (rank 2) on another of the same name.
@@ -951,8 +948,8 @@ TEST(InProcCluster, ShortCircuitReadsOpenOnlyTheChunksOwnFileOnTheSameMachine) {
     std::vector<uint8_t> back(data.size());
     ASSERT_TRUE(c.client()->Read(&*r, 0, back.data(), back.size()).ok());
     EXPECT_EQ(back, data);
-    EXPECT_EQ(c.client()->stats().counters["bytes_read_local"], 0u);
-    EXPECT_EQ(Counter(c.server(0)->stats(), "local_reads"), 0u);
+    EXPECT_EQ(c.client()->stats().counters.get("bytes_read_local"), 0u);
+    EXPECT_EQ(CounterOf(c.server(0)->stats(), "local_reads"), 0u);
   }
 }
 
@@ -989,7 +986,7 @@ TEST(InProcCluster, AMasterWithoutMetadataBesideChunksRefusesAndDeletesNothing) 
       << st.status().message();
   EXPECT_EQ(c.master().store_id(), 0u);
   std::this_thread::sleep_for(std::chrono::milliseconds(200));  // heartbeats come and go
-  EXPECT_EQ(Counter(c.server(0)->stats(), "chunks_deleted"), 0u);
+  EXPECT_EQ(CounterOf(c.server(0)->stats(), "chunks_deleted"), 0u);
   EXPECT_TRUE(std::filesystem::exists(c.server(0)->store()->DataPath(1)));
   EXPECT_FALSE(std::filesystem::exists(dir + "/master/VERSION"));
 }
@@ -1060,7 +1057,7 @@ TEST(InProcCluster, SlowSyncHoldsNoOtherRequest) {
   });
   // Let the sync reach the disk, then write and read through the same
   // chunkserver: done while the sync still waits.
-  for (int i = 0; i < 1000 && Counter(c.server(0)->stats(), "syncs_in_thread") == 0; ++i) {
+  for (int i = 0; i < 1000 && CounterOf(c.server(0)->stats(), "syncs_in_thread") == 0; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(20));

@@ -194,10 +194,10 @@ TEST(ShadowMasters, ShadowAnswersReadsWhileTheMasterIsBusy) {
   EXPECT_EQ(st->size, 100000u);
   ASSERT_TRUE(ls.ok()) << ls.status().ToString();
   ASSERT_EQ(ls->size(), 1u);
-  EXPECT_GE(c.client()->stats().counters["answered_by_shadow"], 2u);
+  EXPECT_GE(c.client()->stats().counters.get("answered_by_shadow"), 2u);
   c.Quiesce(true);
   uint64_t served = 0;
-  for (int r = 1; r < kGroup; ++r) served += c.member(r).stats().counters.count("req_stat");
+  for (int r = 1; r < kGroup; ++r) served += c.member(r).stats().counters.Named().count("req_stat");
   c.Quiesce(false);
   EXPECT_GE(served, 1u);
   EXPECT_TRUE(c.member(0).is_master());
@@ -221,7 +221,7 @@ TEST(ShadowMasters, ShadowTakesOverWhenTheMasterDies) {
   const int leader = c.LeaderAmongShadows();
   ASSERT_GT(leader, 0);
   EXPECT_GE(c.member(leader).epoch(), 2u);
-  EXPECT_EQ(c.member(leader).stats().counters.at("takeovers"), 1u);
+  EXPECT_EQ(c.member(leader).stats().counters.Named().at("takeovers"), 1u);
   const int other = leader == 1 ? 2 : 1;
   EXPECT_FALSE(c.member(other).is_master());
   EXPECT_EQ(c.member(other).meta().DebugString(), c.member(leader).meta().DebugString());
@@ -286,8 +286,8 @@ TEST(ShadowMasters, ChunkLoggedButNeverCreatedIsCreatedAfterTakeover) {
   c.Quiesce(true);
   const int leader = c.LeaderAmongShadows();
   ASSERT_GT(leader, 0);
-  ASSERT_EQ(c.member(leader).stats().counters.count("chunks_recreated"), 1u);
-  EXPECT_EQ(c.member(leader).stats().counters.at("chunks_recreated"), 1u);
+  ASSERT_EQ(c.member(leader).stats().counters.Named().count("chunks_recreated"), 1u);
+  EXPECT_EQ(c.member(leader).stats().counters.Named().at("chunks_recreated"), 1u);
   c.Quiesce(false);
 }
 
@@ -339,7 +339,7 @@ TEST(VersionRecovery, ReplicasBehindAnUnpreparedVersionAreKept) {
     std::memcpy(data.data() + 10, "xyz", 3);
     ExpectFile(c.client(), "/f", data);
     c.Quiesce(true);
-    EXPECT_GE(c.member(0).stats().counters.at("versions_recovered"), 3u);
+    EXPECT_GE(c.member(0).stats().counters.Named().at("versions_recovered"), 3u);
     c.Quiesce(false);
   }
   std::filesystem::remove_all(dir);
@@ -385,7 +385,7 @@ TEST(VersionRecovery, ChunksPastTheEndOfAKilledJobAreDropped) {
     data.insert(data.end(), {'e', 'n', 'd'});
     ExpectFile(c.client(), "/f", data);
     c.Quiesce(true);
-    EXPECT_EQ(c.member(0).stats().counters.at("chunks_past_end_dropped"), 2u);
+    EXPECT_EQ(c.member(0).stats().counters.Named().at("chunks_past_end_dropped"), 2u);
     c.Quiesce(false);
   }
   std::filesystem::remove_all(dir);
