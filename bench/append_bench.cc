@@ -170,7 +170,9 @@ int main(int argc, char** argv) {
         double stream_mbs = 0;
         {
           if (me == 0) {
-            c->Mkdir("/bench", true);
+            if (gfs::Status made = c->Mkdir("/bench", true); !made.ok()) {
+              std::fprintf(stderr, "append-bench: mkdir /bench: %s\n", made.ToString().c_str());
+            }
             gfs::CreateOptions co;
             co.replication = static_cast<uint32_t>(r);
             co.exclusive = false;
@@ -179,10 +181,12 @@ int main(int argc, char** argv) {
             std::vector<uint8_t> buf(8u << 20, 0x5a);
             MPI_Barrier(comm);
             uint64_t t0 = gfs::MonoMicros();
-            for (uint64_t off = 0; f.ok() && off < total; off += buf.size()) {
-              c->Write(&*f, off, buf.data(), std::min<uint64_t>(buf.size(), total - off));
+            gfs::Status ws = f.status();
+            for (uint64_t off = 0; ws.ok() && off < total; off += buf.size()) {
+              ws = c->Write(&*f, off, buf.data(), std::min<uint64_t>(buf.size(), total - off));
             }
-            if (f.ok()) c->Close(&*f);
+            if (ws.ok()) ws = c->Close(&*f);
+            if (!ws.ok()) std::fprintf(stderr, "append-bench: stream: %s\n", ws.ToString().c_str());
             double secs = Timed(comm, t0);
             stream_mbs = static_cast<double>(total) / 1e6 / std::max(secs, 1e-9);
             report("stream", r, size, 1, secs, 0);
@@ -199,7 +203,11 @@ int main(int argc, char** argv) {
           if (me == 0) {
             gfs::CreateOptions co;
             co.replication = static_cast<uint32_t>(r);
-            c->Create(apath, co);
+            auto made = c->Create(apath, co);
+            if (!made.ok()) {
+              std::fprintf(stderr, "append-bench: create %s: %s\n", apath.c_str(),
+                           made.status().ToString().c_str());
+            }
           }
           MPI_Barrier(comm);
           auto f = c->Open(apath);
@@ -221,7 +229,9 @@ int main(int argc, char** argv) {
               }
               done += n;
             }
-            c->Close(&*f);
+            if (gfs::Status cs = c->Close(&*f); !cs.ok()) {
+              std::fprintf(stderr, "append-bench: close: %s\n", cs.ToString().c_str());
+            }
           }
           report("append", r, size, static_cast<int>(p), Timed(comm, t0), stream_mbs);
         }
@@ -286,7 +296,8 @@ int main(int argc, char** argv) {
     }
     if (json) std::fclose(json);
   }
-  gfs::Finalize(&s, 0);
+  gfs::Status fin = gfs::Finalize(&s, 0);
+  if (!fin.ok()) std::fprintf(stderr, "append-bench: finalize: %s\n", fin.ToString().c_str());
   MPI_Finalize();
-  return 0;
+  return fin.ok() ? 0 : 1;
 }

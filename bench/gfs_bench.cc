@@ -359,7 +359,9 @@ class GfsBackend : public Backend {
     return Status::OK();
   }
   Status Close(bool) override { return c_->Close(&f_); }
-  void Remove(const std::string& path) override { c_->Remove(path, false); }
+  void Remove(const std::string& path) override {
+    (void)c_->Remove(path, false);  // between runs: a file already gone is fine
+  }
 
  private:
   gfs::Client* c_;
@@ -1004,8 +1006,9 @@ void Bench::Append(const std::string& api, int rep) {
   Barrier(comm_);
   if (me_ == 0) {
     if (api == "gfs") {
-      c_->Remove(path, false);
-      c_->Remove(spath, false);
+      // Between runs: a file already gone is fine.
+      (void)c_->Remove(path, false);
+      (void)c_->Remove(spath, false);
     } else {
       unlink(path.c_str());
       unlink(spath.c_str());
@@ -1034,7 +1037,9 @@ void Bench::Meta(const std::string& api, int rep) {
   dir += "/r";
   dir += std::to_string(me_);
   if (api == "gfs") {
-    c_->Mkdir(dir, true);
+    Status made = c_->Mkdir(dir, true);
+    if (!made.ok())
+      std::fprintf(stderr, "gfs-bench: mkdir %s: %s\n", dir.c_str(), made.ToString().c_str());
   } else {
     mkdir(top.c_str(), 0755);
     mkdir(dir.c_str(), 0755);
@@ -1104,9 +1109,10 @@ void Bench::Meta(const std::string& api, int rep) {
   }
   Barrier(comm_);
   if (api == "gfs") {
-    c_->Remove(dir, false);
+    // Clean-up after the measurement; what is left is removed with the top.
+    (void)c_->Remove(dir, false);
     Barrier(comm_);
-    if (me_ == 0) c_->Remove(top, true);
+    if (me_ == 0) (void)c_->Remove(top, true);
   } else {
     rmdir(dir.c_str());
     Barrier(comm_);
@@ -1213,7 +1219,9 @@ int Bench::Run() {
     std::fflush(stdout);
   }
   if (Has(a_.apis, "gfs")) {
-    c_->Mkdir("/gfs-bench", true);
+    Status made = c_->Mkdir("/gfs-bench", true);
+    if (!made.ok())
+      std::fprintf(stderr, "gfs-bench: mkdir /gfs-bench: %s\n", made.ToString().c_str());
     if (me_ == 0) held_at_start_ = HeldChunks();
   }
   Barrier(comm_);
@@ -1370,7 +1378,10 @@ int RankMain(int argc, char** argv) {
     rc = b.Run();
   }
   const bool first_client = s.is_client() && s.client_index() == 0;
-  gfs::Finalize(&s, rc);
+  if (Status fin = gfs::Finalize(&s, rc); !fin.ok()) {
+    std::fprintf(stderr, "gfs-bench: finalize: %s\n", fin.ToString().c_str());
+    if (rc == 0) rc = 1;
+  }
   if (first_client) WriteStatus(status_file, rc);
   // Every rank leaves with the clients' verdict (mpirun reports the first
   // non-zero exit status); launched, the status file carries it instead (under

@@ -164,6 +164,6 @@ void ChunkServer::OnCommitted(Message& m) {
   rep.primary = lease != leases_.end() && lease->second > Now();
   rep.length = meta->length;
   rep.committed = CommittedOf(r.handle);
-  SendReply(t_, m, rep);
+  LogIfSendFailed(SendReply(t_, m, rep), "an append reply");
 }
 }  // namespace gfs

@@ -106,14 +106,15 @@ void ChunkServer::SendRegister() {
   }
   register_id_ = ++next_id_;
   register_sent_us_ = Now();
-  SendRequest(t_, master_, r, register_id_, cfg_.request_timeout_ms, master_epoch_);
+  LogIfSendFailed(SendRequest(t_, master_, r, register_id_, cfg_.request_timeout_ms, master_epoch_),
+                  "a registration");
 }
 
 void ChunkServer::Reply(const Message& m, const Status& s) {
   if (s.ok()) {
-    SendReply(t_, m, Empty{});
+    LogIfSendFailed(SendReply(t_, m, Empty{}), "a reply");
   } else {
-    SendErrorReply(t_, m, s);
+    LogIfSendFailed(SendErrorReply(t_, m, s), "a reply");
   }
 }
 
@@ -134,8 +135,10 @@ void ChunkServer::Handle(Message& m) {
   if (refused_) {
     // Of another store: this server serves nothing (the master said why).
     if (!m.is_reply()) {
-      SendErrorReply(t_, m,
-                     Status(Code::kWrongStore, "chunkserver " + dir_ + " is of another store"));
+      LogIfSendFailed(
+          SendErrorReply(t_, m,
+                         Status(Code::kWrongStore, "chunkserver " + dir_ + " is of another store")),
+          "a reply");
     }
     if (m.type() == MsgType::kShutdown) done_ = true;
     return;
@@ -200,9 +203,10 @@ void ChunkServer::Handle(Message& m) {
     case MsgType::kNewMaster:
       return;  // handled by MasterEpochOk
     default:
-      SendErrorReply(
-          t_, m,
-          Status::Protocol(std::string("chunkserver does not serve ") + MsgTypeName(m.h.type)));
+      LogIfSendFailed(SendErrorReply(t_, m,
+                                     Status::Protocol(std::string("chunkserver does not serve ") +
+                                                      MsgTypeName(m.h.type))),
+                      "a reply");
   }
 }
 
@@ -266,11 +270,13 @@ bool ChunkServer::MasterEpochOk(Message& m) {
   if (m.h.epoch < master_epoch_) {
     stats_.counters[Counter::kStaleEpochRefused]++;
     if (!m.is_reply()) {
-      SendErrorReply(t_, m,
-                     Status(Code::kStaleEpoch, "orders of master epoch " +
-                                                   std::to_string(m.h.epoch) + " refused: epoch " +
-                                                   std::to_string(master_epoch_) + " rules"),
-                     master_epoch_);
+      LogIfSendFailed(
+          SendErrorReply(t_, m,
+                         Status(Code::kStaleEpoch,
+                                "orders of master epoch " + std::to_string(m.h.epoch) +
+                                    " refused: epoch " + std::to_string(master_epoch_) + " rules"),
+                         master_epoch_),
+          "a reply");
     }
     return false;
   }
@@ -346,7 +352,8 @@ void ChunkServer::ReportCorrupt(uint64_t handle, const std::vector<Range>& range
   CorruptReq r;
   r.handle = handle;
   r.ranges = ToWire(ranges);
-  SendRequest(t_, master_, r, ++next_id_, cfg_.request_timeout_ms, master_epoch_);
+  LogIfSendFailed(SendRequest(t_, master_, r, ++next_id_, cfg_.request_timeout_ms, master_epoch_),
+                  "a report to the master");
 }
 void ChunkServer::OnStats(Message& m) {
   StatsReply r;
@@ -354,7 +361,7 @@ void ChunkServer::OnStats(Message& m) {
     r.names.push_back(k);
     r.values.push_back(v);
   }
-  SendReply(t_, m, r);
+  LogIfSendFailed(SendReply(t_, m, r), "a reply");
 }
 
 void ChunkServer::NoteClockGap(uint64_t now) {
@@ -391,7 +398,8 @@ void ChunkServer::Tick(uint64_t) {
     hb.num_chunks = static_cast<uint32_t>(store_.NumChunks());
     hb.extend_leases.assign(lease_used_.begin(), lease_used_.end());
     lease_used_.clear();
-    SendRequest(t_, master_, hb, ++next_id_, cfg_.heartbeat_ms * 2, master_epoch_);
+    LogIfSendFailed(SendRequest(t_, master_, hb, ++next_id_, cfg_.heartbeat_ms * 2, master_epoch_),
+                    "a heartbeat");
   }
   // The deadlines of calls to peers are in calls_ (the event loop ends them).
   ExpirePushes(now);

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "chunk/chunk_server.h"
+#include "common/log.h"
 
 namespace gfs {
 namespace {
@@ -28,7 +29,7 @@ void ChunkServer::OnVerify(Message& m) {
     if (!damaged.empty()) rep.damaged.push_back(ChunkDamage{c.handle, ToWire(damaged)});
   }
   stats_.counters[Counter::kVerifyRuns]++;
-  SendReply(t_, m, rep);
+  LogIfSendFailed(SendReply(t_, m, rep), "a reply");
 }
 
 void ChunkServer::OnClone(Message& m) {
@@ -68,7 +69,10 @@ void ChunkServer::FinishClone(const Clone& c, const Status& s) {
   if (st.ok()) st = store_.Sync(c.handle);
   if (st.ok()) st = store_.SetVersion(c.handle, c.version);
   if (!st.ok()) {
-    store_.Delete(c.handle);
+    // The partial copy goes; if even that fails, the next registration
+    // reports it and the master orders its deletion again.
+    Status gone = store_.Delete(c.handle);
+    if (!gone.ok()) GFS_LOG_WARN("could not delete a failed clone: %s", gone.ToString().c_str());
     stats_.counters[Counter::kClonesFailed]++;
   } else {
     stats_.counters[Counter::kClonesDone]++;
@@ -241,7 +245,7 @@ void ChunkServer::FinishRepair(uint64_t handle, const Status& s) {
   }
   rep.still_damaged = ToWire(left);
   stats_.counters[left.empty() ? Counter::kRepairsDone : Counter::kRepairsPartial]++;
-  SendReply(t_, rp.master_req, rep);
+  LogIfSendFailed(SendReply(t_, rp.master_req, rep), "a reply");
 }
 void ChunkServer::Scrub(uint64_t now) {
   if (cfg_.scrub_mb_per_s == 0 || now < next_scrub_us_ || now < last_io_us_ + kScrubIdleUs) {

@@ -136,7 +136,7 @@ void ChunkServer::Complete(const PendingWrite& pw, const Status& s) {
   if (!s.ok()) {
     Reply(pw.client_req, s);
   } else if (pw.kind == PendingWrite::kAppend) {
-    SendReply(t_, pw.client_req, AppendReply{pw.offset});
+    LogIfSendFailed(SendReply(t_, pw.client_req, AppendReply{pw.offset}), "an append reply");
   } else if (pw.kind == PendingWrite::kPad) {
     // Every replica is padded (and, being in serial order, has applied every
     // earlier append of this chunk): the client moves to the next chunk.

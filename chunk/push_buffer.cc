@@ -27,7 +27,7 @@ void ChunkServer::OnPushData(Message& m) {
     if (push_held_ + p.total > cfg_.push_buffer_limit) {
       e.rejected = true;
       PushAckMsg ack{p.data_id, static_cast<uint16_t>(Code::kBusy), t_->rank()};
-      SendRequest(t_, p.origin, ack, 0, 0);
+      LogIfSendFailed(SendRequest(t_, p.origin, ack, 0, 0), "a push ack");
     } else {
       push_held_ += p.total;
       e.held = p.total;
@@ -56,11 +56,11 @@ void ChunkServer::OnPushData(Message& m) {
   size_t pos = 0;
   while (pos < p.chain.size() && p.chain[pos] != me) ++pos;
   if (pos + 1 < p.chain.size()) {
-    t_->Send(p.chain[pos + 1], m.buf);
+    LogIfSendFailed(t_->Send(p.chain[pos + 1], m.buf), "a forwarded push slice");
     stats_.counters[Counter::kPushBytesForwarded] += p.bytes.size;
   } else if (e.received == e.total) {
     PushAckMsg ack{p.data_id, 0, me};
-    SendRequest(t_, p.origin, ack, 0, 0);
+    LogIfSendFailed(SendRequest(t_, p.origin, ack, 0, 0), "a push ack");
   }
 }
 

@@ -60,7 +60,7 @@ void ChunkServer::OnRead(Message& m) {
   BytesWriter w(out.get());
   w.PatchU32(kHeaderSize + 8, static_cast<uint32_t>(len));
   w.PatchU32(kHeaderSize - 4, static_cast<uint32_t>(out->size() - kHeaderSize));
-  t_->Send(m.source, std::move(out));
+  LogIfSendFailed(t_->Send(m.source, std::move(out)), "a read reply");
 }
 
 void ChunkServer::OnReadLocal(Message& m) {
@@ -75,6 +75,6 @@ void ChunkServer::OnReadLocal(Message& m) {
   rep.chunk_length = meta.length;
   rep.block_size = static_cast<uint32_t>(ChunkStore::kBlockSize);
   stats_.counters[Counter::kLocalReads]++;
-  SendReply(t_, m, rep);
+  LogIfSendFailed(SendReply(t_, m, rep), "a read reply");
 }
 }  // namespace gfs

@@ -39,7 +39,7 @@ enum class Code : uint16_t {
 
 const char* CodeName(Code c);
 
-class Status {
+class [[nodiscard]] Status {
  public:
   Status() = default;
   Status(Code code, std::string msg) : code_(code), msg_(std::move(msg)) {}
@@ -72,7 +72,7 @@ class Status {
 [[noreturn]] void ResultHasNoValue(const Status& s);
 
 template <typename T>
-class Result {
+class [[nodiscard]] Result {
  public:
   Result(T value) : value_(std::move(value)) {}          // NOLINT(implicit)
   Result(Status status) : status_(std::move(status)) {}  // NOLINT(implicit)

@@ -41,7 +41,7 @@ bool MasterServer::HandleGroup(Message& m) {
         WhoIsMasterReply rep;
         rep.epoch = epoch_;
         rep.master = election_.epoch != 0 ? -1 : leader_;
-        t_->Send(m.source, EncodeReply(m, rep, epoch_));
+        LogIfSendFailed(t_->Send(m.source, EncodeReply(m, rep, epoch_)), "a reply");
       }
       return true;
     default:
@@ -160,7 +160,7 @@ void MasterServer::OnLogBatch(Message& m) {
     stats_.counters[Counter::kStaleEpochRefused]++;
   }
   if (!s.ok()) {
-    t_->Send(m.source, EncodeErrorReply(m, s, epoch_));
+    LogIfSendFailed(t_->Send(m.source, EncodeErrorReply(m, s, epoch_)), "a reply");
     return;
   }
   if (m.h.epoch > epoch_ || leader_ != m.source) {
@@ -210,7 +210,7 @@ void MasterServer::OnLogBatch(Message& m) {
   }
   s = log_->Sync();
   if (!s.ok()) {
-    t_->Send(m.source, EncodeErrorReply(m, s, epoch_));
+    LogIfSendFailed(t_->Send(m.source, EncodeErrorReply(m, s, epoch_)), "a reply");
     return;
   }
   in_sync_ = r.in_sync && !rep.need_snapshot;
@@ -227,7 +227,7 @@ void MasterServer::OnLogBatch(Message& m) {
     if (it != servers_.end()) it->second.alive = true;
   }
   rep.last_seq = log_->last_seq();
-  t_->Send(m.source, EncodeReply(m, rep, epoch_));
+  LogIfSendFailed(t_->Send(m.source, EncodeReply(m, rep, epoch_)), "a reply");
 }
 
 void MasterServer::ShadowTick(uint64_t now) {
@@ -289,7 +289,7 @@ void MasterServer::OnVote(Message& m) {
       next_election_us_ = now + ElectionTimeoutUs(cfg_);  // the candidate's turn first
     }
   }
-  t_->Send(m.source, EncodeReply(m, rep, epoch_));
+  LogIfSendFailed(t_->Send(m.source, EncodeReply(m, rep, epoch_)), "a reply");
 }
 
 void MasterServer::OnVoteReply(uint64_t epoch, const Result<Message>& r) {
@@ -356,7 +356,7 @@ void MasterServer::TakeOver() {
   NewMasterReq nm{epoch, group_.self};
   auto announce = [&](int r) {
     Header h = OrderHeader(MsgType::kNewMaster, 0);
-    t_->Send(r, EncodeMessage(h, nm));
+    LogIfSendFailed(t_->Send(r, EncodeMessage(h, nm)), "a new-master announcement");
   };
   for (int r : cs_ranks_) announce(r);
   for (int r : client_ranks_) announce(r);
@@ -388,7 +388,7 @@ void MasterServer::StepDown(uint64_t epoch, int leader) {
     auto fail = [&](int dest, const Buffer& buf) {
       Message req;
       if (ParseMessage(Incoming{dest, buf}, &req).ok() && req.is_reply()) {
-        t_->Send(dest, EncodeErrorReply(req, nm, epoch));
+        LogIfSendFailed(t_->Send(dest, EncodeErrorReply(req, nm, epoch)), "a reply");
       }
     };
     // Orders not sent yet are dropped (calls included: nothing is asked).
@@ -400,7 +400,8 @@ void MasterServer::StepDown(uint64_t epoch, int leader) {
     }
     uncommitted_.clear();
     deferred_.clear();
-    for (Message& w : unserved_.Release(0)) t_->Send(w.source, EncodeErrorReply(w, nm, epoch));
+    for (Message& w : unserved_.Release(0))
+      LogIfSendFailed(t_->Send(w.source, EncodeErrorReply(w, nm, epoch)), "a reply");
     mode_ = Mode::kShadow;
     in_sync_ = false;  // its log may hold records nobody acknowledged
     peers_.clear();
@@ -448,7 +449,7 @@ void MasterServer::ReleaseCommitted() {
     if (h.start) {
       h.start();
     } else {
-      t_->Send(h.dest, std::move(h.buf));
+      LogIfSendFailed(t_->Send(h.dest, std::move(h.buf)), "a deferred message");
     }
   }
 }

@@ -155,7 +155,7 @@ void MasterServer::AfterBatch() {
         }
         Message req;
         if (ParseMessage(Incoming{o.dest, o.buf}, &req).ok() && req.is_reply()) {
-          t_->Send(o.dest, EncodeErrorReply(req, s, epoch_));
+          LogIfSendFailed(t_->Send(o.dest, EncodeErrorReply(req, s, epoch_)), "an error reply");
         }
       }
       return;
@@ -176,7 +176,7 @@ void MasterServer::AfterBatch() {
       if (o.start) {
         o.start();
       } else {
-        t_->Send(o.dest, std::move(o.buf));
+        LogIfSendFailed(t_->Send(o.dest, std::move(o.buf)), "a deferred message");
       }
     }
     return;

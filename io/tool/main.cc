@@ -132,8 +132,8 @@ int RankMain(int argc, char** argv) {
       if (!launched) std::fprintf(stderr, "gfs: exit status %d\n", code);
     }
   } else {
-    Finalize(&s, 0);
-    if (!st.ok()) code = 1;
+    Status fin = Finalize(&s, 0);
+    if (!st.ok() || !fin.ok()) code = 1;
   }
   MPI_Finalize();
   // Launched: the status travels through the status file, and a non-zero

@@ -2,12 +2,14 @@
 
 #include <thread>
 
+#include "common/log.h"
+
 namespace gfs {
 
 Status Message::status() const {
   if (h.status == 0) return Status::OK();
   ErrorBody e;
-  Decode(&e);  // best effort: a malformed message still yields the code
+  (void)Decode(&e);  // best effort: a malformed message still yields the code
   return Status(static_cast<Code>(h.status), e.message);
 }
 
@@ -25,6 +27,10 @@ Buffer EncodeErrorReply(const Message& req, const Status& s, uint64_t epoch) {
   h.status = static_cast<uint16_t>(s.ok() ? Code::kInternal : s.code());
   ErrorBody e{s.message().substr(0, 1024)};
   return EncodeMessage(h, e);
+}
+
+void LogIfSendFailed(const Status& s, const char* what) {
+  if (!s.ok()) GFS_LOG_WARN("could not send %s: %s", what, s.ToString().c_str());
 }
 
 Status SendErrorReply(Transport* t, const Message& req, const Status& s, uint64_t epoch) {

@@ -61,6 +61,12 @@ Status SendReply(Transport* t, const Message& req, const Body& body, uint64_t ep
 }
 
 Buffer EncodeErrorReply(const Message& req, const Status& s, uint64_t epoch = 0);
+
+// For sends whose loss the receiver's deadline already covers (replies,
+// orders, acks, forwarded slices): the transport refuses a send only for a
+// bad rank or a broken MPI, so the error is logged (naming `what`) and the
+// caller goes on; the peer times out as if the message were lost.
+void LogIfSendFailed(const Status& s, const char* what);
 Status SendErrorReply(Transport* t, const Message& req, const Status& s, uint64_t epoch = 0);
 
 // Sleeps with exponential back-off while a loop finds nothing to do, so idle

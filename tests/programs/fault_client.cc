@@ -613,7 +613,9 @@ int main(int argc, char** argv) {
   if (!st.ok() || (s.is_client() && s.client_index() == 0)) {
     WriteText(work + "/result", bad.empty() ? "OK " + info : "FAIL " + bad);
   }
-  gfs::Finalize(&s, bad.empty() ? 0 : 1);
+  if (gfs::Status fin = gfs::Finalize(&s, bad.empty() ? 0 : 1); !fin.ok()) {
+    std::fprintf(stderr, "finalize: %s\n", fin.ToString().c_str());
+  }
   MPI_Finalize();
   return bad.empty() ? 0 : 1;
 }

@@ -332,7 +332,9 @@ int main(int argc, char** argv) {
     }
     if (!err.empty() || !all_ok) status = 1;
   }
-  gfs::Finalize(&s, status);
+  if (gfs::Status fin = gfs::Finalize(&s, status); !fin.ok()) {
+    std::fprintf(stderr, "finalize: %s\n", fin.ToString().c_str());
+  }
   MPI_Finalize();
   return status;
 }

@@ -72,7 +72,10 @@ int main(int argc, char** argv) {
       gfs::Status w = c->Write(&*f, off, block.data(), block.size());
       if (!w.ok()) verdict = "FAIL concurrent write: " + w.ToString();
     }
-    if (f.ok()) c->Close(&*f);
+    if (f.ok()) {
+      gfs::Status cl = c->Close(&*f);
+      if (!cl.ok()) verdict = "FAIL close: " + cl.ToString();
+    }
     MPI_Barrier(comm);
     if (me == 0 && verdict == "OK") {
       auto r = c->Open("/overlap");
@@ -121,7 +124,9 @@ int main(int argc, char** argv) {
     if (me == 0) Report(argv[2], any && verdict == "OK" ? "FAIL on another client" : verdict);
     if (bad) std::fprintf(stderr, "client %d: %s\n", me, verdict.c_str());
   }
-  gfs::Finalize(&s, verdict == "OK" ? 0 : 1);
+  if (gfs::Status fin = gfs::Finalize(&s, verdict == "OK" ? 0 : 1); !fin.ok()) {
+    std::fprintf(stderr, "finalize: %s\n", fin.ToString().c_str());
+  }
   MPI_Finalize();
   return 0;
 }
