@@ -141,9 +141,13 @@ class Client {
   Status Finish(int status);
 
   RoleStats& stats() { return stats_; }
-  // The files short-circuit reads open (the real ones by default; tests
-  // inject faults). Must outlive the client.
-  void set_env(Env* env) { env_ = env; }
+  // The file system and clock the client uses: short-circuit reads open
+  // chunk files through it; leases, read-ahead and retries read its time
+  // (Env::Posix() by default; tests inject faults). Must outlive the client.
+  void set_env(Env* env) {
+    env_ = env;
+    rpc_.set_env(env);
+  }
 
   // Sequential reads are read ahead (JobConfig::read_ahead bytes); bytes that
   // arrived longer ago than this are read anew, so another client's write is

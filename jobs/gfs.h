@@ -15,16 +15,17 @@
 //   gfs::Status st = gfs::Init(MPI_COMM_WORLD, cfg, &s);
 //   if (st.ok() && s.is_client()) {
 //     auto f = s.client()->Create("/out/data.bin");
-//     s.client()->Write(&*f, 0, buf, n);
-//     s.client()->Close(&*f);
+//     st = f.status();
+//     if (st.ok()) st = s.client()->Write(&*f, 0, buf, n);
+//     if (st.ok()) st = s.client()->Close(&*f);
 //     MPI_Barrier(s.app_comm());
 //   }
-//   gfs::Finalize(&s, st.ok() ? 0 : 1);
+//   gfs::Status done = gfs::Finalize(&s, st.ok() ? 0 : 1);
 //   MPI_Finalize();
 //
 // Rank layout: rank 0 master, ranks 1..S shadows, then K chunkservers, then
 // the clients (see JobConfig and doc/options.md). Every call returns a Status
-// or Result; nothing throws through the API.
+// or Result, both [[nodiscard]]; nothing throws through the API.
 #pragma once
 
 #include <mpi.h>

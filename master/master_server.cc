@@ -89,11 +89,7 @@ void MasterServer::DeferStart(std::function<void()> start, std::function<void()>
   deferred_.push_back(std::move(o));
 }
 
-int64_t MasterServer::NowMs() const {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+int64_t MasterServer::NowMs() const { return env_->WallMillis(); }
 
 Status MasterServer::Mutate(const MetaOp& op, std::vector<uint64_t>* freed) {
   if (!broken_.ok()) return broken_;

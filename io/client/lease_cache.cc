@@ -54,7 +54,7 @@ bool LeaseCache::DropReplica(uint64_t file, uint32_t index, int32_t rank) {
 }
 
 Result<ChunkLease> Client::GetLease(File* f, uint32_t index) {
-  const uint64_t now = MonoMicros();
+  const uint64_t now = env_->NowMicros();
   if (const ChunkLease* cached = cache_->Lease(f->id, index, now)) return *cached;
   LeaseReq req;
   req.path = f->path;
@@ -86,7 +86,7 @@ Result<uint32_t> Client::GetAppendLease(File* f) {
   l.version = rep.version;
   l.primary = rep.primary;
   l.replicas = rep.replicas;
-  l.expires_us = MonoMicros() + static_cast<uint64_t>(rep.lease_ms) * 500;  // half the lease
+  l.expires_us = env_->NowMicros() + static_cast<uint64_t>(rep.lease_ms) * 500;  // half the lease
   cache_->PutLease(f->id, rep.index, l);
   return rep.index;
 }
@@ -100,7 +100,7 @@ Status Client::FetchLocations(File* f, uint32_t first, uint32_t count) {
   GFS_RETURN_IF_ERROR(MasterCall(req, &rep));
   if (rep.attr.id != f->id) return Status::NotFound(f->path + " was replaced by another file");
   f->length = std::max(f->length, rep.attr.length);
-  const uint64_t now = MonoMicros();
+  const uint64_t now = env_->NowMicros();
   for (ChunkLocation& c : rep.chunks) cache_->PutLocation(f->id, std::move(c), now);
   return Status::OK();
 }

@@ -69,7 +69,7 @@ Result<Message> MasterChannel::Request(const std::function<Result<uint64_t>(int,
   // Fail-over. A silent master is not asked again (the request may still be
   // applied there); only a different master gets it, so a slow master does
   // not see the same mutation twice.
-  const uint64_t deadline = MonoMicros() + static_cast<uint64_t>(timeout_ms) * 1000;
+  const uint64_t deadline = rpc_->env()->NowMicros() + static_cast<uint64_t>(timeout_ms) * 1000;
   const uint32_t probe_ms = std::max<uint32_t>(2 * cfg_.heartbeat_ms, 500);
   std::vector<std::pair<uint64_t, int>> live;  // (request id, rank)
   auto send = [&](int dest) {
@@ -78,7 +78,7 @@ Result<Message> MasterChannel::Request(const std::function<Result<uint64_t>(int,
   };
   send(master_);
   int target = master_;  // where the request went (shadows aside)
-  uint64_t next_probe = MonoMicros() + probe_ms * 1000ull;
+  uint64_t next_probe = rpc_->env()->NowMicros() + probe_ms * 1000ull;
   bool tried_shadow = false;
   Status last = Status::Timeout("the master did not answer in time");
   for (;;) {
@@ -102,7 +102,7 @@ Result<Message> MasterChannel::Request(const std::function<Result<uint64_t>(int,
         next_probe = 0;  // "not the master": find the one that is, now
       }
     }
-    const uint64_t now = MonoMicros();
+    const uint64_t now = rpc_->env()->NowMicros();
     if (now >= deadline) break;
     if (now >= next_probe) {
       if (read_only && !tried_shadow && cfg_.shadows > 0) {
@@ -112,12 +112,12 @@ Result<Message> MasterChannel::Request(const std::function<Result<uint64_t>(int,
         int shadow = 1 + (next_shadow_++ % cfg_.shadows);
         if (shadow == master_) shadow = 1 + (next_shadow_++ % cfg_.shadows);
         if (shadow != master_) send(shadow);
-        next_probe = MonoMicros() + probe_ms * 1000ull;
+        next_probe = rpc_->env()->NowMicros() + probe_ms * 1000ull;
         continue;
       }
       FindMaster(probe_ms);
       if (live.empty()) target = -1;  // refused ("not the master"): ask again
-      next_probe = MonoMicros() + probe_ms * 1000ull;
+      next_probe = rpc_->env()->NowMicros() + probe_ms * 1000ull;
     }
     // The master changed (announced, or found by asking): the request goes
     // to the new one; the old one is not waited for any more.

@@ -18,7 +18,7 @@ MutationEngine::MutationEngine(Client* c, File* f, const RetryPolicy& policy, si
 Status MutationEngine::Run(std::vector<Mutation>* ops) {
   for (Mutation& op : *ops) op.retry = Retry(policy_);
   while (completed_ < ops->size()) {
-    uint64_t now = MonoMicros();
+    uint64_t now = c_->env_->NowMicros();
     for (Mutation& op : *ops) {
       if (inflight_ >= window_) break;
       if (op.state != Mutation::State::kNew || !op.retry.Due(now)) continue;
@@ -26,7 +26,7 @@ Status MutationEngine::Run(std::vector<Mutation>* ops) {
       GFS_RETURN_IF_ERROR(Start(op));
     }
     c_->PumpOrIdle();
-    now = MonoMicros();
+    now = c_->env_->NowMicros();
     for (Mutation& op : *ops) GFS_RETURN_IF_ERROR(Poll(op, now));
   }
   return Status::OK();
@@ -49,7 +49,7 @@ Status MutationEngine::Start(Mutation& op) {
   auto lease = c_->GetLease(f_, op.index);
   if (!lease.ok()) return Fail(op, lease.status());
   op.lease = *lease;
-  op.deadline_us = MonoMicros() + timeout_us_;
+  op.deadline_us = c_->env_->NowMicros() + timeout_us_;
   if (op.kind == Mutation::Kind::kTruncate) {
     // No data: the request goes to the primary at once.
     op.data_id = ++c_->next_data_id_;
@@ -175,7 +175,7 @@ Status MutationEngine::Fail(Mutation& op, const Status& s) {
     case Mutation::Kind::kTruncate:
       break;
   }
-  if (!Retryable(s.code()) || !op.retry.Failed(MonoMicros())) return s;
+  if (!Retryable(s.code()) || !op.retry.Failed(c_->env_->NowMicros())) return s;
   return Status::OK();
 }
 

@@ -85,7 +85,7 @@ Status Client::ReadPieces(File* f, uint64_t offset, uint8_t* out, size_t n,
     done += pc.len;
   }
   // Make sure every chunk's location is cached (one batched lookup).
-  const uint64_t now = MonoMicros();
+  const uint64_t now = env_->NowMicros();
   for (const Piece& pc : pieces) {
     const LeaseCache::Location* at = cache_->Find(f->id, pc.index);
     // A chunk cached without replicas was being created (or re-leased) when
@@ -317,7 +317,7 @@ Result<uint64_t> Client::CommittedLength(File* f) {
   if (rep.attr.id != f->id) return Status::NotFound(f->path + " was replaced by another file");
   if (rep.chunks.empty()) return std::max<uint64_t>(f->length, rep.attr.length);
   const ChunkLocation& last = rep.chunks.back();
-  cache_->PutLocation(f->id, last, MonoMicros());
+  cache_->PutLocation(f->id, last, env_->NowMicros());
   if (last.handle == 0 || last.replicas.empty()) {
     // The last chunk is being created (its replicas are not confirmed yet):
     // nothing in it is committed, and every chunk before it is (a chunk is

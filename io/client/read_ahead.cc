@@ -43,7 +43,7 @@ void Client::ForgetStream(uint64_t file_id) {
 
 size_t Client::TakeAhead(File* f, ReadStream* rs, uint64_t offset, uint8_t* out, size_t n) {
   size_t done = 0;
-  const uint64_t now = MonoMicros();
+  const uint64_t now = env_->NowMicros();
   while (done < n && !rs->segs.empty()) {
     AheadSeg& s = rs->segs.front();
     const uint64_t pos = offset + done;
@@ -98,7 +98,7 @@ void Client::TopUpAhead(File* f, ReadStream* rs, uint64_t from) {
   bool fetched = false;
   while (end < f->length && end - from < window) {
     const auto index = static_cast<uint32_t>(end / f->chunk_size);
-    const uint64_t now = MonoMicros();
+    const uint64_t now = env_->NowMicros();
     const LeaseCache::Location* at = cache_->Find(f->id, index);
     if (at == nullptr || at->expires_us <= now) {
       if (fetched) return;

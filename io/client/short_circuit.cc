@@ -86,7 +86,7 @@ size_t Client::TakeLocal(File* f, uint64_t offset, uint8_t* out, size_t n) {
   auto it = reads_->local.find(f->id);
   if (it == reads_->local.end()) return 0;
   LocalView& v = it->second;
-  if (MonoMicros() - v.fetched_us > kAheadMaxAgeUs) {
+  if (env_->NowMicros() - v.fetched_us > kAheadMaxAgeUs) {
     reads_->local.erase(it);
     return 0;
   }
@@ -116,7 +116,7 @@ Status Client::ReadLocalPiece(File* f, uint32_t index, uint64_t rep_handle, int3
   v.base = rep.base;
   v.end = rep.end;
   v.crcs = std::move(rep.crcs);
-  v.fetched_us = MonoMicros();
+  v.fetched_us = env_->NowMicros();
   if (v.block_size == 0 || v.base % v.block_size != 0 || chunk_off < v.base ||
       chunk_off + *got > v.end ||
       v.crcs.size() != (v.end - v.base + v.block_size - 1) / v.block_size) {

@@ -38,7 +38,7 @@ Status Client::Fsync(File* f) {
       failed[sent[i].first].push_back(sent[i].second);
     }
     if (failed.empty()) break;
-    const uint64_t now = MonoMicros();
+    const uint64_t now = env_->NowMicros();
     if (!retry.Failed(now)) return first;
     stats_.counters[Counter::kFsyncRetries]++;
     std::this_thread::sleep_for(std::chrono::microseconds(retry.not_before_us() - now));

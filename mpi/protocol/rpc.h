@@ -131,6 +131,8 @@ class RpcClient {
   explicit RpcClient(Transport* t, Env* env = nullptr)
       : t_(t), env_(env != nullptr ? env : Env::Posix()), idler_(t) {}
   Transport* transport() const { return t_; }
+  Env* env() const { return env_; }
+  void set_env(Env* env) { env_ = env; }
   uint64_t NewId() { return ++next_id_; }
   // The master epoch stamped on every request sent from now on.
   void set_epoch(uint64_t e) { epoch_ = e; }

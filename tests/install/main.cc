@@ -97,7 +97,9 @@ int main(int argc, char** argv) {
   } else if (!st.ok() && s.world_rank() <= 0) {
     std::fprintf(stderr, "gfs::Init: %s\n", st.ToString().c_str());
   }
-  gfs::Finalize(&s, code);
+  if (gfs::Status done = gfs::Finalize(&s, code); !done.ok()) {
+    std::fprintf(stderr, "gfs::Finalize: %s\n", done.ToString().c_str());
+  }
   MPI_Finalize();
   return 0;
 }

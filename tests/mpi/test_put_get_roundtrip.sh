@@ -57,37 +57,75 @@ assert_ok "get after put with --writeback"
 assert_same_file "$TMP/in.bin" "$TMP/out.bin" "get after put with --writeback"
 rm -f "$TMP/out.bin"
 
-# write_fds PID: the chunk and checksum files PID has open for writing
-# (O_WRONLY or O_RDWR in /proc/PID/fdinfo), one per line.
-write_fds() {
-  local fd target flags
-  for fd in /proc/"$1"/fd/*; do
-    target="$(readlink "$fd" 2>/dev/null)" || continue
-    [[ "$target" == *.chunk || "$target" == *.crc ]] || continue
-    flags="$(awk '/^flags:/ { print $2 }' /proc/"$1"/fdinfo/"${fd##*/}" 2>/dev/null)" || continue
-    [[ -n "$flags" ]] || continue
-    if (((8#$flags & 3) != 0)); then echo "$target"; fi
-  done
+# sample_write_fds BG_PID DATA: while BG_PID runs, finds the job's ranks (their
+# command line names DATA; the rank from OMPI_COMM_WORLD_RANK) and counts,
+# every 5 ms, the chunk and checksum files each has open for writing
+# (O_WRONLY or O_RDWR in /proc/PID/fdinfo). Prints "CLIENT_SEEN CS_SEEN":
+# rank 5 is the client, ranks 1-4 the chunkservers. One process does it all:
+# a shell loop forking per descriptor took longer than a whole put at R = 1
+# on a busy machine.
+sample_write_fds() {
+  python3 - "$@" <<'PY'
+import os, sys, time
+bg, needle = sys.argv[1], sys.argv[2].encode()
+seen = {"client": 0, "cs": 0}
+ranks = {}  # pid -> rank
+def rank_of(pid):
+    if pid in ranks:
+        return ranks[pid]
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+        if needle not in b" ".join(argv) or argv[0].endswith((b"mpirun", b"orted", b"timeout")):
+            return None
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            env = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)
+    except OSError:
+        return None
+    r = env.get(b"OMPI_COMM_WORLD_RANK")
+    if r is not None:
+        ranks[pid] = int(r)
+    return ranks.get(pid)
+def writing(pid):
+    n = 0
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return 0
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if not target.endswith((".chunk", ".crc")):
+                continue
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                flags = next(int(l.split()[1], 8) for l in f if l.startswith("flags:"))
+        except (OSError, StopIteration):
+            continue
+        if flags & 3:
+            n += 1
+    return n
+while os.path.exists(f"/proc/{bg}"):
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        r = rank_of(d)
+        if r == 5:
+            seen["client"] += writing(d)
+        elif r in (1, 2, 3, 4):
+            seen["cs"] += writing(d)
+    time.sleep(0.005)
+print(seen["client"], seen["cs"])
+PY
 }
 
 # watch_put R NAME: a put at R = R in the background; samples the client rank's
 # and the chunkservers' open files until it ends. Only chunkservers write.
 watch_put() {
-  local r="$1" name="$2" client cs_seen=0 client_seen=0 pid n
+  local r="$1" name="$2" counts client_seen cs_seen
   GLOBALS=(--chunkservers 4 --replication "$r" --chunk-size 8M)
   bg_start "$GFS" --data-dir "$DATA" "${GLOBALS[@]}" --stats-dir "$TMP/s-$name" put "$TMP/in.bin" "/$name"
-  client="$(wait_rank_pid 5)"  # 1 master + 4 chunkservers, then the client
-  while bg_running; do
-    n="$(write_fds "$client" | grep -c . || true)"
-    client_seen=$((client_seen + n))
-    for rank in 1 2 3 4; do
-      pid="$(job_rank_pid "$rank")"
-      [[ -n "$pid" ]] || continue
-      n="$(write_fds "$pid" | grep -c . || true)"
-      cs_seen=$((cs_seen + n))
-    done
-    sleep 0.02
-  done
+  counts="$(sample_write_fds "$BG_PID" "$DATA")"
+  read -r client_seen cs_seen <<<"$counts"
   bg_wait
   assert_ok "put at R=$r (watched)"
   assert_eq 0 "$client_seen" "chunk or checksum files the client rank had open for writing (R=$r)"
