@@ -67,11 +67,22 @@ struct HostId {
   std::string boot_id;
 };
 
+struct ChunkLease;
+class LeaseCache;
+class MasterChannel;
+class MutationEngine;
+struct LocalView;
+struct ReadState;
+struct ReadStream;
+
 class Client {
  public:
   // hosts: where every rank runs (index = rank), for nearest-replica choice
   // and short-circuit reads.
   Client(Transport* t, const JobConfig& cfg, int master_rank, std::vector<HostId> hosts);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
 
   Status Mkdir(const std::string& path, bool parents);
   Result<FileStat> Stat(const std::string& path);
@@ -143,21 +154,13 @@ class Client {
   Transport* transport() { return rpc_.transport(); }
 
  private:
-  struct CachedLease {
-    uint64_t handle = 0, version = 0;
-    int32_t primary = -1;
-    std::vector<int32_t> replicas;
-    uint64_t expires_us = 0;
-  };
-  struct CachedLoc {
-    ChunkLocation loc;
-    uint64_t expires_us = 0;
-  };
+  // Writes, appends and truncations run in the engine (io/client/), which
+  // shares the client's leases, pushed-data acks and counters.
+  friend class MutationEngine;
 
-  // A request to the master, with fail-over: when the master is silent the
-  // client asks the master group who leads now and sends it there; read-only
-  // requests (stat, list, lookup) are also offered to a shadow master, and the
-  // first answer wins. timeout_ms 0 = the job's request timeout.
+  // A request to the master through the master channel, which fails over
+  // between the master and its shadows (io/client/master_channel.h).
+  // timeout_ms 0 = the job's request timeout.
   template <typename Req, typename Rep>
   Status MasterCall(const Req& req, Rep* rep, uint32_t timeout_ms = 0) {
     constexpr bool kReadOnly = Req::kType == MsgType::kStat || Req::kType == MsgType::kList ||
@@ -170,15 +173,10 @@ class Client {
   }
   Result<Message> MasterRequest(const std::function<Result<uint64_t>(int, uint32_t)>& start,
                                 bool read_only, uint32_t timeout_ms);
-  // Asks every master-group rank who the master is; true when it changed.
-  bool FindMaster(uint32_t timeout_ms);
-  Result<CachedLease> GetLease(File* f, uint32_t index);
-  Status Mutate(File* f, uint32_t index, const CachedLease& lease, uint8_t kind, uint64_t offset,
-                const uint8_t* data, size_t n);
-  // Sends the data into the chain (slices, bounded in flight); the last
-  // chunkserver's push-ack arrives later through OnUnsolicited.
-  Status PushSend(const std::vector<int32_t>& chain, uint64_t data_id, const uint8_t* data,
-                  size_t n);
+  Result<ChunkLease> GetLease(File* f, uint32_t index);
+  // Asks the master for the lease of the chunk record appends go to (its
+  // file's last); caches it and returns the chunk's index.
+  Result<uint32_t> GetAppendLease(File* f);
   void PumpOrIdle();
   // Pushed slices are sent from the caller's memory (Transport::SendWithTail):
   // a call that pushed waits, on leaving, until no such send is pending.
@@ -186,32 +184,10 @@ class Client {
     Client* c;
     ~TailGuard();
   };
-  static std::vector<int32_t> Secondaries(const CachedLease& lease);
-  // True once the push-ack of data_id has arrived (consumed; *s its status).
-  bool TakePushAck(uint64_t data_id, Status* s);
   Status FetchLocations(File* f, uint32_t first, uint32_t count);
 
-  // Sequential read-ahead. After two reads in a row that each start where
-  // the last ended, the client keeps `read_ahead` bytes past the reader's
-  // position requested (read_size each), so the chunkservers' disk reads and
-  // the transfers overlap the application's work. Any write, append,
-  // truncate or close through this client, a jump, or an error drops it.
-  struct AheadSeg {
-    uint64_t off = 0;  // file offset
-    uint32_t len = 0;
-    uint64_t id = 0;      // rpc id of the read request
-    uint32_t index = 0;   // chunk
-    int32_t target = -1;  // replica asked
-    uint64_t started_us = 0;
-    bool have = false;  // the reply is in `reply`
-    Message reply;
-  };
-  struct ReadStream {
-    uint64_t next = 0;          // where the last read ended
-    uint32_t streak = 0;        // sequential reads in a row
-    uint64_t used = 0;          // stream_clock_ at the last read
-    std::deque<AheadSeg> segs;  // ascending and contiguous
-  };
+  // Reads, read-ahead and short-circuit reads (io/client/read*.cc,
+  // short_circuit.cc; their state in io/client/read_state.h).
   ReadStream& Stream(uint64_t file_id);
   void DropAhead(ReadStream* rs);
   void ForgetStream(uint64_t file_id);
@@ -225,13 +201,12 @@ class Client {
   // (Corruption naming the file and the first range no replica holds good)
   // only when some block is good nowhere.
   Status ReadAround(File* f, uint64_t offset, uint8_t* out, size_t n, const Status& last);
-  bool narrowing_ = false;  // inside ReadAround: report, do not split again
   // A replica that did not answer a read leaves the cached locations of the
   // chunk (unless it is the last), so later reads and read-ahead do not wait
   // for it again; a location refresh from the master brings back the truth.
   void ForgetReplica(uint64_t file_id, uint32_t index, int32_t rank);
   // A replica to read from: the nearest, spread over equally near ones by
-  // `turn` (one read_rr_ value per request), then the next one per attempt.
+  // `turn` (one ReadState::read_rr value per request), then the next one per attempt.
   int32_t PickReplica(const ChunkLocation& loc, uint64_t turn, size_t attempt);
   // The furthest end written or appended to a file, not yet told to the
   // master (see Write).
@@ -243,29 +218,13 @@ class Client {
   std::vector<int32_t> OrderByDistance(std::vector<int32_t> ranks, int from) const;
   void OnUnsolicited(Message& m);
 
-  // Short-circuit reads (JobConfig::short_circuit_reads). A chunk with a
-  // replica on this client's host is read from that replica's data file:
-  // the chunkserver checks the version and sends the checksums of the blocks
-  // (kReadLocal), this client reads the bytes itself and verifies every
-  // block. Anything that fails (no access, a short file, a mismatch, e.g. a
-  // block overwritten since) falls back to kRead, where the chunkserver
-  // verifies and reports corruption. One answer covers the rest of the chunk
-  // (up to kLocalWindow) and serves the reads that follow for kAheadMaxAgeUs,
-  // like read-ahead; chunks read this way are not read ahead.
-  struct LocalView {
-    uint32_t index = 0;  // chunk of the file
-    std::unique_ptr<RandomRWFile> file;
-    uint32_t block_size = 0;
-    uint64_t base = 0, end = 0;  // chunk offsets the checksums cover
-    std::vector<uint32_t> crcs;  // one per block of [base, end)
-    uint64_t fetched_us = 0;
-  };
+  // Short-circuit reads (io/client/short_circuit.cc): whether a replica's
+  // data file is read by this client itself.
   bool ShortCircuit(int32_t target) const;
   // A chunkserver on this host (same name and boot id; not this rank) whose
   // files this client can open.
   bool LocalPeer(int32_t target) const;
   bool SameHostName(int32_t a, int32_t b) const;
-  std::set<int32_t> no_local_;  // chunkservers whose files this client cannot open
   // A read-local answer's path is opened only if it is the data file of that
   // very chunk under the job's data directory (no other file on the host).
   bool ChunkFilePath(const std::string& path, uint64_t handle) const;
@@ -288,26 +247,19 @@ class Client {
 
   RpcClient rpc_;
   JobConfig cfg_;
-  int master_;
-  uint64_t master_epoch_ = 0;
-  int next_shadow_ = 0;  // round-robin over shadows for read-only requests
+  std::unique_ptr<MasterChannel> master_channel_;  // io/client/master_channel.h
   std::vector<HostId> hosts_;
   std::string data_dir_abs_;  // cfg_.data_dir, absolute and normalised
   uint64_t next_data_id_ = 0;
-  std::map<uint64_t, uint16_t> push_acks_;                       // data id -> status
-  std::map<std::pair<uint64_t, uint32_t>, CachedLease> leases_;  // (file id, index)
-  std::map<std::pair<uint64_t, uint32_t>, CachedLoc> locs_;      // (file id, index)
+  std::map<uint64_t, uint16_t> push_acks_;  // data id -> status
+  std::unique_ptr<LeaseCache> cache_;       // leases and locations (io/client/lease_cache.h)
   struct Unreported {
     std::string path;
     uint64_t end = 0;
   };
   std::map<uint64_t, Unreported> unreported_;  // file id -> NoteEnd
-  std::map<uint64_t, ReadStream> streams_;     // file id -> read-ahead
-  std::map<uint64_t, LocalView> local_;        // file id -> last short-circuit answer
-  std::vector<uint8_t> edge_;                  // partial blocks of short-circuit reads
+  std::unique_ptr<ReadState> reads_;           // io/client/read_state.h
   Env* env_ = Env::Posix();
-  uint64_t stream_clock_ = 0;
-  uint64_t read_rr_ = 0;
   RoleStats stats_;
 };
 

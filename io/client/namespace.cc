@@ -1,0 +1,134 @@
+// Namespace calls: create, open, stat, list, mkdir, remove, rename, and the
+// cluster-wide reports (report, fsck) and the end of the job.
+#include <algorithm>
+
+#include "io/client.h"
+
+namespace gfs {
+namespace {
+
+FileStat ToStat(const std::string& path, const FileAttr& a) {
+  FileStat s;
+  s.path = path;
+  s.is_dir = a.is_dir;
+  s.id = a.id;
+  s.size = a.length;
+  s.replication = a.replication;
+  s.chunk_size = a.chunk_size;
+  s.chunks = a.num_chunks;
+  s.mtime_ms = a.mtime_ms;
+  return s;
+}
+
+}  // namespace
+
+Status Client::Mkdir(const std::string& path, bool parents) {
+  Empty rep;
+  return MasterCall(MkdirReq{path, parents}, &rep);
+}
+
+Result<FileStat> Client::Stat(const std::string& path) {
+  StatReq req;
+  req.path = path;
+  StatReply rep;
+  Status s = MasterCall(req, &rep);
+  if (!s.ok()) return s;
+  FileStat st = ToStat(path, rep.attr);
+  auto u = unreported_.find(st.id);
+  if (u != unreported_.end()) st.size = std::max(st.size, u->second.end);  // our own writes
+  return st;
+}
+
+Result<std::vector<FileStat>> Client::List(const std::string& path) {
+  ListReq req;
+  req.path = path;
+  ListReply rep;
+  Status s = MasterCall(req, &rep);
+  if (!s.ok()) return s;
+  std::vector<FileStat> out;
+  out.reserve(rep.entries.size());
+  for (const ListEntry& e : rep.entries) {
+    out.push_back(ToStat(e.name, e.attr));
+    auto u = unreported_.find(e.attr.id);
+    if (u != unreported_.end()) out.back().size = std::max(out.back().size, u->second.end);
+  }
+  return out;
+}
+
+Status Client::Remove(const std::string& path, bool recursive) {
+  Empty rep;
+  return MasterCall(DeleteReq{path, recursive}, &rep);
+}
+
+Status Client::Rename(const std::string& src, const std::string& dst, bool replace) {
+  // Lengths are reported under the path they were written at.
+  GFS_RETURN_IF_ERROR(ReportLengthsUnder(src));
+  Empty rep;
+  return MasterCall(RenameReq{src, dst, replace}, &rep);
+}
+
+Result<File> Client::Create(const std::string& path, const CreateOptions& opts) {
+  CreateReq req;
+  req.path = path;
+  req.replication = opts.replication;
+  req.chunk_size = opts.chunk_size;
+  req.exclusive = opts.exclusive;
+  req.truncate = opts.truncate;
+  StatReply rep;
+  Status s = MasterCall(req, &rep);
+  if (!s.ok()) return s;
+  if (opts.truncate) unreported_.erase(rep.attr.id);  // cut to zero: older ends are gone
+  File f;
+  f.path = path;
+  f.id = rep.attr.id;
+  f.replication = rep.attr.replication;
+  f.chunk_size = rep.attr.chunk_size;
+  f.length = rep.attr.length;
+  return f;
+}
+
+Result<File> Client::Open(const std::string& path) {
+  auto st = Stat(path);
+  if (!st.ok()) return st.status();
+  if (st->is_dir) return Status(Code::kIsADirectory, path);
+  File f;
+  f.path = path;
+  f.id = st->id;
+  f.replication = st->replication;
+  f.chunk_size = st->chunk_size;
+  f.length = st->size;
+  return f;
+}
+
+Result<ReportReply> Client::Report() {
+  ReportReply rep;
+  Status s = MasterCall(ReportReq{}, &rep);
+  if (!s.ok()) return s;
+  return rep;
+}
+
+Result<FsckReply> Client::Fsck(const std::string& path, bool verify) {
+  FsckReply rep;
+  FsckReq req;
+  req.path = path;
+  req.verify = verify;
+  // Verification reads every replica: allow it more time than one request.
+  Status s = MasterCall(req, &rep, cfg_.request_timeout_ms * 4);
+  if (!s.ok()) return s;
+  return rep;
+}
+
+Status Client::Finish(int status) {
+  // Lengths not yet told (files written and never closed). A file removed or
+  // replaced since then has no length to keep.
+  while (!unreported_.empty()) {
+    const uint64_t id = unreported_.begin()->first;
+    Status s = ReportLength(id);
+    if (!s.ok() && s.code() != Code::kNotFound) return s;
+    unreported_.erase(id);
+  }
+  Empty rep;
+  return MasterCall(ClientDoneReq{status}, &rep, 120000);
+}
+
+}  // namespace gfs

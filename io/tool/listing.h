@@ -1,0 +1,36 @@
+// Listing and inspection commands of the gfs tool: ls, du and count (the
+// namespace walked), head and tail.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "io/client.h"
+#include "io/tool/output.h"
+
+namespace gfs::tool {
+
+struct Usage {
+  uint64_t dirs = 0, files = 0, size = 0, space = 0;
+};
+
+// Adds what lies at `path` (stat `at`) to *u, walking directories.
+Status Walk(Client* c, const FileStat& at, const std::string& path, Usage* u);
+// The entries a listing shows for PATH: its children when it is a
+// directory, else the file itself. Paths are full.
+Result<std::vector<FileStat>> Entries(Client* c, const std::string& path, bool* is_dir);
+
+struct LsOptions {
+  bool recursive = false, lng = false, human = false, json = false;
+};
+
+// Lists `path` (text lines, or JSON objects appended to *out).
+Status Ls(Client* c, const std::string& path, const LsOptions& o, Json* out);
+// The first `bytes` bytes of a file on stdout.
+Status Head(Client* c, const std::string& path, uint64_t bytes);
+// The last `bytes` bytes, or with by_lines the last `lines` lines, up to the
+// committed length, on stdout.
+Status Tail(Client* c, const std::string& path, uint64_t bytes, uint64_t lines, bool by_lines);
+
+}  // namespace gfs::tool
