@@ -564,6 +564,7 @@ const std::vector<CommandSpec>& Commands() {
        "R",
        {{"verify", nullptr, "have every chunkserver check all its checksums now"},
         {"wait", "SECONDS", "first wait up to SECONDS for every chunk to reach full replication"},
+        {"locations", nullptr, "list every chunk with its replicas' hosts and racks"},
         {"json", nullptr, "print one JSON object"}},
        false,
        true},

@@ -3,7 +3,8 @@
 # rack0, h1,h3,h5 in rack1, a topology file the cluster's `gfs` passes as
 # --topology). A put at R = 3: every chunk's replicas are on 3 hosts and
 # both racks; report and fsck (text and --json) show each chunkserver's and
-# replica's host and rack as the topology file says. A bad topology file is
+# replica's host and rack as the topology file says. A reader on h5 reads
+# each chunk from the nearest replica (h5, else rack1). A bad topology file is
 # refused by the launcher before mpirun starts, with its line. Creating the
 # namespaces must work here: if it does not, the test fails with the reason.
 set -euo pipefail
@@ -80,6 +81,38 @@ EOF
 ncgfs report
 assert_ok "report"
 assert_contains "$OUT" "rack1" "report's text shows racks"
+
+# Distance: a reader on h5 (rack1), through the chunkservers
+# (--no-short-circuit, so every byte shows in a chunkserver's bytes_read),
+# reads each chunk with a replica on h5 from h5, every other chunk from
+# another host of rack1, none from rack0. Chunkservers are ranks 1..6 on
+# h0..h5.
+ncgfs fsck --json /racks
+cp "$OUT_FILE" "$TMP/fsck.json"
+run_cmd "$NC" gfs --on h5 --no-short-circuit --stats-dir "$TMP/sr" get /racks/a.bin "$TMP/out.bin"
+assert_ok "get on h5"
+assert_same_file "$TMP/in.bin" "$TMP/out.bin" "get on h5"
+python3 - "$TMP/fsck.json" "$TMP/sr" "$SIZE" <<'EOF' || fail "reads not from the nearest replica"
+import json, sys
+fs = json.load(open(sys.argv[1]))
+size = int(sys.argv[3])
+st = {r: json.load(open("%s/rank-%d.json" % (sys.argv[2], r))) for r in range(1, 8)}
+got = {r: int(st[r].get("counters", {}).get("bytes_read", 0)) for r in range(1, 7)}
+assert st[7]["role"] == "client", st[7]["role"]
+host = {r: st[r].get("host", "h%d" % (r - 1)) for r in range(1, 7)}
+on_h5 = 0
+for c in fs["files"][0]["chunk_list"]:
+    n = min(1048576, size - c["index"] * 1048576)
+    if any(x["host"] == "h5" for x in c["replicas"]):
+        on_h5 += n
+print("bytes read per chunkserver h0..h5:", [got[r] for r in range(1, 7)], "; on h5:", on_h5)
+if got[1] or got[3] or got[5]:
+    sys.exit("rack0's chunkservers served reads to a reader on rack1")
+if got[6] != on_h5:
+    sys.exit("h5's chunkserver served %d bytes, its chunks hold %d" % (got[6], on_h5))
+if got[2] + got[4] + got[6] != size:
+    sys.exit("rack1 served %d bytes of %d" % (got[2] + got[4] + got[6], size))
+EOF
 
 # A bad topology file: refused by the launcher with its line, exit 2.
 printf 'h0 rack0\nh1\n' >"$TMP/bad-topology"
