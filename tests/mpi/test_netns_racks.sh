@@ -35,6 +35,8 @@ SIZE=$((MB * 1048576))
 CHUNKS=$(((SIZE + 1048575) / 1048576))
 log "file size $MB MiB, $CHUNKS chunks"
 rand_file "$TMP/in.bin" "$SIZE"
+ncgfs mkdir /racks
+assert_ok "mkdir"
 ncgfs put "$TMP/in.bin" /racks/a.bin
 assert_ok "put across 6 hosts on 2 racks"
 
