@@ -164,8 +164,10 @@ class Client {
   // timeout_ms 0 = the job's request timeout.
   template <typename Req, typename Rep>
   Status MasterCall(const Req& req, Rep* rep, uint32_t timeout_ms = 0) {
-    constexpr bool kReadOnly = Req::kType == MsgType::kStat || Req::kType == MsgType::kList ||
-                               Req::kType == MsgType::kLookup;
+    static_assert(kRepliesWith<Req, Rep>, "the protocol table gives this request another reply");
+    constexpr MsgType kType = ProtocolOf<Req>::kType;
+    constexpr bool kReadOnly =
+        kType == MsgType::kStat || kType == MsgType::kList || kType == MsgType::kLookup;
     auto m = MasterRequest([&](int dest, uint32_t ms) { return rpc_.Start(dest, req, ms); },
                            kReadOnly, timeout_ms ? timeout_ms : cfg_.request_timeout_ms);
     if (!m.ok()) return m.status();

@@ -30,7 +30,8 @@ bool MasterServer::HandleGroup(Message& m) {
       m.is_reply() ? OnLogBatchReply(m) : OnLogBatch(m);
       return true;
     case MsgType::kVote:
-      m.is_reply() ? OnVoteReply(m) : OnVote(m);
+      // A reply comes here only when its call has ended (late): dropped.
+      if (!m.is_reply()) OnVote(m);
       return true;
     case MsgType::kNewMaster:
       if (!m.is_reply()) OnNewMaster(m);
@@ -163,7 +164,7 @@ void MasterServer::OnLogBatch(Message& m) {
     return;
   }
   if (m.h.epoch > epoch_ || leader_ != m.source) {
-    epoch_ = m.h.epoch;
+    SetEpoch(m.h.epoch);
     leader_ = m.source;
     voted_epoch_ = std::max(voted_epoch_, epoch_);
   }
@@ -266,10 +267,9 @@ void MasterServer::StartElection(uint64_t now) {
   }
   if (leader_ >= 0 && leader_ != group_.self) voters.push_back(leader_);
   for (int r : voters) {
-    Header h =
-        OrderHeader(MsgType::kVote, static_cast<uint32_t>((election_.deadline_us - now) / 1000));
-    vote_req_[h.id] = election_.epoch;
-    t_->Send(r, EncodeMessage(h, v));
+    const uint64_t epoch = election_.epoch;
+    calls_.Call(r, v, static_cast<uint32_t>((election_.deadline_us - now) / 1000),
+                [this, epoch](Result<Message> rep) { OnVoteReply(epoch, rep); });
   }
   if (2 * election_.votes > static_cast<int>(group_.members.size())) TakeOver();
 }
@@ -292,11 +292,10 @@ void MasterServer::OnVote(Message& m) {
   t_->Send(m.source, EncodeReply(m, rep, epoch_));
 }
 
-void MasterServer::OnVoteReply(Message& m) {
-  auto it = vote_req_.find(m.h.id);
-  if (it == vote_req_.end()) return;
-  const uint64_t epoch = it->second;
-  vote_req_.erase(it);
+void MasterServer::OnVoteReply(uint64_t epoch, const Result<Message>& r) {
+  // No answer in time: no vote (the election ends at its own deadline).
+  if (!r.ok()) return;
+  const Message& m = *r;
   VoteReply rep;
   if (election_.epoch != epoch || !m.status().ok() || !m.Decode(&rep).ok() || !rep.granted) return;
   ++election_.votes;
@@ -370,7 +369,7 @@ void MasterServer::OnNewMaster(Message& m) {
   NewMasterReq r;
   if (!m.Decode(&r).ok() || r.epoch <= epoch_) return;
   if (mode_ == Mode::kMaster) StepDown(r.epoch, r.master);
-  epoch_ = r.epoch;
+  SetEpoch(r.epoch);
   leader_ = r.master;
   voted_epoch_ = std::max(voted_epoch_, r.epoch);
   election_ = Election{};
@@ -392,29 +391,66 @@ void MasterServer::StepDown(uint64_t epoch, int leader) {
         t_->Send(dest, EncodeErrorReply(req, nm, epoch));
       }
     };
-    for (auto& h : uncommitted_) fail(h.dest, h.buf);
-    for (auto& [dest, buf] : deferred_) fail(dest, buf);
+    // Orders not sent yet are dropped (calls included: nothing is asked).
+    for (auto& h : uncommitted_) {
+      if (!h.start) fail(h.dest, h.buf);
+    }
+    for (Outgoing& o : deferred_) {
+      if (!o.start) fail(o.dest, o.buf);
+    }
     uncommitted_.clear();
     deferred_.clear();
-    for (Message& w : held_) t_->Send(w.source, EncodeErrorReply(w, nm, epoch));
-    held_.clear();
+    for (Message& w : unserved_.Release(0)) t_->Send(w.source, EncodeErrorReply(w, nm, epoch));
     mode_ = Mode::kShadow;
     in_sync_ = false;  // its log may hold records nobody acknowledged
     peers_.clear();
     unshipped_.clear();
+    // The calls it made end without effect (their continuations see the
+    // new term), and the lease requests waiting on its chunk operations
+    // are dropped unanswered, as those operations are.
+    ++term_;
+    for (const auto& [h, p] : prepares_) chunk_waiters_.Release(h);
+    for (const auto& [h, op] : clones_) chunk_waiters_.Release(h);
+    for (const auto& [h, op] : repairs_) {
+      chunk_waiters_.Release(h);
+      if (op.timer != 0) timers_.Cancel(op.timer);
+    }
     prepares_.clear();
-    prepare_by_handle_.clear();
-    prepare_req_.clear();
     clones_.clear();
-    clone_req_.clear();
-    fscks_.clear();
-    verify_req_.clear();
+    repairs_.clear();
+    reviving_ = 0;
     leases_.clear();
   }
-  epoch_ = std::max(epoch_, epoch);
+  SetEpoch(std::max(epoch_, epoch));
   voted_epoch_ = std::max(voted_epoch_, epoch);
   leader_ = leader;
   last_heard_us_ = Now();
+}
+
+uint64_t MasterServer::CommittedSeq() const {
+  uint64_t c = log_->synced_seq();
+  for (const auto& [r, p] : peers_) {
+    if (p.in_sync) c = std::min(c, p.acked);
+  }
+  return c;
+}
+
+void MasterServer::ReleaseCommitted() {
+  const uint64_t c = CommittedSeq();
+  uint64_t round = ship_round_;
+  for (const auto& [r, p] : peers_) {
+    if (p.in_sync) round = std::min(round, p.acked_round);
+  }
+  while (!uncommitted_.empty() && uncommitted_.front().seq <= c &&
+         uncommitted_.front().round <= round) {
+    Held h = std::move(uncommitted_.front());
+    uncommitted_.pop_front();
+    if (h.start) {
+      h.start();
+    } else {
+      t_->Send(h.dest, std::move(h.buf));
+    }
+  }
 }
 
 }  // namespace gfs

@@ -21,6 +21,7 @@
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -33,6 +34,7 @@
 #include "master/placement.h"
 #include "mpi/protocol/config.h"
 #include "mpi/protocol/rpc.h"
+#include "mpi/protocol/server_rpc.h"
 #include "mpi/protocol/stats.h"
 
 namespace gfs {
@@ -47,10 +49,11 @@ struct MasterGroup {
 class MasterServer : public Server {
  public:
   // chunkserver_ranks: the ranks expected to register; client_ranks: the
-  // ranks whose ClientDone ends the job. Pointers not owned.
+  // ranks whose ClientDone ends the job. Pointers not owned. placement:
+  // where new replicas go (DefaultPlacement when null).
   MasterServer(Transport* t, Env* env, const JobConfig& cfg, std::string dir,
                std::vector<int> chunkserver_ranks, std::vector<int> client_ranks,
-               MasterGroup group = {});
+               MasterGroup group = {}, std::unique_ptr<PlacementPolicy> placement = nullptr);
 
   // Replays the op log and opens it for appending. *warning gets a torn-tail
   // warning, if any.
@@ -67,6 +70,11 @@ class MasterServer : public Server {
   void Tick(uint64_t now_us) override;
   void AfterBatch() override;
   bool done() const override { return done_; }
+  // The calls this master makes to chunkservers and to the other members
+  // of its group, and its timers (the event loop routes their replies and
+  // fires their deadlines).
+  PendingCalls* calls() override { return &calls_; }
+  Timers* timers() override { return &timers_; }
 
   const RoleStats& stats() const { return stats_; }
   const MetaState& meta() const { return *meta_; }
@@ -121,18 +129,15 @@ class MasterServer : public Server {
     int primary = -1;
     uint64_t expiry_us = 0;
   };
-  // A lease being prepared: waiting for every replica to record the version.
+  // A lease being prepared: waiting for every replica to record the
+  // version. The lease requests it answers wait in chunk_waiters_.
   struct Prepare {
+    uint64_t serial = 0;  // tells this prepare from a later one of the chunk
     uint32_t index = 0;
     uint64_t handle = 0;
     uint64_t version = 0;
     int primary = -1;
     std::vector<int32_t> replicas;
-    int waiting = 0;
-    std::vector<int32_t> answered;
-    std::vector<int32_t> failed;
-    uint64_t deadline_us = 0;
-    std::vector<Message> waiters;  // LeaseReq messages to answer
   };
 
   void Dispatch(Message& m);
@@ -141,7 +146,7 @@ class MasterServer : public Server {
   void OnLogBatch(Message& m);
   void OnLogBatchReply(Message& m);
   void OnVote(Message& m);
-  void OnVoteReply(Message& m);
+  void OnVoteReply(uint64_t epoch, const Result<Message>& r);
   void OnNewMaster(Message& m);
   void ShipLog(uint64_t now, bool keepalive);
   void ReleaseCommitted();
@@ -173,12 +178,15 @@ class MasterServer : public Server {
   // A chunkserver of another store, or holding chunks of none: refused.
   void RefuseServer(const Message& m, const std::string& dir_name, const Status& why);
   void OnHeartbeat(Message& m);
-  void OnPrepareReply(Message& m);
+  // Every replica answered the prepare (or its call ended without an
+  // answer: a failure too).
+  void OnPrepared(uint64_t handle, uint64_t serial, const FanResult& fan);
   void OnShutdownReply(Message& m);
   void OnStats(Message& m);
   void OnReport(Message& m);
   void OnFsck(Message& m);
-  void OnVerifyReply(Message& m);
+  // One chunkserver's verification: its replicas' damage as it found it.
+  void OnVerified(int rank, const Message& reply);
   void OnCorrupt(Message& m);
   // Builds the fsck answer for the files at or under `path`.
   Status FsckAnswer(const std::string& path, FsckReply* rep) const;
@@ -206,9 +214,9 @@ class MasterServer : public Server {
   // a possible source, without a live lease.
   bool Repairable(uint64_t handle) const;
   bool StartRepair(uint64_t handle, uint64_t now);
-  void OnRepairPrepared(uint64_t handle);
+  void OnRepairPrepared(uint64_t handle, uint64_t serial, const FanResult& fan);
   void SendNextRepair(uint64_t handle);
-  void OnRepairReply(Message& m);
+  void OnRepairReply(uint64_t handle, uint64_t serial, const Result<Message>& r);
   void EndRepair(uint64_t handle, bool ok);
   void ScheduleRepairs(uint64_t now);
   // At a new job's start, once every chunkserver registered: replicas at the
@@ -233,7 +241,7 @@ class MasterServer : public Server {
   // replication and orders clones, most-missing first, one per target at a
   // time. Chunks under a live lease wait until it expires.
   void ScheduleClones(uint64_t now);
-  void OnCloneReply(Message& m);
+  void OnCloneReply(uint64_t handle, uint64_t serial, const Result<Message>& r);
 
   // Logs and applies one mutation. Replies queued after this wait for the
   // next log sync.
@@ -244,13 +252,18 @@ class MasterServer : public Server {
   std::vector<int32_t> LiveReplicas(uint64_t handle) const;
   void StartPrepare(Message& lease_req, uint32_t index, uint64_t handle, uint64_t version,
                     bool create, std::vector<int32_t> replicas);
-  void FinishPrepare(uint64_t key);
+  void FinishPrepare(uint64_t handle, const std::vector<int32_t>& failed);
   void BeginShutdown();
   int64_t NowMs() const;
 
   // Queue a message to leave after the next log sync (and, with shadows,
   // once the synchronous shadows hold the records too).
-  void Defer(int dest, Buffer b) { deferred_.push_back({dest, std::move(b)}); }
+  void Defer(int dest, Buffer b) {
+    Outgoing o;
+    o.dest = dest;
+    o.buf = std::move(b);
+    deferred_.push_back(std::move(o));
+  }
   template <typename Body>
   void DeferReply(const Message& req, const Body& body) {
     Defer(req.source, EncodeReply(req, body, epoch_));
@@ -258,8 +271,22 @@ class MasterServer : public Server {
   void DeferError(const Message& req, const Status& s) {
     Defer(req.source, EncodeErrorReply(req, s, epoch_));
   }
+  // Runs `start` (which makes calls) after the next log sync, in order with
+  // the deferred messages: orders that depend on logged records leave only
+  // once the records are durable (and, with shadows, committed). `dropped`
+  // runs instead when the sync fails.
+  void DeferStart(std::function<void()> start, std::function<void()> dropped);
   // A header for an order this master sends, stamped with its epoch.
   Header OrderHeader(MsgType type, uint32_t deadline_ms);
+  // The epoch this member is at, also stamped on its calls and on the
+  // answers to requests it held.
+  void SetEpoch(uint64_t e);
+  // Continuations for calls the master makes: a reply from a newer epoch
+  // deposes it (as any message does), and nothing runs once it stopped
+  // being the master it was when it made the call.
+  CallDone AsMaster(std::function<void(const Result<Message>&)> fn);
+  FanDone AsMasterFan(std::function<void(const FanResult&)> fn);
+  void NoteEpochOf(const Result<Message>& r);
 
   Transport* t_;
   Env* env_;
@@ -269,7 +296,7 @@ class MasterServer : public Server {
   std::vector<int> cs_ranks_, client_ranks_;
   std::unique_ptr<MetaState> meta_;
   std::unique_ptr<MetaJournal> log_;
-  DefaultPlacement placement_;
+  std::unique_ptr<PlacementPolicy> placement_;
   Status broken_;  // sticky log failure: mutations refused
   // The store's identity. A master that starts with no metadata (fresh_)
   // proposes a new one, told to chunkservers as they register, and records
@@ -286,67 +313,58 @@ class MasterServer : public Server {
   std::map<int, ServerState> servers_;
   std::unordered_map<uint64_t, std::vector<int32_t>> locations_;
   std::unordered_map<uint64_t, Lease> leases_;
-  std::map<uint64_t, Prepare> prepares_;  // by prepare key
-  std::unordered_map<uint64_t, uint64_t> prepare_by_handle_;
-  std::unordered_map<uint64_t, uint64_t> prepare_req_;  // request id -> prepare key
+  std::unordered_map<uint64_t, Prepare> prepares_;  // by handle
   uint64_t next_id_ = 0;
+  uint64_t next_serial_ = 0;  // of prepares, repairs and clones
+  uint64_t term_ = 0;         // raised when this member stops being the master
 
-  std::vector<std::pair<int, Buffer>> deferred_;
-  std::deque<Message> held_;  // client requests waiting for chunkservers to register
+  // What leaves after the next log sync: a message, or calls to start.
+  struct Outgoing {
+    int dest = -1;
+    Buffer buf;
+    std::function<void()> start, dropped;
+  };
+  std::vector<Outgoing> deferred_;
   uint64_t start_us_ = 0;
   bool serving_ = false;
 
   std::set<int> clients_done_;
-  std::vector<Message> done_msgs_;
   bool shutting_down_ = false;
   int shutdown_waiting_ = 0;
   uint64_t shutdown_deadline_us_ = 0;
   bool done_ = false;
-  uint64_t next_decay_us_ = 0;
   uint64_t seed_ = 1;
   // handle -> damaged replica rank -> its damaged ranges (empty: unknown where)
   std::unordered_map<uint64_t, std::map<int32_t, std::vector<ByteRange>>> damaged_;
   std::unordered_map<uint64_t, uint32_t> stale_seen_;  // handle -> count
+  // A repair; the lease requests for its chunk wait in chunk_waiters_.
   struct RepairOp {
+    uint64_t serial = 0;
     uint64_t version = 0;
-    int waiting = 0;                // prepares not answered yet
     std::vector<int32_t> replicas;  // live replicas at the start
     std::vector<int32_t> targets;   // damaged replicas still to repair
-    uint64_t deadline_us = 0;
-    uint64_t req_id = 0;           // the kRepair in flight
-    std::vector<Message> waiters;  // lease requests held while it runs
+    uint64_t timer = 0;             // ends it when it runs too long
     bool ok = true;
     bool partial = false;  // a replica kept blocks no source held good
   };
   std::unordered_map<uint64_t, RepairOp> repairs_;         // by handle
-  std::unordered_map<uint64_t, uint64_t> repair_req_;      // request id -> handle
   std::unordered_map<uint64_t, uint64_t> repair_backoff_;  // handle -> not before (us)
   uint64_t next_repair_scan_us_ = 0;
   // handle -> (rank -> recorded length) as registered at this job's start
   std::unordered_map<uint64_t, std::map<int32_t, uint64_t>> reported_len_;
   bool lengths_resolved_ = false;
   std::map<uint64_t, std::vector<std::pair<int32_t, uint64_t>>>
-      behind_;  // handle -> (rank, version)
-  std::unordered_map<uint64_t, std::pair<uint64_t, int32_t>> revive_req_;  // id -> (handle, rank)
-  uint64_t revive_deadline_us_ = 0;
-  struct FsckOp {
-    Message req;
-    std::string path;
-    int waiting = 0;
-    uint64_t deadline_us = 0;
-  };
+      behind_;        // handle -> (rank, version)
+  int reviving_ = 0;  // replicas being brought forward (ResolveBehind)
+  // A clone; the lease requests for its chunk wait in chunk_waiters_.
   struct CloneOp {
+    uint64_t serial = 0;
     int32_t target = -1, source = -1;
     uint64_t version = 0;
-    uint64_t deadline_us = 0;
-    std::vector<Message> waiters;  // lease requests held while it runs
   };
-  std::unordered_map<uint64_t, CloneOp> clones_;      // by handle
-  std::unordered_map<uint64_t, uint64_t> clone_req_;  // request id -> handle
+  std::unordered_map<uint64_t, CloneOp> clones_;  // by handle
   uint64_t next_clone_scan_us_ = 0;
   std::unordered_map<uint64_t, uint64_t> clone_backoff_;  // handle -> not before (us)
-  std::map<uint64_t, FsckOp> fscks_;                      // by key
-  std::unordered_map<uint64_t, uint64_t> verify_req_;     // request id -> fsck key
   RoleStats stats_;
 
   // Master group.
@@ -365,6 +383,7 @@ class MasterServer : public Server {
     uint64_t round;  // ... and every synchronous shadow acknowledged this ship round
     int dest;
     Buffer buf;
+    std::function<void()> start;  // set: calls to start instead of a message
   };
   std::deque<Held> uncommitted_;
   bool in_sync_ = true;         // shadow: in the master's synchronous set
@@ -373,11 +392,22 @@ class MasterServer : public Server {
   uint64_t voted_epoch_ = 0;
   uint64_t next_election_us_ = 0;  // shadow: no candidacy before this
   Election election_;
-  std::unordered_map<uint64_t, uint64_t> vote_req_;  // request id -> epoch
   uint64_t adopt_until_us_ = 0;
   bool took_over_ = false;
   std::set<uint64_t> located_at_takeover_;  // chunks with replicas when this master took over  //
                                             // new master: chunkservers still re-registering
+
+  PendingCalls calls_;
+  Timers timers_;
+  // Client requests held until the master serves (every chunkserver has
+  // registered, or the grace period ended) and no replica is being brought
+  // forward: one key, 0.
+  HeldRequests<int> unserved_;
+  // Lease requests waiting for the prepare, clone or repair of their chunk
+  // (at most one runs per chunk), by handle.
+  HeldRequests<uint64_t> chunk_waiters_;
+  // The clients' ClientDone requests, answered at the end of the job: key 0.
+  HeldRequests<int> done_msgs_;
 };
 
 }  // namespace gfs

@@ -1,0 +1,100 @@
+// MasterServer's re-replication: chunks with fewer good replicas than their
+// file's replication are cloned to new chunkservers, most-missing first.
+#include <algorithm>
+
+#include "master/master_server.h"
+
+namespace gfs {
+
+void MasterServer::ScheduleClones(uint64_t now) {
+  struct Need {
+    uint64_t handle;
+    uint32_t missing;
+    std::vector<int32_t> good;
+  };
+  std::vector<Need> needs;
+  meta_->ForEachFile([&](const std::string&, const FileInfo& f) {
+    for (uint64_t h : f.chunks) {
+      if (h == 0 || clones_.count(h) || prepares_.count(h) || repairs_.count(h)) continue;
+      auto back = clone_backoff_.find(h);
+      if (back != clone_backoff_.end() && now < back->second) continue;  // it just failed
+      // A damaged replica is repaired in place, not replaced.
+      if (damaged_.count(h) != 0 && Repairable(h)) continue;
+      std::vector<int32_t> good = GoodReplicas(h);
+      if (good.empty() || good.size() >= f.replication) continue;
+      auto lease = leases_.find(h);
+      if (lease != leases_.end() && lease->second.expiry_us > now) continue;
+      needs.push_back({h, static_cast<uint32_t>(f.replication - good.size()), std::move(good)});
+    }
+  });
+  if (needs.empty()) return;
+  // Two replicas missing before one.
+  std::stable_sort(needs.begin(), needs.end(),
+                   [](const Need& a, const Need& b) { return a.missing > b.missing; });
+  std::set<int32_t> busy;  // one clone per target at a time (throttle)
+  for (const auto& [h, op] : clones_) busy.insert(op.target);
+  for (const Need& n : needs) {
+    std::vector<ServerLoad> loads = Loads(0, busy);
+    std::vector<int> exclude(n.good.begin(), n.good.end());
+    auto loc = locations_.find(n.handle);
+    if (loc != locations_.end())
+      exclude.insert(exclude.end(), loc->second.begin(), loc->second.end());
+    // A server whose replica is corrupt may take the new copy: the clone
+    // replaces the bad replica.
+    std::vector<int> target = placement_->ChooseNew(loads, 1, exclude, ++seed_);
+    if (target.empty()) continue;
+    const ChunkInfo* ci = meta_->FindChunk(n.handle);
+    CloneOp op;
+    op.serial = ++next_serial_;
+    op.target = target[0];
+    op.source = n.good[static_cast<size_t>(seed_ % n.good.size())];
+    op.version = ci->version;
+    const uint64_t handle = n.handle, serial = op.serial;
+    calls_.Call(op.target, CloneReq{n.handle, op.version, op.source}, cfg_.request_timeout_ms * 4,
+                AsMaster([this, handle, serial](const Result<Message>& r) {
+                  OnCloneReply(handle, serial, r);
+                }));
+    busy.insert(op.target);
+    auto& del = servers_[op.target].to_delete;
+    del.erase(std::remove(del.begin(), del.end(), n.handle), del.end());
+    clones_[n.handle] = std::move(op);
+    stats_.counters["clones_ordered"]++;
+  }
+}
+
+void MasterServer::OnCloneReply(uint64_t handle, uint64_t serial, const Result<Message>& r) {
+  auto it = clones_.find(handle);
+  if (it == clones_.end() || it->second.serial != serial) return;
+  CloneOp op = std::move(it->second);
+  clones_.erase(it);
+  if (!r.ok()) {
+    // No answer in time: the target's copy, if any, is deleted; the chunk
+    // is considered again at the next scan.
+    servers_[op.target].to_delete.push_back(handle);
+    stats_.counters["clones_failed"]++;
+    for (Message& w : chunk_waiters_.Release(handle)) Dispatch(w);
+    return;
+  }
+  const Message& m = *r;
+  const ChunkInfo* ci = meta_->FindChunk(handle);
+  if (m.status().ok() && ci != nullptr && ci->version == op.version) {
+    auto& loc = locations_[handle];
+    if (std::find(loc.begin(), loc.end(), op.target) == loc.end()) loc.push_back(op.target);
+    TouchLocation(handle);
+    servers_[op.target].chunks++;
+    ClearDamaged(handle, op.target);
+    stats_.counters["clones_done"]++;
+    clone_backoff_.erase(handle);
+  } else {
+    if (ci == nullptr || m.status().ok()) servers_[op.target].to_delete.push_back(handle);
+    stats_.counters["clones_failed"]++;
+    // Not ordered again at once (a target that keeps refusing would get
+    // the order in a loop): after a heartbeat or so.
+    clone_backoff_[handle] = Now() + std::max<uint64_t>(2ull * cfg_.heartbeat_ms * 1000, 500000);
+  }
+  for (Message& w : chunk_waiters_.Release(handle)) Dispatch(w);
+  // The target is free again: order its next clone now, not at the next scan.
+  ScheduleClones(Now());
+}
+
+}  // namespace gfs
