@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "common/log.h"
 #include "io/client/lease_cache.h"
 #include "io/client/master_channel.h"
 #include "io/client/read_state.h"
@@ -25,6 +26,16 @@ Client::Client(Transport* t, const JobConfig& cfg, int master_rank, std::vector<
   std::filesystem::path abs = std::filesystem::absolute(cfg_.data_dir, ec);
   data_dir_abs_ = ec ? cfg_.data_dir : abs.lexically_normal().string();
   while (data_dir_abs_.size() > 1 && data_dir_abs_.back() == '/') data_dir_abs_.pop_back();
+  if (!cfg_.topology_file.empty()) {
+    // Racks only order replicas: without the file every host is a rack of
+    // its own, which is still correct, only less precise.
+    auto topo = Topology::Load(cfg_.topology_file);
+    if (topo.ok()) {
+      topology_ = std::move(*topo);
+    } else {
+      GFS_LOG_WARN("client: %s; replicas ordered by host only", topo.status().message().c_str());
+    }
+  }
 }
 
 Client::~Client() = default;
@@ -58,15 +69,27 @@ bool Client::SameHostName(int32_t a, int32_t b) const {
          hosts_[static_cast<size_t>(a)].name == hosts_[static_cast<size_t>(b)].name;
 }
 
+int Client::Distance(int32_t a, int32_t b) const {
+  if (a < 0 || b < 0 || static_cast<size_t>(a) >= hosts_.size() ||
+      static_cast<size_t>(b) >= hosts_.size()) {
+    return 2;
+  }
+  const std::string& ha = hosts_[static_cast<size_t>(a)].name;
+  const std::string& hb = hosts_[static_cast<size_t>(b)].name;
+  if (ha == hb) return 0;
+  return topology_.RackOf(ha) == topology_.RackOf(hb) ? 1 : 2;
+}
+
 std::vector<int32_t> Client::OrderByDistance(std::vector<int32_t> ranks, int from) const {
-  // Greedy nearest-next: from `from`, take a replica on the same host if any,
-  // else the first one left; continue from the one taken.
+  // Greedy nearest-next: from `from`, take the nearest replica (same host,
+  // then same rack, then any; the first of equals); continue from the one
+  // taken, so the chain crosses each rack boundary as few times as it can.
   std::vector<int32_t> out;
   int cur = from;
   while (!ranks.empty()) {
-    auto same = [&](int32_t r) { return SameHostName(r, cur); };
-    auto it = std::find_if(ranks.begin(), ranks.end(), same);
-    if (it == ranks.end()) it = ranks.begin();
+    auto it = std::min_element(ranks.begin(), ranks.end(), [&](int32_t x, int32_t y) {
+      return Distance(x, cur) < Distance(y, cur);
+    });
     out.push_back(*it);
     cur = *it;
     ranks.erase(it);

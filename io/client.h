@@ -15,6 +15,7 @@
 
 #include "common/env.h"
 #include "common/status.h"
+#include "common/topology.h"
 #include "mpi/protocol/config.h"
 #include "mpi/protocol/rpc.h"
 #include "mpi/protocol/stats.h"
@@ -221,7 +222,12 @@ class Client {
   Status ReportLength(uint64_t id);
   // ReportLength for every file at `path` or under it.
   Status ReportLengthsUnder(const std::string& path);
+  // `ranks` in push-chain order from rank `from`: each next one the nearest
+  // (Distance) to the one before, ties in the given order.
   std::vector<int32_t> OrderByDistance(std::vector<int32_t> ranks, int from) const;
+  // How far apart two ranks are: 0 on one host, 1 on two hosts of one rack
+  // (cfg.topology_file), 2 otherwise (or a rank unknown).
+  int Distance(int32_t a, int32_t b) const;
   void OnUnsolicited(Message& m);
 
   // Short-circuit reads (io/client/short_circuit.cc): whether a replica's
@@ -255,6 +261,7 @@ class Client {
   JobConfig cfg_;
   std::unique_ptr<MasterChannel> master_channel_;  // io/client/master_channel.h
   std::vector<HostId> hosts_;
+  Topology topology_;         // racks of the hosts; empty: every host a rack of its own
   std::string data_dir_abs_;  // cfg_.data_dir, absolute and normalised
   uint64_t next_data_id_ = 0;
   std::map<uint64_t, uint16_t> push_acks_;  // data id -> status

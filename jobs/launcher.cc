@@ -15,6 +15,8 @@
 #include <sstream>
 #include <string_view>
 
+#include "common/topology.h"
+
 namespace gfs::tool {
 namespace {
 
@@ -381,6 +383,12 @@ Result<LaunchPlan> PlanLaunch(const CommandLine& cl) {
   layout.clients = j.clients;
   layout.world = 1 + j.shadows + j.chunkservers + j.clients;
   LaunchPlan plan;
+  // The topology is read by the master (and the clients) once the job runs:
+  // a bad file is refused here, before mpirun starts, with its line.
+  if (!j.topology_file.empty()) {
+    auto topo = Topology::Load(j.topology_file);
+    if (!topo.ok()) return topo.status();
+  }
   if (cl.global.hostfile.empty()) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     plan.oversubscribe = layout.world > cores;

@@ -162,6 +162,9 @@ po::options_description VisibleGlobals(GlobalText* t, GlobalOptions* g) {
                                            "show the progress of long transfers on stderr")(
       "hostfile", po::value(&g->hostfile)->value_name("FILE"),
       "launcher: Open MPI hostfile for a multi-node job")(
+      "topology", po::value(&j.topology_file)->value_name("FILE"),
+      "racks of the hosts, one 'HOST RACK' per line: replicas spread over racks, clients read "
+      "the nearest (default: every host a rack of its own)")(
       "mpirun-args", po::value(&g->mpirun_args)->value_name("\"...\""),
       "launcher: extra arguments for mpirun (one string)")(
       "dry-run", po::bool_switch(&g->dry_run), "launcher: print the mpirun command line and exit");
@@ -561,6 +564,7 @@ const std::vector<CommandSpec>& Commands() {
        "R",
        {{"verify", nullptr, "have every chunkserver check all its checksums now"},
         {"wait", "SECONDS", "first wait up to SECONDS for every chunk to reach full replication"},
+        {"locations", nullptr, "list every chunk with its replicas' hosts and racks"},
         {"json", nullptr, "print one JSON object"}},
        false,
        true},

@@ -38,6 +38,17 @@ MasterServer::MasterServer(Transport* t, Env* env, const JobConfig& cfg, std::st
       chunk_waiters_(t, env),
       done_msgs_(t, env) {
   for (int r : cs_ranks_) servers_[r].rank = r;
+  if (!cfg_.topology_file.empty()) {
+    // The launcher checked the file before the job; should it fail to read
+    // now, placement still separates hosts, only not racks.
+    auto topo = Topology::Load(cfg_.topology_file);
+    if (topo.ok()) {
+      topology_ = std::move(*topo);
+    } else {
+      GFS_LOG_WARN("master: %s; every host taken as a rack of its own",
+                   topo.status().message().c_str());
+    }
+  }
   if (group_.members.empty()) group_.members.push_back(group_.self);
   leader_ = group_.members.front();
   mode_ = group_.self == leader_ ? Mode::kMaster : Mode::kShadow;

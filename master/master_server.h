@@ -29,6 +29,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/topology.h"
 #include "master/journal.h"
 #include "master/meta_state.h"
 #include "master/placement.h"
@@ -297,6 +298,9 @@ class MasterServer : public Server {
   std::unique_ptr<MetaState> meta_;
   std::unique_ptr<MetaJournal> log_;
   std::unique_ptr<PlacementPolicy> placement_;
+  // Racks of the hosts (cfg_.topology_file), given to placement with each
+  // server's load; empty: every host a rack of its own.
+  Topology topology_;
   Status broken_;  // sticky log failure: mutations refused
   // The store's identity. A master that starts with no metadata (fresh_)
   // proposes a new one, told to chunkservers as they register, and records

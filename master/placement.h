@@ -14,7 +14,9 @@ namespace gfs {
 struct ServerLoad {
   int id = -1;       // chunkserver index
   std::string host;  // "" = unknown (all unknown hosts count as one host)
-  std::string rack;  // "" = unknown (all unknown racks count as one rack)
+  // The host's rack from --topology (the host's own name when not listed);
+  // "" = unknown (all unknown racks count as one rack).
+  std::string rack;
   uint64_t used_bytes = 0;
   uint64_t capacity_bytes = 0;
   uint32_t chunks = 0;

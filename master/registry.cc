@@ -175,6 +175,7 @@ std::vector<ServerLoad> MasterServer::Loads(uint64_t room, const std::set<int32_
     ServerLoad l;
     l.id = rank;
     l.host = st.host;
+    l.rack = topology_.RackOf(st.host);
     l.used_bytes = st.used;
     l.capacity_bytes = st.capacity;
     l.chunks = st.chunks;

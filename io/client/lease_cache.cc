@@ -113,11 +113,9 @@ int32_t Client::PickReplica(const ChunkLocation& loc, uint64_t turn, size_t atte
   const int self = rpc_.transport()->rank();
   std::vector<int32_t> order = OrderByDistance(loc.replicas, self);
   // Spread reads over the replicas nearest to this client (those on its host,
-  // else all of them: every other host is as far).
+  // else those on its rack, else all of them).
   size_t same = 1;
-  while (same < order.size() && SameHostName(order[same], self) == SameHostName(order[0], self)) {
-    ++same;
-  }
+  while (same < order.size() && Distance(order[same], self) == Distance(order[0], self)) ++same;
   return order[(turn % same + attempt) % order.size()];
 }
 

@@ -71,11 +71,21 @@ double Percent(uint64_t part, uint64_t whole) {
   return whole == 0 ? 0.0 : 100.0 * static_cast<double>(part) / static_cast<double>(whole);
 }
 
-Json ServerJson(const ServerReport& r) {
-  return Json{{"id", HexId(r.id)}, {"dir", r.dir_name}, {"host", r.host}, {"rank", r.rank}};
+Json ServerJson(const ServerReport& r, const Topology& topo) {
+  return Json{{"id", HexId(r.id)},
+              {"dir", r.dir_name},
+              {"host", r.host},
+              {"rack", topo.RackOf(r.host)},
+              {"rank", r.rank}};
 }
 
 }  // namespace
+
+Topology JobTopology(const JobConfig& job) {
+  if (job.topology_file.empty()) return Topology();
+  auto t = Topology::Load(job.topology_file);
+  return t.ok() ? std::move(*t) : Topology();
+}
 
 int Report(Client* c, const JobConfig& job, const CommandArgs& a, Status* s) {
   auto rep = c->Report();
@@ -84,11 +94,12 @@ int Report(Client* c, const JobConfig& job, const CommandArgs& a, Status* s) {
   const bool human = a.Flag("human");
   std::vector<Server> servers = Servers(*rep, job);
   Totals t = Total(servers);
+  const Topology topo = JobTopology(job);
   if (a.Flag("json")) {
     Json j;
     j["chunkservers"] = Json::array();
     for (const Server& sv : servers) {
-      Json x = ServerJson(sv.r);
+      Json x = ServerJson(sv.r, topo);
       x["state"] = sv.r.alive ? "alive" : "dead";
       x["capacity"] = sv.capacity;
       x["used"] = sv.r.used;
@@ -107,13 +118,14 @@ int Report(Client* c, const JobConfig& job, const CommandArgs& a, Status* s) {
     PrintJson(j);
     return 0;
   }
-  std::printf("%-16s  %-16s %5s %-14s %-5s %12s %12s %12s %8s\n", "identity", "dir", "rank", "host",
-              "state", "capacity", "used", "free", "chunks");
+  std::printf("%-16s  %-16s %5s %-14s %-10s %-5s %12s %12s %12s %8s\n", "identity", "dir", "rank",
+              "host", "rack", "state", "capacity", "used", "free", "chunks");
   for (const Server& sv : servers) {
-    std::printf("%-16s  %-16s %5d %-14s %-5s %12s %12s %12s %8u\n", HexId(sv.r.id).c_str(),
+    std::printf("%-16s  %-16s %5d %-14s %-10s %-5s %12s %12s %12s %8u\n", HexId(sv.r.id).c_str(),
                 Shown(sv.r.dir_name).c_str(), sv.r.rank, Shown(sv.r.host).c_str(),
-                sv.r.alive ? "alive" : "dead", Size(sv.capacity, human).c_str(),
-                Size(sv.r.used, human).c_str(), Size(sv.free, human).c_str(), sv.r.chunks);
+                Shown(topo.RackOf(sv.r.host)).c_str(), sv.r.alive ? "alive" : "dead",
+                Size(sv.capacity, human).c_str(), Size(sv.r.used, human).c_str(),
+                Size(sv.free, human).c_str(), sv.r.chunks);
   }
   std::printf("total: %" PRIu64 " chunkservers (%" PRIu64
               " alive), capacity %s, used %s, free %s; chunks %" PRIu64
@@ -195,22 +207,28 @@ std::string RangesText(const std::vector<ByteRange>& v, uint64_t base) {
 
 }  // namespace
 
-int PrintFsck(const FsckReply& rep, const std::map<int32_t, ServerReport>& names, bool json) {
+int PrintFsck(const FsckReply& rep, const std::map<int32_t, ServerReport>& names,
+              const Topology& topo, bool json, bool locations) {
   FsckTotals all = CountFsck(rep.files);
   const char* status = all.missing ? "missing" : all.under ? "under-replicated" : "healthy";
   auto server_json = [&](int32_t rank) {
     auto it = names.find(rank);
     if (it == names.end()) return Json{{"id", nullptr}, {"dir", nullptr}, {"rank", rank}};
-    return ServerJson(it->second);
+    return ServerJson(it->second, topo);
   };
-  auto server_text = [&](const std::vector<int32_t>& ranks) {
+  // "chunkserver-1 (rank 2)"; with `where`, "chunkserver-1 (rank 2, h1/rack0)".
+  auto server_text = [&](const std::vector<int32_t>& ranks, bool where) {
     std::string s = "[";
     for (size_t i = 0; i < ranks.size(); ++i) {
       if (i) s += ", ";
       auto it = names.find(ranks[i]);
-      s += it == names.end()
-               ? "rank " + std::to_string(ranks[i])
-               : Shown(it->second.dir_name) + " (rank " + std::to_string(ranks[i]) + ")";
+      if (it == names.end()) {
+        s += "rank " + std::to_string(ranks[i]);
+        continue;
+      }
+      s += Shown(it->second.dir_name) + " (rank " + std::to_string(ranks[i]);
+      if (where) s += ", " + Shown(it->second.host) + "/" + Shown(topo.RackOf(it->second.host));
+      s += ")";
     }
     return s + "]";
   };
@@ -266,15 +284,18 @@ int PrintFsck(const FsckReply& rep, const std::map<int32_t, ServerReport>& names
                   Shown(f.path).c_str(), f.length, t.chunks, f.replication, t.healthy, t.under,
                   t.missing, t.corrupt, t.stale);
       for (const FsckChunk& ch : f.chunks) {
-        if (ch.replicas.size() >= f.replication && ch.corrupt.empty() && ch.stale == 0) continue;
+        const bool healthy =
+            ch.replicas.size() >= f.replication && ch.corrupt.empty() && ch.stale == 0;
+        if (healthy && !locations) continue;
         std::printf("  chunk %u (handle %016" PRIx64 ", version %" PRIu64
                     "): %zu of %u replicas %s, corrupt %s, stale %u\n",
                     ch.index, ch.handle, ch.version, ch.replicas.size(), f.replication,
-                    server_text(ch.replicas).c_str(), server_text(ch.corrupt).c_str(), ch.stale);
+                    server_text(ch.replicas, locations).c_str(),
+                    server_text(ch.corrupt, locations).c_str(), ch.stale);
         const uint64_t base = uint64_t{ch.index} * f.chunk_size;
         for (const ReplicaDamage& d : ch.damaged) {
           std::printf("    %s damaged at bytes %s (kept; repaired from a good copy)\n",
-                      server_text({d.rank}).c_str(), RangesText(d.ranges, base).c_str());
+                      server_text({d.rank}, locations).c_str(), RangesText(d.ranges, base).c_str());
         }
         if (!ch.unreadable.empty()) {
           std::printf("    unreadable: bytes %s (no replica holds a good copy)\n",

@@ -6,6 +6,7 @@
 #include <map>
 #include <vector>
 
+#include "common/topology.h"
 #include "io/client.h"
 #include "jobs/options.h"
 
@@ -24,8 +25,14 @@ struct FsckTotals {
 
 // Chunks of the fsck answer counted as healthy, under-replicated, missing.
 FsckTotals CountFsck(const std::vector<FsckFile>& files);
-// Prints an fsck answer (names: the chunkservers by rank); returns the
-// command's exit status (0 healthy, 4 under-replicated, 5 missing).
-int PrintFsck(const FsckReply& rep, const std::map<int32_t, ServerReport>& names, bool json);
+// The job's racks (--topology); every host a rack of its own when none was
+// given or the file cannot be read (the launcher checked it before the job).
+Topology JobTopology(const JobConfig& job);
+// Prints an fsck answer (names: the chunkservers by rank, topo: their racks);
+// `locations` lists every chunk with its replicas' hosts and racks, not only
+// the unhealthy ones. Returns the command's exit status (0 healthy, 4
+// under-replicated, 5 missing).
+int PrintFsck(const FsckReply& rep, const std::map<int32_t, ServerReport>& names,
+              const Topology& topo, bool json, bool locations);
 
 }  // namespace gfs::tool

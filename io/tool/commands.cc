@@ -322,7 +322,7 @@ int RunCommand(Client* c, const JobConfig& job, const CommandSpec& spec, const C
         if (auto rep = c->Report(); rep.ok()) {
           for (const ServerReport& sv : rep->servers) names[sv.rank] = sv;
         }
-        code = PrintFsck(*r, names, a.Flag("json"));
+        code = PrintFsck(*r, names, JobTopology(job), a.Flag("json"), a.Flag("locations"));
         std::fflush(stdout);
         return code;
       }

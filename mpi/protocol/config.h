@@ -34,6 +34,9 @@ struct JobConfig {
   uint64_t log_roll_bytes = 64ull << 20;    // master: new op-log file + checkpoint past this
   uint32_t keep_checkpoints = 2;            // master: checkpoints kept (and the logs they need)
   std::string stats_dir;                    // when set, each rank writes counters there
+  // `HOST RACK` lines (common/topology.h), read by the master for placement
+  // and by clients for replica distance; "": every host a rack of its own.
+  std::string topology_file;
   bool progress = false;
   // `gfs format`: every role discards what its directory holds (metadata,
   // chunks) at start, and the master makes a new store.

@@ -266,7 +266,10 @@ job_rank_pid() {
     pid="${f#/proc/}"
     pid="${pid%/cmdline}"
     cmd="$(tr '\0' ' ' 2>/dev/null <"$f")" || continue
-    [[ "$cmd" == *mpirun* || "$cmd" == *orted* || "$cmd" == timeout* ]] && continue
+    # By the program's name: a rank's own arguments may name mpirun
+    # (--mpirun-args, passed on by the launcher).
+    cmd="${cmd%% *}"
+    [[ "$cmd" == *mpirun || "$cmd" == *orted || "$cmd" == timeout ]] && continue
     r="$(tr '\0' '\n' 2>/dev/null <"/proc/$pid/environ" | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')" ||
       continue
     if [[ "$r" == "$want" ]]; then

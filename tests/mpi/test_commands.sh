@@ -224,7 +224,8 @@ assert df["used"] <= df["capacity"] and df["free"] <= df["capacity"], df
 rep = load("report")
 assert set(rep) == {"chunkservers", "total", "chunks", "under_replicated", "missing"}, rep
 for s in rep["chunkservers"]:
-    assert set(s) == {"id", "dir", "host", "rank", "state", "capacity", "used", "free", "chunks"}, s
+    assert set(s) == {"id", "dir", "host", "rack", "rank", "state", "capacity", "used", "free", "chunks"}, s
+    assert s["rack"] == s["host"], s  # no --topology: every host a rack of its own
 assert rep["total"]["used"] == sum(s["used"] for s in rep["chunkservers"]), rep
 fs = load("fsck")
 assert fs["status"] == "healthy", fs
@@ -233,7 +234,7 @@ assert weird in files, sorted(files)
 for ch in files["/d/big"]["chunk_list"]:
     assert len(ch["replicas"]) == 2, ch
     for r in ch["replicas"]:
-        assert set(r) == {"id", "dir", "host", "rank"} and r["dir"].startswith("chunkserver-"), r
+        assert set(r) == {"id", "dir", "host", "rack", "rank"} and r["dir"].startswith("chunkserver-"), r
 recs = load("records")
 assert len(recs) == 2 and all(set(r) == {"producer", "sequence", "length"} for r in recs), recs
 assert sorted(r["length"] for r in recs) == [11, 19], recs
