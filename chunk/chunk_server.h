@@ -8,6 +8,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -44,6 +45,7 @@ class ChunkServer : public Server {
   // Writes the record appends queued while the batch was handled, and
   // answers the syncs the sync thread finished.
   void AfterBatch() override {
+    DrainApply();
     FlushAppends();
     FinishSyncs();
   }
@@ -188,6 +190,37 @@ class ChunkServer : public Server {
   void KeepBounced(PushEntry* e);
   Status ApplyLocal(uint8_t kind, uint64_t handle, uint64_t offset, uint64_t length,
                     const PushEntry* push);
+  // Writes of pushed data (kWrite, on the primary and on a secondary) run in
+  // apply_thread_, one at a time, while the event loop goes on receiving the
+  // next mutations' pushed data (most of the bytes): the receive copy of one
+  // mutation overlaps the CRC pass and the pwrite of the one before, on the
+  // other core. Every other use of the store first waits for the write under
+  // way (DrainApply: each message but pushed data, the end of a batch, the
+  // tick, the continuations of calls to peers), so the store is only ever
+  // used by one thread at a time and writes are applied in the order they
+  // arrived, which is the primary's serial order.
+  struct ApplyTask {
+    uint64_t handle = 0, offset = 0;
+    PushEntry push;  // the data, taken out of pushes_ (and still charged)
+    Status result;
+    std::function<void(const Status&)> done;  // run in the event loop
+  };
+  // Checks the pushed data and the room for it here, then writes it in the
+  // apply thread; `done` gets the outcome (in DrainApply, or at once when a
+  // check failed). `push` (null: nothing was pushed) is moved from.
+  void ApplyWrite(uint64_t handle, uint64_t offset, uint64_t length, PushEntry* push,
+                  std::function<void(const Status&)> done);
+  // Waits for the write under way, if any, and runs its `done`.
+  void DrainApply();
+  void ApplyLoop();
+  void StopApplyThread();
+  std::mutex apply_mu_;
+  std::condition_variable apply_cv_;
+  bool apply_busy_ = false;   // a task is in apply_task_, written or not
+  bool apply_ready_ = false;  // apply_task_ was written (its result is set)
+  bool apply_stop_ = false;
+  ApplyTask apply_task_;
+  std::thread apply_thread_;
   void DeleteChunks(const std::vector<uint64_t>& handles);
   uint64_t Capacity();
   // With --capacity: kNoSpace unless the store can grow to hold `handle` up to

@@ -47,28 +47,42 @@ void ChunkServer::OnWrite(Message& m) {
   if (w.offset + w.length > (1ull << 40)) return Reply(m, Status::InvalidArgument("offset"));
   PushKey key{m.source, w.data_id};
   auto push = pushes_.find(key);
+  // Applied here, then forwarded to the secondaries in serial order.
+  auto applied = [this, m, w](const Status& st) {
+    if (!st.ok()) return Reply(m, MutationError(w.handle, st));
+    stats_.counters["mutations_primary"]++;
+    lease_used_.insert(w.handle);
+    PendingWrite pw;
+    pw.kind = PendingWrite::kWrite;
+    pw.client_req = m;
+    pw.handle = w.handle;
+    ApplyReq a;
+    a.handle = w.handle;
+    a.version = w.version;
+    a.kind = w.kind;
+    a.offset = w.offset;
+    a.length = w.length;
+    a.origin = m.source;
+    a.data_id = w.data_id;
+    Replicate(std::move(pw), a, w.secondaries);
+  };
+  if (w.kind == static_cast<uint8_t>(MutationKind::kWrite)) {
+    // The data is written in the apply thread; `applied` runs once it is.
+    PushEntry taken;
+    const bool have = push != pushes_.end();
+    if (have) {
+      taken = std::move(push->second);
+      pushes_.erase(push);
+    }
+    return ApplyWrite(w.handle, w.offset, w.length, have ? &taken : nullptr, std::move(applied));
+  }
   const PushEntry* pe = push == pushes_.end() ? nullptr : &push->second;
   s = ApplyLocal(w.kind, w.handle, w.offset, w.length, pe);
   if (push != pushes_.end()) {
     push_held_ -= push->second.held;
     pushes_.erase(push);
   }
-  if (!s.ok()) return Reply(m, MutationError(w.handle, s));
-  stats_.counters["mutations_primary"]++;
-  lease_used_.insert(w.handle);
-  PendingWrite pw;
-  pw.kind = PendingWrite::kWrite;
-  pw.client_req = m;
-  pw.handle = w.handle;
-  ApplyReq a;
-  a.handle = w.handle;
-  a.version = w.version;
-  a.kind = w.kind;
-  a.offset = w.offset;
-  a.length = w.length;
-  a.origin = m.source;
-  a.data_id = w.data_id;
-  Replicate(std::move(pw), a, w.secondaries);
+  applied(s);
 }
 
 Status ChunkServer::CheckPrimary(uint64_t handle, uint64_t version) {
@@ -120,6 +134,7 @@ void ChunkServer::Replicate(PendingWrite pw, ApplyReq a, const std::vector<int32
 }
 
 void ChunkServer::OnPeerReply(bool answered) {
+  DrainApply();
   if (answered) last_io_us_ = Now();
   FlushAppends();
 }
@@ -158,6 +173,20 @@ void ChunkServer::OnApply(Message& m) {
   }
   PushKey key{a.origin, a.data_id};
   auto push = pushes_.find(key);
+  auto applied = [this, m, handle = a.handle](const Status& st) {
+    if (st.ok()) stats_.counters["mutations_secondary"]++;
+    Reply(m, st.ok() ? st : MutationError(handle, st));
+  };
+  if (a.kind == static_cast<uint8_t>(MutationKind::kWrite)) {
+    // Written in the apply thread, in the order the primary's orders came.
+    PushEntry taken;
+    const bool have = push != pushes_.end();
+    if (have) {
+      taken = std::move(push->second);
+      pushes_.erase(push);
+    }
+    return ApplyWrite(a.handle, a.offset, a.length, have ? &taken : nullptr, std::move(applied));
+  }
   const PushEntry* pe = push == pushes_.end() ? nullptr : &push->second;
   s = ApplyLocal(a.kind, a.handle, a.offset, a.length, pe);
   if (push != pushes_.end() && a.kind == static_cast<uint8_t>(MutationKind::kPad)) {
@@ -166,8 +195,7 @@ void ChunkServer::OnApply(Message& m) {
     push_held_ -= push->second.held;
     pushes_.erase(push);
   }
-  if (s.ok()) stats_.counters["mutations_secondary"]++;
-  Reply(m, s.ok() ? s : MutationError(a.handle, s));
+  applied(s);
 }
 
 Status ChunkServer::MutationError(uint64_t handle, const Status& s) {
