@@ -32,7 +32,7 @@ void ChunkServer::ApplyWrite(uint64_t handle, uint64_t offset, uint64_t length, 
     std::vector<ConstSlice> slices;
     for (const auto& sl : apply_task_.push.slices)
       slices.push_back({sl.second.data, sl.second.size});
-    apply_task_.result = store_.Write(handle, offset, slices);
+    apply_task_.result = store_.Write(handle, offset, slices, &apply_task_.push.piece_crcs);
     apply_ready_ = true;
     DrainApply();
     return;
@@ -55,7 +55,8 @@ void ChunkServer::ApplyLoop() {
     slices.reserve(apply_task_.push.slices.size());
     for (const auto& sl : apply_task_.push.slices)
       slices.push_back({sl.second.data, sl.second.size});
-    Status s = store_.Write(apply_task_.handle, apply_task_.offset, slices);
+    Status s =
+        store_.Write(apply_task_.handle, apply_task_.offset, slices, &apply_task_.push.piece_crcs);
     l.lock();
     apply_task_.result = s;
     apply_ready_ = true;

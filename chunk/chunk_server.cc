@@ -123,8 +123,12 @@ void ChunkServer::Handle(Message& m) {
   // scrubber stays out of its way.
   const MsgType type = m.type();
   // Only pushed data is received while a write is under way in the apply
-  // thread: everything else may use the store, and sees that write done.
-  if (m.is_reply() || type != MsgType::kPushData) DrainApply();
+  // thread: everything else may use the store, and sees that write done
+  // (the next write or apply first checksums its data, then waits).
+  if (m.is_reply() ||
+      (type != MsgType::kPushData && type != MsgType::kWrite && type != MsgType::kApply)) {
+    DrainApply();
+  }
   if (type != MsgType::kHeartbeat && type != MsgType::kRegister && type != MsgType::kGetStats) {
     last_io_us_ = Now();
   }

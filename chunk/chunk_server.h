@@ -67,6 +67,11 @@ class ChunkServer : public Server {
     int timeline = -1;  // index in stats_.push_timeline, if recorded
     uint64_t expires_us = 0;
     std::vector<std::pair<Buffer, BlobView>> slices;  // in arrival (= offset) order
+    // The CRC32C of each 64 KiB piece of the data (from its first byte; the
+    // last may be shorter), taken in the event loop while the apply thread
+    // writes the mutation before: the write then checksums only the blocks
+    // the data does not cover piece for piece (ChunkStore::Write).
+    std::vector<uint32_t> piece_crcs;
   };
   using PushKey = std::pair<int, uint64_t>;  // (origin rank, data id)
 
@@ -188,6 +193,8 @@ class ChunkServer : public Server {
   // Applies a mutation to the local replica. `push` is null for truncation.
   // A pushed record bounced to the next chunk: kept briefly for its retry.
   void KeepBounced(PushEntry* e);
+  // Fills e->piece_crcs from its slices.
+  static void TakePieceCrcs(PushEntry* e);
   Status ApplyLocal(uint8_t kind, uint64_t handle, uint64_t offset, uint64_t length,
                     const PushEntry* push);
   // Writes of pushed data (kWrite, on the primary and on a secondary) run in
@@ -210,6 +217,9 @@ class ChunkServer : public Server {
   // check failed). `push` (null: nothing was pushed) is moved from.
   void ApplyWrite(uint64_t handle, uint64_t offset, uint64_t length, PushEntry* push,
                   std::function<void(const Status&)> done);
+  // Takes the checksums of the pushed data of a kWrite from (origin,
+  // data_id) when all of it is here (the store is not touched).
+  void PrepareWrite(int origin, uint64_t data_id, uint8_t kind);
   // Waits for the write under way, if any, and runs its `done`.
   void DrainApply();
   void ApplyLoop();

@@ -41,6 +41,10 @@ Status ChunkServer::ApplyLocal(uint8_t kind, uint64_t handle, uint64_t offset, u
 void ChunkServer::OnWrite(Message& m) {
   WriteReq w;
   Status s = m.Decode(&w);
+  // The data's checksums are taken while the write before may still be
+  // under way in the apply thread; the store is used only after it is done.
+  if (s.ok()) PrepareWrite(m.source, w.data_id, w.kind);
+  DrainApply();
   if (!s.ok()) return Reply(m, s);
   s = CheckPrimary(w.handle, w.version);
   if (!s.ok()) return Reply(m, s);
@@ -83,6 +87,16 @@ void ChunkServer::OnWrite(Message& m) {
     pushes_.erase(push);
   }
   applied(s);
+}
+
+void ChunkServer::PrepareWrite(int origin, uint64_t data_id, uint8_t kind) {
+  if (kind != static_cast<uint8_t>(MutationKind::kWrite)) return;
+  auto push = pushes_.find(PushKey{origin, data_id});
+  if (push == pushes_.end() || push->second.rejected ||
+      push->second.received != push->second.total) {
+    return;
+  }
+  TakePieceCrcs(&push->second);
 }
 
 Status ChunkServer::CheckPrimary(uint64_t handle, uint64_t version) {
@@ -164,6 +178,8 @@ void ChunkServer::Complete(const PendingWrite& pw, const Status& s) {
 void ChunkServer::OnApply(Message& m) {
   ApplyReq a;
   Status s = m.Decode(&a);
+  if (s.ok()) PrepareWrite(a.origin, a.data_id, a.kind);  // as in OnWrite
+  DrainApply();
   if (!s.ok()) return Reply(m, s);
   auto meta = store_.Meta(a.handle);
   if (!meta.ok()) return Reply(m, meta.status());
