@@ -108,6 +108,7 @@ uint64_t ChunkServer::QueuedEnd(uint64_t handle, uint64_t length) const {
 
 void ChunkServer::FlushAppends() {
   if (queued_appends_.empty()) return;
+  DrainApply();
   auto queued = std::move(queued_appends_);
   queued_appends_.clear();
   queued_end_.clear();

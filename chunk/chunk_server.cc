@@ -123,6 +123,13 @@ void ChunkServer::Handle(Message& m) {
   // Anything but the master's bookkeeping and stats counts as I/O: the
   // scrubber stays out of its way.
   const MsgType type = m.type();
+  // Only pushed data is received while a write is under way in the apply
+  // thread: everything else may use the store, and sees that write done
+  // (the next write or apply first checksums its data, then waits).
+  if (m.is_reply() ||
+      (type != MsgType::kPushData && type != MsgType::kWrite && type != MsgType::kApply)) {
+    DrainApply();
+  }
   if (type != MsgType::kHeartbeat && type != MsgType::kRegister && type != MsgType::kGetStats) {
     last_io_us_ = Now();
   }
@@ -210,7 +217,10 @@ void ChunkServer::Handle(Message& m) {
   }
 }
 
-ChunkServer::~ChunkServer() { StopSyncThread(); }
+ChunkServer::~ChunkServer() {
+  StopApplyThread();
+  StopSyncThread();
+}
 
 void ChunkServer::OnPrepare(Message& m) {
   PrepareChunkReq p;
@@ -382,6 +392,7 @@ void ChunkServer::NoteClockGap(uint64_t now) {
 }
 
 void ChunkServer::Tick(uint64_t) {
+  DrainApply();
   FinishSyncs();
   if (refused_) return;
   const uint64_t now = Now();

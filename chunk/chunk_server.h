@@ -8,6 +8,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -44,6 +45,7 @@ class ChunkServer : public Server {
   // Writes the record appends queued while the batch was handled, and
   // answers the syncs the sync thread finished.
   void AfterBatch() override {
+    DrainApply();
     FlushAppends();
     FinishSyncs();
   }
@@ -65,6 +67,11 @@ class ChunkServer : public Server {
     int timeline = -1;  // index in stats_.push_timeline, if recorded
     uint64_t expires_us = 0;
     std::vector<std::pair<Buffer, BlobView>> slices;  // in arrival (= offset) order
+    // The CRC32C of each 64 KiB piece of the data (from its first byte; the
+    // last may be shorter), taken in the event loop while the apply thread
+    // writes the mutation before: the write then checksums only the blocks
+    // the data does not cover piece for piece (ChunkStore::Write).
+    std::vector<uint32_t> piece_crcs;
   };
   using PushKey = std::pair<int, uint64_t>;  // (origin rank, data id)
 
@@ -186,8 +193,44 @@ class ChunkServer : public Server {
   // Applies a mutation to the local replica. `push` is null for truncation.
   // A pushed record bounced to the next chunk: kept briefly for its retry.
   void KeepBounced(PushEntry* e);
+  // Fills e->piece_crcs from its slices.
+  static void TakePieceCrcs(PushEntry* e);
   Status ApplyLocal(uint8_t kind, uint64_t handle, uint64_t offset, uint64_t length,
                     const PushEntry* push);
+  // Writes of pushed data (kWrite, on the primary and on a secondary) run in
+  // apply_thread_, one at a time, while the event loop goes on receiving the
+  // next mutations' pushed data (most of the bytes): the receive copy of one
+  // mutation overlaps the CRC pass and the pwrite of the one before, on the
+  // other core. Every other use of the store first waits for the write under
+  // way (DrainApply: each message but pushed data, the end of a batch, the
+  // tick, the continuations of calls to peers), so the store is only ever
+  // used by one thread at a time and writes are applied in the order they
+  // arrived, which is the primary's serial order.
+  struct ApplyTask {
+    uint64_t handle = 0, offset = 0;
+    PushEntry push;  // the data, taken out of pushes_ (and still charged)
+    Status result;
+    std::function<void(const Status&)> done;  // run in the event loop
+  };
+  // Checks the pushed data and the room for it here, then writes it in the
+  // apply thread; `done` gets the outcome (in DrainApply, or at once when a
+  // check failed). `push` (null: nothing was pushed) is moved from.
+  void ApplyWrite(uint64_t handle, uint64_t offset, uint64_t length, PushEntry* push,
+                  std::function<void(const Status&)> done);
+  // Takes the checksums of the pushed data of a kWrite from (origin,
+  // data_id) when all of it is here (the store is not touched).
+  void PrepareWrite(int origin, uint64_t data_id, uint8_t kind);
+  // Waits for the write under way, if any, and runs its `done`.
+  void DrainApply();
+  void ApplyLoop();
+  void StopApplyThread();
+  std::mutex apply_mu_;
+  std::condition_variable apply_cv_;
+  bool apply_busy_ = false;   // a task is in apply_task_, written or not
+  bool apply_ready_ = false;  // apply_task_ was written (its result is set)
+  bool apply_stop_ = false;
+  ApplyTask apply_task_;
+  std::thread apply_thread_;
   void DeleteChunks(const std::vector<uint64_t>& handles);
   uint64_t Capacity();
   // With --capacity: kNoSpace unless the store can grow to hold `handle` up to

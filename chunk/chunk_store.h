@@ -148,7 +148,13 @@ class ChunkStore {
   // restored the chunk is poisoned (every later call on it but Meta,
   // SetVersion, Delete and RepairBlocks returns the error; a failed Sync does
   // the same). Not synced: see Sync. An empty write is a no-op.
-  Status Write(uint64_t handle, uint64_t offset, const std::vector<ConstSlice>& data);
+  // `piece_crcs`, when given, holds the CRC32C of each kBlockSize piece of
+  // the data counted from its first byte (the last one may be shorter),
+  // taken by the caller as the bytes arrived: a block whose new bytes are
+  // exactly one such piece takes its checksum from there instead of another
+  // pass over the bytes. Every other block is checksummed from the bytes.
+  Status Write(uint64_t handle, uint64_t offset, const std::vector<ConstSlice>& data,
+               const std::vector<uint32_t>* piece_crcs = nullptr);
   Status Write(uint64_t handle, uint64_t offset, const uint8_t* data, size_t n);
 
   // Reads up to n bytes at offset into out (resized to the bytes read; short
@@ -309,7 +315,8 @@ class ChunkStore {
   Status CheckBlock(const OpenChunk& oc, size_t i, const uint8_t* p, size_t n, Range* bad) const;
   Status WriteMeta(uint64_t handle, uint64_t version);
   Status WriteImpl(uint64_t handle, uint64_t offset, const std::vector<ConstSlice>& data,
-                   uint64_t n, uint64_t new_length);
+                   uint64_t n, uint64_t new_length,
+                   const std::vector<uint32_t>* piece_crcs = nullptr);
   void Restore(State* st, OpenChunk* oc, uint64_t off, uint64_t end,
                const std::vector<ConstSlice>& data, const Status& cause);
   std::string ChunksDir() const { return dir_ + "/chunks"; }

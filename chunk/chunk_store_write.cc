@@ -21,7 +21,8 @@ Status ChunkStore::Write(uint64_t handle, uint64_t offset, const uint8_t* data, 
   return Write(handle, offset, std::vector<ConstSlice>{ConstSlice{data, n}});
 }
 
-Status ChunkStore::Write(uint64_t handle, uint64_t offset, const std::vector<ConstSlice>& data) {
+Status ChunkStore::Write(uint64_t handle, uint64_t offset, const std::vector<ConstSlice>& data,
+                         const std::vector<uint32_t>* piece_crcs) {
   Result<State*> st = Lookup(handle);
   if (!st.ok()) return st.status();
   uint64_t n = 0;
@@ -30,11 +31,12 @@ Status ChunkStore::Write(uint64_t handle, uint64_t offset, const std::vector<Con
   if (offset > kMaxLength || n > kMaxLength - offset) {
     return Status::InvalidArgument("chunk " + HandleName(handle) + ": write past max length");
   }
-  return WriteImpl(handle, offset, data, n, std::max((*st)->length, offset + n));
+  return WriteImpl(handle, offset, data, n, std::max((*st)->length, offset + n), piece_crcs);
 }
 
 Status ChunkStore::WriteImpl(uint64_t handle, uint64_t off, const std::vector<ConstSlice>& data,
-                             uint64_t n, uint64_t new_len) {
+                             uint64_t n, uint64_t new_len,
+                             const std::vector<uint32_t>* piece_crcs) {
   State* st = &chunks_[handle];
   Result<OpenChunk*> ocr = Acquire(handle, st, /*create=*/true);
   if (!ocr.ok()) return ocr.status();
@@ -66,7 +68,16 @@ Status ChunkStore::WriteImpl(uint64_t handle, uint64_t off, const std::vector<Co
     uint32_t crc;
     if (!keeps_old) {
       // Content: zeros (gap) [bs, ws), new bytes [ws, we), zeros [we, be).
-      if (has_new) {
+      // The new bytes are one whole piece of the caller's: its CRC, no pass.
+      const uint64_t rel = ws - off, piece = rel / kBS;
+      const bool known = has_new && piece_crcs != nullptr && rel % kBS == 0 &&
+                         piece < piece_crcs->size() && we - ws == std::min<uint64_t>(kBS, n - rel);
+      if (known) {
+        crc = (*piece_crcs)[piece];
+        if (ws > bs) crc = crc32c::Combine(ExtendZeros(0, ws - bs), crc, we - ws);
+        g.Skip(we - ws);
+        crc = ExtendZeros(crc, be - we);
+      } else if (has_new) {
         crc = ExtendZeros(0, ws - bs);
         crc = g.Crc(crc, we - ws);
         crc = ExtendZeros(crc, be - we);

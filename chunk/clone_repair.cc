@@ -82,6 +82,7 @@ void ChunkServer::FinishClone(const Clone& c, const Status& s) {
 }
 
 void ChunkServer::OnCloneRead(const std::shared_ptr<Clone>& cp, Result<Message> r) {
+  DrainApply();  // the store is this thread's again
   OnPeerReply(r.ok());
   Clone& c = *cp;
   if (!r.ok()) {
@@ -191,6 +192,7 @@ void ChunkServer::NextRepairPiece(uint64_t handle) {
 }
 
 void ChunkServer::OnRepairRead(uint64_t handle, Result<Message> r) {
+  DrainApply();  // the store is this thread's again
   OnPeerReply(r.ok());
   auto it = repairs_.find(handle);
   if (it == repairs_.end()) return;

@@ -41,34 +41,62 @@ Status ChunkServer::ApplyLocal(uint8_t kind, uint64_t handle, uint64_t offset, u
 void ChunkServer::OnWrite(Message& m) {
   WriteReq w;
   Status s = m.Decode(&w);
+  // The data's checksums are taken while the write before may still be
+  // under way in the apply thread; the store is used only after it is done.
+  if (s.ok()) PrepareWrite(m.source, w.data_id, w.kind);
+  DrainApply();
   if (!s.ok()) return Reply(m, s);
   s = CheckPrimary(w.handle, w.version);
   if (!s.ok()) return Reply(m, s);
   if (w.offset + w.length > (1ull << 40)) return Reply(m, Status::InvalidArgument("offset"));
   PushKey key{m.source, w.data_id};
   auto push = pushes_.find(key);
+  // Applied here, then forwarded to the secondaries in serial order.
+  auto applied = [this, m, w](const Status& st) {
+    if (!st.ok()) return Reply(m, MutationError(w.handle, st));
+    stats_.counters[Counter::kMutationsPrimary]++;
+    lease_used_.insert(w.handle);
+    PendingWrite pw;
+    pw.kind = PendingWrite::kWrite;
+    pw.client_req = m;
+    pw.handle = w.handle;
+    ApplyReq a;
+    a.handle = w.handle;
+    a.version = w.version;
+    a.kind = w.kind;
+    a.offset = w.offset;
+    a.length = w.length;
+    a.origin = m.source;
+    a.data_id = w.data_id;
+    Replicate(std::move(pw), a, w.secondaries);
+  };
+  if (w.kind == static_cast<uint8_t>(MutationKind::kWrite)) {
+    // The data is written in the apply thread; `applied` runs once it is.
+    PushEntry taken;
+    const bool have = push != pushes_.end();
+    if (have) {
+      taken = std::move(push->second);
+      pushes_.erase(push);
+    }
+    return ApplyWrite(w.handle, w.offset, w.length, have ? &taken : nullptr, std::move(applied));
+  }
   const PushEntry* pe = push == pushes_.end() ? nullptr : &push->second;
   s = ApplyLocal(w.kind, w.handle, w.offset, w.length, pe);
   if (push != pushes_.end()) {
     push_held_ -= push->second.held;
     pushes_.erase(push);
   }
-  if (!s.ok()) return Reply(m, MutationError(w.handle, s));
-  stats_.counters[Counter::kMutationsPrimary]++;
-  lease_used_.insert(w.handle);
-  PendingWrite pw;
-  pw.kind = PendingWrite::kWrite;
-  pw.client_req = m;
-  pw.handle = w.handle;
-  ApplyReq a;
-  a.handle = w.handle;
-  a.version = w.version;
-  a.kind = w.kind;
-  a.offset = w.offset;
-  a.length = w.length;
-  a.origin = m.source;
-  a.data_id = w.data_id;
-  Replicate(std::move(pw), a, w.secondaries);
+  applied(s);
+}
+
+void ChunkServer::PrepareWrite(int origin, uint64_t data_id, uint8_t kind) {
+  if (kind != static_cast<uint8_t>(MutationKind::kWrite)) return;
+  auto push = pushes_.find(PushKey{origin, data_id});
+  if (push == pushes_.end() || push->second.rejected ||
+      push->second.received != push->second.total) {
+    return;
+  }
+  TakePieceCrcs(&push->second);
 }
 
 Status ChunkServer::CheckPrimary(uint64_t handle, uint64_t version) {
@@ -120,6 +148,7 @@ void ChunkServer::Replicate(PendingWrite pw, ApplyReq a, const std::vector<int32
 }
 
 void ChunkServer::OnPeerReply(bool answered) {
+  DrainApply();
   if (answered) last_io_us_ = Now();
   FlushAppends();
 }
@@ -149,6 +178,8 @@ void ChunkServer::Complete(const PendingWrite& pw, const Status& s) {
 void ChunkServer::OnApply(Message& m) {
   ApplyReq a;
   Status s = m.Decode(&a);
+  if (s.ok()) PrepareWrite(a.origin, a.data_id, a.kind);  // as in OnWrite
+  DrainApply();
   if (!s.ok()) return Reply(m, s);
   auto meta = store_.Meta(a.handle);
   if (!meta.ok()) return Reply(m, meta.status());
@@ -158,6 +189,20 @@ void ChunkServer::OnApply(Message& m) {
   }
   PushKey key{a.origin, a.data_id};
   auto push = pushes_.find(key);
+  auto applied = [this, m, handle = a.handle](const Status& st) {
+    if (st.ok()) stats_.counters[Counter::kMutationsSecondary]++;
+    Reply(m, st.ok() ? st : MutationError(handle, st));
+  };
+  if (a.kind == static_cast<uint8_t>(MutationKind::kWrite)) {
+    // Written in the apply thread, in the order the primary's orders came.
+    PushEntry taken;
+    const bool have = push != pushes_.end();
+    if (have) {
+      taken = std::move(push->second);
+      pushes_.erase(push);
+    }
+    return ApplyWrite(a.handle, a.offset, a.length, have ? &taken : nullptr, std::move(applied));
+  }
   const PushEntry* pe = push == pushes_.end() ? nullptr : &push->second;
   s = ApplyLocal(a.kind, a.handle, a.offset, a.length, pe);
   if (push != pushes_.end() && a.kind == static_cast<uint8_t>(MutationKind::kPad)) {
@@ -166,8 +211,7 @@ void ChunkServer::OnApply(Message& m) {
     push_held_ -= push->second.held;
     pushes_.erase(push);
   }
-  if (s.ok()) stats_.counters[Counter::kMutationsSecondary]++;
-  Reply(m, s.ok() ? s : MutationError(a.handle, s));
+  applied(s);
 }
 
 Status ChunkServer::MutationError(uint64_t handle, const Status& s) {

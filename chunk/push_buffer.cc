@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "chunk/chunk_server.h"
+#include "common/crc32c.h"
 
 namespace gfs {
 namespace {
@@ -62,6 +63,30 @@ void ChunkServer::OnPushData(Message& m) {
     PushAckMsg ack{p.data_id, 0, me};
     LogIfSendFailed(SendRequest(t_, p.origin, ack, 0, 0), "a push ack");
   }
+}
+
+void ChunkServer::TakePieceCrcs(PushEntry* e) {
+  constexpr uint64_t kPiece = ChunkStore::kBlockSize;
+  e->piece_crcs.clear();
+  uint32_t crc = 0;
+  uint64_t fill = 0;
+  for (const auto& sl : e->slices) {
+    const uint8_t* p = sl.second.data;
+    uint64_t n = sl.second.size;
+    while (n > 0) {
+      const size_t k = static_cast<size_t>(std::min<uint64_t>(n, kPiece - fill));
+      crc = crc32c::Extend(crc, p, k);
+      fill += k;
+      p += k;
+      n -= k;
+      if (fill == kPiece) {
+        e->piece_crcs.push_back(crc);
+        crc = 0;
+        fill = 0;
+      }
+    }
+  }
+  if (fill > 0) e->piece_crcs.push_back(crc);  // the short last piece
 }
 
 void ChunkServer::KeepBounced(PushEntry* e) {

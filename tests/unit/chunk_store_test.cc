@@ -125,6 +125,50 @@ TEST_F(ChunkStoreTest, RoundTripAcrossBlocksAndSlices) {
   EXPECT_OK(store_->Verify(2));
 }
 
+// The caller's checksums of the data's 64 KiB pieces stand for the pass over
+// the bytes wherever a block's new bytes are exactly one piece (aligned
+// writes, a gap of zeros before, a short last piece); other blocks are
+// checksummed from the bytes. Wrong piece checksums show up as damage, so
+// the test also proves they were used.
+TEST_F(ChunkStoreTest, PieceChecksumsStandForThePass) {
+  auto pieces = [](const std::vector<uint8_t>& d) {
+    std::vector<uint32_t> v;
+    for (size_t o = 0; o < d.size(); o += kBS) {
+      v.push_back(crc32c::Value(d.data() + o, std::min<size_t>(kBS, d.size() - o)));
+    }
+    return v;
+  };
+  const std::vector<uint8_t> d = RandomBytes(3 * kBS + 777, 11);
+  std::vector<uint32_t> crcs = pieces(d);
+  std::vector<ConstSlice> slices = {{d.data(), kBS + 5}, {d.data() + kBS + 5, d.size() - kBS - 5}};
+  // Aligned, on a fresh chunk, and after a gap of whole blocks.
+  ASSERT_OK(store_->Create(1, 1));
+  ASSERT_OK(store_->Write(1, 0, slices, &crcs));
+  EXPECT_EQ(ReadAll(1), d);
+  EXPECT_OK(store_->Verify(1));
+  ASSERT_OK(store_->Create(2, 1));
+  ASSERT_OK(store_->Write(2, 2 * kBS, slices, &crcs));
+  std::vector<uint8_t> expect(2 * kBS, 0);
+  expect.insert(expect.end(), d.begin(), d.end());
+  EXPECT_EQ(ReadAll(2), expect);
+  EXPECT_OK(store_->Verify(2));
+  // One short piece after a gap inside its block (zeros, then the piece).
+  const std::vector<uint8_t> small = RandomBytes(10, 12);
+  const std::vector<uint32_t> small_crc = pieces(small);
+  ASSERT_OK(store_->Create(5, 1));
+  ASSERT_OK(store_->Write(5, kBS + 5, {{small.data(), small.size()}}, &small_crc));
+  EXPECT_OK(store_->Verify(5));
+  // Not aligned: the pieces do not match blocks, the bytes are checksummed.
+  std::vector<uint32_t> wrong(crcs.size(), 0x12345678);
+  ASSERT_OK(store_->Create(3, 1));
+  ASSERT_OK(store_->Write(3, 100, slices, &wrong));
+  EXPECT_OK(store_->Verify(3));
+  // Aligned with wrong piece checksums: they were taken as given.
+  ASSERT_OK(store_->Create(4, 1));
+  ASSERT_OK(store_->Write(4, 0, slices, &wrong));
+  EXPECT_EQ(store_->Verify(4).code(), Code::kCorruption);
+}
+
 TEST_F(ChunkStoreTest, RandomWritesAtOddOffsetsMatchModel) {
   ASSERT_OK(store_->Create(7, 1));
   std::mt19937_64 rng(42);
