@@ -113,11 +113,11 @@ std::string MakeTemp(const std::string& dir, const char* stem) {
 
 // Children of this process other than those already reaped: the ranks
 // mpirun left (see PR_SET_CHILD_SUBREAPER in Launch).
-std::vector<pid_t> Children() {
-  std::vector<pid_t> out;
-  const pid_t self = getpid();
+// Every process's parent, from /proc/PID/stat.
+std::map<pid_t, pid_t> ParentsOfAll() {
+  std::map<pid_t, pid_t> parent;
   DIR* d = opendir("/proc");
-  if (d == nullptr) return out;
+  if (d == nullptr) return parent;
   while (struct dirent* e = readdir(d)) {
     if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
     std::ifstream in(std::string("/proc/") + e->d_name + "/stat");
@@ -129,31 +129,25 @@ std::vector<pid_t> Children() {
     std::istringstream rest(line.substr(close + 1));
     std::string state;
     long ppid = 0;
-    if (rest >> state >> ppid && ppid == self) out.push_back(std::atoi(e->d_name));
+    if (rest >> state >> ppid) parent[std::atoi(e->d_name)] = static_cast<pid_t>(ppid);
   }
   closedir(d);
+  return parent;
+}
+
+std::vector<pid_t> Children() {
+  std::vector<pid_t> out;
+  const pid_t self = getpid();
+  for (const auto& [pid, ppid] : ParentsOfAll()) {
+    if (ppid == self) out.push_back(pid);
+  }
   return out;
 }
 
 // The descendants of this process that are client ranks of the job (their
 // environment has OMPI_COMM_WORLD_RANK >= first_client).
 std::vector<pid_t> LocalClientRanks(int first_client) {
-  std::map<pid_t, pid_t> parent;
-  DIR* d = opendir("/proc");
-  if (d == nullptr) return {};
-  while (struct dirent* e = readdir(d)) {
-    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-    std::ifstream in(std::string("/proc/") + e->d_name + "/stat");
-    std::string line;
-    if (!std::getline(in, line)) continue;
-    size_t close = line.rfind(')');
-    if (close == std::string::npos) continue;
-    std::istringstream rest(line.substr(close + 1));
-    std::string state;
-    long ppid = 0;
-    if (rest >> state >> ppid) parent[std::atoi(e->d_name)] = static_cast<pid_t>(ppid);
-  }
-  closedir(d);
+  const std::map<pid_t, pid_t> parent = ParentsOfAll();
   std::vector<pid_t> out;
   const pid_t self = getpid();
   for (const auto& [pid, pp] : parent) {
