@@ -65,7 +65,7 @@ run() {  # name scratch [gfs-bench options...]
 
 status=0
 run write-read-r1 "$disk" --chunkservers 1 --clients 2 --replication 1 -t 1M -b "$(mb 256)" \
-  --api gfs,mpiio --workload write,read --drop-caches || status=1
+  --api gfs,mpiio,posix --workload write,read --drop-caches || status=1
 run append-8 "$disk" --chunkservers 1 --clients 8 --replication 1 -t 64K -b "$(mb 64)" \
   --api gfs --workload append || status=1
 run write-r3 "$disk" --chunkservers 3 --clients 2 --replication 3 -t 1M -b "$(mb 64)" \
