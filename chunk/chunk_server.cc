@@ -409,6 +409,15 @@ void ChunkServer::Tick(uint64_t) {
     hb.num_chunks = static_cast<uint32_t>(store_.NumChunks());
     hb.extend_leases.assign(lease_used_.begin(), lease_used_.end());
     lease_used_.clear();
+    for (auto it = watched_clients_.begin(); it != watched_clients_.end();) {
+      if (ProcessEnded(it->second.pid, it->second.start_ticks)) {
+        ended_clients_.push_back(it->first);
+        it = watched_clients_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    hb.ended_clients = ended_clients_;
     LogIfSendFailed(SendRequest(t_, master_, hb, ++next_id_, cfg_.heartbeat_ms * 2, master_epoch_),
                     "a heartbeat");
   }

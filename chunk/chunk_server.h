@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "chunk/chunk_store.h"
+#include "common/hosts.h"
 #include "mpi/protocol/config.h"
 #include "mpi/protocol/rpc.h"
 #include "mpi/protocol/server_rpc.h"
@@ -54,6 +55,13 @@ class ChunkServer : public Server {
   PendingCalls* calls() override { return &calls_; }
   // The store this server's directory belongs to (0: none recorded yet).
   uint64_t store_id() const { return store_id_; }
+
+  // The client ranks that run on this chunkserver's machine, with their
+  // processes: each heartbeat names the ones whose process has ended, so
+  // that the master does not wait for them (master/clients.cc).
+  void WatchClients(std::vector<std::pair<int, HostId>> local_clients) {
+    watched_clients_ = std::move(local_clients);
+  }
 
   const RoleStats& stats() const { return stats_; }
   ChunkStore* store() { return &store_; }
@@ -271,6 +279,8 @@ class ChunkServer : public Server {
   uint64_t push_held_ = 0;
   std::map<uint64_t, uint64_t> leases_;  // handle -> expiry (us), where we are primary
   std::set<uint64_t> lease_used_;        // handles mutated since last heartbeat
+  std::vector<std::pair<int, HostId>> watched_clients_;  // client rank, its process here
+  std::vector<int32_t> ended_clients_;                   // of those, the ones that ended
   std::map<uint64_t, uint64_t> next_serial_;
   std::map<uint64_t, std::multiset<uint64_t>> appends_in_flight_;  // handle -> offsets
   std::map<uint64_t, std::vector<QueuedAppend>> queued_appends_;   // handle -> in offset order

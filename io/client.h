@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/env.h"
+#include "common/hosts.h"
 #include "common/status.h"
 #include "common/topology.h"
 #include "mpi/protocol/config.h"
@@ -59,14 +60,6 @@ struct File {
 
 // Progress callback for long transfers: bytes done so far.
 using ProgressFn = std::function<void(uint64_t done)>;
-
-// Where a rank runs: its host name (for distance) and the machine's boot id
-// (/proc/sys/kernel/random/boot_id), so that two hosts given the same name
-// are not taken for one (a short-circuit read needs both to match).
-struct HostId {
-  std::string name;
-  std::string boot_id;
-};
 
 struct ChunkLease;
 class LeaseCache;
@@ -140,6 +133,10 @@ class Client {
 
   // Tells the master this client is finished (the job ends when all are).
   Status Finish(int status);
+  // The client ranks (world ranks) the master has taken as gone: their
+  // process ended, or their host was lost (master/clients.cc). A job whose
+  // ranks wait for each other stops waiting for these.
+  Result<std::vector<int>> GoneClients();
 
   RoleStats& stats() { return stats_; }
   // The file system and clock the client uses: short-circuit reads open

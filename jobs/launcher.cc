@@ -189,6 +189,14 @@ void StopJob(pid_t mpirun, int sig, int first_client, int* wstatus, bool* done) 
   kill(mpirun, sig);
 }
 
+// Whether the first client has written the job's status (a number and a
+// newline) into the status file.
+bool StatusWritten(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  return in && std::getline(in, line) && !in.eof() && !line.empty();
+}
+
 // Waits up to 10 s for the orphaned ranks to end, then kills what is left.
 void ReapOrphans() {
   for (int i = 0; i < 200; ++i) {
@@ -565,13 +573,38 @@ int Launch(const CommandLine& cl, int argc, char** argv) {
   int wstatus = 0;
   const int first_client = 1 + cl.global.job.shadows + cl.global.job.chunkservers;
   bool stopping = false, done = false;
+  // mpirun can outlive the job. Seen with Open MPI 4.1 on the test hosts: a
+  // host's client rank SIGKILLed while another rank of that host later ended
+  // normally, and mpirun waited for ever after every rank had exited. Once
+  // the first client has written the status, every rank is past its work
+  // (it writes it after the storage ranks stopped), so mpirun gets
+  // kMpirunGraceSeconds to end, then SIGTERM (it stops its daemons), then
+  // SIGKILL. Checked every 100 ms, sleeping in between.
+  constexpr int kMpirunGraceSeconds = 20;
+  int ticks_since_status = -1;
   while (!done) {
-    if (waitpid(pid, &wstatus, 0) == pid) break;
-    if (errno != EINTR) break;
+    const pid_t w = waitpid(pid, &wstatus, WNOHANG);
+    if (w == pid) break;
+    if (w < 0 && errno != EINTR) break;
     if (g_signal != 0 && !stopping) {
       stopping = true;
       StopJob(pid, g_signal, first_client, &wstatus, &done);
+      continue;
     }
+    if (ticks_since_status < 0 && !stopping && StatusWritten(status_file)) ticks_since_status = 0;
+    if (ticks_since_status >= 0) {
+      ++ticks_since_status;
+      if (ticks_since_status == kMpirunGraceSeconds * 10) {
+        std::fprintf(stderr,
+                     "gfs: mpirun has not exited %d s after the job reported its status (a rank "
+                     "on another host was lost?): stopping it\n",
+                     kMpirunGraceSeconds);
+        kill(pid, SIGTERM);
+      } else if (ticks_since_status == (kMpirunGraceSeconds + 10) * 10) {
+        kill(pid, SIGKILL);
+      }
+    }
+    usleep(100000);
   }
   g_child = 0;
   ReapOrphans();

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "chunk/chunk_server.h"
+#include "common/hosts.h"
 #include "common/log.h"
 #include "master/master_server.h"
 
@@ -75,17 +76,27 @@ Role RoleOf(const RoleLayout& l, int rank) {
 }
 
 Result<std::vector<HostId>> GatherHosts(Collective* world, const std::string& host_name) {
-  // Slots as wide as Open MPI's MPI_MAX_PROCESSOR_NAME (256).
-  constexpr size_t kName = 256, kBoot = 64, kSlot = kName + kBoot;
+  // Slots as wide as Open MPI's MPI_MAX_PROCESSOR_NAME (256), then the boot
+  // id, then the process (pid and start time, 8 bytes each; every rank of a
+  // job runs the same build, so the bytes are copied as they are).
+  constexpr size_t kName = 256, kBoot = 64, kProc = 16, kSlot = kName + kBoot + kProc;
   char mine[kSlot] = {0};
   std::strncpy(mine, host_name.c_str(), kName - 1);
   std::strncpy(mine + kName, BootId().c_str(), kBoot - 1);
+  int64_t pid = 0;
+  uint64_t start = 0;
+  SelfProcess(&pid, &start);
+  std::memcpy(mine + kName + kBoot, &pid, 8);
+  std::memcpy(mine + kName + kBoot + 8, &start, 8);
   std::vector<char> all(static_cast<size_t>(world->size()) * kSlot);
   GFS_RETURN_IF_ERROR(world->AllGather(mine, kSlot, all.data()));
   std::vector<HostId> out;
   for (int i = 0; i < world->size(); ++i) {
     const char* slot = &all[static_cast<size_t>(i) * kSlot];
-    out.push_back(HostId{std::string(slot), std::string(slot + kName)});
+    HostId h{std::string(slot), std::string(slot + kName)};
+    std::memcpy(&h.pid, slot + kName + kBoot, 8);
+    std::memcpy(&h.start_ticks, slot + kName + kBoot + 8, 8);
+    out.push_back(std::move(h));
   }
   return out;
 }
@@ -233,6 +244,7 @@ Status StartRank(const RankContext& ctx, const JobConfig& cfg, const RoleLayout&
   GFS_RETURN_IF_ERROR(ctx.world->Broadcast(0, err, sizeof err));
   if (err[0] != 0) return Status(static_cast<Code>(err[0]), std::string(err + 1));
 
+  if (out->master) out->master->set_hosts(out->hosts);
   if (out->role == Role::kClient) {
     out->client = std::make_unique<Client>(ctx.transport, cfg, 0, out->hosts);
   }
@@ -265,6 +277,12 @@ Status ServeRank(const RankContext& ctx, const JobConfig& cfg, const RoleLayout&
     return st;
   }
   ChunkServer cs(ctx.transport, ctx.env, cfg, 0, dir, id, r->hosts[static_cast<size_t>(rank)].name);
+  std::vector<std::pair<int, HostId>> local_clients;
+  for (int c = l.first_client(); c < l.world && static_cast<size_t>(c) < r->hosts.size(); ++c) {
+    const HostId& h = r->hosts[static_cast<size_t>(c)];
+    if (SameMachine(h, r->hosts[static_cast<size_t>(rank)])) local_clients.emplace_back(c, h);
+  }
+  cs.WatchClients(std::move(local_clients));
   st = cs.Start();
   if (!st.ok()) {
     GFS_LOG_ERROR("chunkserver rank %d: %s", rank, st.ToString().c_str());

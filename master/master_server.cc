@@ -208,6 +208,7 @@ void MasterServer::Handle(Message& m) {
     StepDown(m.h.epoch, -1);
   }
   if (HandleGroup(m)) return;
+  if (mode_ == Mode::kMaster && !m.is_reply()) NoteClient(m.source, Now());
   if (m.is_reply()) {
     // Replies to the calls in calls_ went to their continuations; a late
     // one (its call ended) is dropped here.
@@ -293,6 +294,8 @@ void MasterServer::Dispatch(Message& m) {
       return OnSetLength(m);
     case MsgType::kClientDone:
       return OnClientDone(m);
+    case MsgType::kClientsGone:
+      return OnClientsGone(m);
     case MsgType::kReport:
       return OnReport(m);
     case MsgType::kFsck:
@@ -306,7 +309,7 @@ void MasterServer::Dispatch(Message& m) {
 void MasterServer::OnClientDone(Message& m) {
   clients_done_.insert(m.source);
   done_msgs_.Hold(0, m);
-  if (clients_done_.size() >= client_ranks_.size() && !shutting_down_) BeginShutdown();
+  MaybeShutdown();
 }
 
 void MasterServer::BeginShutdown() {
@@ -401,6 +404,7 @@ void MasterServer::Tick(uint64_t) {
                    st.dir_name.c_str());
     }
   }
+  if (mode_ == Mode::kMaster && serving_) CheckClients(now, dead_after);
   // Requests held past their deadline are answered kTimeout, not served late.
   unserved_.Expire();
   chunk_waiters_.Expire();

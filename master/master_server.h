@@ -29,6 +29,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/hosts.h"
 #include "common/topology.h"
 #include "master/journal.h"
 #include "master/meta_state.h"
@@ -76,6 +77,10 @@ class MasterServer : public Server {
   // fires their deadlines).
   PendingCalls* calls() override { return &calls_; }
   Timers* timers() override { return &timers_; }
+
+  // Where every rank of the job runs (index = rank, with its process), so
+  // that a client rank whose process ended is not waited for (master/clients.cc).
+  void set_hosts(std::vector<HostId> hosts);
 
   const RoleStats& stats() const { return stats_; }
   const MetaState& meta() const { return *meta_; }
@@ -333,6 +338,23 @@ class MasterServer : public Server {
   bool serving_ = false;
 
   std::set<int> clients_done_;
+  // Client ranks taken as gone (master/clients.cc): their process ended
+  // (presumed = false), or every storage rank of their host stopped and they
+  // have been silent since (presumed = true: they may come back).
+  struct GoneClient {
+    bool presumed = false;
+  };
+  std::map<int, GoneClient> clients_gone_;
+  std::map<int, uint64_t> client_seen_us_;  // the last message from each client rank
+  std::vector<HostId> hosts_;               // index = rank; empty: not known
+  uint64_t next_client_check_us_ = 0;
+  bool IsClientRank(int rank) const;
+  void NoteClient(int rank, uint64_t now);
+  void ClientGone(int rank, bool presumed, const std::string& why);
+  void CheckClients(uint64_t now, uint64_t dead_after_us);
+  void NoteEndedClients(int reporter, const std::vector<int32_t>& ranks);
+  void OnClientsGone(Message& m);
+  void MaybeShutdown();
   bool shutting_down_ = false;
   int shutdown_waiting_ = 0;
   uint64_t shutdown_deadline_us_ = 0;

@@ -154,6 +154,7 @@ void MasterServer::OnHeartbeat(Message& m) {
   st.chunks = r.num_chunks;
   st.last_seen_us = Now();
   st.alive = true;
+  NoteEndedClients(m.source, r.ended_clients);
   HeartbeatReply rep;
   rep.lease_ms = cfg_.lease_seconds * 1000;
   const uint64_t now = Now();

@@ -131,4 +131,11 @@ Status Client::Finish(int status) {
   return MasterCall(ClientDoneReq{status}, &rep, 120000);
 }
 
+Result<std::vector<int>> Client::GoneClients() {
+  ClientsGoneReply rep;
+  Status s = MasterCall(ClientsGoneReq{}, &rep);
+  if (!s.ok()) return s;
+  return std::vector<int>(rep.ranks.begin(), rep.ranks.end());
+}
+
 }  // namespace gfs

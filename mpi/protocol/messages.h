@@ -244,6 +244,26 @@ struct GetStatsReq {
   }
 };
 
+// Client -> master: which client ranks of the job has the master taken as
+// gone (their process ended, or their host was lost)? A job that waits for
+// its peers (the producer-consumer job) stops waiting for those.
+struct ClientsGoneReq {
+  GFS_MSG(kClientsGone);
+  template <class V>
+  bool Visit(V&) const {
+    return true;
+  }
+};
+
+struct ClientsGoneReply {
+  std::vector<int32_t> ranks;  // world ranks, ascending
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.ranks);
+  }
+};
+
 // Chunkservers as the master sees them.
 struct ReportReq {
   GFS_MSG(kReport);
@@ -480,10 +500,14 @@ struct HeartbeatReq {
   uint64_t capacity = 0;
   uint32_t num_chunks = 0;
   std::vector<uint64_t> extend_leases;  // handles this primary is still mutating
+  // Client ranks on this chunkserver's machine whose process has ended
+  // (every one seen so far, in each heartbeat).
+  std::vector<int32_t> ended_clients;
   GFS_VISIT_FIELDS;
   template <class S, class V>
   static bool Fields(S& s, V& v) {
-    return v(s.used) && v(s.capacity) && v(s.num_chunks) && v(s.extend_leases);
+    return v(s.used) && v(s.capacity) && v(s.num_chunks) && v(s.extend_leases) &&
+           v(s.ended_clients);
   }
 };
 

@@ -41,6 +41,7 @@ struct PushTimeline {
   X(kChunksPastEndDropped, "chunks_past_end_dropped")            \
   X(kChunksRecreated, "chunks_recreated")                        \
   X(kChunkserversRefused, "chunkservers_refused")                \
+  X(kClientsGone, "clients_gone")                                \
   X(kClockGaps, "clock_gaps")                                    \
   X(kCloneBytes, "clone_bytes")                                  \
   X(kClonesDone, "clones_done")                                  \

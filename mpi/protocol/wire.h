@@ -64,6 +64,7 @@ inline constexpr uint32_t kMaxList = 1u << 22;
   X(kGetStats, 11, "get-stats", GetStatsReq, StatsReply)                 \
   X(kReport, 12, "report", ReportReq, ReportReply)                       \
   X(kFsck, 13, "fsck", FsckReq, FsckReply)                               \
+  X(kClientsGone, 14, "clients-gone", ClientsGoneReq, ClientsGoneReply)  \
   /* chunkserver -> master */                                            \
   X(kRegister, 20, "register", RegisterReq, RegisterReply)               \
   X(kHeartbeat, 21, "heartbeat", HeartbeatReq, HeartbeatReply)           \

@@ -240,9 +240,10 @@ assert len(recs) == 2 and all(set(r) == {"producer", "sequence", "length"} for r
 assert sorted(r["length"] for r in recs) == [11, 19], recs
 pc = load("pc")
 assert pc["file"] == pcfile and pc["ok"] is True and pc["records"] == 20, pc
-assert set(pc) == {"file", "producers", "consumers", "records", "expected", "bytes", "duplicates",
-                   "padding_bytes", "skipped_bytes", "missing", "corrupt", "seconds", "mb_per_s",
-                   "ok"}, pc
+assert set(pc) == {"file", "producers", "consumers", "records", "expected", "lost_producers",
+                   "lost_acknowledged", "bytes", "duplicates", "padding_bytes", "skipped_bytes",
+                   "missing", "corrupt", "seconds", "mb_per_s", "ok"}, pc
+assert pc["lost_producers"] == 0 and pc["lost_acknowledged"] == 0 and pc["expected"] == 20, pc
 with open(os.path.join(d, "bench.json")) as f:
     bench = [json.loads(l) for l in f if l.strip()]
 assert bench and all(b["dir"] == os.path.join(d, 'base"q') for b in bench), bench
