@@ -70,6 +70,8 @@ run append-8 "$disk" --chunkservers 1 --clients 8 --replication 1 -t 64K -b "$(m
   --api gfs --workload append || status=1
 run write-r3 "$disk" --chunkservers 3 --clients 2 --replication 3 -t 1M -b "$(mb 64)" \
   --api gfs,mpiio --workload write || status=1
+run write-r3-256 "$disk" --chunkservers 3 --clients 2 --replication 3 -t 1M -b "$(mb 256)" \
+  --api gfs,mpiio --workload write || status=1
 run tmpfs-r1 "$shm" --chunkservers 2 --clients 2 --replication 1 -F -t 1M -b "$(mb 128)" \
   --api gfs,mpiio --workload write,read || status=1
 echo "JSON lines and full outputs in $out"
