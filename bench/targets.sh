@@ -1,5 +1,5 @@
 #!/bin/bash
-# Runs the issue-5 target set with one gfs-bench binary and prints each
+# Runs the performance target configurations with one gfs-bench binary and prints each
 # configuration's summary rows (medians over reps, ratios from the same run).
 #
 #   bench/targets.sh [--bench PATH] [--out DIR] [--reps N] [--disk DIR] [--shm DIR]
