@@ -98,7 +98,21 @@ InProcCluster::InProcCluster(int chunkservers, uint64_t chunk_size, int clients,
   }
   if (hosts.empty()) {
     for (int r = 0; r < k_ + 1 + clients; ++r) hosts.push_back(HostOf(r, one_host));
+  } else {
+    // Given hosts carry processes: the master and each chunkserver watch the
+    // client ranks of their machine, as in a job (jobs/roles.cc).
+    master_->set_hosts(hosts);
+    for (int i = 1; i <= k_; ++i) {
+      std::vector<std::pair<int, HostId>> mine;
+      for (int c = k_ + 1; c < k_ + 1 + clients; ++c) {
+        if (SameMachine(hosts[static_cast<size_t>(c)], hosts[static_cast<size_t>(i)])) {
+          mine.emplace_back(c, hosts[static_cast<size_t>(c)]);
+        }
+      }
+      servers_[static_cast<size_t>(i - 1)]->WatchClients(std::move(mine));
+    }
   }
+  finished_.assign(static_cast<size_t>(clients), false);
   JobConfig ccfg = cfg_;
   if (client_tweak) client_tweak(&ccfg);
   for (int i = 0; i < clients; ++i) {
@@ -109,8 +123,9 @@ InProcCluster::InProcCluster(int chunkservers, uint64_t chunk_size, int clients,
 InProcCluster::~InProcCluster() {
   // Clients finish concurrently: the master answers only once all are done.
   std::vector<std::thread> done;
-  for (auto& c : clients_) {
-    done.emplace_back([&c] { EXPECT_TRUE(c->Finish(0).ok()); });
+  for (size_t i = 0; i < clients_.size(); ++i) {
+    if (finished_[i]) continue;
+    done.emplace_back([this, i] { EXPECT_TRUE(clients_[i]->Finish(0).ok()); });
   }
   for (auto& t : done) t.join();
   for (auto& l : loops_) l->Stop();
