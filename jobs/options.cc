@@ -117,7 +117,7 @@ namespace {
 struct GlobalText {
   std::string chunk_size, slice_size, capacity, log_roll, writeback;
   std::string chunkservers, clients, shadows, replication, lease_seconds, heartbeat_ms, timeout_ms,
-      scrub, keep_checkpoints;
+      scrub, keep_checkpoints, rpc_log_mb;
 };
 
 po::options_description VisibleGlobals(GlobalText* t, GlobalOptions* g) {
@@ -149,6 +149,9 @@ po::options_description VisibleGlobals(GlobalText* t, GlobalOptions* g) {
       "file system)")("scrub-mb-per-s", po::value(&t->scrub)->value_name("N"),
                       "background checksum scrubbing of idle chunks, MiB/s per chunkserver "
                       "(default 32, 0 off)")(
+      "rpc-log-mb", po::value(&t->rpc_log_mb)->value_name("N"),
+      "each storage rank logs its requests and replies (no file data) to rpc.log in its "
+      "directory, rolled to rpc.log.1, both together about N MiB (default 16, 0 off)")(
       "log-roll", po::value(&t->log_roll)->value_name("SIZE"),
       "master: start a new op-log file and write a checkpoint once the log passes this size "
       "(default 64M)")("keep-checkpoints", po::value(&t->keep_checkpoints)->value_name("N"),
@@ -259,6 +262,7 @@ Status ApplyGlobals(const GlobalText& t, po::variables_map& vm, bool launcher, G
   GFS_RETURN_IF_ERROR(count(t.heartbeat_ms, "heartbeat-ms", 1, 3600000, &j.heartbeat_ms));
   GFS_RETURN_IF_ERROR(count(t.timeout_ms, "timeout-ms", 100, 86400000, &j.request_timeout_ms));
   GFS_RETURN_IF_ERROR(count(t.scrub, "scrub-mb-per-s", 0, 1000000, &j.scrub_mb_per_s));
+  GFS_RETURN_IF_ERROR(count(t.rpc_log_mb, "rpc-log-mb", 0, 1 << 20, &j.rpc_log_mb));
   GFS_RETURN_IF_ERROR(count(t.keep_checkpoints, "keep-checkpoints", 1, 1000, &j.keep_checkpoints));
   if (!t.chunk_size.empty()) {
     auto v = ParseSize("chunk-size", t.chunk_size);
@@ -553,6 +557,9 @@ const std::vector<CommandSpec>& Commands() {
        0,
        "",
        {{"human,h", nullptr, "sizes as 1.5K, 64M, 2.0G"},
+        {"rpcs", nullptr,
+         "also list the master's most recent requests and replies (from its RPC log; with "
+         "--json: recent_rpcs)"},
         {"json", nullptr, "print one JSON object"}},
        false,
        true},

@@ -217,8 +217,13 @@ Status StartRank(const RankContext& ctx, const JobConfig& cfg, const RoleLayout&
   // same message.
   char err[512] = {0};
   if (ctx.group != nullptr) {
-    Status st = StartMasterGroupMember(ctx.env, cfg, l, rank, ctx.transport, ctx.group, &out->lock,
-                                       &out->master);
+    const std::string dir =
+        l.is_master(rank) ? cfg.data_dir + "/master"
+                          : cfg.data_dir + "/shadow-" + std::to_string(rank - l.first_shadow() + 1);
+    out->rpc_log = std::make_unique<RpcLog>(dir, static_cast<uint64_t>(cfg.rpc_log_mb) << 20);
+    out->logged = std::make_unique<LoggedTransport>(ctx.transport, out->rpc_log.get());
+    Status st = StartMasterGroupMember(ctx.env, cfg, l, rank, out->logged.get(), ctx.group,
+                                       &out->lock, &out->master);
     if (!st.ok()) {
       std::snprintf(err, sizeof err, "%c%s", static_cast<char>(st.code()), st.message().c_str());
     }
@@ -244,7 +249,10 @@ Status StartRank(const RankContext& ctx, const JobConfig& cfg, const RoleLayout&
   GFS_RETURN_IF_ERROR(ctx.world->Broadcast(0, err, sizeof err));
   if (err[0] != 0) return Status(static_cast<Code>(err[0]), std::string(err + 1));
 
-  if (out->master) out->master->set_hosts(out->hosts);
+  if (out->master) {
+    out->master->set_hosts(out->hosts);
+    out->master->set_rpc_log(out->rpc_log.get());
+  }
   if (out->role == Role::kClient) {
     out->client = std::make_unique<Client>(ctx.transport, cfg, 0, out->hosts);
   }
@@ -260,7 +268,7 @@ Status ServeRank(const RankContext& ctx, const JobConfig& cfg, const RoleLayout&
                  l.is_master(rank) ? "master" : "shadow", rank, master->journal()->dir().c_str(),
                  master->meta().NumFiles(), master->meta().NumDirs(), master->meta().NumChunks(),
                  static_cast<unsigned long long>(master->journal()->last_seq()));
-    Status st = RunServer(ctx.transport, master);
+    Status st = RunServer(r->logged.get(), master);
     GFS_LOG_DEBUG("%s rank %d: done: %s", l.is_master(rank) ? "master" : "shadow", rank,
                   st.ToString().c_str());
     WriteStats(cfg, rank, r->role, master->stats(), *ctx.transport);
@@ -276,7 +284,10 @@ Status ServeRank(const RankContext& ctx, const JobConfig& cfg, const RoleLayout&
     GFS_LOG_ERROR("chunkserver rank %d: %s", rank, st.ToString().c_str());
     return st;
   }
-  ChunkServer cs(ctx.transport, ctx.env, cfg, 0, dir, id, r->hosts[static_cast<size_t>(rank)].name);
+  r->rpc_log = std::make_unique<RpcLog>(dir, static_cast<uint64_t>(cfg.rpc_log_mb) << 20);
+  r->logged = std::make_unique<LoggedTransport>(ctx.transport, r->rpc_log.get());
+  ChunkServer cs(r->logged.get(), ctx.env, cfg, 0, dir, id,
+                 r->hosts[static_cast<size_t>(rank)].name);
   std::vector<std::pair<int, HostId>> local_clients;
   for (int c = l.first_client(); c < l.world && static_cast<size_t>(c) < r->hosts.size(); ++c) {
     const HostId& h = r->hosts[static_cast<size_t>(c)];
@@ -290,7 +301,7 @@ Status ServeRank(const RankContext& ctx, const JobConfig& cfg, const RoleLayout&
   }
   GFS_LOG_INFO("chunkserver rank %d: serving %s (id %016llx)", rank, dir.c_str(),
                static_cast<unsigned long long>(id));
-  st = RunServer(ctx.transport, &cs);
+  st = RunServer(r->logged.get(), &cs);
   GFS_LOG_DEBUG("chunkserver rank %d: done: %s", rank, st.ToString().c_str());
   WriteStats(cfg, rank, r->role, cs.stats(), *ctx.transport);
   return st;

@@ -16,6 +16,7 @@
 #include "io/client.h"
 #include "jobs/gfs.h"
 #include "mpi/protocol/config.h"
+#include "mpi/protocol/rpc_log.h"
 #include "mpi/transport/collective.h"
 #include "mpi/transport/transport.h"
 
@@ -44,8 +45,12 @@ struct StartedRank {
   StartedRank& operator=(const StartedRank&) = delete;
 
   Role role = Role::kClient;
-  std::vector<HostId> hosts;             // where every rank runs (index = rank)
-  std::unique_ptr<FileLock> lock;        // master group: its directory's lock
+  std::vector<HostId> hosts;       // where every rank runs (index = rank)
+  std::unique_ptr<FileLock> lock;  // master group: its directory's lock
+  // Storage ranks: the RPC log in the role's directory, and the transport
+  // that notes every message in it (the servers use this one).
+  std::unique_ptr<RpcLog> rpc_log;
+  std::unique_ptr<LoggedTransport> logged;
   std::unique_ptr<MasterServer> master;  // master and shadows
   std::unique_ptr<Client> client;        // clients
 };

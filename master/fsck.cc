@@ -10,6 +10,7 @@ namespace gfs {
 void MasterServer::OnReport(Message& m) {
   ReportReply rep;
   rep.store_id = store_id();
+  if (rpc_log_ != nullptr) rep.recent_rpcs = rpc_log_->Recent();
   for (const auto& [rank, st] : servers_) {
     ServerReport s;
     s.rank = rank;

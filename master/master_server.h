@@ -36,6 +36,7 @@
 #include "master/placement.h"
 #include "mpi/protocol/config.h"
 #include "mpi/protocol/rpc.h"
+#include "mpi/protocol/rpc_log.h"
 #include "mpi/protocol/server_rpc.h"
 #include "mpi/protocol/stats.h"
 
@@ -81,6 +82,8 @@ class MasterServer : public Server {
   // Where every rank of the job runs (index = rank, with its process), so
   // that a client rank whose process ended is not waited for (master/clients.cc).
   void set_hosts(std::vector<HostId> hosts);
+  // This rank's RPC log, whose most recent lines `report` returns (null: none).
+  void set_rpc_log(const RpcLog* log) { rpc_log_ = log; }
 
   const RoleStats& stats() const { return stats_; }
   const MetaState& meta() const { return *meta_; }
@@ -347,6 +350,7 @@ class MasterServer : public Server {
   std::map<int, GoneClient> clients_gone_;
   std::map<int, uint64_t> client_seen_us_;  // the last message from each client rank
   std::vector<HostId> hosts_;               // index = rank; empty: not known
+  const RpcLog* rpc_log_ = nullptr;
   uint64_t next_client_check_us_ = 0;
   bool IsClientRank(int rank) const;
   void NoteClient(int rank, uint64_t now);

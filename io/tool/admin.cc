@@ -115,6 +115,7 @@ int Report(Client* c, const JobConfig& job, const CommandArgs& a, Status* s) {
     j["chunks"] = rep->chunks;
     j["under_replicated"] = rep->under_replicated;
     j["missing"] = rep->lost;
+    if (a.Flag("rpcs")) j["recent_rpcs"] = rep->recent_rpcs;
     PrintJson(j);
     return 0;
   }
@@ -132,6 +133,10 @@ int Report(Client* c, const JobConfig& job, const CommandArgs& a, Status* s) {
               ", under-replicated %" PRIu64 ", missing %" PRIu64 "\n",
               t.servers, t.alive, Size(t.capacity, human).c_str(), Size(t.used, human).c_str(),
               Size(t.free, human).c_str(), rep->chunks, rep->under_replicated, rep->lost);
+  if (a.Flag("rpcs")) {
+    std::printf("recent requests and replies at the master (oldest first):\n");
+    for (const std::string& line : rep->recent_rpcs) std::printf("  %s\n", Shown(line).c_str());
+  }
   return 0;
 }
 

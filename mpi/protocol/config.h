@@ -31,6 +31,7 @@ struct JobConfig {
   uint64_t capacity = 0;                    // 0: the file system's free space
   uint64_t writeback_bytes = 0;             // chunkserver: start disk writes per this much; 0 off
   uint32_t scrub_mb_per_s = 32;             // background checksum scrubbing; 0: off
+  uint32_t rpc_log_mb = 16;                 // storage ranks' rpc.log (+ .1) in MiB; 0: off
   uint64_t log_roll_bytes = 64ull << 20;    // master: new op-log file + checkpoint past this
   uint32_t keep_checkpoints = 2;            // master: checkpoints kept (and the logs they need)
   std::string stats_dir;                    // when set, each rank writes counters there

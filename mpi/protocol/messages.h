@@ -294,11 +294,14 @@ struct ReportReply {
   uint64_t under_replicated = 0;
   uint64_t lost = 0;
   uint64_t store_id = 0;  // the store's identity
+  // The master's most recent requests and replies, oldest first (its RPC
+  // log's lines: mpi/protocol/rpc_log.h).
+  std::vector<std::string> recent_rpcs;
   GFS_VISIT_FIELDS;
   template <class S, class V>
   static bool Fields(S& s, V& v) {
     return v(s.servers, 65536) && v(s.chunks) && v(s.under_replicated) && v(s.lost) &&
-           v(s.store_id);
+           v(s.store_id) && v(s.recent_rpcs, 256);
   }
 };
 
