@@ -14,6 +14,7 @@ R=3
 RATE=""
 SIZE=256M
 STREAM_SIZE=512M
+TRANSFER=64M
 CHUNK=64M
 REPS=2
 JSON=""
@@ -39,14 +40,18 @@ any exit) and writes one JSON line per measurement to FILE:
     build/gfs-bench (--api gfs, one client, R = $R, the data directories
     on tmpfs so that no disk is the limit), alternating --push chain and
     --push star, REPS times each:
-    - chain_push: gfs-bench's write of SIZE bytes (open to close, which
-      syncs every replica), ideal B/T;
+    - chain_push: gfs-bench's write of SIZE bytes in --transfer calls
+      (open to close, which syncs every replica), ideal B/T;
     - star_push: the same with --push star (the client sends each replica
       its copy), ideal R·B/T;
-    - read: gfs-bench's read of the chain job's file back to h3 (its
-      replicas are all on other hosts), ideal B/T;
+    - read: gfs-bench's read of the file back to h3 in --transfer calls
+      (its replicas are all on other hosts), ideal B/T;
     - star_vs_chain: the medians against each other: seconds is the star's,
-      ideal_seconds R times the chain's.
+      ideal_seconds R times the chain's;
+    - then one more chain job with 1 MiB calls (a reader streaming in small
+      reads, which the client's read-ahead serves): read_1m_calls, ideal
+      B/T, and chain_push_1m_calls (each 1 MiB write waits for the one
+      before: a latency figure, not a link one; ideal B/T all the same).
 
 Each line has what, seconds, ideal_seconds and ratio = ideal_seconds /
 seconds (1.0: at the link rate; the targets are chain >= 1/1.1 = 0.91,
@@ -59,6 +64,10 @@ Options:
   --size SIZE          bytes B per push and read (K/M/G binary; default $SIZE)
   --json FILE          where the JSON lines go (appended)
   --reps N             jobs per push mode (default $REPS)
+  --transfer SIZE      bytes per write and read call (gfs-bench -t; default
+                       $TRANSFER, or SIZE if smaller): a large write is cut
+                       into mutations with several in flight, as 'gfs put'
+                       does; 1 MiB calls would each wait for the one before
   --chunk-size SIZE    chunk size (default $CHUNK)
   --stream-size SIZE   bytes of the MPI stream (default $STREAM_SIZE)
   --data-root DIR      where the hosts' data directories go (default: a new
@@ -105,6 +114,7 @@ while (($#)); do
     --size) SIZE="${2:-}"; shift 2 || die "--size needs a value" ;;
     --json) JSON="${2:-}"; shift 2 || die "--json needs a value" ;;
     --reps) REPS="${2:-}"; shift 2 || die "--reps needs a value" ;;
+    --transfer) TRANSFER="${2:-}"; shift 2 || die "--transfer needs a value" ;;
     --chunk-size) CHUNK="${2:-}"; shift 2 || die "--chunk-size needs a value" ;;
     --stream-size) STREAM_SIZE="${2:-}"; shift 2 || die "--stream-size needs a value" ;;
     --data-root) DATA_ROOT="${2:-}"; shift 2 || die "--data-root needs a value" ;;
@@ -115,6 +125,9 @@ done
 [[ "$REPS" =~ ^[0-9]+$ ]] && ((REPS >= 1)) || die "--reps must be a positive count"
 B="$(bytes_of "$SIZE")"
 STREAM_B="$(bytes_of "$STREAM_SIZE")"
+TB="$(bytes_of "$TRANSFER")"
+((TB <= B)) || TB="$B"
+((B % TB == 0)) || die "--size must be a multiple of --transfer"
 bytes_of "$CHUNK" >/dev/null
 [[ -z "$RATE" ]] || mbit_of "$RATE" >/dev/null
 ((EUID == 0)) || die "run as root (network namespaces)"
@@ -183,28 +196,31 @@ EOF
 # ---- 2. four hosts, every link at T
 "$NC" up 4 --rate "$RATE" >/dev/null || die "netns-cluster up 4 --rate $RATE failed"
 job=0
-# run_job MODE: one gfs-bench job (write, then read) with --push MODE, on a
+# run_job MODE [TRANSFER]: one gfs-bench job (write, then read) with --push MODE, on a
 # fresh store; its JSON lines go to $WORK/job<N>.json, N the job's number.
+# The job runs in the background so that a signal reaches the traps at once.
 run_job() {
-  local mode="$1" h
+  local mode="$1" t="${2:-$TB}" h pid
   job=$((job + 1))
   GFS_BIN="$BUILD/gfs-bench" timeout "$JOB_TIMEOUT" "$NC" gfs --on h3 --chunkservers 3 \
     --replication "$R" --chunk-size "$CHUNK" --data-dir "$LOCAL/job$job" --push "$mode" \
-    --api gfs --workload write,read -t 1M -b "$B" --reps 1 --memcpy-mib 16 \
-    --dir "$WORK" --json "$WORK/job$job.json" >"$WORK/job$job.log" 2>&1 ||
-    die "gfs-bench job $job (--push $mode) failed: $(tail -n 3 "$WORK/job$job.log")"
+    --api gfs --workload write,read -t "$t" -b "$B" --reps 1 --memcpy-mib 16 \
+    --dir "$WORK" --json "$WORK/job$job.json" >"$WORK/job$job.log" 2>&1 &
+  pid=$!
+  wait "$pid" || die "gfs-bench job $job (--push $mode) failed: $(tail -n 3 "$WORK/job$job.log")"
   for h in h0 h1 h2 h3; do "$NC" exec "$h" rm -rf "$LOCAL/job$job"; done
 }
 
-for ((rep = 1; rep <= REPS; ++rep)); do
-  for mode in chain star; do
-    run_job "$mode"
-    while read -r line; do
-      [[ -n "$line" ]] || continue
-      emit "$(python3 - "$line" "$mode" "$T_MBIT" "$R" "$rep" "$B" <<'EOF'
+# emit_job MODE REP SUFFIX: the last job's lines, as this script's.
+emit_job() {
+  local line
+  while read -r line; do
+    [[ -n "$line" ]] || continue
+    emit "$(python3 - "$line" "$1" "$T_MBIT" "$R" "$2" "$B" "$3" <<'EOF'
 import json, sys
 g = json.loads(sys.argv[1])
 mode, t, r, rep, b = sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+suffix = sys.argv[7]
 bps = t * 1e6 / 8  # the link rate in bytes per second
 if g["workload"] == "write":
     what = mode + "_push"
@@ -212,13 +228,19 @@ if g["workload"] == "write":
 else:
     what = "read"
     ideal = b / bps
-print(json.dumps({"what": what, "push": mode, "seconds": g["seconds"], "ideal_seconds": round(ideal, 3),
-                  "ratio": round(ideal / g["seconds"], 3), "bytes": g["bytes"],
-                  "mb_per_s": g["mb_per_s"], "rate_mbit": t, "replication": r, "rep": rep,
-                  "errors": g["errors"]}))
+print(json.dumps({"what": what + suffix, "push": mode, "seconds": g["seconds"],
+                  "ideal_seconds": round(ideal, 3), "ratio": round(ideal / g["seconds"], 3),
+                  "bytes": g["bytes"], "transfer": g["transfer"], "mb_per_s": g["mb_per_s"],
+                  "rate_mbit": t, "replication": r, "rep": rep, "errors": g["errors"]}))
 EOF
 )"
-    done <"$WORK/job$job.json"
+  done <"$WORK/job$job.json"
+}
+
+for ((rep = 1; rep <= REPS; ++rep)); do
+  for mode in chain star; do
+    run_job "$mode"
+    emit_job "$mode" "$rep" ""
   done
 done
 
@@ -243,3 +265,7 @@ print(json.dumps({"what": "star_vs_chain", "seconds": s, "ideal_seconds": round(
                   "star_over_chain": round(s / c, 3) if c else None, "replication": r}))
 EOF
 )"
+
+# ---- small calls: a streaming reader of 1 MiB reads (read-ahead at work)
+run_job chain 1M
+emit_job chain 1 _1m_calls
