@@ -43,7 +43,12 @@ Client::~Client() = default;
 void Client::OnUnsolicited(Message& m) {
   if (m.type() == MsgType::kPushAck) {
     PushAckMsg a;
-    if (m.Decode(&a).ok()) push_acks_[a.data_id] = a.status;
+    auto it = push_acks_.end();
+    if (m.Decode(&a).ok()) it = push_acks_.find(a.data_id);
+    if (it != push_acks_.end()) {
+      it->second.count++;
+      if (it->second.status == 0) it->second.status = a.status;
+    }
   } else if (m.type() == MsgType::kNewMaster) {
     NewMasterReq r;
     if (m.Decode(&r).ok()) master_channel_->Announced(r);

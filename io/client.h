@@ -261,8 +261,15 @@ class Client {
   Topology topology_;         // racks of the hosts; empty: every host a rack of its own
   std::string data_dir_abs_;  // cfg_.data_dir, absolute and normalised
   uint64_t next_data_id_ = 0;
-  std::map<uint64_t, uint16_t> push_acks_;  // data id -> status
-  std::unique_ptr<LeaseCache> cache_;       // leases and locations (io/client/lease_cache.h)
+  // Push-acks of the data ids in flight (an entry is made when the push is
+  // sent; acks of other ids are dropped): how many came, and the first
+  // refusal among them.
+  struct PushAcks {
+    uint16_t status = 0;  // Code
+    uint32_t count = 0;
+  };
+  std::map<uint64_t, PushAcks> push_acks_;
+  std::unique_ptr<LeaseCache> cache_;  // leases and locations (io/client/lease_cache.h)
   struct Unreported {
     std::string path;
     uint64_t end = 0;

@@ -115,7 +115,7 @@ namespace {
 // Global option values as text, checked after parsing (so that "-1" or "abc"
 // get a clear message instead of a wrapped number).
 struct GlobalText {
-  std::string chunk_size, slice_size, capacity, log_roll, writeback;
+  std::string chunk_size, slice_size, capacity, log_roll, writeback, push;
   std::string chunkservers, clients, shadows, replication, lease_seconds, heartbeat_ms, timeout_ms,
       scrub, keep_checkpoints, rpc_log_mb;
 };
@@ -165,6 +165,11 @@ po::options_description VisibleGlobals(GlobalText* t, GlobalOptions* g) {
                                            "show the progress of long transfers on stderr")(
       "hostfile", po::value(&g->hostfile)->value_name("FILE"),
       "launcher: Open MPI hostfile for a multi-node job")(
+      "push", po::value(&t->push)->value_name("MODE"),
+      "benchmark mode: how clients push written data to the replicas, 'chain' (to the "
+      "nearest, which forwards it down the chain; the default) or 'star' (the client sends "
+      "each replica its copy itself, R times the bytes on its link; for measuring the chain "
+      "against)")(
       "topology", po::value(&j.topology_file)->value_name("FILE"),
       "racks of the hosts, one 'HOST RACK' per line: replicas spread over racks, clients read "
       "the nearest (default: every host a rack of its own)")(
@@ -279,6 +284,12 @@ Status ApplyGlobals(const GlobalText& t, po::variables_map& vm, bool launcher, G
       return Status::InvalidArgument("--slice-size must be 4K..64M");
     }
     j.slice_size = static_cast<uint32_t>(*v);
+  }
+  if (t.push == "star") {
+    j.push_mode = JobConfig::PushMode::kStar;
+  } else if (!t.push.empty() && t.push != "chain") {
+    return Status::InvalidArgument("--push must be 'chain' or 'star', not '" + OneLine(t.push, 60) +
+                                   "'");
   }
   if (!t.writeback.empty()) {
     auto v = ParseSize("writeback", t.writeback);

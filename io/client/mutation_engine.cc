@@ -63,15 +63,14 @@ Status MutationEngine::Start(Mutation& op) {
       // Bounced from a full chunk and the next chunk has the same
       // replicas: they kept the data, so only the append is sent again.
       op.pushed_to.clear();
-      c_->push_acks_[op.data_id] = 0;
+      c_->push_acks_[op.data_id] = Client::PushAcks{0, op.acks_needed};
       c_->stats_.counters[Counter::kAppendPushReused]++;
       return Status::OK();
     }
     op.pushed_to.clear();
   }
   op.data_id = ++c_->next_data_id_;
-  Status s = PushSend(c_->OrderByDistance(op.lease.replicas, c_->rpc_.transport()->rank()),
-                      op.data_id, op.data, op.len);
+  Status s = PushSend(op);
   if (!s.ok()) return Fail(op, s);
   if (op.kind == Mutation::Kind::kWrite && op.lease.replicas.size() == 1 &&
       op.lease.replicas[0] == op.lease.primary) {
@@ -88,7 +87,7 @@ Status MutationEngine::Start(Mutation& op) {
 Status MutationEngine::Poll(Mutation& op, uint64_t now) {
   if (op.state == Mutation::State::kPushing) {
     Status pushed;
-    if (!TakePushAck(op.data_id, &pushed)) {
+    if (!TakePushAck(op, &pushed)) {
       if (now > op.deadline_us) return Fail(op, Status::Timeout("data push was not acknowledged"));
       return Status::OK();
     }
@@ -205,42 +204,51 @@ std::vector<int32_t> MutationEngine::Secondaries(const ChunkLease& lease) {
   return out;
 }
 
-Status MutationEngine::PushSend(const std::vector<int32_t>& chain, uint64_t data_id,
-                                const uint8_t* data, size_t n) {
+Status MutationEngine::PushSend(Mutation& op) {
   Transport* t = c_->rpc_.transport();
-  const int head = chain.front();
+  const std::vector<int32_t> chain = c_->OrderByDistance(op.lease.replicas, t->rank());
+  // Who gets the data from this client, and the forwarding list each push
+  // carries: the chain's head with the whole chain, or (star) every replica
+  // with an empty list, so that each keeps its copy and acks it.
+  const bool star = c_->cfg_.push_mode == JobConfig::PushMode::kStar;
+  const std::vector<int32_t> heads = star ? chain : std::vector<int32_t>{chain.front()};
   PushDataMsg p;
   p.origin = t->rank();
-  p.data_id = data_id;
-  p.total = n;
-  p.chain = chain;
+  p.data_id = op.data_id;
+  p.total = op.len;
+  if (!star) p.chain = chain;
+  op.acks_needed = static_cast<uint32_t>(heads.size());
+  c_->push_acks_[op.data_id] = Client::PushAcks{};
   const size_t slice = std::max<size_t>(c_->cfg_.slice_size, 4096);
   const uint64_t window = 4ull * slice;
-  for (size_t off = 0; off < n; off += slice) {
-    // Keep a few slices in flight to the head of the chain, no more.
-    while (t->PendingBytesTo(head) > window) c_->PumpOrIdle();
+  for (size_t off = 0; off < op.len; off += slice) {
     p.offset = off;
-    size_t len = std::min(slice, n - off);
-    Header h;
-    h.type = static_cast<uint16_t>(PushDataMsg::kType);
-    h.deadline_ms = c_->cfg_.request_timeout_ms;
-    // The slice's bytes (the message's last field) go from the caller's
-    // memory as the message's tail, not copied into it; the caller waits for
-    // such sends before its buffer is given back (Client::TailGuard).
-    p.bytes = BlobView{nullptr, 0};
-    auto msg = TakeBuffer(0, 256 + 4 * p.chain.size());
-    EncodeMessageInto(msg, h, p);
-    AnnounceTail(msg.get(), static_cast<uint32_t>(len));
-    GFS_RETURN_IF_ERROR(t->SendWithTail(head, std::move(msg), data + off, len));
-    c_->stats_.counters[Counter::kPushBytesSent] += len;
+    const size_t len = std::min(slice, op.len - off);
+    for (int32_t head : heads) {
+      // Keep a few slices in flight to each receiver, no more.
+      while (t->PendingBytesTo(head) > window) c_->PumpOrIdle();
+      Header h;
+      h.type = static_cast<uint16_t>(PushDataMsg::kType);
+      h.deadline_ms = c_->cfg_.request_timeout_ms;
+      // The slice's bytes (the message's last field) go from the caller's
+      // memory as the message's tail, not copied into it; the caller waits
+      // for such sends before its buffer is given back (Client::TailGuard).
+      p.bytes = BlobView{nullptr, 0};
+      auto msg = TakeBuffer(0, 256 + 4 * p.chain.size());
+      EncodeMessageInto(msg, h, p);
+      AnnounceTail(msg.get(), static_cast<uint32_t>(len));
+      GFS_RETURN_IF_ERROR(t->SendWithTail(head, std::move(msg), op.data + off, len));
+      c_->stats_.counters[Counter::kPushBytesSent] += len;
+    }
   }
   return Status::OK();
 }
 
-bool MutationEngine::TakePushAck(uint64_t data_id, Status* s) {
-  auto it = c_->push_acks_.find(data_id);
+bool MutationEngine::TakePushAck(const Mutation& op, Status* s) {
+  auto it = c_->push_acks_.find(op.data_id);
   if (it == c_->push_acks_.end()) return false;
-  Code c = static_cast<Code>(it->second);
+  const Code c = static_cast<Code>(it->second.status);
+  if (c == Code::kOk && it->second.count < op.acks_needed) return false;
   c_->push_acks_.erase(it);
   *s = c == Code::kOk ? Status::OK() : Status(c, "data push refused by a chunkserver");
   return true;

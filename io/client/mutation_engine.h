@@ -44,6 +44,9 @@ struct Mutation {
   // After an append bounced to the next chunk: the replicas (sorted) that
   // still hold the pushed data under data_id. Empty: push again.
   std::vector<int32_t> pushed_to;
+  // Push-acks that mean the data is on every replica: 1 for a chain (its
+  // last chunkserver), one per replica for a star push.
+  uint32_t acks_needed = 1;
   ChunkLease lease;
 };
 
@@ -73,12 +76,15 @@ class MutationEngine {
   void Complete(Mutation& op);
   // The op no longer counts as in flight.
   void Landed(Mutation& op);
-  // Sends the data into the chain (slices, bounded in flight); the last
-  // chunkserver's push-ack arrives later through Client::OnUnsolicited.
-  Status PushSend(const std::vector<int32_t>& chain, uint64_t data_id, const uint8_t* data,
-                  size_t n);
-  // True once the push-ack of data_id has arrived (consumed; *s its status).
-  bool TakePushAck(uint64_t data_id, Status* s);
+  // Sends op's data to its replicas, ordered by distance from this client
+  // (slices, a few in flight per receiver). In chain mode the nearest gets
+  // every slice with the rest of the chain as its forwarding list; in star
+  // mode (JobConfig::push_mode) each replica gets every slice with an empty
+  // list. The push-acks arrive later through Client::OnUnsolicited.
+  Status PushSend(Mutation& op);
+  // True once op's push-acks have all arrived, or one refusal has (consumed;
+  // *s the status).
+  bool TakePushAck(const Mutation& op, Status* s);
   static std::vector<int32_t> Secondaries(const ChunkLease& lease);
 
   Client* c_;

@@ -59,6 +59,9 @@ size_t Client::TakeAhead(File* f, ReadStream* rs, uint64_t offset, uint8_t* out,
       Result<Message> here = Status::Timeout("read-ahead");
       if (s.have || (rpc_.PumpOnce(), rpc_.TryTake(s.id, &here))) {
         stats_.counters[Counter::kReadAheadExpired]++;
+        const uint64_t cur = rs->window != 0 ? rs->window : cfg_.read_ahead;
+        rs->window =
+            std::min<uint64_t>(cfg_.read_ahead, std::max<uint64_t>(cur / 2, cfg_.read_size));
         break;
       }
     }
@@ -91,8 +94,8 @@ size_t Client::TakeAhead(File* f, ReadStream* rs, uint64_t offset, uint8_t* out,
 }
 
 void Client::TopUpAhead(File* f, ReadStream* rs, uint64_t from) {
-  const uint64_t window = cfg_.read_ahead;
-  if (window == 0 || cfg_.read_size == 0) return;
+  if (cfg_.read_ahead == 0 || cfg_.read_size == 0) return;
+  const uint64_t window = rs->window != 0 ? rs->window : cfg_.read_ahead;
   uint64_t end = from;
   if (!rs->segs.empty()) end = std::max(end, rs->segs.back().off + rs->segs.back().len);
   bool fetched = false;

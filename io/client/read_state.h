@@ -36,6 +36,12 @@ struct ReadStream {
   uint32_t streak = 0;        // sequential reads in a row
   uint64_t used = 0;          // ReadState::stream_clock at the last read
   std::deque<AheadSeg> segs;  // ascending and contiguous
+  // Bytes kept requested past the reader (0: JobConfig::read_ahead). Halved,
+  // down to one read_size, each time a segment had to be dropped as too old
+  // (Client::kAheadMaxAgeUs): over a link slower than read_ahead per
+  // kAheadMaxAgeUs, the far end of the window is always too old by the time
+  // the reader gets there, and each drop throws away every reply in flight.
+  uint64_t window = 0;
 };
 
 // Short-circuit reads (JobConfig::short_circuit_reads). A chunk with a

@@ -18,12 +18,19 @@ struct JobConfig {
   int clients = -1;                     // -1: derived from the job size
   uint32_t request_timeout_ms = 30000;  // deadline of one request
   uint32_t slice_size = 1u << 20;       // data push slice
-  uint32_t write_op_size = 8u << 20;    // bytes per write mutation
-  uint32_t write_window = 4;            // write mutations in flight per client
-  uint32_t append_window = 16;          // record appends in flight (RecordAppendMany)
-  uint32_t read_size = 4u << 20;        // bytes per read request
-  uint32_t read_window = 4;             // read requests in flight
-  uint64_t read_ahead = 16ull << 20;    // sequential read-ahead per file; 0: off
+  // How a client pushes a mutation's data (write step 2). kChain: to the
+  // nearest replica only, which forwards it down the chain (the design).
+  // kStar: to every replica itself, each push with an empty forwarding list;
+  // only for measuring the chain against (bench/chain.sh): the client's link
+  // then carries every byte R times.
+  enum class PushMode : uint8_t { kChain, kStar };
+  PushMode push_mode = PushMode::kChain;
+  uint32_t write_op_size = 8u << 20;  // bytes per write mutation
+  uint32_t write_window = 4;          // write mutations in flight per client
+  uint32_t append_window = 16;        // record appends in flight (RecordAppendMany)
+  uint32_t read_size = 4u << 20;      // bytes per read request
+  uint32_t read_window = 4;           // read requests in flight
+  uint64_t read_ahead = 16ull << 20;  // sequential read-ahead per file; 0: off
   // Read a replica on the client's host from its data file (read-only,
   // every block verified). Only chunkservers ever write chunk files.
   bool short_circuit_reads = true;

@@ -555,7 +555,9 @@ struct ShutdownReq {
 
 // One slice of pushed data. Servers store it under (origin, data_id) and
 // forward the identical buffer to the next rank in `chain`; the last rank in
-// the chain sends PushAck to `origin` once it holds all `total` bytes.
+// the chain, or a rank not in it (an empty chain: a star push, where the
+// client sends to each replica), sends PushAck to `origin` once it holds all
+// `total` bytes.
 struct PushDataMsg {
   GFS_MSG(kPushData);
   int32_t origin = -1;

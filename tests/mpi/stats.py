@@ -8,6 +8,8 @@
                                                    short-circuit, wire: none (--no-short-circuit)
   stats.py chunks DATA_DIR FILE CHUNK_SIZE R       on-disk replica checks
   stats.py sum DIR ROLE COUNTER                    print a counter summed over a role's ranks
+  stats.py links DIR SIZE R chain|star HOST...     bytes of pushed data on each host's link
+                                                   (put job; HOST i: where rank i ran)
 
 Every check prints what it measured and exits 1 with "FAIL: ..." lines when
 something does not hold.
@@ -288,6 +290,61 @@ def cmd_chunks(data, local, chunk_size, r):
     finish("chunks")
 
 
+def cmd_links(d, size, r, mode, hosts):
+    """Pushed bytes per host link, from the receivers' push_bytes_from (who
+    sent what to whom) and the ranks' hosts: with the chain, each chain
+    crosses each host link once per byte, so no host sends or receives more
+    than the file's size and the client's host sends about the file's size;
+    with a star push, the client sends each replica its copy (R times)."""
+    ranks = load_stats(d)
+    by = roles(ranks)
+    common_role_checks(ranks, by)
+    check(len(hosts) == len(ranks), f"{len(hosts)} hosts given for {len(ranks)} ranks")
+    if failures:
+        finish("links")
+    clients, servers = by["client"], by["chunkserver"]
+    # Retries may push some bytes again: a little slack, never R times.
+    tol = size // 50 + (2 << 20)
+    sent = sum(counter(ranks[c], "push_bytes_sent") for c in clients)
+    fwd = {s: int(ranks[s].get("counters", {}).get("push_bytes_forwarded", 0)) for s in servers}
+    print(f"{mode}: client push_bytes_sent {sent} ({sent / size:.3f} x size {size}); "
+          f"chunkserver push_bytes_forwarded {fwd}")
+    out, inn = {}, {}
+    for s in servers:
+        for src, b in ranks[s].get("push_bytes_from", {}).items():
+            src, b = int(src), int(b)
+            if hosts[src] != hosts[s]:
+                out[hosts[src]] = out.get(hosts[src], 0) + b
+                inn[hosts[s]] = inn.get(hosts[s], 0) + b
+    for h in sorted(set(hosts)):
+        print(f"  host {h}: pushed bytes out {out.get(h, 0)} ({out.get(h, 0) / size:.3f} x), "
+              f"in {inn.get(h, 0)} ({inn.get(h, 0) / size:.3f} x)")
+    chost = {hosts[c] for c in clients}
+    cout = sum(out.get(h, 0) for h in chost)
+    if mode == "chain":
+        check(size <= sent <= size + tol, f"client pushed {sent} bytes, want ~{size} (1 x)")
+        total_fwd = sum(fwd.values())
+        check((r - 1) * size <= total_fwd <= (r - 1) * size + tol,
+              f"chunkservers forwarded {total_fwd} bytes, want ~{r - 1} x {size}")
+        for s, b in fwd.items():
+            check(b <= size + tol, f"chunkserver {s} forwarded {b} bytes, more than once per byte")
+        for h in sorted(set(hosts)):
+            check(out.get(h, 0) <= size + tol and inn.get(h, 0) <= size + tol,
+                  f"host {h}'s link carried out {out.get(h, 0)} / in {inn.get(h, 0)} pushed "
+                  f"bytes: more than once per byte (size {size})")
+        check(size - tol <= cout <= size + tol,
+              f"the client's host sent {cout} pushed bytes off the host, want ~{size}")
+    elif mode == "star":
+        check(r * size <= sent <= r * size + tol, f"client pushed {sent} bytes, want ~{r} x {size}")
+        check(sum(fwd.values()) == 0, f"a star push was forwarded: {fwd}")
+        # A replica on the client's own host takes its copy without the link.
+        check((r - 1) * size - tol <= cout <= r * size + tol,
+              f"the client's host sent {cout} pushed bytes off the host, want {r - 1}..{r} x {size}")
+    else:
+        check(False, f"mode '{mode}': want chain or star")
+    finish(f"links ({mode})")
+
+
 def main():
     if len(sys.argv) < 2:
         print(__doc__, file=sys.stderr)
@@ -309,6 +366,8 @@ def main():
         if failures:
             finish("sum")
         print(total)
+    elif cmd == "links":
+        cmd_links(args[0], int(args[1]), int(args[2]), args[3], args[4:])
     elif cmd == "chunks":
         cmd_chunks(args[0], args[1], int(args[2]), int(args[3]))
     else:

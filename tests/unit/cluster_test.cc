@@ -87,6 +87,55 @@ TEST(InProcCluster, ClientSendsEachByteOnceIntoTheChain) {
   EXPECT_EQ(c.master().stats().counters.Named().at("file_bytes_received"), 0u);
 }
 
+// --push star (a benchmark mode): the client sends every replica its copy,
+// with an empty forwarding list; the data, the order and the replicas end up
+// as with the chain, only the bytes on the client's link are R times more.
+TEST(InProcCluster, StarPushWritesAndAppendsLikeTheChain) {
+  auto star = [](JobConfig* j) { j->push_mode = JobConfig::PushMode::kStar; };
+  InProcCluster c(3, 1 << 20, 1, {}, nullptr, false, star);
+  auto f = c.client()->Create("/f");
+  ASSERT_TRUE(f.ok());
+  auto data = RandomBytes(2 * (1 << 20) + 4321, 11);
+  ASSERT_TRUE(c.client()->Write(&*f, 0, data.data(), data.size()).ok());
+  EXPECT_EQ(c.client()->stats().counters.get("push_bytes_sent"), 3 * data.size());
+  uint64_t from_client = 0, from_servers = 0, forwarded = 0;
+  for (int i = 0; i < 3; ++i) {
+    for (auto [peer, bytes] : c.server(i)->stats().push_bytes_from) {
+      (peer == c.client_rank() ? from_client : from_servers) += bytes;
+    }
+    forwarded += c.server(i)->stats().counters.get("push_bytes_forwarded");
+  }
+  EXPECT_EQ(from_client, 3 * data.size());  // each replica hears from the client
+  EXPECT_EQ(from_servers, 0u);
+  EXPECT_EQ(forwarded, 0u);
+  std::vector<uint8_t> back(data.size());
+  auto n = c.client()->Read(&*f, 0, back.data(), back.size());
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  ASSERT_EQ(*n, data.size());
+  EXPECT_EQ(back, data);
+
+  // Record appends, enough to fill chunks so that some bounce to the next
+  // one (where the replicas may keep the pushed data): every record lands
+  // whole where its offset says.
+  auto g = c.client()->Create("/log");
+  ASSERT_TRUE(g.ok());
+  std::vector<std::vector<uint8_t>> recs;
+  std::vector<Client::Span> spans;
+  for (int i = 0; i < 40; ++i) recs.push_back(RandomBytes(100000 + 1000 * i, 100 + i));
+  for (const auto& r : recs) spans.push_back({r.data(), r.size()});
+  std::vector<uint64_t> offsets;
+  ASSERT_TRUE(c.client()->RecordAppendMany(&*g, spans, &offsets).ok());
+  ASSERT_EQ(offsets.size(), recs.size());
+  for (size_t i = 0; i < recs.size(); ++i) {
+    std::vector<uint8_t> got(recs[i].size());
+    auto m = c.client()->Read(&*g, offsets[i], got.data(), got.size());
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    ASSERT_EQ(*m, got.size());
+    EXPECT_EQ(got, recs[i]) << "record " << i;
+  }
+  EXPECT_GT(c.client()->stats().counters.get("append_next_chunk"), 0u);
+}
+
 TEST(InProcCluster, OverwriteStraddlingAChunkBoundary) {
   InProcCluster c(3);
   auto f = c.client()->Create("/f");
