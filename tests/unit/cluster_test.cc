@@ -110,6 +110,51 @@ TEST(InProcCluster, OverwriteStraddlingAChunkBoundary) {
   EXPECT_EQ(back, data);
 }
 
+// A snapshot taken while the writer still holds its file open (and a cached
+// lease): the next write is refused by the primary (lease revoked), goes
+// back to the master, and lands in a copy of the chunk that every replica
+// made locally; the snapshot keeps the old bytes.
+TEST(InProcCluster, SnapshotThenWriteCopiesOnlyTheWrittenChunk) {
+  InProcCluster c(3);
+  auto f = c.client()->Create("/f");
+  ASSERT_TRUE(f.ok());
+  auto data = RandomBytes(3 << 20, 30);
+  ASSERT_TRUE(c.client()->Write(&*f, 0, data.data(), data.size()).ok());
+  ASSERT_TRUE(c.client()->Fsync(&*f).ok());
+  ASSERT_TRUE(c.client()->Snapshot("/f", "/s").ok());
+  EXPECT_EQ(c.client()->Snapshot("/f", "/s").code(), Code::kAlreadyExists);
+  EXPECT_EQ(c.client()->Snapshot("/nothing", "/t").code(), Code::kNotFound);
+  auto patch = RandomBytes(1024, 31);
+  const uint64_t off = (1 << 20) + 4321;
+  ASSERT_TRUE(c.client()->Write(&*f, off, patch.data(), patch.size()).ok());
+  ASSERT_TRUE(c.client()->Close(&*f).ok());
+  auto snap = data;
+  std::copy(patch.begin(), patch.end(), data.begin() + static_cast<long>(off));
+  for (const char* path : {"/f", "/s"}) {
+    auto g = c.client()->Open(path);
+    ASSERT_TRUE(g.ok());
+    std::vector<uint8_t> back(data.size());
+    auto n = c.client()->Read(&*g, 0, back.data(), back.size());
+    ASSERT_TRUE(n.ok()) << n.status().ToString();
+    ASSERT_EQ(*n, data.size());
+    EXPECT_TRUE(back == (std::string(path) == "/f" ? data : snap)) << path;
+  }
+  uint64_t copied = 0, clone_bytes = 0;
+  size_t replicas = 0;
+  for (int i = 0; i < 3; ++i) {
+    const auto named = c.server(i)->stats().counters.Named();
+    if (named.count("chunks_copied_local")) copied += named.at("chunks_copied_local");
+    if (named.count("clone_bytes")) clone_bytes += named.at("clone_bytes");
+    replicas += c.server(i)->store()->NumChunks();
+  }
+  EXPECT_EQ(copied, 3u);
+  EXPECT_EQ(clone_bytes, 0u);
+  EXPECT_EQ(replicas, 4u * 3u);  // three shared chunks and one copy, on each server
+  auto st = c.client()->Stat("/s");
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->size, snap.size());
+}
+
 TEST(InProcCluster, TruncateCutsTheLastChunkOnEveryReplica) {
   InProcCluster c(3);
   auto f = c.client()->Create("/f");
