@@ -38,6 +38,18 @@ print(sum(p["bytes_sent"] for r in cs for peer, p in ranks[r].get("peers", {}).i
 PY
 }
 
+# counter DIR ROLE NAME: a counter summed over a role's ranks, 0 where a rank
+# never touched it.
+counter() {
+  python3 - "$@" <<'PY'
+import glob, json, sys
+d, role, name = sys.argv[1:4]
+print(sum(j["counters"].get(name, 0)
+          for j in (json.load(open(f)) for f in glob.glob(d + "/rank-*.json"))
+          if j["role"] == role))
+PY
+}
+
 rand_file "$TMP/orig.bin" $((8 * CS))
 log "put a $((8 * CS_MB)) MiB file in ${CS_MB} MiB chunks at R = $R"
 run_gfs mkdir /d
@@ -85,8 +97,9 @@ copied="$(python3 "$STATS_PY" sum "$TMP/s-write" chunkserver chunks_copied_local
 assert_eq "$R" "$copied" "chunks copied locally (one per replica)"
 assert_eq $((R * CS)) "$(python3 "$STATS_PY" sum "$TMP/s-write" chunkserver copy_local_bytes)" \
   "bytes copied locally"
-assert_eq 0 "$(python3 "$STATS_PY" sum "$TMP/s-write" chunkserver clone_bytes)" "clone bytes"
-assert_eq 1 "$(python3 "$STATS_PY" sum "$TMP/s-write" master copies_on_write)" "copies on write"
+assert_eq 0 "$(counter "$TMP/s-write" chunkserver clone_bytes)" "clone bytes"
+assert_eq 0 "$(counter "$TMP/s-write" master clones_ordered)" "clones ordered"
+assert_eq 1 "$(counter "$TMP/s-write" master copies_on_write)" "copies on write"
 peer="$(cs_peer_bytes "$TMP/s-write")"
 log "bytes between chunkservers during the write: $peer"
 assert_lt "$peer" $((CS / 8)) "no chunk crossed ranks for the copy"
@@ -102,7 +115,7 @@ assert_same_file "$TMP/orig.bin" "$TMP/snap.out" "the snapshot holds the old byt
 # The copy is the original's alone now: a second write to it copies nothing.
 run_gfs --stats-dir "$TMP/s-write2" write /d/f $((OFF + 4096)) "$TMP/patch.bin"
 assert_ok "second write"
-assert_eq 0 "$(python3 "$STATS_PY" sum "$TMP/s-write2" chunkserver chunks_copied_local)" \
+assert_eq 0 "$(counter "$TMP/s-write2" chunkserver chunks_copied_local)" \
   "no copy for a chunk no longer shared"
 python3 - "$TMP/new.bin" "$TMP/patch.bin" $((OFF + 4096)) <<'PY'
 import sys
