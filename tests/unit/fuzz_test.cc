@@ -404,7 +404,8 @@ const std::vector<BodyOps>& AllBodies() {
       GFS_BODY(StatsReply),      GFS_BODY(LogBatchReq),      GFS_BODY(LogBatchReply),
       GFS_BODY(VoteReq),         GFS_BODY(VoteReply),        GFS_BODY(NewMasterReq),
       GFS_BODY(WhoIsMasterReq),  GFS_BODY(WhoIsMasterReply), GFS_BODY(RepairReq),
-      GFS_BODY(RepairReply),
+      GFS_BODY(RepairReply),     GFS_BODY(CopyChunkReq),     GFS_BODY(SnapshotReq),
+      GFS_BODY(RevokeLeaseReq),
   };
   return kBodies;
 }
