@@ -155,6 +155,60 @@ TEST(InProcCluster, SnapshotThenWriteCopiesOnlyTheWrittenChunk) {
   EXPECT_EQ(st->size, snap.size());
 }
 
+// A replica that cannot make its copy (its replica of the shared chunk is
+// gone) is left out of the new chunk; re-replication restores R.
+TEST(InProcCluster, AReplicaThatFailsTheCopyIsLeftOutAndReplaced) {
+  // Short leases: re-replication waits for the write's lease to end.
+  InProcCluster c(4, 1 << 20, 1, {}, [](JobConfig* j) { j->lease_seconds = 1; });
+  auto f = c.client()->Create("/f");
+  ASSERT_TRUE(f.ok());
+  auto data = RandomBytes(300000, 40);
+  ASSERT_TRUE(c.client()->Write(&*f, 0, data.data(), data.size()).ok());
+  ASSERT_TRUE(c.client()->Close(&*f).ok());
+  ASSERT_TRUE(c.client()->Snapshot("/f", "/s").ok());
+  // Take the chunk's replica away from one of its servers, behind the
+  // master's back (the server is paused meanwhile).
+  int victim = -1;
+  for (int i = 0; i < 4 && victim < 0; ++i) {
+    c.Pause(i);
+    auto list = c.server(i)->store()->List();
+    if (!list.empty()) {
+      ASSERT_TRUE(c.server(i)->store()->Delete(list[0].handle).ok());
+      victim = i;
+    }
+    c.Resume(i);
+  }
+  ASSERT_GE(victim, 0);
+  auto g = c.client()->Open("/f");
+  ASSERT_TRUE(g.ok());
+  auto patch = RandomBytes(100, 41);
+  ASSERT_TRUE(c.client()->Write(&*g, 5000, patch.data(), patch.size()).ok());
+  ASSERT_TRUE(c.client()->Close(&*g).ok());
+  auto snap = data;
+  std::copy(patch.begin(), patch.end(), data.begin() + 5000);
+  for (const char* path : {"/f", "/s"}) {
+    auto h = c.client()->Open(path);
+    ASSERT_TRUE(h.ok());
+    std::vector<uint8_t> back(data.size());
+    auto n = c.client()->Read(&*h, 0, back.data(), back.size());
+    ASSERT_TRUE(n.ok()) << path << ": " << n.status().ToString();
+    EXPECT_TRUE(back == (std::string(path) == "/f" ? data : snap)) << path;
+  }
+  // Two replicas copied; a clone brings the copy back to three: two left of
+  // the shared chunk, three of the copy.
+  size_t replicas = 0;
+  for (int t = 0; t < 300 && replicas != 5; ++t) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    replicas = 0;
+    for (int i = 0; i < 4; ++i) {
+      c.Pause(i);
+      replicas += c.server(i)->store()->NumChunks();
+      c.Resume(i);
+    }
+  }
+  EXPECT_EQ(replicas, 5u);
+}
+
 TEST(InProcCluster, TruncateCutsTheLastChunkOnEveryReplica) {
   InProcCluster c(3);
   auto f = c.client()->Create("/f");
