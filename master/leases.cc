@@ -62,8 +62,6 @@ void MasterServer::OnLease(Message& m) {
     chunk_waiters_.Hold(handle, m);  // served again when the snapshot or copy ends
     return;
   }
-  // A chunk shared with a snapshot is copied before any mutation of it.
-  if (meta_->RefCount(handle) > 1) return StartCopyOnWrite(m, *f, r.index, handle);
   // A damaged replica is repaired before the chunk is mutated again (a
   // partial overwrite of a damaged block could not be applied there).
   auto repairing = repairs_.find(handle);
@@ -75,6 +73,8 @@ void MasterServer::OnLease(Message& m) {
     chunk_waiters_.Hold(handle, m);  // served again when the repair ends
     return;
   }
+  // A chunk shared with a snapshot is copied before any mutation of it.
+  if (meta_->RefCount(handle) > 1) return StartCopyOnWrite(m, *f, r.index, handle);
   std::vector<int32_t> replicas = LiveReplicas(handle);
   const ChunkInfo* c = meta_->FindChunk(handle);
   auto lease = leases_.find(handle);
