@@ -204,6 +204,12 @@ void ChunkServer::Handle(Message& m) {
     case MsgType::kClone:
       OnClone(m);
       return;
+    case MsgType::kCopyChunk:
+      OnCopyChunk(m);
+      return;
+    case MsgType::kRevokeLease:
+      OnRevokeLease(m);
+      return;
     case MsgType::kGetStats:
       OnStats(m);
       return;
@@ -269,6 +275,8 @@ bool ChunkServer::MasterEpochOk(Message& m) {
       case MsgType::kVerify:
       case MsgType::kClone:
       case MsgType::kRepair:
+      case MsgType::kCopyChunk:
+      case MsgType::kRevokeLease:
       case MsgType::kNewMaster:
         from_master = true;
         break;

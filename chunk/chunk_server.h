@@ -162,6 +162,14 @@ class ChunkServer : public Server {
   void OnStats(Message& m);
   void OnVerify(Message& m);
   void OnClone(Message& m);
+  // Snapshots (chunk/snapshot_copy.cc): a lease given up on the master's
+  // order, and copy-on-write of a shared chunk within this store.
+  void OnRevokeLease(Message& m);
+  void OnCopyChunk(Message& m);
+  Status CopyChunkLocally(uint64_t from, uint64_t to, uint64_t version);
+  // A mutation this primary ordered ended (Complete): answers the
+  // revocations waiting for the chunk's last one.
+  void MutationDone(uint64_t handle);
   // Re-replication: a clone copies a chunk from a peer, one read at a time.
   struct Clone {
     Message master_req;
@@ -282,6 +290,10 @@ class ChunkServer : public Server {
   std::vector<std::pair<int, HostId>> watched_clients_;  // client rank, its process here
   std::vector<int32_t> ended_clients_;                   // of those, the ones that ended
   std::map<uint64_t, uint64_t> next_serial_;
+  // Mutations ordered here (as primary) and not yet answered, per chunk; and
+  // the lease revocations waiting for them.
+  std::map<uint64_t, uint32_t> mutations_in_flight_;
+  std::map<uint64_t, std::vector<Message>> revoke_waiters_;
   std::map<uint64_t, std::multiset<uint64_t>> appends_in_flight_;  // handle -> offsets
   std::map<uint64_t, std::vector<QueuedAppend>> queued_appends_;   // handle -> in offset order
   std::map<uint64_t, uint64_t> queued_end_;  // handle -> chunk length after its queued appends

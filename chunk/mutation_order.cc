@@ -120,6 +120,7 @@ Status ChunkServer::CheckPrimary(uint64_t handle, uint64_t version) {
 
 void ChunkServer::Replicate(PendingWrite pw, ApplyReq a, const std::vector<int32_t>& secondaries) {
   a.serial = ++next_serial_[a.handle];
+  mutations_in_flight_[pw.handle]++;  // until Complete (a lease revocation waits)
   if (pw.kind == PendingWrite::kAppend) appends_in_flight_[pw.handle].insert(pw.offset);
   if (secondaries.empty()) return Complete(pw, Status::OK());
   const std::vector<int> dests(secondaries.begin(), secondaries.end());
@@ -154,6 +155,7 @@ void ChunkServer::OnPeerReply(bool answered) {
 }
 
 void ChunkServer::Complete(const PendingWrite& pw, const Status& s) {
+  MutationDone(pw.handle);
   if (pw.kind == PendingWrite::kAppend) {
     auto f = appends_in_flight_.find(pw.handle);
     if (f != appends_in_flight_.end()) {

@@ -85,6 +85,11 @@ class Client {
   // With `replace`, an existing file at dst is replaced in the same logged
   // step (its chunks freed); without, an existing dst is kAlreadyExists.
   Status Rename(const std::string& src, const std::string& dst, bool replace = false);
+  // Makes dst a snapshot of the file or tree at src: dst's files share src's
+  // chunks, and the first write or append to a shared chunk (from either
+  // side) copies it first, so later writes to one never show in the other.
+  // kNotFound (src), kAlreadyExists (dst), kInvalidArgument (dst inside src).
+  Status Snapshot(const std::string& src, const std::string& dst);
 
   Result<File> Create(const std::string& path, const CreateOptions& opts = {});
   Result<File> Open(const std::string& path);

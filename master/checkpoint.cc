@@ -163,7 +163,10 @@ Status EncodeCheckpoint(const MetaState& state, uint64_t seq, uint64_t epoch,
   ci.epoch = epoch;
   ci.dirs = state.NumDirs() - 1;
   ci.files = state.NumFiles();
-  ci.chunks = state.NumChunks();
+  // Chunk references (non-zero chunk slots of files): the chunk count, but
+  // a chunk shared with snapshots counts once per file naming it.
+  ci.chunks = 0;
+  state.ForEachChunk([&](const ChunkInfo& c) { ci.chunks += c.refs; });
   ci.next_file_id = state.NextFileId();
   ci.next_handle = state.NextHandle();
 

@@ -35,7 +35,7 @@ void MasterServer::OnLease(Message& m) {
                                             " chunkservers can take a new chunk; the file needs " +
                                             std::to_string(f->replication)));
     }
-    handle = meta_->NextHandle();
+    handle = NewHandle();
     s = Mutate(MetaOp::AddChunk(f->id, r.index, handle, 1, NowMs()));
     if (!s.ok()) return DeferError(m, s);
     for (int c : chosen) {
@@ -58,6 +58,10 @@ void MasterServer::OnLease(Message& m) {
     chunk_waiters_.Hold(handle, m);  // served again when the clone ends
     return;
   }
+  if (frozen_.count(handle) != 0 || cows_.count(handle) != 0) {
+    chunk_waiters_.Hold(handle, m);  // served again when the snapshot or copy ends
+    return;
+  }
   // A damaged replica is repaired before the chunk is mutated again (a
   // partial overwrite of a damaged block could not be applied there).
   auto repairing = repairs_.find(handle);
@@ -69,6 +73,8 @@ void MasterServer::OnLease(Message& m) {
     chunk_waiters_.Hold(handle, m);  // served again when the repair ends
     return;
   }
+  // A chunk shared with a snapshot is copied before any mutation of it.
+  if (meta_->RefCount(handle) > 1) return StartCopyOnWrite(m, *f, r.index, handle);
   std::vector<int32_t> replicas = LiveReplicas(handle);
   const ChunkInfo* c = meta_->FindChunk(handle);
   auto lease = leases_.find(handle);

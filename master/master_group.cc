@@ -416,6 +416,7 @@ void MasterServer::StepDown(uint64_t epoch, int leader) {
       chunk_waiters_.Release(h);
       if (op.timer != 0) timers_.Cancel(op.timer);
     }
+    DropSnapshotWork();
     prepares_.clear();
     clones_.clear();
     repairs_.clear();

@@ -292,6 +292,8 @@ void MasterServer::Dispatch(Message& m) {
       return OnLease(m);
     case MsgType::kSetLength:
       return OnSetLength(m);
+    case MsgType::kSnapshot:
+      return OnSnapshot(m);
     case MsgType::kClientDone:
       return OnClientDone(m);
     case MsgType::kClientsGone:

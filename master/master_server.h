@@ -182,6 +182,16 @@ class MasterServer : public Server {
   void OnLookup(Message& m);
   void OnLease(Message& m);
   void OnSetLength(Message& m);
+  // Snapshots and copy-on-write (master/snapshots.cc).
+  void OnSnapshot(Message& m);
+  void ContinueSnapshot(uint64_t job);
+  void EndSnapshot(uint64_t job, const Status& s);
+  void StartCopyOnWrite(Message& lease_req, const FileInfo& f, uint32_t index, uint64_t handle);
+  void OnCopied(uint64_t handle, uint64_t serial, const FanResult& fan);
+  void DropSnapshotWork();
+  // A handle for a new chunk: never one logged, nor one a copy under way
+  // took.
+  uint64_t NewHandle();
   void OnClientDone(Message& m);
   void OnRegister(Message& m);
   // A chunkserver of another store, or holding chunks of none: refused.
@@ -394,6 +404,27 @@ class MasterServer : public Server {
   };
   std::unordered_map<uint64_t, CloneOp> clones_;  // by handle
   uint64_t next_clone_scan_us_ = 0;
+  // A snapshot waiting for the leases on its source's chunks to be revoked.
+  struct SnapshotJob {
+    Message req;
+    std::string src, dst;
+    std::set<uint64_t> frozen;   // source chunks whose lease requests wait
+    int revokes = 0;             // revocations not answered yet
+    uint64_t not_before_us = 0;  // a primary did not answer: its lease's end
+  };
+  std::map<uint64_t, SnapshotJob> snapshots_;  // by job number
+  uint64_t next_snapshot_ = 0;
+  std::unordered_map<uint64_t, uint32_t> frozen_;  // handle -> snapshots holding it
+  // A copy-on-write under way: the replicas copy the shared chunk to `to`;
+  // the lease requests for it wait in chunk_waiters_.
+  struct CowOp {
+    uint64_t serial = 0;
+    uint64_t file_id = 0;
+    uint32_t index = 0;
+    uint64_t to = 0, version = 0;
+  };
+  std::unordered_map<uint64_t, CowOp> cows_;              // by the shared chunk's handle
+  uint64_t reserved_handle_ = 0;                          // NewHandle: handles below are taken
   std::unordered_map<uint64_t, uint64_t> clone_backoff_;  // handle -> not before (us)
   RoleStats stats_;
 

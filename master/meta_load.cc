@@ -97,13 +97,31 @@ Status MetaState::LoadFile(uint32_t parent, std::string_view name, const TreeNod
   next_file_id_ = std::max(next_file_id_, n.id + 1);
   ResizeChunks(f, n.num_chunks);
   uint64_t* hs = MutableChunksOf(f);
+  std::vector<uint64_t> shared;  // handles this file shares with files loaded before
   for (uint32_t i = 0; i < n.num_chunks; ++i) {
     const uint64_t h = n.chunks[i];
     if (h == 0) continue;
-    if (FindChunkSlot(h) != kNone)
-      return Corrupt("chunk handle " + std::to_string(h) + " repeated");
     hs[i] = h;
-    AddChunkRec(h, versions[i], n.id, i);
+    const uint32_t known = FindChunkSlot(h);
+    if (known == kNone) {
+      AddChunkRec(h, versions[i], n.id, i);
+      continue;
+    }
+    // A snapshot shares chunks between files, never within one.
+    if (chunks_[known].file_id == n.id) {
+      return Corrupt("chunk handle " + std::to_string(h) + " repeated in one file");
+    }
+    shared.push_back(h);
+    // A chunk shared with a snapshot appears once per file, always at the
+    // same version.
+    if (chunks_[known].version != versions[i]) {
+      return Corrupt("chunk handle " + std::to_string(h) + " repeated at another version");
+    }
+    chunks_[known].refs++;
+  }
+  std::sort(shared.begin(), shared.end());
+  if (std::adjacent_find(shared.begin(), shared.end()) != shared.end()) {
+    return Corrupt("chunk handle repeated in one file");
   }
   return Status::OK();
 }

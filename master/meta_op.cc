@@ -12,7 +12,9 @@ namespace {
 
 // Version 1: op types 1..7. Version 2: kReplace, the only type written with
 // it, so that logs without a replace stay readable by older builds and a
-// build that does not know kReplace refuses it by its version.
+// build that does not know kReplace refuses it by its version. kSnapshot (12)
+// and kCopyOnWrite (13) are written with version 1: a build that does not
+// know them refuses them as an unknown type.
 constexpr uint8_t kMetaOpEncodingVersion = 1;
 constexpr uint8_t kMetaOpEncodingVersionReplace = 2;
 }  // namespace
@@ -35,6 +37,10 @@ const char* OpTypeName(OpType t) {
       return "set_version";
     case OpType::kSetLength:
       return "set_length";
+    case OpType::kSnapshot:
+      return "snapshot";
+    case OpType::kCopyOnWrite:
+      return "copy_on_write";
   }
   return "unknown";
 }
@@ -81,6 +87,17 @@ void MetaOp::EncodeTo(std::vector<uint8_t>* out) const {
       w.U64(id);
       w.U64(length);
       w.I64(time_ms);
+      break;
+    case OpType::kSnapshot:
+      w.Str(path);
+      w.Str(path2);
+      w.U64(id);
+      break;
+    case OpType::kCopyOnWrite:
+      w.U64(id);
+      w.U32(index);
+      w.U64(handle);
+      w.U64(version);
       break;
   }
 }
@@ -133,6 +150,17 @@ Result<MetaOp> MetaOp::Decode(const uint8_t* data, size_t n) {
       r.U64(&op.id);
       r.U64(&op.length);
       r.I64(&op.time_ms);
+      break;
+    case OpType::kSnapshot:
+      r.Str(&op.path, kMaxPathLen);
+      r.Str(&op.path2, kMaxPathLen);
+      r.U64(&op.id);
+      break;
+    case OpType::kCopyOnWrite:
+      r.U64(&op.id);
+      r.U32(&op.index);
+      r.U64(&op.handle);
+      r.U64(&op.version);
       break;
     default:
       return Status::Corruption("meta op: unknown type " + std::to_string(type));
@@ -208,6 +236,23 @@ MetaOp MetaOp::SetLength(uint64_t file_id, uint64_t length, int64_t time_ms) {
   return op;
 }
 
+MetaOp MetaOp::Snapshot(std::string from, std::string to, uint64_t first_id) {
+  MetaOp op = Rename(std::move(from), std::move(to));
+  op.type = OpType::kSnapshot;
+  op.id = first_id;
+  return op;
+}
+MetaOp MetaOp::CopyOnWrite(uint64_t file_id, uint32_t index, uint64_t new_handle,
+                           uint64_t version) {
+  MetaOp op;
+  op.type = OpType::kCopyOnWrite;
+  op.id = file_id;
+  op.index = index;
+  op.handle = new_handle;
+  op.version = version;
+  return op;
+}
+
 std::string MetaOp::ToString() const {
   char buf[256];
   switch (type) {
@@ -234,6 +279,13 @@ std::string MetaOp::ToString() const {
       return buf;
     case OpType::kSetLength:
       std::snprintf(buf, sizeof buf, "set_length file=%" PRIu64 " length=%" PRIu64, id, length);
+      return buf;
+    case OpType::kSnapshot:
+      return "snapshot " + path + " -> " + path2 + " first_id=" + std::to_string(id);
+    case OpType::kCopyOnWrite:
+      std::snprintf(buf, sizeof buf,
+                    "copy_on_write file=%" PRIu64 " index=%u handle=%" PRIu64 " version=%" PRIu64,
+                    id, index, handle, version);
       return buf;
   }
   return "unknown op " + std::to_string(static_cast<int>(type));

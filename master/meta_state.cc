@@ -176,6 +176,46 @@ Status MetaState::Validate(const MetaOp& op, Lookup* a, Lookup* b) const {
       }
       return Status::OK();
     }
+    case OpType::kSnapshot: {
+      GFS_RETURN_IF_ERROR(Resolve(op.path, a));
+      GFS_RETURN_IF_ERROR(Resolve(op.path2, b));
+      if (a->is_root()) return Status::InvalidArgument("cannot snapshot /");
+      GFS_RETURN_IF_ERROR(a->parent_status);
+      if (a->leaf == kNone) return Status::NotFound(a->norm);
+      if (b->is_root()) return Status::AlreadyExists("/");
+      if (b->comps.size() > a->comps.size() &&
+          std::equal(a->comps.begin(), a->comps.end(), b->comps.begin())) {
+        return Status::InvalidArgument("snapshot destination " + b->norm + " lies inside " +
+                                       a->norm);
+      }
+      GFS_RETURN_IF_ERROR(b->parent_status);
+      if (b->leaf != kNone) return Status::AlreadyExists(b->norm);
+      if (op.id == 0 || op.id < next_file_id_) {
+        return Status::InvalidArgument("snapshot: first file id " + std::to_string(op.id) +
+                                       " may be in use");
+      }
+      return Status::OK();
+    }
+    case OpType::kCopyOnWrite: {
+      const uint32_t f = FindFileSlot(op.id);
+      if (f == kNone) return Status::NotFound("copy on write: file id " + std::to_string(op.id));
+      const FileRec& fr = files_[f];
+      if (op.index >= fr.num_chunks || ChunksOf(fr)[op.index] == 0) {
+        return Status::NotFound("copy on write: file " + std::to_string(op.id) + " has no chunk " +
+                                std::to_string(op.index));
+      }
+      if (op.handle == 0) return Status::InvalidArgument("copy on write: handle 0");
+      if (FindChunkSlot(op.handle) != kNone) {
+        return Status::AlreadyExists("copy on write: handle " + std::to_string(op.handle) +
+                                     " in use");
+      }
+      const uint64_t old = ChunksOf(fr)[op.index];
+      if (RefCount(old) < 2) {
+        return Status::InvalidArgument("copy on write: chunk " + std::to_string(old) +
+                                       " is not shared");
+      }
+      return Status::OK();
+    }
   }
   return Status::InvalidArgument("unknown op type " + std::to_string(static_cast<int>(op.type)));
 }
@@ -272,6 +312,20 @@ Status MetaState::Apply(const MetaOp& op, std::vector<uint64_t>* freed) {
       f.mtime_ms = op.time_ms;
       return Status::OK();
     }
+    case OpType::kSnapshot: {
+      uint64_t next = op.id;
+      CopySubtree(a.leaf, b.parent, b.comps.back(), &next);
+      next_file_id_ = std::max(next_file_id_, next);
+      return Status::OK();
+    }
+    case OpType::kCopyOnWrite: {
+      FileRec& f = files_[FindFileSlot(op.id)];
+      uint64_t& slot = MutableChunksOf(f)[op.index];
+      chunks_[FindChunkSlot(slot)].refs--;  // at least 1 is left (Validate)
+      slot = op.handle;
+      AddChunkRec(op.handle, op.version, op.id, op.index);
+      return Status::OK();
+    }
   }
   return Status::Internal("unreachable");
 }
@@ -358,6 +412,59 @@ const ChunkInfo* MetaState::FindChunk(uint64_t handle) const {
   return slot == kNone ? nullptr : &chunks_[slot];
 }
 
+uint32_t MetaState::RefCount(uint64_t handle) const {
+  const uint32_t slot = FindChunkSlot(handle);
+  return slot == kNone ? 0 : chunks_[slot].refs;
+}
+
+template <typename Fn>
+void MetaState::ForEachFileSlot(uint32_t ref, Fn fn) const {
+  std::vector<uint32_t> stack{ref};
+  while (!stack.empty()) {
+    const uint32_t r = stack.back();
+    stack.pop_back();
+    if ((r & kDirTag) == 0) {
+      fn(files_[r]);
+    } else {
+      dirs_[r & ~kDirTag].children.ForEach([&](uint32_t c) { stack.push_back(c); });
+    }
+  }
+}
+
+Result<std::vector<uint64_t>> MetaState::ChunksUnder(const std::string& path) const {
+  Lookup a;
+  GFS_RETURN_IF_ERROR(Resolve(path, &a));
+  uint32_t ref = 0 | kDirTag;
+  if (!a.is_root()) {
+    GFS_RETURN_IF_ERROR(a.parent_status);
+    if (a.leaf == kNone) return Status::NotFound(a.norm);
+    ref = a.leaf;
+  }
+  std::vector<uint64_t> out;
+  ForEachFileSlot(ref, [&](const FileRec& f) {
+    const uint64_t* hs = ChunksOf(f);
+    for (uint32_t i = 0; i < f.num_chunks; ++i) {
+      if (hs[i] != 0) out.push_back(hs[i]);
+    }
+  });
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+uint64_t MetaState::CountFiles(const std::string& path) const {
+  Lookup a;
+  if (!Resolve(path, &a).ok()) return 0;
+  uint32_t ref = 0 | kDirTag;
+  if (!a.is_root()) {
+    if (!a.parent_status.ok() || a.leaf == kNone) return 0;
+    ref = a.leaf;
+  }
+  uint64_t n = 0;
+  ForEachFileSlot(ref, [&](const FileRec&) { ++n; });
+  return n;
+}
+
 void MetaState::ForEachChunk(const std::function<void(const ChunkInfo&)>& fn) const {
   for (uint32_t s = 0; s < chunks_.size(); ++s) {
     if (chunks_[s].handle != 0) fn(chunks_[s]);
@@ -419,8 +526,10 @@ std::string MetaState::DebugString() const {
   std::sort(cs.begin(), cs.end(),
             [](const ChunkInfo* x, const ChunkInfo* y) { return x->handle < y->handle; });
   for (const ChunkInfo* c : cs) {
-    std::snprintf(buf, sizeof buf, "C %" PRIu64 " v=%" PRIu64 " file=%" PRIu64 " index=%u\n",
-                  c->handle, c->version, c->file_id, c->index);
+    // Not the allocating file: with snapshots a chunk can outlive it, and a
+    // checkpoint does not keep it.
+    std::snprintf(buf, sizeof buf, "C %" PRIu64 " v=%" PRIu64 " refs=%u\n", c->handle, c->version,
+                  c->refs);
     out += buf;
   }
   std::snprintf(buf, sizeof buf,

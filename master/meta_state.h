@@ -55,8 +55,12 @@ struct DirEntry {
 struct ChunkInfo {
   uint64_t handle = 0;
   uint64_t version = 0;
+  // The file (and index) that allocated the chunk. Since snapshots, other
+  // files may share it: `refs` counts the file chunk slots that name this
+  // handle (derived from the files, never logged; rebuilt on load/replay).
   uint64_t file_id = 0;
   uint32_t index = 0;
+  uint32_t refs = 0;
 };
 
 // Wire/disk values: never renumber, only append.
@@ -71,6 +75,16 @@ enum class OpType : uint8_t {
   // path -> path2 where path2 may be an existing file, removed in the same
   // step (put -f). Encoded with MetaOp encoding version 2.
   kReplace = 8,
+  // 9..11 are reserved for other operations.
+  // path -> path2: path2 (which must not exist, nor lie inside path) becomes
+  // a copy of the file or tree at path whose files share path's chunk
+  // handles. The copies take file ids id, id + 1, ... in the order of a
+  // depth-first walk of path by sorted names (so replay assigns the same).
+  kSnapshot = 12,
+  // id, index, handle, version: the file's chunk at `index` (shared with
+  // another file) is replaced by the new chunk `handle` at `version`, a copy
+  // the chunkservers made of it (copy-on-write).
+  kCopyOnWrite = 13,
 };
 
 const char* OpTypeName(OpType t);
@@ -107,6 +121,9 @@ struct MetaOp {
                          int64_t time_ms);
   static MetaOp SetVersion(uint64_t handle, uint64_t version);
   static MetaOp SetLength(uint64_t file_id, uint64_t length, int64_t time_ms);
+  static MetaOp Snapshot(std::string from, std::string to, uint64_t first_id);
+  static MetaOp CopyOnWrite(uint64_t file_id, uint32_t index, uint64_t new_handle,
+                            uint64_t version);
 
   // One-line description for logs ("create /a/b id=3 ...").
   std::string ToString() const;
@@ -152,6 +169,13 @@ class MetaState {
   //            already has a chunk).
   //   kSetVersion: kNotFound (handle), kStaleVersion (version <= current).
   //   kSetLength: kNotFound (file id).
+  //   kSnapshot: kInvalidArgument (bad path, root as source, destination
+  //            inside the source, id 0 or below NextFileId()), kNotFound
+  //            (source or destination parent), kAlreadyExists (destination
+  //            exists), kNotADirectory.
+  //   kCopyOnWrite: kNotFound (file id, or no chunk at index),
+  //            kInvalidArgument (handle 0; the chunk is not shared),
+  //            kAlreadyExists (new handle in use).
   Status Check(const MetaOp& op) const;
 
   // Applies op. Validates first (the same rules as Check) and changes
@@ -165,6 +189,8 @@ class MetaState {
   //            as zeros / are allocated later by AddChunk).
   //   kCreate, kAddChunk, kSetLength set the file's mtime to op.time_ms.
   //   kAddChunk: the chunk vector grows with 0s (holes) when index > size.
+  //   A chunk is freed (removed and reported in *freed) only when the last
+  //   file referring to it lets it go; a shared chunk just loses a ref.
   Status Apply(const MetaOp& op, std::vector<uint64_t>* freed = nullptr);
 
   // kNotFound; kIsADirectory when path names a directory; kInvalidArgument
@@ -180,6 +206,13 @@ class MetaState {
   Result<std::vector<DirEntry>> List(const std::string& path) const;
   // The chunk with this handle, or null. Valid until the next Apply.
   const ChunkInfo* FindChunk(uint64_t handle) const;
+  // How many file chunk slots refer to this handle (0: unknown handle).
+  uint32_t RefCount(uint64_t handle) const;
+  // The handles of every chunk of every file at or under path (each once,
+  // ascending); kNotFound etc. as StatFile.
+  Result<std::vector<uint64_t>> ChunksUnder(const std::string& path) const;
+  // How many files lie at or under path (0 when it does not exist).
+  uint64_t CountFiles(const std::string& path) const;
 
   // 1 + the largest file id / chunk handle ever seen (so ids are never
   // reused, even after deletion). Both start at 1.
@@ -227,8 +260,9 @@ class MetaState {
   // order where a directory precedes its contents; LoadDir gives directories
   // the ordinals VisitTree would (1, 2, ...). Every rule Apply enforces is
   // checked (valid names, no duplicate name in a directory, unique non-zero
-  // file ids and chunk handles, replication and chunk_size > 0, at most
-  // kMaxChunksPerFile chunks); a violation is kCorruption and leaves the
+  // file ids, a chunk handle repeated in several files (a snapshot) only at
+  // one version, replication and chunk_size > 0, at most kMaxChunksPerFile
+  // chunks; repeats count as references); a violation is kCorruption and leaves the
   // state partially loaded (discard it). versions[i] is ignored where
   // chunks[i] == 0. LoadCounters comes last: the counters must exceed every
   // id / handle loaded.
@@ -370,6 +404,12 @@ class MetaState {
   void RemoveChunk(uint64_t handle, std::vector<uint64_t>* freed);
   void RemoveFileSlot(uint32_t slot, std::vector<uint64_t>* freed);
   void RemoveSubtree(uint32_t ref, std::vector<uint64_t>* freed);
+  // kSnapshot: copies the file or directory `ref` as `name` into directory
+  // `parent`, giving files the ids *next_id, *next_id + 1, ...
+  void CopySubtree(uint32_t ref, uint32_t parent, std::string_view name, uint64_t* next_id);
+  // Visits the file slots at or under tagged slot `ref`.
+  template <typename Fn>
+  void ForEachFileSlot(uint32_t ref, Fn fn) const;
   FileInfo MakeFileInfo(const FileRec& f) const;
   DirEntry MakeEntry(uint32_t ref) const;
   std::vector<uint32_t> SortedChildren(uint32_t dir) const;

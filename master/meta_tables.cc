@@ -230,6 +230,7 @@ void MetaState::AddChunkRec(uint64_t handle, uint64_t version, uint64_t file_id,
   c.version = version;
   c.file_id = file_id;
   c.index = index;
+  c.refs = 1;
   chunk_index_.Insert(handle, slot);
   ++num_chunks_;
   next_handle_ = std::max(next_handle_, handle + 1);
@@ -238,6 +239,8 @@ void MetaState::AddChunkRec(uint64_t handle, uint64_t version, uint64_t file_id,
 void MetaState::RemoveChunk(uint64_t handle, std::vector<uint64_t>* freed) {
   const uint32_t slot = FindChunkSlot(handle);
   if (slot == kNone) return;
+  // Another file (a snapshot) still refers to it: only this reference goes.
+  if (--chunks_[slot].refs > 0) return;
   chunk_index_.Erase(handle, [&](uint32_t s) { return s == slot; });
   chunks_[slot] = ChunkInfo();
   free_chunks_.push_back(slot);
@@ -276,6 +279,44 @@ void MetaState::RemoveSubtree(uint32_t ref, std::vector<uint64_t>* freed) {
     d.live = false;
     free_dirs_.push_back(r & ~kDirTag);
     --num_dirs_;
+  }
+}
+
+void MetaState::CopySubtree(uint32_t ref, uint32_t parent, std::string_view name,
+                            uint64_t* next_id) {
+  if ((ref & kDirTag) == 0) {
+    const uint32_t slot = NewFile();
+    // files_[ref] and files_[slot] are both stable (paged records).
+    const FileRec& src = files_[ref];
+    FileRec& f = files_[slot];
+    f.id = (*next_id)++;
+    f.name = AddName(name);
+    f.replication = src.replication;
+    f.chunk_size = src.chunk_size;
+    f.length = src.length;
+    f.mtime_ms = src.mtime_ms;
+    f.num_chunks = 0;
+    f.chunks = 0;
+    ResizeChunks(f, src.num_chunks);
+    const uint64_t* from = ChunksOf(files_[ref]);
+    uint64_t* to = MutableChunksOf(f);
+    for (uint32_t i = 0; i < f.num_chunks; ++i) {
+      to[i] = from[i];
+      if (from[i] != 0) chunks_[FindChunkSlot(from[i])].refs++;
+    }
+    InsertChild(parent, slot);
+    file_index_.Insert(f.id, slot);
+    ++num_files_;
+    return;
+  }
+  const uint32_t nd = NewDir(AddName(name));
+  InsertChild(parent, nd | kDirTag);
+  ++num_dirs_;
+  // Sorted names: the ids handed out do not depend on table layout, so a
+  // replay of the same record gives the same ids.
+  for (uint32_t c : SortedChildren(ref & ~kDirTag)) {
+    const std::string n(Name(NameOfChild(c)));  // a copy: AddName may grow names_
+    CopySubtree(c, nd, n, next_id);
   }
 }
 

@@ -88,6 +88,8 @@ Result<uint32_t> Client::GetAppendLease(File* f) {
   l.replicas = rep.replicas;
   l.expires_us = env_->NowMicros() + static_cast<uint64_t>(rep.lease_ms) * 500;  // half the lease
   cache_->PutLease(f->id, rep.index, l);
+  // As in GetLease: the chunk may have a new handle now (copy-on-write).
+  cache_->DropLocation(f->id, rep.index);
   return rep.index;
 }
 

@@ -67,6 +67,13 @@ Status Client::Rename(const std::string& src, const std::string& dst, bool repla
   return MasterCall(RenameReq{src, dst, replace}, &rep);
 }
 
+Status Client::Snapshot(const std::string& src, const std::string& dst) {
+  // The snapshot takes the lengths the master knows: ours first.
+  GFS_RETURN_IF_ERROR(ReportLengthsUnder(src));
+  Empty rep;
+  return MasterCall(SnapshotReq{src, dst}, &rep);
+}
+
 Result<File> Client::Create(const std::string& path, const CreateOptions& opts) {
   CreateReq req;
   req.path = path;

@@ -215,6 +215,15 @@ int RunCommand(Client* c, const JobConfig& job, const CommandSpec& spec, const C
     } else {
       s = CopyTree(c, job, p[0], dst, a.Flag("force"), &err_path);
     }
+  } else if (cmd == "snapshot") {
+    err_path = p[0];
+    if (c->Stat(p[1]).ok()) {
+      err_path = p[1];
+      s = Status::AlreadyExists("the snapshot's destination exists");
+    } else {
+      s = c->Snapshot(p[0], p[1]);
+      if (s.code() == Code::kAlreadyExists) err_path = p[1];
+    }
   } else if (cmd == "write") {
     err_path = p[0];
     auto off = ParseOffset(p[1]);

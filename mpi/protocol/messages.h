@@ -114,6 +114,18 @@ struct RenameReq {
   }
 };
 
+// Client -> master: make dst a snapshot of the file or tree at src (its
+// files share src's chunks until either side writes one: copy-on-write).
+struct SnapshotReq {
+  GFS_MSG(kSnapshot);
+  std::string src, dst;
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.src) && v(s.dst);
+  }
+};
+
 struct PathReq {  // list, stat
   std::string path;
   GFS_VISIT_FIELDS;
@@ -540,6 +552,35 @@ struct PrepareChunkReq {
   template <class S, class V>
   static bool Fields(S& s, V& v) {
     return v(s.handle) && v(s.version) && v(s.create) && v(s.primary) && v(s.lease_ms);
+  }
+};
+
+// Master -> every chunkserver holding chunk `from`: copy it, bytes and
+// checksums, into a new chunk `to` at `version` in the same store (no
+// network transfer), synced before the reply (copy-on-write of a snapshot's
+// shared chunk).
+struct CopyChunkReq {
+  GFS_MSG(kCopyChunk);
+  uint64_t from = 0;
+  uint64_t to = 0;
+  uint64_t version = 0;
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.from) && v(s.to) && v(s.version);
+  }
+};
+
+// Master -> a chunk's primary: give up the lease on `handle` (a snapshot is
+// about to share the chunk). Answered once no mutation of the chunk that
+// this primary ordered is still in flight, so none lands after the reply.
+struct RevokeLeaseReq {
+  GFS_MSG(kRevokeLease);
+  uint64_t handle = 0;
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.handle);
   }
 };
 

@@ -36,6 +36,7 @@ struct PushTimeline {
   X(kBytesReadAhead, "bytes_read_ahead")                         \
   X(kBytesReadLocal, "bytes_read_local")                         \
   X(kBytesWritten, "bytes_written")                              \
+  X(kChunksCopiedLocal, "chunks_copied_local")                   \
   X(kChunksCreated, "chunks_created")                            \
   X(kChunksDeleted, "chunks_deleted")                            \
   X(kChunksPastEndDropped, "chunks_past_end_dropped")            \
@@ -44,6 +45,8 @@ struct PushTimeline {
   X(kClientsGone, "clients_gone")                                \
   X(kClockGaps, "clock_gaps")                                    \
   X(kCloneBytes, "clone_bytes")                                  \
+  X(kCopiesOnWrite, "copies_on_write")                           \
+  X(kCopyLocalBytes, "copy_local_bytes")                         \
   X(kClonesDone, "clones_done")                                  \
   X(kClonesFailed, "clones_failed")                              \
   X(kClonesOrdered, "clones_ordered")                            \
@@ -63,6 +66,7 @@ struct PushTimeline {
   X(kLocalReadUnreachable, "local_read_unreachable")             \
   X(kLocalReads, "local_reads")                                  \
   X(kLogSyncs, "log_syncs")                                      \
+  X(kLeasesRevoked, "leases_revoked")                            \
   X(kLookups, "lookups")                                         \
   X(kMasterFailovers, "master_failovers")                        \
   X(kMutations, "mutations")                                     \
@@ -106,6 +110,7 @@ struct PushTimeline {
   X(kShortReplicasDropped, "short_replicas_dropped")             \
   X(kSnapshotsInstalled, "snapshots_installed")                  \
   X(kSnapshotsSent, "snapshots_sent")                            \
+  X(kSnapshotsTaken, "snapshots_taken")                          \
   X(kStaleEpochRefused, "stale_epoch_refused")                   \
   X(kStaleReplicas, "stale_replicas")                            \
   X(kStoresCreated, "stores_created")                            \

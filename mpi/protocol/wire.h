@@ -93,7 +93,11 @@ inline constexpr uint32_t kMaxList = 1u << 22;
   X(kNewMaster, 52, "new-master", NewMasterReq, Empty)                   \
   X(kWhoIsMaster, 53, "who-is-master", WhoIsMasterReq, WhoIsMasterReply) \
   /* master -> chunkserver: mend a damaged replica from its peers */     \
-  X(kRepair, 58, "repair", RepairReq, RepairReply)
+  X(kRepair, 58, "repair", RepairReq, RepairReply)                       \
+  /* snapshots: master -> chunkserver, client -> master */               \
+  X(kCopyChunk, 65, "copy-chunk", CopyChunkReq, Empty)                   \
+  X(kSnapshot, 66, "snapshot", SnapshotReq, Empty)                       \
+  X(kRevokeLease, 67, "revoke-lease", RevokeLeaseReq, Empty)
 
 #define GFS_PROTOCOL_ENUM_ROW(name, number, text, Req, Rep) name = number,
 enum class MsgType : uint16_t { GFS_PROTOCOL_TABLE(GFS_PROTOCOL_ENUM_ROW) };

@@ -44,6 +44,37 @@ TEST(CheckpointTest, RoundTripEqualsState) {
   EXPECT_EQ(loaded.DebugString(), live.DebugString());
 }
 
+// Snapshots share chunks between files: the checkpoint names a shared chunk
+// in every file, and loading it rebuilds the reference counts.
+TEST(CheckpointTest, SharedChunksOfSnapshotsRoundTrip) {
+  MetaState live;
+  ASSERT_TRUE(live.Apply(MetaOp::Mkdir("/d", false)).ok());
+  ASSERT_TRUE(live.Apply(MetaOp::Create("/d/f", 1, 3, 100, 10)).ok());
+  ASSERT_TRUE(live.Apply(MetaOp::AddChunk(1, 0, 1, 1, 11)).ok());
+  ASSERT_TRUE(live.Apply(MetaOp::AddChunk(1, 1, 2, 1, 12)).ok());
+  ASSERT_TRUE(live.Apply(MetaOp::Snapshot("/d", "/s1", 2)).ok());
+  ASSERT_TRUE(live.Apply(MetaOp::Snapshot("/d/f", "/s2", 3)).ok());
+  ASSERT_TRUE(live.Apply(MetaOp::CopyOnWrite(1, 0, 3, 1)).ok());
+  ASSERT_TRUE(live.Apply(MetaOp::SetVersion(2, 5)).ok());
+  const std::string bytes = EncodeCheckpointToString(live, 9, 1);
+  MetaState loaded;
+  CheckpointInfo info;
+  ASSERT_TRUE(DecodeCheckpoint(bytes, &loaded, &info).ok());
+  EXPECT_EQ(loaded.DebugString(), live.DebugString());
+  EXPECT_EQ(info.chunks, 6u);  // three files of two chunks each
+  EXPECT_EQ(loaded.NumChunks(), 3u);
+  EXPECT_EQ(loaded.RefCount(1), 2u);
+  EXPECT_EQ(loaded.RefCount(2), 3u);
+  EXPECT_EQ(loaded.RefCount(3), 1u);
+  // Deleting every file but one frees exactly the chunks nobody else holds.
+  std::vector<uint64_t> freed;
+  ASSERT_TRUE(loaded.Apply(MetaOp::Delete("/d", true), &freed).ok());
+  EXPECT_EQ(freed, (std::vector<uint64_t>{3}));
+  freed.clear();
+  ASSERT_TRUE(loaded.Apply(MetaOp::Delete("/s1", true), &freed).ok());
+  EXPECT_TRUE(freed.empty());
+}
+
 TEST(CheckpointTest, EmptyStateRoundTrips) {
   MetaState empty, loaded;
   const std::string bytes = EncodeCheckpointToString(empty, 0, 0);
@@ -174,6 +205,18 @@ TEST(CheckpointTest, HostileContentWithValidChecksumsIsCorruption) {
          c->File(0, "f", 4, 2, {9, 1, 9, 1});
        },
        0, 1, 2},
+      {"shared handle at another version",
+       [](Crafted* c) {
+         c->File(0, "f", 4, 1, {9, 1});
+         c->File(0, "g", 5, 1, {9, 2});
+       },
+       0, 2, 2},
+      {"shared handle twice in one file",
+       [](Crafted* c) {
+         c->File(0, "f", 4, 1, {9, 1});
+         c->File(0, "g", 5, 2, {9, 1, 9, 1});
+       },
+       0, 2, 3},
       {"chunk count beyond input",
        [](Crafted* c) {
          c->File(0, "f", 4, 1u << 23, {9, 1});

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <cstring>
 #include <filesystem>
 #include <random>
 #include <set>
@@ -157,6 +158,171 @@ TEST(InProcCluster, OverwriteStraddlingAChunkBoundary) {
   ASSERT_TRUE(n.ok());
   ASSERT_EQ(*n, data.size());
   EXPECT_EQ(back, data);
+}
+
+// A snapshot taken while the writer still holds its file open (and a cached
+// lease): the next write is refused by the primary (lease revoked), goes
+// back to the master, and lands in a copy of the chunk that every replica
+// made locally; the snapshot keeps the old bytes.
+TEST(InProcCluster, SnapshotThenWriteCopiesOnlyTheWrittenChunk) {
+  InProcCluster c(3);
+  auto f = c.client()->Create("/f");
+  ASSERT_TRUE(f.ok());
+  auto data = RandomBytes(3 << 20, 30);
+  ASSERT_TRUE(c.client()->Write(&*f, 0, data.data(), data.size()).ok());
+  ASSERT_TRUE(c.client()->Fsync(&*f).ok());
+  ASSERT_TRUE(c.client()->Snapshot("/f", "/s").ok());
+  EXPECT_EQ(c.client()->Snapshot("/f", "/s").code(), Code::kAlreadyExists);
+  EXPECT_EQ(c.client()->Snapshot("/nothing", "/t").code(), Code::kNotFound);
+  auto patch = RandomBytes(1024, 31);
+  const uint64_t off = (1 << 20) + 4321;
+  ASSERT_TRUE(c.client()->Write(&*f, off, patch.data(), patch.size()).ok());
+  ASSERT_TRUE(c.client()->Close(&*f).ok());
+  auto snap = data;
+  std::copy(patch.begin(), patch.end(), data.begin() + static_cast<long>(off));
+  for (const char* path : {"/f", "/s"}) {
+    auto g = c.client()->Open(path);
+    ASSERT_TRUE(g.ok());
+    std::vector<uint8_t> back(data.size());
+    auto n = c.client()->Read(&*g, 0, back.data(), back.size());
+    ASSERT_TRUE(n.ok()) << n.status().ToString();
+    ASSERT_EQ(*n, data.size());
+    EXPECT_TRUE(back == (std::string(path) == "/f" ? data : snap)) << path;
+  }
+  uint64_t copied = 0, clone_bytes = 0;
+  size_t replicas = 0;
+  for (int i = 0; i < 3; ++i) {
+    const auto named = c.server(i)->stats().counters.Named();
+    if (named.count("chunks_copied_local")) copied += named.at("chunks_copied_local");
+    if (named.count("clone_bytes")) clone_bytes += named.at("clone_bytes");
+    replicas += c.server(i)->store()->NumChunks();
+  }
+  EXPECT_EQ(copied, 3u);
+  EXPECT_EQ(clone_bytes, 0u);
+  EXPECT_EQ(replicas, 4u * 3u);  // three shared chunks and one copy, on each server
+  auto st = c.client()->Stat("/s");
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->size, snap.size());
+}
+
+// A writer keeps overwriting blocks while another client takes a snapshot:
+// the snapshot holds every write acknowledged before it was asked for (none
+// lost) and none begun after it returned (none lands in both); the original
+// ends with every block's last write.
+TEST(InProcCluster, WritesDuringASnapshotLandOnlyWhereTheyBelong) {
+  InProcCluster c(3, 1 << 20, 2);
+  constexpr size_t kBlock = 4096;
+  constexpr int kBlocks = 64;
+  {
+    auto f = c.client(0)->Create("/f");
+    ASSERT_TRUE(f.ok());
+    std::vector<uint8_t> zeros(kBlock * kBlocks, 0);
+    ASSERT_TRUE(c.client(0)->Write(&*f, 0, zeros.data(), zeros.size()).ok());
+    ASSERT_TRUE(c.client(0)->Close(&*f).ok());
+  }
+  std::vector<std::atomic<uint32_t>> acked(kBlocks);  // last sequence acknowledged per block
+  for (auto& a : acked) a = 0;
+  std::atomic<bool> snapped{false};
+  std::atomic<uint32_t> first_after{0};  // first sequence begun after the snapshot returned
+  std::atomic<bool> failed{false};
+  std::thread writer([&] {
+    auto f = c.client(1)->Open("/f");
+    if (!f.ok()) return void(failed = true);
+    for (uint32_t i = 1;; ++i) {
+      if (snapped && first_after == 0) first_after = i;
+      if (first_after != 0 && i > first_after + 2 * kBlocks) break;
+      std::vector<uint8_t> b(kBlock, static_cast<uint8_t>(i));
+      std::memcpy(b.data(), &i, sizeof i);
+      const size_t blk = i % kBlocks;
+      if (!c.client(1)->Write(&*f, blk * kBlock, b.data(), b.size()).ok())
+        return void(failed = true);
+      acked[blk] = i;
+    }
+    if (!c.client(1)->Close(&*f).ok()) failed = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  std::vector<uint32_t> at_ask(kBlocks);
+  for (int b = 0; b < kBlocks; ++b) at_ask[static_cast<size_t>(b)] = acked[static_cast<size_t>(b)];
+  Status snap = c.client(0)->Snapshot("/f", "/s");
+  snapped = true;
+  writer.join();
+  ASSERT_TRUE(snap.ok()) << snap.ToString();
+  ASSERT_FALSE(failed);
+  ASSERT_GT(first_after.load(), 0u);
+  // The writer held a lease when the snapshot came: it was taken away.
+  EXPECT_GE(c.master().stats().counters.Named().count("leases_revoked"), 1u);
+  for (const char* path : {"/s", "/f"}) {
+    auto f = c.client(0)->Open(path);
+    ASSERT_TRUE(f.ok());
+    std::vector<uint8_t> back(kBlock * kBlocks);
+    auto n = c.client(0)->Read(&*f, 0, back.data(), back.size());
+    ASSERT_TRUE(n.ok()) << n.status().ToString();
+    ASSERT_EQ(*n, back.size());
+    for (size_t b = 0; b < kBlocks; ++b) {
+      uint32_t seq = 0;
+      std::memcpy(&seq, back.data() + b * kBlock, sizeof seq);
+      if (std::string(path) == "/s") {
+        EXPECT_GE(seq, at_ask[b]) << "block " << b << ": an acknowledged write is missing";
+        EXPECT_LT(seq, first_after.load()) << "block " << b << ": a later write leaked in";
+      } else {
+        EXPECT_EQ(seq, acked[b].load()) << "block " << b;
+      }
+    }
+  }
+}
+
+// A replica that cannot make its copy (its replica of the shared chunk is
+// gone) is left out of the new chunk; re-replication restores R.
+TEST(InProcCluster, AReplicaThatFailsTheCopyIsLeftOutAndReplaced) {
+  // Short leases: re-replication waits for the write's lease to end.
+  InProcCluster c(4, 1 << 20, 1, {}, [](JobConfig* j) { j->lease_seconds = 1; });
+  auto f = c.client()->Create("/f");
+  ASSERT_TRUE(f.ok());
+  auto data = RandomBytes(300000, 40);
+  ASSERT_TRUE(c.client()->Write(&*f, 0, data.data(), data.size()).ok());
+  ASSERT_TRUE(c.client()->Close(&*f).ok());
+  ASSERT_TRUE(c.client()->Snapshot("/f", "/s").ok());
+  // Take the chunk's replica away from one of its servers, behind the
+  // master's back (the server is paused meanwhile).
+  int victim = -1;
+  for (int i = 0; i < 4 && victim < 0; ++i) {
+    c.Pause(i);
+    auto list = c.server(i)->store()->List();
+    if (!list.empty()) {
+      ASSERT_TRUE(c.server(i)->store()->Delete(list[0].handle).ok());
+      victim = i;
+    }
+    c.Resume(i);
+  }
+  ASSERT_GE(victim, 0);
+  auto g = c.client()->Open("/f");
+  ASSERT_TRUE(g.ok());
+  auto patch = RandomBytes(100, 41);
+  ASSERT_TRUE(c.client()->Write(&*g, 5000, patch.data(), patch.size()).ok());
+  ASSERT_TRUE(c.client()->Close(&*g).ok());
+  auto snap = data;
+  std::copy(patch.begin(), patch.end(), data.begin() + 5000);
+  for (const char* path : {"/f", "/s"}) {
+    auto h = c.client()->Open(path);
+    ASSERT_TRUE(h.ok());
+    std::vector<uint8_t> back(data.size());
+    auto n = c.client()->Read(&*h, 0, back.data(), back.size());
+    ASSERT_TRUE(n.ok()) << path << ": " << n.status().ToString();
+    EXPECT_TRUE(back == (std::string(path) == "/f" ? data : snap)) << path;
+  }
+  // Two replicas copied; a clone brings the copy back to three: two left of
+  // the shared chunk, three of the copy.
+  size_t replicas = 0;
+  for (int t = 0; t < 300 && replicas != 5; ++t) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    replicas = 0;
+    for (int i = 0; i < 4; ++i) {
+      c.Pause(i);
+      replicas += c.server(i)->store()->NumChunks();
+      c.Resume(i);
+    }
+  }
+  EXPECT_EQ(replicas, 5u);
 }
 
 TEST(InProcCluster, TruncateCutsTheLastChunkOnEveryReplica) {

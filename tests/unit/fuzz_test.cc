@@ -405,6 +405,7 @@ const std::vector<BodyOps>& AllBodies() {
       GFS_BODY(VoteReq),         GFS_BODY(VoteReply),        GFS_BODY(NewMasterReq),
       GFS_BODY(WhoIsMasterReq),  GFS_BODY(WhoIsMasterReply), GFS_BODY(RepairReq),
       GFS_BODY(RepairReply),     GFS_BODY(ClientsGoneReq),   GFS_BODY(ClientsGoneReply),
+      GFS_BODY(CopyChunkReq),    GFS_BODY(SnapshotReq),      GFS_BODY(RevokeLeaseReq),
   };
   return kBodies;
 }

@@ -395,6 +395,144 @@ TEST_F(MetaStateTest, ForEachFileGivesFullPaths) {
   EXPECT_EQ(paths, (std::vector<std::string>{"/a/b/f", "/g"}));
 }
 
+// ---- snapshots and copy-on-write ----
+
+TEST_F(MetaStateTest, SnapshotOfAFileSharesItsChunksAndCountsReferences) {
+  const uint64_t f = NewFile("/f");
+  const uint64_t h0 = AddChunk(f, 0), h1 = AddChunk(f, 1);
+  ASSERT_TRUE(Do(MetaOp::SetLength(f, 150, 3000)).ok());
+  const uint64_t first = st_.NextFileId();
+  ASSERT_TRUE(Do(MetaOp::Snapshot("/f", "/s", first)).ok());
+  auto s = st_.StatFile("/s");
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->id, first);
+  EXPECT_EQ(s->length, 150u);
+  EXPECT_EQ(s->chunks, (std::vector<uint64_t>{h0, h1}));
+  EXPECT_EQ(st_.RefCount(h0), 2u);
+  EXPECT_EQ(st_.RefCount(h1), 2u);
+  EXPECT_EQ(st_.NumChunks(), 2u);
+  EXPECT_EQ(st_.NumFiles(), 2u);
+  EXPECT_EQ(st_.NextFileId(), first + 1);
+  // Deleting either frees nothing while the other still refers to the chunks.
+  std::vector<uint64_t> freed;
+  ASSERT_TRUE(Do(MetaOp::Delete("/f", false), &freed).ok());
+  EXPECT_TRUE(freed.empty());
+  EXPECT_EQ(st_.RefCount(h0), 1u);
+  ASSERT_TRUE(Do(MetaOp::Delete("/s", false), &freed).ok());
+  std::sort(freed.begin(), freed.end());
+  EXPECT_EQ(freed, (std::vector<uint64_t>{h0, h1}));
+  EXPECT_EQ(st_.NumChunks(), 0u);
+}
+
+TEST_F(MetaStateTest, SnapshotOfATreeCopiesDirectoriesAndGivesIdsInSortedOrder) {
+  ASSERT_TRUE(Do(MetaOp::Mkdir("/t/sub", true)).ok());
+  const uint64_t b = NewFile("/t/b");
+  const uint64_t a = NewFile("/t/sub/a");
+  const uint64_t hb = AddChunk(b, 0), ha = AddChunk(a, 0);
+  ASSERT_TRUE(Do(MetaOp::Mkdir("/copies", false)).ok());
+  const uint64_t first = st_.NextFileId();
+  ASSERT_TRUE(Do(MetaOp::Snapshot("/t", "/copies/t1", first)).ok());
+  EXPECT_TRUE(st_.IsDir("/copies/t1/sub"));
+  EXPECT_EQ(st_.StatFile("/copies/t1/b")->id, first);  // "b" < "sub"
+  EXPECT_EQ(st_.StatFile("/copies/t1/sub/a")->id, first + 1);
+  EXPECT_EQ(st_.StatFile("/copies/t1/sub/a")->chunks, (std::vector<uint64_t>{ha}));
+  EXPECT_EQ(st_.RefCount(hb), 2u);
+  EXPECT_EQ(st_.CountFiles("/t"), 2u);
+  EXPECT_EQ(st_.CountFiles("/"), 4u);
+  auto under = st_.ChunksUnder("/copies");
+  ASSERT_TRUE(under.ok());
+  EXPECT_EQ(under->size(), 2u);
+  // A recursive delete of the source keeps every chunk the copy refers to.
+  std::vector<uint64_t> freed;
+  ASSERT_TRUE(Do(MetaOp::Delete("/t", true), &freed).ok());
+  EXPECT_TRUE(freed.empty());
+  EXPECT_EQ(st_.NumChunks(), 2u);
+}
+
+TEST_F(MetaStateTest, SnapshotErrors) {
+  ASSERT_TRUE(Do(MetaOp::Mkdir("/d/e", true)).ok());
+  NewFile("/f");
+  const uint64_t id = st_.NextFileId();
+  EXPECT_EQ(Do(MetaOp::Snapshot("/missing", "/x", id)).code(), Code::kNotFound);
+  EXPECT_EQ(Do(MetaOp::Snapshot("/f", "/d", id)).code(), Code::kAlreadyExists);
+  EXPECT_EQ(Do(MetaOp::Snapshot("/d", "/d/e/x", id)).code(), Code::kInvalidArgument);
+  EXPECT_EQ(Do(MetaOp::Snapshot("/", "/x", id)).code(), Code::kInvalidArgument);
+  EXPECT_EQ(Do(MetaOp::Snapshot("/f", "/nodir/x", id)).code(), Code::kNotFound);
+  EXPECT_EQ(Do(MetaOp::Snapshot("/f", "/f/x", id)).code(), Code::kInvalidArgument);
+  EXPECT_EQ(Do(MetaOp::Snapshot("/f", "/x", id - 1)).code(), Code::kInvalidArgument);
+  EXPECT_EQ(Do(MetaOp::Snapshot("/f", "/x", 0)).code(), Code::kInvalidArgument);
+  EXPECT_TRUE(Do(MetaOp::Snapshot("/d", "/d2", id)).ok());  // a sibling with a common prefix
+}
+
+TEST_F(MetaStateTest, CopyOnWriteGivesTheFileANewChunkAndDropsOneReference) {
+  const uint64_t f = NewFile("/f");
+  const uint64_t h = AddChunk(f, 0);
+  ASSERT_TRUE(Do(MetaOp::SetVersion(h, 4)).ok());
+  const uint64_t nh = st_.NextHandle();
+  // Not shared yet: nothing to copy.
+  EXPECT_EQ(Do(MetaOp::CopyOnWrite(f, 0, nh, 4)).code(), Code::kInvalidArgument);
+  const uint64_t s = st_.NextFileId();
+  ASSERT_TRUE(Do(MetaOp::Snapshot("/f", "/s", s)).ok());
+  EXPECT_EQ(Do(MetaOp::CopyOnWrite(f, 1, nh, 4)).code(), Code::kNotFound);
+  EXPECT_EQ(Do(MetaOp::CopyOnWrite(f, 0, h, 4)).code(), Code::kAlreadyExists);
+  EXPECT_EQ(Do(MetaOp::CopyOnWrite(f, 0, 0, 4)).code(), Code::kInvalidArgument);
+  EXPECT_EQ(Do(MetaOp::CopyOnWrite(999, 0, nh, 4)).code(), Code::kNotFound);
+  ASSERT_TRUE(Do(MetaOp::CopyOnWrite(f, 0, nh, 4)).ok());
+  EXPECT_EQ(st_.StatFile("/f")->chunks, (std::vector<uint64_t>{nh}));
+  EXPECT_EQ(st_.StatFile("/s")->chunks, (std::vector<uint64_t>{h}));
+  EXPECT_EQ(st_.RefCount(h), 1u);
+  EXPECT_EQ(st_.RefCount(nh), 1u);
+  EXPECT_EQ(st_.FindChunk(nh)->version, 4u);
+  EXPECT_EQ(st_.NextHandle(), nh + 1);
+  std::vector<uint64_t> freed;
+  ASSERT_TRUE(Do(MetaOp::Delete("/s", false), &freed).ok());
+  EXPECT_EQ(freed, (std::vector<uint64_t>{h}));
+}
+
+TEST_F(MetaStateTest, TruncatingASnapshottedFileFreesOnlyUnsharedChunks) {
+  const uint64_t f = NewFile("/f");
+  const uint64_t h0 = AddChunk(f, 0), h1 = AddChunk(f, 1);
+  ASSERT_TRUE(Do(MetaOp::SetLength(f, 200, 3000)).ok());
+  ASSERT_TRUE(Do(MetaOp::Snapshot("/f", "/s", st_.NextFileId())).ok());
+  std::vector<uint64_t> freed;
+  ASSERT_TRUE(Do(MetaOp::SetLength(f, 50, 3001), &freed).ok());
+  EXPECT_TRUE(freed.empty());
+  EXPECT_EQ(st_.RefCount(h1), 1u);
+  EXPECT_EQ(st_.RefCount(h0), 2u);
+  // Replacing the snapshot by another file lets its chunks go, except the
+  // one /f still holds.
+  const uint64_t g = NewFile("/g");
+  ASSERT_TRUE(Do(MetaOp::Replace("/g", "/s"), &freed).ok());
+  EXPECT_EQ(freed, (std::vector<uint64_t>{h1}));
+  EXPECT_EQ(st_.RefCount(h0), 1u);
+  (void)g;
+}
+
+TEST_F(MetaStateTest, ReplayOfSnapshotsAndCopiesOnWriteGivesTheLiveState) {
+  std::vector<MetaOp> ops = {
+      MetaOp::Mkdir("/d", false),         MetaOp::Create("/d/f", 1, 3, 100, 10),
+      MetaOp::AddChunk(1, 0, 1, 1, 11),   MetaOp::AddChunk(1, 1, 2, 1, 12),
+      MetaOp::SetLength(1, 200, 13),      MetaOp::Snapshot("/d", "/snap", 2),
+      MetaOp::Snapshot("/d/f", "/f2", 3), MetaOp::CopyOnWrite(1, 1, 3, 1),
+      MetaOp::SetVersion(3, 2),           MetaOp::CopyOnWrite(3, 0, 4, 1),
+      MetaOp::Delete("/d", true)};
+  MetaState replayed;
+  for (const MetaOp& op : ops) {
+    ASSERT_TRUE(Do(op).ok()) << op.ToString();
+    std::vector<uint8_t> b;
+    op.EncodeTo(&b);
+    auto d = MetaOp::Decode(b.data(), b.size());
+    ASSERT_TRUE(d.ok()) << d.status().ToString();
+    ASSERT_TRUE(replayed.Apply(*d).ok()) << op.ToString();
+  }
+  EXPECT_EQ(replayed.DebugString(), st_.DebugString());
+  EXPECT_EQ(st_.RefCount(1), 1u);  // /snap/f (/f2 copied it away)
+  EXPECT_EQ(st_.RefCount(2), 2u);  // /snap/f and /f2
+  EXPECT_EQ(st_.RefCount(3), 0u);  // freed with /d
+  EXPECT_EQ(st_.RefCount(4), 1u);
+  EXPECT_NE(st_.DebugString().find("C 2 v=1 refs=2"), std::string::npos) << st_.DebugString();
+}
+
 TEST(MetaOpTest, EncodeDecodeRoundTripEveryType) {
   std::vector<MetaOp> ops = {
       MetaOp::Mkdir("/a/b", true),
@@ -405,6 +543,8 @@ TEST(MetaOpTest, EncodeDecodeRoundTripEveryType) {
       MetaOp::SetVersion(99, 5),
       MetaOp::SetLength(7, 1ull << 40, 42),
       MetaOp::Replace("/a/.gfs-tmp.x", "/a/x"),
+      MetaOp::Snapshot("/a", "/snap/a", 12),
+      MetaOp::CopyOnWrite(7, 3, 100, 6),
   };
   for (const MetaOp& op : ops) {
     std::vector<uint8_t> b;

@@ -169,6 +169,39 @@ TEST_F(OpLogTest, AppendAndReplayGivesIdenticalState) {
   EXPECT_TRUE(again.IsDir("/later2"));
 }
 
+// A restart replays snapshots and copies-on-write from the log: the same
+// files, the same shared chunks and the same reference counts.
+TEST_F(OpLogTest, SnapshotAndCopyOnWriteRecordsReplay) {
+  const std::vector<MetaOp> ops = {
+      MetaOp::Mkdir("/d", false),       MetaOp::Create("/d/f", 1, 3, 100, 10),
+      MetaOp::AddChunk(1, 0, 1, 1, 11), MetaOp::AddChunk(1, 1, 2, 1, 12),
+      MetaOp::SetLength(1, 150, 13),    MetaOp::Snapshot("/d", "/s", 2),
+      MetaOp::CopyOnWrite(1, 1, 3, 1),  MetaOp::SetVersion(3, 2),
+      MetaOp::Delete("/d/f", false)};
+  MetaState live;
+  {
+    OpLog log(env_, path_);
+    uint64_t last = 0;
+    ASSERT_TRUE(log.Open(&last).ok());
+    for (const MetaOp& op : ops) {
+      uint64_t seq = 0;
+      ASSERT_TRUE(live.Apply(op).ok()) << op.ToString();
+      ASSERT_TRUE(log.Append(op, &seq).ok());
+    }
+    ASSERT_TRUE(log.Sync().ok());
+    ASSERT_TRUE(log.Close().ok());
+  }
+  MetaState replayed;
+  uint64_t last = 0;
+  ASSERT_TRUE(RecoverMetaState(env_, dir_, &replayed, &last, nullptr).ok());
+  EXPECT_EQ(last, ops.size());
+  EXPECT_EQ(replayed.DebugString(), live.DebugString());
+  EXPECT_EQ(replayed.RefCount(1), 1u);  // /s/f alone now
+  EXPECT_EQ(replayed.RefCount(2), 1u);
+  EXPECT_EQ(replayed.RefCount(3), 0u);  // the copy went with /d/f
+  EXPECT_EQ(replayed.StatFile("/s/f")->chunks, (std::vector<uint64_t>{1, 2}));
+}
+
 TEST_F(OpLogTest, MissingLogIsEmptyState) {
   MetaState st;
   uint64_t last = 7;

@@ -228,6 +228,39 @@ TEST(ShadowMasters, ShadowTakesOverWhenTheMasterDies) {
   c.Quiesce(false);
 }
 
+// Snapshots and copies-on-write are logged records like any other: the
+// shadows hold them, and the shadow that takes over serves both files
+// (and copies the next shared chunk written) as the dead master would.
+TEST(ShadowMasters, SnapshotsAndCopiesOnWriteSurviveATakeover) {
+  GroupCluster c;
+  auto orig = Bytes(2 << 20, 5);
+  WriteFile(c.client(), "/f", orig);
+  ASSERT_TRUE(c.client()->Snapshot("/f", "/s1").ok());
+  auto f = c.client()->Open("/f");
+  ASSERT_TRUE(f.ok());
+  auto patch = Bytes(1000, 6);
+  ASSERT_TRUE(c.client()->Write(&*f, 100, patch.data(), patch.size()).ok());  // chunk 0 copied
+  ASSERT_TRUE(c.client()->Close(&*f).ok());
+  auto changed = orig;
+  std::copy(patch.begin(), patch.end(), changed.begin() + 100);
+  c.Quiesce(true);
+  const std::string want = c.member(0).meta().DebugString();
+  for (int r = 1; r < kGroup; ++r) EXPECT_EQ(c.member(r).meta().DebugString(), want) << r;
+  c.Quiesce(false);
+  c.fabric().Kill(0);
+  ExpectFile(c.client(), "/f", changed);
+  ExpectFile(c.client(), "/s1", orig);
+  // The new master copies chunk 1, still shared, on its first write.
+  auto g = c.client()->Open("/s1");
+  ASSERT_TRUE(g.ok());
+  ASSERT_TRUE(c.client()->Write(&*g, (1 << 20) + 5, patch.data(), patch.size()).ok());
+  ASSERT_TRUE(c.client()->Close(&*g).ok());
+  auto snap = orig;
+  std::copy(patch.begin(), patch.end(), snap.begin() + (1 << 20) + 5);
+  ExpectFile(c.client(), "/s1", snap);
+  ExpectFile(c.client(), "/f", changed);
+}
+
 TEST(ShadowMasters, DeposedMasterOrdersAreRefused) {
   GroupCluster c;
   WriteFile(c.client(), "/x", Bytes(1 << 20, 5));
