@@ -360,6 +360,7 @@ class GfsBackend : public Backend {
   }
   Status Close(bool) override { return c_->Close(&f_); }
   void Remove(const std::string& path) override {
+    // Deleted at once (Client::Remove is rm --skip-trash): nothing left in the trash.
     (void)c_->Remove(path, false);  // between runs: a file already gone is fine
   }
 

@@ -204,6 +204,9 @@ void ChunkServer::Handle(Message& m) {
     case MsgType::kClone:
       OnClone(m);
       return;
+    case MsgType::kHeldChunks:
+      OnHeldChunks(m);
+      return;
     case MsgType::kGetStats:
       OnStats(m);
       return;
@@ -267,6 +270,7 @@ bool ChunkServer::MasterEpochOk(Message& m) {
       case MsgType::kPrepareChunk:
       case MsgType::kShutdown:
       case MsgType::kVerify:
+      case MsgType::kHeldChunks:
       case MsgType::kClone:
       case MsgType::kRepair:
       case MsgType::kNewMaster:

@@ -153,6 +153,9 @@ class ChunkServer : public Server {
   void OnShutdown(Message& m);
   void OnStats(Message& m);
   void OnVerify(Message& m);
+  // The master's chunk scan: deletes the chunks it names, then answers with
+  // every chunk held.
+  void OnHeldChunks(Message& m);
   void OnClone(Message& m);
   // Re-replication: a clone copies a chunk from a peer, one read at a time.
   struct Clone {

@@ -174,6 +174,21 @@ class MasterServer : public Server {
   void OnLookup(Message& m);
   void OnLease(Message& m);
   void OnSetLength(Message& m);
+  // Trash and garbage collection (master/trash.cc).
+  void OnRemove(Message& m);
+  void OnUndelete(Message& m);
+  void OnExpunge(Message& m);
+  int64_t RetentionMs() const;
+  void StartTrashTimers();
+  // The namespace scan: deletes the trash older than the retention (all of
+  // it with `all`) and old transfer temporaries, counting them in *counts.
+  // True when it logged anything.
+  bool TrashScan(bool all, ExpungeReply* counts);
+  // The chunk scan, after the next log sync: every live chunkserver gets its
+  // queued deletes and names what it holds; chunks no file refers to are
+  // queued for it. Up to `rounds` rounds (the next confirms the deletes of
+  // the orphans found); then `done` (also when the log sync fails).
+  void ChunkScan(int rounds, std::shared_ptr<ExpungeReply> counts, std::function<void()> done);
   void OnClientDone(Message& m);
   void OnRegister(Message& m);
   // A chunkserver of another store, or holding chunks of none: refused.

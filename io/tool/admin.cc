@@ -6,6 +6,7 @@
 #include <set>
 
 #include "io/tool/commands.h"
+#include "io/tool/listing.h"
 #include "io/tool/output.h"
 
 namespace gfs::tool {
@@ -141,6 +142,13 @@ int Df(Client* c, const JobConfig& job, const CommandArgs& a, Status* s) {
   if (!s->ok()) return 1;
   Totals t = Total(Servers(*rep, job));
   const std::string fs = "gfs:" + job.data_dir;
+  // What the trash holds (part of Used until the master deletes it).
+  Usage trash;
+  auto tst = c->Stat(kTrashDir);
+  if (tst.ok()) {
+    *s = Walk(c, *tst, kTrashDir, &trash);
+    if (!s->ok()) return 1;
+  }
   if (a.Flag("json")) {
     PrintJson(Json{{"filesystem", fs},
                    {"capacity", t.capacity},
@@ -148,7 +156,10 @@ int Df(Client* c, const JobConfig& job, const CommandArgs& a, Status* s) {
                    {"free", t.free},
                    {"use_percent", static_cast<int>(Percent(t.used, t.capacity) + 0.5)},
                    {"chunkservers", t.servers},
-                   {"alive", t.alive}});
+                   {"alive", t.alive},
+                   {"trash_files", trash.files},
+                   {"trash_size", trash.size},
+                   {"trash_space", trash.space}});
     return 0;
   }
   const bool human = a.Flag("human");
@@ -156,6 +167,8 @@ int Df(Client* c, const JobConfig& job, const CommandArgs& a, Status* s) {
   std::printf("%-30s %14s %14s %14s %4.0f%%\n", Shown(fs).c_str(), Size(t.capacity, human).c_str(),
               Size(t.used, human).c_str(), Size(t.free, human).c_str(),
               Percent(t.used, t.capacity));
+  std::printf("%-30s %14s %14s %14" PRIu64 " files\n", "trash (in Used)",
+              Size(trash.size, human).c_str(), Size(trash.space, human).c_str(), trash.files);
   return 0;
 }
 

@@ -92,7 +92,13 @@ inline constexpr uint32_t kMaxList = 1u << 22;
   X(kNewMaster, 52, "new-master", NewMasterReq, Empty)                   \
   X(kWhoIsMaster, 53, "who-is-master", WhoIsMasterReq, WhoIsMasterReply) \
   /* master -> chunkserver: mend a damaged replica from its peers */     \
-  X(kRepair, 58, "repair", RepairReq, RepairReply)
+  X(kRepair, 58, "repair", RepairReq, RepairReply)                       \
+  /* client -> master: trash, undelete, expunge */                       \
+  X(kRemove, 61, "remove", RemoveReq, RemoveReply)                       \
+  X(kUndelete, 62, "undelete", UndeleteReq, UndeleteReply)               \
+  X(kExpunge, 63, "expunge", ExpungeReq, ExpungeReply)                   \
+  /* master -> chunkserver: delete these, then name every chunk held */  \
+  X(kHeldChunks, 64, "held-chunks", HeldChunksReq, HeldChunksReply)
 
 #define GFS_PROTOCOL_ENUM_ROW(name, number, text, Req, Rep) name = number,
 enum class MsgType : uint16_t { GFS_PROTOCOL_TABLE(GFS_PROTOCOL_ENUM_ROW) };
