@@ -167,8 +167,8 @@ int Df(Client* c, const JobConfig& job, const CommandArgs& a, Status* s) {
   std::printf("%-30s %14s %14s %14s %4.0f%%\n", Shown(fs).c_str(), Size(t.capacity, human).c_str(),
               Size(t.used, human).c_str(), Size(t.free, human).c_str(),
               Percent(t.used, t.capacity));
-  std::printf("%-30s %14s %14s %14" PRIu64 " files\n", "trash (in Used)",
-              Size(trash.size, human).c_str(), Size(trash.space, human).c_str(), trash.files);
+  std::printf("trash: %s in %" PRIu64 " files, %s with every replica (part of Used)\n",
+              Size(trash.size, human).c_str(), trash.files, Size(trash.space, human).c_str());
   return 0;
 }
 

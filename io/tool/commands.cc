@@ -157,7 +157,7 @@ int RunCommand(Client* c, const JobConfig& job, const CommandSpec& spec, const C
       if (cmd == "du") {
         // What the trash holds of PATH (the deleted entries of the
         // directory, or deletions of the file): one more line, "(trash)".
-        auto trash = TrashOf(c, path, st->is_dir);
+        auto trash = TrashOf(c, path, st->is_dir, false);
         s = trash.status();
         if (!s.ok()) break;
         Usage u;

@@ -49,7 +49,8 @@ Result<std::vector<FileStat>> Entries(Client* c, const std::string& path, bool* 
   return items;
 }
 
-Result<std::vector<TrashEntry>> TrashOf(Client* c, const std::string& path, bool as_dir) {
+Result<std::vector<TrashEntry>> TrashOf(Client* c, const std::string& path, bool as_dir,
+                                        bool deleted_only) {
   std::vector<TrashEntry> out;
   auto times = c->List(kTrashDir);
   if (!times.ok()) {
@@ -71,6 +72,10 @@ Result<std::vector<TrashEntry>> TrashOf(Client* c, const std::string& path, bool
       auto entries = c->List(at);
       if (!entries.ok()) continue;
       for (const FileStat& e : *entries) {
+        if (deleted_only && e.is_dir) {
+          auto live = c->Stat(Join(path, e.path));
+          if (live.ok() && live->is_dir) continue;
+        }
         TrashEntry te;
         te.stat = e;
         te.stat.path = Join(path, e.path);
