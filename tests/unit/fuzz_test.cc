@@ -404,7 +404,9 @@ const std::vector<BodyOps>& AllBodies() {
       GFS_BODY(StatsReply),      GFS_BODY(LogBatchReq),      GFS_BODY(LogBatchReply),
       GFS_BODY(VoteReq),         GFS_BODY(VoteReply),        GFS_BODY(NewMasterReq),
       GFS_BODY(WhoIsMasterReq),  GFS_BODY(WhoIsMasterReply), GFS_BODY(RepairReq),
-      GFS_BODY(RepairReply),
+      GFS_BODY(RepairReply),     GFS_BODY(RemoveReq),        GFS_BODY(RemoveReply),
+      GFS_BODY(UndeleteReq),     GFS_BODY(UndeleteReply),    GFS_BODY(ExpungeReq),
+      GFS_BODY(ExpungeReply),    GFS_BODY(HeldChunksReq),    GFS_BODY(HeldChunksReply),
   };
   return kBodies;
 }
