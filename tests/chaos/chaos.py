@@ -848,6 +848,7 @@ def selftest(runner):
         ("record across a chunk end found", rec["across_chunk_end"] >= 1),
         ("unlogged bytes in a writer file found", wr["wrong_bytes"] >= 100),
         ("tampered replica found", repl["bad_records"] + repl["bad_bytes"] >= 1),
+        ("an rm logged but never done found", v.get("deletes", {}).get("wrong", 0) >= 1),
         ("workload acknowledged records and writes", rec["acked"] > 0 and wr["acked"] > 0),
     ]
     bad = 0

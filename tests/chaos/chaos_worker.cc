@@ -456,7 +456,7 @@ struct Workload {
     };
     std::vector<uint8_t> buf;
     uint64_t counter = 0, cycles = 0;
-    const uint64_t deletes = Arg(a, "deletes", 20);  // delete cycles per 1000 writes
+    const uint64_t deletes = Arg(a, "deletes", 50);  // delete cycles per 1000 writes
     const double wrate = static_cast<double>(Arg(a, "wrate", 0)), t_start = Now();
     while (!Stopped()) {
       while (wrate > 0 && Now() < t_start + static_cast<double>(counter) / wrate && !Stopped()) {
@@ -505,6 +505,19 @@ struct Workload {
       gfs::Status s = c->Write(&files[0], 10, junk.data(), junk.size());
       log->Put("E inject: 100 unlogged bytes at 10 of " + WriterPath(FileNo(client, 0)) + ": " +
                OneLine(s.ToString()) + "\n");
+      // And a delete cycle whose rm is logged as acknowledged but never sent:
+      // the file is still at its path and not in the trash.
+      const std::string path = DeletePath(job, client, 999999);
+      const uint64_t no = DeleteFileNo(job, client, 999999), gen = (job << 32) | 999999;
+      std::vector<uint8_t> bytes(1000);
+      GenBytes(no, gen).Fill(0, bytes.data(), bytes.size());
+      auto f = c->Create(path);
+      gfs::Status d = f.status();
+      if (d.ok()) d = c->Write(&*f, 0, bytes.data(), bytes.size());
+      if (d.ok()) d = c->Close(&*f);
+      log->Put("DA " + path + " " + std::to_string(no) + " " + std::to_string(gen) + " 1000\nDC " +
+               path + "\nDT " + path + " 0\nDTK " + path + " /.trash/1" + path + "\n" +
+               "E inject: an rm logged, never sent: " + OneLine(d.ToString()) + "\n");
     }
     for (uint64_t k = 0; k < nfiles; ++k) sync(k, true);
     return "";
