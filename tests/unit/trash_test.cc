@@ -2,6 +2,7 @@
 // undelete and expunge through the master of an in-process cluster.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <random>
 
 #include "master/meta_state.h"
@@ -192,6 +193,39 @@ TEST(TrashCluster, ExpungeRemovesAChunkKnownToNoFile) {
   EXPECT_FALSE(c.server(1)->store()->Has(orphan));
   c.Resume(1);
   EXPECT_EQ(Get(cl, "/f"), Bytes(1000, 9));
+}
+
+// The master's wall clock (file times, deletion times) moved by a test.
+class WallClockEnv : public EnvWrapper {
+ public:
+  WallClockEnv() : EnvWrapper(Env::Posix()) {}
+  int64_t WallMillis() override { return EnvWrapper::WallMillis() + offset_ms.load(); }
+  std::atomic<int64_t> offset_ms{0};
+};
+
+TEST(TrashCluster, ExpungeRemovesOldTrashAndLeftOverTemporaries) {
+  WallClockEnv master_env;
+  InProcCluster c(2, 1 << 20, 1, {&master_env});
+  Client* cl = c.client();
+  ASSERT_TRUE(cl->Mkdir("/d", false).ok());
+  Put(cl, "/d/.gfs-tmp.0123456789abcdef.x", Bytes(3000, 10));  // a killed put's temporary
+  Put(cl, "/d/f", Bytes(4000, 11));
+  ASSERT_TRUE(cl->Trash("/d/f", false, false).ok());
+  // Younger than the retention (1 day) and than an hour: all kept.
+  auto e = cl->Expunge(false);
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  EXPECT_EQ(e->trash_removed, 0u);
+  EXPECT_EQ(e->temps_removed, 0u);
+  EXPECT_EQ(ChunksHeld(c, 2), 2u * 2u);
+  // Two days later both are garbage.
+  master_env.offset_ms = 2 * 86400 * 1000ll;
+  e = cl->Expunge(false);
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  EXPECT_EQ(e->trash_removed, 1u);
+  EXPECT_EQ(e->temps_removed, 1u);
+  EXPECT_EQ(ChunksHeld(c, 2), 0u);
+  EXPECT_FALSE(cl->Stat("/d/.gfs-tmp.0123456789abcdef.x").ok());
+  EXPECT_TRUE(cl->Stat("/d").ok());
 }
 
 }  // namespace
