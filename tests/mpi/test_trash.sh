@@ -82,6 +82,10 @@ assert trash[0]["space_consumed"] == 2 * trash[0]["size"], rows
 run_gfs df --json
 assert_ok "df"
 assert_eq 1 "$(json_get trash_files <<<"$OUT")" "df: files in the trash"
+run_gfs get -r / "$TMP/all"
+assert_ok "get -r /"
+[[ -d "$TMP/all/d/sub" && ! -e "$TMP/all/.trash" && ! -e "$TMP/all/d/a.bin" ]] ||
+  fail "get -r / copies the live tree and leaves the trash out"
 
 # undelete, in a later job (the trash survives the restart): same bytes.
 run_gfs undelete /d/a.bin
