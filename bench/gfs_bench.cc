@@ -1073,6 +1073,8 @@ void Bench::Meta(const std::string& api, int rep) {
             st = c_->Rename(name("f", i), name("g", i));
             break;
           default:
+            // A delete at once, as rm --skip-trash: the trash's move is
+            // not what this rate compares with the local unlink.
             st = c_->Remove(name("g", i), false);
         }
       } else {
