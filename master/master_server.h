@@ -188,7 +188,14 @@ class MasterServer : public Server {
   // queued deletes and names what it holds; chunks no file refers to are
   // queued for it. Up to `rounds` rounds (the next confirms the deletes of
   // the orphans found); then `done` (also when the log sync fails).
-  void ChunkScan(int rounds, std::shared_ptr<ExpungeReply> counts, std::function<void()> done);
+  struct ChunkScanState {
+    ExpungeReply counts;
+    // Orphans found so far (rank, handle): one found again in a later round
+    // (its delete went out in a heartbeat reply that left after that round's
+    // request) is deleted again but counted once.
+    std::set<std::pair<int32_t, uint64_t>> orphans;
+  };
+  void ChunkScan(int rounds, std::shared_ptr<ChunkScanState> scan, std::function<void()> done);
   void OnClientDone(Message& m);
   void OnRegister(Message& m);
   // A chunkserver of another store, or holding chunks of none: refused.

@@ -66,7 +66,7 @@ void MasterServer::StartTrashTimers() {
   });
   timers_.Every(kChunkScanPeriodUs, [this] {
     if (mode_ != Mode::kMaster || !serving_ || !refusal_.ok()) return;
-    ChunkScan(1, std::make_shared<ExpungeReply>(), nullptr);
+    ChunkScan(1, std::make_shared<ChunkScanState>(), nullptr);
   });
 }
 
@@ -116,31 +116,31 @@ bool MasterServer::TrashScan(bool all, ExpungeReply* counts) {
   return changed;
 }
 
-void MasterServer::ChunkScan(int rounds, std::shared_ptr<ExpungeReply> counts,
+void MasterServer::ChunkScan(int rounds, std::shared_ptr<ChunkScanState> scan,
                              std::function<void()> done) {
   // Started after the next log sync: the deletes sent depend on logged
   // records (a chunk is deleted only once the record freeing it is durable).
   DeferStart(
-      [this, rounds, counts, done] {
+      [this, rounds, scan, done] {
         struct Round {
           int waiting = 0;
           bool more = false;  // orphans found: another round confirms their deletes
         };
         auto round = std::make_shared<Round>();
-        auto finish = [this, rounds, counts, done, round] {
-          if (round->more && rounds > 1) return ChunkScan(rounds - 1, counts, done);
+        auto finish = [this, rounds, scan, done, round] {
+          if (round->more && rounds > 1) return ChunkScan(rounds - 1, scan, done);
           if (done) done();
         };
         for (auto& [rank, st] : servers_) {
           if (!st.alive || !st.registered) continue;
           HeldChunksReq req;
           req.delete_handles.swap(st.to_delete);
-          counts->chunks_deleted += req.delete_handles.size();
+          scan->counts.chunks_deleted += req.delete_handles.size();
           ++round->waiting;
           const int r = rank;
           std::vector<uint64_t> sent = req.delete_handles;
           calls_.Call(r, req, cfg_.request_timeout_ms,
-                      AsMaster([this, r, sent, counts, round, finish](const Result<Message>& res) {
+                      AsMaster([this, r, sent, scan, round, finish](const Result<Message>& res) {
                         HeldChunksReply rep;
                         if (!res.ok() || !res->status().ok() || !res->Decode(&rep).ok()) {
                           // Not confirmed: the deletes go out again later.
@@ -150,9 +150,10 @@ void MasterServer::ChunkScan(int rounds, std::shared_ptr<ExpungeReply> counts,
                           for (uint64_t h : rep.handles) {
                             if (meta_->FindChunk(h) != nullptr) continue;
                             servers_[r].to_delete.push_back(h);
-                            stats_.counters[Counter::kOrphanReplicas]++;
-                            counts->orphans_deleted++;
                             round->more = true;
+                            if (!scan->orphans.insert({r, h}).second) continue;
+                            stats_.counters[Counter::kOrphanReplicas]++;
+                            scan->counts.orphans_deleted++;
                           }
                         }
                         if (--round->waiting == 0) finish();
@@ -243,12 +244,12 @@ void MasterServer::OnExpunge(Message& m) {
   Status s = m.Decode(&r);
   if (!s.ok()) return DeferError(m, s);
   if (!broken_.ok()) return DeferError(m, broken_);
-  auto counts = std::make_shared<ExpungeReply>();
-  TrashScan(r.all || cfg_.trash_retention_s == 0, counts.get());
+  auto scan = std::make_shared<ChunkScanState>();
+  TrashScan(r.all || cfg_.trash_retention_s == 0, &scan->counts);
   const uint64_t term = term_;
-  ChunkScan(kChunkScanRounds, counts, [this, req = m, counts, term] {
+  ChunkScan(kChunkScanRounds, scan, [this, req = m, scan, term] {
     if (term != term_ || mode_ != Mode::kMaster) return;
-    DeferReply(req, *counts);
+    DeferReply(req, scan->counts);
   });
 }
 
