@@ -196,6 +196,9 @@ class MasterServer : public Server {
     std::set<std::pair<int32_t, uint64_t>> orphans;
   };
   void ChunkScan(int rounds, std::shared_ptr<ChunkScanState> scan, std::function<void()> done);
+  // Heartbeat replies carry no deletes before this time: a chunk scan round
+  // is under way (bounded by its calls' deadline, so it never sticks).
+  uint64_t scan_holds_deletes_until_us_ = 0;
   void OnClientDone(Message& m);
   void OnRegister(Message& m);
   // A chunkserver of another store, or holding chunks of none: refused.

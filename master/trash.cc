@@ -118,6 +118,10 @@ bool MasterServer::TrashScan(bool all, ExpungeReply* counts) {
 
 void MasterServer::ChunkScan(int rounds, std::shared_ptr<ChunkScanState> scan,
                              std::function<void()> done) {
+  // From now until the scan ends, heartbeat replies leave the deletes to the
+  // scan's requests, whose replies confirm them (bounded by the calls'
+  // deadline, so a scan that never ends does not hold them for good).
+  scan_holds_deletes_until_us_ = Now() + static_cast<uint64_t>(cfg_.request_timeout_ms) * 1000 * 2;
   // Started after the next log sync: the deletes sent depend on logged
   // records (a chunk is deleted only once the record freeing it is durable).
   DeferStart(
@@ -129,6 +133,7 @@ void MasterServer::ChunkScan(int rounds, std::shared_ptr<ChunkScanState> scan,
         auto round = std::make_shared<Round>();
         auto finish = [this, rounds, scan, done, round] {
           if (round->more && rounds > 1) return ChunkScan(rounds - 1, scan, done);
+          scan_holds_deletes_until_us_ = 0;
           if (done) done();
         };
         for (auto& [rank, st] : servers_) {
@@ -161,7 +166,8 @@ void MasterServer::ChunkScan(int rounds, std::shared_ptr<ChunkScanState> scan,
         }
         if (round->waiting == 0) finish();
       },
-      [done] {
+      [this, done] {
+        scan_holds_deletes_until_us_ = 0;
         if (done) done();
       });
 }
