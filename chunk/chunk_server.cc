@@ -210,6 +210,9 @@ void ChunkServer::Handle(Message& m) {
     case MsgType::kRevokeLease:
       OnRevokeLease(m);
       return;
+    case MsgType::kHeldChunks:
+      OnHeldChunks(m);
+      return;
     case MsgType::kGetStats:
       OnStats(m);
       return;
@@ -273,6 +276,7 @@ bool ChunkServer::MasterEpochOk(Message& m) {
       case MsgType::kPrepareChunk:
       case MsgType::kShutdown:
       case MsgType::kVerify:
+      case MsgType::kHeldChunks:
       case MsgType::kClone:
       case MsgType::kRepair:
       case MsgType::kCopyChunk:

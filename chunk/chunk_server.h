@@ -161,6 +161,9 @@ class ChunkServer : public Server {
   void OnShutdown(Message& m);
   void OnStats(Message& m);
   void OnVerify(Message& m);
+  // The master's chunk scan: deletes the chunks it names, then answers with
+  // every chunk held.
+  void OnHeldChunks(Message& m);
   void OnClone(Message& m);
   // Snapshots (chunk/snapshot_copy.cc): a lease given up on the master's
   // order, and copy-on-write of a shared chunk within this store.

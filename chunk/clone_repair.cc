@@ -32,6 +32,20 @@ void ChunkServer::OnVerify(Message& m) {
   LogIfSendFailed(SendReply(t_, m, rep), "a reply");
 }
 
+void ChunkServer::OnHeldChunks(Message& m) {
+  HeldChunksReq r;
+  Status s = m.Decode(&r);
+  if (!s.ok()) return Reply(m, s);
+  DeleteChunks(r.delete_handles);
+  HeldChunksReply rep;
+  for (const ChunkMeta& c : store_.List()) {
+    // A chunk being cloned or repaired here is the master's doing: not an orphan.
+    if (c.version == 0 || repairs_.count(c.handle) != 0) continue;
+    rep.handles.push_back(c.handle);
+  }
+  LogIfSendFailed(SendReply(t_, m, rep), "a reply");
+}
+
 void ChunkServer::OnClone(Message& m) {
   CloneReq r;
   Status s = m.Decode(&r);

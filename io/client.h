@@ -81,7 +81,20 @@ class Client {
   Status Mkdir(const std::string& path, bool parents);
   Result<FileStat> Stat(const std::string& path);
   Result<std::vector<FileStat>> List(const std::string& path);
+  // Deletes at once (its chunks are freed); no trash.
   Status Remove(const std::string& path, bool recursive);
+  // `gfs rm`: moves the entry to the trash (doc/architecture.md, "Trash and
+  // garbage collection") and returns where it went; with skip_trash, when
+  // the master keeps no trash, or for an entry in the trash, deletes it at
+  // once and returns "".
+  Result<std::string> Trash(const std::string& path, bool recursive, bool skip_trash);
+  // Moves the most recent deletion of path back from the trash (kNotFound:
+  // none; kAlreadyExists: path exists).
+  Result<UndeleteReply> Undelete(const std::string& path);
+  // Deletes the trash older than the retention (all of it with `all`) and
+  // has the chunkservers delete every chunk no file refers to; returns once
+  // they have.
+  Result<ExpungeReply> Expunge(bool all);
   // With `replace`, an existing file at dst is replaced in the same logged
   // step (its chunks freed); without, an existing dst is kAlreadyExists.
   Status Rename(const std::string& src, const std::string& dst, bool replace = false);

@@ -66,6 +66,43 @@ Result<int64_t> ParseInt(const std::string& option, const std::string& text, int
   return v;
 }
 
+Result<uint64_t> ParseDuration(const std::string& option, const std::string& text) {
+  std::string digits = text;
+  uint64_t unit = 1;
+  if (!digits.empty()) {
+    switch (digits.back()) {
+      case 's':
+        unit = 1;
+        break;
+      case 'm':
+        unit = 60;
+        break;
+      case 'h':
+        unit = 3600;
+        break;
+      case 'd':
+        unit = 86400;
+        break;
+      default:
+        unit = 0;
+    }
+    if (unit != 0) {
+      digits.pop_back();
+    } else {
+      unit = 1;
+    }
+  }
+  const int64_t max = 3650ll * 86400 / static_cast<int64_t>(unit);
+  if (digits.empty() || digits.size() > 12 ||
+      digits.find_first_not_of("0123456789") != std::string::npos) {
+    return Status::InvalidArgument("--" + option + ": '" + OneLine(text, 64) +
+                                   "' is not a duration (seconds, or with s, m, h or d)");
+  }
+  const int64_t v = std::stoll(digits);
+  if (v > max) return Status::InvalidArgument("--" + option + " must be at most 10 years");
+  return static_cast<uint64_t>(v) * unit;
+}
+
 std::string OneLine(const std::string& s, size_t max) {
   std::string o;
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
@@ -117,7 +154,7 @@ namespace {
 struct GlobalText {
   std::string chunk_size, slice_size, capacity, log_roll, writeback, push;
   std::string chunkservers, clients, shadows, replication, lease_seconds, heartbeat_ms, timeout_ms,
-      scrub, keep_checkpoints, rpc_log_mb;
+      scrub, keep_checkpoints, rpc_log_mb, trash_retention;
 };
 
 po::options_description VisibleGlobals(GlobalText* t, GlobalOptions* g) {
@@ -152,6 +189,9 @@ po::options_description VisibleGlobals(GlobalText* t, GlobalOptions* g) {
       "rpc-log-mb", po::value(&t->rpc_log_mb)->value_name("N"),
       "each storage rank logs its requests and replies (no file data) to rpc.log in its "
       "directory, rolled to rpc.log.1, both together about N MiB (default 16, 0 off)")(
+      "trash-retention", po::value(&t->trash_retention)->value_name("TIME"),
+      "master: how long rm keeps entries in the trash (/.trash) before they are deleted: "
+      "seconds, or with an s, m, h or d suffix (default 1d; 0: no trash, rm deletes at once)")(
       "log-roll", po::value(&t->log_roll)->value_name("SIZE"),
       "master: start a new op-log file and write a checkpoint once the log passes this size "
       "(default 64M)")("keep-checkpoints", po::value(&t->keep_checkpoints)->value_name("N"),
@@ -269,6 +309,11 @@ Status ApplyGlobals(const GlobalText& t, po::variables_map& vm, bool launcher, G
   GFS_RETURN_IF_ERROR(count(t.scrub, "scrub-mb-per-s", 0, 1000000, &j.scrub_mb_per_s));
   GFS_RETURN_IF_ERROR(count(t.rpc_log_mb, "rpc-log-mb", 0, 1 << 20, &j.rpc_log_mb));
   GFS_RETURN_IF_ERROR(count(t.keep_checkpoints, "keep-checkpoints", 1, 1000, &j.keep_checkpoints));
+  if (!t.trash_retention.empty()) {
+    auto v = ParseDuration("trash-retention", t.trash_retention);
+    if (!v.ok()) return v.status();
+    j.trash_retention_s = *v;
+  }
   if (!t.chunk_size.empty()) {
     auto v = ParseSize("chunk-size", t.chunk_size);
     if (!v.ok()) return v.status();
@@ -438,6 +483,8 @@ const std::vector<CommandSpec>& Commands() {
        -1,
        "R",
        {{"recursive,R", nullptr, "list subdirectories too"},
+        {"all,a", nullptr,
+         "also the entries of each directory that are in the trash, with their deletion times"},
         {"long,l", nullptr,
          "HDFS's columns: permissions, replication, owner, group, size, modification time, "
          "path"},
@@ -507,12 +554,31 @@ const std::vector<CommandSpec>& Commands() {
       {"touchz", "PATH...", "create empty files (an existing empty file is fine)", 1, -1, "R", {}},
       {"rm",
        "PATH...",
-       "remove files (and, with -r, directories)",
+       "move files (and, with -r, directories) to the trash, /.trash/<deletion ms>/PATH; the "
+       "master deletes them once older than --trash-retention (gfs undelete brings one back)",
        1,
        -1,
        "R",
        {{"recursive,r", nullptr, "remove directories and their contents"},
-        {"force,f", nullptr, "no error when a path does not exist"}}},
+        {"force,f", nullptr, "no error when a path does not exist"},
+        {"skip-trash", nullptr,
+         "delete at once (also what rm does with --trash-retention 0, or in /.trash)"}}},
+      {"undelete",
+       "PATH...",
+       "move the most recent deletion of each PATH back from the trash (an error when there is "
+       "none, or when PATH exists)",
+       1,
+       -1,
+       "R",
+       {}},
+      {"expunge",
+       "",
+       "delete the trash older than --trash-retention (all of it with --all or a retention of "
+       "0) and every chunk no file refers to; returns once the chunkservers have deleted them",
+       0,
+       0,
+       "",
+       {{"all", nullptr, "empty the whole trash"}, {"json", nullptr, "print one JSON object"}}},
       {"mv", "SRC DST", "rename a file or directory", 2, 2, "R", {}},
       {"cp",
        "SRC DST",

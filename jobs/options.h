@@ -90,6 +90,10 @@ Result<uint64_t> ParseSize(const std::string& option, const std::string& text);
 Result<int64_t> ParseInt(const std::string& option, const std::string& text, int64_t min,
                          int64_t max);
 
+// A duration in seconds: "90", "90s", "15m", "12h", "1d" (at most 10 years).
+// kInvalidArgument names the option and the bad value.
+Result<uint64_t> ParseDuration(const std::string& option, const std::string& text);
+
 // Parses a whole `gfs` command line. `launcher` selects the launcher defaults
 // (3 chunkservers, 1 client) for counts not given. With `raw_command`, that
 // command word is accepted and everything after it that is not a global

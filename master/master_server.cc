@@ -2,8 +2,8 @@
 // dispatch, the group commit after each batch (AfterBatch), Tick (which
 // drives every timed duty of the other files), shutdown and statistics.
 // The other parts of the class: startup.cc, namespace_service.cc,
-// leases.cc, registry.cc, recovery.cc, repair.cc, rereplication.cc, fsck.cc
-// and master_group.cc.
+// leases.cc, registry.cc, recovery.cc, repair.cc, rereplication.cc, fsck.cc,
+// trash.cc and master_group.cc.
 #include "master/master_server.h"
 
 #include <algorithm>
@@ -62,6 +62,7 @@ MasterServer::MasterServer(Transport* t, Env* env, const JobConfig& cfg, std::st
   timers_.Every(10ull * 1000 * 1000, [this] {
     for (auto& [rank, st] : servers_) st.recent_creations /= 2;
   });
+  StartTrashTimers();
 }
 
 void MasterServer::SetEpoch(uint64_t e) {
@@ -302,6 +303,12 @@ void MasterServer::Dispatch(Message& m) {
       return OnReport(m);
     case MsgType::kFsck:
       return OnFsck(m);
+    case MsgType::kRemove:
+      return OnRemove(m);
+    case MsgType::kUndelete:
+      return OnUndelete(m);
+    case MsgType::kExpunge:
+      return OnExpunge(m);
     default:
       DeferError(
           m, Status::Protocol(std::string("the master does not serve ") + MsgTypeName(m.h.type)));

@@ -192,6 +192,31 @@ class MasterServer : public Server {
   // A handle for a new chunk: never one logged, nor one a copy under way
   // took.
   uint64_t NewHandle();
+  // Trash and garbage collection (master/trash.cc).
+  void OnRemove(Message& m);
+  void OnUndelete(Message& m);
+  void OnExpunge(Message& m);
+  int64_t RetentionMs() const;
+  void StartTrashTimers();
+  // The namespace scan: deletes the trash older than the retention (all of
+  // it with `all`) and old transfer temporaries, counting them in *counts.
+  // True when it logged anything.
+  bool TrashScan(bool all, ExpungeReply* counts);
+  // The chunk scan, after the next log sync: every live chunkserver gets its
+  // queued deletes and names what it holds; chunks no file refers to are
+  // queued for it. Up to `rounds` rounds (the next confirms the deletes of
+  // the orphans found); then `done` (also when the log sync fails).
+  struct ChunkScanState {
+    ExpungeReply counts;
+    // Orphans found so far (rank, handle): one found again in a later round
+    // (its delete went out in a heartbeat reply that left after that round's
+    // request) is deleted again but counted once.
+    std::set<std::pair<int32_t, uint64_t>> orphans;
+  };
+  void ChunkScan(int rounds, std::shared_ptr<ChunkScanState> scan, std::function<void()> done);
+  // Heartbeat replies carry no deletes before this time: a chunk scan round
+  // is under way (bounded by its calls' deadline, so it never sticks).
+  uint64_t scan_holds_deletes_until_us_ = 0;
   void OnClientDone(Message& m);
   void OnRegister(Message& m);
   // A chunkserver of another store, or holding chunks of none: refused.

@@ -12,9 +12,9 @@ namespace {
 
 // Version 1: op types 1..7. Version 2: kReplace, the only type written with
 // it, so that logs without a replace stay readable by older builds and a
-// build that does not know kReplace refuses it by its version. kSnapshot (12)
-// and kCopyOnWrite (13) are written with version 1: a build that does not
-// know them refuses them as an unknown type.
+// build that does not know kReplace refuses it by its version. kMove (10),
+// kSnapshot (12) and kCopyOnWrite (13) are written with version 1: a build
+// that does not know them refuses them as an unknown type, which is as safe.
 constexpr uint8_t kMetaOpEncodingVersion = 1;
 constexpr uint8_t kMetaOpEncodingVersionReplace = 2;
 }  // namespace
@@ -31,6 +31,8 @@ const char* OpTypeName(OpType t) {
       return "rename";
     case OpType::kReplace:
       return "replace";
+    case OpType::kMove:
+      return "move";
     case OpType::kAddChunk:
       return "add_chunk";
     case OpType::kSetVersion:
@@ -69,6 +71,7 @@ void MetaOp::EncodeTo(std::vector<uint8_t>* out) const {
       break;
     case OpType::kRename:
     case OpType::kReplace:
+    case OpType::kMove:
       w.Str(path);
       w.Str(path2);
       break;
@@ -132,6 +135,7 @@ Result<MetaOp> MetaOp::Decode(const uint8_t* data, size_t n) {
       break;
     case OpType::kRename:
     case OpType::kReplace:
+    case OpType::kMove:
       r.Str(&op.path, kMaxPathLen);
       r.Str(&op.path2, kMaxPathLen);
       break;
@@ -209,6 +213,11 @@ MetaOp MetaOp::Replace(std::string from, std::string to) {
   op.type = OpType::kReplace;
   return op;
 }
+MetaOp MetaOp::Move(std::string from, std::string to) {
+  MetaOp op = Rename(std::move(from), std::move(to));
+  op.type = OpType::kMove;
+  return op;
+}
 MetaOp MetaOp::AddChunk(uint64_t file_id, uint32_t index, uint64_t handle, uint64_t version,
                         int64_t time_ms) {
   MetaOp op;
@@ -268,6 +277,8 @@ std::string MetaOp::ToString() const {
       return "rename " + path + " -> " + path2;
     case OpType::kReplace:
       return "replace " + path + " -> " + path2;
+    case OpType::kMove:
+      return "move " + path + " -> " + path2;
     case OpType::kAddChunk:
       std::snprintf(buf, sizeof buf,
                     "add_chunk file=%" PRIu64 " index=%u handle=%" PRIu64 " version=%" PRIu64, id,

@@ -127,6 +127,24 @@ Status MetaState::Validate(const MetaOp& op, Lookup* a, Lookup* b) const {
       if (b->leaf != kNone) return Status::AlreadyExists(b->norm);
       return Status::OK();
     }
+    case OpType::kMove: {
+      GFS_RETURN_IF_ERROR(Resolve(op.path, a));
+      GFS_RETURN_IF_ERROR(Resolve(op.path2, b));
+      if (a->is_root()) return Status::InvalidArgument("cannot move /");
+      GFS_RETURN_IF_ERROR(a->parent_status);
+      if (a->leaf == kNone) return Status::NotFound(a->norm);
+      if (b->is_root()) return Status::AlreadyExists("/");
+      if (a->leaf_is_dir() && b->comps.size() > a->comps.size() &&
+          std::equal(a->comps.begin(), a->comps.end(), b->comps.begin())) {
+        return Status::InvalidArgument("cannot move " + a->norm + " into its own subtree " +
+                                       b->norm);
+      }
+      // The destination's parents: missing ones are made by Apply, a file
+      // in their way is an error.
+      if (b->parent_status.code() == Code::kNotADirectory) return b->parent_status;
+      if (b->parent_status.ok() && b->leaf != kNone) return Status::AlreadyExists(b->norm);
+      return Status::OK();
+    }
     case OpType::kReplace: {
       GFS_RETURN_IF_ERROR(Resolve(op.path, a));
       GFS_RETURN_IF_ERROR(Resolve(op.path2, b));
@@ -281,6 +299,29 @@ Status MetaState::Apply(const MetaOp& op, std::vector<uint64_t>* freed) {
       DropName(*name);
       *name = AddName(b.comps.back());
       InsertChild(b.parent, a.leaf);
+      MaybeCompactNames();
+      return Status::OK();
+    }
+    case OpType::kMove: {
+      // Make the destination's missing parents (as kMkdir with parents),
+      // then move as kRename does.
+      uint32_t d = 0;
+      for (size_t i = 0; i + 1 < b.comps.size(); ++i) {
+        const uint32_t c = FindChild(d, b.comps[i]);
+        if (c != kNone) {
+          d = c & ~kDirTag;
+          continue;
+        }
+        const uint32_t nd = NewDir(AddName(b.comps[i]));
+        InsertChild(d, nd | kDirTag);
+        ++num_dirs_;
+        d = nd;
+      }
+      EraseChild(a.parent, a.comps.back());
+      uint64_t* name = (a.leaf & kDirTag) ? &dirs_[a.leaf & ~kDirTag].name : &files_[a.leaf].name;
+      DropName(*name);
+      *name = AddName(b.comps.back());
+      InsertChild(d, a.leaf);
       MaybeCompactNames();
       return Status::OK();
     }

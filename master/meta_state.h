@@ -75,7 +75,11 @@ enum class OpType : uint8_t {
   // path -> path2 where path2 may be an existing file, removed in the same
   // step (put -f). Encoded with MetaOp encoding version 2.
   kReplace = 8,
-  // 9..11 are reserved for other operations.
+  // path -> path2 as kRename, but path2's missing parent directories are
+  // created in the same step (moving an entry into the trash and back out:
+  // doc/architecture.md "Trash and garbage collection").
+  kMove = 10,
+  // 9 and 11 are reserved for other operations.
   // path -> path2: path2 (which must not exist, nor lie inside path) becomes
   // a copy of the file or tree at path whose files share path's chunk
   // handles. The copies take file ids id, id + 1, ... in the order of a
@@ -117,6 +121,7 @@ struct MetaOp {
   static MetaOp Delete(std::string path, bool recursive);
   static MetaOp Rename(std::string from, std::string to);
   static MetaOp Replace(std::string from, std::string to);
+  static MetaOp Move(std::string from, std::string to);
   static MetaOp AddChunk(uint64_t file_id, uint32_t index, uint64_t handle, uint64_t version,
                          int64_t time_ms);
   static MetaOp SetVersion(uint64_t handle, uint64_t version);
@@ -164,6 +169,8 @@ class MetaState {
   //   kReplace: as kRename, but an existing destination is fine when it and
   //            the source are files (kIsADirectory when either is a
   //            directory, kInvalidArgument when dst == src).
+  //   kMove:   as kRename, except that missing parents of the destination
+  //            are created (a file in their way is kNotADirectory).
   //   kAddChunk: kNotFound (file id), kInvalidArgument (handle 0, index >=
   //            kMaxChunksPerFile), kAlreadyExists (handle known, or the index
   //            already has a chunk).

@@ -165,7 +165,9 @@ void MasterServer::OnHeartbeat(Message& m) {
       rep.extended.push_back(h);
     }
   }
-  rep.delete_handles.swap(st.to_delete);
+  // While a chunk scan runs, its held-chunks requests carry the deletes, so
+  // that their replies confirm them (master/trash.cc).
+  if (now >= scan_holds_deletes_until_us_) rep.delete_handles.swap(st.to_delete);
   rep.store_id = store_id_;
   DeferReply(m, rep);
 }

@@ -60,6 +60,30 @@ Status Client::Remove(const std::string& path, bool recursive) {
   return MasterCall(DeleteReq{path, recursive}, &rep);
 }
 
+Result<std::string> Client::Trash(const std::string& path, bool recursive, bool skip_trash) {
+  // Lengths are reported under the path they were written at.
+  GFS_RETURN_IF_ERROR(ReportLengthsUnder(path));
+  RemoveReply rep;
+  Status s = MasterCall(RemoveReq{path, recursive, skip_trash}, &rep);
+  if (!s.ok()) return s;
+  return rep.trash_path;
+}
+
+Result<UndeleteReply> Client::Undelete(const std::string& path) {
+  UndeleteReply rep;
+  Status s = MasterCall(UndeleteReq{path}, &rep);
+  if (!s.ok()) return s;
+  return rep;
+}
+
+Result<ExpungeReply> Client::Expunge(bool all) {
+  ExpungeReply rep;
+  // The chunkservers answer after deleting: allow more than one request's time.
+  Status s = MasterCall(ExpungeReq{all}, &rep, cfg_.request_timeout_ms * 4);
+  if (!s.ok()) return s;
+  return rep;
+}
+
 Status Client::Rename(const std::string& src, const std::string& dst, bool replace) {
   // Lengths are reported under the path they were written at.
   GFS_RETURN_IF_ERROR(ReportLengthsUnder(src));

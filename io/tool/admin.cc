@@ -6,6 +6,7 @@
 #include <set>
 
 #include "io/tool/commands.h"
+#include "io/tool/listing.h"
 #include "io/tool/output.h"
 
 namespace gfs::tool {
@@ -146,6 +147,13 @@ int Df(Client* c, const JobConfig& job, const CommandArgs& a, Status* s) {
   if (!s->ok()) return 1;
   Totals t = Total(Servers(*rep, job));
   const std::string fs = "gfs:" + job.data_dir;
+  // What the trash holds (part of Used until the master deletes it).
+  Usage trash;
+  auto tst = c->Stat(kTrashDir);
+  if (tst.ok()) {
+    *s = Walk(c, *tst, kTrashDir, &trash);
+    if (!s->ok()) return 1;
+  }
   if (a.Flag("json")) {
     PrintJson(Json{{"filesystem", fs},
                    {"capacity", t.capacity},
@@ -153,7 +161,10 @@ int Df(Client* c, const JobConfig& job, const CommandArgs& a, Status* s) {
                    {"free", t.free},
                    {"use_percent", static_cast<int>(Percent(t.used, t.capacity) + 0.5)},
                    {"chunkservers", t.servers},
-                   {"alive", t.alive}});
+                   {"alive", t.alive},
+                   {"trash_files", trash.files},
+                   {"trash_size", trash.size},
+                   {"trash_space", trash.space}});
     return 0;
   }
   const bool human = a.Flag("human");
@@ -161,6 +172,8 @@ int Df(Client* c, const JobConfig& job, const CommandArgs& a, Status* s) {
   std::printf("%-30s %14s %14s %14s %4.0f%%\n", Shown(fs).c_str(), Size(t.capacity, human).c_str(),
               Size(t.used, human).c_str(), Size(t.free, human).c_str(),
               Percent(t.used, t.capacity));
+  std::printf("trash: %s in %" PRIu64 " files, %s with every replica (part of Used)\n",
+              Size(trash.size, human).c_str(), trash.files, Size(trash.space, human).c_str());
   return 0;
 }
 

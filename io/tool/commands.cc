@@ -88,7 +88,8 @@ int RunCommand(Client* c, const JobConfig& job, const CommandSpec& spec, const C
       s = Tail(c, p[0], *bytes, n ? std::stoull(*n) : 0, n != nullptr);
     }
   } else if (cmd == "ls") {
-    LsOptions o{a.Flag("recursive"), a.Flag("long"), a.Flag("human"), a.Flag("json")};
+    LsOptions o{a.Flag("recursive"), a.Flag("long"), a.Flag("human"), a.Flag("json"),
+                a.Flag("all")};
     Json out = Json::array();
     for (const std::string& path : p.empty() ? std::vector<std::string>{"/"} : p) {
       err_path = path;
@@ -153,6 +154,27 @@ int RunCommand(Client* c, const JobConfig& job, const CommandSpec& spec, const C
         }
       }
       if (!s.ok()) break;
+      if (cmd == "du") {
+        // What the trash holds of PATH (the deleted entries of the
+        // directory, or deletions of the file): one more line, "(trash)".
+        auto trash = TrashOf(c, path, st->is_dir, false);
+        s = trash.status();
+        if (!s.ok()) break;
+        Usage u;
+        for (const TrashEntry& t : *trash) {
+          s = Walk(c, t.stat, t.trash_path, &u);
+          if (!s.ok()) break;
+        }
+        if (!s.ok()) break;
+        if (trash->empty()) continue;
+        if (json) {
+          out.push_back(
+              Json{{"path", path}, {"size", u.size}, {"space_consumed", u.space}, {"trash", true}});
+        } else {
+          std::printf("%-12s %-12s %s (trash)\n", Size(u.size, human).c_str(),
+                      Size(u.space, human).c_str(), Shown(path).c_str());
+        }
+      }
     }
     if (s.ok() && json) PrintJson(out);
   } else if (cmd == "df") {
@@ -198,10 +220,33 @@ int RunCommand(Client* c, const JobConfig& job, const CommandSpec& spec, const C
   } else if (cmd == "rm") {
     for (const std::string& path : p) {
       err_path = path;
-      s = c->Remove(path, a.Flag("recursive"));
+      s = c->Trash(path, a.Flag("recursive"), a.Flag("skip-trash")).status();
       if (s.code() == Code::kNotFound && a.Flag("force")) s = Status::OK();
       if (s.code() == Code::kNotEmpty) s = Status(Code::kNotEmpty, "use rm -r");
       if (!s.ok()) break;
+    }
+  } else if (cmd == "undelete") {
+    for (const std::string& path : p) {
+      err_path = path;
+      auto r = c->Undelete(path);
+      s = r.status();
+      if (!s.ok()) break;
+      std::printf("%s restored (deleted %s)\n", Shown(path).c_str(),
+                  TimeText(r->deleted_ms).c_str());
+    }
+  } else if (cmd == "expunge") {
+    auto r = c->Expunge(a.Flag("all"));
+    s = r.status();
+    if (s.ok() && a.Flag("json")) {
+      PrintJson(Json{{"trash_removed", r->trash_removed},
+                     {"temporaries_removed", r->temps_removed},
+                     {"chunks_deleted", r->chunks_deleted},
+                     {"orphans_deleted", r->orphans_deleted}});
+    } else if (s.ok()) {
+      std::printf("removed %" PRIu64 " trash directories and %" PRIu64
+                  " left-over temporaries; chunkservers deleted %" PRIu64 " replicas (%" PRIu64
+                  " known to no file)\n",
+                  r->trash_removed, r->temps_removed, r->chunks_deleted, r->orphans_deleted);
     }
   } else if (cmd == "mv" || cmd == "cp") {
     std::string dst = p[1];

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 
 #include "io/tool/commands.h"
 #include "io/tool/interrupt.h"
@@ -21,6 +22,7 @@ Status Walk(Client* c, const FileStat& at, const std::string& path, Usage* u) {
   if (!entries.ok()) return entries.status();
   for (const FileStat& e : *entries) {
     if (Interrupted()) return InterruptedStatus();
+    if (path == "/" && e.path == kTrashDir + 1) continue;  // counted apart
     GFS_RETURN_IF_ERROR(Walk(c, e, Join(path, e.path), u));
   }
   return Status::OK();
@@ -41,9 +43,61 @@ Result<std::vector<FileStat>> Entries(Client* c, const std::string& path, bool* 
   if (!entries.ok()) return entries.status();
   for (FileStat e : *entries) {
     e.path = Join(path, e.path);
+    if (e.path == kTrashDir) continue;  // shown by ls -a, where each entry was
     items.push_back(e);
   }
   return items;
+}
+
+Result<std::vector<TrashEntry>> TrashOf(Client* c, const std::string& path, bool as_dir,
+                                        bool deleted_only) {
+  std::vector<TrashEntry> out;
+  auto times = c->List(kTrashDir);
+  if (!times.ok()) {
+    if (times.status().code() == Code::kNotFound) return out;  // nothing deleted yet
+    return times.status();
+  }
+  const std::string rel = path == "/" ? "" : path;
+  for (const FileStat& t : *times) {
+    if (!t.is_dir || t.path.empty() ||
+        t.path.find_first_not_of("0123456789") != std::string::npos) {
+      continue;
+    }
+    const int64_t ms = std::strtoll(t.path.c_str(), nullptr, 10);
+    const std::string base = std::string(kTrashDir) + "/" + t.path;
+    const std::string at = base + rel;
+    if (as_dir) {
+      auto st = c->Stat(at);
+      if (!st.ok() || !st->is_dir) continue;
+      auto entries = c->List(at);
+      if (!entries.ok()) continue;
+      for (const FileStat& e : *entries) {
+        if (deleted_only && e.is_dir) {
+          auto live = c->Stat(Join(path, e.path));
+          if (live.ok() && live->is_dir) continue;
+        }
+        TrashEntry te;
+        te.stat = e;
+        te.stat.path = Join(path, e.path);
+        te.trash_path = Join(at, e.path);
+        te.deleted_ms = ms;
+        out.push_back(te);
+      }
+    } else if (!rel.empty()) {
+      auto st = c->Stat(at);
+      if (!st.ok()) continue;
+      TrashEntry te;
+      te.stat = *st;
+      te.stat.path = path;
+      te.trash_path = at;
+      te.deleted_ms = ms;
+      out.push_back(te);
+    }
+  }
+  std::stable_sort(out.begin(), out.end(), [](const TrashEntry& a, const TrashEntry& b) {
+    return a.deleted_ms > b.deleted_ms;
+  });
+  return out;
 }
 
 void PrintLsLine(const FileStat& s, const LsOptions& o) {
@@ -67,14 +121,36 @@ void PrintLsLine(const FileStat& s, const LsOptions& o) {
 Status Ls(Client* c, const std::string& path, const LsOptions& o, Json* out) {
   bool is_dir = false;
   auto items = Entries(c, path, &is_dir);
-  if (!items.ok()) return items.status();
-  for (const FileStat& e : *items) {
-    if (o.json) {
-      out->push_back(StatJson(e));
-    } else {
-      PrintLsLine(e, o);
+  if (!items.ok() && !(o.all && items.status().code() == Code::kNotFound)) {
+    return items.status();
+  }
+  if (items.ok()) {
+    for (const FileStat& e : *items) {
+      if (o.json) {
+        out->push_back(StatJson(e));
+      } else {
+        PrintLsLine(e, o);
+      }
+      if (o.recursive && e.is_dir) GFS_RETURN_IF_ERROR(Ls(c, e.path, o, out));
     }
-    if (o.recursive && e.is_dir) GFS_RETURN_IF_ERROR(Ls(c, e.path, o, out));
+  }
+  if (!o.all) return Status::OK();
+  // The deletions of this directory's entries (of the path itself when it
+  // is a file or no longer exists), newest first, with their deletion times.
+  auto trash = TrashOf(c, path, items.ok() && is_dir);
+  if (!trash.ok()) return trash.status();
+  if (!items.ok() && trash->empty()) return items.status();
+  for (const TrashEntry& t : *trash) {
+    if (o.json) {
+      Json j = StatJson(t.stat);
+      j["deleted_ms"] = t.deleted_ms;
+      j["trash_path"] = t.trash_path;
+      out->push_back(j);
+    } else {
+      std::printf("%c %s  %s  (deleted %s)\n", t.stat.is_dir ? 'd' : '-',
+                  Size(t.stat.is_dir ? 0 : t.stat.size, o.human).c_str(),
+                  Shown(t.stat.path).c_str(), TimeText(t.deleted_ms).c_str());
+    }
   }
   return Status::OK();
 }

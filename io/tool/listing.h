@@ -23,7 +23,26 @@ Result<std::vector<FileStat>> Entries(Client* c, const std::string& path, bool* 
 
 struct LsOptions {
   bool recursive = false, lng = false, human = false, json = false;
+  bool all = false;  // also the trash entries of each directory listed
 };
+
+// The trash (doc/architecture.md, "Trash and garbage collection"):
+// /.trash/<deletion ms>/<original path>. Listings of / leave it out.
+inline constexpr char kTrashDir[] = "/.trash";
+
+// One deletion of an entry, as the trash holds it.
+struct TrashEntry {
+  FileStat stat;           // path: the original path
+  std::string trash_path;  // where it is now
+  int64_t deleted_ms = 0;
+};
+// The deletions of `path` itself (as_dir false) or of the entries of the
+// directory `path` (as_dir true), newest first. With `deleted_only`, a
+// directory of the trash that also exists live is left out: it was most
+// likely made only to hold deleted entries below it (ls -a of it shows them);
+// without, everything the trash holds under `path` is there (du).
+Result<std::vector<TrashEntry>> TrashOf(Client* c, const std::string& path, bool as_dir,
+                                        bool deleted_only = true);
 
 // Lists `path` (text lines, or JSON objects appended to *out).
 Status Ls(Client* c, const std::string& path, const LsOptions& o, Json* out);

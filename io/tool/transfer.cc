@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "io/tool/commands.h"
 #include "io/tool/interrupt.h"
+#include "io/tool/listing.h"
 
 namespace gfs::tool {
 
@@ -308,6 +309,8 @@ Status GetTree(Client* c, const JobConfig& job, const std::string& remote, const
   if (!entries.ok()) return entries.status();
   for (const FileStat& e : *entries) {
     if (IsTemp(e.path)) continue;  // a transfer in progress or killed: not a file yet
+    if (Join(remote, e.path) == kTrashDir)
+      continue;  // deleted entries (get -r /.trash copies them)
     if (Interrupted()) return InterruptedStatus();
     Status s = GetTree(c, job, Join(remote, e.path), Join(local, e.path), true, force, err_path);
     if (!s.ok()) return s;
@@ -326,7 +329,7 @@ Status CopyTree(Client* c, const JobConfig& job, const std::string& src, const s
     auto entries = c->List(src);
     if (!entries.ok()) return entries.status();
     for (const FileStat& e : *entries) {
-      if (IsTemp(e.path)) continue;
+      if (IsTemp(e.path) || Join(src, e.path) == kTrashDir) continue;
       if (Interrupted()) return InterruptedStatus();
       GFS_RETURN_IF_ERROR(CopyTree(c, job, Join(src, e.path), Join(dst, e.path), force, err_path));
     }

@@ -46,6 +46,9 @@ struct JobConfig {
   // and by clients for replica distance; "": every host a rack of its own.
   std::string topology_file;
   bool progress = false;
+  // Master: how long `gfs rm` keeps entries in the trash before the
+  // namespace scan deletes them; 0: no trash (rm deletes at once).
+  uint64_t trash_retention_s = 86400;
   // `gfs format`: every role discards what its directory holds (metadata,
   // chunks) at start, and the master makes a new store.
   bool format = false;

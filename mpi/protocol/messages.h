@@ -103,6 +103,73 @@ struct DeleteReq {
   }
 };
 
+// `gfs rm`: moves the entry into the trash (doc/architecture.md "Trash and
+// garbage collection"), or deletes it at once with skip_trash, when the
+// trash is off (--trash-retention 0), or for an entry already in the trash.
+struct RemoveReq {
+  GFS_MSG(kRemove);
+  std::string path;
+  bool recursive = false;
+  bool skip_trash = false;
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.path) && v(s.recursive) && v(s.skip_trash);
+  }
+};
+struct RemoveReply {
+  std::string trash_path;  // where the entry went; empty: deleted at once
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.trash_path);
+  }
+};
+
+// `gfs undelete`: moves the most recent deletion of `path` back.
+struct UndeleteReq {
+  GFS_MSG(kUndelete);
+  std::string path;
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.path);
+  }
+};
+struct UndeleteReply {
+  std::string trash_path;  // the trash entry restored
+  int64_t deleted_ms = 0;  // its deletion time
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.trash_path) && v(s.deleted_ms);
+  }
+};
+
+// `gfs expunge`: removes the trash older than the retention (all of it with
+// `all`), then has every live chunkserver delete the chunks no file refers
+// to; answered once they have.
+struct ExpungeReq {
+  GFS_MSG(kExpunge);
+  bool all = false;
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.all);
+  }
+};
+struct ExpungeReply {
+  uint64_t trash_removed = 0;    // deletion-time directories of the trash removed
+  uint64_t temps_removed = 0;    // left-over transfer temporaries removed
+  uint64_t chunks_deleted = 0;   // replicas the chunkservers were told to delete
+  uint64_t orphans_deleted = 0;  // of which held by chunkservers but known to no file
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.trash_removed) && v(s.temps_removed) && v(s.chunks_deleted) && v(s.orphans_deleted);
+  }
+};
+
 struct RenameReq {
   GFS_MSG(kRename);
   std::string src, dst;
@@ -535,6 +602,27 @@ struct HeartbeatReply {
   template <class S, class V>
   static bool Fields(S& s, V& v) {
     return v(s.extended) && v(s.lease_ms) && v(s.delete_handles) && v(s.store_id);
+  }
+};
+
+// Master -> chunkserver (the chunk scan of garbage collection): delete
+// these chunks first, then answer with every chunk still held, so that the
+// reply confirms the deletes and the master finds the orphans.
+struct HeldChunksReq {
+  GFS_MSG(kHeldChunks);
+  std::vector<uint64_t> delete_handles;
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.delete_handles);
+  }
+};
+struct HeldChunksReply {
+  std::vector<uint64_t> handles;
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.handles);
   }
 };
 

@@ -94,6 +94,12 @@ inline constexpr uint32_t kMaxList = 1u << 22;
   X(kWhoIsMaster, 53, "who-is-master", WhoIsMasterReq, WhoIsMasterReply) \
   /* master -> chunkserver: mend a damaged replica from its peers */     \
   X(kRepair, 58, "repair", RepairReq, RepairReply)                       \
+  /* client -> master: trash, undelete, expunge */                       \
+  X(kRemove, 61, "remove", RemoveReq, RemoveReply)                       \
+  X(kUndelete, 62, "undelete", UndeleteReq, UndeleteReply)               \
+  X(kExpunge, 63, "expunge", ExpungeReq, ExpungeReply)                   \
+  /* master -> chunkserver: delete these, then name every chunk held */  \
+  X(kHeldChunks, 64, "held-chunks", HeldChunksReq, HeldChunksReply)      \
   /* snapshots: master -> chunkserver, client -> master */               \
   X(kCopyChunk, 65, "copy-chunk", CopyChunkReq, Empty)                   \
   X(kSnapshot, 66, "snapshot", SnapshotReq, Empty)                       \

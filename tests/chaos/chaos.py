@@ -729,7 +729,8 @@ class Iteration:
                       "write_bytes": wr["acked_bytes"], "fsynced_bytes": wr["durable_bytes"]}
         probs = v["problems"]
         self.log(f"verify: {v['seconds']:.1f} s (API checks {v['api_seconds']:.1f} s, repair {rep['seconds']:.1f} s); "
-                 f"records {json.dumps(rec)}; writes {json.dumps(wr)}; replicas {json.dumps(repl)}")
+                 f"records {json.dumps(rec)}; writes {json.dumps(wr)}; deletes {json.dumps(v.get('deletes'))}; "
+                 f"replicas {json.dumps(repl)}")
 
         def add(key, n, what):
             if n:
@@ -745,6 +746,9 @@ class Iteration:
         add("wrong_bytes", rec["not_at_acked_offset"], "acknowledged records not at their offset")
         add("bad_dups", rec["unexplained_duplicates"], "duplicates of records whose append never failed")
         add("across_end", rec["across_chunk_end"], "records across a chunk end")
+        dels = v.get("deletes", {})
+        add("wrong_bytes", dels.get("wrong", 0),
+            "delete-cycle files not where their last acknowledged rm/undelete left them")
         add("replica", repl["bad_records"] + repl["bad_bytes"] + repl["listed_missing"],
             "replica problems (records, bytes, listed replicas missing)")
         # Unreadable bytes of the records file show up as lost records;
@@ -844,6 +848,7 @@ def selftest(runner):
         ("record across a chunk end found", rec["across_chunk_end"] >= 1),
         ("unlogged bytes in a writer file found", wr["wrong_bytes"] >= 100),
         ("tampered replica found", repl["bad_records"] + repl["bad_bytes"] >= 1),
+        ("an rm logged but never done found", v.get("deletes", {}).get("wrong", 0) >= 1),
         ("workload acknowledged records and writes", rec["acked"] > 0 and wr["acked"] > 0),
     ]
     bad = 0

@@ -215,6 +215,14 @@ std::string WriterPath(uint64_t fileno) {
   return "/chaos/w" + std::to_string(fileno / 16) + "-" + std::to_string(fileno % 16);
 }
 const char* kRecordsPath = "/chaos/records";
+// The small files of the delete cycles (Workload::DeleteCycle).
+std::string DeletePath(uint64_t job, int client, uint64_t n) {
+  return "/chaos/del-j" + std::to_string(job) + "-c" + std::to_string(client) + "-" +
+         std::to_string(n);
+}
+uint64_t DeleteFileNo(uint64_t job, int client, uint64_t n) {
+  return (1ull << 62) | (job << 44) | (static_cast<uint64_t>(client) << 32) | n;
+}
 
 // ---- the workload ----
 
@@ -377,6 +385,48 @@ struct Workload {
     log->Put("E inject:" + got + "\n");
   }
 
+  // One delete cycle (the trash): a small file /chaos/del-j<J>-c<C>-<n> is
+  // created and closed, then maybe moved to the trash (or deleted at once,
+  // rm --skip-trash), then maybe undeleted. Every step is logged before it is
+  // tried and once it is acknowledged; the verifier checks the state after
+  // the last acknowledged step (when no step was tried after it).
+  //   DA path no gen size    create attempt        DC path        created and closed
+  //   DT path skip           trash attempt         DTK path TRASH  trashed ("-": deleted)
+  //   DU path                undelete attempt      DUK path       undeleted
+  //   DF path code           the step tried last failed
+  void DeleteCycle(EventLog* log, uint64_t n) {
+    const std::string path = DeletePath(job, client, n);
+    const uint64_t no = DeleteFileNo(job, client, n), gen = (job << 32) | n;
+    const uint64_t size = 1 + Rand(128 << 10);
+    log->Put("DA " + path + " " + std::to_string(no) + " " + std::to_string(gen) + " " +
+             std::to_string(size) + "\n");
+    auto fail = [&](const gfs::Status& s) {
+      log->Put("DF " + path + " " + Code(s) + "\nE delete cycle: " + OneLine(s.ToString()) + "\n");
+    };
+    gfs::CreateOptions o;
+    o.exclusive = true;
+    auto f = c->Create(path, o);
+    if (!f.ok()) return fail(f.status());
+    std::vector<uint8_t> buf(size);
+    GenBytes(no, gen).Fill(0, buf.data(), size);
+    gfs::Status s = c->Write(&*f, 0, buf.data(), size);
+    if (s.ok()) s = c->Close(&*f);
+    if (!s.ok()) return fail(s);
+    log->Put("DC " + path + "\n");
+    const uint64_t what = Rand(100);
+    if (what < 20) return;  // stays
+    const bool skip = what < 35;
+    log->Put("DT " + path + " " + (skip ? "1" : "0") + "\n");
+    auto t = c->Trash(path, false, skip);
+    if (!t.ok()) return fail(t.status());
+    log->Put("DTK " + path + " " + (t->empty() ? std::string("-") : *t) + "\n");
+    if (t->empty() || Rand(100) < 50) return;
+    log->Put("DU " + path + "\n");
+    auto u = c->Undelete(path);
+    if (!u.ok()) return fail(u.status());
+    log->Put("DUK " + path + "\n");
+  }
+
   std::string Writer(EventLog* log) {
     const uint64_t nfiles = std::max<uint64_t>(1, Arg(a, "files", 2));
     const uint64_t fsize = std::max<uint64_t>(4096, Arg(a, "fsize", 3u << 20));
@@ -405,7 +455,8 @@ struct Workload {
       }
     };
     std::vector<uint8_t> buf;
-    uint64_t counter = 0;
+    uint64_t counter = 0, cycles = 0;
+    const uint64_t deletes = Arg(a, "deletes", 50);  // delete cycles per 1000 writes
     const double wrate = static_cast<double>(Arg(a, "wrate", 0)), t_start = Now();
     while (!Stopped()) {
       while (wrate > 0 && Now() < t_start + static_cast<double>(counter) / wrate && !Stopped()) {
@@ -446,6 +497,7 @@ struct Workload {
                  "\nE write: " + OneLine(s.ToString()) + "\n");
       }
       if (Rand(100) < wsync) sync(k, false);
+      if (Rand(1000) < deletes) DeleteCycle(log, ++cycles);
     }
     if (Arg(a, "inject", 0) != 0 && static_cast<uint64_t>(client) == Arg(a, "producers", 2)) {
       // Self-test: 100 bytes no write logged, inside the first file.
@@ -453,6 +505,19 @@ struct Workload {
       gfs::Status s = c->Write(&files[0], 10, junk.data(), junk.size());
       log->Put("E inject: 100 unlogged bytes at 10 of " + WriterPath(FileNo(client, 0)) + ": " +
                OneLine(s.ToString()) + "\n");
+      // And a delete cycle whose rm is logged as acknowledged but never sent:
+      // the file is still at its path and not in the trash.
+      const std::string path = DeletePath(job, client, 999999);
+      const uint64_t no = DeleteFileNo(job, client, 999999), gen = (job << 32) | 999999;
+      std::vector<uint8_t> bytes(1000);
+      GenBytes(no, gen).Fill(0, bytes.data(), bytes.size());
+      auto f = c->Create(path);
+      gfs::Status d = f.status();
+      if (d.ok()) d = c->Write(&*f, 0, bytes.data(), bytes.size());
+      if (d.ok()) d = c->Close(&*f);
+      log->Put("DA " + path + " " + std::to_string(no) + " " + std::to_string(gen) + " 1000\nDC " +
+               path + "\nDT " + path + " 0\nDTK " + path + " /.trash/1" + path + "\n" +
+               "E inject: an rm logged, never sent: " + OneLine(d.ToString()) + "\n");
     }
     for (uint64_t k = 0; k < nfiles; ++k) sync(k, true);
     return "";
@@ -526,7 +591,16 @@ struct Wr {
   bool acked = false, failed = false, durable = false;
 };
 
+// A delete-cycle file as its log leaves it.
+struct Del {
+  uint64_t no = 0, gen = 0, size = 0;
+  enum State { kLive, kTrashed, kGone } state = kLive;
+  std::string trash_path;
+  bool unsure = true;  // a step was tried after the last acknowledged one
+};
+
 struct Model {
+  std::map<std::string, Del> dels;  // by path
   std::vector<Rec> recs;
   std::unordered_map<uint64_t, size_t> rec_index;  // RecKey -> recs index
   std::map<uint64_t, std::vector<Wr>> writes;      // file -> writes in order
@@ -539,6 +613,35 @@ struct Model {
     return it == rec_index.end() ? nullptr : &recs[it->second];
   }
 };
+
+// One delete-cycle line (Workload::DeleteCycle) into m->dels.
+void LoadDeleteLine(const std::string& line, Model* m) {
+  char kind[4] = {0}, path[256] = {0}, trash[4200] = {0};
+  unsigned long long no = 0, gen = 0, size = 0;
+  if (std::sscanf(line.c_str(), "%3s %255s", kind, path) != 2) return;
+  const std::string k = kind;
+  if (k == "DA" && std::sscanf(line.c_str(), "DA %*s %llu %llu %llu", &no, &gen, &size) == 3) {
+    Del& d = m->dels[path];
+    d.no = no;
+    d.gen = gen;
+    d.size = size;
+    d.unsure = true;
+    return;
+  }
+  auto it = m->dels.find(path);
+  if (it == m->dels.end()) return;
+  Del& d = it->second;
+  if (k == "DC" || k == "DUK") {
+    d.state = Del::kLive;
+    d.unsure = false;
+  } else if (k == "DTK" && std::sscanf(line.c_str(), "DTK %*s %4199s", trash) == 1) {
+    d.trash_path = trash;
+    d.state = d.trash_path == "-" ? Del::kGone : Del::kTrashed;
+    d.unsure = false;
+  } else {
+    d.unsure = true;  // DT, DU: tried; DF: failed (applied or not)
+  }
+}
 
 // Reads every WORK/log-j<J>-c<C>.txt, in (job, client) order.
 std::string LoadLogs(const std::string& work, Model* m) {
@@ -582,6 +685,10 @@ std::string LoadLogs(const std::string& work, Model* m) {
       }
       if (std::sscanf(line.c_str(), "%3s", kind) != 1) continue;
       const std::string k = kind;
+      if (k[0] == 'D') {
+        LoadDeleteLine(line, m);
+        continue;
+      }
       if (k == "A" && std::sscanf(line.c_str(), "A %llu %llu %llu", &x1, &x2, &x3) == 3) {
         Rec r;
         r.pid = x1;
@@ -1301,6 +1408,63 @@ struct JsonObj {
   std::string End() { return s + "}"; }
 };
 
+struct DeleteCheck {
+  uint64_t files = 0, checked = 0, live = 0, trashed = 0, gone = 0, wrong = 0;
+};
+
+// Reads a whole file; false when it cannot be opened or read.
+bool ReadStoreFile(gfs::Client* c, const std::string& path, std::vector<uint8_t>* out) {
+  auto f = c->Open(path);
+  if (!f.ok()) return false;
+  out->assign(f->length, 0);
+  auto n = c->Read(&*f, 0, out->data(), out->size());
+  if (!n.ok()) return false;
+  out->resize(*n);
+  return true;
+}
+
+// Every delete-cycle file whose last step was acknowledged is where that
+// step left it, with its bytes: live at its path, in the trash at the path
+// rm named (and not at its own), or nowhere.
+void CheckDeletes(gfs::Client* c, const Model& m, DeleteCheck* dc, Problems* probs) {
+  std::vector<uint8_t> want, got;
+  for (const auto& [path, d] : m.dels) {
+    ++dc->files;
+    if (d.unsure) continue;
+    ++dc->checked;
+    want.resize(d.size);
+    GenBytes(d.no, d.gen).Fill(0, want.data(), d.size);
+    auto wrong = [&](const std::string& what) {
+      ++dc->wrong;
+      probs->Add("delete cycle " + path + ": " + what);
+    };
+    const bool at_path = c->Stat(path).ok();
+    switch (d.state) {
+      case Del::kLive:
+        ++dc->live;
+        if (!ReadStoreFile(c, path, &got)) {
+          wrong("created or undeleted, but not readable at its path");
+        } else if (got != want) {
+          wrong("wrong bytes after create or undelete");
+        }
+        break;
+      case Del::kTrashed:
+        ++dc->trashed;
+        if (at_path) wrong("moved to the trash, but still at its path");
+        if (!ReadStoreFile(c, d.trash_path, &got)) {
+          wrong("not readable in the trash at " + d.trash_path);
+        } else if (got != want) {
+          wrong("wrong bytes in the trash at " + d.trash_path);
+        }
+        break;
+      case Del::kGone:
+        ++dc->gone;
+        if (at_path) wrong("deleted (skip-trash), but still at its path");
+        break;
+    }
+  }
+}
+
 std::string RunVerify(gfs::Client* c, const Args& a, const std::string& data_dir,
                       const std::string& work, std::string* info) {
   const double t0 = Now();
@@ -1315,6 +1479,8 @@ std::string RunVerify(gfs::Client* c, const Args& a, const std::string& data_dir
   std::map<uint64_t, std::vector<uint8_t>> contents;
   CheckWrites(c, &m, &wc, &probs, &shapes, &contents);
   contents.clear();
+  DeleteCheck dc;
+  CheckDeletes(c, m, &dc, &probs);
   const double t1 = Now();
   RepairCheck rep;
   auto fsck = Repair(c, data_dir, Arg(a, "wait", 60), &rep, &probs);
@@ -1374,6 +1540,14 @@ std::string RunVerify(gfs::Client* c, const Args& a, const std::string& data_dir
                         .N("unreadable_bytes", wc.unreadable_bytes)
                         .N("unreadable_durable_bytes", wc.unreadable_durable_bytes)
                         .End());
+  out.Raw("deletes", JsonObj()
+                         .N("files", dc.files)
+                         .N("checked", dc.checked)
+                         .N("live", dc.live)
+                         .N("trashed", dc.trashed)
+                         .N("gone", dc.gone)
+                         .N("wrong", dc.wrong)
+                         .End());
   out.Raw("repair", JsonObj()
                         .B("healthy", rep.healthy)
                         .D("seconds", rep.seconds)

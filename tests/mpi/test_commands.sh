@@ -219,7 +219,9 @@ cnt = load("count")
 assert [c["path"] for c in cnt] == ["/d", "/e"], cnt
 assert set(cnt[0]) == {"path", "directories", "files", "size"}, cnt
 df = load("df")
-assert set(df) == {"filesystem", "capacity", "used", "free", "use_percent", "chunkservers", "alive"}, df
+assert set(df) == {"filesystem", "capacity", "used", "free", "use_percent", "chunkservers", "alive",
+                   "trash_files", "trash_size", "trash_space"}, df
+assert df["trash_files"] == 1, df  # /d/big2, removed above
 assert df["used"] <= df["capacity"] and df["free"] <= df["capacity"], df
 rep = load("report")
 assert set(rep) == {"chunkservers", "total", "chunks", "under_replicated", "missing"}, rep

@@ -82,7 +82,7 @@ assert_not_contains "$OUT" ".gfs-tmp." "the failed put's temporary is removed"
 run_gfs get /a "$TMP/outa"
 assert_same_file "$TMP/a" "$TMP/outa" "/a after the refused write"
 # With room again the same put succeeds (no "already exists").
-run_gfs rm /a
+run_gfs rm --skip-trash /a
 assert_ok
 run_gfs put "$TMP/b" /b
 assert_ok "the retried put"

@@ -406,6 +406,9 @@ const std::vector<BodyOps>& AllBodies() {
       GFS_BODY(WhoIsMasterReq),  GFS_BODY(WhoIsMasterReply), GFS_BODY(RepairReq),
       GFS_BODY(RepairReply),     GFS_BODY(ClientsGoneReq),   GFS_BODY(ClientsGoneReply),
       GFS_BODY(CopyChunkReq),    GFS_BODY(SnapshotReq),      GFS_BODY(RevokeLeaseReq),
+      GFS_BODY(RemoveReq),       GFS_BODY(RemoveReply),      GFS_BODY(UndeleteReq),
+      GFS_BODY(UndeleteReply),   GFS_BODY(ExpungeReq),       GFS_BODY(ExpungeReply),
+      GFS_BODY(HeldChunksReq),   GFS_BODY(HeldChunksReply),
   };
   return kBodies;
 }
@@ -725,7 +728,11 @@ TEST(FuzzWire, MessagesOfEveryType) {
 
 MetaOp RandomOp(Rng& r) {
   MetaOp op;
-  op.type = static_cast<OpType>(1 + Rand(r, 7));
+  // Every type there is (9 and 11..13 are reserved, not yet defined).
+  static const OpType kTypes[] = {OpType::kMkdir,     OpType::kCreate,   OpType::kDelete,
+                                  OpType::kRename,    OpType::kAddChunk, OpType::kSetVersion,
+                                  OpType::kSetLength, OpType::kReplace,  OpType::kMove};
+  op.type = kTypes[Rand(r, sizeof(kTypes) / sizeof(kTypes[0]))];
   const size_t plen = Coin(r, 30) ? kMaxPathLen : 48;
   op.path = RandString(r, plen);
   op.path2 = RandString(r, plen);
@@ -778,11 +785,13 @@ TEST(FuzzMetaOp, DecodeMutatedRecords) {
     FUZZ_CHECK(back.ok() && *back == op, "round trip of ", op.ToString());
     // Length fields: the u32 after the 2-byte prefix, and the second path's.
     std::vector<size_t> lens;
+    const bool two_paths =
+        op.type == OpType::kRename || op.type == OpType::kReplace || op.type == OpType::kMove;
     if (op.type == OpType::kMkdir || op.type == OpType::kDelete || op.type == OpType::kCreate ||
-        op.type == OpType::kRename) {
+        two_paths) {
       lens.push_back(2);
     }
-    if (op.type == OpType::kRename) lens.push_back(2 + 4 + op.path.size());
+    if (two_paths) lens.push_back(2 + 4 + op.path.size());
     std::vector<uint8_t> donor;
     RandomOp(r).EncodeTo(&donor);
     for (int m = 0; m < 8; ++m) {

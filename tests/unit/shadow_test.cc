@@ -261,6 +261,28 @@ TEST(ShadowMasters, SnapshotsAndCopiesOnWriteSurviveATakeover) {
   ExpectFile(c.client(), "/f", changed);
 }
 
+TEST(ShadowMasters, TrashSurvivesAFailOver) {
+  GroupCluster c;
+  auto data = Bytes((2 << 20) + 5, 7);
+  ASSERT_TRUE(c.client()->Mkdir("/d", false).ok());
+  WriteFile(c.client(), "/d/f", data);
+  auto where = c.client()->Trash("/d/f", false, false);
+  ASSERT_TRUE(where.ok()) << where.status().ToString();
+  // The move into the trash is one record every shadow holds.
+  c.Quiesce(true);
+  for (int r = 1; r < kGroup; ++r) {
+    EXPECT_TRUE(c.member(r).meta().StatFile(*where).ok()) << r;
+    EXPECT_FALSE(c.member(r).meta().Exists("/d/f")) << r;
+  }
+  c.Quiesce(false);
+  c.fabric().Kill(0);
+  // The new master undeletes it; its chunks were never freed.
+  auto u = c.client()->Undelete("/d/f");
+  ASSERT_TRUE(u.ok()) << u.status().ToString();
+  EXPECT_EQ(u->trash_path, *where);
+  ExpectFile(c.client(), "/d/f", data);
+}
+
 TEST(ShadowMasters, DeposedMasterOrdersAreRefused) {
   GroupCluster c;
   WriteFile(c.client(), "/x", Bytes(1 << 20, 5));
