@@ -297,6 +297,10 @@ void MasterServer::Dispatch(Message& m) {
       return OnReport(m);
     case MsgType::kFsck:
       return OnFsck(m);
+    case MsgType::kSetReplication:
+      return OnSetReplication(m);
+    case MsgType::kReplicationState:
+      return OnReplicationState(m);
     default:
       DeferError(
           m, Status::Protocol(std::string("the master does not serve ") + MsgTypeName(m.h.type)));
@@ -416,6 +420,8 @@ void MasterServer::Tick(uint64_t) {
     next_clone_scan_us_ = now + std::min<uint64_t>(500000, cfg_.heartbeat_ms * 1000ull);
     ScheduleRepairs(now);
     ScheduleClones(now);
+    ScheduleTrims(now);
+    ScheduleRebalance(now);
   }
   if (shutting_down_ && !done_ && (shutdown_waiting_ == 0 || now >= shutdown_deadline_us_)) {
     for (Message& m : done_msgs_.Release(0)) DeferReply(m, Empty{});

@@ -10,9 +10,10 @@ namespace gfs {
 
 namespace {
 
-// Version 1: op types 1..7. Version 2: kReplace, the only type written with
-// it, so that logs without a replace stay readable by older builds and a
-// build that does not know kReplace refuses it by its version.
+// Version 1: op types 1..7. Version 2: kReplace and later types, the only
+// ones written with it, so that logs without them stay readable by older
+// builds and a build that does not know version 2 refuses them by their
+// version (one that knows version 2 but not a type refuses the type).
 constexpr uint8_t kMetaOpEncodingVersion = 1;
 constexpr uint8_t kMetaOpEncodingVersionReplace = 2;
 }  // namespace
@@ -29,6 +30,8 @@ const char* OpTypeName(OpType t) {
       return "rename";
     case OpType::kReplace:
       return "replace";
+    case OpType::kSetReplication:
+      return "set_replication";
     case OpType::kAddChunk:
       return "add_chunk";
     case OpType::kSetVersion:
@@ -43,7 +46,9 @@ const char* OpTypeName(OpType t) {
 
 void MetaOp::EncodeTo(std::vector<uint8_t>* out) const {
   Writer w(out);
-  w.U8(type == OpType::kReplace ? kMetaOpEncodingVersionReplace : kMetaOpEncodingVersion);
+  w.U8(static_cast<uint8_t>(type) >= static_cast<uint8_t>(OpType::kReplace)
+           ? kMetaOpEncodingVersionReplace
+           : kMetaOpEncodingVersion);
   w.U8(static_cast<uint8_t>(type));
   switch (type) {
     case OpType::kMkdir:
@@ -82,6 +87,10 @@ void MetaOp::EncodeTo(std::vector<uint8_t>* out) const {
       w.U64(length);
       w.I64(time_ms);
       break;
+    case OpType::kSetReplication:
+      w.Str(path);
+      w.U32(replication);
+      break;
   }
 }
 
@@ -96,7 +105,7 @@ Result<MetaOp> MetaOp::Decode(const uint8_t* data, size_t n) {
   }
   MetaOp op;
   op.type = static_cast<OpType>(type);
-  if ((op.type == OpType::kReplace) != (ver == kMetaOpEncodingVersionReplace)) {
+  if ((type >= static_cast<uint8_t>(OpType::kReplace)) != (ver == kMetaOpEncodingVersionReplace)) {
     return Status::Corruption("meta op: type " + std::to_string(type) + " with encoding version " +
                               std::to_string(ver));
   }
@@ -133,6 +142,10 @@ Result<MetaOp> MetaOp::Decode(const uint8_t* data, size_t n) {
       r.U64(&op.id);
       r.U64(&op.length);
       r.I64(&op.time_ms);
+      break;
+    case OpType::kSetReplication:
+      r.Str(&op.path, kMaxPathLen);
+      r.U32(&op.replication);
       break;
     default:
       return Status::Corruption("meta op: unknown type " + std::to_string(type));
@@ -207,6 +220,13 @@ MetaOp MetaOp::SetLength(uint64_t file_id, uint64_t length, int64_t time_ms) {
   op.time_ms = time_ms;
   return op;
 }
+MetaOp MetaOp::SetReplication(std::string path, uint32_t replication) {
+  MetaOp op;
+  op.type = OpType::kSetReplication;
+  op.path = std::move(path);
+  op.replication = replication;
+  return op;
+}
 
 std::string MetaOp::ToString() const {
   char buf[256];
@@ -235,6 +255,8 @@ std::string MetaOp::ToString() const {
     case OpType::kSetLength:
       std::snprintf(buf, sizeof buf, "set_length file=%" PRIu64 " length=%" PRIu64, id, length);
       return buf;
+    case OpType::kSetReplication:
+      return "set_replication " + path + " repl=" + std::to_string(replication);
   }
   return "unknown op " + std::to_string(static_cast<int>(type));
 }

@@ -71,6 +71,9 @@ enum class OpType : uint8_t {
   // path -> path2 where path2 may be an existing file, removed in the same
   // step (put -f). Encoded with MetaOp encoding version 2.
   kReplace = 8,
+  // path, replication: every file at or under path (a file or a directory
+  // tree) gets this replication. Encoded with MetaOp encoding version 2.
+  kSetReplication = 9,
 };
 
 const char* OpTypeName(OpType t);
@@ -107,6 +110,7 @@ struct MetaOp {
                          int64_t time_ms);
   static MetaOp SetVersion(uint64_t handle, uint64_t version);
   static MetaOp SetLength(uint64_t file_id, uint64_t length, int64_t time_ms);
+  static MetaOp SetReplication(std::string path, uint32_t replication);
 
   // One-line description for logs ("create /a/b id=3 ...").
   std::string ToString() const;
@@ -152,6 +156,8 @@ class MetaState {
   //            already has a chunk).
   //   kSetVersion: kNotFound (handle), kStaleVersion (version <= current).
   //   kSetLength: kNotFound (file id).
+  //   kSetReplication: kInvalidArgument (bad path, replication 0),
+  //            kNotFound, kNotADirectory (a file used as a directory).
   Status Check(const MetaOp& op) const;
 
   // Applies op. Validates first (the same rules as Check) and changes

@@ -72,6 +72,7 @@ void MasterServer::OnCloneReply(uint64_t handle, uint64_t serial, const Result<M
     // is considered again at the next scan.
     servers_[op.target].to_delete.push_back(handle);
     stats_.counters[Counter::kClonesFailed]++;
+    if (op.move_from >= 0) stats_.counters[Counter::kRebalanceMovesFailed]++;
     for (Message& w : chunk_waiters_.Release(handle)) Dispatch(w);
     return;
   }
@@ -85,7 +86,11 @@ void MasterServer::OnCloneReply(uint64_t handle, uint64_t serial, const Result<M
     ClearDamaged(handle, op.target);
     stats_.counters[Counter::kClonesDone]++;
     clone_backoff_.erase(handle);
+    // A move: the source's replica goes now, before a lease request waiting
+    // for the chunk is answered.
+    if (op.move_from >= 0) FinishMove(handle, op);
   } else {
+    if (op.move_from >= 0) stats_.counters[Counter::kRebalanceMovesFailed]++;
     if (ci == nullptr || m.status().ok()) servers_[op.target].to_delete.push_back(handle);
     stats_.counters[Counter::kClonesFailed]++;
     // Not ordered again at once (a target that keeps refusing would get

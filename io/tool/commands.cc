@@ -304,6 +304,10 @@ int RunCommand(Client* c, const JobConfig& job, const CommandSpec& spec, const C
     }
   } else if (cmd == "report") {
     code = Report(c, job, a, &s);
+  } else if (cmd == "setrep") {
+    code = Setrep(c, a, &s, &err_path);
+  } else if (cmd == "balance") {
+    code = Balance(c, job, a, &s);
   } else if (cmd == "fsck") {
     std::string path = p.empty() ? "/" : p[0];
     err_path = path;

@@ -37,6 +37,12 @@ struct JobConfig {
   // `HOST RACK` lines (common/topology.h), read by the master for placement
   // and by clients for replica distance; "": every host a rack of its own.
   std::string topology_file;
+  // Master: rebalancing starts when a live chunkserver's bytes of chunks
+  // differ from the mean by more than this fraction of the mean (0: off),
+  // and moves at most rebalance_moves replicas per second, one at a time
+  // per chunkserver.
+  double rebalance_threshold = 0.10;
+  uint32_t rebalance_moves = 4;
   bool progress = false;
   // `gfs format`: every role discards what its directory holds (metadata,
   // chunks) at start, and the master makes a new store.
