@@ -145,8 +145,14 @@ std::vector<ServerLoad> MasterServer::LoadsOf(const std::vector<int32_t>& ranks)
 }
 
 void MasterServer::ScheduleTrims(uint64_t now) {
+  // Bytes of chunks per server, counted once the first chunk with extras
+  // is found (most scans find none) and kept up to date as replicas go: the
+  // fullest server loses a replica first.
+  std::map<int32_t, uint64_t> bytes;
+  bool counted = false;
   meta_->ForEachFile([&](const std::string&, const FileInfo& f) {
-    for (uint64_t h : f.chunks) {
+    for (size_t i = 0; i < f.chunks.size(); ++i) {
+      const uint64_t h = f.chunks[i];
       if (h == 0 || clones_.count(h) || prepares_.count(h) || repairs_.count(h)) continue;
       auto lease = leases_.find(h);
       if (lease != leases_.end() && lease->second.expiry_us > now) continue;  // being written
@@ -154,9 +160,16 @@ void MasterServer::ScheduleTrims(uint64_t now) {
       // `replication` of them.
       std::vector<int32_t> good = GoodReplicas(h);
       if (good.size() <= f.replication) continue;
+      if (!counted) {
+        bytes = ChunkBytes(nullptr);
+        counted = true;
+      }
+      std::vector<ServerLoad> loads = LoadsOf(good);
+      for (ServerLoad& l : loads) l.used_bytes = bytes[l.id];
       const int extra = static_cast<int>(good.size() - f.replication);
-      for (int r : ChooseExtraReplicas(LoadsOf(good), extra)) {
+      for (int r : ChooseExtraReplicas(loads, extra)) {
         DropReplica(h, r);
+        bytes[r] -= std::min(bytes[r], ChunkLength(f, i));
         stats_.counters[Counter::kReplicasTrimmed]++;
       }
     }
