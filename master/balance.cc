@@ -104,7 +104,9 @@ void MasterServer::OnReplicationState(Message& m) {
     for (uint64_t h : f.chunks) {
       if (h == 0) continue;
       ++rep.chunks;
-      if (GoodReplicas(h).size() != f.replication || clones_.count(h) != 0) ++rep.off_target;
+      const size_t good = GoodReplicas(h).size();
+      if (good != f.replication || clones_.count(h) != 0) ++rep.off_target;
+      if (good < f.replication) ++rep.under;
     }
   });
   std::map<int32_t, uint64_t> bytes = ChunkBytes(nullptr);

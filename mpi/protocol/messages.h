@@ -333,13 +333,14 @@ struct ReplicationStateReply {
   // Chunks whose good replicas are not exactly their file's replication, or
   // with a clone or a move under way.
   uint64_t off_target = 0;
-  uint64_t moves_done = 0;           // rebalancing moves finished by this master
-  bool balanced = true;              // live chunkservers within the rebalance threshold
+  uint64_t under = 0;       // of them, chunks with fewer good replicas than their replication
+  uint64_t moves_done = 0;  // rebalancing moves finished by this master
+  bool balanced = true;     // live chunkservers within the rebalance threshold
   std::vector<ServerBytes> servers;  // live chunkservers
   GFS_VISIT_FIELDS;
   template <class S, class V>
   static bool Fields(S& s, V& v) {
-    return v(s.chunks) && v(s.off_target) && v(s.moves_done) && v(s.balanced) &&
+    return v(s.chunks) && v(s.off_target) && v(s.under) && v(s.moves_done) && v(s.balanced) &&
            v(s.servers, 65536);
   }
 };
