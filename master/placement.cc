@@ -86,7 +86,9 @@ std::vector<int> ChooseExtraReplicas(const std::vector<ServerLoad>& replicas, in
     for (const ServerLoad& s : v) r.insert(s.rack);
     return static_cast<int>(r.size());
   };
-  const int keep_racks = std::min(2, count_racks(replicas));
+  // Two racks stay when the chunk spans two and keeps two replicas or more.
+  const int keep_racks =
+      std::max(1, std::min({2, count_racks(replicas), static_cast<int>(replicas.size()) - n}));
   while (static_cast<int>(out.size()) < n && !left.empty()) {
     std::map<std::string, int> per_host, per_rack;
     for (const ServerLoad& s : left) {

@@ -65,7 +65,7 @@ class DefaultPlacement : public PlacementPolicy {
 
 // Which `n` of a chunk's replicas (`replicas`, one entry each) to remove
 // when it has more than its replication: one at a time, never leaving fewer
-// racks than min(2, racks it spans); preferring a replica whose host holds
+// racks than min(2, racks it spans, replicas kept); preferring a replica whose host holds
 // another replica of the chunk, then one whose rack holds the most, then the
 // fullest server (used_bytes), then the lower id. Returns fewer than `n`
 // only when the rack rule allows no more.

@@ -75,7 +75,8 @@ TEST(ChooseExtraReplicas, KeepsTwoRacksAndPrefersSharedHostsThenTheFullest) {
                                Load(3, "h3", "a", 20), Load(4, "h4", "b", 99)};
   EXPECT_EQ(ChooseExtraReplicas(v, 1), std::vector<int>({2}));
   EXPECT_EQ(ChooseExtraReplicas(v, 2), std::vector<int>({2, 3}));
-  EXPECT_EQ(ChooseExtraReplicas(v, 3), std::vector<int>({2, 3}));  // 1 and 4 stay: two racks
+  // Down to one replica: the rack rule cannot hold.
+  EXPECT_EQ(ChooseExtraReplicas(v, 3), std::vector<int>({2, 3, 4}));
   // A host holding two replicas loses one first (the fuller of the two),
   // even when another server is fuller.
   v = {Load(1, "h1", "a", 90), Load(2, "h2", "b", 60), Load(3, "h2", "b", 5)};
