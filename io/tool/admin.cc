@@ -195,12 +195,18 @@ int Balance(Client* c, const JobConfig& job, const CommandArgs& a, Status* s) {
   }
   const uint64_t until = MonoMicros() + wait_s * 1000000;
   Result<ReplicationStateReply> st = Status::OK();
+  // Every poll is a sample of the master's state: the most chunks seen with
+  // fewer good replicas than their replication, over all of them, tells
+  // whether rebalancing ever left a chunk short.
+  uint64_t samples = 0, under_max = 0;
   for (;;) {
     st = c->ReplicationState("/");
     *s = st.status();
     if (!s->ok()) return 1;
+    ++samples;
+    under_max = std::max(under_max, st->under);
     if (st->balanced || MonoMicros() >= until || Interrupted()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   std::map<int32_t, ServerReport> names;
   if (auto rep = c->Report(); rep.ok()) {
@@ -230,6 +236,8 @@ int Balance(Client* c, const JobConfig& job, const CommandArgs& a, Status* s) {
     j["threshold"] = job.rebalance_threshold;
     j["balanced"] = st->balanced;
     j["moves"] = st->moves_done;
+    j["samples"] = samples;
+    j["under_replicated_max"] = under_max;
     PrintJson(j);
   } else {
     std::printf("%5s %-14s %-10s %14s\n", "rank", "host", "rack", "chunk bytes");
