@@ -99,19 +99,31 @@ void MasterServer::OnReplicationState(Message& m) {
   if (s.ok() && !meta_->Exists(norm)) s = Status::NotFound(norm);
   if (!s.ok()) return DeferError(m, s);
   ReplicationStateReply rep;
+  // Replicas removed but not yet told to their live chunkserver (the next
+  // heartbeat reply carries it): until then the chunk is not settled, as a
+  // job ending now would find the replica again in the next.
+  std::set<uint64_t> undelivered;
+  for (const auto& [rank, st] : servers_) {
+    if (st.alive) undelivered.insert(st.to_delete.begin(), st.to_delete.end());
+  }
+  bool moving = false;
+  for (const auto& [h, op] : clones_) moving = moving || op.move_from >= 0;
   meta_->ForEachFile([&](const std::string& p, const FileInfo& f) {
     if (!UnderPath(p, norm)) return;
     for (uint64_t h : f.chunks) {
       if (h == 0) continue;
       ++rep.chunks;
       const size_t good = GoodReplicas(h).size();
-      if (good != f.replication || clones_.count(h) != 0) ++rep.off_target;
+      if (good != f.replication || clones_.count(h) != 0 || undelivered.count(h) != 0) {
+        ++rep.off_target;
+      }
       if (good < f.replication) ++rep.under;
     }
   });
   std::map<int32_t, uint64_t> bytes = ChunkBytes(nullptr);
   for (const auto& [rank, b] : bytes) rep.servers.push_back(ServerBytes{rank, b});
-  rep.balanced = Balanced(bytes);
+  // Balanced once no move is under way and every removal was handed out.
+  rep.balanced = Balanced(bytes) && !moving && undelivered.empty();
   rep.moves_done = stats_.counters[Counter::kRebalanceMoves];
   DeferReply(m, rep);
 }

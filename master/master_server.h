@@ -242,6 +242,11 @@ class MasterServer : public Server {
   // replication and orders clones, most-missing first, one per target at a
   // time. Chunks under a live lease wait until it expires.
   void ScheduleClones(uint64_t now);
+  // False when cloning a chunk held by `good` (all on one rack) to `target`
+  // (on that rack too) would keep it on one rack although a live server of
+  // another rack could take the copy once free: the clone waits for it.
+  bool SecondRackOrWait(const std::vector<int32_t>& good, int32_t target,
+                        uint32_t replication) const;
   void OnCloneReply(uint64_t handle, uint64_t serial, const Result<Message>& r);
 
   // Replication changes and rebalancing (balance.cc).

@@ -11,6 +11,7 @@ void MasterServer::ScheduleClones(uint64_t now) {
     uint64_t handle;
     uint32_t missing;
     std::vector<int32_t> good;
+    uint32_t replication;
   };
   std::vector<Need> needs;
   meta_->ForEachFile([&](const std::string&, const FileInfo& f) {
@@ -24,7 +25,8 @@ void MasterServer::ScheduleClones(uint64_t now) {
       if (good.empty() || good.size() >= f.replication) continue;
       auto lease = leases_.find(h);
       if (lease != leases_.end() && lease->second.expiry_us > now) continue;
-      needs.push_back({h, static_cast<uint32_t>(f.replication - good.size()), std::move(good)});
+      needs.push_back(
+          {h, static_cast<uint32_t>(f.replication - good.size()), std::move(good), f.replication});
     }
   });
   if (needs.empty()) return;
@@ -35,6 +37,12 @@ void MasterServer::ScheduleClones(uint64_t now) {
   for (const auto& [h, op] : clones_) busy.insert(op.target);
   for (const Need& n : needs) {
     std::vector<ServerLoad> loads = Loads(0, busy);
+    // The chunk's own replicas are never targets (excluded below), but their
+    // racks and hosts count as used even while they are busy with another
+    // clone (Loads marks busy servers not eligible).
+    for (ServerLoad& l : loads) {
+      if (std::find(n.good.begin(), n.good.end(), l.id) != n.good.end()) l.alive = true;
+    }
     std::vector<int> exclude(n.good.begin(), n.good.end());
     auto loc = locations_.find(n.handle);
     if (loc != locations_.end())
@@ -43,6 +51,7 @@ void MasterServer::ScheduleClones(uint64_t now) {
     // replaces the bad replica.
     std::vector<int> target = placement_->ChooseNew(loads, 1, exclude, ++seed_);
     if (target.empty()) continue;
+    if (!SecondRackOrWait(n.good, target[0], n.replication)) continue;
     const ChunkInfo* ci = meta_->FindChunk(n.handle);
     CloneOp op;
     op.serial = ++next_serial_;
@@ -60,6 +69,25 @@ void MasterServer::ScheduleClones(uint64_t now) {
     clones_[n.handle] = std::move(op);
     stats_.counters[Counter::kClonesOrdered]++;
   }
+}
+
+bool MasterServer::SecondRackOrWait(const std::vector<int32_t>& good, int32_t target,
+                                    uint32_t replication) const {
+  if (replication < 2 || good.empty()) return true;
+  auto rack = [&](int32_t r) {
+    auto it = servers_.find(r);
+    return topology_.RackOf(it == servers_.end() ? std::string() : it->second.host);
+  };
+  std::set<std::string> racks;
+  for (int32_t r : good) racks.insert(rack(r));
+  if (racks.size() >= 2 || racks.count(rack(target)) == 0) return true;
+  // The target would leave the chunk on one rack: wait if a live server of
+  // another rack, not holding the chunk, exists (it is busy now).
+  for (const auto& [r, st] : servers_) {
+    if (!st.alive || !st.registered || racks.count(rack(r)) != 0) continue;
+    if (std::find(good.begin(), good.end(), r) == good.end()) return false;
+  }
+  return true;
 }
 
 void MasterServer::OnCloneReply(uint64_t handle, uint64_t serial, const Result<Message>& r) {
