@@ -191,7 +191,7 @@ void MasterServer::ScheduleTrims(uint64_t now) {
 }
 
 void MasterServer::ScheduleRebalance(uint64_t now) {
-  if (cfg_.rebalance_threshold <= 0 || cfg_.rebalance_moves == 0) return;
+  if (cfg_.rebalance_threshold <= 0 || cfg_.rebalance_moves == 0 || shutting_down_) return;
   if (now < next_rebalance_us_) return;
   // One round a second, at most rebalance_moves moves started per round.
   next_rebalance_us_ = now + 1000000;

@@ -391,6 +391,9 @@ void MasterServer::Tick(uint64_t) {
         DropChunksPastEnd();
       }
       ResolveBehind();
+      // Replicas an earlier job removed or moved away but could not tell
+      // (it ended first) are back: trimmed before any request is answered.
+      ScheduleTrims(now);
       DispatchHeld();
       AfterBatch();
     }
