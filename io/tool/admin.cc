@@ -120,10 +120,6 @@ int Report(Client* c, const JobConfig& job, const CommandArgs& a, Status* s) {
     j["chunks"] = rep->chunks;
     j["under_replicated"] = rep->under_replicated;
     j["missing"] = rep->lost;
-    if (auto st = c->ReplicationState("/"); st.ok()) {
-      j["rebalance_moves"] = st->moves_done;
-      j["balanced"] = st->balanced;
-    }
     PrintJson(j);
     return 0;
   }
