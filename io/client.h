@@ -148,6 +148,12 @@ class Client {
   // `verify`, every chunkserver checks all its replicas' checksums first.
   Result<ReportReply> Report();
   Result<FsckReply> Fsck(const std::string& path, bool verify);
+  // Sets the replication of a file, or of every file of a tree (gfs setrep);
+  // returns how many files it set.
+  Result<uint64_t> SetReplication(const std::string& path, uint32_t replication);
+  // How far the files at or under `path` are from their replication, and the
+  // chunkservers' bytes of chunks (gfs setrep -w, gfs balance, gfs report).
+  Result<ReplicationStateReply> ReplicationState(const std::string& path);
 
   // Tells the master this client is finished (the job ends when all are).
   Status Finish(int status);

@@ -2,6 +2,7 @@
 
 #include <boost/program_options.hpp>
 #include <cctype>
+#include <cstdlib>
 #include <cstring>
 #include <set>
 #include <sstream>
@@ -154,7 +155,7 @@ namespace {
 struct GlobalText {
   std::string chunk_size, slice_size, capacity, log_roll, writeback, push;
   std::string chunkservers, clients, shadows, replication, lease_seconds, heartbeat_ms, timeout_ms,
-      scrub, keep_checkpoints, rpc_log_mb, trash_retention;
+      scrub, keep_checkpoints, rpc_log_mb, trash_retention, rebalance_threshold, rebalance_moves;
 };
 
 po::options_description VisibleGlobals(GlobalText* t, GlobalOptions* g) {
@@ -213,6 +214,11 @@ po::options_description VisibleGlobals(GlobalText* t, GlobalOptions* g) {
       "topology", po::value(&j.topology_file)->value_name("FILE"),
       "racks of the hosts, one 'HOST RACK' per line: replicas spread over racks, clients read "
       "the nearest (default: every host a rack of its own)")(
+      "rebalance-threshold", po::value(&t->rebalance_threshold)->value_name("F"),
+      "master: move replicas from fuller to emptier chunkservers while one's bytes of chunks "
+      "differ from the mean by more than F times the mean (default 0.1; 0 off)")(
+      "rebalance-moves", po::value(&t->rebalance_moves)->value_name("N"),
+      "master: rebalancing moves started per second, one at a time per chunkserver (default 4)")(
       "mpirun-args", po::value(&g->mpirun_args)->value_name("\"...\""),
       "launcher: extra arguments for mpirun (one string)")(
       "dry-run", po::bool_switch(&g->dry_run), "launcher: print the mpirun command line and exit");
@@ -313,6 +319,17 @@ Status ApplyGlobals(const GlobalText& t, po::variables_map& vm, bool launcher, G
     auto v = ParseDuration("trash-retention", t.trash_retention);
     if (!v.ok()) return v.status();
     j.trash_retention_s = *v;
+  }
+  GFS_RETURN_IF_ERROR(count(t.rebalance_moves, "rebalance-moves", 0, 1000, &j.rebalance_moves));
+  if (!t.rebalance_threshold.empty()) {
+    char* end = nullptr;
+    const double v = std::strtod(t.rebalance_threshold.c_str(), &end);
+    if (end == t.rebalance_threshold.c_str() || *end != '\0' || !(v >= 0) || v > 100) {
+      return Status::InvalidArgument("--rebalance-threshold '" +
+                                     OneLine(t.rebalance_threshold, 60) +
+                                     "': a fraction of the mean, 0..100 (0.1 = 10%; 0 off)");
+    }
+    j.rebalance_threshold = v;
   }
   if (!t.chunk_size.empty()) {
     auto v = ParseSize("chunk-size", t.chunk_size);
@@ -657,6 +674,27 @@ const std::vector<CommandSpec>& Commands() {
        {{"verify", nullptr, "have every chunkserver check all its checksums now"},
         {"wait", "SECONDS", "first wait up to SECONDS for every chunk to reach full replication"},
         {"locations", nullptr, "list every chunk with its replicas' hosts and racks"},
+        {"json", nullptr, "print one JSON object"}},
+       false,
+       true},
+      {"setrep",
+       "R PATH...",
+       "set the replication of files, or of every file of a directory tree, to R; the master "
+       "then clones or removes replicas to match",
+       2,
+       -1,
+       "xR",
+       {{"wait,w", nullptr, "wait until every chunk has exactly R complete replicas"}}},
+      {"balance",
+       "",
+       "bytes of chunks per chunkserver, the spread from the mean and the rebalancing moves "
+       "done; exit 0 only when within --rebalance-threshold",
+       0,
+       0,
+       "",
+       {{"wait", "SECONDS",
+         "first wait up to SECONDS for rebalancing to bring every "
+         "chunkserver within the threshold"},
         {"json", nullptr, "print one JSON object"}},
        false,
        true},

@@ -309,6 +309,10 @@ void MasterServer::Dispatch(Message& m) {
       return OnUndelete(m);
     case MsgType::kExpunge:
       return OnExpunge(m);
+    case MsgType::kSetReplication:
+      return OnSetReplication(m);
+    case MsgType::kReplicationState:
+      return OnReplicationState(m);
     default:
       DeferError(
           m, Status::Protocol(std::string("the master does not serve ") + MsgTypeName(m.h.type)));
@@ -399,6 +403,9 @@ void MasterServer::Tick(uint64_t) {
         DropChunksPastEnd();
       }
       ResolveBehind();
+      // Replicas an earlier job removed or moved away but could not tell
+      // (it ended first) are back: trimmed before any request is answered.
+      ScheduleTrims(now);
       DispatchHeld();
       AfterBatch();
     }
@@ -429,6 +436,8 @@ void MasterServer::Tick(uint64_t) {
     next_clone_scan_us_ = now + std::min<uint64_t>(500000, cfg_.heartbeat_ms * 1000ull);
     ScheduleRepairs(now);
     ScheduleClones(now);
+    ScheduleTrims(now);
+    ScheduleRebalance(now);
   }
   if (shutting_down_ && !done_ && (shutdown_waiting_ == 0 || now >= shutdown_deadline_us_)) {
     for (Message& m : done_msgs_.Release(0)) DeferReply(m, Empty{});

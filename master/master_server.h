@@ -285,7 +285,39 @@ class MasterServer : public Server {
   // replication and orders clones, most-missing first, one per target at a
   // time. Chunks under a live lease wait until it expires.
   void ScheduleClones(uint64_t now);
+  // False when cloning a chunk held by `good` (all on one rack) to `target`
+  // (on that rack too) would keep it on one rack although a live server of
+  // another rack could take the copy once free: the clone waits for it.
+  bool SecondRackOrWait(const std::vector<int32_t>& good, int32_t target,
+                        uint32_t replication) const;
   void OnCloneReply(uint64_t handle, uint64_t serial, const Result<Message>& r);
+
+  // Replication changes and rebalancing (balance.cc).
+  void OnSetReplication(Message& m);
+  void OnReplicationState(Message& m);
+  // A replica of a live chunkserver that a move could take elsewhere.
+  struct MovableChunk {
+    uint64_t handle = 0;
+    uint64_t bytes = 0;  // the chunk's length
+    uint32_t replication = 0;
+  };
+  // Bytes of chunks per live chunkserver as the master counts them (each
+  // live replica counts its chunk's share of the file's length); with
+  // by_server, also each server's replicas.
+  std::map<int32_t, uint64_t> ChunkBytes(
+      std::map<int32_t, std::vector<MovableChunk>>* by_server) const;
+  // Every live chunkserver within --rebalance-threshold of the mean.
+  bool Balanced(const std::map<int32_t, uint64_t>& bytes) const;
+  // Removes a replica: out of the locations, deleted at its next heartbeat.
+  void DropReplica(uint64_t handle, int32_t rank);
+  std::vector<ServerLoad> LoadsOf(const std::vector<int32_t>& ranks) const;
+  // Chunks with more good replicas than their replication lose the extras
+  // (ChooseExtraReplicas); chunks being written, cloned, prepared or
+  // repaired wait.
+  void ScheduleTrims(uint64_t now);
+  // At most cfg_.rebalance_moves moves started a second, one clone at a
+  // time per server (as target or source).
+  void ScheduleRebalance(uint64_t now);
 
   // Logs and applies one mutation. Replies queued after this wait for the
   // next log sync.
@@ -426,7 +458,11 @@ class MasterServer : public Server {
     uint64_t serial = 0;
     int32_t target = -1, source = -1;
     uint64_t version = 0;
+    // A rebalancing move: this replica is removed once the clone is done.
+    int32_t move_from = -1;
   };
+  // A move's clone is complete: the source's replica is removed.
+  void FinishMove(uint64_t handle, const CloneOp& op);
   std::unordered_map<uint64_t, CloneOp> clones_;  // by handle
   uint64_t next_clone_scan_us_ = 0;
   // A snapshot waiting for the leases on its source's chunks to be revoked.
@@ -448,8 +484,9 @@ class MasterServer : public Server {
     uint32_t index = 0;
     uint64_t to = 0, version = 0;
   };
-  std::unordered_map<uint64_t, CowOp> cows_;              // by the shared chunk's handle
-  uint64_t reserved_handle_ = 0;                          // NewHandle: handles below are taken
+  std::unordered_map<uint64_t, CowOp> cows_;  // by the shared chunk's handle
+  uint64_t reserved_handle_ = 0;              // NewHandle: handles below are taken
+  uint64_t next_rebalance_us_ = 0;
   std::unordered_map<uint64_t, uint64_t> clone_backoff_;  // handle -> not before (us)
   RoleStats stats_;
 

@@ -10,11 +10,11 @@ namespace gfs {
 
 namespace {
 
-// Version 1: op types 1..7. Version 2: kReplace, the only type written with
-// it, so that logs without a replace stay readable by older builds and a
-// build that does not know kReplace refuses it by its version. kMove (10),
-// kSnapshot (12) and kCopyOnWrite (13) are written with version 1: a build
-// that does not know them refuses them as an unknown type, which is as safe.
+// Version 1: op types 1..7. Version 2: kReplace and every later type (move,
+// set_replication, snapshot, copy_on_write), the only ones written with it,
+// so that logs without them stay readable by older builds and a build that
+// does not know version 2 refuses them by their version (one that knows
+// version 2 but not a type refuses the type).
 constexpr uint8_t kMetaOpEncodingVersion = 1;
 constexpr uint8_t kMetaOpEncodingVersionReplace = 2;
 }  // namespace
@@ -33,6 +33,8 @@ const char* OpTypeName(OpType t) {
       return "replace";
     case OpType::kMove:
       return "move";
+    case OpType::kSetReplication:
+      return "set_replication";
     case OpType::kAddChunk:
       return "add_chunk";
     case OpType::kSetVersion:
@@ -51,7 +53,9 @@ const char* OpTypeName(OpType t) {
 
 void MetaOp::EncodeTo(std::vector<uint8_t>* out) const {
   Writer w(out);
-  w.U8(type == OpType::kReplace ? kMetaOpEncodingVersionReplace : kMetaOpEncodingVersion);
+  w.U8(static_cast<uint8_t>(type) >= static_cast<uint8_t>(OpType::kReplace)
+           ? kMetaOpEncodingVersionReplace
+           : kMetaOpEncodingVersion);
   w.U8(static_cast<uint8_t>(type));
   switch (type) {
     case OpType::kMkdir:
@@ -102,6 +106,10 @@ void MetaOp::EncodeTo(std::vector<uint8_t>* out) const {
       w.U64(handle);
       w.U64(version);
       break;
+    case OpType::kSetReplication:
+      w.Str(path);
+      w.U32(replication);
+      break;
   }
 }
 
@@ -116,7 +124,7 @@ Result<MetaOp> MetaOp::Decode(const uint8_t* data, size_t n) {
   }
   MetaOp op;
   op.type = static_cast<OpType>(type);
-  if ((op.type == OpType::kReplace) != (ver == kMetaOpEncodingVersionReplace)) {
+  if ((type >= static_cast<uint8_t>(OpType::kReplace)) != (ver == kMetaOpEncodingVersionReplace)) {
     return Status::Corruption("meta op: type " + std::to_string(type) + " with encoding version " +
                               std::to_string(ver));
   }
@@ -165,6 +173,10 @@ Result<MetaOp> MetaOp::Decode(const uint8_t* data, size_t n) {
       r.U32(&op.index);
       r.U64(&op.handle);
       r.U64(&op.version);
+      break;
+    case OpType::kSetReplication:
+      r.Str(&op.path, kMaxPathLen);
+      r.U32(&op.replication);
       break;
     default:
       return Status::Corruption("meta op: unknown type " + std::to_string(type));
@@ -244,6 +256,13 @@ MetaOp MetaOp::SetLength(uint64_t file_id, uint64_t length, int64_t time_ms) {
   op.time_ms = time_ms;
   return op;
 }
+MetaOp MetaOp::SetReplication(std::string path, uint32_t replication) {
+  MetaOp op;
+  op.type = OpType::kSetReplication;
+  op.path = std::move(path);
+  op.replication = replication;
+  return op;
+}
 
 MetaOp MetaOp::Snapshot(std::string from, std::string to, uint64_t first_id) {
   MetaOp op = Rename(std::move(from), std::move(to));
@@ -298,6 +317,8 @@ std::string MetaOp::ToString() const {
                     "copy_on_write file=%" PRIu64 " index=%u handle=%" PRIu64 " version=%" PRIu64,
                     id, index, handle, version);
       return buf;
+    case OpType::kSetReplication:
+      return "set_replication " + path + " repl=" + std::to_string(replication);
   }
   return "unknown op " + std::to_string(static_cast<int>(type));
 }

@@ -234,6 +234,14 @@ Status MetaState::Validate(const MetaOp& op, Lookup* a, Lookup* b) const {
       }
       return Status::OK();
     }
+    case OpType::kSetReplication: {
+      GFS_RETURN_IF_ERROR(Resolve(op.path, a));
+      if (op.replication == 0) return Status::InvalidArgument("set replication: replication 0");
+      if (a->is_root()) return Status::OK();
+      GFS_RETURN_IF_ERROR(a->parent_status);
+      if (a->leaf == kNone) return Status::NotFound(a->norm);
+      return Status::OK();
+    }
   }
   return Status::InvalidArgument("unknown op type " + std::to_string(static_cast<int>(op.type)));
 }
@@ -365,6 +373,21 @@ Status MetaState::Apply(const MetaOp& op, std::vector<uint64_t>* freed) {
       chunks_[FindChunkSlot(slot)].refs--;  // at least 1 is left (Validate)
       slot = op.handle;
       AddChunkRec(op.handle, op.version, op.id, op.index);
+      return Status::OK();
+    }
+    case OpType::kSetReplication: {
+      // Every file of the tree (or the one file); directories carry no
+      // replication of their own.
+      std::vector<uint32_t> stack{a.is_root() ? kDirTag : a.leaf};
+      while (!stack.empty()) {
+        const uint32_t r = stack.back();
+        stack.pop_back();
+        if ((r & kDirTag) == 0) {
+          files_[r].replication = op.replication;
+          continue;
+        }
+        dirs_[r & ~kDirTag].children.ForEach([&](uint32_t c) { stack.push_back(c); });
+      }
       return Status::OK();
     }
   }

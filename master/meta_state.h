@@ -75,11 +75,14 @@ enum class OpType : uint8_t {
   // path -> path2 where path2 may be an existing file, removed in the same
   // step (put -f). Encoded with MetaOp encoding version 2.
   kReplace = 8,
+  // path, replication: every file at or under path (a file or a directory
+  // tree) gets this replication. Encoded with MetaOp encoding version 2.
+  kSetReplication = 9,
   // path -> path2 as kRename, but path2's missing parent directories are
   // created in the same step (moving an entry into the trash and back out:
   // doc/architecture.md "Trash and garbage collection").
   kMove = 10,
-  // 9 and 11 are reserved for other operations.
+  // 11 is reserved for another operation.
   // path -> path2: path2 (which must not exist, nor lie inside path) becomes
   // a copy of the file or tree at path whose files share path's chunk
   // handles. The copies take file ids id, id + 1, ... in the order of a
@@ -129,6 +132,7 @@ struct MetaOp {
   static MetaOp Snapshot(std::string from, std::string to, uint64_t first_id);
   static MetaOp CopyOnWrite(uint64_t file_id, uint32_t index, uint64_t new_handle,
                             uint64_t version);
+  static MetaOp SetReplication(std::string path, uint32_t replication);
 
   // One-line description for logs ("create /a/b id=3 ...").
   std::string ToString() const;
@@ -183,6 +187,8 @@ class MetaState {
   //   kCopyOnWrite: kNotFound (file id, or no chunk at index),
   //            kInvalidArgument (handle 0; the chunk is not shared),
   //            kAlreadyExists (new handle in use).
+  //   kSetReplication: kInvalidArgument (bad path, replication 0),
+  //            kNotFound, kNotADirectory (a file used as a directory).
   Status Check(const MetaOp& op) const;
 
   // Applies op. Validates first (the same rules as Check) and changes

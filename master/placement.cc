@@ -1,6 +1,7 @@
 #include "master/placement.h"
 
 #include <algorithm>
+#include <map>
 #include <random>
 #include <set>
 #include <tuple>
@@ -75,6 +76,54 @@ std::vector<int> DefaultPlacement::ChooseNew(const std::vector<ServerLoad>& serv
     cands.erase(best);
   }
   return out;
+}
+
+std::vector<int> ChooseExtraReplicas(const std::vector<ServerLoad>& replicas, int n) {
+  std::vector<ServerLoad> left = replicas;
+  std::vector<int> out;
+  auto count_racks = [](const std::vector<ServerLoad>& v) {
+    std::set<std::string> r;
+    for (const ServerLoad& s : v) r.insert(s.rack);
+    return static_cast<int>(r.size());
+  };
+  // Two racks stay when the chunk spans two and keeps two replicas or more.
+  const int keep_racks =
+      std::max(1, std::min({2, count_racks(replicas), static_cast<int>(replicas.size()) - n}));
+  while (static_cast<int>(out.size()) < n && !left.empty()) {
+    std::map<std::string, int> per_host, per_rack;
+    for (const ServerLoad& s : left) {
+      per_host[s.host]++;
+      per_rack[s.rack]++;
+    }
+    // Lower is a better replica to remove.
+    auto key = [&](const ServerLoad& s) {
+      return std::make_tuple(per_host[s.host] > 1 ? 0 : 1, -per_rack[s.rack], ~s.used_bytes, s.id);
+    };
+    int best = -1;
+    for (size_t i = 0; i < left.size(); ++i) {
+      std::vector<ServerLoad> rest = left;
+      rest.erase(rest.begin() + static_cast<std::ptrdiff_t>(i));
+      if (count_racks(rest) < keep_racks) continue;
+      if (best < 0 || key(left[i]) < key(left[static_cast<size_t>(best)])) {
+        best = static_cast<int>(i);
+      }
+    }
+    if (best < 0) break;
+    out.push_back(left[static_cast<size_t>(best)].id);
+    left.erase(left.begin() + best);
+  }
+  return out;
+}
+
+bool SpreadOk(const std::vector<ServerLoad>& replicas, int live_racks, int live_hosts) {
+  std::set<std::string> racks, hosts;
+  for (const ServerLoad& s : replicas) {
+    racks.insert(s.rack);
+    hosts.insert(s.host);
+  }
+  const int size = static_cast<int>(replicas.size());
+  return static_cast<int>(hosts.size()) >= std::min(size, live_hosts) &&
+         static_cast<int>(racks.size()) >= std::min({2, size, live_racks});
 }
 
 }  // namespace gfs

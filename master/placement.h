@@ -63,4 +63,18 @@ class DefaultPlacement : public PlacementPolicy {
   Options opt_;
 };
 
+// Which `n` of a chunk's replicas (`replicas`, one entry each) to remove
+// when it has more than its replication: one at a time, never leaving fewer
+// racks than min(2, racks it spans, replicas kept); preferring a replica whose host holds
+// another replica of the chunk, then one whose rack holds the most, then the
+// fullest server (used_bytes), then the lower id. Returns fewer than `n`
+// only when the rack rule allows no more.
+std::vector<int> ChooseExtraReplicas(const std::vector<ServerLoad>& replicas, int n);
+
+// Whether a chunk's replica set (`replicas`, as after a rebalancing move)
+// keeps the placement rules: min(size, live_hosts) distinct hosts and
+// min(2, size, live_racks) distinct racks, where live_hosts and live_racks
+// count those of the live chunkservers.
+bool SpreadOk(const std::vector<ServerLoad>& replicas, int live_racks, int live_hosts);
+
 }  // namespace gfs

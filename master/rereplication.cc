@@ -11,6 +11,7 @@ void MasterServer::ScheduleClones(uint64_t now) {
     uint64_t handle;
     uint32_t missing;
     std::vector<int32_t> good;
+    uint32_t replication;
   };
   std::vector<Need> needs;
   meta_->ForEachFile([&](const std::string&, const FileInfo& f) {
@@ -24,7 +25,8 @@ void MasterServer::ScheduleClones(uint64_t now) {
       if (good.empty() || good.size() >= f.replication) continue;
       auto lease = leases_.find(h);
       if (lease != leases_.end() && lease->second.expiry_us > now) continue;
-      needs.push_back({h, static_cast<uint32_t>(f.replication - good.size()), std::move(good)});
+      needs.push_back(
+          {h, static_cast<uint32_t>(f.replication - good.size()), std::move(good), f.replication});
     }
   });
   if (needs.empty()) return;
@@ -35,6 +37,12 @@ void MasterServer::ScheduleClones(uint64_t now) {
   for (const auto& [h, op] : clones_) busy.insert(op.target);
   for (const Need& n : needs) {
     std::vector<ServerLoad> loads = Loads(0, busy);
+    // The chunk's own replicas are never targets (excluded below), but their
+    // racks and hosts count as used even while they are busy with another
+    // clone (Loads marks busy servers not eligible).
+    for (ServerLoad& l : loads) {
+      if (std::find(n.good.begin(), n.good.end(), l.id) != n.good.end()) l.alive = true;
+    }
     std::vector<int> exclude(n.good.begin(), n.good.end());
     auto loc = locations_.find(n.handle);
     if (loc != locations_.end())
@@ -43,6 +51,7 @@ void MasterServer::ScheduleClones(uint64_t now) {
     // replaces the bad replica.
     std::vector<int> target = placement_->ChooseNew(loads, 1, exclude, ++seed_);
     if (target.empty()) continue;
+    if (!SecondRackOrWait(n.good, target[0], n.replication)) continue;
     const ChunkInfo* ci = meta_->FindChunk(n.handle);
     CloneOp op;
     op.serial = ++next_serial_;
@@ -62,6 +71,25 @@ void MasterServer::ScheduleClones(uint64_t now) {
   }
 }
 
+bool MasterServer::SecondRackOrWait(const std::vector<int32_t>& good, int32_t target,
+                                    uint32_t replication) const {
+  if (replication < 2 || good.empty()) return true;
+  auto rack = [&](int32_t r) {
+    auto it = servers_.find(r);
+    return topology_.RackOf(it == servers_.end() ? std::string() : it->second.host);
+  };
+  std::set<std::string> racks;
+  for (int32_t r : good) racks.insert(rack(r));
+  if (racks.size() >= 2 || racks.count(rack(target)) == 0) return true;
+  // The target would leave the chunk on one rack: wait if a live server of
+  // another rack, not holding the chunk, exists (it is busy now).
+  for (const auto& [r, st] : servers_) {
+    if (!st.alive || !st.registered || racks.count(rack(r)) != 0) continue;
+    if (std::find(good.begin(), good.end(), r) == good.end()) return false;
+  }
+  return true;
+}
+
 void MasterServer::OnCloneReply(uint64_t handle, uint64_t serial, const Result<Message>& r) {
   auto it = clones_.find(handle);
   if (it == clones_.end() || it->second.serial != serial) return;
@@ -72,6 +100,7 @@ void MasterServer::OnCloneReply(uint64_t handle, uint64_t serial, const Result<M
     // is considered again at the next scan.
     servers_[op.target].to_delete.push_back(handle);
     stats_.counters[Counter::kClonesFailed]++;
+    if (op.move_from >= 0) stats_.counters[Counter::kRebalanceMovesFailed]++;
     for (Message& w : chunk_waiters_.Release(handle)) Dispatch(w);
     return;
   }
@@ -85,7 +114,11 @@ void MasterServer::OnCloneReply(uint64_t handle, uint64_t serial, const Result<M
     ClearDamaged(handle, op.target);
     stats_.counters[Counter::kClonesDone]++;
     clone_backoff_.erase(handle);
+    // A move: the source's replica goes now, before a lease request waiting
+    // for the chunk is answered.
+    if (op.move_from >= 0) FinishMove(handle, op);
   } else {
+    if (op.move_from >= 0) stats_.counters[Counter::kRebalanceMovesFailed]++;
     if (ci == nullptr || m.status().ok()) servers_[op.target].to_delete.push_back(handle);
     stats_.counters[Counter::kClonesFailed]++;
     // Not ordered again at once (a target that keeps refusing would get

@@ -149,6 +149,25 @@ Result<FsckReply> Client::Fsck(const std::string& path, bool verify) {
   return rep;
 }
 
+Result<uint64_t> Client::SetReplication(const std::string& path, uint32_t replication) {
+  SetReplicationReply rep;
+  SetReplicationReq req;
+  req.path = path;
+  req.replication = replication;
+  Status s = MasterCall(req, &rep);
+  if (!s.ok()) return s;
+  return rep.files;
+}
+
+Result<ReplicationStateReply> Client::ReplicationState(const std::string& path) {
+  ReplicationStateReply rep;
+  ReplicationStateReq req;
+  req.path = path;
+  Status s = MasterCall(req, &rep);
+  if (!s.ok()) return s;
+  return rep;
+}
+
 Status Client::Finish(int status) {
   // Lengths not yet told (files written and never closed). A file removed or
   // replaced since then has no length to keep.

@@ -1,11 +1,16 @@
 #include "io/tool/admin.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cinttypes>
+#include <cmath>
 #include <cstdio>
 #include <set>
+#include <thread>
 
+#include "common/clock.h"
 #include "io/tool/commands.h"
+#include "io/tool/interrupt.h"
 #include "io/tool/listing.h"
 #include "io/tool/output.h"
 
@@ -138,7 +143,117 @@ int Report(Client* c, const JobConfig& job, const CommandArgs& a, Status* s) {
     std::printf("recent requests and replies at the master (oldest first):\n");
     for (const std::string& line : rep->recent_rpcs) std::printf("  %s\n", Shown(line).c_str());
   }
+  if (auto st = c->ReplicationState("/"); st.ok()) {
+    std::printf("rebalancing: %" PRIu64 " moves done, %s\n", st->moves_done,
+                st->balanced ? "balanced" : "not balanced");
+  }
   return 0;
+}
+
+int Setrep(Client* c, const CommandArgs& a, Status* s, std::string* err_path) {
+  const auto& p = a.positional;
+  auto r = ParseInt("replication", p[0], 1, 64);
+  if (!r.ok()) {
+    *s = Status::InvalidArgument("replication '" + OneLine(p[0], 60) + "' is not a number 1..64");
+    return 1;
+  }
+  const uint32_t repl = static_cast<uint32_t>(*r);
+  for (size_t i = 1; i < p.size(); ++i) {
+    *err_path = p[i];
+    auto n = c->SetReplication(p[i], repl);
+    *s = n.status();
+    if (!s->ok()) return 1;
+    std::printf("replication %u set for %" PRIu64 " file%s under %s\n", repl, *n,
+                *n == 1 ? "" : "s", Shown(p[i]).c_str());
+  }
+  if (!a.Flag("wait")) return 0;
+  // Like HDFS's -w: until every chunk has exactly R complete replicas (the
+  // master counts live, current, undamaged ones and no clone under way).
+  for (size_t i = 1; i < p.size(); ++i) {
+    *err_path = p[i];
+    for (;;) {
+      if (Interrupted()) {
+        *s = InterruptedStatus();
+        return 1;
+      }
+      auto st = c->ReplicationState(p[i]);
+      *s = st.status();
+      if (!s->ok()) return 1;
+      if (st->off_target == 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  }
+  std::printf("every chunk has %u replicas\n", repl);
+  return 0;
+}
+
+int Balance(Client* c, const JobConfig& job, const CommandArgs& a, Status* s) {
+  uint64_t wait_s = 0;
+  if (const std::string* w = a.Value("wait")) {
+    auto v = ParseInt("wait", *w, 0, 86400);
+    *s = v.status();
+    if (!s->ok()) return 1;
+    wait_s = static_cast<uint64_t>(*v);
+  }
+  const uint64_t until = MonoMicros() + wait_s * 1000000;
+  Result<ReplicationStateReply> st = Status::OK();
+  // Every poll is a sample of the master's state: the most chunks seen with
+  // fewer good replicas than their replication, over all of them, tells
+  // whether rebalancing ever left a chunk short.
+  uint64_t samples = 0, under_max = 0;
+  for (;;) {
+    st = c->ReplicationState("/");
+    *s = st.status();
+    if (!s->ok()) return 1;
+    ++samples;
+    under_max = std::max(under_max, st->under);
+    if (st->balanced || MonoMicros() >= until || Interrupted()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::map<int32_t, ServerReport> names;
+  if (auto rep = c->Report(); rep.ok()) {
+    for (const ServerReport& sv : rep->servers) names[sv.rank] = sv;
+  }
+  const Topology topo = JobTopology(job);
+  double sum = 0;
+  for (const ServerBytes& b : st->servers) sum += static_cast<double>(b.chunk_bytes);
+  const double mean = st->servers.empty() ? 0 : sum / static_cast<double>(st->servers.size());
+  double spread = 0;  // largest distance from the mean, as a fraction of it
+  for (const ServerBytes& b : st->servers) {
+    if (mean > 0)
+      spread = std::max(spread, std::fabs(static_cast<double>(b.chunk_bytes) - mean) / mean);
+  }
+  if (a.Flag("json")) {
+    Json j;
+    j["chunkservers"] = Json::array();
+    for (const ServerBytes& b : st->servers) {
+      ServerReport r = names[b.rank];
+      r.rank = b.rank;
+      Json x = ServerJson(r, topo);
+      x["chunk_bytes"] = b.chunk_bytes;
+      j["chunkservers"].push_back(x);
+    }
+    j["mean_bytes"] = mean;
+    j["spread"] = spread;
+    j["threshold"] = job.rebalance_threshold;
+    j["balanced"] = st->balanced;
+    j["moves"] = st->moves_done;
+    j["samples"] = samples;
+    j["under_replicated_max"] = under_max;
+    PrintJson(j);
+  } else {
+    std::printf("%5s %-14s %-10s %14s\n", "rank", "host", "rack", "chunk bytes");
+    for (const ServerBytes& b : st->servers) {
+      const std::string host = names[b.rank].host;
+      std::printf("%5d %-14s %-10s %14" PRIu64 "\n", b.rank, Shown(host).c_str(),
+                  Shown(topo.RackOf(host)).c_str(), b.chunk_bytes);
+    }
+    std::printf("mean %.0f bytes, largest distance from it %.1f%% (threshold %.1f%%): %s; %" PRIu64
+                " moves done\n",
+                mean, 100 * spread, 100 * job.rebalance_threshold,
+                st->balanced ? "balanced" : "not balanced", st->moves_done);
+  }
+  return st->balanced ? 0 : 4;
 }
 
 int Df(Client* c, const JobConfig& job, const CommandArgs& a, Status* s) {

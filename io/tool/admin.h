@@ -18,6 +18,14 @@ int Report(Client* c, const JobConfig& job, const CommandArgs& a, Status* s);
 // `df`: capacity, used and free space of the store.
 int Df(Client* c, const JobConfig& job, const CommandArgs& a, Status* s);
 
+// `setrep R PATH...`: sets the replication; with -w waits until every chunk
+// of the paths has exactly R good replicas. *err_path: the path an error is
+// about.
+int Setrep(Client* c, const CommandArgs& a, Status* s, std::string* err_path);
+// `balance`: bytes of chunks per chunkserver and whether they are within
+// the rebalance threshold (exit 0) or not (exit 4); --wait first waits.
+int Balance(Client* c, const JobConfig& job, const CommandArgs& a, Status* s);
+
 struct FsckTotals {
   uint64_t files = 0, chunks = 0, healthy = 0, under = 0, missing = 0, corrupt = 0, stale = 0;
   uint64_t unreadable_bytes = 0;  // bytes no replica holds a good copy of

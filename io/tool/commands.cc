@@ -358,6 +358,10 @@ int RunCommand(Client* c, const JobConfig& job, const CommandSpec& spec, const C
     }
   } else if (cmd == "report") {
     code = Report(c, job, a, &s);
+  } else if (cmd == "setrep") {
+    code = Setrep(c, a, &s, &err_path);
+  } else if (cmd == "balance") {
+    code = Balance(c, job, a, &s);
   } else if (cmd == "fsck") {
     std::string path = p.empty() ? "/" : p[0];
     err_path = path;
@@ -471,6 +475,16 @@ Status ValidateCommand(const CommandSpec& spec, const CommandArgs& args, const J
   std::string name = spec.name;
   if (name == "producer-consumer") return PcOptions(args, job, clients).status();
   if (name == "write") return ParseOffset(args.positional[1]).status();
+  if (name == "setrep") {
+    auto r = ParseInt("replication", args.positional[0], 1, 64);
+    if (!r.ok()) {
+      return Status::InvalidArgument("setrep: replication '" + OneLine(args.positional[0], 60) +
+                                     "' is not a number 1..64");
+    }
+  }
+  if (name == "balance" && args.Value("wait")) {
+    return ParseInt("wait", *args.Value("wait"), 0, 86400).status();
+  }
   if (name == "fsck" && args.Value("wait")) {
     return ParseInt("wait", *args.Value("wait"), 0, 86400).status();
   }

@@ -45,6 +45,12 @@ struct JobConfig {
   // `HOST RACK` lines (common/topology.h), read by the master for placement
   // and by clients for replica distance; "": every host a rack of its own.
   std::string topology_file;
+  // Master: rebalancing starts when a live chunkserver's bytes of chunks
+  // differ from the mean by more than this fraction of the mean (0: off),
+  // and moves at most rebalance_moves replicas per second, one at a time
+  // per chunkserver.
+  double rebalance_threshold = 0.10;
+  uint32_t rebalance_moves = 4;
   bool progress = false;
   // Master: how long `gfs rm` keeps entries in the trash before the
   // namespace scan deletes them; 0: no trash (rm deletes at once).

@@ -384,6 +384,69 @@ struct ReportReply {
   }
 };
 
+// `gfs setrep`: every file at or under `path` gets `replication` (a logged
+// op); the master then clones or removes replicas to match.
+struct SetReplicationReq {
+  GFS_MSG(kSetReplication);
+  std::string path;
+  uint32_t replication = 0;
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.path) && v(s.replication);
+  }
+};
+
+struct SetReplicationReply {
+  uint64_t files = 0;  // files whose replication is now the one asked
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.files);
+  }
+};
+
+// Where replication and balance stand for the files at or under `path`
+// (`gfs setrep -w`, `gfs balance`).
+struct ReplicationStateReq {
+  GFS_MSG(kReplicationState);
+  std::string path;
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.path);
+  }
+};
+
+// Bytes of chunk replicas on one chunkserver, as the master counts them
+// (each replica counts its chunk's length from the file's length).
+struct ServerBytes {
+  int32_t rank = -1;
+  uint64_t chunk_bytes = 0;
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.rank) && v(s.chunk_bytes);
+  }
+};
+
+struct ReplicationStateReply {
+  uint64_t chunks = 0;
+  // Chunks whose good replicas are not exactly their file's replication, or
+  // with a clone or a move under way.
+  uint64_t off_target = 0;
+  uint64_t under = 0;       // of them, chunks with fewer good replicas than their replication
+  uint64_t moves_done = 0;  // rebalancing moves finished by this master
+  bool balanced = true;     // live chunkservers within the rebalance threshold
+  std::vector<ServerBytes> servers;  // live chunkservers
+  GFS_VISIT_FIELDS;
+  template <class S, class V>
+  static bool Fields(S& s, V& v) {
+    return v(s.chunks) && v(s.off_target) && v(s.under) && v(s.moves_done) && v(s.balanced) &&
+           v(s.servers, 65536);
+  }
+};
+
 // Per-file health. With `verify`, every live chunkserver first checks the
 // checksums of all its replicas (a replica that fails is corrupt).
 struct FsckReq {

@@ -87,6 +87,8 @@ struct PushTimeline {
   X(kReadShortReplies, "read_short_replies")                     \
   X(kReadsAssembledFromBlocks, "reads_assembled_from_blocks")    \
   X(kRecordsAppended, "records_appended")                        \
+  X(kRebalanceMoves, "rebalance_moves")                          \
+  X(kRebalanceMovesFailed, "rebalance_moves_failed")             \
   X(kRecordsReplicated, "records_replicated")                    \
   X(kRefusedWrongStore, "refused_wrong_store")                   \
   X(kRepairBlocksUnavailable, "repair_blocks_unavailable")       \
@@ -101,6 +103,7 @@ struct PushTimeline {
   X(kReplicasAvoided, "replicas_avoided")                        \
   X(kReplicasPartlyRepaired, "replicas_partly_repaired")         \
   X(kReplicasRepaired, "replicas_repaired")                      \
+  X(kReplicasTrimmed, "replicas_trimmed")                        \
   X(kReplicasVerified, "replicas_verified")                      \
   X(kScrubBytes, "scrub_bytes")                                  \
   X(kScrubCorrupt, "scrub_corrupt")                              \

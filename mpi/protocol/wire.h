@@ -49,60 +49,63 @@ inline constexpr uint32_t kMaxList = 1u << 22;
 // (write-local-done), 55 (recall-grant), 56 (append-local), 57
 // (append-local-done). Clients wrote chunk files themselves through them;
 // only chunkservers write chunk files now.
-#define GFS_PROTOCOL_TABLE(X)                                            \
-  /* client -> master */                                                 \
-  X(kMkdir, 1, "mkdir", MkdirReq, Empty)                                 \
-  X(kCreate, 2, "create", CreateReq, StatReply)                          \
-  X(kDelete, 3, "delete", DeleteReq, Empty)                              \
-  X(kRename, 4, "rename", RenameReq, Empty)                              \
-  X(kList, 5, "list", ListReq, ListReply)                                \
-  X(kStat, 6, "stat", StatReq, StatReply)                                \
-  X(kLookup, 7, "lookup", LookupReq, LookupReply)                        \
-  X(kLease, 8, "lease", LeaseReq, LeaseReply)                            \
-  X(kSetLength, 9, "set-length", SetLengthReq, SetLengthReply)           \
-  X(kClientDone, 10, "client-done", ClientDoneReq, Empty)                \
-  X(kGetStats, 11, "get-stats", GetStatsReq, StatsReply)                 \
-  X(kReport, 12, "report", ReportReq, ReportReply)                       \
-  X(kFsck, 13, "fsck", FsckReq, FsckReply)                               \
-  X(kClientsGone, 14, "clients-gone", ClientsGoneReq, ClientsGoneReply)  \
-  /* chunkserver -> master */                                            \
-  X(kRegister, 20, "register", RegisterReq, RegisterReply)               \
-  X(kHeartbeat, 21, "heartbeat", HeartbeatReq, HeartbeatReply)           \
-  /* master -> chunkserver */                                            \
-  X(kPrepareChunk, 30, "prepare-chunk", PrepareChunkReq, Empty)          \
-  X(kShutdown, 31, "shutdown", ShutdownReq, Empty)                       \
-  X(kVerify, 32, "verify", VerifyReq, VerifyReply)                       \
-  /* chunkserver -> master */                                            \
-  X(kCorrupt, 33, "corrupt", CorruptReq, Empty)                          \
-  /* master -> chunkserver */                                            \
-  X(kClone, 34, "clone", CloneReq, Empty)                                \
-  /* client -> chunkserver, chunkserver -> chunkserver */                \
-  X(kPushData, 40, "push-data", PushDataMsg, OneWay)                     \
-  X(kPushAck, 41, "push-ack", PushAckMsg, OneWay)                        \
-  X(kWrite, 42, "write", WriteReq, Empty)                                \
-  X(kApply, 43, "apply", ApplyReq, Empty)                                \
-  X(kRead, 44, "read", ReadReq, ReadReply)                               \
-  X(kSync, 45, "sync", SyncReq, Empty)                                   \
-  X(kAppend, 46, "append", AppendReq, AppendReply)                       \
-  X(kCommitted, 47, "committed", CommittedReq, CommittedReply)           \
-  X(kReadLocal, 48, "read-local", ReadLocalReq, ReadLocalReply)          \
-  /* master group (master <-> shadow masters) */                         \
-  X(kLogBatch, 50, "log-batch", LogBatchReq, LogBatchReply)              \
-  X(kVote, 51, "vote", VoteReq, VoteReply)                               \
-  /* new master -> everyone; anyone -> a master-group rank */            \
-  X(kNewMaster, 52, "new-master", NewMasterReq, Empty)                   \
-  X(kWhoIsMaster, 53, "who-is-master", WhoIsMasterReq, WhoIsMasterReply) \
-  /* master -> chunkserver: mend a damaged replica from its peers */     \
-  X(kRepair, 58, "repair", RepairReq, RepairReply)                       \
-  /* client -> master: trash, undelete, expunge */                       \
-  X(kRemove, 61, "remove", RemoveReq, RemoveReply)                       \
-  X(kUndelete, 62, "undelete", UndeleteReq, UndeleteReply)               \
-  X(kExpunge, 63, "expunge", ExpungeReq, ExpungeReply)                   \
-  /* master -> chunkserver: delete these, then name every chunk held */  \
-  X(kHeldChunks, 64, "held-chunks", HeldChunksReq, HeldChunksReply)      \
-  /* snapshots: master -> chunkserver, client -> master */               \
-  X(kCopyChunk, 65, "copy-chunk", CopyChunkReq, Empty)                   \
-  X(kSnapshot, 66, "snapshot", SnapshotReq, Empty)                       \
+#define GFS_PROTOCOL_TABLE(X)                                                               \
+  /* client -> master */                                                                    \
+  X(kMkdir, 1, "mkdir", MkdirReq, Empty)                                                    \
+  X(kCreate, 2, "create", CreateReq, StatReply)                                             \
+  X(kDelete, 3, "delete", DeleteReq, Empty)                                                 \
+  X(kRename, 4, "rename", RenameReq, Empty)                                                 \
+  X(kList, 5, "list", ListReq, ListReply)                                                   \
+  X(kStat, 6, "stat", StatReq, StatReply)                                                   \
+  X(kLookup, 7, "lookup", LookupReq, LookupReply)                                           \
+  X(kLease, 8, "lease", LeaseReq, LeaseReply)                                               \
+  X(kSetLength, 9, "set-length", SetLengthReq, SetLengthReply)                              \
+  X(kClientDone, 10, "client-done", ClientDoneReq, Empty)                                   \
+  X(kGetStats, 11, "get-stats", GetStatsReq, StatsReply)                                    \
+  X(kReport, 12, "report", ReportReq, ReportReply)                                          \
+  X(kFsck, 13, "fsck", FsckReq, FsckReply)                                                  \
+  X(kClientsGone, 14, "clients-gone", ClientsGoneReq, ClientsGoneReply)                     \
+  /* chunkserver -> master */                                                               \
+  X(kRegister, 20, "register", RegisterReq, RegisterReply)                                  \
+  X(kHeartbeat, 21, "heartbeat", HeartbeatReq, HeartbeatReply)                              \
+  /* master -> chunkserver */                                                               \
+  X(kPrepareChunk, 30, "prepare-chunk", PrepareChunkReq, Empty)                             \
+  X(kShutdown, 31, "shutdown", ShutdownReq, Empty)                                          \
+  X(kVerify, 32, "verify", VerifyReq, VerifyReply)                                          \
+  /* chunkserver -> master */                                                               \
+  X(kCorrupt, 33, "corrupt", CorruptReq, Empty)                                             \
+  /* master -> chunkserver */                                                               \
+  X(kClone, 34, "clone", CloneReq, Empty)                                                   \
+  /* client -> chunkserver, chunkserver -> chunkserver */                                   \
+  X(kPushData, 40, "push-data", PushDataMsg, OneWay)                                        \
+  X(kPushAck, 41, "push-ack", PushAckMsg, OneWay)                                           \
+  X(kWrite, 42, "write", WriteReq, Empty)                                                   \
+  X(kApply, 43, "apply", ApplyReq, Empty)                                                   \
+  X(kRead, 44, "read", ReadReq, ReadReply)                                                  \
+  X(kSync, 45, "sync", SyncReq, Empty)                                                      \
+  X(kAppend, 46, "append", AppendReq, AppendReply)                                          \
+  X(kCommitted, 47, "committed", CommittedReq, CommittedReply)                              \
+  X(kReadLocal, 48, "read-local", ReadLocalReq, ReadLocalReply)                             \
+  /* master group (master <-> shadow masters) */                                            \
+  X(kLogBatch, 50, "log-batch", LogBatchReq, LogBatchReply)                                 \
+  X(kVote, 51, "vote", VoteReq, VoteReply)                                                  \
+  /* new master -> everyone; anyone -> a master-group rank */                               \
+  X(kNewMaster, 52, "new-master", NewMasterReq, Empty)                                      \
+  X(kWhoIsMaster, 53, "who-is-master", WhoIsMasterReq, WhoIsMasterReply)                    \
+  /* master -> chunkserver: mend a damaged replica from its peers */                        \
+  X(kRepair, 58, "repair", RepairReq, RepairReply)                                          \
+  /* client -> master: replication of existing files, and its progress */                   \
+  X(kSetReplication, 59, "set-replication", SetReplicationReq, SetReplicationReply)         \
+  X(kReplicationState, 60, "replication-state", ReplicationStateReq, ReplicationStateReply) \
+  /* client -> master: trash, undelete, expunge */                                          \
+  X(kRemove, 61, "remove", RemoveReq, RemoveReply)                                          \
+  X(kUndelete, 62, "undelete", UndeleteReq, UndeleteReply)                                  \
+  X(kExpunge, 63, "expunge", ExpungeReq, ExpungeReply)                                      \
+  /* master -> chunkserver: delete these, then name every chunk held */                     \
+  X(kHeldChunks, 64, "held-chunks", HeldChunksReq, HeldChunksReply)                         \
+  /* snapshots: master -> chunkserver, client -> master */                                  \
+  X(kCopyChunk, 65, "copy-chunk", CopyChunkReq, Empty)                                      \
+  X(kSnapshot, 66, "snapshot", SnapshotReq, Empty)                                          \
   X(kRevokeLease, 67, "revoke-lease", RevokeLeaseReq, Empty)
 
 #define GFS_PROTOCOL_ENUM_ROW(name, number, text, Req, Rep) name = number,

@@ -157,6 +157,40 @@ TEST_F(JournalTest, RestartsAcrossManyRolloversEqualLiveState) {
   ExpectRecovers(env_, live, last);
 }
 
+// A set_replication record (gfs setrep) is replayed after a restart, and
+// kept by a checkpoint (the files' replication).
+TEST_F(JournalTest, SetReplicationSurvivesARestartAndACheckpoint) {
+  for (bool checkpoint : {false, true}) {
+    std::filesystem::remove_all(dir_);
+    MetaState live;
+    uint64_t last = 0;
+    {
+      MetaJournal j(env_, dir_, Small());
+      MetaState st;
+      ASSERT_TRUE(j.Open(&st, nullptr, nullptr).ok());
+      for (const MetaOp& op :
+           {MetaOp::Mkdir("/d", false), MetaOp::Create("/d/a", 1, 3, 65536, 0),
+            MetaOp::Create("/d/b", 2, 3, 65536, 0), MetaOp::SetReplication("/d", 1)}) {
+        uint64_t seq = 0;
+        ASSERT_TRUE(j.Append(op, &seq).ok());
+        ASSERT_TRUE(live.Apply(op).ok());
+      }
+      ASSERT_TRUE(j.Sync().ok());
+      if (checkpoint) {
+        ASSERT_TRUE(j.CheckpointNow().ok());
+        ASSERT_TRUE(j.WaitForCheckpoint().ok());
+      }
+      last = j.last_seq();
+    }
+    ExpectRecovers(env_, live, last);
+    MetaState st;
+    MetaJournal j(env_, dir_, Small());
+    ASSERT_TRUE(j.Open(&st, nullptr, nullptr).ok());
+    EXPECT_EQ(st.StatFile("/d/a")->replication, 1u) << "checkpoint " << checkpoint;
+    EXPECT_EQ(st.StatFile("/d/b")->replication, 1u) << "checkpoint " << checkpoint;
+  }
+}
+
 TEST_F(JournalTest, IncompleteNewestCheckpointFallsBackToOlder) {
   for (int mode = 0; mode < 3; ++mode) {
     SCOPED_TRACE(mode);

@@ -283,6 +283,36 @@ TEST(ShadowMasters, TrashSurvivesAFailOver) {
   ExpectFile(c.client(), "/d/f", data);
 }
 
+// gfs setrep's record reaches the shadows: after a take-over the new master
+// has the new replication and brings the replicas to it.
+TEST(ShadowMasters, SetReplicationSurvivesATakeover) {
+  GroupCluster c;
+  auto data = Bytes(2 << 20, 5);
+  WriteFile(c.client(), "/r", data);
+  auto n = c.client()->SetReplication("/r", 1);
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  c.fabric().Kill(0);
+  auto st = c.client()->Stat("/r");
+  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  EXPECT_EQ(st->replication, 1u);
+  auto settled = [&](uint32_t want) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (std::chrono::steady_clock::now() < until) {
+      auto rs = c.client()->ReplicationState("/r");
+      if (rs.ok() && rs->off_target == 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    auto fsck = c.client()->Fsck("/r", false);
+    ASSERT_TRUE(fsck.ok()) << fsck.status().ToString();
+    for (const FsckChunk& ch : fsck->files.at(0).chunks) EXPECT_EQ(ch.replicas.size(), want);
+  };
+  settled(1);
+  ExpectFile(c.client(), "/r", data);
+  ASSERT_TRUE(c.client()->SetReplication("/r", 3).ok());
+  settled(3);
+  ExpectFile(c.client(), "/r", data);
+}
+
 TEST(ShadowMasters, DeposedMasterOrdersAreRefused) {
   GroupCluster c;
   WriteFile(c.client(), "/x", Bytes(1 << 20, 5));
