@@ -51,7 +51,13 @@ any exit) and writes one JSON line per measurement to FILE:
     - then one more chain job with 1 MiB calls (a reader streaming in small
       reads, which the client's read-ahead serves): read_1m_calls, ideal
       B/T, and chain_push_1m_calls (each 1 MiB write waits for the one
-      before: a latency figure, not a link one; ideal B/T all the same).
+      before: a latency figure, not a link one; ideal B/T all the same);
+    - append_8_producers: a job with a chunkserver on each of the 4 hosts
+      and 8 producers, two per host, record-appending 64 KiB records to one
+      file at R = $R, SIZE bytes in all; ideal B·R / (4·T): each byte
+      crosses R host links and the 4 hosts send at T each (a byte whose
+      chain starts on its producer's host crosses one fewer, so this ratio
+      can pass 1).
 
 Each line has what, seconds, ideal_seconds and ratio = ideal_seconds /
 seconds (1.0: at the link rate; the targets are chain >= 1/1.1 = 0.91,
@@ -269,3 +275,30 @@ EOF
 # ---- small calls: a streaming reader of 1 MiB reads (read-ahead at work)
 run_job chain 1M
 emit_job chain 1 _1m_calls
+
+# ---- 8 producers spread over the 4 hosts (two per host, beside a chunkserver on
+# each) record-appending 64 KiB records to one file at R, SIZE bytes in all. The
+# bound the links allow: each byte crosses R host links and the 4 hosts send at T
+# each, so B·R / (4·T) (a byte whose chain starts on its producer's own host
+# crosses one link fewer, so the ratio can pass 1 by up to R / (R - 1)).
+job=$((job + 1))
+GFS_BIN="$BUILD/gfs-bench" timeout "$JOB_TIMEOUT" "$NC" gfs --chunkservers 4 --clients 8 \
+  --replication "$R" --chunk-size "$CHUNK" --data-dir "$LOCAL/job$job" \
+  --api gfs --workload append -t 64K -b "$((B / 8))" --reps 1 --memcpy-mib 16 \
+  --dir "$WORK" --json "$WORK/job$job.json" >"$WORK/job$job.log" 2>&1 &
+pid=$!
+wait "$pid" || die "gfs-bench append job $job failed: $(tail -n 3 "$WORK/job$job.log")"
+for h in h0 h1 h2 h3; do "$NC" exec "$h" rm -rf "$LOCAL/job$job"; done
+emit "$(python3 - "$WORK/job$job.json" "$T_MBIT" "$R" <<'EOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+t, r = float(sys.argv[2]), int(sys.argv[3])
+g = next(x for x in rows if x["workload"] == "append" and not x.get("op"))
+bps = t * 1e6 / 8
+ideal = g["bytes"] * r / (4 * bps)
+print(json.dumps({"what": "append_8_producers", "seconds": g["seconds"],
+                  "ideal_seconds": round(ideal, 3), "ratio": round(ideal / g["seconds"], 3),
+                  "bytes": g["bytes"], "mb_per_s": g["mb_per_s"], "producers": 8, "hosts": 4,
+                  "rate_mbit": t, "replication": r, "errors": g["errors"]}))
+EOF
+)"
