@@ -49,7 +49,12 @@ fi
 phase "clang-format check" $(($(date +%s) - t0))
 echo "== ctest (Release, all tests, GFS_TEST_SCALE=$GFS_TEST_SCALE)"
 t0="$(date +%s)"
-if ! ctest --test-dir "$BUILD" --output-on-failure --no-tests=error -j1; then
+# Unit tests two at a time (in-process, no MPI); everything else one at a
+# time (the MPI tests also say RUN_SERIAL).
+if ! ctest --test-dir "$BUILD" --output-on-failure --no-tests=error -L unit -j2; then
+  status=1
+fi
+if ! ctest --test-dir "$BUILD" --output-on-failure --no-tests=error -LE unit -j1; then
   status=1
 fi
 phase "ctest Release (all)" $(($(date +%s) - t0))
@@ -57,7 +62,7 @@ phase "ctest Release (all)" $(($(date +%s) - t0))
 if [[ "${GFS_SKIP_ASAN:-0}" != 1 ]]; then
   echo "== ctest (ASan+UBSan, unit tests)"
   t0="$(date +%s)"
-  if ! ctest --test-dir "$ASAN_BUILD" --output-on-failure --no-tests=error -L unit; then
+  if ! ctest --test-dir "$ASAN_BUILD" --output-on-failure --no-tests=error -L unit -j2; then
     status=1
   fi
   phase "ctest ASan+UBSan (unit)" $(($(date +%s) - t0))
